@@ -1,0 +1,3 @@
+"""Headwater: a self-hosted customer data platform core."""
+
+__version__ = "0.1.0"

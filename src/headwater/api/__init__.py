@@ -1,0 +1,1 @@
+"""HTTP: routing, request parsing, authentication and error rendering. No business rules here."""

@@ -1,0 +1,91 @@
+"""The FastAPI application: one process serving every API of Headwater."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from headwater import __version__
+from headwater.api import errors
+from headwater.api.responses import JSONResponse
+from headwater.services.container import Services
+from headwater.settings import Settings, load_settings
+
+log = logging.getLogger("headwater")
+
+_HEADERS = [
+    ("x-api-key", "The client id the access token was issued to."),
+    ("x-gw-ims-org-id", "Your organization id."),
+    ("x-sandbox-name", "The sandbox to work in, e.g. prod."),
+]
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = services or Services(settings)
+        svc.start()
+        app.state.services = svc
+        log.info("Headwater %s serving; metadata at %s", __version__, _safe_url(settings.resolved_database_url))
+        try:
+            yield
+        finally:
+            if services is None:
+                svc.close()
+
+    app = FastAPI(
+        title="Headwater",
+        version=__version__,
+        description="Self-hosted customer data platform core. Paths, headers and payloads follow Adobe "
+        "Experience Platform's Flow Service, Schema Registry, Catalog and Conversion APIs.",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    if services is not None:
+        app.state.services = services
+    errors.install(app)
+    from headwater.api.routes import catalog, conversion, flowservice, ims, schemaregistry
+
+    app.include_router(ims.router)
+    app.include_router(flowservice.router)
+    app.include_router(schemaregistry.router)
+    app.include_router(catalog.router)
+    app.include_router(conversion.router)
+
+    @app.get("/health", tags=["Operations"], summary="Liveness")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {})
+        components["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            **{name: {"type": "apiKey", "in": "header", "name": name, "description": text}
+               for name, text in _HEADERS},
+        }
+        for path, methods in schema.get("paths", {}).items():
+            if path.startswith("/data/"):
+                for operation in methods.values():
+                    operation["security"] = [{"bearer": [], **{n: [] for n, _ in _HEADERS}}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,1 @@
+"""One router per reference API: IMS tokens, Flow Service, Schema Registry, Catalog, Conversion."""

@@ -1,0 +1,127 @@
+"""Headwater's exception tree. Every error a client can cause maps to one HTTP status and a stable code.
+
+    HeadwaterError                  base; carries status, code, title, detail, report
+    ├── BadRequest (400)            malformed input
+    │   └── ValidationFailed (400)  input that parses but breaks a rule; report.errors names each field
+    ├── Unauthenticated (401)       no or bad credentials
+    ├── Forbidden (403)             credentials valid, access not allowed
+    ├── NotFound (404)              absent, or not visible to this organization and sandbox
+    ├── Conflict (409)              the resource is in use or already exists
+    ├── PreconditionFailed (412)    If-Match names a stale etag
+    ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415)
+    ├── PreconditionRequired (428)  If-Match missing
+    └── Transient (503)             retrying later may succeed (``transient = True``)
+
+Codes look like ``FLOW-1439-404``: a service prefix, a number per kind of error, the status.
+They are stable: clients may branch on them. Messages say what to do next.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_TYPE_BASE = "https://ns.adobe.com/aep/errors/"
+
+
+class HeadwaterError(Exception):
+    status = 500
+    title = "Internal error"
+    code = "HW-1000-500"
+    transient = False
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        title: str | None = None,
+        report: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if title is not None:
+            self.title = title
+        self.report = dict(report or {})
+
+    def body(self, request_id: str | None = None) -> dict[str, Any]:
+        report = {"code": self.code, **self.report}
+        if request_id:
+            report["request-id"] = request_id
+        return {
+            "type": ERROR_TYPE_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "report": report,
+        }
+
+
+class BadRequest(HeadwaterError):
+    status, title, code = 400, "Bad request", "HW-1400-400"
+
+
+class ValidationFailed(BadRequest):
+    """Input that breaks a rule. ``errors`` is a list of ``{"path", "message"}`` naming each field."""
+
+    title, code = "Validation failed", "HW-1422-400"
+
+    def __init__(self, errors: list[dict[str, str]], *, code: str | None = None, detail: str | None = None):
+        first = errors[0] if errors else {"path": "", "message": "invalid"}
+        where = f"{first['path']}: " if first.get("path") else ""
+        text = detail or where + first["message"]
+        if not detail and len(errors) > 1:
+            text += f" (and {len(errors) - 1} more)"
+        super().__init__(text, code=code, report={"errors": errors})
+        self.errors = errors
+
+
+class Unauthenticated(HeadwaterError):
+    status, title, code = 401, "Unauthorized", "HW-1401-401"
+
+
+class Forbidden(HeadwaterError):
+    status, title, code = 403, "Forbidden", "HW-1403-403"
+
+
+class NotFound(HeadwaterError):
+    status, title, code = 404, "Resource not found", "HW-1404-404"
+
+
+class MethodNotAllowed(HeadwaterError):
+    status, title, code = 405, "Method not allowed", "HW-1405-405"
+
+
+class Conflict(HeadwaterError):
+    status, title, code = 409, "Conflict", "HW-1409-409"
+
+
+class PreconditionFailed(HeadwaterError):
+    status, title, code = 412, "Precondition failed", "HW-1412-412"
+
+
+class PayloadTooLarge(HeadwaterError):
+    status, title, code = 413, "Payload too large", "HW-1413-413"
+
+
+class UnsupportedMediaType(HeadwaterError):
+    status, title, code = 415, "Unsupported media type", "HW-1415-415"
+
+
+class PreconditionRequired(HeadwaterError):
+    status, title, code = 428, "Precondition required", "HW-1428-428"
+
+
+class Transient(HeadwaterError):
+    status, title, code, transient = 503, "Service unavailable", "HW-1503-503", True
+
+
+def not_found(kind: str, ident: str, service: str = "FLOW") -> NotFound:
+    return NotFound(
+        f"No {kind} with id {ident!r} in this organization and sandbox. Check the id and the "
+        "x-gw-ims-org-id / x-sandbox-name headers.",
+        code=f"{service}-1439-404" if service == "FLOW" else f"{service}-1404-404",
+        report={"id": ident, "type": kind},
+    )

@@ -1,0 +1,1 @@
+"""The domain: plain Python rules over the stores. No HTTP here."""

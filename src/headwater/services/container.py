@@ -1,0 +1,79 @@
+"""The composition root: every service of one Headwater process, built from the settings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from headwater.services.specs import SpecCatalog, catalog
+from headwater.services.tenancy import Tenancy
+from headwater.services.tokens import TokenService
+from headwater.settings import Settings
+from headwater.stores.metadata import MetadataStore, open_store
+from headwater.stores.secrets import SecretBox
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """A small read-through cache for hot lookups (API clients, sandboxes) on every request."""
+
+    def __init__(self, ttl_seconds: float, loader: Callable[[K], V], max_size: int = 10_000) -> None:
+        self.ttl = ttl_seconds
+        self.loader = loader
+        self.max_size = max_size
+        self._data: dict[K, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V:
+        now = time.monotonic()
+        hit = self._data.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = self.loader(key)
+        with self._lock:
+            if len(self._data) >= self.max_size:
+                self._data.clear()
+            self._data[key] = (now + self.ttl, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class Services:
+    def __init__(self, settings: Settings, store: MetadataStore | None = None) -> None:
+        from headwater.services.catalogsvc import DataSets
+        from headwater.services.conversion import MappingSets
+        from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+        from headwater.services.schemas import SchemaRegistry
+
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.store = store or open_store(settings.resolved_database_url)
+        self.box = SecretBox.from_settings(settings)
+        self.tokens = TokenService(settings)
+        self.tenancy = Tenancy(self.store, self.box, settings)
+        self.specs: SpecCatalog = catalog()
+        self.clients = TtlCache(2.0, self.store.get_client)
+        self.sandboxes = TtlCache(2.0, lambda key: self.store.get_sandbox(*key))
+        self.orgs = TtlCache(2.0, self.store.get_org)
+        self.schemas = SchemaRegistry(self)
+        self.datasets = DataSets(self)
+        self.mapping_sets = MappingSets(self)
+        self.connections = Connections(self)
+        self.source_connections = SourceConnections(self)
+        self.target_connections = TargetConnections(self)
+        self.flows = Flows(self)
+
+    def start(self) -> None:
+        """Migrate the metadata store and make sure the default organization exists."""
+        self.store.migrate()
+        self.tenancy.bootstrap()
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,282 @@
+"""List queries shared by every collection: ``property=`` filters, ``orderby``, ``limit``, ``count`` and
+``continuationToken``, as the Flow Service documents them.
+
+Filters: ``property=PATH OP VALUE`` with OP one of ``== != > < >= <=``; PATH is dotted and may step into
+arrays with ``[]`` (``sourceConnectionIds[]==a``); a comma list of values means any of them; repeated
+``property`` parameters must all hold; ``property=PATH`` alone means the field exists. Values may be
+quoted (``name=="CRMToAEP"``). Unquoted values compare as numbers or booleans when the field is one.
+
+Unfiltered lists ordered by a stored column page in SQL; anything else is filtered and ordered in Python
+over the scope's resources (a sandbox holds thousands of flows, not millions).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from headwater.errors import BadRequest
+from headwater.stores.metadata import MetadataStore, Resource, Scope
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+_FILTER = re.compile(r"^\s*(?P<path>[^=!<>]+?)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>.*?)\s*$")
+_SQL_ORDER = {"createdAt": "createdAt", "updatedAt": "updatedAt", "name": "name", "id": "id"}
+
+
+@dataclass(frozen=True)
+class Filter:
+    path: tuple[str, ...]
+    op: str | None
+    values: tuple[str, ...]
+    quoted: tuple[bool, ...]
+
+    def matches(self, doc: Any) -> bool:
+        found = list(_resolve(doc, self.path))
+        if self.op is None:
+            return any(v is not None for v in found)
+        if self.op == "!=":
+            return not any(_equal(v, w, q) for v in found for w, q in zip(self.values, self.quoted, strict=True))
+        if self.op == "==":
+            return any(_equal(v, w, q) for v in found for w, q in zip(self.values, self.quoted, strict=True))
+        return any(_compare(v, w, q, self.op) for v in found for w, q in zip(self.values, self.quoted, strict=True))
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filters: tuple[Filter, ...] = ()
+    order_path: tuple[str, ...] = ("createdAt",)
+    descending: bool = False
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    count: bool = False
+    passthrough: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def order_key(self) -> str:
+        return ".".join(self.order_path)
+
+
+def parse_query(params: Iterable[tuple[str, str]], default_order: str = "createdAt") -> ListQuery:
+    filters: list[Filter] = []
+    order = default_order
+    limit, offset, count = DEFAULT_LIMIT, 0, False
+    passthrough: dict[str, list[str]] = {}
+    for key, value in params:
+        if key == "property":
+            filters.append(parse_filter(value))
+            passthrough.setdefault(key, []).append(value)
+        elif key.lower() == "orderby":
+            order = value
+            passthrough.setdefault(key, []).append(value)
+        elif key == "limit":
+            limit = _int_param("limit", value, 1, MAX_LIMIT)
+            passthrough.setdefault(key, []).append(value)
+        elif key == "count":
+            count = value.lower() in ("true", "1", "yes")
+        elif key == "continuationToken":
+            offset = decode_token(value)
+        elif key == "start":
+            offset = _int_param("start", value, 0, 10**9)
+    order = order.strip()
+    descending = order.startswith("-")
+    order = order.lstrip("+-").strip() or default_order
+    return ListQuery(tuple(filters), _split_path(order), descending, limit, offset, count, passthrough)
+
+
+def parse_filter(text: str) -> Filter:
+    match = _FILTER.match(text)
+    if match is None:
+        path = text.strip()
+        if not path or any(c in path for c in "=<>!"):
+            raise BadRequest(
+                f"property filter {text!r} is not PATH, or PATH OP VALUE with OP one of == != > < >= <=.",
+                code="FLOW-1400-400",
+                report={"parameter": "property"},
+            )
+        return Filter(_split_path(path), None, (), ())
+    values, quoted = [], []
+    for raw in _split_values(match["value"]):
+        is_quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'"
+        values.append(raw[1:-1] if is_quoted else raw)
+        quoted.append(is_quoted)
+    return Filter(_split_path(match["path"]), match["op"], tuple(values), tuple(quoted))
+
+
+def run(
+    store: MetadataStore,
+    kind: str,
+    scope: Scope,
+    query: ListQuery,
+    render: Callable[[Resource], dict[str, Any]],
+    prefilter: Callable[[dict[str, Any]], bool] | None = None,
+) -> tuple[list[dict[str, Any]], int | None, int | None]:
+    """Return (rendered page, next offset or None, total when counted)."""
+    sql_order = _SQL_ORDER.get(query.order_key)
+    if not query.filters and prefilter is None and sql_order is not None:
+        page = store.list(
+            kind, scope, order=sql_order, descending=query.descending,  # type: ignore[arg-type]
+            offset=query.offset, limit=query.limit + 1, count=query.count,
+        )
+        docs = [render(r) for r in page.items]
+        more = len(docs) > query.limit
+        return docs[: query.limit], (query.offset + query.limit if more else None), page.total
+    docs = [render(r) for r in store.list(kind, scope).items]
+    return apply(docs, query, prefilter)
+
+
+def apply(
+    docs: list[dict[str, Any]], query: ListQuery, prefilter: Callable[[dict[str, Any]], bool] | None = None
+) -> tuple[list[dict[str, Any]], int | None, int | None]:
+    """Filter, order and page documents already in memory (used for static catalogs too)."""
+    selected = [d for d in docs if (prefilter is None or prefilter(d)) and all(f.matches(d) for f in query.filters)]
+    if query.order_key != "createdAt" or query.descending:
+        selected.sort(key=lambda d: _sort_key(d, query.order_path), reverse=query.descending)
+    total = len(selected)
+    page = selected[query.offset : query.offset + query.limit]
+    more = query.offset + query.limit < total
+    return page, (query.offset + query.limit if more else None), total
+
+
+def next_href(base_path: str, query: ListQuery, next_offset: int | None) -> dict[str, Any]:
+    if next_offset is None:
+        return {}
+    from urllib.parse import urlencode
+
+    pairs = [(k, v) for k, vs in query.passthrough.items() for v in vs]
+    pairs.append(("continuationToken", encode_token(next_offset)))
+    return {"next": {"href": f"{base_path}?{urlencode(pairs)}"}}
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).rstrip(b"=").decode()
+
+
+def decode_token(token: str) -> int:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset = data["o"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise BadRequest(
+        "continuationToken is not one this server issued; start again without it.",
+        code="FLOW-1401-400",
+        report={"parameter": "continuationToken"},
+    )
+
+
+def _int_param(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise BadRequest(
+            f"{name} must be an integer from {low} to {high}.", code="FLOW-1402-400", report={"parameter": name}
+        )
+    return number
+
+
+def _split_path(path: str) -> tuple[str, ...]:
+    parts: list[str] = []
+    for part in re.split(r"(?<!\\)\.", path.strip()):
+        part = part.replace("\\.", ".")
+        if part.endswith("[]"):
+            parts.extend([part[:-2], "[]"])
+        else:
+            parts.append(part)
+    return tuple(p for p in parts if p)
+
+
+def _split_values(text: str) -> list[str]:
+    values, current, quote = [], "", ""
+    for ch in text:
+        if quote:
+            current += ch
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'" and not current.strip():
+            quote = ch
+            current += ch
+        elif ch == ",":
+            values.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    values.append(current.strip())
+    return values
+
+
+def _resolve(doc: Any, path: tuple[str, ...]) -> Iterable[Any]:
+    if not path:
+        if isinstance(doc, list):
+            yield from doc
+        else:
+            yield doc
+        return
+    head, rest = path[0], path[1:]
+    if head == "[]":
+        if isinstance(doc, list):
+            for item in doc:
+                yield from _resolve(item, rest)
+        return
+    if isinstance(doc, Mapping) and head in doc:
+        yield from _resolve(doc[head], rest)
+    elif isinstance(doc, list):
+        for item in doc:
+            yield from _resolve(item, path)
+
+
+def _typed(field_value: Any, raw: str, quoted: bool) -> Any:
+    if quoted or isinstance(field_value, str):
+        return raw
+    if isinstance(field_value, bool):
+        return raw.lower() == "true" if raw.lower() in ("true", "false") else raw
+    if isinstance(field_value, int | float):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    if field_value is None and raw == "null":
+        return None
+    return raw
+
+
+def _equal(field_value: Any, raw: str, quoted: bool) -> bool:
+    typed = _typed(field_value, raw, quoted)
+    if isinstance(field_value, int | float) and not isinstance(field_value, bool) and isinstance(typed, float):
+        return float(field_value) == typed
+    return bool(field_value == typed)
+
+
+def _compare(field_value: Any, raw: str, quoted: bool, op: str) -> bool:
+    typed = _typed(field_value, raw, quoted)
+    if field_value is None or type(typed) is str and not isinstance(field_value, str):
+        return False
+    try:
+        if op == ">":
+            return bool(field_value > typed)
+        if op == "<":
+            return bool(field_value < typed)
+        if op == ">=":
+            return bool(field_value >= typed)
+        return bool(field_value <= typed)
+    except TypeError:
+        return False
+
+
+def _sort_key(doc: Any, path: tuple[str, ...]) -> tuple[int, Any]:
+    values = list(_resolve(doc, path))
+    value = values[0] if values else None
+    if value is None:
+        return (2, "")
+    if isinstance(value, bool | int | float):
+        return (0, float(value))
+    return (1, str(value).lower())

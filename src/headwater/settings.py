@@ -1,0 +1,128 @@
+"""One typed settings object, read from ``HEADWATER_*`` environment variables.
+
+Every field documents itself where it is declared. Values that would weaken security are refused
+unless ``HEADWATER_ENVIRONMENT=development``; see :meth:`Settings.refuse_insecure_values`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_WILDCARDS = {"*", "0.0.0.0/0", "::/0", "0.0.0.0", "::"}
+_METADATA_NET = ipaddress.ip_network("169.254.0.0/16")
+
+
+class Settings(BaseSettings):
+    """Headwater's configuration. The CLI and the server read the same object."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", extra="ignore")
+
+    environment: Literal["production", "development"] = Field(
+        "production",
+        description="'development' relaxes the refusals of insecure values (loopback outbound hosts).",
+    )
+    home: Path = Field(
+        Path("./.headwater"),
+        description="Folder for everything Headwater keeps: metadata DB, warehouse, logs, generated keys.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the metadata store. Default: SQLite file 'metadata.db' in the home. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db",
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the HTTP server listens on.")
+    public_url: str | None = Field(
+        None, description="Base URL clients use to reach this server (inlet URLs). Default http://host:port."
+    )
+    encryption_key: str | None = Field(
+        None,
+        description="Base64url 32-byte key that encrypts secrets at rest. Default: generated into "
+        "HOME/keys/encryption.key on first run. Losing it makes stored secrets unreadable.",
+    )
+    token_signing_key: str | None = Field(
+        None,
+        description="Secret (>= 32 bytes) that signs access tokens. Default: generated into "
+        "HOME/keys/token-signing.key on first run.",
+    )
+    token_lifetime_seconds: int = Field(
+        86400, ge=60, description="Lifetime of access tokens from /ims/token/v3 (reference: 24 hours)."
+    )
+    outbound_allow: str = Field(
+        "",
+        description="Comma list of hosts or CIDRs that connectors and destinations may reach over plain HTTP "
+        "or at private addresses. Empty by default.",
+    )
+    default_org_name: str = Field("Default organization", description="Name of the bootstrap organization.")
+    default_tenant_id: str = Field(
+        "headwater",
+        pattern=r"^[a-z][a-z0-9]{2,39}$",
+        description="Tenant id of the bootstrap organization (tenant field groups live under _{tenantId}).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def refuse_insecure_values(self) -> Settings:
+        """Refuse settings that weaken security unless running in development."""
+        problems: list[str] = []
+        for entry in self.outbound_allow_entries:
+            if entry in _WILDCARDS:
+                problems.append(f"HEADWATER_OUTBOUND_ALLOW may not contain the wildcard {entry!r}")
+                continue
+            net = _as_network(entry)
+            if net is not None and net.overlaps(_METADATA_NET):
+                problems.append(f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers the link-local/metadata range")
+            if self.environment != "development" and net is not None and net.is_loopback:
+                problems.append(f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} is loopback (development only)")
+        for name in ("encryption_key", "token_signing_key"):
+            value = getattr(self, name)
+            if value is not None and len(value) < 32:
+                problems.append(f"HEADWATER_{name.upper()} must be at least 32 characters")
+        if self.environment != "development" and self.token_lifetime_seconds > 86400:
+            problems.append("HEADWATER_TOKEN_LIFETIME_SECONDS may not exceed 86400 outside development")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @cached_property
+    def outbound_allow_entries(self) -> list[str]:
+        return [e.strip().lower() for e in self.outbound_allow.split(",") if e.strip()]
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'metadata.db'}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def _as_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None if entry != "localhost" else ipaddress.ip_network("127.0.0.1/32")
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (and fail with a readable message)."""
+    return Settings()

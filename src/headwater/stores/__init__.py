@@ -1,0 +1,1 @@
+"""Persistence behind interfaces: metadata (SQLAlchemy), secrets (AES-GCM), keys."""

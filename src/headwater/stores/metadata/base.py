@@ -1,0 +1,180 @@
+"""The metadata store interface and its records.
+
+Resources are JSON documents of a ``kind`` (connection, flow, schema, dataSet, ...) scoped to one
+organization and sandbox. A resource may reference others (a flow its connections); the store keeps
+those references so that deleting a referenced resource fails atomically with :class:`StillReferenced`.
+Writes are optimistic: ``update`` takes the etag the caller read and fails with :class:`StaleWrite` if
+another writer got there first.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+OrderColumn = Literal["createdAt", "updatedAt", "name", "id"]
+
+
+class Scope(NamedTuple):
+    org_id: str
+    sandbox_id: str
+
+
+@dataclass(frozen=True)
+class Org:
+    id: str
+    name: str
+    tenant_id: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    id: str
+    org_id: str
+    name: str
+    title: str
+    type: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    client_id: str
+    org_id: str
+    name: str
+    sealed_secret: dict[str, str]
+    enabled: bool
+    created_at: int
+
+
+@dataclass
+class Resource:
+    kind: str
+    id: str
+    scope: Scope
+    doc: dict[str, Any]
+    etag: str
+    name: str | None = None
+    alt_id: str | None = None
+    created_at: int = 0
+    updated_at: int = 0
+    refs: list[tuple[str, str]] = field(default_factory=list)  # (kind, id) this resource points at
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Resource]
+    total: int | None = None
+
+
+class StoreError(Exception):
+    """Base of the store's own errors; services translate them into HTTP errors."""
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class StaleWrite(StoreError):
+    """The etag given to ``update`` is not the current one (or the resource is gone)."""
+
+
+class MissingReference(StoreError):
+    """A resource being written references one that does not exist (or was deleted meanwhile)."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident} does not exist")
+        self.kind = kind
+        self.ident = ident
+
+
+class StillReferenced(StoreError):
+    def __init__(self, referrers: Sequence[tuple[str, str]]) -> None:
+        super().__init__(f"referenced by {list(referrers)}")
+        self.referrers = list(referrers)
+
+
+class MetadataStore(ABC):
+    """Everything the control plane persists. Implementations are thread-safe."""
+
+    # --- schema ---
+    @abstractmethod
+    def migrate(self) -> None:
+        """Bring the database to the current schema revision (safe to call from several processes)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # --- tenancy ---
+    @abstractmethod
+    def create_org(self, org: Org) -> None: ...
+
+    @abstractmethod
+    def get_org(self, org_id: str) -> Org | None: ...
+
+    @abstractmethod
+    def list_orgs(self) -> list[Org]: ...
+
+    @abstractmethod
+    def create_sandbox(self, sandbox: Sandbox) -> None: ...
+
+    @abstractmethod
+    def get_sandbox(self, org_id: str, name: str) -> Sandbox | None: ...
+
+    @abstractmethod
+    def list_sandboxes(self, org_id: str) -> list[Sandbox]: ...
+
+    @abstractmethod
+    def create_client(self, client: ApiClient) -> None: ...
+
+    @abstractmethod
+    def get_client(self, client_id: str) -> ApiClient | None: ...
+
+    @abstractmethod
+    def list_clients(self, org_id: str) -> list[ApiClient]: ...
+
+    @abstractmethod
+    def set_client_enabled(self, client_id: str, enabled: bool) -> bool: ...
+
+    # --- resources ---
+    @abstractmethod
+    def insert(self, resource: Resource) -> None:
+        """Insert a new resource and its references. :class:`AlreadyExists` if the id or alt id is taken."""
+
+    @abstractmethod
+    def get(self, kind: str, scope: Scope, ident: str) -> Resource | None: ...
+
+    @abstractmethod
+    def get_by_alt_id(self, kind: str, scope: Scope, alt_id: str) -> Resource | None: ...
+
+    @abstractmethod
+    def get_many(self, kind: str, scope: Scope, idents: Iterable[str]) -> dict[str, Resource]: ...
+
+    @abstractmethod
+    def update(self, resource: Resource, expected_etag: str) -> None:
+        """Replace doc, name, etag, updated_at and references if the stored etag is ``expected_etag``."""
+
+    @abstractmethod
+    def delete(self, kind: str, scope: Scope, ident: str) -> bool:
+        """Delete a resource. False if absent; :class:`StillReferenced` if another resource points at it."""
+
+    @abstractmethod
+    def referrers(self, scope: Scope, kind: str, ident: str) -> list[tuple[str, str]]:
+        """The (kind, id) of every resource that references ``kind``/``ident``."""
+
+    @abstractmethod
+    def list(
+        self,
+        kind: str,
+        scope: Scope,
+        *,
+        order: OrderColumn = "createdAt",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+        count: bool = False,
+    ) -> Page:
+        """A page of resources of ``kind`` in ``scope`` in a stable order (ties broken by insertion)."""

@@ -1,0 +1,84 @@
+"""Table definitions of the metadata store (the Alembic migrations create exactly these)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("tenant_id", String(40), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sandboxes = Table(
+    "sandboxes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("org_id", String(64), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_sandboxes_org_name"),
+)
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("org_id", String(64), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("sealed_secret", Json, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),
+    Column("id", String(200), nullable=False),
+    Column("org_id", String(64), nullable=False),
+    Column("sandbox_id", String(64), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("alt_id", String(300), nullable=True),
+    Column("doc", Json, nullable=False),
+    Column("etag", String(80), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("kind", "org_id", "sandbox_id", "id", name="uq_resources_kind_scope_id"),
+    UniqueConstraint("kind", "org_id", "sandbox_id", "alt_id", name="uq_resources_kind_scope_alt"),
+    Index("ix_resources_scope_created", "kind", "org_id", "sandbox_id", "created_at", "seq"),
+)
+
+resource_refs = Table(
+    "resource_refs",
+    metadata,
+    Column("org_id", String(64), primary_key=True),
+    Column("sandbox_id", String(64), primary_key=True),
+    Column("from_kind", String(40), primary_key=True),
+    Column("from_id", String(200), primary_key=True),
+    Column("to_kind", String(40), primary_key=True),
+    Column("to_id", String(200), primary_key=True),
+    Index("ix_refs_target", "org_id", "sandbox_id", "to_kind", "to_id"),
+)

@@ -1,0 +1,109 @@
+"""Test support: a live Headwater server in a thread, and API clients scoped to fresh sandboxes."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+
+from headwater.api.app import create_app
+from headwater.services.container import Services
+from headwater.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes (then AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    services: Services
+    settings: Settings
+    creds: dict[str, str]
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(settings: Settings) -> LiveServer:
+    services = Services(settings)
+    services.start()
+    creds, _ = services.tenancy.bootstrap()
+    app = create_app(settings, services)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{settings.port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(base_url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=20)
+    return LiveServer(base_url, services, settings, creds.as_json(), server, thread)
+
+
+class ApiClient(httpx.Client):
+    """An httpx client with every platform header set for one organization and sandbox."""
+
+    def __init__(self, base_url: str, token: str, api_key: str, org_id: str, sandbox: str, tenant_id: str):
+        super().__init__(
+            base_url=base_url,
+            timeout=30,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "x-api-key": api_key,
+                "x-gw-ims-org-id": org_id,
+                "x-sandbox-name": sandbox,
+            },
+        )
+        self.token = token
+        self.api_key = api_key
+        self.org_id = org_id
+        self.sandbox_name = sandbox
+        self.tenant_id = tenant_id
+
+
+def token_for(base_url: str, client_id: str, secret: str) -> str:
+    response = httpx.post(
+        base_url + "/ims/token/v3",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def fresh_sandbox_client(live: LiveServer, org_id: str, client_id: str, secret: str, tenant_id: str,
+                         token: str | None = None) -> ApiClient:
+    name = "t" + uuid.uuid4().hex[:12]
+    live.services.tenancy.create_sandbox(org_id, name)
+    token = token or token_for(live.base_url, client_id, secret)
+    return ApiClient(live.base_url, token, client_id, org_id, name, tenant_id)
