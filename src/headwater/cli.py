@@ -52,8 +52,11 @@ def serve(
     if port:
         os.environ["HEADWATER_PORT"] = str(port)
     settings = _settings()
-    services = _services()  # migrate and bootstrap once, before any worker starts
-    creds, created = services.tenancy.bootstrap()
+    from headwater.services.container import Services
+
+    services = Services(settings)
+    created = services.start()  # migrate and bootstrap once, before any worker starts
+    creds, _ = services.tenancy.bootstrap()
     services.close()
     if created:
         console.print(f"[green]Created the default organization[/green] {creds.org_id} "

@@ -15,7 +15,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _WILDCARDS = {"*", "0.0.0.0/0", "::/0", "0.0.0.0", "::"}
-_METADATA_NET = ipaddress.ip_network("169.254.0.0/16")
+_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 class Settings(BaseSettings):
@@ -81,10 +82,10 @@ class Settings(BaseSettings):
                 problems.append(f"HEADWATER_OUTBOUND_ALLOW may not contain the wildcard {entry!r}")
                 continue
             net = _as_network(entry)
-            if net is not None and net.overlaps(_METADATA_NET):
+            if net is not None and _overlaps(net, _LINK_LOCAL):
                 problems.append(f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers the link-local/metadata range")
-            if self.environment != "development" and net is not None and net.is_loopback:
-                problems.append(f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} is loopback (development only)")
+            if self.environment != "development" and net is not None and _overlaps(net, _LOOPBACK):
+                problems.append(f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers loopback (development only)")
         for name in ("encryption_key", "token_signing_key"):
             value = getattr(self, name)
             if value is not None and len(value) < 32:
@@ -116,11 +117,25 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
-def _as_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _as_network(entry: str) -> Network | None:
+    """The network an allow-list entry names; IPv4-mapped IPv6 (::ffff:a.b.c.d) counts as IPv4."""
+    if entry == "localhost":
+        return ipaddress.ip_network("127.0.0.1/32")
     try:
-        return ipaddress.ip_network(entry, strict=False)
+        net = ipaddress.ip_network(entry, strict=False)
     except ValueError:
-        return None if entry != "localhost" else ipaddress.ip_network("127.0.0.1/32")
+        return None
+    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
+        mapped = net.network_address.ipv4_mapped
+        return ipaddress.ip_network(f"{mapped}/{max(0, net.prefixlen - 96)}", strict=False)
+    return net
+
+
+def _overlaps(net: Network, ranges: tuple[Network, ...]) -> bool:
+    return any(net.version == r.version and net.overlaps(r) for r in ranges)  # type: ignore[arg-type]
 
 
 def load_settings() -> Settings:

@@ -70,10 +70,14 @@ class Services:
         self.target_connections = TargetConnections(self)
         self.flows = Flows(self)
 
-    def start(self) -> None:
-        """Migrate the metadata store and make sure the default organization exists."""
+    def start(self) -> bool:
+        """Migrate the metadata store and make sure the default organization exists.
+
+        Returns True when this call created the default organization (its first start).
+        """
         self.store.migrate()
-        self.tenancy.bootstrap()
+        _, created = self.tenancy.bootstrap()
+        return created
 
     def close(self) -> None:
         self.store.close()

@@ -29,7 +29,9 @@ class TokenService:
         self.lifetime = settings.token_lifetime_seconds
         self._verify_cached = functools.lru_cache(maxsize=4096)(self._verify)
 
-    def issue(self, client_id: str, org_id: str) -> tuple[str, int]:
+    def issue(self, client_id: str, org_id: str, lifetime: int | None = None) -> tuple[str, int]:
+        """A signed token for ``client_id``; ``lifetime`` (seconds) defaults to the configured one."""
+        lifetime = self.lifetime if lifetime is None else lifetime
         now = int(time.time())
         claims = {
             "iss": ISSUER,
@@ -37,11 +39,11 @@ class TokenService:
             "client_id": client_id,
             "org": org_id,
             "iat": now,
-            "exp": now + self.lifetime,
+            "exp": now + lifetime,
             "jti": new_hex(8),
             "type": "access_token",
         }
-        return jwt.encode(claims, self._key, algorithm="HS256"), self.lifetime
+        return jwt.encode(claims, self._key, algorithm="HS256"), lifetime
 
     def verify(self, token: str) -> TokenClaims | None:
         """The claims of a valid, unexpired token this server signed; None otherwise."""

@@ -91,29 +91,40 @@ def _describe(error: ValidationError, prefix: str) -> list[dict[str, str]]:
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "a field"
         return [{"path": join_path(path, [missing]), "message": "is required"}]
-    message = {
-        "type": f"must be of type {expected if isinstance(expected, str) else ' or '.join(expected)}",
-        "enum": "must be one of " + ", ".join(map(str, expected)) if isinstance(expected, list) else "",
-        "const": f"must be {expected!r}",
-        "minimum": f"must be >= {expected}",
-        "maximum": f"must be <= {expected}",
-        "exclusiveMinimum": f"must be > {expected}",
-        "exclusiveMaximum": f"must be < {expected}",
-        "minLength": f"must have at least {expected} characters",
-        "maxLength": f"must have at most {expected} characters",
-        "pattern": f"must match the pattern {expected}",
-        "format": f"must be a valid {expected}",
-        "minItems": f"must have at least {expected} items",
-        "maxItems": f"must have at most {expected} items",
-        "additionalProperties": "has properties that are not allowed here",
-        "not": "is not allowed in this combination",
-    }.get(str(kind), f"is invalid ({kind})")
+    message = _message(str(kind), expected)
     if kind == "not" and isinstance(expected, dict):
         names = [r["required"][0] for r in expected.get("anyOf", []) if r.get("required")]
         if names:
             return [{"path": join_path(path, [n]), "message": "is not allowed here"} for n in names
                     if isinstance(error.instance, dict) and n in error.instance]
     return [{"path": path or "(body)", "message": message}]
+
+
+_MESSAGES: dict[str, Any] = {
+    "type": lambda v: "must be of type " + (v if isinstance(v, str) else " or ".join(map(str, v))),
+    "enum": lambda v: "must be one of " + ", ".join(map(str, v)),
+    "const": lambda v: f"must be {v!r}",
+    "minimum": lambda v: f"must be >= {v}",
+    "maximum": lambda v: f"must be <= {v}",
+    "exclusiveMinimum": lambda v: f"must be > {v}",
+    "exclusiveMaximum": lambda v: f"must be < {v}",
+    "minLength": lambda v: f"must have at least {v} characters",
+    "maxLength": lambda v: f"must have at most {v} characters",
+    "pattern": lambda v: f"must match the pattern {v}",
+    "format": lambda v: f"must be a valid {v}",
+    "minItems": lambda v: f"must have at least {v} items",
+    "maxItems": lambda v: f"must have at most {v} items",
+    "additionalProperties": lambda v: "has properties that are not allowed here",
+    "not": lambda v: "is not allowed in this combination",
+}
+
+
+def _message(kind: str, expected: Any) -> str:
+    render = _MESSAGES.get(kind)
+    try:
+        return str(render(expected)) if render else f"is invalid ({kind})"
+    except TypeError:
+        return f"is invalid ({kind})"
 
 
 def _unique(errors: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -1,0 +1,140 @@
+"""Control-plane API latency: create, get and list at 32 concurrent clients, beside a no-op endpoint.
+
+Starts ``headwater serve`` as a separate process on a temporary home (SQLite by default, or
+``--database-url``), prepares a sandbox, then drives it with bench/loadgen.py from this process.
+Prints p50/p99 per operation and the ratio of each p99 to the no-op endpoint's p99 in the same run.
+Target (shared/DESIGN.md): p99 <= 20 ms at 32 concurrent clients.
+
+    .venv/bin/python bench/api.py [--requests 4000] [--concurrency 32] [--workers 2] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+import loadgen  # noqa: E402
+
+CONNECTIONS = "/data/foundation/flowservice/connections"
+SALESFORCE = "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def connection_body(i: int) -> bytes:
+    return json.dumps({
+        "name": f"bench connection {i}",
+        "auth": {"specName": "Basic Authentication",
+                 "params": {"username": f"user{i}@example.com", "password": "bench-password",
+                            "securityToken": "bench-token"}},
+        "connectionSpec": {"id": SALESFORCE, "version": "1.0"},
+    }).encode()
+
+
+def start_server(home: Path, port: int, workers: int, database_url: str | None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HEADWATER_HOME": str(home), "HEADWATER_PORT": str(port), "HEADWATER_LOG_LEVEL": "warning"}
+    if database_url:
+        env["HEADWATER_DATABASE_URL"] = database_url
+    exe = Path(sys.executable).with_name("headwater")
+    proc = subprocess.Popen([str(exe), "serve", "--workers", str(workers)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        time.sleep(0.1)
+    raise SystemExit("server did not start in 60 s")
+
+
+def credentials(home: Path, database_url: str | None) -> dict[str, str]:
+    env = {**os.environ, "HEADWATER_HOME": str(home)}
+    if database_url:
+        env["HEADWATER_DATABASE_URL"] = database_url
+    exe = Path(sys.executable).with_name("headwater")
+    out = subprocess.run([str(exe), "credentials", "--json"], env=env, check=True, capture_output=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    home = Path(tempfile.mkdtemp(prefix="hw-bench-api-"))
+    port = free_port()
+    proc = start_server(home, port, args.workers, args.database_url)
+    try:
+        creds = credentials(home, args.database_url)
+        base = f"http://127.0.0.1:{port}"
+        token = httpx.post(base + "/ims/token/v3", data={
+            "grant_type": "client_credentials", "client_id": creds["apiKey"],
+            "client_secret": creds["clientSecret"]}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "x-api-key": creds["apiKey"],
+                   "x-gw-ims-org-id": creds["orgId"], "x-sandbox-name": "prod"}
+        post_headers = {**headers, "Content-Type": "application/json"}
+        n, c = args.requests, args.concurrency
+
+        noop = await loadgen.run("no-op GET /health", port,
+                                 lambda i: loadgen.build_request("GET", "/health", {}),
+                                 concurrency=c, total=n, warmup=200)
+        create = await loadgen.run(
+            "create POST /connections", port,
+            lambda i: loadgen.build_request("POST", CONNECTIONS, post_headers, connection_body(i)),
+            concurrency=c, total=n, expect=201, warmup=100)
+        with httpx.Client(base_url=base, headers=headers) as client:
+            ids = [item["id"] for item in client.get(CONNECTIONS, params={"limit": 1000}).json()["items"]]
+        rng = random.Random(7)
+        get = await loadgen.run(
+            "get GET /connections/{id}", port,
+            lambda i: loadgen.build_request("GET", f"{CONNECTIONS}/{rng.choice(ids)}", headers),
+            concurrency=c, total=n, warmup=200)
+        listing = await loadgen.run(
+            "list GET /connections?limit=20", port,
+            lambda i: loadgen.build_request("GET", f"{CONNECTIONS}?limit=20", headers),
+            concurrency=c, total=n, warmup=200)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    print(f"# bench/api.py  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} cpus  "
+          f"python {platform.python_version()}  workers={args.workers}  concurrency={c}  "
+          f"store={'postgresql' if args.database_url else 'sqlite'}")
+    print(noop.row())
+    failed = False
+    for result in (create, get, listing):
+        ratio = result.pct(99) / noop.pct(99)
+        ok = result.pct(99) <= 20 and result.errors == 0
+        failed |= not ok
+        print(result.row() + f"  p99/no-op {ratio:5.2f}x  {'OK' if ok else 'MISS'} (target p99 <= 20 ms)")
+    return 1 if failed else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database-url", default=None)
+    raise SystemExit(asyncio.run(main_async(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

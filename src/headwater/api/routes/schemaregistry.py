@@ -1,0 +1,400 @@
+"""Schema Registry API under /data/foundation/schemaregistry.
+
+The ``Accept`` header picks the representation, as on the platform: ``application/vnd.adobe.xed+json``
+(as stored; on lists, full objects instead of summaries), ``application/vnd.adobe.xed-full+json``
+(fully resolved: one JSON Schema with merged ``properties``), ``-notext`` variants without titles and
+descriptions. Ids in paths are the URL-encoded ``$id`` or the ``meta:altId``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from headwater.api.auth import platform_actor, services
+from headwater.api.responses import JSONResponse, created, json_body
+from headwater.errors import NotFound
+from headwater.services import listing
+from headwater.services.schemas import SchemaRegistry
+from headwater.services.schemas.base import XedCollection, registry_metadata
+from headwater.services.schemas.compose import strip_text
+from headwater.services.schemas.xdm import summary
+from headwater.services.tenancy import Actor
+from headwater.stores.metadata import Resource
+
+PREFIX = "/data/foundation/schemaregistry"
+TAG = "Schema Registry"
+router = APIRouter()
+
+_REF_LIST = {
+    "type": "array",
+    "items": {"type": "object", "required": ["$ref"], "properties": {"$ref": {"type": "string"}}},
+}
+_SCHEMA_BODY = {
+    "type": "object",
+    "required": ["title", "allOf"],
+    "properties": {
+        "title": {"type": "string"},
+        "description": {"type": "string"},
+        "type": {"const": "object"},
+        "allOf": _REF_LIST,
+        "meta:class": {"type": "string", "description": "The class $id; derived from allOf when omitted."},
+        "meta:immutableTags": {"type": "array", "items": {"type": "string"}},
+    },
+    "example": {
+        "type": "object",
+        "title": "Target schema for CRM source connector",
+        "description": "",
+        "allOf": [
+            {"$ref": "https://ns.adobe.com/xdm/context/profile"},
+            {"$ref": "https://ns.adobe.com/xdm/context/profile-person-details"},
+            {"$ref": "https://ns.adobe.com/xdm/context/profile-personal-details"},
+        ],
+        "meta:class": "https://ns.adobe.com/xdm/context/profile",
+    },
+}
+_FIELDGROUP_BODY = {
+    "type": "object",
+    "required": ["title", "meta:intendedToExtend", "definitions"],
+    "properties": {
+        "title": {"type": "string"},
+        "description": {"type": "string"},
+        "meta:intendedToExtend": {"type": "array", "items": {"type": "string"}},
+        "definitions": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "properties": {"properties": {"type": "object"}}},
+        },
+        "allOf": _REF_LIST,
+    },
+    "example": {
+        "title": "Loyalty",
+        "meta:intendedToExtend": ["https://ns.adobe.com/xdm/context/profile"],
+        "definitions": {
+            "loyalty": {
+                "properties": {
+                    "_{TENANT_ID}": {
+                        "type": "object",
+                        "properties": {"loyaltyId": {"type": "string"}, "points": {"type": "integer"}},
+                    }
+                }
+            }
+        },
+        "allOf": [{"$ref": "#/definitions/loyalty"}],
+    },
+}
+_DESCRIPTOR_BODY = {
+    "type": "object",
+    "required": ["@type", "xdm:sourceSchema", "xdm:sourceProperty", "xdm:namespace"],
+    "properties": {
+        "@type": {"const": "xdm:descriptorIdentity"},
+        "xdm:sourceSchema": {"type": "string"},
+        "xdm:sourceVersion": {"type": "integer"},
+        "xdm:sourceProperty": {"type": "string", "example": "/personalEmail/address"},
+        "xdm:namespace": {"type": "string", "example": "Email"},
+        "xdm:property": {"enum": ["xdm:code", "xdm:id"]},
+        "xdm:isPrimary": {"type": "boolean"},
+    },
+}
+_JSON_PATCH = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["op", "path"],
+        "properties": {
+            "op": {"type": "string"},
+            "path": {"type": "string", "example": "/allOf/-"},
+            "value": {},
+        },
+    },
+}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _representation(request: Request) -> tuple[str, bool]:
+    """("full" | "xed" | "summary", notext) from the Accept header."""
+    accept = request.headers.get("accept", "").lower()
+    notext = "notext" in accept
+    if "xed-full" in accept:
+        return "full", notext
+    if "xed+json" in accept or "xed-notext" in accept:
+        return "xed", notext
+    return "summary", notext
+
+
+def _registry(request: Request) -> SchemaRegistry:
+    return services(request).schemas
+
+
+def _envelope(
+    docs: list[dict[str, Any]], query: listing.ListQuery, base: str, mode: str, notext: bool
+) -> dict[str, Any]:
+    page, next_offset, _ = listing.apply(docs, query)
+    links = listing.next_href(base, query, next_offset)
+    results = (
+        [strip_text(d) if notext else d for d in page] if mode != "summary" else [summary(d) for d in page]
+    )
+    return {
+        "results": results,
+        "_page": {
+            "orderby": ("-" if query.descending else "") + query.order_key,
+            "next": listing.encode_token(next_offset) if next_offset is not None else None,
+            "count": len(page),
+        },
+        "_links": links,
+    }
+
+
+# --- global classes and field groups ---
+def _global_routes(
+    name: str,
+    pick: Callable[[SchemaRegistry], dict[str, dict[str, Any]]],
+    label: str,
+    aliases: tuple[str, ...] = (),
+) -> None:
+    async def list_global(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+        mode, notext = _representation(request)
+        query = listing.parse_query(request.query_params.multi_items(), default_order="title")
+        docs = list(pick(_registry(request)).values())
+        return JSONResponse(_envelope(docs, query, f"{PREFIX}/global/{name}", mode, notext))
+
+    async def get_global(
+        ident: str, request: Request, actor: Actor = Depends(platform_actor)
+    ) -> JSONResponse:
+        registry = _registry(request)
+        canonical = registry.catalog.canonical(ident)
+        doc = pick(registry).get(canonical) if canonical else None
+        if doc is None:
+            raise NotFound(
+                f"No global {label} with id {ident!r}.",
+                code="SCHEMA-1404-404",
+                report={"id": ident, "type": label},
+            )
+        mode, notext = _representation(request)
+        body = registry.resolve_part(doc) if mode == "full" else doc
+        return JSONResponse(strip_text(body) if notext else body)
+
+    for index, segment in enumerate((name, *aliases)):
+        path = f"{PREFIX}/global/{segment}"
+        shown = index == 0
+        router.add_api_route(
+            path,
+            list_global,
+            methods=["GET"],
+            tags=[TAG],
+            include_in_schema=shown,
+            summary=f"List global {label}s".replace("classs", "classes"),
+        )
+        router.add_api_route(
+            path + "/{ident:path}",
+            get_global,
+            methods=["GET"],
+            tags=[TAG],
+            include_in_schema=shown,
+            summary=f"Get a global {label}",
+        )
+
+
+_global_routes("classes", lambda r: r.catalog.classes, "class")
+_global_routes("fieldgroups", lambda r: r.catalog.fieldgroups, "field group", aliases=("mixins",))
+
+
+# --- tenant field groups and schemas ---
+def _render(
+    registry: SchemaRegistry, coll: XedCollection, actor: Actor, resource: Resource, mode: str
+) -> dict[str, Any]:
+    if mode != "full":
+        return coll.render(resource)
+    body = (
+        registry.resolved(actor, resource) if coll.kind == "schema" else registry.resolve_part(resource.doc)
+    )
+    body["meta:registryMetadata"] = registry_metadata(resource)
+    return body
+
+
+def _tenant_routes(
+    name: str,
+    pick: Callable[[SchemaRegistry], XedCollection],
+    label: str,
+    body_schema: dict[str, Any],
+    aliases: tuple[str, ...] = (),
+) -> None:
+    def list_docs(registry: SchemaRegistry, actor: Actor) -> list[dict[str, Any]]:
+        coll = pick(registry)
+        return [coll.render(r) for r in coll.store.list(coll.kind, actor.scope).items]
+
+    async def list_items(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+        mode, notext = _representation(request)
+        query = listing.parse_query(request.query_params.multi_items(), default_order="title")
+        docs = await run_in_threadpool(list_docs, _registry(request), actor)
+        return JSONResponse(_envelope(docs, query, f"{PREFIX}/tenant/{name}", mode, notext))
+
+    async def get_item(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+        registry = _registry(request)
+        mode, notext = _representation(request)
+
+        def load() -> tuple[Resource, dict[str, Any]]:
+            resource = pick(registry).get(actor, ident)
+            return resource, _render(registry, pick(registry), actor, resource, mode)
+
+        resource, body = await run_in_threadpool(load)
+        return JSONResponse(strip_text(body) if notext else body, headers={"ETag": resource.etag})
+
+    async def create_item(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+        coll = pick(_registry(request))
+        body = await json_body(request)
+        resource = await run_in_threadpool(coll.create, actor, body)
+        return created(coll.render(resource), resource.etag)
+
+    async def replace_item(
+        ident: str, request: Request, actor: Actor = Depends(platform_actor)
+    ) -> JSONResponse:
+        return await _update(request, actor, ident, patch=False)
+
+    async def patch_item(
+        ident: str, request: Request, actor: Actor = Depends(platform_actor)
+    ) -> JSONResponse:
+        return await _update(request, actor, ident, patch=True)
+
+    async def _update(request: Request, actor: Actor, ident: str, *, patch: bool) -> JSONResponse:
+        coll = pick(_registry(request))
+        body = await json_body(request, patch=patch)
+        resource = await run_in_threadpool(
+            lambda: coll.update(actor, ident, body, request.headers.get("if-match"), patch=patch)
+        )
+        return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
+
+    async def delete_item(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> Response:
+        await run_in_threadpool(pick(_registry(request)).delete, actor, ident)
+        return Response(status_code=204)
+
+    if_match = {
+        "parameters": [
+            {
+                "name": "If-Match",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "Optional: the current etag; 412 if it is stale.",
+            }
+        ]
+    }
+    for index, segment in enumerate((name, *aliases)):
+        path, item = f"{PREFIX}/tenant/{segment}", f"{PREFIX}/tenant/{segment}/{{ident:path}}"
+        shown = index == 0
+        common: dict[str, Any] = {"tags": [TAG], "include_in_schema": shown}
+        router.add_api_route(path, list_items, methods=["GET"], summary=f"List {label}s", **common)
+        router.add_api_route(
+            path,
+            create_item,
+            methods=["POST"],
+            summary=f"Create a {label}",
+            status_code=201,
+            openapi_extra=_body(body_schema),
+            **common,
+        )
+        router.add_api_route(item, get_item, methods=["GET"], summary=f"Get a {label}", **common)
+        router.add_api_route(
+            item,
+            replace_item,
+            methods=["PUT"],
+            summary=f"Replace a {label}",
+            openapi_extra={**_body(body_schema), **if_match},
+            **common,
+        )
+        router.add_api_route(
+            item,
+            patch_item,
+            methods=["PATCH"],
+            summary=f"Update a {label} (JSON Patch)",
+            openapi_extra={**_body(_JSON_PATCH), **if_match},
+            **common,
+        )
+        router.add_api_route(
+            item, delete_item, methods=["DELETE"], summary=f"Delete a {label}", status_code=204, **common
+        )
+
+
+_tenant_routes(
+    "fieldgroups", lambda r: r.fieldgroups, "tenant field group", _FIELDGROUP_BODY, aliases=("mixins",)
+)
+_tenant_routes("schemas", lambda r: r.schemas, "tenant schema", _SCHEMA_BODY)
+
+
+# --- descriptors ---
+@router.get(f"{PREFIX}/tenant/descriptors", tags=[TAG], summary="List descriptors")
+async def list_descriptors(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    registry = _registry(request)
+    query = listing.parse_query(request.query_params.multi_items())
+
+    def load() -> list[dict[str, Any]]:
+        coll = registry.descriptors
+        return [coll.render(r) for r in coll.store.list(coll.kind, actor.scope).items]
+
+    page, next_offset, total = listing.apply(await run_in_threadpool(load), query)
+    accept = request.headers.get("accept", "").lower()
+    if "xdm-id" in accept or "xdm-link" in accept:
+        grouped: dict[str, list[str]] = {}
+        for d in page:
+            grouped.setdefault(d["@type"], []).append(d["@id"])
+        return JSONResponse(grouped)
+    return JSONResponse(
+        {
+            "results": page,
+            "_page": {"count": len(page), "total": total},
+            "_links": listing.next_href(f"{PREFIX}/tenant/descriptors", query, next_offset),
+        }
+    )
+
+
+@router.post(
+    f"{PREFIX}/tenant/descriptors",
+    tags=[TAG],
+    summary="Create a descriptor",
+    status_code=201,
+    openapi_extra=_body(_DESCRIPTOR_BODY),
+)
+async def create_descriptor(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    coll = _registry(request).descriptors
+    body = await json_body(request)
+    resource = await run_in_threadpool(coll.create, actor, body)
+    return created(coll.render(resource), resource.etag)
+
+
+@router.get(f"{PREFIX}/tenant/descriptors/{{ident}}", tags=[TAG], summary="Get a descriptor")
+async def get_descriptor(
+    ident: str, request: Request, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    coll = _registry(request).descriptors
+    resource = await run_in_threadpool(coll.get, actor, ident)
+    return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
+
+
+@router.put(
+    f"{PREFIX}/tenant/descriptors/{{ident}}",
+    tags=[TAG],
+    summary="Replace a descriptor",
+    openapi_extra=_body(_DESCRIPTOR_BODY),
+)
+async def replace_descriptor(
+    ident: str, request: Request, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    coll = _registry(request).descriptors
+    body = await json_body(request)
+    resource = await run_in_threadpool(
+        lambda: coll.update(actor, ident, body, request.headers.get("if-match"), patch=False)
+    )
+    return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
+
+
+@router.delete(
+    f"{PREFIX}/tenant/descriptors/{{ident}}", tags=[TAG], summary="Delete a descriptor", status_code=204
+)
+async def delete_descriptor(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> Response:
+    await run_in_threadpool(_registry(request).descriptors.delete, actor, ident)
+    return Response(status_code=204)
