@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-import loadgen  # noqa: E402
+import loadgen
 
 CONNECTIONS = "/data/foundation/flowservice/connections"
 SALESFORCE = "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5"
@@ -39,22 +39,38 @@ def free_port() -> int:
 
 
 def connection_body(i: int) -> bytes:
-    return json.dumps({
-        "name": f"bench connection {i}",
-        "auth": {"specName": "Basic Authentication",
-                 "params": {"username": f"user{i}@example.com", "password": "bench-password",
-                            "securityToken": "bench-token"}},
-        "connectionSpec": {"id": SALESFORCE, "version": "1.0"},
-    }).encode()
+    return json.dumps(
+        {
+            "name": f"bench connection {i}",
+            "auth": {
+                "specName": "Basic Authentication",
+                "params": {
+                    "username": f"user{i}@example.com",
+                    "password": "bench-password",
+                    "securityToken": "bench-token",
+                },
+            },
+            "connectionSpec": {"id": SALESFORCE, "version": "1.0"},
+        }
+    ).encode()
 
 
 def start_server(home: Path, port: int, workers: int, database_url: str | None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HEADWATER_HOME": str(home), "HEADWATER_PORT": str(port), "HEADWATER_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "HEADWATER_HOME": str(home),
+        "HEADWATER_PORT": str(port),
+        "HEADWATER_LOG_LEVEL": "warning",
+    }
     if database_url:
         env["HEADWATER_DATABASE_URL"] = database_url
     exe = Path(sys.executable).with_name("headwater")
-    proc = subprocess.Popen([str(exe), "serve", "--workers", str(workers)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -84,39 +100,68 @@ async def main_async(args: argparse.Namespace) -> int:
     try:
         creds = credentials(home, args.database_url)
         base = f"http://127.0.0.1:{port}"
-        token = httpx.post(base + "/ims/token/v3", data={
-            "grant_type": "client_credentials", "client_id": creds["apiKey"],
-            "client_secret": creds["clientSecret"]}).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}", "x-api-key": creds["apiKey"],
-                   "x-gw-ims-org-id": creds["orgId"], "x-sandbox-name": "prod"}
+        token = httpx.post(
+            base + "/ims/token/v3",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": creds["apiKey"],
+                "client_secret": creds["clientSecret"],
+            },
+        ).json()["access_token"]
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-api-key": creds["apiKey"],
+            "x-gw-ims-org-id": creds["orgId"],
+            "x-sandbox-name": "prod",
+        }
         post_headers = {**headers, "Content-Type": "application/json"}
         n, c = args.requests, args.concurrency
 
-        noop = await loadgen.run("no-op GET /health", port,
-                                 lambda i: loadgen.build_request("GET", "/health", {}),
-                                 concurrency=c, total=n, warmup=200)
+        noop = await loadgen.run(
+            "no-op GET /health",
+            port,
+            lambda i: loadgen.build_request("GET", "/health", {}),
+            concurrency=c,
+            total=n,
+            warmup=200,
+        )
         create = await loadgen.run(
-            "create POST /connections", port,
+            "create POST /connections",
+            port,
             lambda i: loadgen.build_request("POST", CONNECTIONS, post_headers, connection_body(i)),
-            concurrency=c, total=n, expect=201, warmup=100)
+            concurrency=c,
+            total=n,
+            expect=201,
+            warmup=100,
+        )
         with httpx.Client(base_url=base, headers=headers) as client:
             ids = [item["id"] for item in client.get(CONNECTIONS, params={"limit": 1000}).json()["items"]]
         rng = random.Random(7)
         get = await loadgen.run(
-            "get GET /connections/{id}", port,
+            "get GET /connections/{id}",
+            port,
             lambda i: loadgen.build_request("GET", f"{CONNECTIONS}/{rng.choice(ids)}", headers),
-            concurrency=c, total=n, warmup=200)
+            concurrency=c,
+            total=n,
+            warmup=200,
+        )
         listing = await loadgen.run(
-            "list GET /connections?limit=20", port,
+            "list GET /connections?limit=20",
+            port,
             lambda i: loadgen.build_request("GET", f"{CONNECTIONS}?limit=20", headers),
-            concurrency=c, total=n, warmup=200)
+            concurrency=c,
+            total=n,
+            warmup=200,
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
-    print(f"# bench/api.py  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} cpus  "
-          f"python {platform.python_version()}  workers={args.workers}  concurrency={c}  "
-          f"store={'postgresql' if args.database_url else 'sqlite'}")
+    print(
+        f"# bench/api.py  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} cpus  "
+        f"python {platform.python_version()}  workers={args.workers}  concurrency={c}  "
+        f"store={'postgresql' if args.database_url else 'sqlite'}"
+    )
     print(noop.row())
     failed = False
     for result in (create, get, listing):
@@ -128,7 +173,9 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)

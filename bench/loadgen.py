@@ -35,9 +35,11 @@ class Result:
         return data[index]
 
     def row(self) -> str:
-        return (f"{self.name:<28} {self.count:>7} req {self.rate:>9.0f} req/s  p50 {self.pct(50):6.2f} ms  "
-                f"p99 {self.pct(99):6.2f} ms  mean {statistics.fmean(self.latencies_ms or [0]):6.2f} ms  "
-                f"errors {self.errors}")
+        return (
+            f"{self.name:<28} {self.count:>7} req {self.rate:>9.0f} req/s  p50 {self.pct(50):6.2f} ms  "
+            f"p99 {self.pct(99):6.2f} ms  mean {statistics.fmean(self.latencies_ms or [0]):6.2f} ms  "
+            f"errors {self.errors}"
+        )
 
 
 RequestFactory = Callable[[int], bytes]
@@ -74,8 +76,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length) if length else b""
 
 
-async def run(name: str, port: int, factory: RequestFactory, *, concurrency: int, total: int,
-              expect: int = 200, warmup: int = 0) -> Result:
+async def run(
+    name: str,
+    port: int,
+    factory: RequestFactory,
+    *,
+    concurrency: int,
+    total: int,
+    expect: int = 200,
+    warmup: int = 0,
+) -> Result:
     """Send ``total`` requests over ``concurrency`` connections; ``factory(i)`` builds request ``i``."""
     counter = iter(range(total + warmup))
     latencies: list[float] = []

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from headwater.settings import Settings
-from tests.support import ApiClient, LiveServer, fresh_sandbox_client, free_port, start_server, token_for
+from tests.support import ApiClient, LiveServer, free_port, fresh_sandbox_client, start_server, token_for
 
-POSTGRES_ADMIN_URL = os.environ.get("HEADWATER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "HEADWATER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def make_settings(home: Path, **overrides: object) -> Settings:
@@ -46,8 +48,9 @@ def default_token(server: LiveServer) -> str:
 def api(server: LiveServer, default_token: str) -> Iterator[ApiClient]:
     """A client of the default organization in a fresh, empty sandbox."""
     c = server.creds
-    with fresh_sandbox_client(server, c["orgId"], c["apiKey"], c["clientSecret"], c["tenantId"],
-                              default_token) as client:
+    with fresh_sandbox_client(
+        server, c["orgId"], c["apiKey"], c["clientSecret"], c["tenantId"], default_token
+    ) as client:
         yield client
 
 
@@ -55,8 +58,9 @@ def api(server: LiveServer, default_token: str) -> Iterator[ApiClient]:
 def other_sandbox_api(server: LiveServer, default_token: str) -> Iterator[ApiClient]:
     """Same organization and client as ``api``, another fresh sandbox."""
     c = server.creds
-    with fresh_sandbox_client(server, c["orgId"], c["apiKey"], c["clientSecret"], c["tenantId"],
-                              default_token) as client:
+    with fresh_sandbox_client(
+        server, c["orgId"], c["apiKey"], c["clientSecret"], c["tenantId"], default_token
+    ) as client:
         yield client
 
 
@@ -67,16 +71,22 @@ def other_org(server: LiveServer) -> dict[str, str]:
     tenancy.create_sandbox(org.id, "prod")
     client_id, secret = tenancy.create_client(org.id, "other")
     token = token_for(server.base_url, client_id, secret)
-    return {"orgId": org.id, "apiKey": client_id, "clientSecret": secret, "tenantId": org.tenant_id,
-            "token": token}
+    return {
+        "orgId": org.id,
+        "apiKey": client_id,
+        "clientSecret": secret,
+        "tenantId": org.tenant_id,
+        "token": token,
+    }
 
 
 @pytest.fixture
 def other_org_api(server: LiveServer, other_org: dict[str, str]) -> Iterator[ApiClient]:
     """A client of another organization (tenant ``othertenant``) in a fresh sandbox."""
     o = other_org
-    with fresh_sandbox_client(server, o["orgId"], o["apiKey"], o["clientSecret"], o["tenantId"],
-                              o["token"]) as client:
+    with fresh_sandbox_client(
+        server, o["orgId"], o["apiKey"], o["clientSecret"], o["tenantId"], o["token"]
+    ) as client:
         yield client
 
 

@@ -101,8 +101,9 @@ def token_for(base_url: str, client_id: str, secret: str) -> str:
     return str(response.json()["access_token"])
 
 
-def fresh_sandbox_client(live: LiveServer, org_id: str, client_id: str, secret: str, tenant_id: str,
-                         token: str | None = None) -> ApiClient:
+def fresh_sandbox_client(
+    live: LiveServer, org_id: str, client_id: str, secret: str, tenant_id: str, token: str | None = None
+) -> ApiClient:
     name = "t" + uuid.uuid4().hex[:12]
     live.services.tenancy.create_sandbox(org_id, name)
     token = token or token_for(live.base_url, client_id, secret)

@@ -20,8 +20,14 @@ def _code(response: httpx.Response) -> str:
 
 def test_client_credentials_grant_returns_a_bearer_token(server: LiveServer) -> None:
     c = server.creds
-    response = httpx.post(server.base_url + "/ims/token/v3", data={
-        "grant_type": "client_credentials", "client_id": c["apiKey"], "client_secret": c["clientSecret"]})
+    response = httpx.post(
+        server.base_url + "/ims/token/v3",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": c["apiKey"],
+            "client_secret": c["clientSecret"],
+        },
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
@@ -34,19 +40,30 @@ def test_client_credentials_grant_returns_a_bearer_token(server: LiveServer) -> 
     [
         ({"grant_type": "password"}, 400, "unsupported_grant_type"),
         ({"grant_type": "client_credentials"}, 400, "invalid_request"),
-        ({"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"}, 401, "invalid_client"),
+        (
+            {"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+            401,
+            "invalid_client",
+        ),
     ],
 )
-def test_token_endpoint_refuses_bad_requests(server: LiveServer, form: dict[str, str], status: int,
-                                             error: str) -> None:
+def test_token_endpoint_refuses_bad_requests(
+    server: LiveServer, form: dict[str, str], status: int, error: str
+) -> None:
     response = httpx.post(server.base_url + "/ims/token/v3", data=form)
     assert response.status_code == status
     assert response.json()["report"]["error"] == error
 
 
 def test_wrong_client_secret_is_refused(server: LiveServer) -> None:
-    response = httpx.post(server.base_url + "/ims/token/v3", data={
-        "grant_type": "client_credentials", "client_id": server.creds["apiKey"], "client_secret": "p8e-wrong"})
+    response = httpx.post(
+        server.base_url + "/ims/token/v3",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": server.creds["apiKey"],
+            "client_secret": "p8e-wrong",
+        },
+    )
     assert response.status_code == 401
     assert "access_token" not in response.json()
 
@@ -78,8 +95,9 @@ def test_each_missing_header_has_its_own_error(api: ApiClient, drop: str, status
         ("x-sandbox-name", "no-such-sandbox", 403, "403027"),
     ],
 )
-def test_each_invalid_header_has_its_own_error(api: ApiClient, header: str, value: str, status: int,
-                                               code: str) -> None:
+def test_each_invalid_header_has_its_own_error(
+    api: ApiClient, header: str, value: str, status: int, code: str
+) -> None:
     response = api.get(SPECS, headers={header: value})
     assert response.status_code == status
     assert _code(response) == code
@@ -108,8 +126,10 @@ def test_disabled_client_loses_access(server: LiveServer, api: ApiClient) -> Non
     assert api.get(SPECS, headers=headers).status_code == 200
     server.services.store.set_client_enabled(client_id, False)
     wait_until(lambda: api.get(SPECS, headers=headers).status_code == 403, timeout=10)
-    refused = httpx.post(server.base_url + "/ims/token/v3", data={
-        "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
+    refused = httpx.post(
+        server.base_url + "/ims/token/v3",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
     assert refused.status_code == 401
 
 
@@ -134,10 +154,17 @@ def test_malformed_json_is_a_400_that_changes_nothing(api: ApiClient) -> None:
 
 
 def _connection(api: ApiClient) -> str:
-    response = api.post(CONNECTIONS, json={
-        "name": "ssc", "auth": {"specName": "Basic Authentication",
-                                "params": {"username": "u", "password": "p", "securityToken": "t"}},
-        "connectionSpec": {"id": "b66ab34-8619-49cb-96d1-39b37ede86ea", "version": "1.0"}})
+    response = api.post(
+        CONNECTIONS,
+        json={
+            "name": "ssc",
+            "auth": {
+                "specName": "Basic Authentication",
+                "params": {"username": "u", "password": "p", "securityToken": "t"},
+            },
+            "connectionSpec": {"id": "b66ab34-8619-49cb-96d1-39b37ede86ea", "version": "1.0"},
+        },
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -147,7 +174,10 @@ def test_resources_of_another_sandbox_are_invisible(api: ApiClient, other_sandbo
     assert other_sandbox_api.get(f"{CONNECTIONS}/{ident}").status_code == 404
     assert other_sandbox_api.get(CONNECTIONS).json()["items"] == []
     patch = [{"op": "replace", "path": "/name", "value": "stolen"}]
-    assert other_sandbox_api.patch(f"{CONNECTIONS}/{ident}", json=patch, headers={"If-Match": "*"}).status_code == 404
+    assert (
+        other_sandbox_api.patch(f"{CONNECTIONS}/{ident}", json=patch, headers={"If-Match": "*"}).status_code
+        == 404
+    )
     assert other_sandbox_api.delete(f"{CONNECTIONS}/{ident}").status_code == 404
     assert api.get(f"{CONNECTIONS}/{ident}").json()["items"][0]["name"] == "ssc"
 

@@ -10,7 +10,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support import ApiClient
+from headwater.errors import NotFound
+from headwater.services.tenancy import Actor
+from tests.support import ApiClient, LiveServer
 from tests.test_schemaregistry import (
     LOYALTY,
     PERSON,
@@ -560,3 +562,48 @@ def test_mapping_to_tenant_fields_and_nested_arrays(api: ApiClient) -> None:
     )
     response = api.post(f"{CONVERSION}/mappingSets", json=body)
     assert response.status_code == 201, response.text
+
+
+# --- the helpers other services call ---
+def test_public_helpers(server: LiveServer, api: ApiClient) -> None:
+    services = server.services
+    org = services.store.get_org(api.org_id)
+    sandbox = services.store.get_sandbox(api.org_id, api.sandbox_name)
+    assert org is not None and sandbox is not None
+    actor = Actor(org=org, sandbox=sandbox, client_id=api.api_key)
+    schema = seed_schema(api)
+    registry = services.schemas
+    assert registry.tenant_namespace(actor) == "_headwater"
+    found = registry.get_schema(actor, schema["meta:altId"])
+    assert found is not None and found.id == schema["$id"]
+    assert registry.get_schema(actor, "https://ns.adobe.com/headwater/schemas/nope") is None
+    resolved = registry.resolve(actor, schema["meta:altId"])
+    assert registry.field_at(resolved, "person.name.firstName")["type"] == "string"  # type: ignore[index]
+    assert "person.name.firstName" in registry.leaf_paths(resolved)
+    with pytest.raises(NotFound) as missing:
+        registry.resolve(actor, "https://ns.adobe.com/headwater/schemas/nope")
+    assert missing.value.code == "SCHEMA-1404-404"
+    dataset_id = create_dataset(api, schema["$id"])
+    assert services.datasets.get(actor, dataset_id).doc["schemaRef"]["id"] == schema["$id"]
+    with pytest.raises(NotFound) as no_dataset:
+        services.datasets.get(actor, "0" * 24)
+    assert no_dataset.value.code == "CAT-1404-404"
+    mapping = seed_mapping(api, schema["$id"])
+    assert services.mapping_sets.get(actor, mapping["id"]).doc["outputSchemaRef"]["id"] == schema["$id"]
+    with pytest.raises(NotFound) as no_mapping:
+        services.mapping_sets.get(actor, "0" * 32)
+    assert no_mapping.value.code == "CONV-1404-404"
+    descriptor = api.post(
+        f"{SR}/tenant/descriptors",
+        json={
+            "@type": "xdm:descriptorIdentity",
+            "xdm:sourceSchema": schema["$id"],
+            "xdm:sourceProperty": "/personalEmail/address",
+            "xdm:namespace": "Email",
+            "xdm:isPrimary": True,
+        },
+    )
+    assert descriptor.status_code == 201
+    assert [d["xdm:namespace"] for d in registry.identities(actor, schema["$id"])] == ["Email"]
+    filtered = api.get(f"{SR}/tenant/descriptors", params={"property": f"xdm:sourceSchema=={schema['$id']}"})
+    assert [d["@id"] for d in filtered.json()["results"]] == [descriptor.json()["@id"]]

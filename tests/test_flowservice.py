@@ -1,4 +1,5 @@
-"""Flow Service: specs, connections with encrypted secrets, flows and their validation, lists, PATCH, DELETE."""
+"""Flow Service: specs, connections with encrypted secrets, flows and their validation, lists, PATCH,
+DELETE."""
 
 from __future__ import annotations
 
@@ -22,13 +23,19 @@ from tests.flows_helpers import (
 from tests.support import ApiClient, LiveServer
 
 REQUIRED_CONNECTION_SPECS = {
-    "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5", "b66ab34-8619-49cb-96d1-39b37ede86ea",
-    "38ad80fe-8b06-4938-94f4-d4ee80266b07", "96479064-7b8a-4d69-b9ed-21c5683837ea",
-    "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb", DATA_LAKE,
+    "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5",
+    "b66ab34-8619-49cb-96d1-39b37ede86ea",
+    "38ad80fe-8b06-4938-94f4-d4ee80266b07",
+    "96479064-7b8a-4d69-b9ed-21c5683837ea",
+    "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb",
+    DATA_LAKE,
 }
 REQUIRED_FLOW_SPECS = {
-    "14518937-270c-4525-bdec-c2ba7cce3860", CRM_FLOW_SPEC, "e77fde5a-22a8-11ed-861d-0242ac120002",
-    "c1a19761-d2c7-4702-b9fa-fe91f0613e81", "d8a6f005-7eaf-4153-983e-e8574508b877",
+    "14518937-270c-4525-bdec-c2ba7cce3860",
+    CRM_FLOW_SPEC,
+    "e77fde5a-22a8-11ed-861d-0242ac120002",
+    "c1a19761-d2c7-4702-b9fa-fe91f0613e81",
+    "d8a6f005-7eaf-4153-983e-e8574508b877",
 }
 
 
@@ -43,14 +50,15 @@ def _paths(response: Any) -> set[str]:
 
 # --- specs ---
 
+
 def test_catalog_holds_every_documented_spec(api: ApiClient) -> None:
     conn_specs = api.get(f"{FS}/connectionSpecs", params={"limit": 1000}).json()["items"]
-    assert REQUIRED_CONNECTION_SPECS <= {s["id"] for s in conn_specs}
+    assert {s["id"] for s in conn_specs} >= REQUIRED_CONNECTION_SPECS
     for spec in conn_specs:
         for auth in spec["authSpec"]:
             assert {"name", "spec"} <= set(auth)
     flow_specs = api.get(f"{FS}/flowSpecs", params={"limit": 1000}).json()["items"]
-    assert REQUIRED_FLOW_SPECS <= {s["id"] for s in flow_specs}
+    assert {s["id"] for s in flow_specs} >= REQUIRED_FLOW_SPECS
     assert all("transformationSpecs" in s and "scheduleSpec" in s for s in flow_specs)
 
 
@@ -72,8 +80,10 @@ def test_get_spec_by_id_and_unknown_id(api: ApiClient) -> None:
 
 # --- connections and secrets ---
 
-def test_connection_secrets_are_masked_and_encrypted_at_rest(server: LiveServer, api: ApiClient,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+
+def test_connection_secrets_are_masked_and_encrypted_at_rest(
+    server: LiveServer, api: ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
     secret = "Zebra-Secret-4711-Unique"
     caplog.set_level(logging.DEBUG)
     ident = salesforce_connection(api, password=secret)
@@ -108,55 +118,101 @@ def _actor(server: LiveServer, api: ApiClient) -> Any:
     return Actor(org, sandbox, api.api_key)
 
 
-def test_patch_keeps_a_secret_sent_back_masked_and_replaces_a_new_one(server: LiveServer, api: ApiClient) -> None:
+def test_patch_keeps_a_secret_sent_back_masked_and_replaces_a_new_one(
+    server: LiveServer, api: ApiClient
+) -> None:
     ident = salesforce_connection(api, password="first-password")
     etag = api.get(f"{FS}/connections/{ident}").json()["items"][0]["etag"]
-    patched = api.patch(f"{FS}/connections/{ident}", headers={"If-Match": etag},
-                        json=[{"op": "replace", "path": "/auth/params/password", "value": "********"},
-                              {"op": "replace", "path": "/name", "value": "renamed"}])
+    patched = api.patch(
+        f"{FS}/connections/{ident}",
+        headers={"If-Match": etag},
+        json=[
+            {"op": "replace", "path": "/auth/params/password", "value": "********"},
+            {"op": "replace", "path": "/name", "value": "renamed"},
+        ],
+    )
     assert patched.status_code == 200, patched.text
     conn = server.services.store.get("connection", _scope(server, api), ident)
     assert conn is not None
-    assert server.services.connections.secret_params(_actor(server, api), conn)["password"] == "first-password"
-    patched = api.patch(f"{FS}/connections/{ident}", headers={"If-Match": patched.json()["etag"]},
-                        json=[{"op": "replace", "path": "/auth/params/password", "value": "second-password"}])
+    assert (
+        server.services.connections.secret_params(_actor(server, api), conn)["password"] == "first-password"
+    )
+    patched = api.patch(
+        f"{FS}/connections/{ident}",
+        headers={"If-Match": patched.json()["etag"]},
+        json=[{"op": "replace", "path": "/auth/params/password", "value": "second-password"}],
+    )
     assert patched.status_code == 200
     conn = server.services.store.get("connection", _scope(server, api), ident)
     assert conn is not None
-    assert server.services.connections.secret_params(_actor(server, api), conn)["password"] == "second-password"
+    assert (
+        server.services.connections.secret_params(_actor(server, api), conn)["password"] == "second-password"
+    )
 
 
 @pytest.mark.parametrize(
     ("body", "path"),
     [
         ({"name": "x", "connectionSpec": {"id": SALESFORCE}}, "auth"),
-        ({"name": "x", "auth": {"specName": "Basic Authentication", "params": {"username": "u", "password": "p"}},
-          "connectionSpec": {"id": SALESFORCE}}, "auth.params.securityToken"),
-        ({"name": "x", "auth": {"specName": "Magic", "params": {}}, "connectionSpec": {"id": SALESFORCE}},
-         "auth.specName"),
-        ({"name": "x", "auth": {"specName": "Basic Authentication",
-                                "params": {"username": 5, "password": "p", "securityToken": "t"}},
-          "connectionSpec": {"id": SALESFORCE}}, "auth.params.username"),
+        (
+            {
+                "name": "x",
+                "auth": {"specName": "Basic Authentication", "params": {"username": "u", "password": "p"}},
+                "connectionSpec": {"id": SALESFORCE},
+            },
+            "auth.params.securityToken",
+        ),
+        (
+            {"name": "x", "auth": {"specName": "Magic", "params": {}}, "connectionSpec": {"id": SALESFORCE}},
+            "auth.specName",
+        ),
+        (
+            {
+                "name": "x",
+                "auth": {
+                    "specName": "Basic Authentication",
+                    "params": {"username": 5, "password": "p", "securityToken": "t"},
+                },
+                "connectionSpec": {"id": SALESFORCE},
+            },
+            "auth.params.username",
+        ),
         ({"name": "x", "connectionSpec": {"id": "nope"}}, "connectionSpec.id"),
-        ({"connectionSpec": {"id": SALESFORCE}, "auth": {"specName": "Basic Authentication", "params": {}}}, "name"),
+        (
+            {
+                "connectionSpec": {"id": SALESFORCE},
+                "auth": {"specName": "Basic Authentication", "params": {}},
+            },
+            "name",
+        ),
     ],
 )
-def test_invalid_connections_are_refused_naming_the_field(api: ApiClient, body: dict[str, Any], path: str) -> None:
+def test_invalid_connections_are_refused_naming_the_field(
+    api: ApiClient, body: dict[str, Any], path: str
+) -> None:
     response = api.post(f"{FS}/connections", json=body)
     assert path in _paths(response)
     assert api.get(f"{FS}/connections").json()["items"] == []
 
 
 def test_validation_errors_never_echo_secret_values(api: ApiClient) -> None:
-    response = api.post(f"{FS}/connections", json={
-        "name": "x", "auth": {"specName": "Basic Authentication",
-                              "params": {"username": "u", "password": ["Leaky-Secret-99"], "securityToken": "t"}},
-        "connectionSpec": {"id": SALESFORCE}})
+    response = api.post(
+        f"{FS}/connections",
+        json={
+            "name": "x",
+            "auth": {
+                "specName": "Basic Authentication",
+                "params": {"username": "u", "password": ["Leaky-Secret-99"], "securityToken": "t"},
+            },
+            "connectionSpec": {"id": SALESFORCE},
+        },
+    )
     assert response.status_code == 400
     assert "Leaky-Secret-99" not in response.text
 
 
 # --- source and target connections ---
+
 
 def test_source_connection_takes_its_spec_from_the_base_connection(api: ApiClient) -> None:
     conn = salesforce_connection(api)
@@ -186,17 +242,27 @@ def test_invalid_source_connections_name_the_field(api: ApiClient, body: dict[st
 def test_target_connection_dataset_and_schema_must_exist_and_agree(api: ApiClient) -> None:
     ids = crm_pipeline(api)
     base = {"name": "t", "connectionSpec": {"id": DATA_LAKE, "version": "1.0"}}
-    missing = api.post(f"{FS}/targetConnections", json={**base, "params": {"dataSetId": "000000000000000000000000"}})
+    missing = api.post(
+        f"{FS}/targetConnections", json={**base, "params": {"dataSetId": "000000000000000000000000"}}
+    )
     assert "params.dataSetId" in _paths(missing)
-    other_schema = api.post("/data/foundation/schemaregistry/tenant/schemas", json={
-        "title": "other", "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/profile"}],
-        "meta:class": "https://ns.adobe.com/xdm/context/profile"}).json()["$id"]
-    disagree = api.post(f"{FS}/targetConnections", json={
-        **base, "params": {"dataSetId": ids["dataset"]}, "data": {"schema": {"id": other_schema}}})
+    other_schema = api.post(
+        "/data/foundation/schemaregistry/tenant/schemas",
+        json={
+            "title": "other",
+            "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/profile"}],
+            "meta:class": "https://ns.adobe.com/xdm/context/profile",
+        },
+    ).json()["$id"]
+    disagree = api.post(
+        f"{FS}/targetConnections",
+        json={**base, "params": {"dataSetId": ids["dataset"]}, "data": {"schema": {"id": other_schema}}},
+    )
     assert "data.schema.id" in _paths(disagree)
 
 
 # --- flows ---
+
 
 def test_flow_create_and_get_shape(api: ApiClient) -> None:
     ids = crm_pipeline(api)
@@ -208,8 +274,9 @@ def test_flow_create_and_get_shape(api: ApiClient) -> None:
     assert flow["etag"] == flow["version"] == created.json()["etag"]
     assert flow["scheduleParams"] == {"startTime": 1567411548, "frequency": "minute", "interval": 30}
     inherited = flow["inheritedAttributes"]
-    assert inherited["sourceConnections"] == [{"id": ids["source"], "connectionSpec": {"id": SALESFORCE,
-                                                                                      "version": "1.0"}}]
+    assert inherited["sourceConnections"] == [
+        {"id": ids["source"], "connectionSpec": {"id": SALESFORCE, "version": "1.0"}}
+    ]
     assert inherited["targetConnections"][0]["connectionSpec"]["id"] == DATA_LAKE
     assert flow["runs"] == f"/runs?property=flowId=={flow_id}"
     assert flow["imsOrgId"] == api.org_id and flow["sandboxName"] == api.sandbox_name
@@ -229,7 +296,9 @@ def test_flow_create_and_get_shape(api: ApiClient) -> None:
 )
 def test_schedule_validation_names_the_field(api: ApiClient, schedule: dict[str, Any], path: str) -> None:
     ids = crm_pipeline(api)
-    response = api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"], **schedule))
+    response = api.post(
+        f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"], **schedule)
+    )
     assert path in _paths(response), response.text
     assert api.get(f"{FS}/flows").json()["items"] == []
 
@@ -244,10 +313,14 @@ def test_schedule_validation_names_the_field(api: ApiClient, schedule: dict[str,
 )
 def test_valid_schedules_are_accepted(api: ApiClient, schedule: dict[str, Any]) -> None:
     ids = crm_pipeline(api)
-    created_id(api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"], **schedule)))
+    created_id(
+        api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"], **schedule))
+    )
 
 
-def test_flow_references_and_transformations_are_validated(api: ApiClient, other_sandbox_api: ApiClient) -> None:
+def test_flow_references_and_transformations_are_validated(
+    api: ApiClient, other_sandbox_api: ApiClient
+) -> None:
     ids = crm_pipeline(api)
     body = flow_body(ids["source"], ids["target"], "no-such-mapping")
     assert "transformations[1].params.mappingId" in _paths(api.post(f"{FS}/flows", json=body))
@@ -269,17 +342,23 @@ def test_flow_references_and_transformations_are_validated(api: ApiClient, other
 
 def test_patch_requires_if_match_and_rejects_stale_etags(api: ApiClient) -> None:
     ids = crm_pipeline(api)
-    flow_id = created_id(api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"])))
+    flow_id = created_id(
+        api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"]))
+    )
     url = f"{FS}/flows/{flow_id}"
     etag = api.get(url).json()["items"][0]["etag"]
-    change = [{"op": "replace", "path": "/scheduleParams/frequency", "value": "hour"},
-              {"op": "replace", "path": "/scheduleParams/interval", "value": 2}]
+    change = [
+        {"op": "replace", "path": "/scheduleParams/frequency", "value": "hour"},
+        {"op": "replace", "path": "/scheduleParams/interval", "value": 2},
+    ]
     missing = api.patch(url, json=change)
     assert missing.status_code == 428
     ok = api.patch(url, json=change, headers={"If-Match": etag})
     assert ok.status_code == 200, ok.text
     assert ok.json()["etag"] != etag and ok.headers["ETag"] == ok.json()["etag"]
-    stale = api.patch(url, json=[{"op": "replace", "path": "/name", "value": "x"}], headers={"If-Match": etag})
+    stale = api.patch(
+        url, json=[{"op": "replace", "path": "/name", "value": "x"}], headers={"If-Match": etag}
+    )
     assert stale.status_code == 412
     flow = api.get(url).json()["items"][0]
     assert flow["scheduleParams"]["frequency"] == "hour" and flow["name"] == "CRM flow"
@@ -288,7 +367,9 @@ def test_patch_requires_if_match_and_rejects_stale_etags(api: ApiClient) -> None
 
 def test_invalid_patch_is_a_400_and_changes_nothing(api: ApiClient) -> None:
     ids = crm_pipeline(api)
-    flow_id = created_id(api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"])))
+    flow_id = created_id(
+        api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"]))
+    )
     url = f"{FS}/flows/{flow_id}"
     before = api.get(url).json()["items"][0]
     for patch in (
@@ -306,7 +387,9 @@ def test_invalid_patch_is_a_400_and_changes_nothing(api: ApiClient) -> None:
 
 def test_enable_and_disable_a_flow(api: ApiClient) -> None:
     ids = crm_pipeline(api)
-    flow_id = created_id(api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"])))
+    flow_id = created_id(
+        api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"]))
+    )
     response = api.post(f"{FS}/flows/{flow_id}/action?op=disable")
     assert response.status_code == 200
     flow = api.get(f"{FS}/flows/{flow_id}").json()["items"][0]
@@ -318,7 +401,9 @@ def test_enable_and_disable_a_flow(api: ApiClient) -> None:
 
 def test_delete_in_use_connection_is_a_409_naming_the_flows(api: ApiClient) -> None:
     ids = crm_pipeline(api)
-    flow_id = created_id(api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"])))
+    flow_id = created_id(
+        api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"]))
+    )
     response = api.delete(f"{FS}/sourceConnections/{ids['source']}")
     assert response.status_code == 409
     assert flow_id in response.json()["detail"]
@@ -331,6 +416,7 @@ def test_delete_in_use_connection_is_a_409_naming_the_flows(api: ApiClient) -> N
 
 
 # --- lists ---
+
 
 def _named_connections(api: ApiClient, names: list[str]) -> list[str]:
     return [salesforce_connection(api, name=n) for n in names]
@@ -361,8 +447,12 @@ def test_filters_ordering_and_count(api: ApiClient) -> None:
 
 def test_array_filters_with_brackets(api: ApiClient) -> None:
     ids = crm_pipeline(api)
-    flow_id = created_id(api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"])))
-    hits = api.get(f"{FS}/flows", params={"property": f"sourceConnectionIds[]=={ids['source']}"}).json()["items"]
+    flow_id = created_id(
+        api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"]))
+    )
+    hits = api.get(f"{FS}/flows", params={"property": f"sourceConnectionIds[]=={ids['source']}"}).json()[
+        "items"
+    ]
     assert [f["id"] for f in hits] == [flow_id]
     none = api.get(f"{FS}/flows", params={"property": "sourceConnectionIds[]==other"}).json()["items"]
     assert none == []

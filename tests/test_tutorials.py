@@ -197,8 +197,15 @@ def _send(api: ApiClient, method: str, path: str, template: str, **values: str) 
 
 
 def test_document_001_service_cloud_connection(api: ApiClient) -> None:
-    body = _send(api, "POST", f"{FS}/connections", DOC_001_CONNECTION,
-                 USERNAME="ada@example.com", PASSWORD="hunter2-pw", SECURITY_TOKEN="tok-9")
+    body = _send(
+        api,
+        "POST",
+        f"{FS}/connections",
+        DOC_001_CONNECTION,
+        USERNAME="ada@example.com",
+        PASSWORD="hunter2-pw",
+        SECURITY_TOKEN="tok-9",
+    )
     assert set(body) == {"id", "etag"}
     conn = api.get(f"{FS}/connections/{body['id']}").json()["items"][0]
     assert conn["connectionSpec"]["id"] == "b66ab34-8619-49cb-96d1-39b37ede86ea"
@@ -208,11 +215,25 @@ def test_document_001_service_cloud_connection(api: ApiClient) -> None:
 
 
 def test_document_002_crm_dataflow_as_written(api: ApiClient) -> None:
-    base = _send(api, "POST", f"{FS}/connections", DOC_001_CONNECTION.replace(
-        "b66ab34-8619-49cb-96d1-39b37ede86ea", "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5"),
-        USERNAME="ada@example.com", PASSWORD="pw", SECURITY_TOKEN="tok")
-    source = _send(api, "POST", f"{FS}/sourceConnections", DOC_002_SOURCE,
-                   BASE_CONNECTION_ID=base["id"], TABLE_PATH="Contact")
+    base = _send(
+        api,
+        "POST",
+        f"{FS}/connections",
+        DOC_001_CONNECTION.replace(
+            "b66ab34-8619-49cb-96d1-39b37ede86ea", "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5"
+        ),
+        USERNAME="ada@example.com",
+        PASSWORD="pw",
+        SECURITY_TOKEN="tok",
+    )
+    source = _send(
+        api,
+        "POST",
+        f"{FS}/sourceConnections",
+        DOC_002_SOURCE,
+        BASE_CONNECTION_ID=base["id"],
+        TABLE_PATH="Contact",
+    )
     assert set(source) == {"id", "etag"}
 
     schema = _send(api, "POST", "/data/foundation/schemaregistry/tenant/schemas", DOC_002_SCHEMA)
@@ -225,27 +246,41 @@ def test_document_002_crm_dataflow_as_written(api: ApiClient) -> None:
     ]
     assert schema["version"] == "1.0" and schema["meta:containerId"] == "tenant"
 
-    dataset = api.post("/data/foundation/catalog/dataSets?requestDataSource=true",
-                       content=DOC_002_DATASET.replace("{SCHEMA_ID}", schema["$id"]).encode(),
-                       headers={"Content-Type": "application/json"})
+    dataset = api.post(
+        "/data/foundation/catalog/dataSets?requestDataSource=true",
+        content=DOC_002_DATASET.replace("{SCHEMA_ID}", schema["$id"]).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert dataset.status_code == 201, dataset.text
     (ref,) = dataset.json()
     assert ref.startswith("@/dataSets/")
     dataset_id = ref.split("/")[-1]
 
-    target = _send(api, "POST", f"{FS}/targetConnections", DOC_002_TARGET,
-                   SCHEMA_ID=schema["$id"], DATASET_ID=dataset_id)
-    mapping = _send(api, "POST", "/data/foundation/conversion/mappingSets", DOC_002_MAPPING,
-                    SCHEMA_ID=schema["$id"])
+    target = _send(
+        api, "POST", f"{FS}/targetConnections", DOC_002_TARGET, SCHEMA_ID=schema["$id"], DATASET_ID=dataset_id
+    )
+    mapping = _send(
+        api, "POST", "/data/foundation/conversion/mappingSets", DOC_002_MAPPING, SCHEMA_ID=schema["$id"]
+    )
     assert mapping["outputSchemaRef"]["id"] == schema["$id"]
     assert {m["destinationXdmPath"] for m in mapping["mappings"]} == {
-        "person.name.firstName", "person.name.lastName", "personalEmail.address"}
+        "person.name.firstName",
+        "person.name.lastName",
+        "personalEmail.address",
+    }
 
     specs = api.get(f"{FS}/flowSpecs?property=name==%22CRMToAEP%22").json()["items"]
     assert "14518937-270c-4525-bdec-c2ba7cce3860" in {s["id"] for s in specs}
 
-    flow = _send(api, "POST", f"{FS}/flows", DOC_002_FLOW, SOURCE_ID=source["id"], TARGET_ID=target["id"],
-                 MAPPING_ID=mapping["id"])
+    flow = _send(
+        api,
+        "POST",
+        f"{FS}/flows",
+        DOC_002_FLOW,
+        SOURCE_ID=source["id"],
+        TARGET_ID=target["id"],
+        MAPPING_ID=mapping["id"],
+    )
     assert set(flow) == {"id", "etag"}
     got = api.get(f"{FS}/flows/{flow['id']}").json()["items"][0]
     assert got["scheduleParams"] == {"startTime": 1567411548, "frequency": "minute", "interval": 30}
@@ -258,14 +293,20 @@ def extconndev(server: LiveServer) -> dict[str, str]:
     tenancy = server.services.tenancy
     org = tenancy.create_org("Extension connector development", "extconndev")
     client_id, secret = tenancy.create_client(org.id, "doc-004")
-    return {"orgId": org.id, "apiKey": client_id, "secret": secret,
-            "token": token_for(server.base_url, client_id, secret)}
+    return {
+        "orgId": org.id,
+        "apiKey": client_id,
+        "secret": secret,
+        "token": token_for(server.base_url, client_id, secret),
+    }
 
 
 @pytest.fixture
 def dev_api(server: LiveServer, extconndev: dict[str, str]) -> Iterator[ApiClient]:
     e = extconndev
-    with fresh_sandbox_client(server, e["orgId"], e["apiKey"], e["secret"], "extconndev", e["token"]) as client:
+    with fresh_sandbox_client(
+        server, e["orgId"], e["apiKey"], e["secret"], "extconndev", e["token"]
+    ) as client:
         yield client
 
 
@@ -374,20 +415,37 @@ DOC_004_FLOW = """{
 
 
 def _customerio_schema(api: ApiClient) -> str:
-    fields = {name: {"type": "string", "title": name} for name in
-              ("cio_id", "email", "event_id0", "metricx", "object_type1", "timestampx")}
-    group = api.post("/data/foundation/schemaregistry/tenant/fieldgroups", json={
-        "title": "Customer.io reporting webhook", "description": "", "type": "object",
-        "meta:intendedToExtend": ["https://ns.adobe.com/xdm/context/experienceevent"],
-        "definitions": {"customio": {"properties": {"_extconndev": {"type": "object", "properties": fields}}}},
-        "allOf": [{"$ref": "#/definitions/customio"}],
-    })
+    fields = {
+        name: {"type": "string", "title": name}
+        for name in ("cio_id", "email", "event_id0", "metricx", "object_type1", "timestampx")
+    }
+    group = api.post(
+        "/data/foundation/schemaregistry/tenant/fieldgroups",
+        json={
+            "title": "Customer.io reporting webhook",
+            "description": "",
+            "type": "object",
+            "meta:intendedToExtend": ["https://ns.adobe.com/xdm/context/experienceevent"],
+            "definitions": {
+                "customio": {"properties": {"_extconndev": {"type": "object", "properties": fields}}}
+            },
+            "allOf": [{"$ref": "#/definitions/customio"}],
+        },
+    )
     assert group.status_code == 201, group.text
-    schema = api.post("/data/foundation/schemaregistry/tenant/schemas", json={
-        "type": "object", "title": "Customer.io events", "description": "",
-        "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/experienceevent"}, {"$ref": group.json()["$id"]}],
-        "meta:class": "https://ns.adobe.com/xdm/context/experienceevent",
-    })
+    schema = api.post(
+        "/data/foundation/schemaregistry/tenant/schemas",
+        json={
+            "type": "object",
+            "title": "Customer.io events",
+            "description": "",
+            "allOf": [
+                {"$ref": "https://ns.adobe.com/xdm/context/experienceevent"},
+                {"$ref": group.json()["$id"]},
+            ],
+            "meta:class": "https://ns.adobe.com/xdm/context/experienceevent",
+        },
+    )
     assert schema.status_code == 201, schema.text
     return str(schema.json()["$id"])
 
@@ -396,31 +454,50 @@ def test_document_004_customerio_streaming_flow_as_written(dev_api: ApiClient) -
     api = dev_api
     source = _send(api, "POST", f"{FS}/sourceConnections", DOC_004_SOURCE)
     schema_id = _customerio_schema(api)
-    dataset = api.post("/data/foundation/catalog/dataSets", json={
-        "name": "Customer.io events", "schemaRef": {"id": schema_id,
-                                                    "contentType": "application/vnd.adobe.xed-full+json;version=1"}})
+    dataset = api.post(
+        "/data/foundation/catalog/dataSets",
+        json={
+            "name": "Customer.io events",
+            "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"},
+        },
+    )
     assert dataset.status_code == 201, dataset.text
     dataset_id = dataset.json()[0].split("/")[-1]
-    target = _send(api, "POST", f"{FS}/targetConnections", DOC_004_TARGET, SCHEMA_ID=schema_id,
-                   DATASET_ID=dataset_id)
-    mapping = _send(api, "POST", "/data/foundation/conversion/mappingSets", DOC_004_MAPPING, SCHEMA_ID=schema_id)
-    flow = _send(api, "POST", f"{FS}/flows", DOC_004_FLOW, SOURCE_ID=source["id"], TARGET_ID=target["id"],
-                 MAPPING_ID=mapping["id"])
+    target = _send(
+        api, "POST", f"{FS}/targetConnections", DOC_004_TARGET, SCHEMA_ID=schema_id, DATASET_ID=dataset_id
+    )
+    mapping = _send(
+        api, "POST", "/data/foundation/conversion/mappingSets", DOC_004_MAPPING, SCHEMA_ID=schema_id
+    )
+    flow = _send(
+        api,
+        "POST",
+        f"{FS}/flows",
+        DOC_004_FLOW,
+        SOURCE_ID=source["id"],
+        TARGET_ID=target["id"],
+        MAPPING_ID=mapping["id"],
+    )
 
     got = api.get(f"{FS}/flows/{flow['id']}")
     assert got.status_code == 200
     item = got.json()["items"][0]
     assert item["state"] == "enabled"
     assert item["inheritedAttributes"]["properties"]["isSourceFlow"] is True
-    assert item["inheritedAttributes"]["sourceConnections"][0]["connectionSpec"]["id"] == \
-        "96479064-7b8a-4d69-b9ed-21c5683837ea"
+    assert (
+        item["inheritedAttributes"]["sourceConnections"][0]["connectionSpec"]["id"]
+        == "96479064-7b8a-4d69-b9ed-21c5683837ea"
+    )
     assert item["options"]["inletUrl"].startswith(str(api.base_url).rstrip("/").rsplit(":", 1)[0])
     assert "/collection/" in item["options"]["inletUrl"]
     assert item["transformations"][0]["params"] == {"mappingId": mapping["id"], "mappingVersion": 0}
     assert item["runs"] == f"/runs?property=flowId=={flow['id']}"
 
-    update = api.patch(f"{FS}/flows/{flow['id']}", headers={"If-Match": item["etag"]},
-                       json=[{"op": "replace", "path": "/name", "value": "Customer.io events (renamed)"}])
+    update = api.patch(
+        f"{FS}/flows/{flow['id']}",
+        headers={"If-Match": item["etag"]},
+        json=[{"op": "replace", "path": "/name", "value": "Customer.io events (renamed)"}],
+    )
     assert update.status_code == 200, update.text
     renamed = api.get(f"{FS}/flows/{flow['id']}").json()["items"][0]
     assert renamed["name"] == "Customer.io events (renamed)"

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from headwater.services.container import Services
 from headwater.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Headwater: a self-hosted customer data platform core.")
@@ -28,8 +29,7 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _services():  # type: ignore[no-untyped-def]
-    from headwater.services.container import Services
+def _services() -> Services:
 
     services = Services(_settings())
     services.start()
@@ -38,7 +38,9 @@ def _services():  # type: ignore[no-untyped-def]
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (default HEADWATER_HOST or 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default HEADWATER_HOST or 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default HEADWATER_PORT or 8080).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (each serves every API).")] = 1,
 ) -> None:
@@ -52,17 +54,19 @@ def serve(
     if port:
         os.environ["HEADWATER_PORT"] = str(port)
     settings = _settings()
-    from headwater.services.container import Services
-
     services = Services(settings)
     created = services.start()  # migrate and bootstrap once, before any worker starts
     creds, _ = services.tenancy.bootstrap()
     services.close()
     if created:
-        console.print(f"[green]Created the default organization[/green] {creds.org_id} "
-                      f"(tenant {creds.tenant_id}, sandbox prod).")
-    console.print(f"Headwater on {settings.base_url}  ·  credentials: [bold]headwater credentials --json[/bold]"
-                  f"  ·  API docs: {settings.base_url}/docs")
+        console.print(
+            f"[green]Created the default organization[/green] {creds.org_id} "
+            f"(tenant {creds.tenant_id}, sandbox prod)."
+        )
+    console.print(
+        f"Headwater on {settings.base_url}  ·  credentials: [bold]headwater credentials --json[/bold]"
+        f"  ·  API docs: {settings.base_url}/docs"
+    )
     uvicorn.run(
         "headwater.api.app:create_app",
         factory=True,
@@ -120,7 +124,9 @@ def sandboxes_list() -> None:
         org = services.tenancy.default_org()
         assert org is not None
         for sandbox in services.store.list_sandboxes(org.id):
-            sys.stdout.write(json.dumps({"id": sandbox.id, "name": sandbox.name, "title": sandbox.title}) + "\n")
+            sys.stdout.write(
+                json.dumps({"id": sandbox.id, "name": sandbox.name, "title": sandbox.title}) + "\n"
+            )
     finally:
         services.close()
 

@@ -83,9 +83,13 @@ class Settings(BaseSettings):
                 continue
             net = _as_network(entry)
             if net is not None and _overlaps(net, _LINK_LOCAL):
-                problems.append(f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers the link-local/metadata range")
+                problems.append(
+                    f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers the link-local/metadata range"
+                )
             if self.environment != "development" and net is not None and _overlaps(net, _LOOPBACK):
-                problems.append(f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers loopback (development only)")
+                problems.append(
+                    f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers loopback (development only)"
+                )
         for name in ("encryption_key", "token_signing_key"):
             value = getattr(self, name)
             if value is not None and len(value) < 32:
@@ -135,7 +139,7 @@ def _as_network(entry: str) -> Network | None:
 
 
 def _overlaps(net: Network, ranges: tuple[Network, ...]) -> bool:
-    return any(net.version == r.version and net.overlaps(r) for r in ranges)  # type: ignore[arg-type]
+    return any(net.version == r.version and net.overlaps(r) for r in ranges)
 
 
 def load_settings() -> Settings:

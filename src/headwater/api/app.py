@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc = services or Services(settings)
         svc.start()
         app.state.services = svc
-        log.info("Headwater %s serving; metadata at %s", __version__, _safe_url(settings.resolved_database_url))
+        log.info(
+            "Headwater %s serving; metadata at %s", __version__, _safe_url(settings.resolved_database_url)
+        )
         try:
             yield
         finally:
@@ -66,12 +68,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         components = schema.setdefault("components", {})
         components["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-            **{name: {"type": "apiKey", "in": "header", "name": name, "description": text}
-               for name, text in _HEADERS},
+            **{
+                name: {"type": "apiKey", "in": "header", "name": name, "description": text}
+                for name, text in _HEADERS
+            },
         }
         for path, methods in schema.get("paths", {}).items():
             if path.startswith("/data/"):

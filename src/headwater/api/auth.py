@@ -46,33 +46,52 @@ async def platform_actor(request: Request) -> Actor:
     claims = svc.tokens.verify(token)
     if claims is None:
         raise Unauthenticated(
-            "Oauth token is not valid: it is malformed, expired, or not signed by this server. Get a new one.",
+            "Oauth token is not valid: it is malformed, expired, or not signed by this server. "
+            "Get a new one.",
             code="401013",
             report={"header": "Authorization", "error_code": "401013"},
         )
     api_key = request.headers.get("x-api-key")
     if not api_key:
-        raise Forbidden("Api Key is required: send the x-api-key header (your client id).", code="403000",
-                        report={"header": "x-api-key", "error_code": "403000"})
+        raise Forbidden(
+            "Api Key is required: send the x-api-key header (your client id).",
+            code="403000",
+            report={"header": "x-api-key", "error_code": "403000"},
+        )
     client = svc.clients.get(claims.client_id)
     if api_key != claims.client_id or client is None or not client.enabled:
-        raise Forbidden("Api Key is invalid: x-api-key must be the client id the token was issued to, "
-                        "and that client must be enabled.", code="403003",
-                        report={"header": "x-api-key", "error_code": "403003"})
+        raise Forbidden(
+            "Api Key is invalid: x-api-key must be the client id the token was issued to, "
+            "and that client must be enabled.",
+            code="403003",
+            report={"header": "x-api-key", "error_code": "403003"},
+        )
     org_id = request.headers.get("x-gw-ims-org-id")
     if not org_id:
-        raise BadRequest("Missing header x-gw-ims-org-id: send your organization id.", code="400003",
-                         report={"header": "x-gw-ims-org-id", "error_code": "400003"})
+        raise BadRequest(
+            "Missing header x-gw-ims-org-id: send your organization id.",
+            code="400003",
+            report={"header": "x-gw-ims-org-id", "error_code": "400003"},
+        )
     if org_id != claims.org_id or client.org_id != org_id:
-        raise Forbidden("The token is not valid for this organization (x-gw-ims-org-id).", code="403025",
-                        report={"header": "x-gw-ims-org-id", "error_code": "403025"})
+        raise Forbidden(
+            "The token is not valid for this organization (x-gw-ims-org-id).",
+            code="403025",
+            report={"header": "x-gw-ims-org-id", "error_code": "403025"},
+        )
     sandbox_name = request.headers.get("x-sandbox-name")
     if not sandbox_name:
-        raise BadRequest("Missing header x-sandbox-name: send the sandbox to work in (e.g. prod).",
-                         code="400003", report={"header": "x-sandbox-name", "error_code": "400003"})
+        raise BadRequest(
+            "Missing header x-sandbox-name: send the sandbox to work in (e.g. prod).",
+            code="400003",
+            report={"header": "x-sandbox-name", "error_code": "400003"},
+        )
     sandbox = svc.sandboxes.get((org_id, sandbox_name))
     org = svc.orgs.get(org_id)
     if sandbox is None or org is None:
-        raise Forbidden(f"Sandbox {sandbox_name!r} does not exist in this organization or is not accessible.",
-                        code="403027", report={"header": "x-sandbox-name", "error_code": "403027"})
+        raise Forbidden(
+            f"Sandbox {sandbox_name!r} does not exist in this organization or is not accessible.",
+            code="403027",
+            report={"header": "x-sandbox-name", "error_code": "403027"},
+        )
     return Actor(org=org, sandbox=sandbox, client_id=client.client_id)

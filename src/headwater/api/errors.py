@@ -30,21 +30,31 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"path": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")),
-             "message": str(e.get("msg", "invalid"))}
+            {
+                "path": ".".join(
+                    str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")
+                ),
+                "message": str(e.get("msg", "invalid")),
+            }
             for e in exc.errors()
         ]
         first = errors[0] if errors else {"path": "", "message": "invalid request"}
-        return _render(request, BadRequest(f"{first['path']}: {first['message']}", code="HW-1422-400",
-                                           report={"errors": errors}))
+        return _render(
+            request,
+            BadRequest(f"{first['path']}: {first['message']}", code="HW-1422-400", report={"errors": errors}),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return _render(request, NotFound(f"No such endpoint: {request.method} {request.url.path}.",
-                                             code="HW-1404-404"))
+            return _render(
+                request,
+                NotFound(f"No such endpoint: {request.method} {request.url.path}.", code="HW-1404-404"),
+            )
         if exc.status_code == 405:
-            return _render(request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}."))
+            return _render(
+                request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.")
+            )
         error = HeadwaterError(str(exc.detail), code=f"HW-{exc.status_code}-{exc.status_code}")
         error.status = exc.status_code
         return _render(request, error)
@@ -52,5 +62,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _render(request, HeadwaterError("An unexpected error occurred; it has been logged.",
-                                               code="HW-1000-500"))
+        return _render(
+            request, HeadwaterError("An unexpected error occurred; it has been logged.", code="HW-1000-500")
+        )

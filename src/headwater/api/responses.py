@@ -32,7 +32,8 @@ async def json_body(request: Request, *, patch: bool = False) -> Any:
     if not (content_type == "application/json" or content_type.endswith("+json")):
         raise BadRequest(
             "A valid content-type must be specified: send Content-Type: application/json"
-            + (" (or application/json-patch+json)" if patch else "") + ".",
+            + (" (or application/json-patch+json)" if patch else "")
+            + ".",
             code="HW-1415-400",
             title="BadRequestError",
             report={"header": "Content-Type"},

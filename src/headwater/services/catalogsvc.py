@@ -241,7 +241,9 @@ class DataSets(Collection):
                 filters.append(listing.parse_filter(f"{key}=={value}"))
         docs = [self.render(r) for r in self.store.list(self.kind, actor.scope).items]
         docs = [d for d in docs if all(f.matches(d) for f in filters)]
-        docs.sort(key=lambda d: _sort_value(d, order), reverse=descending)
+        # Ties keep insertion order, reversed with the rest on descending orders.
+        ranked = sorted(enumerate(docs), key=lambda p: (_sort_value(p[1], order), p[0]), reverse=descending)
+        docs = [d for _, d in ranked]
         return {d["id"]: project(d, properties) for d in docs[start : start + limit]}
 
 

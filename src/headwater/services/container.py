@@ -11,7 +11,7 @@ from headwater.services.specs import SpecCatalog, catalog
 from headwater.services.tenancy import Tenancy
 from headwater.services.tokens import TokenService
 from headwater.settings import Settings
-from headwater.stores.metadata import MetadataStore, open_store
+from headwater.stores.metadata import ApiClient, MetadataStore, Org, Sandbox, open_store
 from headwater.stores.secrets import SecretBox
 
 K = TypeVar("K")
@@ -59,9 +59,11 @@ class Services:
         self.tokens = TokenService(settings)
         self.tenancy = Tenancy(self.store, self.box, settings)
         self.specs: SpecCatalog = catalog()
-        self.clients = TtlCache(2.0, self.store.get_client)
-        self.sandboxes = TtlCache(2.0, lambda key: self.store.get_sandbox(*key))
-        self.orgs = TtlCache(2.0, self.store.get_org)
+        self.clients: TtlCache[str, ApiClient | None] = TtlCache(2.0, self.store.get_client)
+        self.sandboxes: TtlCache[tuple[str, str], Sandbox | None] = TtlCache(
+            2.0, lambda key: self.store.get_sandbox(*key)
+        )
+        self.orgs: TtlCache[str, Org | None] = TtlCache(2.0, self.store.get_org)
         self.schemas = SchemaRegistry(self)
         self.datasets = DataSets(self)
         self.mapping_sets = MappingSets(self)

@@ -215,7 +215,13 @@ class MappingSets(Collection):
                 name = value
         docs = [self.render(r) for r in self.store.list(self.kind, actor.scope).items]
         docs = [d for d in docs if name is None or d.get("name") == name]
-        docs.sort(key=lambda d: (d.get(order) is None, d.get(order) or 0), reverse=descending)
+        # Ties keep insertion order, reversed with the rest on descending orders.
+        ranked = sorted(
+            enumerate(docs),
+            key=lambda p: (p[1].get(order) is None, p[1].get(order) or 0, p[0]),
+            reverse=descending,
+        )
+        docs = [d for _, d in ranked]
         return {
             "data": docs[start : start + limit],
             "_page": {"count": len(docs), "limit": limit, "start": start},

@@ -22,11 +22,17 @@ import orjson
 
 from headwater.errors import BadRequest
 from headwater.stores.metadata import MetadataStore, Resource, Scope
+from headwater.stores.metadata.base import OrderColumn
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 _FILTER = re.compile(r"^\s*(?P<path>[^=!<>]+?)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>.*?)\s*$")
-_SQL_ORDER = {"createdAt": "createdAt", "updatedAt": "updatedAt", "name": "name", "id": "id"}
+_SQL_ORDER: dict[str, OrderColumn] = {
+    "createdAt": "createdAt",
+    "updatedAt": "updatedAt",
+    "name": "name",
+    "id": "id",
+}
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,14 @@ class Filter:
         if self.op is None:
             return any(v is not None for v in found)
         if self.op == "!=":
-            return not any(_equal(v, w, q) for v in found for w, q in zip(self.values, self.quoted, strict=True))
+            return not any(
+                _equal(v, w, q) for v in found for w, q in zip(self.values, self.quoted, strict=True)
+            )
         if self.op == "==":
             return any(_equal(v, w, q) for v in found for w, q in zip(self.values, self.quoted, strict=True))
-        return any(_compare(v, w, q, self.op) for v in found for w, q in zip(self.values, self.quoted, strict=True))
+        return any(
+            _compare(v, w, q, self.op) for v in found for w, q in zip(self.values, self.quoted, strict=True)
+        )
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,11 @@ def parse_filter(text: str) -> Filter:
     return Filter(_split_path(match["path"]), match["op"], tuple(values), tuple(quoted))
 
 
+def pages_in_sql(query: ListQuery) -> bool:
+    """True when the page comes straight from SQL (no filter, ordered by a stored column): cheap."""
+    return not query.filters and query.order_key in _SQL_ORDER
+
+
 def run(
     store: MetadataStore,
     kind: str,
@@ -118,10 +133,15 @@ def run(
 ) -> tuple[list[dict[str, Any]], int | None, int | None]:
     """Return (rendered page, next offset or None, total when counted)."""
     sql_order = _SQL_ORDER.get(query.order_key)
-    if not query.filters and prefilter is None and sql_order is not None:
+    if prefilter is None and sql_order is not None and pages_in_sql(query):
         page = store.list(
-            kind, scope, order=sql_order, descending=query.descending,  # type: ignore[arg-type]
-            offset=query.offset, limit=query.limit + 1, count=query.count,
+            kind,
+            scope,
+            order=sql_order,
+            descending=query.descending,
+            offset=query.offset,
+            limit=query.limit + 1,
+            count=query.count,
         )
         docs = [render(r) for r in page.items]
         more = len(docs) > query.limit
@@ -134,7 +154,9 @@ def apply(
     docs: list[dict[str, Any]], query: ListQuery, prefilter: Callable[[dict[str, Any]], bool] | None = None
 ) -> tuple[list[dict[str, Any]], int | None, int | None]:
     """Filter, order and page documents already in memory (used for static catalogs too)."""
-    selected = [d for d in docs if (prefilter is None or prefilter(d)) and all(f.matches(d) for f in query.filters)]
+    selected = [
+        d for d in docs if (prefilter is None or prefilter(d)) and all(f.matches(d) for f in query.filters)
+    ]
     if query.order_key != "createdAt" or query.descending:
         selected.sort(key=lambda d: _sort_key(d, query.order_path), reverse=query.descending)
     total = len(selected)
@@ -179,7 +201,9 @@ def _int_param(name: str, value: str, low: int, high: int) -> int:
         number = low - 1
     if not low <= number <= high:
         raise BadRequest(
-            f"{name} must be an integer from {low} to {high}.", code="FLOW-1402-400", report={"parameter": name}
+            f"{name} must be an integer from {low} to {high}.",
+            code="FLOW-1402-400",
+            report={"parameter": name},
         )
     return number
 
@@ -251,14 +275,18 @@ def _typed(field_value: Any, raw: str, quoted: bool) -> Any:
 
 def _equal(field_value: Any, raw: str, quoted: bool) -> bool:
     typed = _typed(field_value, raw, quoted)
-    if isinstance(field_value, int | float) and not isinstance(field_value, bool) and isinstance(typed, float):
+    if (
+        isinstance(field_value, int | float)
+        and not isinstance(field_value, bool)
+        and isinstance(typed, float)
+    ):
         return float(field_value) == typed
     return bool(field_value == typed)
 
 
 def _compare(field_value: Any, raw: str, quoted: bool, op: str) -> bool:
     typed = _typed(field_value, raw, quoted)
-    if field_value is None or type(typed) is str and not isinstance(field_value, str):
+    if field_value is None or (type(typed) is str and not isinstance(field_value, str)):
         return False
     try:
         if op == ">":

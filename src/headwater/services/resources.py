@@ -26,8 +26,18 @@ from headwater.stores.metadata import (
 
 SYSTEM_FIELDS = frozenset(
     {
-        "id", "createdAt", "updatedAt", "createdBy", "updatedBy", "createdClient", "updatedClient",
-        "sandboxId", "sandboxName", "imsOrgId", "etag", "version",
+        "id",
+        "createdAt",
+        "updatedAt",
+        "createdBy",
+        "updatedBy",
+        "createdClient",
+        "updatedClient",
+        "sandboxId",
+        "sandboxName",
+        "imsOrgId",
+        "etag",
+        "version",
     }
 )
 
@@ -73,15 +83,25 @@ class Collection(ABC):
         ident = ident or self.new_id()
         doc = {**built.doc, **system_fields(actor, ident, now, now, created_by=None)}
         resource = Resource(
-            kind=self.kind, id=ident, scope=actor.scope, doc=doc, etag=new_etag(), name=built.name,
-            alt_id=built.alt_id, created_at=now, updated_at=now, refs=built.refs,
+            kind=self.kind,
+            id=ident,
+            scope=actor.scope,
+            doc=doc,
+            etag=new_etag(),
+            name=built.name,
+            alt_id=built.alt_id,
+            created_at=now,
+            updated_at=now,
+            refs=built.refs,
         )
         try:
             self.store.insert(resource)
         except MissingReference as exc:
             raise self.missing(exc) from exc
         except AlreadyExists as exc:
-            raise Conflict(f"A {self.label} with this id or name already exists.", code=f"{self.service}-1409-409") from exc
+            raise Conflict(
+                f"A {self.label} with this id or name already exists.", code=f"{self.service}-1409-409"
+            ) from exc
         return resource
 
     def get(self, actor: Actor, ident: str) -> Resource:
@@ -111,11 +131,21 @@ class Collection(ABC):
         """Store ``body`` as the new version of ``current`` (validated by ``build``)."""
         built = self.build(actor, {k: v for k, v in body.items() if k not in SYSTEM_FIELDS}, current)
         now = now_ms()
-        keep = {k: current.doc[k] for k in ("createdAt", "createdBy", "createdClient") if k in current.doc}
+        keep: dict[str, Any] = {
+            k: current.doc[k] for k in ("createdAt", "createdBy", "createdClient") if k in current.doc
+        }
         doc = {**built.doc, **system_fields(actor, current.id, current.created_at, now, created_by=keep)}
         updated = Resource(
-            kind=self.kind, id=current.id, scope=current.scope, doc=doc, etag=new_etag(), name=built.name,
-            alt_id=built.alt_id, created_at=current.created_at, updated_at=now, refs=built.refs,
+            kind=self.kind,
+            id=current.id,
+            scope=current.scope,
+            doc=doc,
+            etag=new_etag(),
+            name=built.name,
+            alt_id=built.alt_id,
+            created_at=current.created_at,
+            updated_at=now,
+            refs=built.refs,
         )
         try:
             self.store.update(updated, current.etag)
@@ -150,7 +180,12 @@ class Collection(ABC):
 
     def missing(self, exc: MissingReference) -> ValidationFailed:
         return ValidationFailed(
-            [{"path": exc.kind, "message": f"{exc.kind} {exc.ident!r} does not exist (it may have just been deleted)"}],
+            [
+                {
+                    "path": exc.kind,
+                    "message": f"{exc.kind} {exc.ident!r} does not exist (it may have just been deleted)",
+                }
+            ],
             code=f"{self.service}-1404-400",
         )
 
@@ -181,8 +216,9 @@ def require_object(body: Any, path: str = "(body)") -> dict[str, Any]:
     return body
 
 
-def text_field(body: dict[str, Any], key: str, errors: list[dict[str, str]], required: bool = True,
-               prefix: str = "") -> str | None:
+def text_field(
+    body: dict[str, Any], key: str, errors: list[dict[str, str]], required: bool = True, prefix: str = ""
+) -> str | None:
     value = body.get(key)
     path = f"{prefix}{key}"
     if value is None:
@@ -190,6 +226,8 @@ def text_field(body: dict[str, Any], key: str, errors: list[dict[str, str]], req
             errors.append({"path": path, "message": "is required"})
         return None
     if not isinstance(value, str) or (required and not value.strip()):
-        errors.append({"path": path, "message": "must be a non-empty string" if required else "must be a string"})
+        errors.append(
+            {"path": path, "message": "must be a non-empty string" if required else "must be a string"}
+        )
         return None
     return value

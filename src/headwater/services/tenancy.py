@@ -65,7 +65,9 @@ class Tenancy:
         self.settings = settings
 
     def default_org(self) -> Org | None:
-        return next((o for o in self.store.list_orgs() if o.tenant_id == self.settings.default_tenant_id), None)
+        return next(
+            (o for o in self.store.list_orgs() if o.tenant_id == self.settings.default_tenant_id), None
+        )
 
     def bootstrap(self) -> tuple[Credentials, bool]:
         """Ensure the default organization, its ``prod`` sandbox and one API client exist.
@@ -97,10 +99,13 @@ class Tenancy:
             raise Conflict(f"An organization with tenant id {tenant_id!r} already exists.") from exc
         return org
 
-    def create_sandbox(self, org_id: str, name: str, title: str | None = None, kind: str = "development") -> Sandbox:
+    def create_sandbox(
+        self, org_id: str, name: str, title: str | None = None, kind: str = "development"
+    ) -> Sandbox:
         if not SANDBOX_NAME.match(name):
             raise BadRequest(
-                "A sandbox name is 1-63 lowercase letters, digits and hyphens, starting with a letter or digit.",
+                "A sandbox name is 1-63 lowercase letters, digits and hyphens, "
+                "starting with a letter or digit.",
                 report={"field": "name"},
             )
         sandbox = Sandbox(new_uuid(), org_id, name, title or name, kind, now_ms())

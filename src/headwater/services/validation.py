@@ -95,8 +95,11 @@ def _describe(error: ValidationError, prefix: str) -> list[dict[str, str]]:
     if kind == "not" and isinstance(expected, dict):
         names = [r["required"][0] for r in expected.get("anyOf", []) if r.get("required")]
         if names:
-            return [{"path": join_path(path, [n]), "message": "is not allowed here"} for n in names
-                    if isinstance(error.instance, dict) and n in error.instance]
+            return [
+                {"path": join_path(path, [n]), "message": "is not allowed here"}
+                for n in names
+                if isinstance(error.instance, dict) and n in error.instance
+            ]
     return [{"path": path or "(body)", "message": message}]
 
 

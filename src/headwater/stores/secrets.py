@@ -93,7 +93,9 @@ class SecretBox:
         try:
             return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
         except InvalidTag as exc:
-            raise ValueError("secret does not decrypt with this key (was HEADWATER_ENCRYPTION_KEY changed?)") from exc
+            raise ValueError(
+                "secret does not decrypt with this key (was HEADWATER_ENCRYPTION_KEY changed?)"
+            ) from exc
 
 
 def is_sealed(value: Any) -> bool:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from starlette.concurrency import run_in_threadpool
 
+from headwater.api import calls
 from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, created, json_body
 from headwater.services import listing
@@ -40,59 +40,110 @@ PATCH_BODY = {
             }
         },
     },
-    "parameters": [{"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
-                    "description": "The resource's current etag."}],
+    "parameters": [
+        {
+            "name": "If-Match",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "The resource's current etag.",
+        }
+    ],
 }
 
 
-def list_response(docs: list[dict[str, Any]], query: listing.ListQuery, next_offset: int | None,
-                  total: int | None, base_path: str) -> JSONResponse:
+def list_response(
+    docs: list[dict[str, Any]],
+    query: listing.ListQuery,
+    next_offset: int | None,
+    total: int | None,
+    base_path: str,
+) -> JSONResponse:
     if query.count:
         return JSONResponse({"count": total})
     return JSONResponse({"items": docs, "_links": listing.next_href(base_path, query, next_offset)})
 
 
-def register(router: APIRouter, prefix: str, name: str, pick: Callable[[Services], Collection],
-             tag: str, body_schema: dict[str, Any]) -> None:
+async def _pooled(_svc: Services, fn: Any, *args: Any) -> Any:
+    return await calls.write(_svc, fn, *args)
+
+
+def register(
+    router: APIRouter,
+    prefix: str,
+    name: str,
+    pick: Callable[[Services], Collection],
+    tag: str,
+    body_schema: dict[str, Any],
+) -> None:
     path = f"{prefix}/{name}"
 
     async def list_items(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
-        coll = pick(services(request))
+        svc = services(request)
+        coll = pick(svc)
         query = listing.parse_query(request.query_params.multi_items())
-        docs, next_offset, total = await run_in_threadpool(
-            listing.run, coll.store, coll.kind, actor.scope, query, coll.render
+        run = calls.read if listing.pages_in_sql(query) else _pooled
+        docs, next_offset, total = await run(
+            svc, listing.run, coll.store, coll.kind, actor.scope, query, coll.render
         )
         return list_response(docs, query, next_offset, total, path)
 
     async def get_item(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
-        coll = pick(services(request))
-        resource = await run_in_threadpool(coll.get, actor, ident)
+        svc = services(request)
+        coll = pick(svc)
+        resource = await calls.read(svc, coll.get, actor, ident)
         return JSONResponse({"items": [coll.render(resource)]}, headers={"ETag": resource.etag})
 
     async def create_item(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
-        coll = pick(services(request))
+        svc = services(request)
+        coll = pick(svc)
         body = await json_body(request)
-        resource = await run_in_threadpool(coll.create, actor, body)
+        resource = await calls.write(svc, coll.create, actor, body)
         return created({"id": resource.id, "etag": resource.etag}, resource.etag)
 
-    async def patch_item(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
-        coll = pick(services(request))
+    async def patch_item(
+        ident: str, request: Request, actor: Actor = Depends(platform_actor)
+    ) -> JSONResponse:
+        svc = services(request)
+        coll = pick(svc)
         body = await json_body(request, patch=True)
-        resource = await run_in_threadpool(coll.patch, actor, ident, body, request.headers.get("if-match"))
+        resource = await calls.write(svc, coll.patch, actor, ident, body, request.headers.get("if-match"))
         return JSONResponse({"id": resource.id, "etag": resource.etag}, headers={"ETag": resource.etag})
 
     async def delete_item(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> Response:
-        coll = pick(services(request))
-        await run_in_threadpool(coll.delete, actor, ident)
+        svc = services(request)
+        coll = pick(svc)
+        await calls.write(svc, coll.delete, actor, ident)
         return Response(status_code=204)
 
     label = name[:-1] if name.endswith("s") else name
-    create_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
+    create_body = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}
+    }
     router.add_api_route(path, list_items, methods=["GET"], summary=f"List {name}", tags=[tag])
-    router.add_api_route(path, create_item, methods=["POST"], summary=f"Create a {label}", tags=[tag],
-                         status_code=201, openapi_extra=create_body)
+    router.add_api_route(
+        path,
+        create_item,
+        methods=["POST"],
+        summary=f"Create a {label}",
+        tags=[tag],
+        status_code=201,
+        openapi_extra=create_body,
+    )
     router.add_api_route(path + "/{ident}", get_item, methods=["GET"], summary=f"Get a {label}", tags=[tag])
-    router.add_api_route(path + "/{ident}", patch_item, methods=["PATCH"], summary=f"Update a {label}",
-                         tags=[tag], openapi_extra=PATCH_BODY)
-    router.add_api_route(path + "/{ident}", delete_item, methods=["DELETE"], summary=f"Delete a {label}",
-                         tags=[tag], status_code=204)
+    router.add_api_route(
+        path + "/{ident}",
+        patch_item,
+        methods=["PATCH"],
+        summary=f"Update a {label}",
+        tags=[tag],
+        openapi_extra=PATCH_BODY,
+    )
+    router.add_api_route(
+        path + "/{ident}",
+        delete_item,
+        methods=["DELETE"],
+        summary=f"Delete a {label}",
+        tags=[tag],
+        status_code=204,
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
+from headwater.api import calls
 from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse
 from headwater.api.routes.crud import list_response, register
@@ -18,14 +18,21 @@ PREFIX = "/data/foundation/flowservice"
 TAG = "Flow Service"
 router = APIRouter()
 
-_REF = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "version": {"type": "string"}}}
+_REF = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {"id": {"type": "string"}, "version": {"type": "string"}},
+}
 _CONNECTION = {
     "type": "object",
     "required": ["name", "connectionSpec"],
     "properties": {
         "name": {"type": "string"},
         "description": {"type": "string"},
-        "auth": {"type": "object", "properties": {"specName": {"type": "string"}, "params": {"type": "object"}}},
+        "auth": {
+            "type": "object",
+            "properties": {"specName": {"type": "string"}, "params": {"type": "object"}},
+        },
         "connectionSpec": _REF,
     },
 }
@@ -37,7 +44,10 @@ _SOURCE = {
         "description": {"type": "string"},
         "baseConnectionId": {"type": "string"},
         "connectionSpec": _REF,
-        "data": {"type": "object", "properties": {"format": {"enum": ["delimited", "json", "parquet", "tabular"]}}},
+        "data": {
+            "type": "object",
+            "properties": {"format": {"enum": ["delimited", "json", "parquet", "tabular"]}},
+        },
         "params": {"type": "object"},
     },
 }
@@ -49,7 +59,10 @@ _TARGET = {
         "description": {"type": "string"},
         "baseConnectionId": {"type": "string"},
         "connectionSpec": _REF,
-        "data": {"type": "object", "properties": {"schema": {"type": "object"}, "format": {"type": "string"}}},
+        "data": {
+            "type": "object",
+            "properties": {"schema": {"type": "object"}, "format": {"type": "string"}},
+        },
         "params": {"type": "object", "properties": {"dataSetId": {"type": "string"}}},
     },
 }
@@ -62,13 +75,22 @@ _FLOW = {
         "flowSpec": _REF,
         "sourceConnectionIds": {"type": "array", "items": {"type": "string"}},
         "targetConnectionIds": {"type": "array", "items": {"type": "string"}},
-        "transformations": {"type": "array", "items": {"type": "object", "properties": {
-            "name": {"type": "string"}, "params": {"type": "object"}}}},
-        "scheduleParams": {"type": "object", "properties": {
-            "startTime": {"type": ["integer", "string"]},
-            "frequency": {"enum": ["once", "minute", "hour", "day", "week"]},
-            "interval": {"type": ["integer", "string"]},
-            "backfill": {"type": "boolean"}}},
+        "transformations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "params": {"type": "object"}},
+            },
+        },
+        "scheduleParams": {
+            "type": "object",
+            "properties": {
+                "startTime": {"type": ["integer", "string"]},
+                "frequency": {"enum": ["once", "minute", "hour", "day", "week"]},
+                "interval": {"type": ["integer", "string"]},
+                "backfill": {"type": "boolean"},
+            },
+        },
     },
 }
 
@@ -89,23 +111,32 @@ def _spec_routes(name: str, attr: str) -> None:
         specs: dict[str, dict[str, Any]] = getattr(services(request).specs, attr)
         wanted = [specs[i] for i in ident.split(",") if i in specs]
         if not wanted:
-            raise NotFound(f"No {name[:-1]} with id {ident!r}; GET {PREFIX}/{name} lists them.",
-                           code="FLOW-1439-404", report={"id": ident, "type": name[:-1]})
+            raise NotFound(
+                f"No {name[:-1]} with id {ident!r}; GET {PREFIX}/{name} lists them.",
+                code="FLOW-1439-404",
+                report={"id": ident, "type": name[:-1]},
+            )
         return JSONResponse({"items": wanted})
 
     router.add_api_route(f"{PREFIX}/{name}", list_specs, methods=["GET"], summary=f"List {name}", tags=[TAG])
-    router.add_api_route(f"{PREFIX}/{name}/{{ident}}", get_spec, methods=["GET"],
-                         summary=f"Get {name[:-1]}(s) by id (comma list)", tags=[TAG])
+    router.add_api_route(
+        f"{PREFIX}/{name}/{{ident}}",
+        get_spec,
+        methods=["GET"],
+        summary=f"Get {name[:-1]}(s) by id (comma list)",
+        tags=[TAG],
+    )
 
 
 _spec_routes("connectionSpecs", "connection_specs")
 _spec_routes("flowSpecs", "flow_specs")
 
 
-@router.post(f"{PREFIX}/flows/{{ident}}/action", summary="Enable or disable a flow (?op=enable|disable)",
-             tags=[TAG])
+@router.post(
+    f"{PREFIX}/flows/{{ident}}/action", summary="Enable or disable a flow (?op=enable|disable)", tags=[TAG]
+)
 async def flow_action(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     svc = services(request)
     op = request.query_params.get("op", "")
-    resource = await run_in_threadpool(svc.flows.set_state, actor, ident, op)
+    resource = await calls.write(svc, svc.flows.set_state, actor, ident, op)
     return JSONResponse({"id": resource.id, "etag": resource.etag}, headers={"ETag": resource.etag})

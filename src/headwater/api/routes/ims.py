@@ -55,19 +55,31 @@ async def token(request: Request) -> JSONResponse:
         except ValueError:
             pass
     if form.get("grant_type") != "client_credentials":
-        raise _oauth_error(BadRequest("grant_type must be client_credentials.", code="IMS-1400-400",
-                                      report={"field": "grant_type"}), "unsupported_grant_type")
+        raise _oauth_error(
+            BadRequest(
+                "grant_type must be client_credentials.", code="IMS-1400-400", report={"field": "grant_type"}
+            ),
+            "unsupported_grant_type",
+        )
     for field in ("client_id", "client_secret"):
         if not form.get(field):
-            raise _oauth_error(BadRequest(f"{field} is required.", code="IMS-1401-400",
-                                          report={"field": field}), "invalid_request")
+            raise _oauth_error(
+                BadRequest(f"{field} is required.", code="IMS-1401-400", report={"field": field}),
+                "invalid_request",
+            )
     client = await run_in_threadpool(svc.store.get_client, form["client_id"])
-    valid = client is not None and client.enabled and await run_in_threadpool(
-        svc.tenancy.check_client_secret, client, form["client_secret"]
+    valid = (
+        client is not None
+        and client.enabled
+        and await run_in_threadpool(svc.tenancy.check_client_secret, client, form["client_secret"])
     )
     if client is None or not valid:
-        raise _oauth_error(Unauthenticated("client_id or client_secret is wrong, or the client is disabled.",
-                                           code="IMS-1401-401"), "invalid_client")
+        raise _oauth_error(
+            Unauthenticated(
+                "client_id or client_secret is wrong, or the client is disabled.", code="IMS-1401-401"
+            ),
+            "invalid_client",
+        )
     access_token, expires_in = svc.tokens.issue(client.client_id, client.org_id)
     return JSONResponse(
         {"access_token": access_token, "token_type": "bearer", "expires_in": expires_in},

@@ -155,6 +155,7 @@ def _global_routes(
     name: str,
     pick: Callable[[SchemaRegistry], dict[str, dict[str, Any]]],
     label: str,
+    plural: str,
     aliases: tuple[str, ...] = (),
 ) -> None:
     async def list_global(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
@@ -188,7 +189,7 @@ def _global_routes(
             methods=["GET"],
             tags=[TAG],
             include_in_schema=shown,
-            summary=f"List global {label}s".replace("classs", "classes"),
+            summary=f"List global {plural}",
         )
         router.add_api_route(
             path + "/{ident:path}",
@@ -200,8 +201,10 @@ def _global_routes(
         )
 
 
-_global_routes("classes", lambda r: r.catalog.classes, "class")
-_global_routes("fieldgroups", lambda r: r.catalog.fieldgroups, "field group", aliases=("mixins",))
+_global_routes("classes", lambda r: r.catalog.classes, "class", "classes")
+_global_routes(
+    "fieldgroups", lambda r: r.catalog.fieldgroups, "field group", "field groups", aliases=("mixins",)
+)
 
 
 # --- tenant field groups and schemas ---

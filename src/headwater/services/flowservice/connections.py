@@ -28,8 +28,9 @@ class FlowServiceCollection(Collection):
     def specs(self) -> SpecCatalog:
         return self.services.specs
 
-    def spec_ref(self, body: dict[str, Any], errors: list[dict[str, str]], required: bool = True
-                 ) -> dict[str, Any] | None:
+    def spec_ref(
+        self, body: dict[str, Any], errors: list[dict[str, str]], required: bool = True
+    ) -> dict[str, Any] | None:
         """The connection spec named by ``connectionSpec.id``, or None with an error recorded."""
         ref = body.get("connectionSpec")
         if ref is None and not required:
@@ -39,8 +40,12 @@ class FlowServiceCollection(Collection):
             return None
         spec = self.specs.connection_spec(ref["id"])
         if spec is None:
-            errors.append({"path": "connectionSpec.id",
-                           "message": f"{ref['id']!r} is not a known connection spec (GET /connectionSpecs)"})
+            errors.append(
+                {
+                    "path": "connectionSpec.id",
+                    "message": f"{ref['id']!r} is not a known connection spec (GET /connectionSpecs)",
+                }
+            )
         return spec
 
     def render(self, resource: Resource) -> dict[str, Any]:
@@ -69,8 +74,13 @@ class Connections(FlowServiceCollection):
         doc = {
             "name": name,
             "description": body.get("description", ""),
-            "connectionSpec": {"id": spec["id"], "version": str(body["connectionSpec"].get("version", "1.0"))},
-            "state": body.get("state", "enabled") if body.get("state") in ("enabled", "disabled") else "enabled",
+            "connectionSpec": {
+                "id": spec["id"],
+                "version": str(body["connectionSpec"].get("version", "1.0")),
+            },
+            "state": body.get("state", "enabled")
+            if body.get("state") in ("enabled", "disabled")
+            else "enabled",
         }
         if "providerId" in body or "providerId" in spec:
             doc["providerId"] = body.get("providerId") or spec.get("providerId")
@@ -78,8 +88,14 @@ class Connections(FlowServiceCollection):
             doc["auth"] = doc_auth
         return Built(doc=doc, name=name)
 
-    def _auth(self, actor: Actor, spec: dict[str, Any], auth: Any, existing: Resource | None,
-              errors: list[dict[str, str]]) -> dict[str, Any] | None:
+    def _auth(
+        self,
+        actor: Actor,
+        spec: dict[str, Any],
+        auth: Any,
+        existing: Resource | None,
+        errors: list[dict[str, str]],
+    ) -> dict[str, Any] | None:
         auth_specs = spec.get("authSpec") or []
         if auth is None:
             if auth_specs and self.specs.requires_base_connection(spec):
@@ -151,8 +167,12 @@ class SourceConnections(FlowServiceCollection):
         if base_id is not None:
             spec = _base_spec(self, actor, base_id, spec, errors, refs)
         elif spec is not None and self.specs.requires_base_connection(spec):
-            errors.append({"path": "baseConnectionId",
-                           "message": f"is required for connection spec {spec.get('name', spec['id'])!r}"})
+            errors.append(
+                {
+                    "path": "baseConnectionId",
+                    "message": f"is required for connection spec {spec.get('name', spec['id'])!r}",
+                }
+            )
         elif spec is None and not any(e["path"] == "connectionSpec.id" for e in errors):
             errors.append({"path": "baseConnectionId", "message": "is required (or give connectionSpec.id)"})
         data = _data(body, errors)
@@ -191,8 +211,12 @@ class TargetConnections(FlowServiceCollection):
         if base_id is not None:
             spec = _base_spec(self, actor, base_id, spec, errors, refs)
         elif spec is not None and self.specs.requires_base_connection(spec):
-            errors.append({"path": "baseConnectionId",
-                           "message": f"is required for connection spec {spec.get('name', spec['id'])!r}"})
+            errors.append(
+                {
+                    "path": "baseConnectionId",
+                    "message": f"is required for connection spec {spec.get('name', spec['id'])!r}",
+                }
+            )
         data = body.get("data", {})
         if not isinstance(data, dict):
             errors.append({"path": "data", "message": "must be an object"})
@@ -214,8 +238,14 @@ class TargetConnections(FlowServiceCollection):
         }
         return Built(doc=doc, refs=refs, name=name)
 
-    def _check_dataset(self, actor: Actor, data: dict[str, Any], params: dict[str, Any],
-                       errors: list[dict[str, str]], refs: list[tuple[str, str]]) -> None:
+    def _check_dataset(
+        self,
+        actor: Actor,
+        data: dict[str, Any],
+        params: dict[str, Any],
+        errors: list[dict[str, str]],
+        refs: list[tuple[str, str]],
+    ) -> None:
         dataset_id = params.get("dataSetId")
         if not isinstance(dataset_id, str):
             if not any(e["path"] == "params.dataSetId" for e in errors):
@@ -229,7 +259,10 @@ class TargetConnections(FlowServiceCollection):
         dataset_schema = (dataset.doc.get("schemaRef") or {}).get("id")
         schema = data.get("schema")
         if schema is None:
-            data["schema"] = {"id": dataset_schema, "version": "application/vnd.adobe.xed-full+json;version=1"}
+            data["schema"] = {
+                "id": dataset_schema,
+                "version": "application/vnd.adobe.xed-full+json;version=1",
+            }
             return
         schema_id = schema.get("id") if isinstance(schema, dict) else None
         if not isinstance(schema_id, str):
@@ -239,12 +272,22 @@ class TargetConnections(FlowServiceCollection):
         if found is None:
             errors.append({"path": "data.schema.id", "message": f"schema {schema_id!r} does not exist"})
         elif found.id != dataset_schema:
-            errors.append({"path": "data.schema.id",
-                           "message": f"does not match the schema of dataset {dataset_id!r} ({dataset_schema})"})
+            errors.append(
+                {
+                    "path": "data.schema.id",
+                    "message": f"does not match the schema of dataset {dataset_id!r} ({dataset_schema})",
+                }
+            )
 
 
-def _base_spec(coll: FlowServiceCollection, actor: Actor, base_id: Any, spec: dict[str, Any] | None,
-               errors: list[dict[str, str]], refs: list[tuple[str, str]]) -> dict[str, Any] | None:
+def _base_spec(
+    coll: FlowServiceCollection,
+    actor: Actor,
+    base_id: Any,
+    spec: dict[str, Any] | None,
+    errors: list[dict[str, str]],
+    refs: list[tuple[str, str]],
+) -> dict[str, Any] | None:
     if not isinstance(base_id, str):
         errors.append({"path": "baseConnectionId", "message": "must be a connection id string"})
         return spec
@@ -255,8 +298,12 @@ def _base_spec(coll: FlowServiceCollection, actor: Actor, base_id: Any, spec: di
     refs.append(("connection", base_id))
     base_spec = coll.specs.connection_spec(base.doc["connectionSpec"]["id"])
     if spec is not None and base_spec is not None and spec["id"] != base_spec["id"]:
-        errors.append({"path": "connectionSpec.id",
-                       "message": f"differs from the spec of base connection {base_id!r} ({base_spec['id']})"})
+        errors.append(
+            {
+                "path": "connectionSpec.id",
+                "message": f"differs from the spec of base connection {base_id!r} ({base_spec['id']})",
+            }
+        )
     return base_spec
 
 
@@ -271,8 +318,9 @@ def _data(body: dict[str, Any], errors: list[dict[str, str]]) -> dict[str, Any] 
     return data
 
 
-def _params(body: dict[str, Any], spec: dict[str, Any] | None, which: str,
-            errors: list[dict[str, str]]) -> dict[str, Any] | None:
+def _params(
+    body: dict[str, Any], spec: dict[str, Any] | None, which: str, errors: list[dict[str, str]]
+) -> dict[str, Any] | None:
     params = body.get("params", {})
     if not isinstance(params, dict):
         errors.append({"path": "params", "message": "must be an object"})
@@ -280,7 +328,9 @@ def _params(body: dict[str, Any], spec: dict[str, Any] | None, which: str,
     schema = ((spec or {}).get(which) or {}).get("spec")
     if spec is not None and not (spec.get(which)):
         role = "source" if which == "sourceSpec" else "target"
-        errors.append({"path": "connectionSpec.id", "message": f"spec {spec['id']!r} cannot be used as a {role}"})
+        errors.append(
+            {"path": "connectionSpec.id", "message": f"spec {spec['id']!r} cannot be used as a {role}"}
+        )
         return None
     if schema:
         params = validation.coerce(params, schema)

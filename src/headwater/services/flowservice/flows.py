@@ -24,8 +24,12 @@ class Flows(FlowServiceCollection):
         text_field(body, "description", errors, required=False)
         refs: list[tuple[str, str]] = []
         flow_spec = self._flow_spec(body, errors)
-        sources = self._connections(actor, body, "sourceConnectionIds", "sourceConnection", flow_spec, errors, refs)
-        targets = self._connections(actor, body, "targetConnectionIds", "targetConnection", flow_spec, errors, refs)
+        sources = self._connections(
+            actor, body, "sourceConnectionIds", "sourceConnection", flow_spec, errors, refs
+        )
+        targets = self._connections(
+            actor, body, "targetConnectionIds", "targetConnection", flow_spec, errors, refs
+        )
         transformations = self._transformations(actor, body, flow_spec, errors, refs)
         schedule = self._schedule(body, flow_spec, errors)
         state = body.get("state", "enabled")
@@ -37,14 +41,19 @@ class Flows(FlowServiceCollection):
         doc: dict[str, Any] = {
             "name": name,
             "description": body.get("description", ""),
-            "flowSpec": {"id": flow_spec["id"], "version": str((body.get("flowSpec") or {}).get("version", "1.0"))},
+            "flowSpec": {
+                "id": flow_spec["id"],
+                "version": str((body.get("flowSpec") or {}).get("version", "1.0")),
+            },
             "state": state,
             "sourceConnectionIds": [s.id for s in sources],
             "targetConnectionIds": [t.id for t in targets],
             "inheritedAttributes": {
                 "properties": {
                     "isSourceFlow": bool((flow_spec.get("attributes") or {}).get("isSourceFlow", True)),
-                    "isDestinationFlow": bool((flow_spec.get("attributes") or {}).get("isDestinationFlow", False)),
+                    "isDestinationFlow": bool(
+                        (flow_spec.get("attributes") or {}).get("isDestinationFlow", False)
+                    ),
                 },
                 "sourceConnections": [_inherited(s) for s in sources],
                 "targetConnections": [_inherited(t) for t in targets],
@@ -61,7 +70,9 @@ class Flows(FlowServiceCollection):
     def set_state(self, actor: Actor, ident: str, op: str) -> Resource:
         """``POST /flows/{id}/action?op=enable|disable``."""
         if op not in ("enable", "disable"):
-            raise BadRequest("op must be enable or disable.", code="FLOW-1400-400", report={"parameter": "op"})
+            raise BadRequest(
+                "op must be enable or disable.", code="FLOW-1400-400", report={"parameter": "op"}
+            )
         current = self.get(actor, ident)
         body = dict(current.doc)
         body["state"] = op + "d"
@@ -86,12 +97,21 @@ class Flows(FlowServiceCollection):
             return None
         spec = self.specs.flow_spec(ref["id"])
         if spec is None:
-            errors.append({"path": "flowSpec.id", "message": f"{ref['id']!r} is not a known flow spec (GET /flowSpecs)"})
+            errors.append(
+                {"path": "flowSpec.id", "message": f"{ref['id']!r} is not a known flow spec (GET /flowSpecs)"}
+            )
         return spec
 
-    def _connections(self, actor: Actor, body: dict[str, Any], field: str, kind: str,
-                     flow_spec: dict[str, Any] | None, errors: list[dict[str, str]],
-                     refs: list[tuple[str, str]]) -> list[Resource]:
+    def _connections(
+        self,
+        actor: Actor,
+        body: dict[str, Any],
+        field: str,
+        kind: str,
+        flow_spec: dict[str, Any] | None,
+        errors: list[dict[str, str]],
+        refs: list[tuple[str, str]],
+    ) -> list[Resource]:
         ids = body.get(field)
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             errors.append({"path": field, "message": "must be a non-empty array of connection ids"})
@@ -103,21 +123,35 @@ class Flows(FlowServiceCollection):
         for index, ident in enumerate(ids):
             conn = found.get(ident)
             if conn is None:
-                errors.append({"path": f"{field}[{index}]",
-                               "message": f"{kind} {ident!r} does not exist in this sandbox"})
+                errors.append(
+                    {
+                        "path": f"{field}[{index}]",
+                        "message": f"{kind} {ident!r} does not exist in this sandbox",
+                    }
+                )
                 continue
             spec_id = conn.doc["connectionSpec"]["id"]
             if allowed is not None and spec_id not in allowed:
-                errors.append({"path": f"{field}[{index}]",
-                               "message": f"its connection spec {spec_id} is not allowed by flow spec "
-                                          f"{flow_spec.get('name') if flow_spec else ''!r}"})
+                errors.append(
+                    {
+                        "path": f"{field}[{index}]",
+                        "message": f"its connection spec {spec_id} is not allowed by flow spec "
+                        f"{flow_spec.get('name') if flow_spec else ''!r}",
+                    }
+                )
                 continue
             refs.append((kind, ident))
             out.append(conn)
         return out
 
-    def _transformations(self, actor: Actor, body: dict[str, Any], flow_spec: dict[str, Any] | None,
-                         errors: list[dict[str, str]], refs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    def _transformations(
+        self,
+        actor: Actor,
+        body: dict[str, Any],
+        flow_spec: dict[str, Any] | None,
+        errors: list[dict[str, str]],
+        refs: list[tuple[str, str]],
+    ) -> list[dict[str, Any]]:
         items = body.get("transformations", [])
         if not isinstance(items, list):
             errors.append({"path": "transformations", "message": "must be an array"})
@@ -146,15 +180,24 @@ class Flows(FlowServiceCollection):
             out.append({"name": spec["name"] if spec else item["name"], "params": params})
         return out
 
-    def _mapping(self, actor: Actor, mapping_id: str, path: str, errors: list[dict[str, str]],
-                 refs: list[tuple[str, str]]) -> None:
+    def _mapping(
+        self,
+        actor: Actor,
+        mapping_id: str,
+        path: str,
+        errors: list[dict[str, str]],
+        refs: list[tuple[str, str]],
+    ) -> None:
         if self.store.get("mappingSet", actor.scope, mapping_id) is None:
-            errors.append({"path": path, "message": f"mapping set {mapping_id!r} does not exist in this sandbox"})
+            errors.append(
+                {"path": path, "message": f"mapping set {mapping_id!r} does not exist in this sandbox"}
+            )
         else:
             refs.append(("mappingSet", mapping_id))
 
-    def _schedule(self, body: dict[str, Any], flow_spec: dict[str, Any] | None,
-                  errors: list[dict[str, str]]) -> dict[str, Any] | None:
+    def _schedule(
+        self, body: dict[str, Any], flow_spec: dict[str, Any] | None, errors: list[dict[str, str]]
+    ) -> dict[str, Any] | None:
         params = body.get("scheduleParams")
         if flow_spec is None:
             return None
@@ -162,7 +205,9 @@ class Flows(FlowServiceCollection):
         if params is None:
             return None
         if not schedule_spec:
-            errors.append({"path": "scheduleParams", "message": "is not allowed: this flow spec is not scheduled"})
+            errors.append(
+                {"path": "scheduleParams", "message": "is not allowed: this flow spec is not scheduled"}
+            )
             return None
         if not isinstance(params, dict):
             errors.append({"path": "scheduleParams", "message": "must be an object"})
@@ -171,7 +216,9 @@ class Flows(FlowServiceCollection):
         errors.extend(validation.check(params, schedule_spec.get("spec") or {}, "scheduleParams"))
         return dict(params)
 
-    def _options(self, body: dict[str, Any], flow_spec: dict[str, Any], existing: Resource | None) -> dict[str, Any]:
+    def _options(
+        self, body: dict[str, Any], flow_spec: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
         options = dict(options or {})
         if (flow_spec.get("attributes") or {}).get("frequency") == "streaming":
@@ -196,6 +243,10 @@ def _operation_name(existing: Resource | None, state: str) -> str:
 
 def _operation(operation: str, state: str) -> dict[str, Any]:
     now = now_ms()
-    return {"started": now, "updated": now, "operation": operation,
-            "status": {"value": "completed", "errors": []}, "state": state}
-
+    return {
+        "started": now,
+        "updated": now,
+        "operation": operation,
+        "status": {"value": "completed", "errors": []},
+        "state": state,
+    }

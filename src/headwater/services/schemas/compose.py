@@ -61,9 +61,10 @@ class Composer:
             self._merge_object(self.root, source, "", label)
 
     def _merge_object(self, target: dict[str, Any], source: dict[str, Any], path: str, label: str) -> None:
-        props = target.setdefault("properties", {})
         incoming = source.get("properties")
-        for name, node in (incoming if isinstance(incoming, dict) else {}).items():
+        incoming = incoming if isinstance(incoming, dict) else {}
+        props = target.setdefault("properties", {}) if incoming else {}
+        for name, node in incoming.items():
             if not isinstance(node, dict):
                 continue
             where = join(path, name)

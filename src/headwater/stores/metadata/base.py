@@ -100,6 +100,11 @@ class StillReferenced(StoreError):
 class MetadataStore(ABC):
     """Everything the control plane persists. Implementations are thread-safe."""
 
+    #: Reads are local and sub-millisecond (embedded SQLite): callers may run them on an event loop.
+    reads_inline: bool = False
+    #: Only one write transaction runs at a time (SQLite): callers should queue writes, not threads.
+    single_writer: bool = False
+
     # --- schema ---
     @abstractmethod
     def migrate(self) -> None:

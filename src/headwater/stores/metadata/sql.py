@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import functools
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from headwater.stores.metadata import tables as t
@@ -15,6 +17,7 @@ from headwater.stores.metadata.base import (
     AlreadyExists,
     ApiClient,
     MetadataStore,
+    MissingReference,
     OrderColumn,
     Org,
     Page,
@@ -23,7 +26,6 @@ from headwater.stores.metadata.base import (
     Scope,
     StaleWrite,
     StillReferenced,
-    MissingReference,
 )
 
 _ORDER_COLUMNS = {
@@ -32,6 +34,56 @@ _ORDER_COLUMNS = {
     "name": t.resources.c.name,
     "id": t.resources.c.id,
 }
+
+
+_R = t.resources.c
+_SCOPE = and_(
+    _R.kind == bindparam("p_kind"), _R.org_id == bindparam("p_org"), _R.sandbox_id == bindparam("p_sandbox")
+)
+# Hot statements are built once: constructing SQLAlchemy expressions costs more than SQLite's lookup.
+_GET_BY_ID = select(t.resources).where(_SCOPE, _R.id == bindparam("p_ident"))
+_GET_BY_ALT = select(t.resources).where(_SCOPE, _R.alt_id == bindparam("p_ident"))
+_INSERT = insert(t.resources)
+_UPDATE = (
+    update(t.resources)
+    .where(_SCOPE, _R.id == bindparam("p_ident"), _R.etag == bindparam("p_expected"))
+    .values(
+        doc=bindparam("p_doc"),
+        name=bindparam("p_name"),
+        alt_id=bindparam("p_alt_id"),
+        etag=bindparam("p_etag"),
+        updated_at=bindparam("p_updated_at"),
+    )
+)
+_DELETE = delete(t.resources).where(_SCOPE, _R.id == bindparam("p_ident"))
+_F = t.resource_refs.c
+_REFS_FROM = delete(t.resource_refs).where(
+    _F.org_id == bindparam("p_org"),
+    _F.sandbox_id == bindparam("p_sandbox"),
+    _F.from_kind == bindparam("p_kind"),
+    _F.from_id == bindparam("p_ident"),
+)
+_REFERRERS = (
+    select(_F.from_kind, _F.from_id)
+    .where(_F.org_id == bindparam("p_org"), _F.sandbox_id == bindparam("p_sandbox"))
+    .where(_F.to_kind == bindparam("p_kind"), _F.to_id == bindparam("p_ident"))
+    .order_by(_F.from_kind, _F.from_id)
+)
+_TARGET_EXISTS = select(_R.seq).where(_SCOPE, _R.id == bindparam("p_ident")).with_for_update(read=True)
+_COUNT = select(func.count()).select_from(t.resources).where(_SCOPE)
+_LISTS = {
+    (name, desc): select(t.resources)
+    .where(_SCOPE)
+    .order_by(*((col.desc(), _R.seq.desc()) if desc else (col.asc(), _R.seq.asc())))
+    .offset(bindparam("p_offset"))
+    .limit(bindparam("p_limit"))
+    for name, col in _ORDER_COLUMNS.items()
+    for desc in (False, True)
+}
+
+
+def _scope_params(kind: str, scope: Scope) -> dict[str, str]:
+    return {"p_kind": kind, "p_org": scope.org_id, "p_sandbox": scope.sandbox_id}
 
 
 def json_dumps(value: Any) -> str:
@@ -97,12 +149,12 @@ class SqlMetadataStore(MetadataStore):
 
     def set_client_enabled(self, client_id: str, enabled: bool) -> bool:
         stmt = update(t.api_clients).where(t.api_clients.c.client_id == client_id).values(enabled=enabled)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             return conn.execute(stmt).rowcount == 1
 
     def _insert_unique(self, table: Any, **values: Any) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 conn.execute(insert(table).values(**values))
         except IntegrityError as exc:
             raise AlreadyExists(str(exc.orig)) from exc
@@ -111,17 +163,17 @@ class SqlMetadataStore(MetadataStore):
     def insert(self, resource: Resource) -> None:
         row = self._row(resource)
         try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(t.resources).values(**row))
+            with self._write() as conn:
+                conn.execute(_INSERT, row)
                 self._write_refs(conn, resource)
         except IntegrityError as exc:
             raise AlreadyExists(str(exc.orig)) from exc
 
     def get(self, kind: str, scope: Scope, ident: str) -> Resource | None:
-        return self._get_one(kind, scope, t.resources.c.id == ident)
+        return self._get_one(_GET_BY_ID, kind, scope, ident)
 
     def get_by_alt_id(self, kind: str, scope: Scope, alt_id: str) -> Resource | None:
-        return self._get_one(kind, scope, t.resources.c.alt_id == alt_id)
+        return self._get_one(_GET_BY_ALT, kind, scope, alt_id)
 
     def get_many(self, kind: str, scope: Scope, idents: Iterable[str]) -> dict[str, Resource]:
         wanted = list(dict.fromkeys(idents))
@@ -133,37 +185,34 @@ class SqlMetadataStore(MetadataStore):
 
     def update(self, resource: Resource, expected_etag: str) -> None:
         row = self._row(resource)
-        stmt = (
-            update(t.resources)
-            .where(_in_scope(resource.kind, resource.scope), t.resources.c.id == resource.id)
-            .where(t.resources.c.etag == expected_etag)
-            .values(doc=row["doc"], name=row["name"], alt_id=row["alt_id"], etag=row["etag"],
-                    updated_at=row["updated_at"])
-        )
-        with self.engine.begin() as conn:
-            if conn.execute(stmt).rowcount != 1:
+        params = {
+            **_scope_params(resource.kind, resource.scope),
+            "p_ident": resource.id,
+            "p_expected": expected_etag,
+            "p_doc": row["doc"],
+            "p_name": row["name"],
+            "p_alt_id": row["alt_id"],
+            "p_etag": row["etag"],
+            "p_updated_at": row["updated_at"],
+        }
+        with self._write() as conn:
+            if conn.execute(_UPDATE, params).rowcount != 1:
                 raise StaleWrite(resource.id)
-            conn.execute(delete(t.resource_refs).where(*_refs_from(resource)))
+            conn.execute(_REFS_FROM, {**_scope_params(resource.kind, resource.scope), "p_ident": resource.id})
             self._write_refs(conn, resource)
 
     def delete(self, kind: str, scope: Scope, ident: str) -> bool:
         # Delete first, then look for referrers: the delete takes the row (PostgreSQL) or the database
         # (SQLite) write lock, so a concurrent writer that references this row either committed before
         # (and is seen here) or finds the row gone (see _write_refs). Raising rolls the delete back.
-        with self.engine.begin() as conn:
-            gone = conn.execute(delete(t.resources).where(_in_scope(kind, scope), t.resources.c.id == ident))
-            if gone.rowcount != 1:
+        params = {**_scope_params(kind, scope), "p_ident": ident}
+        with self._write() as conn:
+            if conn.execute(_DELETE, params).rowcount != 1:
                 return False
             referrers = self._referrers(conn, scope, kind, ident)
             if referrers:
                 raise StillReferenced(referrers)
-            refs = t.resource_refs.c
-            conn.execute(
-                delete(t.resource_refs).where(
-                    refs.org_id == scope.org_id, refs.sandbox_id == scope.sandbox_id,
-                    refs.from_kind == kind, refs.from_id == ident,
-                )
-            )
+            conn.execute(_REFS_FROM, params)
             return True
 
     def referrers(self, scope: Scope, kind: str, ident: str) -> list[tuple[str, str]]:
@@ -181,58 +230,53 @@ class SqlMetadataStore(MetadataStore):
         limit: int | None = None,
         count: bool = False,
     ) -> Page:
-        column = _ORDER_COLUMNS[order]
-        seq = t.resources.c.seq
-        ordering = [column.desc(), seq.desc()] if descending else [column.asc(), seq.asc()]
-        query = select(t.resources).where(_in_scope(kind, scope)).order_by(*ordering).offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
+        params = {**_scope_params(kind, scope), "p_offset": offset, "p_limit": -1 if limit is None else limit}
+        if limit is None and self.engine.dialect.name != "sqlite":
+            params["p_limit"] = None
         with self.engine.connect() as conn:
-            items = [self._resource(r) for r in conn.execute(query).mappings()]
-            total = None
-            if count:
-                total = conn.execute(
-                    select(func.count()).select_from(t.resources).where(_in_scope(kind, scope))
-                ).scalar_one()
+            items = [self._resource(r) for r in conn.execute(_LISTS[order, descending], params).mappings()]
+            total = conn.execute(_COUNT, _scope_params(kind, scope)).scalar_one() if count else None
         return Page(items=items, total=total)
 
     # --- helpers ---
-    def _get_one(self, kind: str, scope: Scope, condition: Any) -> Resource | None:
-        query = select(t.resources).where(_in_scope(kind, scope), condition)
+    def _write(self) -> AbstractContextManager[Connection]:
+        """A write transaction. Databases with a single writer override this to queue writers."""
+        return self.engine.begin()
+
+    def _get_one(self, statement: Any, kind: str, scope: Scope, ident: str) -> Resource | None:
         with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
+            row = conn.execute(statement, {**_scope_params(kind, scope), "p_ident": ident}).mappings().first()
         return self._resource(row) if row else None
 
     @staticmethod
-    def _referrers(conn: Connection, scope: Scope, kind: str, ident: str) -> list[tuple[str, str]]:
-        refs = t.resource_refs.c
-        query = (
-            select(refs.from_kind, refs.from_id)
-            .where(refs.org_id == scope.org_id, refs.sandbox_id == scope.sandbox_id)
-            .where(refs.to_kind == kind, refs.to_id == ident)
-            .order_by(refs.from_kind, refs.from_id)
-        )
-        return [(r[0], r[1]) for r in conn.execute(query)]
+    def _referrers(conn: Connection, scope: Scope, kind: str, ident: str) -> builtins.list[tuple[str, str]]:
+        return [
+            (r[0], r[1]) for r in conn.execute(_REFERRERS, {**_scope_params(kind, scope), "p_ident": ident})
+        ]
 
     @staticmethod
     def _write_refs(conn: Connection, resource: Resource) -> None:
         """Record references after checking, under a share lock, that every target still exists."""
         pairs = sorted(set(resource.refs))
         for kind, ident in pairs:
-            query = (
-                select(t.resources.c.seq)
-                .where(_in_scope(kind, resource.scope), t.resources.c.id == ident)
-                .with_for_update(read=True)
-            )
-            if conn.execute(query).first() is None:
+            if (
+                conn.execute(
+                    _TARGET_EXISTS, {**_scope_params(kind, resource.scope), "p_ident": ident}
+                ).first()
+                is None
+            ):
                 raise MissingReference(kind, ident)
         if pairs:
             conn.execute(
                 insert(t.resource_refs),
                 [
                     {
-                        "org_id": resource.scope.org_id, "sandbox_id": resource.scope.sandbox_id,
-                        "from_kind": resource.kind, "from_id": resource.id, "to_kind": k, "to_id": i,
+                        "org_id": resource.scope.org_id,
+                        "sandbox_id": resource.scope.sandbox_id,
+                        "from_kind": resource.kind,
+                        "from_id": resource.id,
+                        "to_kind": k,
+                        "to_id": i,
                     }
                     for k, i in pairs
                 ],
@@ -268,7 +312,7 @@ class SqlMetadataStore(MetadataStore):
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scope_columns() -> tuple[Any, Any, Any]:
     c = t.resources.c
     return c.kind, c.org_id, c.sandbox_id
@@ -277,13 +321,3 @@ def _scope_columns() -> tuple[Any, Any, Any]:
 def _in_scope(kind: str, scope: Scope) -> Any:
     k, o, s = _scope_columns()
     return and_(k == kind, o == scope.org_id, s == scope.sandbox_id)
-
-
-def _refs_from(resource: Resource) -> list[Any]:
-    refs = t.resource_refs.c
-    return [
-        refs.org_id == resource.scope.org_id,
-        refs.sandbox_id == resource.scope.sandbox_id,
-        refs.from_kind == resource.kind,
-        refs.from_id == resource.id,
-    ]
