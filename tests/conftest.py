@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,21 @@ def make_settings(home: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    home = tmp_path_factory.mktemp("headwater-home")
-    database_url = os.environ.get("HEADWATER_TEST_DATABASE_URL")
-    live = start_server(make_settings(home, database_url=database_url))
-    yield live
-    live.stop()
-    live.services.close()
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A live server; every API test runs once per metadata backend."""
+    home = tmp_path_factory.mktemp(f"headwater-home-{request.param}")
+    if request.param == "sqlite":
+        live = start_server(make_settings(home))
+        yield live
+        live.stop()
+        live.services.close()
+        return
+    with _postgres_database() as url:
+        live = start_server(make_settings(home, database_url=url))
+        yield live
+        live.stop()
+        live.services.close()
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +98,8 @@ def other_org_api(server: LiveServer, other_org: dict[str, str]) -> Iterator[Api
         yield client
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+@contextmanager
+def _postgres_database() -> Iterator[str]:
     psycopg = pytest.importorskip("psycopg")
     name = "hw_test_" + uuid.uuid4().hex[:12]
     try:
@@ -102,6 +109,15 @@ def postgres_url() -> Iterator[str]:
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    yield f"{base}/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+    with _postgres_database() as url:
+        yield url

@@ -37,3 +37,8 @@ async def write(services: Services, fn: Callable[..., T], *args: Any) -> T:
     if limiter is None:
         limiter = _WRITERS.setdefault(id(services), anyio.CapacityLimiter(1))
     return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=limiter)
+
+
+async def pooled(fn: Callable[..., T], *args: Any) -> T:
+    """Run a read that may scan (filtered lists) in the thread pool, whatever the store."""
+    return await run_in_threadpool(fn, *args)

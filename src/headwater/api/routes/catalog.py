@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
+from headwater.api import calls
 from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
 from headwater.services.catalogsvc import DataSets, project
@@ -79,14 +79,14 @@ def _ref(ident: str) -> list[str]:
 async def create_dataset(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     """``?requestDataSource=true`` is accepted and has no further effect."""
     body = await json_body(request)
-    resource = await run_in_threadpool(_datasets(request).create, actor, body)
+    resource = await calls.write(services(request), _datasets(request).create, actor, body)
     return JSONResponse(_ref(resource.id), status_code=201, headers={"ETag": resource.etag})
 
 
 @router.get(f"{PREFIX}/dataSets", tags=[TAG], summary="List datasets")
 async def list_datasets(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     coll = _datasets(request)
-    return JSONResponse(await run_in_threadpool(coll.query, actor, request.query_params.multi_items()))
+    return JSONResponse(await calls.pooled(coll.query, actor, request.query_params.multi_items()))
 
 
 @router.get(
@@ -94,7 +94,7 @@ async def list_datasets(request: Request, actor: Actor = Depends(platform_actor)
 )
 async def get_dataset(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     coll = _datasets(request)
-    resources = await run_in_threadpool(coll.get_many, actor, ident.split(","))
+    resources = await calls.read(services(request), coll.get_many, actor, ident.split(","))
     props = request.query_params.get("properties")
     fields = [p.strip() for p in props.split(",") if p.strip()] if props else None
     headers = {"ETag": resources[0].etag} if len(resources) == 1 else None
@@ -109,8 +109,8 @@ async def get_dataset(ident: str, request: Request, actor: Actor = Depends(platf
 )
 async def patch_dataset(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     body = await json_body(request, patch=True)
-    resource = await run_in_threadpool(
-        _datasets(request).update, actor, ident, body, request.headers.get("if-match")
+    resource = await calls.write(
+        services(request), _datasets(request).update, actor, ident, body, request.headers.get("if-match")
     )
     return JSONResponse(_ref(resource.id), headers={"ETag": resource.etag})
 
@@ -119,5 +119,5 @@ async def patch_dataset(ident: str, request: Request, actor: Actor = Depends(pla
 async def delete_dataset(
     ident: str, request: Request, actor: Actor = Depends(platform_actor)
 ) -> JSONResponse:
-    await run_in_threadpool(_datasets(request).delete, actor, ident)
+    await calls.write(services(request), _datasets(request).delete, actor, ident)
     return JSONResponse(_ref(ident))

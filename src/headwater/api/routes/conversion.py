@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from starlette.concurrency import run_in_threadpool
 
+from headwater.api import calls
 from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, created, json_body
 from headwater.errors import BadRequest
@@ -88,14 +88,14 @@ def _mapping_sets(request: Request) -> MappingSets:
 async def create_mapping_set(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     coll = _mapping_sets(request)
     body = await json_body(request)
-    resource = await run_in_threadpool(coll.create, actor, body)
+    resource = await calls.write(services(request), coll.create, actor, body)
     return created(coll.render(resource), resource.etag)
 
 
 @router.get(f"{PREFIX}/mappingSets", tags=[TAG], summary="List mapping sets")
 async def list_mapping_sets(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     coll = _mapping_sets(request)
-    return JSONResponse(await run_in_threadpool(coll.query, actor, request.query_params.multi_items()))
+    return JSONResponse(await calls.pooled(coll.query, actor, request.query_params.multi_items()))
 
 
 @router.get(
@@ -110,7 +110,9 @@ async def get_mapping_set(
         raise BadRequest(
             "version must be a non-negative integer.", code="CONV-1402-400", report={"parameter": "version"}
         )
-    resource = await run_in_threadpool(coll.get, actor, ident, int(raw) if raw is not None else None)
+    resource = await calls.read(
+        services(request), coll.get, actor, ident, int(raw) if raw is not None else None
+    )
     return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
 
 
@@ -125,7 +127,9 @@ async def put_mapping_set(
 ) -> JSONResponse:
     coll = _mapping_sets(request)
     body = await json_body(request)
-    resource = await run_in_threadpool(coll.put, actor, ident, body, request.headers.get("if-match"))
+    resource = await calls.write(
+        services(request), coll.put, actor, ident, body, request.headers.get("if-match")
+    )
     return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
 
 
@@ -133,5 +137,5 @@ async def put_mapping_set(
 async def delete_mapping_set(
     ident: str, request: Request, actor: Actor = Depends(platform_actor)
 ) -> Response:
-    await run_in_threadpool(_mapping_sets(request).delete, actor, ident)
+    await calls.write(services(request), _mapping_sets(request).delete, actor, ident)
     return Response(status_code=204)

@@ -6,8 +6,8 @@ import base64
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
+from headwater.api import calls
 from headwater.api.auth import services
 from headwater.api.responses import JSONResponse
 from headwater.errors import BadRequest, Unauthenticated
@@ -67,11 +67,13 @@ async def token(request: Request) -> JSONResponse:
                 BadRequest(f"{field} is required.", code="IMS-1401-400", report={"field": field}),
                 "invalid_request",
             )
-    client = await run_in_threadpool(svc.store.get_client, form["client_id"])
+    client = await calls.read(services(request), svc.store.get_client, form["client_id"])
     valid = (
         client is not None
         and client.enabled
-        and await run_in_threadpool(svc.tenancy.check_client_secret, client, form["client_secret"])
+        and await calls.read(
+            services(request), svc.tenancy.check_client_secret, client, form["client_secret"]
+        )
     )
     if client is None or not valid:
         raise _oauth_error(

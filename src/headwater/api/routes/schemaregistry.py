@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from starlette.concurrency import run_in_threadpool
 
+from headwater.api import calls
 from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, created, json_body
 from headwater.errors import NotFound
@@ -234,7 +234,7 @@ def _tenant_routes(
     async def list_items(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
         mode, notext = _representation(request)
         query = listing.parse_query(request.query_params.multi_items(), default_order="title")
-        docs = await run_in_threadpool(list_docs, _registry(request), actor)
+        docs = await calls.pooled(list_docs, _registry(request), actor)
         return JSONResponse(_envelope(docs, query, f"{PREFIX}/tenant/{name}", mode, notext))
 
     async def get_item(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
@@ -245,13 +245,13 @@ def _tenant_routes(
             resource = pick(registry).get(actor, ident)
             return resource, _render(registry, pick(registry), actor, resource, mode)
 
-        resource, body = await run_in_threadpool(load)
+        resource, body = await calls.pooled(load)
         return JSONResponse(strip_text(body) if notext else body, headers={"ETag": resource.etag})
 
     async def create_item(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
         coll = pick(_registry(request))
         body = await json_body(request)
-        resource = await run_in_threadpool(coll.create, actor, body)
+        resource = await calls.write(services(request), coll.create, actor, body)
         return created(coll.render(resource), resource.etag)
 
     async def replace_item(
@@ -267,13 +267,14 @@ def _tenant_routes(
     async def _update(request: Request, actor: Actor, ident: str, *, patch: bool) -> JSONResponse:
         coll = pick(_registry(request))
         body = await json_body(request, patch=patch)
-        resource = await run_in_threadpool(
-            lambda: coll.update(actor, ident, body, request.headers.get("if-match"), patch=patch)
+        resource = await calls.write(
+            services(request),
+            lambda: coll.update(actor, ident, body, request.headers.get("if-match"), patch=patch),
         )
         return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
 
     async def delete_item(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> Response:
-        await run_in_threadpool(pick(_registry(request)).delete, actor, ident)
+        await calls.write(services(request), pick(_registry(request)).delete, actor, ident)
         return Response(status_code=204)
 
     if_match = {
@@ -339,7 +340,7 @@ async def list_descriptors(request: Request, actor: Actor = Depends(platform_act
         coll = registry.descriptors
         return [coll.render(r) for r in coll.store.list(coll.kind, actor.scope).items]
 
-    page, next_offset, total = listing.apply(await run_in_threadpool(load), query)
+    page, next_offset, total = listing.apply(await calls.pooled(load), query)
     accept = request.headers.get("accept", "").lower()
     if "xdm-id" in accept or "xdm-link" in accept:
         grouped: dict[str, list[str]] = {}
@@ -365,7 +366,7 @@ async def list_descriptors(request: Request, actor: Actor = Depends(platform_act
 async def create_descriptor(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     coll = _registry(request).descriptors
     body = await json_body(request)
-    resource = await run_in_threadpool(coll.create, actor, body)
+    resource = await calls.write(services(request), coll.create, actor, body)
     return created(coll.render(resource), resource.etag)
 
 
@@ -374,7 +375,7 @@ async def get_descriptor(
     ident: str, request: Request, actor: Actor = Depends(platform_actor)
 ) -> JSONResponse:
     coll = _registry(request).descriptors
-    resource = await run_in_threadpool(coll.get, actor, ident)
+    resource = await calls.read(services(request), coll.get, actor, ident)
     return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
 
 
@@ -389,8 +390,9 @@ async def replace_descriptor(
 ) -> JSONResponse:
     coll = _registry(request).descriptors
     body = await json_body(request)
-    resource = await run_in_threadpool(
-        lambda: coll.update(actor, ident, body, request.headers.get("if-match"), patch=False)
+    resource = await calls.write(
+        services(request),
+        lambda: coll.update(actor, ident, body, request.headers.get("if-match"), patch=False),
     )
     return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
 
@@ -399,5 +401,5 @@ async def replace_descriptor(
     f"{PREFIX}/tenant/descriptors/{{ident}}", tags=[TAG], summary="Delete a descriptor", status_code=204
 )
 async def delete_descriptor(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> Response:
-    await run_in_threadpool(_registry(request).descriptors.delete, actor, ident)
+    await calls.write(services(request), _registry(request).descriptors.delete, actor, ident)
     return Response(status_code=204)
