@@ -111,3 +111,47 @@ async def run(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return Result(name, latencies, time.perf_counter() - started, errors)
+
+
+async def run_rate(
+    name: str,
+    port: int,
+    factory: RequestFactory,
+    *,
+    concurrency: int,
+    rate: float,
+    seconds: float,
+    expect: int = 200,
+) -> Result:
+    """Open loop: ``concurrency`` connections together offer ``rate`` requests/s for ``seconds``.
+
+    Latency is measured from each request's scheduled send time, so a stalled server is charged for
+    the requests it delayed (no coordinated omission).
+    """
+    per_worker = rate / concurrency
+    total_per_worker = int(per_worker * seconds)
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(10**9))
+
+    async def worker(offset: float) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        start = time.perf_counter() + offset
+        try:
+            for k in range(total_per_worker):
+                scheduled = start + k / per_worker
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                writer.write(factory(next(counter)))
+                status, _ = await _read_response(reader)
+                latencies.append((time.perf_counter() - scheduled) * 1000)
+                if status != expect:
+                    errors += 1
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(i / rate) for i in range(concurrency)))
+    return Result(name, latencies, time.perf_counter() - began, errors)

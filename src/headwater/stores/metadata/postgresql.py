@@ -19,9 +19,12 @@ class PostgresMetadataStore(SqlMetadataStore):
             json_deserializer=orjson.loads,
             pool_size=16,
             max_overflow=16,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per checkout); stale connections are recycled instead.
+            pool_recycle=1800,
         )
         super().__init__(engine)
+        # Reads run in autocommit: no BEGIN and no reset ROLLBACK round trips around a single SELECT.
+        self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def migrate(self) -> None:
         with self.engine.connect() as conn:

@@ -95,6 +95,7 @@ class SqlMetadataStore(MetadataStore):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.read_engine = engine  # subclasses may use a cheaper mode for single-statement reads
 
     def close(self) -> None:
         self.engine.dispose()
@@ -106,12 +107,12 @@ class SqlMetadataStore(MetadataStore):
         )
 
     def get_org(self, org_id: str) -> Org | None:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(select(t.orgs).where(t.orgs.c.id == org_id)).mappings().first()
         return Org(**row) if row else None
 
     def list_orgs(self) -> list[Org]:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             rows = conn.execute(select(t.orgs).order_by(t.orgs.c.created_at)).mappings().all()
         return [Org(**r) for r in rows]
 
@@ -120,20 +121,20 @@ class SqlMetadataStore(MetadataStore):
 
     def get_sandbox(self, org_id: str, name: str) -> Sandbox | None:
         query = select(t.sandboxes).where(t.sandboxes.c.org_id == org_id, t.sandboxes.c.name == name)
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return Sandbox(**row) if row else None
 
     def list_sandboxes(self, org_id: str) -> list[Sandbox]:
         query = select(t.sandboxes).where(t.sandboxes.c.org_id == org_id).order_by(t.sandboxes.c.created_at)
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return [Sandbox(**r) for r in conn.execute(query).mappings().all()]
 
     def create_client(self, client: ApiClient) -> None:
         self._insert_unique(t.api_clients, **client.__dict__)
 
     def get_client(self, client_id: str) -> ApiClient | None:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             query = select(t.api_clients).where(t.api_clients.c.client_id == client_id)
             row = conn.execute(query).mappings().first()
         return ApiClient(**row) if row else None
@@ -144,7 +145,7 @@ class SqlMetadataStore(MetadataStore):
             .where(t.api_clients.c.org_id == org_id)
             .order_by(t.api_clients.c.created_at, t.api_clients.c.client_id)
         )
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return [ApiClient(**r) for r in conn.execute(query).mappings().all()]
 
     def set_client_enabled(self, client_id: str, enabled: bool) -> bool:
@@ -180,7 +181,7 @@ class SqlMetadataStore(MetadataStore):
         if not wanted:
             return {}
         query = select(t.resources).where(_in_scope(kind, scope), t.resources.c.id.in_(wanted))
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return {r["id"]: self._resource(r) for r in conn.execute(query).mappings()}
 
     def update(self, resource: Resource, expected_etag: str) -> None:
@@ -216,7 +217,7 @@ class SqlMetadataStore(MetadataStore):
             return True
 
     def referrers(self, scope: Scope, kind: str, ident: str) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return self._referrers(conn, scope, kind, ident)
 
     def list(
@@ -233,7 +234,7 @@ class SqlMetadataStore(MetadataStore):
         params = {**_scope_params(kind, scope), "p_offset": offset, "p_limit": -1 if limit is None else limit}
         if limit is None and self.engine.dialect.name != "sqlite":
             params["p_limit"] = None
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             items = [self._resource(r) for r in conn.execute(_LISTS[order, descending], params).mappings()]
             total = conn.execute(_COUNT, _scope_params(kind, scope)).scalar_one() if count else None
         return Page(items=items, total=total)
@@ -244,7 +245,7 @@ class SqlMetadataStore(MetadataStore):
         return self.engine.begin()
 
     def _get_one(self, statement: Any, kind: str, scope: Scope, ident: str) -> Resource | None:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(statement, {**_scope_params(kind, scope), "p_ident": ident}).mappings().first()
         return self._resource(row) if row else None
 

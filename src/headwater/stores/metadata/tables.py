@@ -66,8 +66,9 @@ resources = Table(
     Column("etag", String(80), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
-    UniqueConstraint("kind", "org_id", "sandbox_id", "id", name="uq_resources_kind_scope_id"),
-    UniqueConstraint("kind", "org_id", "sandbox_id", "alt_id", name="uq_resources_kind_scope_alt"),
+    # Lead with the id so the planner never prefers these over the ordered scope index for lists.
+    UniqueConstraint("id", "kind", "org_id", "sandbox_id", name="uq_resources_id_scope"),
+    UniqueConstraint("alt_id", "kind", "org_id", "sandbox_id", name="uq_resources_alt_scope"),
     Index("ix_resources_scope_created", "kind", "org_id", "sandbox_id", "created_at", "seq"),
 )
 
