@@ -324,6 +324,11 @@ def test_flow_references_and_transformations_are_validated(
     ids = crm_pipeline(api)
     body = flow_body(ids["source"], ids["target"], "no-such-mapping")
     assert "transformations[1].params.mappingId" in _paths(api.post(f"{FS}/flows", json=body))
+    body = flow_body(ids["source"], ids["target"], ids["mapping"])
+    body["transformations"][1]["params"]["mappingVersion"] = 7
+    assert "transformations[1].params.mappingVersion" in _paths(api.post(f"{FS}/flows", json=body))
+    body["transformations"][1]["params"]["mappingVersion"] = "0"
+    assert api.post(f"{FS}/flows", json=body).status_code == 201
     body = flow_body("no-such-source", ids["target"], ids["mapping"])
     assert "sourceConnectionIds[0]" in _paths(api.post(f"{FS}/flows", json=body))
     body = flow_body(ids["source"], ids["target"], ids["mapping"])

@@ -91,7 +91,7 @@ class DataSets(Collection):
         editable = {k: current.doc[k] for k in (*EDITABLE, "schemaRef") if k in current.doc}
         if isinstance(body, list):
             try:
-                merged = jsonpatch.apply(editable, body)
+                merged = jsonpatch.apply(editable, body, service="CAT")
             except ValidationFailed as exc:
                 raise ValidationFailed(exc.errors, code="CAT-1410-400") from exc
         elif isinstance(body, dict):
@@ -236,9 +236,9 @@ class DataSets(Collection):
             elif key == "properties":
                 properties = [p.strip() for p in value.split(",") if p.strip()]
             elif key == "property":
-                filters.append(listing.parse_filter(value))
+                filters.append(listing.parse_filter(value, "CAT"))
             elif key not in ("requestDataSource", "count"):
-                filters.append(listing.parse_filter(f"{key}=={value}"))
+                filters.append(listing.parse_filter(f"{key}=={value}", "CAT"))
         docs = [self.render(r) for r in self.store.list(self.kind, actor.scope).items]
         docs = [d for d in docs if all(f.matches(d) for f in filters)]
         # Ties keep insertion order, reversed with the rest on descending orders.

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import BadRequest, PreconditionFailed, ValidationFailed
-from headwater.services.ids import etag_matches, new_hex, now_ms
+from headwater.errors import BadRequest, ValidationFailed
+from headwater.services.ids import new_hex, now_ms
 from headwater.services.resources import Built, Collection, require_object
 from headwater.services.schemas import field_at
 from headwater.services.tenancy import Actor
@@ -68,12 +68,7 @@ class MappingSets(Collection):
     def put(self, actor: Actor, ident: str, body: Any, if_match: str | None) -> Resource:
         """Replace the mappings, making a new version; the previous one stays readable."""
         current = super().get(actor, ident)
-        if if_match and not etag_matches(if_match, current.etag):
-            raise PreconditionFailed(
-                "The If-Match etag is not the current one; GET the mapping set again.",
-                code="CONV-1412-412",
-                report={"currentEtag": current.etag},
-            )
+        self.check_if_match(current, if_match)
         updated = self.replace(actor, current, require_object(body))
         history = Resource(
             kind=HISTORY_KIND,

@@ -12,7 +12,19 @@ from typing import Any
 from headwater.errors import ValidationFailed
 
 
-def apply(doc: dict[str, Any], patch: Any, protected: frozenset[str] = frozenset()) -> dict[str, Any]:
+def apply(
+    doc: dict[str, Any], patch: Any, protected: frozenset[str] = frozenset(), service: str = "FLOW"
+) -> dict[str, Any]:
+    """Apply ``patch`` to a copy of ``doc``; errors carry the code ``{service}-1410-400``."""
+    try:
+        return _apply(doc, patch, protected)
+    except ValidationFailed as exc:
+        if service == "FLOW":
+            raise
+        raise ValidationFailed(exc.errors, code=f"{service}-1410-400") from exc
+
+
+def _apply(doc: dict[str, Any], patch: Any, protected: frozenset[str]) -> dict[str, Any]:
     if not isinstance(patch, list) or not patch:
         raise ValidationFailed(
             [{"path": "(body)", "message": "must be a non-empty JSON Patch array of {op, path, value}"}],

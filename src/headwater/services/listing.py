@@ -72,41 +72,44 @@ class ListQuery:
         return ".".join(self.order_path)
 
 
-def parse_query(params: Iterable[tuple[str, str]], default_order: str = "createdAt") -> ListQuery:
+def parse_query(
+    params: Iterable[tuple[str, str]], default_order: str = "createdAt", service: str = "FLOW"
+) -> ListQuery:
+    """Parse list parameters; errors carry codes of ``service`` (FLOW, SCHEMA, CAT, CONV)."""
     filters: list[Filter] = []
     order = default_order
     limit, offset, count = DEFAULT_LIMIT, 0, False
     passthrough: dict[str, list[str]] = {}
     for key, value in params:
         if key == "property":
-            filters.append(parse_filter(value))
+            filters.append(parse_filter(value, service))
             passthrough.setdefault(key, []).append(value)
         elif key.lower() == "orderby":
             order = value
             passthrough.setdefault(key, []).append(value)
         elif key == "limit":
-            limit = _int_param("limit", value, 1, MAX_LIMIT)
+            limit = _int_param("limit", value, 1, MAX_LIMIT, service)
             passthrough.setdefault(key, []).append(value)
         elif key == "count":
             count = value.lower() in ("true", "1", "yes")
         elif key == "continuationToken":
-            offset = decode_token(value)
+            offset = decode_token(value, service)
         elif key == "start":
-            offset = _int_param("start", value, 0, 10**9)
+            offset = _int_param("start", value, 0, 10**9, service)
     order = order.strip()
     descending = order.startswith("-")
     order = order.lstrip("+-").strip() or default_order
     return ListQuery(tuple(filters), _split_path(order), descending, limit, offset, count, passthrough)
 
 
-def parse_filter(text: str) -> Filter:
+def parse_filter(text: str, service: str = "FLOW") -> Filter:
     match = _FILTER.match(text)
     if match is None:
         path = text.strip()
         if not path or any(c in path for c in "=<>!"):
             raise BadRequest(
                 f"property filter {text!r} is not PATH, or PATH OP VALUE with OP one of == != > < >= <=.",
-                code="FLOW-1400-400",
+                code=f"{service}-1400-400",
                 report={"parameter": "property"},
             )
         return Filter(_split_path(path), None, (), ())
@@ -179,7 +182,7 @@ def encode_token(offset: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).rstrip(b"=").decode()
 
 
-def decode_token(token: str) -> int:
+def decode_token(token: str, service: str = "FLOW") -> int:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         offset = data["o"]
@@ -189,12 +192,12 @@ def decode_token(token: str) -> int:
         pass
     raise BadRequest(
         "continuationToken is not one this server issued; start again without it.",
-        code="FLOW-1401-400",
+        code=f"{service}-1401-400",
         report={"parameter": "continuationToken"},
     )
 
 
-def _int_param(name: str, value: str, low: int, high: int) -> int:
+def _int_param(name: str, value: str, low: int, high: int, service: str = "FLOW") -> int:
     try:
         number = int(value)
     except ValueError:
@@ -202,7 +205,7 @@ def _int_param(name: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise BadRequest(
             f"{name} must be an integer from {low} to {high}.",
-            code="FLOW-1402-400",
+            code=f"{service}-1402-400",
             report={"parameter": name},
         )
     return number

@@ -117,15 +117,19 @@ class Collection(ABC):
                 code=f"{self.service}-1428-428",
             )
         current = self.get(actor, ident)
-        if not etag_matches(if_match, current.etag):
+        self.check_if_match(current, if_match)
+        patched = jsonpatch.apply(self.editable(current), operations, self.protected, service=self.service)
+        return self.replace(actor, current, patched)
+
+    def check_if_match(self, current: Resource, if_match: str | None) -> None:
+        """412 when an If-Match header is given and is not ``current``'s etag."""
+        if if_match and not etag_matches(if_match, current.etag):
             raise PreconditionFailed(
                 "The If-Match etag is not the current one: the resource changed since you read it. "
                 "GET it again and reapply your change.",
                 code=f"{self.service}-1412-412",
                 report={"currentEtag": current.etag},
             )
-        patched = jsonpatch.apply(self.editable(current), operations, self.protected)
-        return self.replace(actor, current, patched)
 
     def replace(self, actor: Actor, current: Resource, body: dict[str, Any]) -> Resource:
         """Store ``body`` as the new version of ``current`` (validated by ``build``)."""

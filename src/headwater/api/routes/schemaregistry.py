@@ -160,7 +160,9 @@ def _global_routes(
 ) -> None:
     async def list_global(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
         mode, notext = _representation(request)
-        query = listing.parse_query(request.query_params.multi_items(), default_order="title")
+        query = listing.parse_query(
+            request.query_params.multi_items(), default_order="title", service="SCHEMA"
+        )
         docs = list(pick(_registry(request)).values())
         return JSONResponse(_envelope(docs, query, f"{PREFIX}/global/{name}", mode, notext))
 
@@ -233,7 +235,9 @@ def _tenant_routes(
 
     async def list_items(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
         mode, notext = _representation(request)
-        query = listing.parse_query(request.query_params.multi_items(), default_order="title")
+        query = listing.parse_query(
+            request.query_params.multi_items(), default_order="title", service="SCHEMA"
+        )
         docs = await calls.pooled(list_docs, _registry(request), actor)
         return JSONResponse(_envelope(docs, query, f"{PREFIX}/tenant/{name}", mode, notext))
 
@@ -334,7 +338,7 @@ _tenant_routes("schemas", lambda r: r.schemas, "tenant schema", _SCHEMA_BODY)
 @router.get(f"{PREFIX}/tenant/descriptors", tags=[TAG], summary="List descriptors")
 async def list_descriptors(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     registry = _registry(request)
-    query = listing.parse_query(request.query_params.multi_items())
+    query = listing.parse_query(request.query_params.multi_items(), service="SCHEMA")
 
     def load() -> list[dict[str, Any]]:
         coll = registry.descriptors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from headwater.errors import BadRequest, ValidationFailed
+from headwater.errors import BadRequest, NotFound, ValidationFailed
 from headwater.services import validation
 from headwater.services.flowservice.connections import FlowServiceCollection
 from headwater.services.ids import new_hex, now_ms
@@ -176,24 +176,32 @@ class Flows(FlowServiceCollection):
                 params = validation.coerce(params, spec.get("spec"))
                 errors.extend(validation.check(params, spec.get("spec") or {}, f"{where}.params"))
                 if spec["name"] == "Mapping" and isinstance(params.get("mappingId"), str):
-                    self._mapping(actor, params["mappingId"], f"{where}.params.mappingId", errors, refs)
+                    self._mapping(actor, params, f"{where}.params", errors, refs)
             out.append({"name": spec["name"] if spec else item["name"], "params": params})
         return out
 
     def _mapping(
         self,
         actor: Actor,
-        mapping_id: str,
+        params: dict[str, Any],
         path: str,
         errors: list[dict[str, str]],
         refs: list[tuple[str, str]],
     ) -> None:
-        if self.store.get("mappingSet", actor.scope, mapping_id) is None:
-            errors.append(
-                {"path": path, "message": f"mapping set {mapping_id!r} does not exist in this sandbox"}
-            )
-        else:
-            refs.append(("mappingSet", mapping_id))
+        """The Mapping transformation must name an existing mapping set (and version, when given)."""
+        mapping_id = params["mappingId"]
+        version = params.get("mappingVersion")
+        try:
+            self.services.mapping_sets.get(actor, mapping_id, int(version) if version is not None else None)
+        except (NotFound, ValueError):
+            if self.store.get("mappingSet", actor.scope, mapping_id) is None:
+                message = f"mapping set {mapping_id!r} does not exist in this sandbox"
+                errors.append({"path": f"{path}.mappingId", "message": message})
+            else:
+                message = f"mapping set {mapping_id!r} has no version {version!r}"
+                errors.append({"path": f"{path}.mappingVersion", "message": message})
+            return
+        refs.append(("mappingSet", mapping_id))
 
     def _schedule(
         self, body: dict[str, Any], flow_spec: dict[str, Any] | None, errors: list[dict[str, str]]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import PreconditionFailed, ValidationFailed
 from headwater.services import jsonpatch
-from headwater.services.ids import etag_matches
 from headwater.services.resources import SYSTEM_FIELDS, Collection, require_object
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
@@ -78,18 +76,9 @@ class XedCollection(Collection):
     def update(self, actor: Actor, ident: str, body: Any, if_match: str | None, *, patch: bool) -> Resource:
         """PUT (``patch=False``, a whole document) or PATCH (a JSON Patch); If-Match is optional."""
         current = self.get(actor, ident)
-        if if_match and not etag_matches(if_match, current.etag):
-            raise PreconditionFailed(
-                "The If-Match etag is not the current one: the resource changed since you read it. "
-                "GET it again and reapply your change.",
-                code=f"{self.service}-1412-412",
-                report={"currentEtag": current.etag},
-            )
+        self.check_if_match(current, if_match)
         if patch:
-            try:
-                doc = jsonpatch.apply(self.editable(current), body, self.protected)
-            except ValidationFailed as exc:
-                raise ValidationFailed(exc.errors, code=f"{self.service}-1410-400") from exc
+            doc = jsonpatch.apply(self.editable(current), body, self.protected, service=self.service)
         else:
             doc = {k: v for k, v in require_object(body).items() if k not in READ_ONLY}
         return self.replace(actor, current, doc)
