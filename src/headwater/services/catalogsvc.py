@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from headwater.errors import BadRequest, PreconditionFailed, ValidationFailed
 from headwater.services import jsonpatch, listing
 from headwater.services.ids import etag_matches, new_hex
-from headwater.services.resources import Built, Collection, text_field
+from headwater.services.resources import Built, ServiceCollection, text_field
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 
@@ -52,14 +52,13 @@ _ORDER_FIELDS = {"created": "created", "updated": "updated", "name": "name"}
 Hook = Callable[[Actor, Resource], None]
 
 
-class DataSets(Collection):
+class DataSets(ServiceCollection):
     kind = "dataSet"
     label = "dataset"
     service = "CAT"
 
     def __init__(self, services: Services) -> None:
-        super().__init__(services.store)
-        self.services = services
+        super().__init__(services)
         self._created_hooks: list[Hook] = []
         self._deleted_hooks: list[Hook] = []
 
@@ -228,9 +227,9 @@ class DataSets(Collection):
         filters: list[listing.Filter] = []
         for key, value in params:
             if key == "limit":
-                limit = min(_int(key, value, 1), MAX_LIMIT)
+                limit = min(listing.int_param(key, value, 1, 10**9, "CAT"), MAX_LIMIT)
             elif key == "start":
-                start = _int(key, value, 0)
+                start = listing.int_param(key, value, 0, 10**9, "CAT")
             elif key.lower() == "orderby":
                 order, descending = _order(value)
             elif key == "properties":
@@ -267,18 +266,6 @@ def _tags(value: Any, errors: list[dict[str, str]]) -> dict[str, list[str]]:
         )
         return {}
     return {k: list(v) for k, v in value.items()}
-
-
-def _int(name: str, value: str, low: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = low - 1
-    if number < low:
-        raise BadRequest(
-            f"{name} must be an integer >= {low}.", code="CAT-1402-400", report={"parameter": name}
-        )
-    return number
 
 
 def _order(value: str) -> tuple[str, bool]:

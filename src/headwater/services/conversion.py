@@ -15,14 +15,15 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import BadRequest, ValidationFailed
+from headwater.services import listing
 from headwater.services.ids import new_hex, now_ms
-from headwater.services.resources import Built, Collection, require_object
+from headwater.services.resources import Built, ServiceCollection, require_object
 from headwater.services.schemas import field_at
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import AlreadyExists, Resource
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    pass
 
 CODE = "CONV-1400-400"
 HISTORY_KIND = "mappingSetVersion"
@@ -42,14 +43,10 @@ _ORDER = {
 }
 
 
-class MappingSets(Collection):
+class MappingSets(ServiceCollection):
     kind = "mappingSet"
     label = "mapping set"
     service = "CONV"
-
-    def __init__(self, services: Services) -> None:
-        super().__init__(services.store)
-        self.services = services
 
     def new_id(self) -> str:
         return new_hex(16)
@@ -194,9 +191,9 @@ class MappingSets(Collection):
         limit, start, order, descending, name = DEFAULT_LIMIT, 0, "createdDate", False, None
         for key, value in params:
             if key == "limit":
-                limit = _int(key, value, 1, MAX_LIMIT)
+                limit = listing.int_param(key, value, 1, MAX_LIMIT, "CONV")
             elif key == "start":
-                start = _int(key, value, 0, 10**9)
+                start = listing.int_param(key, value, 0, 10**9, "CONV")
             elif key.lower() == "orderby":
                 field = value.strip().lstrip("+-")
                 if field not in _ORDER:
@@ -362,20 +359,6 @@ def _optional_text(body: dict[str, Any], key: str, errors: list[dict[str, str]])
         errors.append({"path": key, "message": "must be a string"})
         return None
     return value
-
-
-def _int(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = low - 1
-    if not low <= number <= high:
-        raise BadRequest(
-            f"{name} must be an integer from {low} to {high}.",
-            code="CONV-1402-400",
-            report={"parameter": name},
-        )
-    return number
 
 
 def _history_id(ident: str, version: int) -> str:

@@ -88,14 +88,14 @@ def parse_query(
             order = value
             passthrough.setdefault(key, []).append(value)
         elif key == "limit":
-            limit = _int_param("limit", value, 1, MAX_LIMIT, service)
+            limit = int_param("limit", value, 1, MAX_LIMIT, service)
             passthrough.setdefault(key, []).append(value)
         elif key == "count":
             count = value.lower() in ("true", "1", "yes")
         elif key == "continuationToken":
             offset = decode_token(value, service)
         elif key == "start":
-            offset = _int_param("start", value, 0, 10**9, service)
+            offset = int_param("start", value, 0, 10**9, service)
     order = order.strip()
     descending = order.startswith("-")
     order = order.lstrip("+-").strip() or default_order
@@ -197,7 +197,8 @@ def decode_token(token: str, service: str = "FLOW") -> int:
     )
 
 
-def _int_param(name: str, value: str, low: int, high: int, service: str = "FLOW") -> int:
+def int_param(name: str, value: str, low: int, high: int, service: str = "FLOW") -> int:
+    """An integer query parameter in [low, high], else a 400 naming it."""
     try:
         number = int(value)
     except ValueError:

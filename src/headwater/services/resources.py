@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
 from headwater.services import jsonpatch
@@ -23,6 +23,9 @@ from headwater.stores.metadata import (
     StaleWrite,
     StillReferenced,
 )
+
+if TYPE_CHECKING:
+    from headwater.services.container import Services
 
 SYSTEM_FIELDS = frozenset(
     {
@@ -192,6 +195,14 @@ class Collection(ABC):
             ],
             code=f"{self.service}-1404-400",
         )
+
+
+class ServiceCollection(Collection):
+    """A collection whose rules consult other services (schemas, datasets, specs, secrets)."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services.store)
+        self.services = services
 
 
 def system_fields(

@@ -7,23 +7,19 @@ from typing import TYPE_CHECKING, Any
 from headwater.errors import ValidationFailed
 from headwater.services import validation
 from headwater.services.ids import new_hex
-from headwater.services.resources import Built, Collection, text_field
+from headwater.services.resources import Built, ServiceCollection, text_field
 from headwater.services.specs import DATA_LAKE_SPEC_ID, SpecCatalog
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 from headwater.stores.secrets import MASK, is_sealed
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    pass
 
 FORMATS = ("delimited", "json", "parquet", "tabular")
 
 
-class FlowServiceCollection(Collection):
-    def __init__(self, services: Services) -> None:
-        super().__init__(services.store)
-        self.services = services
-
+class FlowServiceCollection(ServiceCollection):
     @property
     def specs(self) -> SpecCatalog:
         return self.services.specs

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from headwater.services import jsonpatch
-from headwater.services.resources import SYSTEM_FIELDS, Collection, require_object
+from headwater.services.resources import SYSTEM_FIELDS, Collection, require_object, text_field
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 
@@ -95,6 +95,16 @@ class XedCollection(Collection):
         doc = self.editable(resource)
         doc["meta:registryMetadata"] = registry_metadata(resource)
         return doc
+
+
+def check_header(body: dict[str, Any], errors: list[dict[str, str]]) -> str | None:
+    """The title, description and type every tenant schema and field group carries; returns the title."""
+    title = text_field(body, "title", errors)
+    if not isinstance(body.get("description", ""), str):
+        errors.append({"path": "description", "message": "must be a string"})
+    if body.get("type", "object") != "object":
+        errors.append({"path": "type", "message": "must be 'object'"})
+    return title
 
 
 def registry_metadata(resource: Resource) -> dict[str, Any]:

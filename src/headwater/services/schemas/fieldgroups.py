@@ -11,8 +11,8 @@ from typing import Any
 
 from headwater.errors import ValidationFailed
 from headwater.services.ids import new_hex
-from headwater.services.resources import Built, text_field
-from headwater.services.schemas.base import XedCollection, next_version
+from headwater.services.resources import Built
+from headwater.services.schemas.base import XedCollection, check_header, next_version
 from headwater.services.schemas.compose import Composer
 from headwater.services.schemas.fields import check_json_schema, check_properties
 from headwater.services.schemas.xdm import TENANT_CONTAINER
@@ -32,12 +32,8 @@ class TenantFieldGroups(XedCollection):
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
         ident = existing.id if existing else str(body["$id"])
         errors: list[dict[str, str]] = []
-        title = text_field(body, "title", errors)
+        title = check_header(body, errors)
         description = body.get("description", "")
-        if not isinstance(description, str):
-            errors.append({"path": "description", "message": "must be a string"})
-        if body.get("type", "object") != "object":
-            errors.append({"path": "type", "message": "must be 'object'"})
         extends = self._intended(body.get("meta:intendedToExtend"), errors)
         definitions = self._definitions(actor, body.get("definitions"), errors)
         all_of = self._all_of(body.get("allOf"), definitions, errors)

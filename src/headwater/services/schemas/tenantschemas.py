@@ -10,8 +10,8 @@ from typing import Any
 
 from headwater.errors import ValidationFailed
 from headwater.services.ids import new_hex
-from headwater.services.resources import Built, text_field
-from headwater.services.schemas.base import XedCollection, next_version
+from headwater.services.resources import Built
+from headwater.services.schemas.base import XedCollection, check_header, next_version
 from headwater.services.schemas.fieldgroups import alt_id
 from headwater.services.schemas.xdm import TENANT_CONTAINER
 from headwater.services.tenancy import Actor
@@ -30,12 +30,8 @@ class TenantSchemas(XedCollection):
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
         ident = existing.id if existing else str(body["$id"])
         errors: list[dict[str, str]] = []
-        title = text_field(body, "title", errors)
+        title = check_header(body, errors)
         description = body.get("description", "")
-        if not isinstance(description, str):
-            errors.append({"path": "description", "message": "must be a string"})
-        if body.get("type", "object") != "object":
-            errors.append({"path": "type", "message": "must be 'object'"})
         tags = body.get("meta:immutableTags")
         if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
             errors.append(
