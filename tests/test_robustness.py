@@ -12,16 +12,36 @@ import pytest
 from tests.support import ApiClient, LiveServer
 
 JUNK_BODIES: list[Any] = [
-    None, [], "text", 42, {}, {"name": 5}, {"name": "x" * 10_000}, {"name": "ok", "auth": []},
-    {"name": "ok", "connectionSpec": "abc"}, {"name": "ok", "connectionSpec": {"id": ["x"]}},
+    None,
+    [],
+    "text",
+    42,
+    {},
+    {"name": 5},
+    {"name": "x" * 10_000},
+    {"name": "ok", "auth": []},
+    {"name": "ok", "connectionSpec": "abc"},
+    {"name": "ok", "connectionSpec": {"id": ["x"]}},
     {"name": "ok", "flowSpec": {"id": None}, "sourceConnectionIds": [{}], "targetConnectionIds": "x"},
-    {"allOf": [{"$ref": 5}], "meta:class": []}, {"schemaRef": {"id": {"a": 1}}},
-    {"mappings": [{"destinationXdmPath": []}], "xdmSchema": 1}, [{"op": "replace", "path": 5}],
-    [{"op": "add", "path": "/a/b/c/d", "value": 1}], {"a": {"b": {"c": {"d": {"e": [1, [2, [3, [4]]]]}}}}},
+    {"allOf": [{"$ref": 5}], "meta:class": []},
+    {"schemaRef": {"id": {"a": 1}}},
+    {"mappings": [{"destinationXdmPath": []}], "xdmSchema": 1},
+    [{"op": "replace", "path": 5}],
+    [{"op": "add", "path": "/a/b/c/d", "value": 1}],
+    {"a": {"b": {"c": {"d": {"e": [1, [2, [3, [4]]]]}}}}},
     {"\u0000": "\ud7ff", "name": "\u202e"},
 ]
-JUNK_QUERIES = ["property===", "property=a.b.c[]>x", "orderby=-", "limit=-1", "start=abc",
-                "continuationToken=%00", "count=maybe", "property=name==%22unterminated", "version=x"]
+JUNK_QUERIES = [
+    "property===",
+    "property=a.b.c[]>x",
+    "orderby=-",
+    "limit=-1",
+    "start=abc",
+    "continuationToken=%00",
+    "count=maybe",
+    "property=name==%22unterminated",
+    "version=x",
+]
 
 
 def _endpoints(api: ApiClient) -> list[tuple[str, str]]:
@@ -64,8 +84,9 @@ def test_openapi_documents_every_api(api: ApiClient) -> None:
 def test_junk_bodies_never_cause_a_server_error(api: ApiClient, body: Any) -> None:
     for method, path in _endpoints(api):
         if method in ("POST", "PUT", "PATCH"):
-            response = api.request(method, path.replace("/does-not-exist", ""), json=body,
-                                   headers={"If-Match": "*"})
+            response = api.request(
+                method, path.replace("/does-not-exist", ""), json=body, headers={"If-Match": "*"}
+            )
             _assert_client_error(response)
             response = api.request(method, path, json=body, headers={"If-Match": "*"})
             _assert_client_error(response)
@@ -81,8 +102,9 @@ def test_junk_query_parameters_never_cause_a_server_error(api: ApiClient) -> Non
 
 def test_oversized_body_is_a_413(api: ApiClient) -> None:
     big = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
-    response = api.post("/data/foundation/flowservice/connections", content=big,
-                        headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/data/foundation/flowservice/connections", content=big, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
 
 
