@@ -1,4 +1,4 @@
-"""PostgreSQL specifics: psycopg 3, JSONB, and an advisory lock around migrations."""
+"""PostgreSQL specifics: psycopg 3, autocommit reads, and an advisory lock around migrations."""
 
 from __future__ import annotations
 

@@ -15,10 +15,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
-Json = JSON().with_variant(JSONB(), "postgresql")
+# Plain json on every backend: documents are never queried inside, and json keeps the client's key order.
+Json = JSON()
 
 orgs = Table(
     "orgs",
