@@ -1,0 +1,53 @@
+"""Connector errors. Retry decisions are made by type (``transient``), never by parsing messages.
+
+    ConnectorError                 base; ``transient`` says whether retrying later may succeed
+    ├── AuthenticationFailed       credentials refused (terminal: fix the connection)
+    ├── InvalidSourceParams        the source connection names something impossible (terminal)
+    ├── SourceNotFound             the table, object or file does not exist (terminal)
+    ├── OutboundRefused            the target host is not allowed by HEADWATER_OUTBOUND_ALLOW (terminal)
+    ├── SourceUnavailable          connect errors, timeouts, 5xx (transient)
+    └── RateLimited                the source asked us to slow down (transient; ``retry_after`` seconds)
+
+Messages say what to do next. Connector errors never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    transient = False
+    code = "CONNECTOR-2000-400"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AuthenticationFailed(ConnectorError):
+    code = "CONNECTOR-2001-401"
+
+
+class InvalidSourceParams(ConnectorError):
+    code = "CONNECTOR-2002-400"
+
+
+class SourceNotFound(ConnectorError):
+    code = "CONNECTOR-2003-404"
+
+
+class OutboundRefused(ConnectorError):
+    code = "CONNECTOR-2004-403"
+
+
+class SourceUnavailable(ConnectorError):
+    transient = True
+    code = "CONNECTOR-2005-503"
+
+
+class RateLimited(ConnectorError):
+    transient = True
+    code = "CONNECTOR-2006-429"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
