@@ -91,5 +91,5 @@ class SourceConnector(ABC):
     def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
         """Stream the rows of ``request`` (see the window semantics in the module docstring)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most connectors hold nothing to release
         """Release connections; called once when the run or request is done."""
