@@ -1,0 +1,198 @@
+"""The lake: one Apache Iceberg table per dataset, in pyiceberg's SQL catalog inside the metadata DB.
+
+Writes are two-stage so that a commit can be retried: ``write_files`` streams Arrow batches into Parquet
+data files (bounded memory; nothing visible yet), then ``commit`` adds them in ONE snapshot whose
+summary carries the checkpoint (flow, run, batch, watermark). Either the data and its checkpoint are
+both in the table, or neither is. Data files written by a run that never committed are orphans, never
+visible; ``expire`` removes old ones.
+
+Reads always go through the table's current snapshot (``scan``), never through the folder's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from headwater.settings import Settings
+from headwater.stores.metadata import Scope
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.table import Table
+
+PREFIX = "headwater."
+_COMMIT_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a commit recorded about the run that made it (read back from the snapshot summary)."""
+
+    snapshot_id: int
+    properties: dict[str, str]
+
+    def get(self, key: str) -> str | None:
+        return self.properties.get(PREFIX + key)
+
+
+class Lake:
+    """Thread-safe facade over the Iceberg catalog. Create one per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._catalog: SqlCatalog | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def catalog(self) -> SqlCatalog:
+        with self._lock:
+            if self._catalog is None:
+                from pyiceberg.catalog.sql import SqlCatalog
+
+                self.settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+                url = self.settings.resolved_database_url
+                if url.startswith(("postgresql://", "postgres://")):
+                    url = "postgresql+psycopg://" + url.split("://", 1)[1]
+                self._catalog = SqlCatalog(
+                    "headwater", uri=url, warehouse=self.settings.warehouse_dir.resolve().as_uri()
+                )
+            return self._catalog
+
+    # --- tables ---
+    @staticmethod
+    def identifier(scope: Scope, dataset_id: str) -> tuple[str, str]:
+        """Namespace per organization and sandbox (a stable digest), table named after the dataset."""
+        digest = hashlib.sha256(f"{scope.org_id}/{scope.sandbox_id}".encode()).hexdigest()[:20]
+        return f"s{digest}", f"ds_{dataset_id}"
+
+    def load(self, scope: Scope, dataset_id: str) -> Table | None:
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            return self.catalog.load_table(self.identifier(scope, dataset_id))
+        except NoSuchTableError:
+            return None
+
+    def ensure_table(self, scope: Scope, dataset_id: str, schema: pa.Schema) -> Table:
+        """The dataset's table with at least ``schema``'s columns: created, or evolved additively."""
+        from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+
+        namespace, name = self.identifier(scope, dataset_id)
+        table = self.load(scope, dataset_id)
+        if table is None:
+            with contextlib.suppress(NamespaceAlreadyExistsError):
+                self.catalog.create_namespace(namespace)
+            try:
+                return self.catalog.create_table((namespace, name), schema=schema)
+            except TableAlreadyExistsError:
+                table = self.catalog.load_table((namespace, name))
+        if _missing_fields(table.schema().as_arrow(), schema):
+            with table.update_schema() as update:
+                update.union_by_name(schema)
+            table = self.catalog.load_table((namespace, name))
+        return table
+
+    def drop(self, scope: Scope, dataset_id: str) -> None:
+        from pyiceberg.exceptions import NoSuchTableError
+
+        with contextlib.suppress(NoSuchTableError):
+            self.catalog.purge_table(self.identifier(scope, dataset_id))
+
+    # --- writes ---
+    def write_files(
+        self, table: Table, batches: Iterable[pa.RecordBatch], schema: pa.Schema
+    ) -> list[DataFile]:
+        """Write ``batches`` as Parquet data files of ``table`` (not yet visible). Memory stays bounded."""
+        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        reader = pa.RecordBatchReader.from_batches(schema, iter(batches))
+        return list(
+            _dataframe_to_data_files(
+                table_metadata=table.metadata,
+                df=reader,
+                io=table.io,
+                write_uuid=uuid.uuid4(),
+                counter=itertools.count(0),
+            )
+        )
+
+    def commit(self, table: Table, data_files: list[DataFile], checkpoint: dict[str, str]) -> int:
+        """Add ``data_files`` in one snapshot carrying ``checkpoint``; retried on concurrent commits.
+
+        Returns the snapshot id. When this returns, the rows and the checkpoint are durable together.
+        """
+        from pyiceberg.exceptions import CommitFailedException
+
+        properties = {PREFIX + k: str(v) for k, v in checkpoint.items()}
+        for attempt in range(_COMMIT_ATTEMPTS):
+            try:
+                with (
+                    table.transaction() as tx,
+                    tx.update_snapshot(snapshot_properties=properties).fast_append() as add,
+                ):
+                    for data_file in data_files:
+                        add.append_data_file(data_file)
+                snapshot = table.current_snapshot()
+                assert snapshot is not None
+                return snapshot.snapshot_id
+            except CommitFailedException:
+                if attempt == _COMMIT_ATTEMPTS - 1:
+                    raise
+                table = self.catalog.load_table(table.name())
+        raise AssertionError("unreachable")
+
+    # --- checkpoints and reads ---
+    def checkpoints(self, table: Table, **match: str) -> Iterator[Checkpoint]:
+        """Checkpoints of committed snapshots, newest first, whose properties match ``match``."""
+        wanted = {PREFIX + k: v for k, v in match.items()}
+        snapshots = sorted(
+            table.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms), reverse=True
+        )
+        for snapshot in snapshots:
+            props = dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+            if all(props.get(k) == v for k, v in wanted.items()):
+                yield Checkpoint(snapshot.snapshot_id, props)
+
+    def latest_checkpoint(self, table: Table, **match: str) -> Checkpoint | None:
+        return next(self.checkpoints(table, **match), None)
+
+    def scan(self, table: Table, limit: int | None = None) -> pa.RecordBatchReader:
+        return table.scan(limit=limit).to_arrow_batch_reader()
+
+    def query(self, table: Table, sql: str) -> pa.Table:
+        """Run DuckDB SQL over the table's current snapshot, exposed as the view ``dataset``."""
+        import duckdb
+
+        connection = duckdb.connect()
+        try:
+            connection.register("dataset", self.scan(table))
+            return connection.sql(sql).to_arrow_table()
+        finally:
+            connection.close()
+
+
+def _missing_fields(current: pa.Schema, wanted: pa.Schema) -> bool:
+    """True when ``wanted`` has a field (at any depth) that ``current`` lacks."""
+    for field in wanted:
+        index = current.get_field_index(field.name)
+        if index < 0:
+            return True
+        have = current.field(index).type
+        nested = pa.types.is_struct(field.type) and pa.types.is_struct(have)
+        if nested and _missing_fields(pa.schema(list(have)), pa.schema(list(field.type))):
+            return True
+    return False
+
+
+def checkpoint_values(**values: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v is not None}
