@@ -10,7 +10,7 @@ another writer got there first.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -62,6 +62,21 @@ class Resource:
     created_at: int = 0
     updated_at: int = 0
     refs: list[tuple[str, str]] = field(default_factory=list)  # (kind, id) this resource points at
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    """A run waiting for (or held by) a worker."""
+
+    run_id: str
+    scope: Scope
+    flow_id: str
+    scheduled_for: int | None  # the schedule slot (epoch ms) it runs for; None for ad hoc runs
+    enqueued_at: int
+    state: str = "queued"  # queued | running | done
+    lease_owner: str | None = None
+    lease_expires_at: int | None = None
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,34 @@ class MetadataStore(ABC):
     @abstractmethod
     def referrers(self, scope: Scope, kind: str, ident: str) -> list[tuple[str, str]]:
         """The (kind, id) of every resource that references ``kind``/``ident``."""
+
+    @abstractmethod
+    def scan_kind(self, kind: str) -> Iterator[Resource]:
+        """Every resource of ``kind`` in every organization and sandbox (for the scheduler)."""
+
+    # --- the run queue ---
+    @abstractmethod
+    def enqueue_run(self, run: QueuedRun) -> bool:
+        """Queue a run; False when the flow already has a run for that schedule slot."""
+
+    @abstractmethod
+    def claim_run(self, worker: str, lease_ms: int, now_ms: int) -> QueuedRun | None:
+        """Atomically take the oldest queued run, or a running one whose lease expired (its worker died).
+
+        Two workers never hold the same run: the claim is one conditional UPDATE.
+        """
+
+    @abstractmethod
+    def renew_lease(self, run_id: str, worker: str, until_ms: int) -> bool:
+        """Extend the lease; False when the worker lost it (another worker took the run over)."""
+
+    @abstractmethod
+    def finish_run(self, run_id: str, worker: str) -> bool:
+        """Mark the run done; False when the worker no longer holds it."""
+
+    @abstractmethod
+    def last_slot(self, flow_id: str) -> int | None:
+        """The latest schedule slot queued for ``flow_id``."""
 
     @abstractmethod
     def list(

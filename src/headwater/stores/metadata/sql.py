@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -21,6 +21,7 @@ from headwater.stores.metadata.base import (
     OrderColumn,
     Org,
     Page,
+    QueuedRun,
     Resource,
     Sandbox,
     Scope,
@@ -84,6 +85,20 @@ _LISTS = {
 
 def _scope_params(kind: str, scope: Scope) -> dict[str, str]:
     return {"p_kind": kind, "p_org": scope.org_id, "p_sandbox": scope.sandbox_id}
+
+
+def _queued(row: Any) -> QueuedRun:
+    return QueuedRun(
+        run_id=row["run_id"],
+        scope=Scope(row["org_id"], row["sandbox_id"]),
+        flow_id=row["flow_id"],
+        scheduled_for=row["scheduled_for"],
+        enqueued_at=row["enqueued_at"],
+        state=row["state"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        attempts=row["attempts"],
+    )
 
 
 def json_dumps(value: Any) -> str:
@@ -238,6 +253,92 @@ class SqlMetadataStore(MetadataStore):
             items = [self._resource(r) for r in conn.execute(_LISTS[order, descending], params).mappings()]
             total = conn.execute(_COUNT, _scope_params(kind, scope)).scalar_one() if count else None
         return Page(items=items, total=total)
+
+    def scan_kind(self, kind: str) -> Iterator[Resource]:
+        query = select(t.resources).where(t.resources.c.kind == kind).order_by(t.resources.c.seq)
+        with self.read_engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        for row in rows:
+            yield self._resource(row)
+
+    # --- the run queue ---
+    def enqueue_run(self, run: QueuedRun) -> bool:
+        values = {
+            "run_id": run.run_id,
+            "org_id": run.scope.org_id,
+            "sandbox_id": run.scope.sandbox_id,
+            "flow_id": run.flow_id,
+            "scheduled_for": run.scheduled_for,
+            "enqueued_at": run.enqueued_at,
+            "state": "queued",
+            "attempts": 0,
+        }
+        try:
+            with self._write() as conn:
+                conn.execute(insert(t.run_queue).values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    def claim_run(self, worker: str, lease_ms: int, now_ms: int) -> QueuedRun | None:
+        q = t.run_queue.c
+        claimable = (q.state == "queued") | ((q.state == "running") & (q.lease_expires_at < now_ms))
+        with self._write() as conn:
+            for row in conn.execute(
+                select(t.run_queue).where(claimable).order_by(q.enqueued_at).limit(8)
+            ).mappings():
+                taken = conn.execute(
+                    update(t.run_queue)
+                    .where(q.run_id == row["run_id"], q.state == row["state"])
+                    .where(
+                        q.lease_expires_at.is_(None)
+                        if row["lease_expires_at"] is None
+                        else q.lease_expires_at == row["lease_expires_at"]
+                    )
+                    .values(
+                        state="running",
+                        lease_owner=worker,
+                        lease_expires_at=now_ms + lease_ms,
+                        attempts=q.attempts + 1,
+                    )
+                )
+                if taken.rowcount == 1:
+                    return _queued(
+                        {
+                            **row,
+                            "state": "running",
+                            "lease_owner": worker,
+                            "lease_expires_at": now_ms + lease_ms,
+                            "attempts": row["attempts"] + 1,
+                        }
+                    )
+        return None
+
+    def renew_lease(self, run_id: str, worker: str, until_ms: int) -> bool:
+        q = t.run_queue.c
+        stmt = (
+            update(t.run_queue)
+            .where(q.run_id == run_id, q.lease_owner == worker, q.state == "running")
+            .values(lease_expires_at=until_ms)
+        )
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def finish_run(self, run_id: str, worker: str) -> bool:
+        q = t.run_queue.c
+        stmt = (
+            update(t.run_queue)
+            .where(q.run_id == run_id, q.lease_owner == worker, q.state == "running")
+            .values(state="done", lease_expires_at=None)
+        )
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def last_slot(self, flow_id: str) -> int | None:
+        q = t.run_queue.c
+        with self.read_engine.connect() as conn:
+            value = conn.execute(select(func.max(q.scheduled_for)).where(q.flow_id == flow_id)).scalar()
+        return int(value) if value is not None else None
 
     # --- helpers ---
     def _write(self) -> AbstractContextManager[Connection]:

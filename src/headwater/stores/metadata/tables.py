@@ -83,3 +83,20 @@ resource_refs = Table(
     Column("to_id", String(200), primary_key=True),
     Index("ix_refs_target", "org_id", "sandbox_id", "to_kind", "to_id"),
 )
+
+run_queue = Table(
+    "run_queue",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("org_id", String(64), nullable=False),
+    Column("sandbox_id", String(64), nullable=False),
+    Column("flow_id", String(64), nullable=False),
+    Column("scheduled_for", BigInteger, nullable=True),  # schedule slot (epoch ms); NULL for ad hoc runs
+    Column("enqueued_at", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # queued | running | done
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("flow_id", "scheduled_for", name="uq_run_queue_flow_slot"),
+    Index("ix_run_queue_claim", "state", "enqueued_at"),
+)

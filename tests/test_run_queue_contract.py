@@ -1,0 +1,99 @@
+"""Contract of the run queue, on SQLite and PostgreSQL: claims are exclusive, leases expire and are
+taken over, schedule slots are queued once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from headwater.stores.metadata import MetadataStore, QueuedRun, Scope, open_store
+
+SCOPE = Scope("org", "sandbox")
+
+
+def _run(run_id: str, slot: int | None = None, at: int = 1) -> QueuedRun:
+    return QueuedRun(run_id=run_id, scope=SCOPE, flow_id="flow-1", scheduled_for=slot, enqueued_at=at)
+
+
+class RunQueueContract:
+    __test__ = False
+
+    @pytest.fixture
+    def store(self) -> Iterator[MetadataStore]:
+        raise NotImplementedError
+
+    def test_claims_in_order_and_exclusively(self, store: MetadataStore) -> None:
+        assert store.enqueue_run(_run("r1", at=1))
+        assert store.enqueue_run(_run("r2", at=2))
+        first = store.claim_run("w1", lease_ms=10_000, now_ms=100)
+        assert first is not None and first.run_id == "r1" and first.lease_owner == "w1" and first.attempts == 1
+        second = store.claim_run("w2", lease_ms=10_000, now_ms=100)
+        assert second is not None and second.run_id == "r2"
+        assert store.claim_run("w3", lease_ms=10_000, now_ms=100) is None
+
+    def test_a_schedule_slot_is_queued_once(self, store: MetadataStore) -> None:
+        assert store.enqueue_run(_run("a", slot=1_000))
+        assert not store.enqueue_run(_run("b", slot=1_000))
+        assert store.enqueue_run(_run("c", slot=2_000))
+        assert store.enqueue_run(_run("d")) and store.enqueue_run(_run("e"))  # ad hoc runs have no slot
+        assert store.last_slot("flow-1") == 2_000
+        assert store.last_slot("other") is None
+
+    def test_expired_lease_is_taken_over_and_the_old_holder_loses_it(self, store: MetadataStore) -> None:
+        store.enqueue_run(_run("r1"))
+        assert store.claim_run("w1", lease_ms=1_000, now_ms=0) is not None
+        assert store.claim_run("w2", lease_ms=1_000, now_ms=500) is None  # lease still valid
+        assert store.renew_lease("r1", "w1", until_ms=2_000)
+        assert store.claim_run("w2", lease_ms=1_000, now_ms=1_500) is None
+        taken = store.claim_run("w2", lease_ms=1_000, now_ms=2_001)
+        assert taken is not None and taken.lease_owner == "w2" and taken.attempts == 2
+        assert not store.renew_lease("r1", "w1", until_ms=9_000)
+        assert not store.finish_run("r1", "w1")
+        assert store.finish_run("r1", "w2")
+        assert store.claim_run("w3", lease_ms=1_000, now_ms=99_999) is None  # done runs are never claimed
+
+    def test_concurrent_claims_never_share_a_run(self, store: MetadataStore) -> None:
+        for i in range(20):
+            store.enqueue_run(_run(f"r{i:02d}", at=i))
+        claimed: list[str] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(8)
+
+        def worker(name: str) -> None:
+            barrier.wait()
+            while (run := store.claim_run(name, lease_ms=60_000, now_ms=10)) is not None:
+                with lock:
+                    claimed.append(run.run_id)
+
+        threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(claimed) == [f"r{i:02d}" for i in range(20)]
+
+
+class TestSqliteRunQueue(RunQueueContract):
+    __test__ = True
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[MetadataStore]:
+        store = open_store(f"sqlite:///{tmp_path / 'metadata.db'}")
+        store.migrate()
+        yield store
+        store.close()
+
+
+@pytest.mark.postgres
+class TestPostgresRunQueue(RunQueueContract):
+    __test__ = True
+
+    @pytest.fixture
+    def store(self, postgres_url: str) -> Iterator[MetadataStore]:
+        store = open_store(postgres_url)
+        store.migrate()
+        yield store
+        store.close()
