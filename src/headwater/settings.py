@@ -67,6 +67,16 @@ class Settings(BaseSettings):
         description="Tenant id of the bootstrap organization (tenant field groups live under _{tenantId}).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
+    embedded_worker: bool = Field(
+        True,
+        description="Run flows in the server process. Set false when separate `headwater worker`s run them.",
+    )
+    run_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a worker holds a run without renewing; after that another takes it over.",
+    )
+    worker_poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for runs.")
 
     @field_validator("home")
     @classmethod

@@ -126,15 +126,31 @@ class Lake:
             )
         )
 
-    def commit(self, table: Table, data_files: list[DataFile], checkpoint: dict[str, str]) -> int:
+    def commit(
+        self,
+        table: Table,
+        data_files: list[DataFile],
+        checkpoint: dict[str, Any],
+        once_per: tuple[str, ...] = (),
+    ) -> tuple[int, bool]:
         """Add ``data_files`` in one snapshot carrying ``checkpoint``; retried on concurrent commits.
 
-        Returns the snapshot id. When this returns, the rows and the checkpoint are durable together.
+        With ``once_per`` (checkpoint keys, e.g. flowId and runId), nothing is added when a snapshot with
+        the same values already exists: the check runs on the freshly loaded table and the commit asserts
+        that table is still current (Iceberg's compare-and-swap), so two attempts of one run can never
+        both commit. Returns (snapshot id, whether this call committed). When this returns, the rows and
+        the checkpoint are durable together.
         """
         from pyiceberg.exceptions import CommitFailedException
 
         properties = {PREFIX + k: str(v) for k, v in checkpoint.items()}
+        match = {k: str(checkpoint[k]) for k in once_per}
         for attempt in range(_COMMIT_ATTEMPTS):
+            if match:
+                table = self.catalog.load_table(table.name())
+                existing = self.latest_checkpoint(table, **match)
+                if existing is not None:
+                    return existing.snapshot_id, False
             try:
                 with (
                     table.transaction() as tx,
@@ -144,7 +160,7 @@ class Lake:
                         add.append_data_file(data_file)
                 snapshot = table.current_snapshot()
                 assert snapshot is not None
-                return snapshot.snapshot_id
+                return snapshot.snapshot_id, True
             except CommitFailedException:
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise

@@ -47,9 +47,12 @@ class TtlCache(Generic[K, V]):
 
 class Services:
     def __init__(self, settings: Settings, store: MetadataStore | None = None) -> None:
+        from headwater.connectors.outbound import OutboundPolicy
+        from headwater.lake.iceberg import Lake
         from headwater.services.catalogsvc import DataSets
         from headwater.services.conversion import MappingSets
         from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+        from headwater.services.runs import Batches, Runs
         from headwater.services.schemas import SchemaRegistry
 
         self.settings = settings
@@ -71,6 +74,10 @@ class Services:
         self.source_connections = SourceConnections(self)
         self.target_connections = TargetConnections(self)
         self.flows = Flows(self)
+        self.runs = Runs(self)
+        self.batches = Batches(self)
+        self.lake = Lake(settings)
+        self.outbound = OutboundPolicy.from_settings(settings)
 
     def start(self) -> bool:
         """Migrate the metadata store and make sure the default organization exists.

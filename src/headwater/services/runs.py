@@ -1,0 +1,143 @@
+"""Flow runs and catalog batches: what the runtime records about every execution.
+
+A run is created queued (by the scheduler or ``POST /runs``), taken by a worker, and ends ``success``,
+``partialSuccess`` (some rows failed and were kept as row errors), or ``failed`` (nothing committed).
+Its document follows the reference's monitoring shape (metrics.durationSummary, sizeSummary,
+recordSummary, fileSummary, statusSummary, activities). Each run that writes to a dataset has a batch:
+the catalog's view of one commit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from headwater.errors import BadRequest, ValidationFailed
+from headwater.services.ids import new_hex, new_uuid, now_ms
+from headwater.services.resources import Built, ServiceCollection, require_object
+from headwater.services.tenancy import Actor
+from headwater.stores.metadata import QueuedRun, Resource
+
+QUEUED, IN_PROGRESS, SUCCESS, PARTIAL, FAILED = "queued", "inProgress", "success", "partialSuccess", "failed"
+FINAL = frozenset({SUCCESS, PARTIAL, FAILED})
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: Any, path: str) -> datetime | None:
+    """Epoch seconds (number or digit string) or ISO 8601; naive means UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        return datetime.fromtimestamp(float(value), UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValidationFailed(
+        [{"path": path, "message": "must be epoch seconds or an ISO 8601 date-time"}], code="FLOW-1422-400"
+    )
+
+
+class Runs(ServiceCollection):
+    kind, label = "run", "run"
+
+    def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
+        if existing is not None:  # runs change only through the runtime (replace_state)
+            return Built(doc=body, refs=[("flow", body["flowId"])])
+        flow_id = body.get("flowId")
+        if not isinstance(flow_id, str):
+            raise ValidationFailed([{"path": "flowId", "message": "is required"}], code="FLOW-1422-400")
+        flow = self.services.flows.get(actor, flow_id)
+        spec = self.services.specs.flow_spec(flow.doc["flowSpec"]["id"]) or {}
+        if (spec.get("attributes") or {}).get("frequency") == "streaming":
+            raise BadRequest(
+                "Streaming flows run continuously; runs cannot be created for them.",
+                code="FLOW-1423-400",
+                report={"field": "flowId"},
+            )
+        params = require_object(body.get("params", {}), "params")
+        start = parse_time(params.get("windowStartTime"), "params.windowStartTime")
+        end = parse_time(params.get("windowEndTime"), "params.windowEndTime")
+        if start and end and start >= end:
+            raise ValidationFailed(
+                [{"path": "params.windowEndTime", "message": "must be after windowStartTime"}],
+                code="FLOW-1422-400",
+            )
+        doc = new_run_doc(flow_id, params)
+        return Built(doc=doc, refs=[("flow", flow_id)])
+
+    def create_and_queue(self, actor: Actor, body: Any) -> Resource:
+        """``POST /runs``: an on-demand run, queued for a worker."""
+        run = self.create(actor, body)
+        self.store.enqueue_run(QueuedRun(run.id, actor.scope, run.doc["flowId"], None, now_ms()))
+        return run
+
+    def render(self, resource: Resource) -> dict[str, Any]:
+        return {**resource.doc, "etag": resource.etag}
+
+
+def new_run_doc(flow_id: str, params: dict[str, Any], scheduled_for: int | None = None) -> dict[str, Any]:
+    return {
+        "flowId": flow_id,
+        "params": params,
+        "scheduledFor": iso(scheduled_for),
+        "state": QUEUED,
+        "metrics": {
+            "durationSummary": {"startedAtUTC": None, "completedAtUTC": None},
+            "sizeSummary": {"inputBytes": 0, "outputBytes": 0},
+            "recordSummary": {"inputRecordCount": 0, "outputRecordCount": 0, "failedRecordCount": 0},
+            "fileSummary": {"inputFileCount": 0, "outputFileCount": 0},
+            "statusSummary": {"status": "scheduled", "errors": []},
+        },
+        "activities": [],
+    }
+
+
+class Batches(ServiceCollection):
+    """Catalog batches: one per run that writes to a dataset (``GET /data/foundation/catalog/batches``)."""
+
+    kind, label, service = "batch", "batch", "CAT"
+
+    def new_id(self) -> str:
+        return new_hex(13).upper()
+
+    def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
+        dataset_id = body["relatedObjects"][0]["id"]
+        return Built(doc=body, refs=[] if existing else [("dataSet", dataset_id)])
+
+    def render(self, resource: Resource) -> dict[str, Any]:
+        doc = {k: v for k, v in resource.doc.items() if k not in ("createdAt", "updatedAt")}
+        return {**doc, "created": resource.created_at, "updated": resource.updated_at, "version": "1.0.0"}
+
+
+def new_batch_doc(dataset_id: str, flow_id: str, run_id: str) -> dict[str, Any]:
+    return {
+        "status": "loading",
+        "relatedObjects": [
+            {"type": "dataSet", "id": dataset_id},
+            {"type": "flow", "id": flow_id},
+            {"type": "flowRun", "id": run_id},
+        ],
+        "inputFormat": {"format": "parquet"},
+        "metrics": {
+            "inputRecordCount": 0,
+            "outputRecordCount": 0,
+            "failedRecordCount": 0,
+            "inputByteSize": 0,
+            "inputFileCount": 0,
+        },
+        "errors": [],
+        "tags": {"acp_enableErrorDiagnostics": ["true"]},
+    }
+
+
+def new_run_id() -> str:
+    return new_uuid()
