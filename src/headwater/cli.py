@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from headwater.services.container import Services
+from headwater.services.tenancy import Actor
 from headwater.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Headwater: a self-hosted customer data platform core.")
@@ -18,6 +19,10 @@ sandboxes_app = typer.Typer(no_args_is_help=True, help="Sandboxes of the default
 clients_app = typer.Typer(no_args_is_help=True, help="API clients of the default organization.")
 app.add_typer(sandboxes_app, name="sandboxes")
 app.add_typer(clients_app, name="clients")
+flows_app = typer.Typer(no_args_is_help=True, help="Dataflows of the default organization.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Datasets of the default organization.")
+app.add_typer(flows_app, name="flows")
+app.add_typer(datasets_app, name="datasets")
 console = Console(stderr=True)
 
 
@@ -43,6 +48,12 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default HEADWATER_PORT or 8080).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (each serves every API).")] = 1,
+    run_flows: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker", help="Run flows in the server (off when `headwater worker`s do)."
+        ),
+    ] = True,
 ) -> None:
     """Start the HTTP server."""
     import os
@@ -53,6 +64,8 @@ def serve(
         os.environ["HEADWATER_HOST"] = host
     if port:
         os.environ["HEADWATER_PORT"] = str(port)
+    if not run_flows:
+        os.environ["HEADWATER_EMBEDDED_WORKER"] = "false"
     settings = _settings()
     services = Services(settings)
     created = services.start()  # migrate and bootstrap once, before any worker starts
@@ -142,6 +155,157 @@ def clients_create(name: Annotated[str, typer.Option(help="A name for the client
     finally:
         services.close()
     sys.stdout.write(json.dumps({"orgId": org.id, "apiKey": client_id, "clientSecret": secret}) + "\n")
+
+
+def _actor(services: Services, sandbox: str) -> Actor:
+    org = services.tenancy.default_org()
+    box = services.store.get_sandbox(org.id, sandbox) if org else None
+    if org is None or box is None:
+        console.print(f"[red]No sandbox {sandbox!r} in the default organization.[/red]")
+        raise typer.Exit(1)
+    return Actor(org=org, sandbox=box, client_id="headwater-cli")
+
+
+@app.command()
+def worker() -> None:
+    """Run flows: schedule due runs and execute queued ones (alone, beside `serve --no-worker`)."""
+    import signal
+
+    from headwater.runtime.worker import Worker
+
+    services = _services()
+    runner = Worker(services)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    console.print(f"Headwater worker {runner.name} on {_safe_db(services.settings.resolved_database_url)}")
+    try:
+        runner.run_forever()
+    except KeyboardInterrupt:
+        runner.stop()
+    finally:
+        services.close()
+
+
+@flows_app.command("run")
+def flows_run(
+    flow_id: str,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for the run and show its progress.")
+    ] = False,
+    sandbox: Annotated[str, typer.Option(help="Sandbox of the flow.")] = "prod",
+    window_start: Annotated[str | None, typer.Option(help="windowStartTime (epoch s or ISO 8601).")] = None,
+    window_end: Annotated[str | None, typer.Option(help="windowEndTime (epoch s or ISO 8601).")] = None,
+) -> None:
+    """Trigger a run of a flow now; with --wait, execute it here with a progress bar, then summarize."""
+    import time
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from headwater.errors import HeadwaterError
+    from headwater.runtime.worker import Worker
+
+    services = _services()
+    try:
+        actor = _actor(services, sandbox)
+        params = {k: v for k, v in (("windowStartTime", window_start), ("windowEndTime", window_end)) if v}
+        try:
+            run = services.runs.create_and_queue(actor, {"flowId": flow_id, "params": params})
+        except HeadwaterError as exc:
+            console.print(f"[red]{exc.detail}[/red]")
+            raise typer.Exit(1) from exc
+        if not wait:
+            sys.stdout.write(json.dumps({"id": run.id, "flowId": flow_id}) + "\n")
+            return
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,.0f} records"),
+            TextColumn("{task.fields[rate]:,.0f} records/s"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"run {run.id[:8]}", total=None, rate=0.0)
+            started = time.monotonic()
+
+            def show(counters: Any) -> None:
+                elapsed = max(time.monotonic() - started, 1e-6)
+                progress.update(task, completed=counters.input_records, rate=counters.input_records / elapsed)
+
+            if not Worker(services, name="cli").run_one(run.id, show):
+                while (current := services.runs.get(actor, run.id)).doc.get("state") not in FINAL_STATES:
+                    show_records = current.doc["metrics"]["recordSummary"]["inputRecordCount"]
+                    progress.update(task, completed=show_records)
+                    time.sleep(0.5)
+        final = services.runs.get(actor, run.id).doc
+        _print_summary(final)
+        if final["state"] == "failed":
+            raise typer.Exit(1)
+    finally:
+        services.close()
+
+
+FINAL_STATES = ("success", "partialSuccess", "failed")
+
+
+def _print_summary(run: dict[str, Any]) -> None:
+    records = run["metrics"]["recordSummary"]
+    status = run["metrics"]["statusSummary"]
+    table = Table(title=f"run {run['id']}", show_header=False)
+    table.add_row("status", run["state"])
+    table.add_row("records in", f"{records['inputRecordCount']:,}")
+    table.add_row("records out", f"{records['outputRecordCount']:,}")
+    table.add_row("records failed", f"{records['failedRecordCount']:,}")
+    window = run["metrics"]["durationSummary"].get("extensions") or {}
+    table.add_row("window", f"{window.get('windowStart') or '-'} .. {window.get('windowEnd') or '-'}")
+    for error in status.get("errors") or []:
+        table.add_row("error", f"{error.get('code')}: {error.get('message')}")
+    Console().print(table)
+
+
+@datasets_app.command("query")
+def datasets_query(
+    dataset_id: str,
+    sql: str,
+    sandbox: Annotated[str, typer.Option(help="Sandbox of the dataset.")] = "prod",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Query a dataset with DuckDB SQL over its current snapshot; the table is named `dataset`."""
+    from headwater.errors import HeadwaterError
+
+    services = _services()
+    try:
+        actor = _actor(services, sandbox)
+        try:
+            dataset = services.datasets.get(actor, dataset_id)
+        except HeadwaterError as exc:
+            console.print(f"[red]{exc.detail}[/red]")
+            raise typer.Exit(1) from exc
+        table = services.lake.load(actor.scope, dataset.id)
+        if table is None:
+            console.print("[yellow]The dataset has no data yet.[/yellow]")
+            raise typer.Exit(0)
+        try:
+            result = services.lake.query(table, sql)
+        except Exception as exc:  # DuckDB's own message names the problem
+            console.print(f"[red]Query failed:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        if as_json:
+            for row in result.to_pylist():
+                sys.stdout.write(json.dumps(row, default=str) + "\n")
+            return
+        out = Table()
+        for name in result.column_names:
+            out.add_column(name)
+        for row in result.to_pylist():
+            out.add_row(
+                *(json.dumps(v, default=str) if isinstance(v, dict | list) else str(v) for v in row.values())
+            )
+        Console().print(out)
+    finally:
+        services.close()
+
+
+def _safe_db(url: str) -> str:
+    return url.split("@", 1)[-1] if "@" in url else url
 
 
 if __name__ == "__main__":

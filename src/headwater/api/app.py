@@ -33,12 +33,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc = services or Services(settings)
         svc.start()
         app.state.services = svc
+        worker = None
+        if settings.embedded_worker and services is None:
+            from headwater.runtime.worker import start_in_background
+
+            worker = start_in_background(svc)
         log.info(
             "Headwater %s serving; metadata at %s", __version__, _safe_url(settings.resolved_database_url)
         )
         try:
             yield
         finally:
+            if worker is not None:
+                worker.stop()
             if services is None:
                 svc.close()
 
@@ -53,13 +60,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
     errors.install(app)
-    from headwater.api.routes import catalog, conversion, flowservice, ims, schemaregistry
+    from headwater.api.routes import catalog, conversion, flowservice, ims, runs, schemaregistry
 
     app.include_router(ims.router)
     app.include_router(flowservice.router)
     app.include_router(schemaregistry.router)
     app.include_router(catalog.router)
     app.include_router(conversion.router)
+    app.include_router(runs.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:

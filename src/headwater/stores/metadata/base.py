@@ -195,8 +195,10 @@ class MetadataStore(ABC):
         """Queue a run; False when the flow already has a run for that schedule slot."""
 
     @abstractmethod
-    def claim_run(self, worker: str, lease_ms: int, now_ms: int) -> QueuedRun | None:
-        """Atomically take the oldest queued run, or a running one whose lease expired (its worker died).
+    def claim_run(
+        self, worker: str, lease_ms: int, now_ms: int, run_id: str | None = None
+    ) -> QueuedRun | None:
+        """Atomically take the oldest queued run (or ``run_id`` only), or a running one whose lease expired.
 
         Two workers never hold the same run: the claim is one conditional UPDATE.
         """

@@ -280,9 +280,13 @@ class SqlMetadataStore(MetadataStore):
             return False
         return True
 
-    def claim_run(self, worker: str, lease_ms: int, now_ms: int) -> QueuedRun | None:
+    def claim_run(
+        self, worker: str, lease_ms: int, now_ms: int, run_id: str | None = None
+    ) -> QueuedRun | None:
         q = t.run_queue.c
         claimable = (q.state == "queued") | ((q.state == "running") & (q.lease_expires_at < now_ms))
+        if run_id is not None:
+            claimable = claimable & (q.run_id == run_id)
         with self._write() as conn:
             for row in conn.execute(
                 select(t.run_queue).where(claimable).order_by(q.enqueued_at).limit(8)
