@@ -29,6 +29,7 @@ from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError
 from headwater.errors import HeadwaterError
+from headwater.runtime.faults import crash_point
 from headwater.services.container import Services
 from headwater.services.ids import new_etag, now_ms
 from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, new_batch_doc, parse_time
@@ -150,7 +151,9 @@ class RunExecution:
             "inputRecords": self.counters.input_records,
             "failedRecords": self.counters.failed_records,
         }
+        crash_point("before_commit")
         snapshot_id, committed = svc.lake.commit(table, files, checkpoint, once_per=("flowId", "runId"))
+        crash_point("after_commit")
         if not committed:  # another attempt of this run (its worker was presumed dead) committed first
             fresh = svc.lake.load(actor.scope, dataset_id)
             done = svc.lake.latest_checkpoint(fresh, flowId=flow.id, runId=run.id) if fresh else None
@@ -237,6 +240,7 @@ class RunExecution:
             if result.errors:
                 stored = self._store_errors(batch, result.errors, errors_file, stored)
             self._progress(run)
+            crash_point("mid_read")
             if result.output.num_rows:
                 yield result.output
         if (
@@ -324,6 +328,7 @@ class RunExecution:
             "completed": now_ms(),
         }
         self._save(batch, batch_doc)
+        crash_point("after_batch_saved")
         return self._complete(run, status, started, errors, batch.id, files, start, end)
 
     def _finish_recovered(self, actor: Actor, run: Resource, started: int, props: dict[str, str]) -> Resource:
