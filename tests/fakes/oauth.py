@@ -74,7 +74,9 @@ class FakeService:
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self._asgi, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            self._asgi, interface="asgi3", log_level="warning", access_log=False, lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
@@ -95,9 +97,13 @@ class FakeService:
     # -- switches --------------------------------------------------------------------------------
 
     def fail(
-        self, status: int = 503, times: int | None = 1, retry_after: float | None = None, path: str | None = None
+        self,
+        status: int = 503,
+        times: int | None = 1,
+        retry_after: float | None = None,
+        path: str | None = None,
     ) -> None:
-        """Answer ``status`` to the next ``times`` requests (None: until heal()) whose path contains ``path``."""
+        """Answer ``status`` to the next ``times`` requests whose path contains ``path`` (None: all)."""
         with self.lock:
             self._faults.append(_Fault(status, times, retry_after, path))
 
@@ -185,4 +191,3 @@ def form(body: bytes) -> dict[str, str]:
 
 def json_response(content: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(content, status_code=status, media_type="application/json", headers=headers)
-

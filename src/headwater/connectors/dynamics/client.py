@@ -1,0 +1,371 @@
+"""The Dataverse Web API protocol: Azure AD tokens, OData v4 requests with retries and one token
+refresh, and paging by ``@odata.nextLink``.
+
+Every request goes through :meth:`OutboundPolicy.client`, so the token URL, the environment and every
+next link are checked before a byte is sent; the bearer token is only sent to ``serviceUri`` (a next
+link to another origin is refused). Retries: connect errors, timeouts and 5xx are retried with jittered
+exponential backoff, 429 (service protection limits) after its ``Retry-After``. Tokens are renewed a
+minute before they expire, and once more on a 401, after which the request is sent again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from headwater.connectors.dynamics.config import API_VERSION, PUBLIC_CLIENT_ID, DynamicsConfig, RetryPolicy
+from headwater.connectors.dynamics.errors import (
+    DynamicsEntityNotFound,
+    DynamicsLoginFailed,
+    DynamicsProtocolError,
+    DynamicsQueryRejected,
+    DynamicsRateLimited,
+    DynamicsUnavailable,
+    scrub,
+)
+from headwater.connectors.errors import ConnectorError
+from headwater.connectors.outbound import OutboundPolicy
+
+API = f"/api/data/v{API_VERSION}"
+_LOGICAL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+_ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
+
+
+@dataclass
+class _Token:
+    value: str = field(repr=False)
+    renew_at: float  # time.monotonic() after which a new token is fetched first
+
+
+class DynamicsClient:
+    """One connection's access to one environment. Not thread-safe; ``close()`` releases the HTTP pool."""
+
+    def __init__(self, config: DynamicsConfig, outbound: OutboundPolicy, retry: RetryPolicy) -> None:
+        self.config = config
+        self.retry = retry
+        self.outbound = outbound
+        self.tokens_fetched = 0
+        self._http: httpx.Client | None = None
+        self._token: _Token | None = None
+        self._tenant = config.tenant_id
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            timeout = httpx.Timeout(self.config.timeout_seconds, connect=10.0)
+            self._http = self.outbound.client(timeout=timeout, follow_redirects=False)
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    # -- metadata and data -------------------------------------------------------------------------
+
+    def entity_definitions(self) -> list[dict[str, Any]]:
+        body = self.get_json(
+            f"{API}/EntityDefinitions",
+            params={"$select": "LogicalName,EntitySetName,DisplayName"},
+            what="listing entities",
+        )
+        return [e for e in _value(body) if isinstance(e, dict)]
+
+    def entity(self, name: str) -> dict[str, Any]:
+        """The definition of entity ``name`` (its logical name, or its entity set name)."""
+        if not _LOGICAL_NAME.match(name):
+            raise DynamicsQueryRejected(
+                f"tableName {name!r} is not a Dynamics entity name (e.g. contact): fix the source connection."
+            )
+        select = {"$select": "LogicalName,EntitySetName,PrimaryIdAttribute,DisplayName"}
+        try:
+            body = self.get_json(
+                f"{API}/EntityDefinitions(LogicalName='{name.lower()}')",
+                params=select,
+                what=f"finding {name}",
+            )
+        except DynamicsEntityNotFound:
+            params = {**select, "$filter": f"EntitySetName eq '{name}'"}
+            found = _value(self.get_json(f"{API}/EntityDefinitions", params=params, what=f"finding {name}"))
+            if not found or not isinstance(found[0], dict):
+                raise DynamicsEntityNotFound(
+                    f"Dynamics has no entity {name!r}: set tableName to a logical name the connection's "
+                    "explore lists (e.g. contact)."
+                ) from None
+            body = found[0]
+        if not isinstance(body, dict) or not isinstance(body.get("EntitySetName"), str):
+            raise DynamicsEntityNotFound(f"Dynamics entity {name!r} cannot be read through the Web API.")
+        return body
+
+    def attributes(self, logical_name: str) -> list[dict[str, Any]]:
+        body = self.get_json(
+            f"{API}/EntityDefinitions(LogicalName='{logical_name}')/Attributes",
+            params={"$select": "LogicalName,AttributeType,AttributeOf,IsValidForRead"},
+            what=f"describing {logical_name}",
+        )
+        return [a for a in _value(body) if isinstance(a, dict)]
+
+    def query(
+        self, entity_set: str, select: list[str], where: str | None, top: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The records of one entity set, one list per page (up to ``page_size`` records each)."""
+        params = {"$select": ",".join(select)}
+        if where:
+            params["$filter"] = where
+        if top:
+            params["$top"] = str(top)
+        headers = {"Prefer": f"odata.maxpagesize={self.config.page_size}"}
+        what = f"reading {entity_set}"
+        page = self.get_json(f"{API}/{entity_set}", params=params, headers=headers, what=what)
+        while True:
+            yield _value(page)
+            next_link = page.get("@odata.nextLink")
+            if not next_link:
+                return
+            if not isinstance(next_link, str):
+                raise DynamicsProtocolError("Dynamics returned an @odata.nextLink that is not a URL.")
+            # The Prefer header must be sent again with every next link for the page size to hold.
+            page = self.get_json(next_link, headers=headers, what=what)
+
+    def get_json(
+        self,
+        target: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        response = self._send(target, params=params, headers=headers)
+        if response.status_code >= 400:
+            raise self._api_error(response, what)
+        return _json(response, what)
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    def authenticate(self) -> str:
+        """Fetch a new access token (see config.py for the grants) and keep it."""
+        c = self.config
+        tenant = self._tenant or self._discover_tenant()
+        data = {"grant_type": c.grant, "scope": c.scope}
+        if c.grant == "client_credentials":
+            data.update(client_id=c.client_id or "", client_secret=c.client_secret or "")
+        else:
+            data.update(client_id=c.client_id or PUBLIC_CLIENT_ID, username=c.username or "")
+            data["password"] = c.password or ""
+        response = self._request("POST", f"{c.token_url}/{tenant}/oauth2/v2.0/token", data=data)
+        if response.status_code != 200:
+            raise self._token_error(response)
+        body = _json(response, "fetching a token")
+        token, expires_in = body.get("access_token"), body.get("expires_in", 3600)
+        if not isinstance(token, str):
+            raise DynamicsProtocolError("Azure AD's token response has no access_token.")
+        lifetime = float(expires_in) if isinstance(expires_in, int | float | str) else 3600.0
+        self._token = _Token(token, time.monotonic() + max(0.0, lifetime - 60.0))
+        self.tokens_fetched += 1
+        return token
+
+    def _discover_tenant(self) -> str:
+        """The tenant named by the environment's 401 challenge (when the connection has no tenantId)."""
+        response = self._request("GET", f"{self.config.service_uri}{API}/")
+        challenge = response.headers.get("WWW-Authenticate", "")
+        match = re.search(r"authorization_uri=\"?([^\",\s]+)", challenge)
+        tenant = urlsplit(match.group(1)).path.strip("/").split("/")[0] if match else ""
+        if response.status_code != 401 or not _TENANT.match(tenant):
+            raise DynamicsLoginFailed(
+                f"Could not learn the Azure AD tenant from {self.config.service_uri} (HTTP "
+                f"{response.status_code}): set tenantId in the connection, and check serviceUri."
+            )
+        self._tenant = tenant
+        return tenant
+
+    def _token_error(self, response: httpx.Response) -> ConnectorError:
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict) or "error" not in body:
+            return DynamicsProtocolError(
+                f"The token endpoint answered HTTP {response.status_code} without an OAuth error: check "
+                f"tokenUrl ({self.config.token_url}) and tenantId."
+            )
+        error = str(body["error"])
+        description = str(body.get("error_description", "")).split("\n")[0].split(" Trace ID")[0]
+        detail = scrub(f"{error}: {description}", self.config.secrets)
+        if self.config.grant == "client_credentials":
+            advice = (
+                "Check servicePrincipalId, servicePrincipalKey (the secret's value, not its id, and not "
+                "expired) and tenantId."
+            )
+        else:
+            advice = "Check username and password; accounts that need MFA must use a service principal."
+        return DynamicsLoginFailed(f"Azure AD refused the token request ({detail}). {advice}")
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def _send(
+        self, target: str, *, params: Mapping[str, str] | None, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        """An authenticated GET of ``target``, renewing the token once if it is refused."""
+        url = self._url(target)
+        renewed = False
+        while True:
+            token = self._token.value if self._token and time.monotonic() < self._token.renew_at else None
+            token = token or self.authenticate()
+            request_headers = {**_ODATA_HEADERS, **(headers or {}), "Authorization": f"Bearer {token}"}
+            response = self._request("GET", url, params=params, headers=request_headers)
+            if response.status_code != 401:
+                return response
+            if renewed:
+                raise DynamicsLoginFailed(
+                    "Dynamics refused a token Azure AD had just issued (401): make the service principal an "
+                    "application user of the environment with a security role, and check serviceUri."
+                )
+            renewed, self._token = True, None
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send with retries on connect errors, timeouts, 5xx and 429 (see the module docstring)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.http.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt >= self.retry.attempts:
+                    raise DynamicsUnavailable(
+                        f"Could not reach {_host(url)} after {attempt} attempts ({type(exc).__name__}); "
+                        "check the network and serviceUri, or retry later."
+                    ) from None
+                self.retry.sleep(self.retry.backoff(attempt))
+                continue
+            delay = self._retry_delay(response, attempt)
+            if delay is None:
+                return response
+            self.retry.sleep(delay)
+
+    def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
+        status = response.status_code
+        if status != 429 and status < 500:
+            return None
+        retry_after = _retry_after(response)
+        host = _host(str(response.request.url))
+        if status == 429:
+            if retry_after is not None and retry_after > self.retry.max_retry_after:
+                raise DynamicsRateLimited(
+                    f"Dynamics at {host} asked to wait {retry_after:g} s (service protection limits); the "
+                    "run can be retried after that.",
+                    retry_after=retry_after,
+                )
+            if attempt >= self.retry.attempts:
+                raise DynamicsRateLimited(
+                    f"Dynamics at {host} still refused requests as too many after {attempt} attempts; retry "
+                    "later or lower the flow's frequency.",
+                    retry_after=retry_after,
+                )
+        elif attempt >= self.retry.attempts or (retry_after or 0) > self.retry.max_retry_after:
+            raise DynamicsUnavailable(
+                f"{host} answered HTTP {status} to {attempt} attempts; it is probably down or in "
+                "maintenance. The run can be retried later."
+            )
+        return retry_after if retry_after is not None else self.retry.backoff(attempt)
+
+    def _url(self, target: str) -> str:
+        if target.startswith("/"):
+            return self.config.service_uri + target
+        if _origin(target) != _origin(self.config.service_uri):
+            raise DynamicsProtocolError(
+                f"Dynamics pointed the next page at {_origin(target)}, not at {self.config.service_uri}; the "
+                "token is not sent there. Check the connection's serviceUri."
+            )
+        return target
+
+    def _api_error(self, response: httpx.Response, what: str) -> ConnectorError:
+        code, message = _error_of(response)
+        detail = scrub(message, self.config.secrets)
+        status = response.status_code
+        if status == 404:
+            return DynamicsEntityNotFound(
+                f"Dynamics found nothing while {what} ({detail}): check tableName against the entities the "
+                "connection's explore lists."
+            )
+        if status == 400:
+            return DynamicsQueryRejected(
+                f"Dynamics rejected the request while {what} ({code}: {detail}). Check the source "
+                "connection's columns and the flow's delta column against the entity's attributes."
+            )
+        if status == 403:
+            return DynamicsLoginFailed(
+                f"Dynamics refused access while {what} ({detail}): give the application user a security "
+                "role that can read this entity."
+            )
+        return DynamicsProtocolError(f"Dynamics answered HTTP {status} while {what} ({code}: {detail}).")
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds, or an HTTP date measured against ``Date``)."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+        date_header = response.headers.get("Date")
+        now = parsedate_to_datetime(date_header) if date_header else datetime.now(UTC)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - now).total_seconds())
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise DynamicsProtocolError(
+            f"Dynamics answered with something that is not JSON while {what} (HTTP {response.status_code}, "
+            f"{response.headers.get('Content-Type', 'no content type')})."
+        ) from None
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) of an OData error body: ``{"error": {"code", "message"}}``."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return "", response.reason_phrase
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code") or ""), str(error.get("message") or "")
+    return "", response.reason_phrase
+
+
+def _value(body: Any) -> list[Any]:
+    value = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(value, list):
+        raise DynamicsProtocolError(
+            "Dynamics' response has no 'value' list; it does not look like the Web API."
+        )
+    return value

@@ -1,0 +1,333 @@
+"""The files connectors: local folders (``local-files``) and Headwater's upload area (``uploaded-files``).
+
+A read streams the files ``params.path`` names in sorted path order, each decoded in blocks (see
+``client.py``), filtered to the request's window and re-cut into batches of exactly ``batch_size`` rows
+(the last batch of each file may be shorter; a batch never spans two files). Memory stays bounded by the
+block size and the batch size, whatever the files' sizes.
+
+Incremental reads come in two kinds, and a runtime may combine them:
+
+- Row windows: with ``delta_column``, a row is returned when its delta value v satisfies ``S < v <= E``.
+  The column is read as a UTC instant: timestamps with a zone keep it; naive timestamps, dates and strings
+  without an offset are in ``options["delta_timezone"]`` (default UTC); strings are ISO 8601 (``T`` or a
+  space between date and time, optional fraction and offset), or follow ``options["delta_format"]``
+  (strptime codes, e.g. ``%d/%m/%Y %H:%M``) when given. A value that is null, empty or does not parse is
+  returned only by reads with no lower bound, as the base contract says for nulls.
+- New files: :meth:`LocalFilesConnector.files` lists the files a path names with size and mtime, and
+  ``options["files"]`` (relative paths) restricts a read to those files (paths no longer matching are
+  ignored). ``files_read`` lists the files the last read opened, in order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
+from headwater.connectors.errors import InvalidSourceParams, SourceNotFound
+from headwater.connectors.files import client
+from headwater.connectors.files.config import (
+    FileInfo,
+    SourceParams,
+    compression_for,
+    format_for,
+    root_path,
+    source_params,
+)
+from headwater.connectors.files.errors import reading
+
+if TYPE_CHECKING:
+    from headwater.connectors.outbound import OutboundPolicy
+    from headwater.settings import Settings
+
+UTC_US = pa.timestamp("us", "UTC")
+_OFFSET = re.compile(r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?)$")
+
+
+class LocalFilesConnector(SourceConnector):
+    """Files under ``auth.params.rootPath``, a folder that may not overlap Headwater's home."""
+
+    def __init__(self, auth: dict[str, Any], outbound: OutboundPolicy, settings: Settings) -> None:
+        super().__init__(auth, outbound, settings)
+        self._folder: client.Folder | None = None
+        self.files_read: list[FileInfo] = []
+
+    @property
+    def folder(self) -> client.Folder:
+        if self._folder is None:
+            self._folder = self._open_folder()
+        return self._folder
+
+    def _open_folder(self) -> client.Folder:
+        folder = client.Folder.open(Path(root_path(self.auth)).expanduser())
+        home = self.settings.home.resolve()
+        if folder.root.is_relative_to(home) or home.is_relative_to(folder.root):
+            raise InvalidSourceParams(
+                "rootPath may not be or contain Headwater's home folder (keys, metadata, the lake): "
+                "point the connection at a folder that holds only the files to ingest."
+            )
+        return folder
+
+    def explore(self) -> list[ExploreItem]:
+        return self.explore_path("")
+
+    def explore_path(self, folder: str) -> list[ExploreItem]:
+        """The files and folders directly inside ``folder`` (relative to the root; "" is the root)."""
+        return [ExploreItem(name=n, type=kind, path=p) for n, kind, p in self.folder.entries(folder)]
+
+    def files(self, params: dict[str, Any]) -> list[FileInfo]:
+        """The files ``params.path`` names now, in the order a read visits them."""
+        return [info for info, _ in self.folder.match(source_params(params).path)]
+
+    def describe(
+        self, name: str, params: dict[str, Any] | None = None, data_format: str | None = None
+    ) -> pa.Schema:
+        """The schema of the first file ``name`` (a path or glob) names, parsed with ``params``."""
+        source = source_params({**(params or {}), "path": name})
+        matches = self.folder.match(source.path)
+        if not matches:
+            raise SourceNotFound(f"No file matches {name!r} under the connection's folder.")
+        info, path = matches[0]
+        fmt = format_for(info.path, data_format)
+        with reading(info.path):
+            if fmt == "parquet":
+                return client.parquet_schema(client.opener(path, info.path, None), source)
+            open_stream = client.opener(path, info.path, compression_for(info.path, source.compression))
+            if fmt == "json":
+                return client.json_schema(open_stream, source)
+            return client.delimited_schema(open_stream, source)
+
+    def preview(
+        self,
+        name: str,
+        limit: int = 10,
+        params: dict[str, Any] | None = None,
+        data_format: str | None = None,
+    ) -> pa.Table:
+        request = ReadRequest(
+            params={**(params or {}), "path": name}, data_format=data_format or "", batch_size=limit
+        )
+        tables: list[pa.Table] = []
+        rows = 0
+        with closing(_generator(self.read(request))) as batches:
+            for batch in batches:
+                tables.append(pa.Table.from_batches([batch.slice(0, limit - rows)]))
+                rows += tables[-1].num_rows
+                if rows >= limit:
+                    break
+        if not tables:
+            return self.describe(name, params, data_format).empty_table()
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
+        source = source_params(request.params, request.options)
+        if request.batch_size < 1:
+            raise InvalidSourceParams("batch_size must be at least 1.")
+        window = Window.of(request)
+        self.files_read = []
+        for info, path in self._selected(source, request.options.get("files")):
+            self.files_read.append(info)
+            with reading(info.path):
+                fmt = format_for(info.path, request.data_format)
+                batches = self._decode(info.path, path, fmt, source, request)
+                yield from rebatch((window.apply(batch) for batch in batches), request.batch_size)
+
+    def _selected(self, source: SourceParams, only: Any) -> list[tuple[FileInfo, Path]]:
+        matches = self.folder.match(source.path)
+        if only is None:
+            return matches
+        if not isinstance(only, list | tuple | set | frozenset) or not all(isinstance(p, str) for p in only):
+            raise InvalidSourceParams('options["files"] must be a list of paths relative to the root.')
+        wanted = set(only)
+        return [match for match in matches if match[0].path in wanted]
+
+    @staticmethod
+    def _decode(
+        rel: str, path: Path, fmt: str, source: SourceParams, request: ReadRequest
+    ) -> Iterator[pa.RecordBatch]:
+        if fmt == "parquet":  # compressed inside; needs a seekable file
+            return client.parquet_batches(client.opener(path, rel, None), source, request.batch_size)
+        open_stream = client.opener(path, rel, compression_for(rel, source.compression))
+        if fmt == "json":
+            return client.json_batches(open_stream, source)
+        return client.delimited_batches(open_stream, source)
+
+
+class UploadedFilesConnector(LocalFilesConnector):
+    """Files uploaded through Headwater's API, kept under ``HOME/uploads/<connection id>``.
+
+    The root is ``settings.home / "uploads" / auth["_connectionId"]`` when the runtime passes the
+    connection's id in the auth params, else ``settings.home / "uploads"``; it is created when missing.
+    An uploader should write ``.name.partial`` and rename it when complete: hidden files are never read.
+    """
+
+    def _open_folder(self) -> client.Folder:
+        root = self.settings.home / "uploads"
+        connection_id = self.auth.get("_connectionId")
+        if connection_id is not None:
+            if not isinstance(connection_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", connection_id):
+                raise InvalidSourceParams("_connectionId must be a connection id.")
+            root = root / connection_id
+        return client.Folder.open(root, create=True)
+
+
+class Window:
+    """The rows of a batch inside ``(start, end]`` on the delta column (see the module docstring)."""
+
+    def __init__(
+        self,
+        column: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        timezone: str = "UTC",
+        fmt: str | None = None,
+    ) -> None:
+        self.column = column if start is not None or end is not None else None
+        self.start = _utc(start)
+        self.end = _utc(end)
+        self.timezone = timezone
+        self.fmt = fmt
+        if timezone != "UTC":
+            try:
+                ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise InvalidSourceParams(f"Unknown delta_timezone {timezone!r}; use an IANA name.") from None
+
+    @classmethod
+    def of(cls, request: ReadRequest) -> Window:
+        return cls(
+            request.delta_column,
+            request.window_start,
+            request.window_end,
+            str(request.options.get("delta_timezone") or "UTC"),
+            request.options.get("delta_format"),
+        )
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        if self.column is None:
+            return batch
+        if self.column not in batch.schema.names:
+            raise InvalidSourceParams(
+                f"The delta column {self.column!r} is not in the file; check the flow's deltaColumn."
+            )
+        return batch.filter(self.mask(utc_instants(batch.column(self.column), self.timezone, self.fmt)))
+
+    def mask(self, instants: pa.Array) -> pa.Array:
+        lower = pc.greater(instants, pa.scalar(self.start, UTC_US)) if self.start else None
+        upper = pc.less_equal(instants, pa.scalar(self.end, UTC_US)) if self.end else None
+        if lower is None:
+            inside = pc.or_kleene(upper, pc.is_null(instants))
+        else:
+            inside = lower if upper is None else pc.and_kleene(lower, upper)
+        return pc.fill_null(inside, False)
+
+
+def utc_instants(values: pa.Array, timezone: str = "UTC", fmt: str | None = None) -> pa.Array:
+    """``values`` as ``timestamp[us, UTC]``; values that do not parse become null."""
+    kind = values.type
+    if pa.types.is_timestamp(kind):
+        return values.cast(UTC_US, safe=False) if kind.tz else _assume(values, timezone)
+    if pa.types.is_date(kind):
+        return _assume(values.cast(pa.timestamp("us")), timezone)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _parse(values, timezone, fmt)
+    if pa.types.is_null(kind):
+        return pa.nulls(len(values), UTC_US)
+    raise InvalidSourceParams(f"The delta column holds {kind} values; it must hold dates or timestamps.")
+
+
+def _assume(naive: pa.Array, timezone: str) -> pa.Array:
+    naive = naive.cast(pa.timestamp("us"), safe=False)
+    if timezone == "UTC":
+        return naive.cast(UTC_US)
+    local = pc.assume_timezone(naive, timezone, ambiguous="earliest", nonexistent="latest")
+    return local.cast(UTC_US)
+
+
+def _parse(strings: pa.Array, timezone: str, fmt: str | None) -> pa.Array:
+    if fmt:
+        parsed = pc.strptime(strings, format=fmt, unit="us", error_is_null=True)
+        return parsed.cast(UTC_US) if parsed.type.tz else _assume(parsed, timezone)
+    # Fast paths: every value has an offset, or none has. A failed cast costs as much as a slow parse,
+    # so the first value picks which one to try first.
+    attempts = [_with_offsets, _without_offsets]
+    head = strings.slice(0, 1000).drop_null()
+    if not (len(head) and _OFFSET.search(head[0].as_py())):
+        attempts.reverse()
+    for attempt in attempts:
+        try:
+            return attempt(strings, timezone)
+        except pa.ArrowInvalid:
+            pass
+    return _parse_each(strings, timezone)
+
+
+def _with_offsets(strings: pa.Array, timezone: str) -> pa.Array:
+    return strings.cast(UTC_US)
+
+
+def _without_offsets(strings: pa.Array, timezone: str) -> pa.Array:
+    return _assume(strings.cast(pa.timestamp("us")), timezone)
+
+
+def _parse_each(strings: pa.Array, timezone: str) -> pa.Array:
+    """The slow path for mixed or partly invalid values: one Python parse per value."""
+    zone = ZoneInfo(timezone)
+    out: list[datetime | None] = []
+    for text in strings.to_pylist():
+        try:
+            value = datetime.fromisoformat(text.strip()) if text else None
+        except ValueError:
+            value = None
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        out.append(value)
+    return pa.array(out, UTC_US)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` re-cut into batches of ``size`` rows; shorter only at the end or where the schema
+    changes. Slices are zero-copy; only batches assembled from several pieces are copied."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if pending and batch.schema != pending[0].schema:
+            yield _concat(pending)
+            pending, count = [], 0
+        offset = 0
+        while offset < batch.num_rows:
+            take = min(size - count, batch.num_rows - offset)
+            piece = batch.slice(offset, take)
+            offset += take
+            if not pending and take == size:
+                yield piece
+                continue
+            pending.append(piece)
+            count += take
+            if count == size:
+                yield _concat(pending)
+                pending, count = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _generator(batches: Iterator[pa.RecordBatch]) -> Generator[pa.RecordBatch, None, None]:
+    yield from batches
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return batches[0] if len(batches) == 1 else pa.concat_batches(batches)

@@ -1,0 +1,418 @@
+"""The Salesforce wire protocol: log in (SOAP ``login()`` or OAuth 2.0), call the REST API with retries
+and one re-login, and page through SOQL query results by ``nextRecordsUrl``.
+
+Every request goes through :meth:`OutboundPolicy.client`, so the login URL, the instance URL a login
+returns and every page URL are checked before a byte is sent; the session id is only ever sent to the
+instance URL the login returned. Retries (see :class:`RetryPolicy`): connect errors, timeouts and 5xx
+are retried with jittered exponential backoff, 429 after its ``Retry-After``; a 401 (expired or revoked
+session) triggers one fresh login per request, then the request is sent again.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
+
+import httpx
+import orjson
+
+from headwater.connectors.errors import ConnectorError
+from headwater.connectors.outbound import OutboundPolicy
+from headwater.connectors.salesforce.config import RetryPolicy, SalesforceConfig
+from headwater.connectors.salesforce.errors import (
+    SalesforceLoginFailed,
+    SalesforceObjectNotFound,
+    SalesforceProtocolError,
+    SalesforceQueryRejected,
+    SalesforceRateLimited,
+    SalesforceUnavailable,
+    scrub,
+)
+
+_LOGIN_ENVELOPE = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<env:Envelope xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+    'xmlns:env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com">'
+    "<env:Body><urn:login><urn:username>{username}</urn:username><urn:password>{password}</urn:password>"
+    "</urn:login></env:Body></env:Envelope>"
+)
+# Error codes of a query or describe that mean "the request names something wrong", not "try later".
+_QUERY_CODES = {"MALFORMED_QUERY", "INVALID_FIELD", "INVALID_QUERY_FILTER_OPERATOR", "INVALID_OPERATION"}
+_NOT_FOUND_CODES = {"INVALID_TYPE", "NOT_FOUND"}
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str = field(repr=False)
+    instance_url: str  # scheme://host[:port] of the org's instance
+
+    def url(self, target: str) -> str:
+        """An absolute URL for ``target`` (a path, or an absolute URL on the instance itself)."""
+        if target.startswith("/"):
+            return self.instance_url + target
+        if _origin(target) != _origin(self.instance_url):
+            raise SalesforceProtocolError(
+                f"Salesforce pointed the next request at {_origin(target)}, not at the instance "
+                f"{self.instance_url}; the session is not sent there. Check the connection's environmentUrl."
+            )
+        return target
+
+
+class SalesforceClient:
+    """One connection's session with one org. Not thread-safe; ``close()`` releases the HTTP pool."""
+
+    def __init__(self, config: SalesforceConfig, outbound: OutboundPolicy, retry: RetryPolicy) -> None:
+        self.config = config
+        self.retry = retry
+        self.outbound = outbound
+        self.logins = 0
+        self._http: httpx.Client | None = None
+        self._session: Session | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            timeout = httpx.Timeout(self.config.timeout_seconds, connect=10.0)
+            self._http = self.outbound.client(timeout=timeout, follow_redirects=False)
+        return self._http
+
+    @property
+    def data_path(self) -> str:
+        return f"/services/data/v{self.config.api_version}"
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    # -- REST --------------------------------------------------------------------------------------
+
+    def list_sobjects(self) -> list[dict[str, Any]]:
+        body = self.get_json(f"{self.data_path}/sobjects", what="listing objects")
+        return [o for o in _field(body, "sobjects", list) if isinstance(o, dict)]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        body = self.get_json(f"{self.data_path}/sobjects/{name}/describe", what=f"describing {name}")
+        if not isinstance(body, dict):
+            raise SalesforceProtocolError(f"Salesforce's describe of {name} is not a JSON object.")
+        return body
+
+    def query(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+        """The records of ``soql``, one list per page (up to ``page_size`` records each)."""
+        headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
+        what = "running the query"
+        page = self.get_json(f"{self.data_path}/query", params={"q": soql}, headers=headers, what=what)
+        while True:
+            yield _field(page, "records", list)
+            if page.get("done", True):
+                return
+            page = self.get_json(_field(page, "nextRecordsUrl", str), headers=headers, what=what)
+
+    def get_json(
+        self,
+        target: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        response = self._send("GET", target, authenticated=True, params=params, headers=headers)
+        if response.status_code >= 400:
+            raise self._rest_error(response, what)
+        return _json(response, what)
+
+    # -- login -------------------------------------------------------------------------------------
+
+    def login(self) -> Session:
+        """Log in afresh (the grant follows from the params, see config.py) and keep the session."""
+        grant = self.config.grant
+        session = self._soap_login() if grant == "soap" else self._oauth_login(grant)
+        # Checked here too, so that a login server naming a forbidden instance fails with that reason.
+        self.outbound.check_url(session.instance_url)
+        self._session = session
+        self.logins += 1
+        return session
+
+    def _soap_login(self) -> Session:
+        c = self.config
+        body = _LOGIN_ENVELOPE.format(
+            username=escape(c.username or ""), password=escape((c.password or "") + (c.security_token or ""))
+        )
+        response = self._send(
+            "POST",
+            f"{c.environment_url}/services/Soap/u/{c.api_version}",
+            authenticated=False,
+            content=body.encode(),
+            headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "login"},
+            transient=_soap_transient,
+        )
+        return self._login_result(response)
+
+    def _login_result(self, response: httpx.Response) -> Session:
+        try:
+            root = ET.fromstring(response.content)
+        except ET.ParseError:
+            raise SalesforceProtocolError(
+                f"Salesforce answered the SOAP login with HTTP {response.status_code} and no SOAP envelope: "
+                f"check that environmentUrl ({self.config.environment_url}) is a Salesforce login URL."
+            ) from None
+        values = {el.tag.rsplit("}", 1)[-1]: (el.text or "").strip() for el in root.iter()}
+        if "faultcode" in values:
+            raise self._login_fault(values["faultcode"].rsplit(":", 1)[-1], values.get("faultstring", ""))
+        if values.get("passwordExpired") == "true":
+            raise SalesforceLoginFailed(
+                "The Salesforce user's password has expired: log in to Salesforce to set a new one, then "
+                "update the connection's password and securityToken."
+            )
+        server_url, session_id = values.get("serverUrl"), values.get("sessionId")
+        if not server_url or not session_id:
+            raise SalesforceProtocolError("Salesforce's login response has no serverUrl or sessionId.")
+        return Session(session_id, _origin(server_url))
+
+    def _login_fault(self, code: str, message: str) -> ConnectorError:
+        detail = scrub(message, self.config.secrets)
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            return SalesforceRateLimited(f"Salesforce refused the login for now ({detail}); retry later.")
+        if code == "SERVER_UNAVAILABLE":
+            return SalesforceUnavailable(f"Salesforce could not log in right now ({detail}); retry later.")
+        return SalesforceLoginFailed(
+            f"Salesforce refused the login ({code}: {detail}). Check the connection's username, password "
+            "and securityToken (resetting the password emails a new token), and that environmentUrl is the "
+            "org's login URL (https://test.salesforce.com for sandboxes)."
+        )
+
+    def _oauth_login(self, grant: str) -> Session:
+        c = self.config
+        data = {"grant_type": grant, "client_id": c.client_id or "", "client_secret": c.client_secret or ""}
+        if grant == "password":
+            data.update(username=c.username or "", password=(c.password or "") + (c.security_token or ""))
+        response = self._send(
+            "POST", f"{c.environment_url}/services/oauth2/token", authenticated=False, data=data
+        )
+        if response.status_code != 200:
+            raise self._oauth_error(response, grant)
+        body = _json(response, "logging in")
+        token, instance = body.get("access_token"), body.get("instance_url")
+        if not isinstance(token, str) or not isinstance(instance, str):
+            raise SalesforceProtocolError(
+                "Salesforce's OAuth token response has no access_token or instance_url."
+            )
+        return Session(token, _origin(instance))
+
+    def _oauth_error(self, response: httpx.Response, grant: str) -> ConnectorError:
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            body = None
+        if response.status_code >= 500 or not isinstance(body, dict) or "error" not in body:
+            return SalesforceProtocolError(
+                f"Salesforce answered the OAuth login with HTTP {response.status_code}: check that "
+                f"environmentUrl ({self.config.environment_url}) is the org's login or My Domain URL."
+            )
+        error = str(body.get("error"))
+        detail = scrub(f"{error}: {body.get('error_description', '')}", self.config.secrets)
+        if error in ("invalid_client_id", "invalid_client"):
+            advice = "Check clientId and clientSecret (the connected app's consumer key and secret)."
+        elif grant == "password":
+            advice = (
+                "Check username and password (with the security token appended unless the org trusts this "
+                "IP range) and that the connected app allows the OAuth username-password flow."
+            )
+        else:
+            advice = (
+                "The client credentials flow needs the org's My Domain URL as environmentUrl and a run-as "
+                "user set on the connected app."
+            )
+        return SalesforceLoginFailed(f"Salesforce refused the OAuth login ({detail}). {advice}")
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        target: str,
+        *,
+        authenticated: bool,
+        headers: Mapping[str, str] | None = None,
+        transient: Callable[[httpx.Response], bool] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send with retries (module docstring); returns the first response that is not retried."""
+        is_transient = transient or _transient
+        relogged = False
+        attempt = 0
+        while True:
+            attempt += 1
+            url, request_headers = self._prepare(target, headers, authenticated)
+            try:
+                response = self.http.request(method, url, headers=request_headers, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt >= self.retry.attempts:
+                    raise SalesforceUnavailable(
+                        f"Could not reach Salesforce at {_host(url)} after {attempt} attempts "
+                        f"({type(exc).__name__}); check the network and environmentUrl, or retry later."
+                    ) from None
+                self.retry.sleep(self.retry.backoff(attempt))
+                continue
+            if authenticated and response.status_code == 401:
+                if relogged:
+                    raise SalesforceLoginFailed(
+                        "Salesforce refused a session it had just issued (401): check that the user may use "
+                        "the API (API Enabled permission) and that the org allows this login's IP range."
+                    )
+                relogged, attempt = True, attempt - 1
+                self.login()
+                continue
+            delay = self._retry_delay(response, attempt, is_transient)
+            if delay is None:
+                return response
+            self.retry.sleep(delay)
+
+    def _prepare(
+        self, target: str, headers: Mapping[str, str] | None, authenticated: bool
+    ) -> tuple[str, dict[str, str]]:
+        """The URL and headers of one attempt: the session (logging in first if there is none) when
+        ``authenticated``, built again on each attempt because a re-login may change both."""
+        if not authenticated:
+            return target, dict(headers or {})
+        session = self._session or self.login()
+        return session.url(target), {**(headers or {}), "Authorization": f"Bearer {session.token}"}
+
+    def _retry_delay(
+        self, response: httpx.Response, attempt: int, is_transient: Callable[[httpx.Response], bool]
+    ) -> float | None:
+        """Seconds to wait before sending again, None to hand ``response`` back; raises when out of tries."""
+        status = response.status_code
+        if status != 429 and not is_transient(response):
+            return None
+        retry_after = _retry_after(response)
+        host = _host(str(response.request.url))
+        if status == 429:
+            if retry_after is not None and retry_after > self.retry.max_retry_after:
+                raise SalesforceRateLimited(
+                    f"Salesforce at {host} asked to wait {retry_after:g} s before more requests; the run "
+                    "can be retried after that.",
+                    retry_after=retry_after,
+                )
+            if attempt >= self.retry.attempts:
+                raise SalesforceRateLimited(
+                    f"Salesforce at {host} still refused requests as too many after {attempt} attempts; "
+                    "retry later or lower the flow's frequency.",
+                    retry_after=retry_after,
+                )
+        elif attempt >= self.retry.attempts or (retry_after or 0) > self.retry.max_retry_after:
+            raise SalesforceUnavailable(
+                f"Salesforce at {host} answered HTTP {status} to {attempt} attempts; it is probably down or "
+                "in maintenance (see status.salesforce.com). The run can be retried later."
+            )
+        return retry_after if retry_after is not None else self.retry.backoff(attempt)
+
+    def _rest_error(self, response: httpx.Response, what: str) -> ConnectorError:
+        code, message = _error_of(response)
+        detail = scrub(message, self.config.secrets)
+        status = response.status_code
+        if code in _NOT_FOUND_CODES or status == 404:
+            return SalesforceObjectNotFound(
+                f"Salesforce found nothing while {what} ({code or status}: {detail}). Check tableName "
+                "against the objects the connection's explore lists."
+            )
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            return SalesforceRateLimited(
+                f"The org's API request limit is used up ({detail}); runs resume once Salesforce's rolling "
+                "24-hour window frees requests, or ask Salesforce for a higher limit."
+            )
+        if code == "INVALID_QUERY_LOCATOR":
+            return SalesforceUnavailable(
+                f"Salesforce dropped the query cursor while {what} ({detail}); retry the run."
+            )
+        if code in _QUERY_CODES or status == 400:
+            return SalesforceQueryRejected(
+                f"Salesforce rejected the request while {what} ({code or status}: {detail}). Check the "
+                "source connection's columns and the flow's delta column against the object's describe."
+            )
+        if status == 403:
+            return SalesforceLoginFailed(
+                f"Salesforce refused access while {what} ({code or status}: {detail}): give the user the API "
+                "Enabled permission and read access to the object."
+            )
+        return SalesforceProtocolError(f"Salesforce answered HTTP {status} while {what} ({code}: {detail}).")
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
+def _transient(response: httpx.Response) -> bool:
+    return response.status_code >= 500
+
+
+def _soap_transient(response: httpx.Response) -> bool:
+    # SOAP faults (a refused login included) come back as HTTP 500: only a 5xx without one is retried.
+    return response.status_code >= 500 and b"Fault>" not in response.content
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds, or an HTTP date measured against ``Date``)."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+        date_header = response.headers.get("Date")
+        now = parsedate_to_datetime(date_header) if date_header else datetime.now(UTC)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - now).total_seconds())
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise SalesforceProtocolError(
+            f"Salesforce answered with something that is not JSON while {what} (HTTP {response.status_code}, "
+            f"{response.headers.get('Content-Type', 'no content type')})."
+        ) from None
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """(errorCode, message) of a REST error body: ``[{"errorCode", "message"}]``."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return "", response.reason_phrase
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]
+    if isinstance(body, dict):
+        return str(body.get("errorCode") or body.get("error") or ""), str(
+            body.get("message") or body.get("error_description") or ""
+        )
+    return "", response.reason_phrase
+
+
+def _field(body: Any, name: str, kind: type) -> Any:
+    value = body.get(name) if isinstance(body, dict) else None
+    if not isinstance(value, kind):
+        raise SalesforceProtocolError(
+            f"Salesforce's response has no {name!r}; it does not look like the REST API."
+        )
+    return value
