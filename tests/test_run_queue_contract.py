@@ -29,7 +29,9 @@ class RunQueueContract:
         assert store.enqueue_run(_run("r1", at=1))
         assert store.enqueue_run(_run("r2", at=2))
         first = store.claim_run("w1", lease_ms=10_000, now_ms=100)
-        assert first is not None and first.run_id == "r1" and first.lease_owner == "w1" and first.attempts == 1
+        assert (
+            first is not None and first.run_id == "r1" and first.lease_owner == "w1" and first.attempts == 1
+        )
         second = store.claim_run("w2", lease_ms=10_000, now_ms=100)
         assert second is not None and second.run_id == "r2"
         assert store.claim_run("w3", lease_ms=10_000, now_ms=100) is None
