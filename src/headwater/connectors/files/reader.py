@@ -21,7 +21,7 @@ Incremental reads come in two kinds, and a runtime may combine them:
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
+from headwater.connectors.batches import rebatch
 from headwater.connectors.errors import InvalidSourceParams, SourceNotFound
 from headwater.connectors.files import client
 from headwater.connectors.files.config import (
@@ -299,35 +300,5 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    """``batches`` re-cut into batches of ``size`` rows; shorter only at the end or where the schema
-    changes. Slices are zero-copy; only batches assembled from several pieces are copied."""
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        if pending and batch.schema != pending[0].schema:
-            yield _concat(pending)
-            pending, count = [], 0
-        offset = 0
-        while offset < batch.num_rows:
-            take = min(size - count, batch.num_rows - offset)
-            piece = batch.slice(offset, take)
-            offset += take
-            if not pending and take == size:
-                yield piece
-                continue
-            pending.append(piece)
-            count += take
-            if count == size:
-                yield _concat(pending)
-                pending, count = [], 0
-    if pending:
-        yield _concat(pending)
-
-
 def _generator(batches: Iterator[pa.RecordBatch]) -> Generator[pa.RecordBatch, None, None]:
     yield from batches
-
-
-def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
-    return batches[0] if len(batches) == 1 else pa.concat_batches(batches)

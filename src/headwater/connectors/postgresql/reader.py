@@ -37,8 +37,8 @@ import pyarrow.json as pajson
 from psycopg import sql
 
 from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
+from headwater.connectors.batches import rebatch
 from headwater.connectors.errors import InvalidSourceParams, SourceNotFound
-from headwater.connectors.files.reader import rebatch  # shared re-cutting; see the report to move it
 from headwater.connectors.postgresql.client import Column, PostgresClient, Relation
 from headwater.connectors.postgresql.config import connection_params, table_name_parts
 
