@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from headwater.runtime.worker import Worker
 from headwater.settings import Settings
 from tests.support import ApiClient, LiveServer, free_port, fresh_sandbox_client, start_server, token_for
 
@@ -45,6 +46,20 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield live
         live.stop()
         live.services.close()
+
+
+@pytest.fixture(scope="session")
+def worker(server: LiveServer) -> Iterator[Worker]:
+    """A worker on the test server's services executing queued runs. It does not schedule: flows of
+    other tests (some point at hosts beyond loopback) must not run; tests drive the scheduler themselves."""
+    import threading
+
+    runner = Worker(server.services, name="test-worker", schedule=False)
+    thread = threading.Thread(target=runner.run_forever, daemon=True)
+    thread.start()
+    yield runner
+    runner.stop()
+    thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import csv
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,6 @@ from tests.support import ApiClient, LiveServer, wait_until
 LOCAL_FILES = "c79513cd-ceb9-437a-812d-a5b148aceb4c"
 FILES_TO_AEP = "52b72b28-2b0c-4932-b239-a3ed85e219bc"
 FIELDS = ["id", "first_name", "last_name", "email", "updatedAt"]
-
-
-@pytest.fixture(scope="session")
-def worker(server: LiveServer) -> Iterator[Worker]:
-    """A worker on the test server's services, as `headwater serve` embeds one."""
-    import threading
-
-    runner = Worker(server.services, name="test-worker")
-    thread = threading.Thread(target=runner.run_forever, daemon=True)
-    thread.start()
-    yield runner
-    runner.stop()
-    thread.join(timeout=10)
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> None:

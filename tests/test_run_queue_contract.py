@@ -14,8 +14,8 @@ from headwater.stores.metadata import MetadataStore, QueuedRun, Scope, open_stor
 SCOPE = Scope("org", "sandbox")
 
 
-def _run(run_id: str, slot: int | None = None, at: int = 1) -> QueuedRun:
-    return QueuedRun(run_id=run_id, scope=SCOPE, flow_id="flow-1", scheduled_for=slot, enqueued_at=at)
+def _run(run_id: str, slot: int | None = None, at: int = 1, flow: str = "flow-1") -> QueuedRun:
+    return QueuedRun(run_id=run_id, scope=SCOPE, flow_id=flow, scheduled_for=slot, enqueued_at=at)
 
 
 class RunQueueContract:
@@ -26,8 +26,8 @@ class RunQueueContract:
         raise NotImplementedError
 
     def test_claims_in_order_and_exclusively(self, store: MetadataStore) -> None:
-        assert store.enqueue_run(_run("r1", at=1))
-        assert store.enqueue_run(_run("r2", at=2))
+        assert store.enqueue_run(_run("r1", at=1, flow="f1"))
+        assert store.enqueue_run(_run("r2", at=2, flow="f2"))
         first = store.claim_run("w1", lease_ms=10_000, now_ms=100)
         assert (
             first is not None and first.run_id == "r1" and first.lease_owner == "w1" and first.attempts == 1
@@ -59,7 +59,7 @@ class RunQueueContract:
 
     def test_concurrent_claims_never_share_a_run(self, store: MetadataStore) -> None:
         for i in range(20):
-            store.enqueue_run(_run(f"r{i:02d}", at=i))
+            store.enqueue_run(_run(f"r{i:02d}", at=i, flow=f"f{i}"))
         claimed: list[str] = []
         lock = threading.Lock()
         barrier = threading.Barrier(8)
@@ -78,7 +78,58 @@ class RunQueueContract:
         assert sorted(claimed) == [f"r{i:02d}" for i in range(20)]
 
 
-class TestSqliteRunQueue(RunQueueContract):
+def _flow_run(run_id: str, flow: str, at: int) -> QueuedRun:
+    return QueuedRun(run_id=run_id, scope=SCOPE, flow_id=flow, scheduled_for=None, enqueued_at=at)
+
+
+class RunsOfOneFlowContract(RunQueueContract):
+    """Runs of one flow are never held at once: each reads from where the previous one committed."""
+
+    __test__ = False
+
+    def test_one_flow_runs_one_at_a_time_in_order(self, store: MetadataStore) -> None:
+        store.enqueue_run(_flow_run("a1", "flow-a", 1))
+        store.enqueue_run(_flow_run("a2", "flow-a", 2))
+        store.enqueue_run(_flow_run("b1", "flow-b", 3))
+        first = store.claim_run("w1", lease_ms=1_000, now_ms=0)
+        second = store.claim_run("w2", lease_ms=1_000, now_ms=0)
+        assert first is not None and first.run_id == "a1"
+        assert second is not None and second.run_id == "b1"  # a2 waits for a1
+        assert store.claim_run("w3", lease_ms=1_000, now_ms=0) is None
+        assert store.finish_run("a1", "w1")
+        third = store.claim_run("w3", lease_ms=1_000, now_ms=0)
+        assert third is not None and third.run_id == "a2"
+
+    def test_a_dead_holder_does_not_block_its_flow(self, store: MetadataStore) -> None:
+        store.enqueue_run(_flow_run("a1", "flow-a", 1))
+        store.enqueue_run(_flow_run("a2", "flow-a", 2))
+        assert store.claim_run("w1", lease_ms=1_000, now_ms=0) is not None
+        taken = store.claim_run("w2", lease_ms=1_000, now_ms=5_000)  # w1's lease expired: a1 is taken over
+        assert taken is not None and taken.run_id == "a1"
+
+    def test_concurrent_claims_hold_one_run_per_flow(self, store: MetadataStore) -> None:
+        for i in range(12):
+            store.enqueue_run(_flow_run(f"r{i:02d}", f"flow-{i % 3}", i))
+        held: list[QueuedRun] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(6)
+
+        def worker(name: str) -> None:
+            barrier.wait()
+            run = store.claim_run(name, lease_ms=60_000, now_ms=10)
+            if run is not None:
+                with lock:
+                    held.append(run)
+
+        threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(r.flow_id for r in held) == ["flow-0", "flow-1", "flow-2"]
+
+
+class TestSqliteRunQueue(RunsOfOneFlowContract):
     __test__ = True
 
     @pytest.fixture
@@ -90,7 +141,7 @@ class TestSqliteRunQueue(RunQueueContract):
 
 
 @pytest.mark.postgres
-class TestPostgresRunQueue(RunQueueContract):
+class TestPostgresRunQueue(RunsOfOneFlowContract):
     __test__ = True
 
     @pytest.fixture

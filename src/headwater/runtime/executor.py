@@ -197,7 +197,10 @@ class RunExecution:
         if end is None:
             slot = run.doc.get("scheduledFor")
             end = datetime.fromisoformat(slot.replace("Z", "+00:00")) if slot else datetime.now(UTC)
-            end = min(end, datetime.now(UTC)) - timedelta(seconds=_settle_seconds(flow))
+            end = min(end, datetime.now(UTC))
+        # Stop short of the end by the flow's settle time: rows stamped just before it may still be
+        # committing at the source (a long transaction); the next run reads them.
+        end -= timedelta(seconds=_settle_seconds(flow))
         if start is None:
             previous = self.services.lake.latest_checkpoint(table, flowId=flow.id)
             if previous is not None and previous.get("windowEnd"):

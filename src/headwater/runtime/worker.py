@@ -12,14 +12,14 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
 from headwater.runtime.executor import Counters, RunExecution
 from headwater.services.container import Services
 from headwater.services.ids import new_hex, now_ms
 from headwater.services.runs import new_run_doc, new_run_id
-from headwater.stores.metadata import QueuedRun, Resource
+from headwater.stores.metadata import QueuedRun, Resource, Scope
 
 log = logging.getLogger("headwater.worker")
 
@@ -48,8 +48,9 @@ def latest_due_slot(schedule: dict[str, object], now: datetime) -> int | None:
 
 
 class Worker:
-    def __init__(self, services: Services, name: str | None = None) -> None:
+    def __init__(self, services: Services, name: str | None = None, schedule: bool = True) -> None:
         self.services = services
+        self.schedule = schedule
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_hex(3)}"
         self.settings = services.settings
         self.stop_event = threading.Event()
@@ -59,7 +60,8 @@ class Worker:
         log.info("worker %s started", self.name)
         while not self.stop_event.is_set():
             try:
-                self.schedule_due()
+                if self.schedule:
+                    self.schedule_due()
                 worked = self.run_one()
             except Exception:  # keep the loop alive; the failure is logged with its traceback
                 log.exception("worker %s: iteration failed", self.name)
@@ -72,12 +74,15 @@ class Worker:
         self.stop_event.set()
 
     # --- scheduling ---
-    def schedule_due(self, now: datetime | None = None) -> int:
-        """Queue a run for every enabled scheduled flow whose latest due slot is not queued yet."""
+    def schedule_due(self, now: datetime | None = None, scopes: Collection[Scope] | None = None) -> int:
+        """Queue a run for every enabled scheduled flow (of ``scopes``, when given) whose latest due slot
+        is not queued yet."""
         now = now or datetime.now(UTC)
         store = self.services.store
         queued = 0
         for flow in store.scan_kind("flow"):
+            if scopes is not None and flow.scope not in scopes:
+                continue
             schedule = flow.doc.get("scheduleParams")
             if flow.doc.get("state") != "enabled" or not isinstance(schedule, dict):
                 continue

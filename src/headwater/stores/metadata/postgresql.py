@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from headwater.stores.metadata.migrate import upgrade
 from headwater.stores.metadata.sql import SqlMetadataStore, json_dumps
@@ -25,6 +25,9 @@ class PostgresMetadataStore(SqlMetadataStore):
         super().__init__(engine)
         # Reads run in autocommit: no BEGIN and no reset ROLLBACK round trips around a single SELECT.
         self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _lock_flow(self, conn: Connection, flow_id: str) -> None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:flow, 0))"), {"flow": flow_id})
 
     def migrate(self) -> None:
         with self.engine.connect() as conn:

@@ -284,21 +284,37 @@ class SqlMetadataStore(MetadataStore):
         self, worker: str, lease_ms: int, now_ms: int, run_id: str | None = None
     ) -> QueuedRun | None:
         q = t.run_queue.c
+        sibling = t.run_queue.alias("sibling").c
         claimable = (q.state == "queued") | ((q.state == "running") & (q.lease_expires_at < now_ms))
         if run_id is not None:
             claimable = claimable & (q.run_id == run_id)
+        # Runs of one flow execute one after another: each reads from where the previous one committed.
+        busy = (
+            select(sibling.run_id)
+            .where(sibling.flow_id == q.flow_id, sibling.run_id != q.run_id, sibling.state == "running")
+            .where(sibling.lease_expires_at >= now_ms)
+            .exists()
+        )
+        candidates = select(t.run_queue).where(claimable, ~busy).order_by(q.enqueued_at).limit(8)
         with self._write() as conn:
-            for row in conn.execute(
-                select(t.run_queue).where(claimable).order_by(q.enqueued_at).limit(8)
-            ).mappings():
+            for row in conn.execute(candidates).mappings().all():
+                self._lock_flow(conn, row["flow_id"])
+                still_busy = select(sibling.run_id).where(
+                    sibling.flow_id == row["flow_id"],
+                    sibling.run_id != row["run_id"],
+                    sibling.state == "running",
+                    sibling.lease_expires_at >= now_ms,
+                )
+                if conn.execute(still_busy.limit(1)).first() is not None:
+                    continue
+                same_lease = (
+                    q.lease_expires_at.is_(None)
+                    if row["lease_expires_at"] is None
+                    else q.lease_expires_at == row["lease_expires_at"]
+                )
                 taken = conn.execute(
                     update(t.run_queue)
-                    .where(q.run_id == row["run_id"], q.state == row["state"])
-                    .where(
-                        q.lease_expires_at.is_(None)
-                        if row["lease_expires_at"] is None
-                        else q.lease_expires_at == row["lease_expires_at"]
-                    )
+                    .where(q.run_id == row["run_id"], q.state == row["state"], same_lease)
                     .values(
                         state="running",
                         lease_owner=worker,
@@ -317,6 +333,10 @@ class SqlMetadataStore(MetadataStore):
                         }
                     )
         return None
+
+    def _lock_flow(self, conn: Connection, flow_id: str) -> None:
+        """Serialize claims of one flow's runs within the claiming transaction (databases with several
+        concurrent writers override this; SQLite has one writer)."""
 
     def renew_lease(self, run_id: str, worker: str, until_ms: int) -> bool:
         q = t.run_queue.c
