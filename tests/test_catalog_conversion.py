@@ -12,6 +12,7 @@ import pytest
 
 from headwater.errors import NotFound
 from headwater.services.tenancy import Actor
+from tests.flows_helpers import profile_schema
 from tests.support import ApiClient, LiveServer
 from tests.test_schemaregistry import (
     LOYALTY,
@@ -607,3 +608,36 @@ def test_public_helpers(server: LiveServer, api: ApiClient) -> None:
     assert [d["xdm:namespace"] for d in registry.identities(actor, schema["$id"])] == ["Email"]
     filtered = api.get(f"{SR}/tenant/descriptors", params={"property": f"xdm:sourceSchema=={schema['$id']}"})
     assert [d["@id"] for d in filtered.json()["results"]] == [descriptor.json()["@id"]]
+
+
+def test_an_expression_that_does_not_parse_is_refused_at_save(api: ApiClient) -> None:
+    schema = profile_schema(api)
+    response = api.post(
+        "/data/foundation/conversion/mappingSets",
+        json={
+            "xdmSchema": schema,
+            "mappings": [
+                {
+                    "sourceType": "EXPRESSION",
+                    "source": "concat(upper(last_name), ",
+                    "destination": "person.name.fullName",
+                }
+            ],
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["report"]["errors"][0]["path"] == "mappings[0].source"
+    good = api.post(
+        "/data/foundation/conversion/mappingSets",
+        json={
+            "xdmSchema": schema,
+            "mappings": [
+                {
+                    "sourceType": "EXPRESSION",
+                    "source": 'concat(upper(last_name), ", ", first_name)',
+                    "destination": "person.name.fullName",
+                }
+            ],
+        },
+    )
+    assert good.status_code == 201, good.text

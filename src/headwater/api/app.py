@@ -60,12 +60,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
     errors.install(app)
-    from headwater.api.routes import catalog, conversion, flowservice, ims, runs, schemaregistry
+    from headwater.api.routes import (
+        catalog,
+        conversion,
+        flowservice,
+        ims,
+        mappingpreview,
+        runs,
+        schemaregistry,
+    )
 
     app.include_router(ims.router)
     app.include_router(flowservice.router)
     app.include_router(schemaregistry.router)
     app.include_router(catalog.router)
+    app.include_router(mappingpreview.router)
     app.include_router(conversion.router)
     app.include_router(runs.router)
 

@@ -266,6 +266,21 @@ def parse_mappings(
     return out
 
 
+def _check_expression(text: str, path: str, errors: list[dict[str, str]]) -> None:
+    """Refuse an expression that does not parse, at save time rather than at run time.
+
+    The parser is a pure module of the mapping engine (no I/O, no services); importing it here is the
+    one place the domain reaches into the runtime package, deliberately.
+    """
+    from headwater.runtime.mapping.evaluate import compile_expression
+    from headwater.runtime.mapping.expressions import ExpressionError
+
+    try:
+        compile_expression(text)
+    except ExpressionError as exc:
+        errors.append({"path": path, "message": f"expression does not parse: {exc}"})
+
+
 def parse_mapping(
     item: Any, where: str, resolved: dict[str, Any], schema_id: str, errors: list[dict[str, str]]
 ) -> dict[str, Any] | None:
@@ -277,7 +292,9 @@ def parse_mapping(
     source_type = SOURCE_TYPES.get(raw_type.lower()) if isinstance(raw_type, str) else None
     if source_type is None:
         errors.append({"path": f"{where}.sourceType", "message": "must be ATTRIBUTE, STATIC or EXPRESSION"})
-    _, source = _synonym(item, "source", "sourceAttribute", where, errors)
+    source_key, source = _synonym(item, "source", "sourceAttribute", where, errors)
+    if source_type == "EXPRESSION" and isinstance(source, str):
+        _check_expression(source, f"{where}.{source_key}", errors)
     dest_key, dest = _synonym(item, "destination", "destinationXdmPath", where, errors)
     node = field_at(resolved, dest) if dest is not None else None
     if dest is not None and node is None:
