@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         mappingpreview,
         runs,
         schemaregistry,
+        uploads,
     )
 
     app.include_router(ims.router)
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(mappingpreview.router)
     app.include_router(conversion.router)
     app.include_router(runs.router)
+    app.include_router(uploads.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:
