@@ -36,7 +36,7 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     result = subprocess.run(
         ["bash", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     found = re.search(r"FLOW=([0-9a-f-]{36})\s*$", result.stdout)
     assert found, result.stdout[-2000:]
     flow_id = found.group(1)
