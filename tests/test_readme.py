@@ -42,3 +42,7 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     flow_id = found.group(1)
     assert f'"id":"{flow_id}"' in result.stdout
     assert '"scheduleParams":{"startTime":1567411548,"frequency":"minute","interval":30}' in result.stdout
+    # The CSV flow: 2 rows, then only the changed and the new row; the last query lists all four versions.
+    assert '"inputRecordCount":2' in result.stdout.replace(" ", "")
+    for email in ("ada@example.com", "grace@example.com", "grace@navy.mil", "kj@nasa.gov"):
+        assert email in result.stdout, email
