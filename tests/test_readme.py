@@ -24,6 +24,7 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     script = "\n".join(blocks[1:])
     script = script.replace("http://127.0.0.1:8080", server.base_url)
     script = script.replace(".venv/bin/headwater", str(Path(sys.executable).with_name("headwater")))
+    script = script.replace(".venv/bin/python", sys.executable)
     script = "set -euo pipefail\n" + script + '\necho "FLOW=$FLOW"\n'
     env = {
         **os.environ,
@@ -34,7 +35,7 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     if server.settings.database_url:
         env["HEADWATER_DATABASE_URL"] = server.settings.database_url
     result = subprocess.run(
-        ["bash", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        ["bash", "-c", script], env=env, cwd=README.parent, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     found = re.search(r"FLOW=([0-9a-f-]{36})\s*$", result.stdout)
@@ -46,3 +47,6 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     assert '"inputRecordCount":2' in result.stdout.replace(" ", "")
     for email in ("ada@example.com", "grace@example.com", "grace@navy.mil", "kj@nasa.gov"):
         assert email in result.stdout, email
+    # Document 002's flow against the Salesforce-compatible server: its 50 people landed mapped.
+    assert '"name":"Person"' in result.stdout.replace(" ", "")
+    assert re.search(r"people\s*[┃│|]?\s*\n.*\b50\b", result.stdout, re.S), result.stdout[-1500:]
