@@ -73,36 +73,31 @@ def phase_baseline(csv_path: Path, out: Path) -> dict[str, Any]:
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
-def phase_headwater(csv_path: Path, home: Path) -> dict[str, Any]:
-    from headwater.runtime.worker import Worker
+def bench_services(home: Path, **settings: Any) -> tuple[Any, Any]:
+    """Services on a fresh home, and an actor in the default organization's prod sandbox."""
     from headwater.services.container import Services
     from headwater.services.tenancy import Actor
     from headwater.settings import Settings
 
-    services = Services(Settings(home=home, environment="development", embedded_worker=False))
+    services = Services(Settings(home=home, environment="development", embedded_worker=False, **settings))
     services.start()
     org = services.tenancy.default_org()
     assert org is not None
     sandbox = services.store.get_sandbox(org.id, "prod")
     assert sandbox is not None
-    actor = Actor(org, sandbox, "bench")
-    conn = services.connections.create(
-        actor,
-        {
-            "name": "bench files",
-            "auth": {"specName": "Local Folder", "params": {"rootPath": str(csv_path.parent)}},
-            "connectionSpec": {"id": "c79513cd-ceb9-437a-812d-a5b148aceb4c"},
-        },
-    )
-    source = services.source_connections.create(
-        actor,
-        {
-            "name": "contacts",
-            "baseConnectionId": conn.id,
-            "data": {"format": "delimited"},
-            "params": {"path": csv_path.name},
-        },
-    )
+    return services, Actor(org, sandbox, "bench")
+
+
+def profile_flow(
+    services: Any,
+    actor: Any,
+    source_id: str,
+    flow_spec: str,
+    id_column: str,
+    columns: tuple[str, str, str],
+    delta: str | None = None,
+) -> str:
+    """A profile schema, dataset, lake target and mapping (id, first, last name, email) and a flow."""
     schema = services.schemas.schemas.create(
         actor,
         {
@@ -124,50 +119,107 @@ def phase_headwater(csv_path: Path, home: Path) -> dict[str, Any]:
             "connectionSpec": {"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c"},
         },
     )
+    first, last, email = columns
     mapping = services.mapping_sets.create(
         actor,
         {
             "xdmSchema": schema.id,
             "mappings": [
-                {"destinationXdmPath": "_id", "sourceAttribute": "id"},
-                {"destinationXdmPath": "person.name.firstName", "sourceAttribute": "first_name"},
-                {"destinationXdmPath": "person.name.lastName", "sourceAttribute": "last_name"},
-                {"destinationXdmPath": "personalEmail.address", "sourceAttribute": "email"},
+                {"destinationXdmPath": "_id", "sourceAttribute": id_column},
+                {"destinationXdmPath": "person.name.firstName", "sourceAttribute": first},
+                {"destinationXdmPath": "person.name.lastName", "sourceAttribute": last},
+                {"destinationXdmPath": "personalEmail.address", "sourceAttribute": email},
             ],
         },
     )
+    transformations: list[dict[str, Any]] = [{"name": "Mapping", "params": {"mappingId": mapping.id}}]
+    if delta:
+        transformations.insert(0, {"name": "Copy", "params": {"deltaColumn": {"name": delta}}})
     flow = services.flows.create(
         actor,
         {
             "name": "bench",
-            "flowSpec": {"id": "52b72b28-2b0c-4932-b239-a3ed85e219bc"},
-            "sourceConnectionIds": [source.id],
+            "flowSpec": {"id": flow_spec},
+            "sourceConnectionIds": [source_id],
             "targetConnectionIds": [target.id],
-            "transformations": [{"name": "Mapping", "params": {"mappingId": mapping.id}}],
+            "transformations": transformations,
         },
     )
-    run = services.runs.create_and_queue(actor, {"flowId": flow.id})
+    return str(flow.id)
+
+
+def timed_run(
+    services: Any, actor: Any, flow_id: str, params: dict[str, str] | None = None
+) -> dict[str, Any]:
+    from headwater.runtime.worker import Worker
+
+    run = services.runs.create_and_queue(actor, {"flowId": flow_id, "params": params or {}})
     started = time.perf_counter()
     assert Worker(services, name="bench").run_one(run.id)
     seconds = time.perf_counter() - started
     doc = services.runs.get(actor, run.id).doc
-    services.close()
+    records = doc["metrics"]["recordSummary"]
     return {
-        "rows": doc["metrics"]["recordSummary"]["outputRecordCount"],
+        "rows": records["outputRecordCount"],
+        "records": records["inputRecordCount"],
+        "failed": records["failedRecordCount"],
         "seconds": seconds,
         "state": doc["state"],
-        "failed": doc["metrics"]["recordSummary"]["failedRecordCount"],
     }
 
 
-def phase_salesforce(records: int, home: Path) -> dict[str, Any]:
+def phase_headwater(csv_path: Path, home: Path) -> dict[str, Any]:
+    services, actor = bench_services(home)
+    conn = services.connections.create(
+        actor,
+        {
+            "name": "bench files",
+            "auth": {"specName": "Local Folder", "params": {"rootPath": str(csv_path.parent)}},
+            "connectionSpec": {"id": "c79513cd-ceb9-437a-812d-a5b148aceb4c"},
+        },
+    )
+    source = services.source_connections.create(
+        actor,
+        {
+            "name": "contacts",
+            "baseConnectionId": conn.id,
+            "data": {"format": "delimited"},
+            "params": {"path": csv_path.name},
+        },
+    )
+    flow = profile_flow(
+        services,
+        actor,
+        source.id,
+        "52b72b28-2b0c-4932-b239-a3ed85e219bc",
+        "id",
+        ("first_name", "last_name", "email"),
+    )
+    result = timed_run(services, actor, flow)
+    services.close()
+    return result
+
+
+def raw_download(info: dict[str, Any]) -> dict[str, Any]:
+    """The baseline: download and decode the same query's pages with httpx."""
     import httpx
 
-    from headwater.runtime.worker import Worker
-    from headwater.services.container import Services
-    from headwater.services.tenancy import Actor
-    from headwater.settings import Settings
+    started = time.perf_counter()
+    url = info["instance"] + f"/services/data/v{info['version']}/query"
+    params: dict[str, str] | None = {
+        "q": "SELECT Id, FirstName, LastName, Email, LastModifiedDate FROM Contact"
+    }
+    fetched = 0
+    with httpx.Client(headers={"Authorization": f"Bearer {info['token']}"}) as client:
+        while url:
+            page = client.get(url, params=params).json()
+            fetched += len(page["records"])
+            params = None
+            url = info["instance"] + page["nextRecordsUrl"] if page.get("nextRecordsUrl") else ""
+    return {"records": fetched, "seconds": time.perf_counter() - started}
 
+
+def phase_salesforce(records: int, home: Path) -> dict[str, Any]:
     fake_proc = subprocess.Popen(
         [sys.executable, __file__, "--phase", "sf-server", "--sf-records", str(records)],
         stdout=subprocess.PIPE,
@@ -176,29 +228,8 @@ def phase_salesforce(records: int, home: Path) -> dict[str, Any]:
     assert fake_proc.stdout is not None
     info = json.loads(fake_proc.stdout.readline())
     try:
-        services = Services(
-            Settings(home=home, environment="development", embedded_worker=False, outbound_allow="127.0.0.1")
-        )
-        services.start()
-        org = services.tenancy.default_org()
-        assert org is not None
-        sandbox = services.store.get_sandbox(org.id, "prod")
-        assert sandbox is not None
-        actor = Actor(org, sandbox, "bench")
-        # Baseline: download and decode the same query's pages with the same HTTP client library.
-        started = time.perf_counter()
-        url = info["instance"] + f"/services/data/v{info['version']}/query"
-        params: dict[str, str] | None = {
-            "q": "SELECT Id, FirstName, LastName, Email, LastModifiedDate FROM Contact"
-        }
-        fetched = 0
-        with httpx.Client(headers={"Authorization": f"Bearer {info['token']}"}) as client:
-            while url:
-                page = client.get(url, params=params).json()
-                fetched += len(page["records"])
-                params = None
-                url = info["instance"] + page["nextRecordsUrl"] if page.get("nextRecordsUrl") else ""
-        raw_seconds = time.perf_counter() - started
+        services, actor = bench_services(home, outbound_allow="127.0.0.1")
+        raw = raw_download(info)
         conn = services.connections.create(
             actor,
             {
@@ -207,80 +238,31 @@ def phase_salesforce(records: int, home: Path) -> dict[str, Any]:
                 "connectionSpec": {"id": "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5"},
             },
         )
+        columns = [{"name": n} for n in ("Id", "FirstName", "LastName", "Email", "LastModifiedDate")]
         source = services.source_connections.create(
             actor,
             {
                 "name": "contacts",
                 "baseConnectionId": conn.id,
                 "data": {"format": "tabular"},
-                "params": {
-                    "tableName": "Contact",
-                    "columns": [
-                        {"name": n} for n in ("Id", "FirstName", "LastName", "Email", "LastModifiedDate")
-                    ],
-                },
+                "params": {"tableName": "Contact", "columns": columns},
             },
         )
-        schema = services.schemas.schemas.create(
+        flow = profile_flow(
+            services,
             actor,
-            {
-                "title": "sf",
-                "allOf": [
-                    {"$ref": "https://ns.adobe.com/xdm/context/profile"},
-                    {"$ref": "https://ns.adobe.com/xdm/context/profile-person-details"},
-                    {"$ref": "https://ns.adobe.com/xdm/context/profile-personal-details"},
-                ],
-                "meta:class": "https://ns.adobe.com/xdm/context/profile",
-            },
+            source.id,
+            "14518937-270c-4525-bdec-c2ba7cce3860",
+            "Id",
+            ("FirstName", "LastName", "Email"),
+            delta="LastModifiedDate",
         )
-        dataset = services.datasets.create(actor, {"name": "sf", "schemaRef": {"id": schema.id}})
-        target = services.target_connections.create(
-            actor,
-            {
-                "name": "lake",
-                "params": {"dataSetId": dataset.id},
-                "connectionSpec": {"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c"},
-            },
-        )
-        mapping = services.mapping_sets.create(
-            actor,
-            {
-                "xdmSchema": schema.id,
-                "mappings": [
-                    {"destinationXdmPath": "_id", "sourceAttribute": "Id"},
-                    {"destinationXdmPath": "person.name.firstName", "sourceAttribute": "FirstName"},
-                    {"destinationXdmPath": "person.name.lastName", "sourceAttribute": "LastName"},
-                    {"destinationXdmPath": "personalEmail.address", "sourceAttribute": "Email"},
-                ],
-            },
-        )
-        flow = services.flows.create(
-            actor,
-            {
-                "name": "sf",
-                "flowSpec": {"id": "14518937-270c-4525-bdec-c2ba7cce3860"},
-                "sourceConnectionIds": [source.id],
-                "targetConnectionIds": [target.id],
-                "transformations": [
-                    {"name": "Copy", "params": {"deltaColumn": {"name": "LastModifiedDate"}}},
-                    {"name": "Mapping", "params": {"mappingId": mapping.id}},
-                ],
-            },
-        )
-        results = {}
-        for label, end in (("full", info["end_full"]), ("incremental", info["end_incremental"])):
-            run = services.runs.create_and_queue(actor, {"flowId": flow.id, "params": {"windowEndTime": end}})
-            started = time.perf_counter()
-            assert Worker(services, name="bench").run_one(run.id)
-            seconds = time.perf_counter() - started
-            doc = services.runs.get(actor, run.id).doc
-            results[label] = {
-                "records": doc["metrics"]["recordSummary"]["inputRecordCount"],
-                "seconds": seconds,
-                "state": doc["state"],
-            }
+        results = {
+            label: timed_run(services, actor, flow, {"windowEndTime": info[key]})
+            for label, key in (("full", "end_full"), ("incremental", "end_incremental"))
+        }
         services.close()
-        return {"raw": {"records": fetched, "seconds": raw_seconds}, **results}
+        return {"raw": raw, **results}
     finally:
         fake_proc.terminate()
         fake_proc.wait(timeout=30)

@@ -127,12 +127,14 @@ class RunExecution:
         start, end = self._window(run, flow, table, delta)
         batch = self._batch(actor, run, flow, dataset_id)
         connector = self._connector(actor, source)
+        timezone = ((copy or {}).get("deltaColumn") or {}).get("timezone")
         request = ReadRequest(
             params=source.doc.get("params") or {},
             data_format=source.doc["data"]["format"],
             delta_column=delta,
             window_start=start,
             window_end=end,
+            options={"delta_timezone": timezone} if isinstance(timezone, str) and timezone else {},
         )
         errors_path = self._errors_path(batch.id)
         threshold = _threshold(flow)
