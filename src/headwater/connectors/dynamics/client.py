@@ -3,9 +3,10 @@ refresh, and paging by ``@odata.nextLink``.
 
 Every request goes through :meth:`OutboundPolicy.client`, so the token URL, the environment and every
 next link are checked before a byte is sent; the bearer token is only sent to ``serviceUri`` (a next
-link to another origin is refused). Retries: connect errors, timeouts and 5xx are retried with jittered
-exponential backoff, 429 (service protection limits) after its ``Retry-After``. Tokens are renewed a
-minute before they expire, and once more on a 401, after which the request is sent again.
+link to another origin is refused). Retries (connectors/http.py): connect errors, timeouts and 5xx are
+retried with jittered exponential backoff, 429 (service protection limits) after its ``Retry-After``.
+Tokens are renewed a minute before they expire, and once more on a 401, after which the request is
+sent again.
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import orjson
 
-from headwater.connectors.dynamics.config import API_VERSION, PUBLIC_CLIENT_ID, DynamicsConfig, RetryPolicy
+from headwater.connectors.dynamics.config import API_VERSION, PUBLIC_CLIENT_ID, DynamicsConfig
 from headwater.connectors.dynamics.errors import (
     DynamicsEntityNotFound,
     DynamicsLoginFailed,
@@ -30,9 +28,9 @@ from headwater.connectors.dynamics.errors import (
     DynamicsQueryRejected,
     DynamicsRateLimited,
     DynamicsUnavailable,
-    scrub,
 )
 from headwater.connectors.errors import ConnectorError
+from headwater.connectors.http import HttpClient, RetryPolicy, Service, json_or_none, origin, scrub
 from headwater.connectors.outbound import OutboundPolicy
 
 API = f"/api/data/v{API_VERSION}"
@@ -47,29 +45,31 @@ class _Token:
     renew_at: float  # time.monotonic() after which a new token is fetched first
 
 
-class DynamicsClient:
+class DynamicsClient(HttpClient):
     """One connection's access to one environment. Not thread-safe; ``close()`` releases the HTTP pool."""
 
+    service = Service(
+        name="Dynamics",
+        unavailable=DynamicsUnavailable,
+        rate_limited=DynamicsRateLimited,
+        protocol_error=DynamicsProtocolError,
+        # The token endpoint is not Dynamics: these two name only the host.
+        unreachable="Could not reach {host} after {attempts} attempts ({error}); check the network and "
+        "serviceUri, or retry later.",
+        down="{host} answered HTTP {status} to {attempts} attempts; it is probably down or in maintenance. "
+        "The run can be retried later.",
+        wait_too_long="Dynamics at {host} asked to wait {seconds:g} s (service protection limits); the run "
+        "can be retried after that.",
+        still_limited="Dynamics at {host} still refused requests as too many after {attempts} attempts; "
+        "retry later or lower the flow's frequency.",
+    )
+
     def __init__(self, config: DynamicsConfig, outbound: OutboundPolicy, retry: RetryPolicy) -> None:
+        super().__init__(outbound, retry, config.timeout_seconds)
         self.config = config
-        self.retry = retry
-        self.outbound = outbound
         self.tokens_fetched = 0
-        self._http: httpx.Client | None = None
         self._token: _Token | None = None
         self._tenant = config.tenant_id
-
-    @property
-    def http(self) -> httpx.Client:
-        if self._http is None:
-            timeout = httpx.Timeout(self.config.timeout_seconds, connect=10.0)
-            self._http = self.outbound.client(timeout=timeout, follow_redirects=False)
-        return self._http
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
 
     # -- metadata and data -------------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class DynamicsClient:
         response = self._send(target, params=params, headers=headers)
         if response.status_code >= 400:
             raise self._api_error(response, what)
-        return _json(response, what)
+        return self.json(response, what)
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -165,7 +165,7 @@ class DynamicsClient:
         response = self._request("POST", f"{c.token_url}/{tenant}/oauth2/v2.0/token", data=data)
         if response.status_code != 200:
             raise self._token_error(response)
-        body = _json(response, "fetching a token")
+        body = self.json(response, "fetching a token")
         token, expires_in = body.get("access_token"), body.get("expires_in", 3600)
         if not isinstance(token, str):
             raise DynamicsProtocolError("Azure AD's token response has no access_token.")
@@ -189,10 +189,7 @@ class DynamicsClient:
         return tenant
 
     def _token_error(self, response: httpx.Response) -> ConnectorError:
-        try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            body = None
+        body = json_or_none(response)
         if not isinstance(body, dict) or "error" not in body:
             return DynamicsProtocolError(
                 f"The token endpoint answered HTTP {response.status_code} without an OAuth error: check "
@@ -232,51 +229,11 @@ class DynamicsClient:
                 )
             renewed, self._token = True, None
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, url: str, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """Send with retries on connect errors, timeouts, 5xx and 429 (see the module docstring)."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self.http.request(method, url, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt >= self.retry.attempts:
-                    raise DynamicsUnavailable(
-                        f"Could not reach {_host(url)} after {attempt} attempts ({type(exc).__name__}); "
-                        "check the network and serviceUri, or retry later."
-                    ) from None
-                self.retry.sleep(self.retry.backoff(attempt))
-                continue
-            delay = self._retry_delay(response, attempt)
-            if delay is None:
-                return response
-            self.retry.sleep(delay)
-
-    def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
-        status = response.status_code
-        if status != 429 and status < 500:
-            return None
-        retry_after = _retry_after(response)
-        host = _host(str(response.request.url))
-        if status == 429:
-            if retry_after is not None and retry_after > self.retry.max_retry_after:
-                raise DynamicsRateLimited(
-                    f"Dynamics at {host} asked to wait {retry_after:g} s (service protection limits); the "
-                    "run can be retried after that.",
-                    retry_after=retry_after,
-                )
-            if attempt >= self.retry.attempts:
-                raise DynamicsRateLimited(
-                    f"Dynamics at {host} still refused requests as too many after {attempt} attempts; retry "
-                    "later or lower the flow's frequency.",
-                    retry_after=retry_after,
-                )
-        elif attempt >= self.retry.attempts or (retry_after or 0) > self.retry.max_retry_after:
-            raise DynamicsUnavailable(
-                f"{host} answered HTTP {status} to {attempt} attempts; it is probably down or in "
-                "maintenance. The run can be retried later."
-            )
-        return retry_after if retry_after is not None else self.retry.backoff(attempt)
+        return self.send(method, lambda: (url, headers or {}), **kwargs)
 
     def _url(self, target: str) -> str:
         if target.startswith("/"):
@@ -314,48 +271,12 @@ class DynamicsClient:
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).hostname or url
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds, or an HTTP date measured against ``Date``)."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-        date_header = response.headers.get("Date")
-        now = parsedate_to_datetime(date_header) if date_header else datetime.now(UTC)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (moment - now).total_seconds())
-
-
-def _json(response: httpx.Response, what: str) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        raise DynamicsProtocolError(
-            f"Dynamics answered with something that is not JSON while {what} (HTTP {response.status_code}, "
-            f"{response.headers.get('Content-Type', 'no content type')})."
-        ) from None
+    return origin(url).lower()
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
     """(code, message) of an OData error body: ``{"error": {"code", "message"}}``."""
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return "", response.reason_phrase
+    body = json_or_none(response)
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         return str(error.get("code") or ""), str(error.get("message") or "")

@@ -1,4 +1,5 @@
-"""A typed view of a Microsoft Dynamics connection's auth params, and the client's retry policy.
+"""A typed view of a Microsoft Dynamics connection's auth params (and, re-exported from
+connectors/http.py, the client's retry policy).
 
 Tokens come from Azure AD (``tokenUrl``, default https://login.microsoftonline.com) for the scope
 ``{serviceUri}/.default``:
@@ -15,14 +16,15 @@ challenge. Only the tenant is taken from it: tokens are always requested from ``
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from headwater.connectors.dynamics.errors import DynamicsLoginFailed
+
+# Re-exported: a connection's retry policy is tuned where its config lives.
+from headwater.connectors.http import RetryPolicy as RetryPolicy
 
 DEFAULT_TOKEN_URL = "https://login.microsoftonline.com"
 API_VERSION = "9.2"
@@ -30,25 +32,6 @@ API_VERSION = "9.2"
 PUBLIC_CLIENT_ID = "51f81489-12ee-4a9e-aaae-a2591f45987d"
 
 Grant = Literal["client_credentials", "password"]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How requests are retried. ``attempts`` bounds every request (token requests included): with the
-    defaults a request gives up after 5 attempts and at most ~7.5 s of backoff (0.5, 1, 2, 4 s, jittered
-    down). A ``Retry-After`` up to ``max_retry_after`` seconds is waited out; a longer one is raised at
-    once as :class:`RateLimited` so the caller can reschedule instead of holding a worker."""
-
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 30.0
-    sleep: Callable[[float], None] = time.sleep
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential, jittered."""
-        ceiling = min(self.max_delay, self.base_delay * float(2 ** (attempt - 1)))
-        return ceiling * random.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,10 @@ on retrying by the shared base types and their ``transient`` marker, never by th
     └── DynamicsProtocolError         a response the connector cannot read (terminal)
 
 Messages say what to do next and never contain a client secret, password or token: text that comes
-from a server passes through :func:`scrub` first.
+from a server passes through :func:`headwater.connectors.http.scrub` first.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from headwater.connectors.errors import (
     AuthenticationFailed,
@@ -54,12 +52,3 @@ class DynamicsRateLimited(RateLimited):
 
 class DynamicsProtocolError(ConnectorError):
     code = "CONNECTOR-2007-502"
-
-
-def scrub(text: str, secrets: Iterable[str | None], limit: int = 300) -> str:
-    """``text`` (from a server) on one line, shortened, with every secret in ``secrets`` masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

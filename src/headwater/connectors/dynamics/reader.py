@@ -21,23 +21,29 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from operator import itemgetter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from headwater.connectors.arrowing import (
+    TIMESTAMP,
+    ceil_second,
+    column_chunks,
+    typed_array,
+    utc,
+    window_batch,
+)
 from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
 from headwater.connectors.dynamics.client import DynamicsClient
-from headwater.connectors.dynamics.config import DynamicsConfig, RetryPolicy
+from headwater.connectors.dynamics.config import DynamicsConfig
 from headwater.connectors.dynamics.errors import DynamicsProtocolError, DynamicsQueryRejected
+from headwater.connectors.http import RetryPolicy
 
 if TYPE_CHECKING:
     from headwater.connectors.outbound import OutboundPolicy
     from headwater.settings import Settings
 
-TIMESTAMP = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "DateTime": TIMESTAMP,
     "Boolean": pa.bool_(),
@@ -138,16 +144,11 @@ class DynamicsConnector(SourceConnector):
         keys = [c.property for c in plan.columns]
         limit = request.options.get("limit")
         top = limit if isinstance(limit, int) and limit > 0 else None
-        pending: list[list[Any]] = [[] for _ in keys]
-        for records in self.client.query(plan.entity_set, plan.select, plan.where, top):
-            for values, page_values in zip(pending, _transpose(records, keys), strict=True):
-                values.extend(page_values)
-            while len(pending[0]) >= size:
-                chunk = [values[:size] for values in pending]
-                pending = [values[size:] for values in pending]
-                yield from _non_empty(_batch(plan, chunk))
-        if pending[0]:
-            yield from _non_empty(_batch(plan, pending))
+        pages = self.client.query(plan.entity_set, plan.select, plan.where, top)
+        for chunk in column_chunks(pages, keys, size):
+            batch = _batch(plan, chunk)
+            if batch.num_rows:
+                yield batch
 
     def close(self) -> None:
         self.client.close()
@@ -195,7 +196,7 @@ class DynamicsConnector(SourceConnector):
             raise DynamicsQueryRejected("The source connection has no tableName: set params.tableName.")
         columns = self._columns(str(name), _wanted(request.params.get("columns")))
         outputs = len(columns)
-        start, end = _utc(request.window_start), _utc(request.window_end)
+        start, end = utc(request.window_start), utc(request.window_end)
         delta: int | None = None
         where = None
         if start is not None or end is not None:
@@ -247,24 +248,13 @@ def _wanted(columns: Any) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def _transpose(records: list[dict[str, Any]], keys: list[str]) -> list[Sequence[Any]]:
-    """The values of ``keys`` in ``records``, one sequence per key (built in C when every key is there)."""
-    if len(keys) > 1:
-        try:
-            return list(zip(*map(itemgetter(*keys), records), strict=True)) or [() for _ in keys]
-        except (KeyError, TypeError):
-            pass
-    return [[r.get(k) if isinstance(r, dict) else None for r in records] for k in keys]
-
-
 def _where(column: _Column, start: datetime | None, end: datetime | None) -> str | None:
     """An OData filter that selects a superset of the window; batches are filtered exactly afterwards."""
     clauses = []
     if start is not None:
         clauses.append(f"{column.attribute} gt {_odata_datetime(start.replace(microsecond=0))}")
     if end is not None:
-        ceiling = end if end.microsecond == 0 else end.replace(microsecond=0) + timedelta(seconds=1)
-        upper = f"{column.attribute} le {_odata_datetime(ceiling)}"
+        upper = f"{column.attribute} le {_odata_datetime(ceil_second(end))}"
         # Rows whose delta is null belong to reads without a lower bound (connectors/base.py).
         clauses.append(upper if start is not None else f"({upper} or {column.attribute} eq null)")
     return " and ".join(clauses) or None
@@ -274,47 +264,14 @@ def _odata_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _batch(plan: _Plan, chunk: list[list[Any]]) -> pa.RecordBatch:
     arrays = [_array(values, column) for values, column in zip(chunk, plan.columns, strict=True)]
-    if plan.delta is not None:
-        mask = _window_mask(arrays[plan.delta], plan.start, plan.end)
-        arrays = [pc.filter(a, mask) for a in arrays[: plan.outputs]]
-    return pa.RecordBatch.from_arrays(arrays[: plan.outputs], schema=plan.schema)
-
-
-def _non_empty(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    if batch.num_rows:
-        yield batch
-
-
-def _window_mask(instants: pa.Array, start: datetime | None, end: datetime | None) -> pa.Array:
-    mask: pa.Array | None = None
-    if start is not None:
-        mask = pc.greater(instants, pa.scalar(start, type=TIMESTAMP))
-    if end is not None:
-        upper = pc.less_equal(instants, pa.scalar(end, type=TIMESTAMP))
-        mask = upper if mask is None else pc.and_(mask, upper)
-    assert mask is not None
-    if start is None:
-        mask = pc.or_kleene(mask, pc.is_null(instants))
-    return pc.fill_null(mask, False)
+    return window_batch(arrays, plan.schema, plan.delta, plan.start, plan.end)
 
 
 def _array(values: Sequence[Any], column: _Column) -> pa.Array:
     try:
-        if column.type == TIMESTAMP:
-            return _timestamps(pa.array(values, pa.string()))
-        if column.type == pa.string():
-            return _strings(values)
-        if column.type == pa.int64():
-            return _integers(values)
-        return pa.array(values, column.type)
+        return typed_array(values, column.type, _text)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
         raise DynamicsProtocolError(
             f"Dynamics returned a value for {column.attribute} that is not a valid {column.original_type} "
@@ -322,26 +279,5 @@ def _array(values: Sequence[Any], column: _Column) -> pa.Array:
         ) from None
 
 
-def _timestamps(strings: pa.Array) -> pa.Array:
-    try:
-        return strings.cast(TIMESTAMP)
-    except pa.ArrowInvalid:
-        # DateOnly attributes come as "2024-01-15": read them as midnight UTC.
-        fixed = [
-            None if s is None else (s + "T00:00:00Z" if len(s) == 10 else s) for s in strings.to_pylist()
-        ]
-        return pa.array(fixed, pa.string()).cast(TIMESTAMP)
-
-
-def _strings(values: Sequence[Any]) -> pa.Array:
-    try:
-        return pa.array(values, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
-
-
-def _integers(values: Sequence[Any]) -> pa.Array:
-    try:
-        return pa.array(values, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(values, pa.float64()).cast(pa.int64())  # 3.0 -> 3; 3.5 raises ArrowInvalid
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -3,9 +3,9 @@ and one re-login, and page through SOQL query results by ``nextRecordsUrl``.
 
 Every request goes through :meth:`OutboundPolicy.client`, so the login URL, the instance URL a login
 returns and every page URL are checked before a byte is sent; the session id is only ever sent to the
-instance URL the login returned. Retries (see :class:`RetryPolicy`): connect errors, timeouts and 5xx
-are retried with jittered exponential backoff, 429 after its ``Retry-After``; a 401 (expired or revoked
-session) triggers one fresh login per request, then the request is sent again.
+instance URL the login returned. Retries (connectors/http.py, tuned by :class:`RetryPolicy`): connect
+errors, timeouts and 5xx are retried with jittered exponential backoff, 429 after its ``Retry-After``; a
+401 (expired or revoked session) triggers one fresh login per request, then the request is sent again.
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 import httpx
-import orjson
 
 from headwater.connectors.errors import ConnectorError
+from headwater.connectors.http import HttpClient, RetryPolicy, Service, json_or_none, origin, scrub
 from headwater.connectors.outbound import OutboundPolicy
-from headwater.connectors.salesforce.config import RetryPolicy, SalesforceConfig
+from headwater.connectors.salesforce.config import SalesforceConfig
 from headwater.connectors.salesforce.errors import (
     SalesforceLoginFailed,
     SalesforceObjectNotFound,
@@ -32,7 +29,6 @@ from headwater.connectors.salesforce.errors import (
     SalesforceQueryRejected,
     SalesforceRateLimited,
     SalesforceUnavailable,
-    scrub,
 )
 
 _LOGIN_ENVELOPE = (
@@ -57,40 +53,41 @@ class Session:
         """An absolute URL for ``target`` (a path, or an absolute URL on the instance itself)."""
         if target.startswith("/"):
             return self.instance_url + target
-        if _origin(target) != _origin(self.instance_url):
+        if origin(target) != origin(self.instance_url):
             raise SalesforceProtocolError(
-                f"Salesforce pointed the next request at {_origin(target)}, not at the instance "
+                f"Salesforce pointed the next request at {origin(target)}, not at the instance "
                 f"{self.instance_url}; the session is not sent there. Check the connection's environmentUrl."
             )
         return target
 
 
-class SalesforceClient:
+class SalesforceClient(HttpClient):
     """One connection's session with one org. Not thread-safe; ``close()`` releases the HTTP pool."""
 
-    def __init__(self, config: SalesforceConfig, outbound: OutboundPolicy, retry: RetryPolicy) -> None:
-        self.config = config
-        self.retry = retry
-        self.outbound = outbound
-        self.logins = 0
-        self._http: httpx.Client | None = None
-        self._session: Session | None = None
+    service = Service(
+        name="Salesforce",
+        unavailable=SalesforceUnavailable,
+        rate_limited=SalesforceRateLimited,
+        protocol_error=SalesforceProtocolError,
+        unreachable="Could not reach Salesforce at {host} after {attempts} attempts ({error}); check the "
+        "network and environmentUrl, or retry later.",
+        down="Salesforce at {host} answered HTTP {status} to {attempts} attempts; it is probably down or in "
+        "maintenance (see status.salesforce.com). The run can be retried later.",
+        wait_too_long="Salesforce at {host} asked to wait {seconds:g} s before more requests; the run can be "
+        "retried after that.",
+        still_limited="Salesforce at {host} still refused requests as too many after {attempts} attempts; "
+        "retry later or lower the flow's frequency.",
+    )
 
-    @property
-    def http(self) -> httpx.Client:
-        if self._http is None:
-            timeout = httpx.Timeout(self.config.timeout_seconds, connect=10.0)
-            self._http = self.outbound.client(timeout=timeout, follow_redirects=False)
-        return self._http
+    def __init__(self, config: SalesforceConfig, outbound: OutboundPolicy, retry: RetryPolicy) -> None:
+        super().__init__(outbound, retry, config.timeout_seconds)
+        self.config = config
+        self.logins = 0
+        self._session: Session | None = None
 
     @property
     def data_path(self) -> str:
         return f"/services/data/v{self.config.api_version}"
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
 
     # -- REST --------------------------------------------------------------------------------------
 
@@ -126,7 +123,7 @@ class SalesforceClient:
         response = self._send("GET", target, authenticated=True, params=params, headers=headers)
         if response.status_code >= 400:
             raise self._rest_error(response, what)
-        return _json(response, what)
+        return self.json(response, what)
 
     # -- login -------------------------------------------------------------------------------------
 
@@ -174,7 +171,7 @@ class SalesforceClient:
         server_url, session_id = values.get("serverUrl"), values.get("sessionId")
         if not server_url or not session_id:
             raise SalesforceProtocolError("Salesforce's login response has no serverUrl or sessionId.")
-        return Session(session_id, _origin(server_url))
+        return Session(session_id, origin(server_url))
 
     def _login_fault(self, code: str, message: str) -> ConnectorError:
         detail = scrub(message, self.config.secrets)
@@ -198,19 +195,16 @@ class SalesforceClient:
         )
         if response.status_code != 200:
             raise self._oauth_error(response, grant)
-        body = _json(response, "logging in")
+        body = self.json(response, "logging in")
         token, instance = body.get("access_token"), body.get("instance_url")
         if not isinstance(token, str) or not isinstance(instance, str):
             raise SalesforceProtocolError(
                 "Salesforce's OAuth token response has no access_token or instance_url."
             )
-        return Session(token, _origin(instance))
+        return Session(token, origin(instance))
 
     def _oauth_error(self, response: httpx.Response, grant: str) -> ConnectorError:
-        try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            body = None
+        body = json_or_none(response)
         if response.status_code >= 500 or not isinstance(body, dict) or "error" not in body:
             return SalesforceProtocolError(
                 f"Salesforce answered the OAuth login with HTTP {response.status_code}: check that "
@@ -244,36 +238,20 @@ class SalesforceClient:
         transient: Callable[[httpx.Response], bool] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """Send with retries (module docstring); returns the first response that is not retried."""
-        is_transient = transient or _transient
-        relogged = False
-        attempt = 0
-        while True:
-            attempt += 1
-            url, request_headers = self._prepare(target, headers, authenticated)
-            try:
-                response = self.http.request(method, url, headers=request_headers, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt >= self.retry.attempts:
-                    raise SalesforceUnavailable(
-                        f"Could not reach Salesforce at {_host(url)} after {attempt} attempts "
-                        f"({type(exc).__name__}); check the network and environmentUrl, or retry later."
-                    ) from None
-                self.retry.sleep(self.retry.backoff(attempt))
-                continue
-            if authenticated and response.status_code == 401:
-                if relogged:
-                    raise SalesforceLoginFailed(
-                        "Salesforce refused a session it had just issued (401): check that the user may use "
-                        "the API (API Enabled permission) and that the org allows this login's IP range."
-                    )
-                relogged, attempt = True, attempt - 1
-                self.login()
-                continue
-            delay = self._retry_delay(response, attempt, is_transient)
-            if delay is None:
-                return response
-            self.retry.sleep(delay)
+        """Send with retries and, when ``authenticated``, one re-login (module docstring)."""
+        response = self.send(
+            method,
+            lambda: self._prepare(target, headers, authenticated),
+            transient=transient,
+            renew=self.login if authenticated else None,
+            **kwargs,
+        )
+        if authenticated and response.status_code == 401:
+            raise SalesforceLoginFailed(
+                "Salesforce refused a session it had just issued (401): check that the user may use "
+                "the API (API Enabled permission) and that the org allows this login's IP range."
+            )
+        return response
 
     def _prepare(
         self, target: str, headers: Mapping[str, str] | None, authenticated: bool
@@ -284,35 +262,6 @@ class SalesforceClient:
             return target, dict(headers or {})
         session = self._session or self.login()
         return session.url(target), {**(headers or {}), "Authorization": f"Bearer {session.token}"}
-
-    def _retry_delay(
-        self, response: httpx.Response, attempt: int, is_transient: Callable[[httpx.Response], bool]
-    ) -> float | None:
-        """Seconds to wait before sending again, None to hand ``response`` back; raises when out of tries."""
-        status = response.status_code
-        if status != 429 and not is_transient(response):
-            return None
-        retry_after = _retry_after(response)
-        host = _host(str(response.request.url))
-        if status == 429:
-            if retry_after is not None and retry_after > self.retry.max_retry_after:
-                raise SalesforceRateLimited(
-                    f"Salesforce at {host} asked to wait {retry_after:g} s before more requests; the run "
-                    "can be retried after that.",
-                    retry_after=retry_after,
-                )
-            if attempt >= self.retry.attempts:
-                raise SalesforceRateLimited(
-                    f"Salesforce at {host} still refused requests as too many after {attempt} attempts; "
-                    "retry later or lower the flow's frequency.",
-                    retry_after=retry_after,
-                )
-        elif attempt >= self.retry.attempts or (retry_after or 0) > self.retry.max_retry_after:
-            raise SalesforceUnavailable(
-                f"Salesforce at {host} answered HTTP {status} to {attempt} attempts; it is probably down or "
-                "in maintenance (see status.salesforce.com). The run can be retried later."
-            )
-        return retry_after if retry_after is not None else self.retry.backoff(attempt)
 
     def _rest_error(self, response: httpx.Response, what: str) -> ConnectorError:
         code, message = _error_of(response)
@@ -348,58 +297,14 @@ class SalesforceClient:
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).hostname or url
-
-
-def _transient(response: httpx.Response) -> bool:
-    return response.status_code >= 500
-
-
 def _soap_transient(response: httpx.Response) -> bool:
     # SOAP faults (a refused login included) come back as HTTP 500: only a 5xx without one is retried.
     return response.status_code >= 500 and b"Fault>" not in response.content
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds, or an HTTP date measured against ``Date``)."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-        date_header = response.headers.get("Date")
-        now = parsedate_to_datetime(date_header) if date_header else datetime.now(UTC)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (moment - now).total_seconds())
-
-
-def _json(response: httpx.Response, what: str) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        raise SalesforceProtocolError(
-            f"Salesforce answered with something that is not JSON while {what} (HTTP {response.status_code}, "
-            f"{response.headers.get('Content-Type', 'no content type')})."
-        ) from None
-
-
 def _error_of(response: httpx.Response) -> tuple[str, str]:
     """(errorCode, message) of a REST error body: ``[{"errorCode", "message"}]``."""
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return "", response.reason_phrase
+    body = json_or_none(response)
     if isinstance(body, list) and body and isinstance(body[0], dict):
         body = body[0]
     if isinstance(body, dict):

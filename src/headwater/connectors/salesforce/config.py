@@ -1,4 +1,5 @@
-"""A typed view of a Salesforce connection's auth params, and the client's retry policy.
+"""A typed view of a Salesforce connection's auth params (and, re-exported from
+connectors/http.py, the client's retry policy).
 
 Which login a connection uses follows from the params it has (see :attr:`SalesforceConfig.grant`):
 
@@ -13,39 +14,20 @@ Which login a connection uses follows from the params it has (see :attr:`Salesfo
 
 from __future__ import annotations
 
-import random
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+# Re-exported: a connection's retry policy is tuned where its config lives.
+from headwater.connectors.http import RetryPolicy as RetryPolicy
 from headwater.connectors.salesforce.errors import SalesforceLoginFailed
 
 DEFAULT_ENVIRONMENT_URL = "https://login.salesforce.com"
 DEFAULT_API_VERSION = "59.0"
 
 Grant = Literal["soap", "password", "client_credentials"]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How requests are retried. ``attempts`` bounds every request (login included): with the defaults a
-    request gives up after 5 attempts and at most ~7.5 s of backoff (0.5, 1, 2, 4 s, jittered down).
-    A ``Retry-After`` up to ``max_retry_after`` seconds is waited out; a longer one is raised at once as
-    :class:`RateLimited` so the caller can reschedule instead of holding a worker."""
-
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 30.0
-    sleep: Callable[[float], None] = time.sleep
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential, jittered."""
-        ceiling = min(self.max_delay, self.base_delay * float(2 ** (attempt - 1)))
-        return ceiling * random.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True)

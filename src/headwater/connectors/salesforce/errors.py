@@ -15,12 +15,10 @@ retrying by the shared base types and their ``transient`` marker, never by these
     └── SalesforceProtocolError        a response the connector cannot read (terminal)
 
 Messages say what to do next and never contain a password, security token, client secret or session
-id: text that comes from the server passes through :func:`scrub` first.
+id: text that comes from the server passes through :func:`headwater.connectors.http.scrub` first.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from headwater.connectors.errors import (
     AuthenticationFailed,
@@ -54,12 +52,3 @@ class SalesforceRateLimited(RateLimited):
 
 class SalesforceProtocolError(ConnectorError):
     code = "CONNECTOR-2007-502"
-
-
-def scrub(text: str, secrets: Iterable[str | None], limit: int = 300) -> str:
-    """``text`` (from a server) shortened, with every secret in ``secrets`` masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -20,20 +20,27 @@ SystemModstamp (set by every change, system ones included, and indexed), else La
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from operator import itemgetter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from headwater.connectors.arrowing import (
+    TIMESTAMP,
+    ceil_second,
+    column_chunks,
+    typed_array,
+    utc,
+    window_batch,
+)
 from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
+from headwater.connectors.http import RetryPolicy
 from headwater.connectors.salesforce.client import SalesforceClient
-from headwater.connectors.salesforce.config import RetryPolicy, SalesforceConfig
+from headwater.connectors.salesforce.config import SalesforceConfig
 from headwater.connectors.salesforce.errors import (
     SalesforceObjectNotFound,
     SalesforceProtocolError,
@@ -44,7 +51,6 @@ if TYPE_CHECKING:
     from headwater.connectors.outbound import OutboundPolicy
     from headwater.settings import Settings
 
-TIMESTAMP = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "datetime": TIMESTAMP,
     "date": pa.date32(),
@@ -137,16 +143,10 @@ class SalesforceConnector(SourceConnector):
         plan = self._plan(request)
         size = max(1, request.batch_size)
         keys = [c.field for c in plan.columns]
-        pending: list[list[Any]] = [[] for _ in keys]
-        for records in self.client.query(plan.soql):
-            for values, page_values in zip(pending, _transpose(records, keys), strict=True):
-                values.extend(page_values)
-            while len(pending[0]) >= size:
-                chunk = [values[:size] for values in pending]
-                pending = [values[size:] for values in pending]
-                yield from _non_empty(_batch(plan, chunk))
-        if pending[0]:
-            yield from _non_empty(_batch(plan, pending))
+        for chunk in column_chunks(self.client.query(plan.soql), keys, size):
+            batch = _batch(plan, chunk)
+            if batch.num_rows:
+                yield batch
 
     def close(self) -> None:
         self.client.close()
@@ -198,7 +198,7 @@ class SalesforceConnector(SourceConnector):
             raise SalesforceQueryRejected("The source connection has no tableName: set params.tableName.")
         columns = self._columns(str(name), _wanted(request.params.get("columns")))
         outputs = len(columns)
-        start, end = _utc(request.window_start), _utc(request.window_end)
+        start, end = utc(request.window_start), utc(request.window_end)
         delta: int | None = None
         where = ""
         if start is not None or end is not None:
@@ -259,16 +259,6 @@ def _wanted(columns: Any) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def _transpose(records: list[dict[str, Any]], keys: list[str]) -> list[Sequence[Any]]:
-    """The values of ``keys`` in ``records``, one sequence per key (built in C when every key is there)."""
-    if len(keys) > 1:
-        try:
-            return list(zip(*map(itemgetter(*keys), records), strict=True)) or [() for _ in keys]
-        except (KeyError, TypeError):
-            pass
-    return [[r.get(k) if isinstance(r, dict) else None for r in records] for k in keys]
-
-
 def _where(column: _Column, start: datetime | None, end: datetime | None) -> str:
     """A SOQL filter that selects a superset of the window; batches are filtered exactly afterwards."""
     clauses = []
@@ -281,8 +271,7 @@ def _where(column: _Column, start: datetime | None, end: datetime | None) -> str
         if column.original_type == "date":
             upper = f"{column.field} <= {end.date().isoformat()}"
         else:
-            ceiling = end if end.microsecond == 0 else end.replace(microsecond=0) + timedelta(seconds=1)
-            upper = f"{column.field} <= {_soql_datetime(ceiling)}"
+            upper = f"{column.field} <= {_soql_datetime(ceil_second(end))}"
         # Rows whose delta is null belong to reads without a lower bound (connectors/base.py).
         clauses.append(upper if start is not None else f"({upper} OR {column.field} = null)")
     return " WHERE " + " AND ".join(clauses) if clauses else ""
@@ -292,73 +281,19 @@ def _soql_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _batch(plan: _Plan, chunk: list[list[Any]]) -> pa.RecordBatch:
     arrays = [_array(values, column) for values, column in zip(chunk, plan.columns, strict=True)]
-    if plan.delta is not None:
-        mask = _window_mask(arrays[plan.delta], plan.start, plan.end)
-        arrays = [pc.filter(a, mask) for a in arrays[: plan.outputs]]
-    return pa.RecordBatch.from_arrays(arrays[: plan.outputs], schema=plan.schema)
-
-
-def _non_empty(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    if batch.num_rows:
-        yield batch
-
-
-def _window_mask(delta: pa.Array, start: datetime | None, end: datetime | None) -> pa.Array:
-    instants = delta.cast(pa.timestamp("us")).cast(TIMESTAMP) if pa.types.is_date32(delta.type) else delta
-    mask: pa.Array | None = None
-    if start is not None:
-        mask = pc.greater(instants, pa.scalar(start, type=TIMESTAMP))
-    if end is not None:
-        upper = pc.less_equal(instants, pa.scalar(end, type=TIMESTAMP))
-        mask = upper if mask is None else pc.and_(mask, upper)
-    assert mask is not None
-    if start is None:
-        mask = pc.or_kleene(mask, pc.is_null(instants))
-    return pc.fill_null(mask, False)
+    return window_batch(arrays, plan.schema, plan.delta, plan.start, plan.end)
 
 
 def _array(values: list[Any], column: _Column) -> pa.Array:
     try:
-        if column.type == TIMESTAMP:
-            return _timestamps(pa.array(values, pa.string()))
-        if column.type == pa.date32():
-            return pa.array(values, pa.string()).cast(pa.date32())
-        if column.type == pa.string():
-            return _strings(values)
-        if column.type == pa.int64():
-            return _integers(values)
-        return pa.array(values, column.type)
+        return typed_array(values, column.type, _text)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
         raise SalesforceProtocolError(
             f"Salesforce returned a value for {column.field} that is not a valid {column.original_type} "
             f"({str(exc)[:200]})."
         ) from None
-
-
-def _timestamps(strings: pa.Array) -> pa.Array:
-    try:
-        return strings.cast(TIMESTAMP)
-    except pa.ArrowInvalid:
-        # A date-only value ("2024-01-15") in a datetime field: read it as midnight UTC.
-        fixed = [
-            None if s is None else (s + "T00:00:00Z" if len(s) == 10 else s) for s in strings.to_pylist()
-        ]
-        return pa.array(fixed, pa.string()).cast(TIMESTAMP)
-
-
-def _strings(values: list[Any]) -> pa.Array:
-    try:
-        return pa.array(values, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([_text(v) for v in values], pa.string())
 
 
 def _text(value: Any) -> str | None:
@@ -369,10 +304,3 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _integers(values: list[Any]) -> pa.Array:
-    try:
-        return pa.array(values, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(values, pa.float64()).cast(pa.int64())  # 3.0 -> 3; 3.5 raises ArrowInvalid
