@@ -272,3 +272,21 @@ def test_cli_queries_a_dataset(server: LiveServer, api: ApiClient, worker: Worke
     )
     assert out.returncode == 0, out.stderr
     assert [json.loads(line)["first"] for line in out.stdout.splitlines()] == ["First0", "First1", "First2"]
+
+
+def test_a_flow_without_a_delta_column_refreshes_instead_of_doubling(
+    api: ApiClient, worker: Worker, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "contacts.csv", [contact(i, "2024-01-01 00:00:00") for i in range(4)])
+    ids = files_flow(api, tmp_path)
+    flow_url = f"{FS}/flows/{ids['flow']}"
+    etag = api.get(flow_url).json()["items"][0]["etag"]
+    dropped = api.patch(
+        flow_url, headers={"If-Match": etag}, json=[{"op": "remove", "path": "/transformations/0"}]
+    )
+    assert dropped.status_code == 200, dropped.text
+    assert run_and_wait(api, ids["flow"], "2024-01-01T00:00:00Z")["state"] == "success"
+    assert len(rows(api, ids["dataset"])) == 4
+    write_csv(tmp_path / "contacts.csv", [contact(i, "2024-01-01 00:00:00") for i in range(5)])
+    assert run_and_wait(api, ids["flow"], "2024-01-02T00:00:00Z")["state"] == "success"
+    assert sorted(r["_id"] for r in rows(api, ids["dataset"])) == ["0", "1", "2", "3", "4"]

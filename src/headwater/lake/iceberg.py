@@ -138,13 +138,15 @@ class Lake:
         data_files: list[DataFile],
         checkpoint: dict[str, Any],
         once_per: tuple[str, ...] = (),
+        replace: bool = False,
     ) -> tuple[int, bool]:
         """Add ``data_files`` in one snapshot carrying ``checkpoint``; retried on concurrent commits.
 
         With ``once_per`` (checkpoint keys, e.g. flowId and runId), nothing is added when a snapshot with
         the same values already exists: the check runs on the freshly loaded table and the commit asserts
         that table is still current (Iceberg's compare-and-swap), so two attempts of one run can never
-        both commit. Returns (snapshot id, whether this call committed). When this returns, the rows and
+        both commit. With ``replace``, the table's current rows are deleted in the same transaction (a
+        full refresh). Returns (snapshot id, whether this call committed). When this returns, the rows and
         the checkpoint are durable together.
         """
         from pyiceberg.exceptions import CommitFailedException
@@ -158,12 +160,14 @@ class Lake:
                 if existing is not None:
                     return existing.snapshot_id, False
             try:
-                with (
-                    table.transaction() as tx,
-                    tx.update_snapshot(snapshot_properties=properties).fast_append() as add,
-                ):
-                    for data_file in data_files:
-                        add.append_data_file(data_file)
+                with table.transaction() as tx:
+                    if replace and table.current_snapshot() is not None:
+                        from pyiceberg.expressions import AlwaysTrue
+
+                        tx.delete(delete_filter=AlwaysTrue())
+                    with tx.update_snapshot(snapshot_properties=properties).fast_append() as add:
+                        for data_file in data_files:
+                            add.append_data_file(data_file)
                 snapshot = table.current_snapshot()
                 assert snapshot is not None
                 return snapshot.snapshot_id, True

@@ -154,7 +154,11 @@ class RunExecution:
             "failedRecords": self.counters.failed_records,
         }
         crash_point("before_commit")
-        snapshot_id, committed = svc.lake.commit(table, files, checkpoint, once_per=("flowId", "runId"))
+        # Without a delta column every run reads the whole source: it replaces the dataset's rows rather
+        # than appending them a second time (a full refresh).
+        snapshot_id, committed = svc.lake.commit(
+            table, files, checkpoint, once_per=("flowId", "runId"), replace=not delta
+        )
         crash_point("after_commit")
         if not committed:  # another attempt of this run (its worker was presumed dead) committed first
             fresh = svc.lake.load(actor.scope, dataset_id)
