@@ -19,10 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 
 from headwater.connectors import registry
@@ -30,6 +28,7 @@ from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError
 from headwater.errors import HeadwaterError
 from headwater.runtime.faults import crash_point
+from headwater.runtime.rowerrors import RowErrorWriter, errors_file
 from headwater.services.container import Services
 from headwater.services.ids import new_etag, now_ms
 from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, new_batch_doc, parse_time
@@ -37,7 +36,6 @@ from headwater.services.tenancy import Actor
 from headwater.stores.metadata import QueuedRun, Resource, StaleWrite
 
 log = logging.getLogger("headwater.runtime")
-MAX_STORED_ROW_ERRORS = 100_000
 PROGRESS_EVERY_SECONDS = 1.0
 
 
@@ -136,11 +134,11 @@ class RunExecution:
             window_end=end,
             options={"delta_timezone": timezone} if isinstance(timezone, str) and timezone else {},
         )
-        errors_path = self._errors_path(batch.id)
+        errors_path = errors_file(self.services.settings.warehouse_dir, batch.id)
         threshold = _threshold(flow)
         try:
-            with errors_path.open("wb") as errors_file:
-                batches = self._mapped(connector.read(request), mapping, errors_file, threshold, run)
+            with RowErrorWriter(errors_path) as row_errors:
+                batches = self._mapped(connector.read(request), mapping, row_errors, threshold, run)
                 files = svc.lake.write_files(table, batches, mapping.target)
         finally:
             connector.close()
@@ -233,12 +231,11 @@ class RunExecution:
         self,
         source: Iterator[pa.RecordBatch],
         mapping: Any,
-        errors_file: Any,
+        row_errors: RowErrorWriter,
         threshold: float | None,
         run: Resource,
     ) -> Iterator[pa.RecordBatch]:
         counters = self.counters
-        stored = 0
         for batch in source:
             counters.input_records += batch.num_rows
             counters.input_bytes += batch.nbytes
@@ -247,7 +244,8 @@ class RunExecution:
             counters.failed_records += failed
             counters.output_records += result.output.num_rows
             if result.errors:
-                stored = self._store_errors(batch, result.errors, errors_file, stored)
+                row_errors.add(batch, result.errors)
+                self.counters.error_codes = row_errors.codes
             self._progress(run)
             crash_point("mid_read")
             if result.output.num_rows:
@@ -259,26 +257,6 @@ class RunExecution:
         ):
             raise ThresholdExceeded(counters.failed_records, counters.input_records, threshold)
 
-    def _store_errors(self, batch: pa.RecordBatch, errors: list[Any], out: Any, stored: int) -> int:
-        by_row: dict[int, list[dict[str, str]]] = {}
-        for error in errors:
-            by_row.setdefault(error.row, []).append({"code": error.code, "message": error.message})
-            self.counters.error_codes[error.code] = self.counters.error_codes.get(error.code, 0) + 1
-        for row, row_errors in by_row.items():
-            if stored >= MAX_STORED_ROW_ERRORS:
-                break
-            record = batch.slice(row, 1).to_pylist()[0]
-            out.write(
-                orjson.dumps(
-                    {"_corrupt_record": record, "_errors": row_errors, "_row": row},
-                    default=str,
-                    option=orjson.OPT_NON_STR_KEYS,
-                )
-                + b"\n"
-            )
-            stored += 1
-        return stored
-
     def _progress(self, run: Resource) -> None:
         if self.on_progress:
             self.on_progress(self.counters)
@@ -287,11 +265,6 @@ class RunExecution:
             current = self.services.store.get("run", run.scope, run.id)
             if current is not None:
                 self._save(current, {"metrics": {**current.doc["metrics"], "recordSummary": self._records()}})
-
-    def _errors_path(self, batch_id: str) -> Path:
-        folder = self.services.settings.warehouse_dir / "_errors" / batch_id
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / "row_errors.json"
 
     # --- outcomes ---
     def _records(self) -> dict[str, int]:

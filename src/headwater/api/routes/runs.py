@@ -12,6 +12,7 @@ from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
 from headwater.api.routes.crud import list_response
 from headwater.errors import BadRequest, NotFound
+from headwater.runtime.rowerrors import errors_file as row_errors_file
 from headwater.services import listing
 from headwater.services.tenancy import Actor
 
@@ -114,7 +115,7 @@ async def batch_meta(ident: str, request: Request, actor: Actor = Depends(platfo
     svc = services(request)
     batch = await calls.read(svc, svc.batches.get, actor, ident)
     path = request.query_params.get("path", "")
-    errors_file = svc.settings.warehouse_dir / "_errors" / batch.id / "row_errors.json"
+    errors_file = row_errors_file(svc.settings.warehouse_dir, batch.id)
     base = f"{EXPORT}/batches/{batch.id}/meta"
     if path == "row_errors":
         items = []
