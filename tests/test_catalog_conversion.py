@@ -25,6 +25,7 @@ from tests.test_schemaregistry import (
     error_paths,
     seed_schema,
 )
+from tests.test_tutorials import DOC_004_MAPPING
 
 CATALOG = "/data/foundation/catalog"
 CONVERSION = "/data/foundation/conversion"
@@ -71,54 +72,6 @@ SEED_002_MAPPING = """{
             }
         ]
     }"""
-
-# Seed 004's mapping request as written; its tenant (extconndev) is this test's tenant.
-SEED_004_MAPPING = """{
-"outputSchema": {
-"schemaRef": {
-"id": "https://ns.adobe.com/{TENANT_ID}/schemas/{SCHEMA_HEX}",
-"contentType": "application/vnd.adobe.xed-full+json;version=1"
-}
-},
-"mappings": [
-{
-"destinationXdmPath": "_extconndev.cio_id",
-"sourceAttribute": "data.identifiers.cio_id",
-"identity": false,
-"version": 0
-},
-{
-"destinationXdmPath": "_extconndev.email",
-"sourceAttribute": "data.identifiers.email",
-"identity": false,
-"version": 0
-},
-{
-"destinationXdmPath": "_extconndev.event_id0",
-"sourceAttribute": "event_id",
-"identity": false,
-"version": 0
-},
-{
-"destinationXdmPath": "_extconndev.metricx",
-"sourceAttribute": "metric",
-"identity": false,
-"version": 0
-},
-{
-"destinationXdmPath": "_extconndev.object_type1",
-"sourceAttribute": "object_type",
-"identity": false,
-"version": 0
-},
-{
-"destinationXdmPath": "_extconndev.timestampx",
-"sourceAttribute": "timestamp",
-"identity": false,
-"version": 0
-}
-]
-}"""
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -328,11 +281,7 @@ def test_seed_004_mapping_request_as_written(api: ApiClient) -> None:
     }
     group = create_fieldgroup(api, fields, "Customer.io")
     schema = create_schema(api, PROFILE, group["$id"])
-    text = (
-        SEED_004_MAPPING.replace("{TENANT_ID}", tenant)
-        .replace("{SCHEMA_HEX}", schema["$id"].rsplit("/", 1)[-1])
-        .replace("_extconndev.", f"_{tenant}.")
-    )
+    text = DOC_004_MAPPING.replace("{SCHEMA_ID}", schema["$id"]).replace("_extconndev.", f"_{tenant}.")
     response = post_text(api, f"{CONVERSION}/mappingSets", text)
     assert response.status_code == 201, response.text
     body = response.json()

@@ -4,7 +4,7 @@ Writes are two-stage so that a commit can be retried: ``write_files`` streams Ar
 data files (bounded memory; nothing visible yet), then ``commit`` adds them in ONE snapshot whose
 summary carries the checkpoint (flow, run, batch, watermark). Either the data and its checkpoint are
 both in the table, or neither is. Data files written by a run that never committed are orphans, never
-visible; ``expire`` removes old ones.
+visible (removing them, and expiring old snapshots, is not implemented yet).
 
 Reads always go through the table's current snapshot (``scan``), never through the folder's files.
 """
@@ -218,7 +218,3 @@ def _missing_fields(current: pa.Schema, wanted: pa.Schema) -> bool:
         if nested and _missing_fields(pa.schema(list(have)), pa.schema(list(field.type))):
             return True
     return False
-
-
-def checkpoint_values(**values: Any) -> dict[str, str]:
-    return {k: str(v) for k, v in values.items() if v is not None}

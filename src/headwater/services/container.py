@@ -77,6 +77,8 @@ class Services:
         self.runs = Runs(self)
         self.batches = Batches(self)
         self.lake = Lake(settings)
+        # A deleted dataset's table goes with it (after the metadata commit), not left behind as orphan files.
+        self.datasets.on_deleted(lambda actor, dataset: self.lake.drop(actor.scope, dataset.id))
         self.outbound = OutboundPolicy.from_settings(settings)
 
     def start(self) -> bool:

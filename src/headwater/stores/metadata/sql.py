@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import functools
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -195,9 +194,10 @@ class SqlMetadataStore(MetadataStore):
         wanted = list(dict.fromkeys(idents))
         if not wanted:
             return {}
-        query = select(t.resources).where(_in_scope(kind, scope), t.resources.c.id.in_(wanted))
+        query = select(t.resources).where(_SCOPE, t.resources.c.id.in_(wanted))
         with self.read_engine.connect() as conn:
-            return {r["id"]: self._resource(r) for r in conn.execute(query).mappings()}
+            rows = conn.execute(query, _scope_params(kind, scope)).mappings()
+            return {r["id"]: self._resource(r) for r in rows}
 
     def update(self, resource: Resource, expected_etag: str) -> None:
         row = self._row(resource)
@@ -436,14 +436,3 @@ class SqlMetadataStore(MetadataStore):
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
-
-
-@functools.cache
-def _scope_columns() -> tuple[Any, Any, Any]:
-    c = t.resources.c
-    return c.kind, c.org_id, c.sandbox_id
-
-
-def _in_scope(kind: str, scope: Scope) -> Any:
-    k, o, s = _scope_columns()
-    return and_(k == kind, o == scope.org_id, s == scope.sandbox_id)
