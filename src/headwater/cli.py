@@ -24,6 +24,10 @@ datasets_app = typer.Typer(no_args_is_help=True, help="Datasets of the default o
 app.add_typer(flows_app, name="flows")
 app.add_typer(datasets_app, name="datasets")
 console = Console(stderr=True)
+from headwater.cli_data360 import keys_app, users_app  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 
 
 def _settings() -> Settings:

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
         description="How long a worker holds a run without renewing; after that another takes it over.",
     )
     worker_poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for runs.")
+    stream_log: str = Field(
+        "local",
+        description="Where acknowledged streaming messages are kept until committed to datasets: 'local' (a "
+        "log in HOME/streams, synced to disk before each acknowledgement) or a NATS JetStream URL "
+        "(nats://host:4222) for several servers.",
+    )
+    stream_flush_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="How often (at most) a continuous streaming flow commits to its dataset's table.",
+    )
 
     @field_validator("home")
     @classmethod
@@ -121,6 +133,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def streams_dir(self) -> Path:
+        return self.home / "streams"
 
     @property
     def warehouse_dir(self) -> Path:

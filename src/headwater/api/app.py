@@ -62,10 +62,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     errors.install(app)
     from headwater.api.routes import (
         catalog,
+        collection,
         conversion,
+        data360,
         flowservice,
         ims,
         mappingpreview,
+        oauth,
         runs,
         schemaregistry,
         uploads,
@@ -79,6 +82,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(conversion.router)
     app.include_router(runs.router)
     app.include_router(uploads.router)
+    app.include_router(collection.router)
+    app.include_router(oauth.router)
+    app.include_router(data360.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:

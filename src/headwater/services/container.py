@@ -80,6 +80,13 @@ class Services:
         # A deleted dataset's table goes with it (after the metadata commit), not left behind as orphan files.
         self.datasets.on_deleted(lambda actor, dataset: self.lake.drop(actor.scope, dataset.id))
         self.outbound = OutboundPolicy.from_settings(settings)
+        from headwater.services.data360.connectors import IngestionConnectors
+        from headwater.services.data360.identity import Data360Identity
+        from headwater.services.streaming import Streams
+
+        self.identity = Data360Identity(self)
+        self.ingestion_connectors = IngestionConnectors(self)
+        self.streams = Streams(self)
 
     def start(self) -> bool:
         """Migrate the metadata store and make sure the default organization exists.
@@ -91,4 +98,5 @@ class Services:
         return created
 
     def close(self) -> None:
+        self.streams.close()
         self.store.close()

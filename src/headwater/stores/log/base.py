@@ -1,0 +1,59 @@
+"""The streaming log: where an acknowledged message is kept until a micro-batcher commits it to a dataset.
+
+A log holds named streams (one per streaming flow; the name is the flow id). ``append`` returns only when
+the records are durable (the local log has fsynced them; JetStream has acknowledged them), so the inlet
+may answer 2xx. Each record gets an ``offset``; ``read`` returns records in append order from an offset,
+each with the offset to resume after it (``next_offset``). Consumers keep their position themselves (the
+micro-batcher stores it in the Iceberg snapshot it commits), so the log needs no consumer state and a
+restart resumes exactly where the last commit left off.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    offset: int  # where this record starts
+    next_offset: int  # where the record after it starts: resume from here
+    payload: bytes
+    appended_ms: int  # wall-clock time the log accepted it (epoch ms)
+
+
+class StreamLog(ABC):
+    """Thread-safe; usable from several processes at once (API workers append, a worker reads)."""
+
+    #: The offset of the first record of every stream (read from here to get everything).
+    START: int = 0
+
+    @abstractmethod
+    def append(self, stream: str, payloads: Sequence[bytes]) -> list[int]:
+        """Append ``payloads`` in order; return their offsets once they are durable."""
+
+    async def append_async(self, stream: str, payloads: Sequence[bytes]) -> list[int]:
+        """``append`` for the event loop: concurrent callers share one disk sync (group commit)."""
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.append, stream, payloads)
+
+    @abstractmethod
+    def read(self, stream: str, offset: int, max_records: int = 10_000, max_bytes: int = 64 << 20) -> list[LogRecord]:
+        """Records from ``offset`` on (at most ``max_records``/about ``max_bytes``); [] when none yet."""
+
+    @abstractmethod
+    def end_offset(self, stream: str) -> int:
+        """The offset the next appended record will get (``START`` for an empty or unknown stream)."""
+
+    @abstractmethod
+    def release(self, stream: str, before: int) -> None:
+        """Records before ``before`` are committed downstream; the log may reclaim their space."""
+
+    @abstractmethod
+    def drop(self, stream: str) -> None:
+        """Forget a stream entirely (its flow was deleted)."""
+
+    def close(self) -> None:
+        """Release connections and files."""
