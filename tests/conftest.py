@@ -54,7 +54,7 @@ def worker(server: LiveServer) -> Iterator[Worker]:
     other tests (some point at hosts beyond loopback) must not run; tests drive the scheduler themselves."""
     import threading
 
-    runner = Worker(server.services, name="test-worker", schedule=False)
+    runner = Worker(server.services, name="test-worker", schedule=False, streaming=False)
     thread = threading.Thread(target=runner.run_forever, daemon=True)
     thread.start()
     yield runner

@@ -34,7 +34,11 @@ PREFIX = "headwater."
 # pyiceberg accumulates this many bytes of Arrow data in memory before writing a data file (default
 # 512 MiB): 128 MiB keeps a run's memory bounded well under the 1.5 GB target and still writes files of
 # tens of MB of Parquet.
-TABLE_PROPERTIES = {"write.target-file-size-bytes": str(128 * 1024 * 1024)}
+TABLE_PROPERTIES = {
+    "write.target-file-size-bytes": str(128 * 1024 * 1024),
+    # Streaming flows commit about once a second: merge small manifests so reads stay fast.
+    "commit.manifest-merge.enabled": "true",
+}
 _COMMIT_ATTEMPTS = 20
 
 
@@ -176,6 +180,79 @@ class Lake:
                     raise
                 table = self.catalog.load_table(table.name())
         raise AssertionError("unreachable")
+
+    # --- streaming commits ---
+    @staticmethod
+    def stream_offset(table: Table, flow_id: str) -> int:
+        """Where ``flow_id``'s streaming log is committed up to in ``table`` (0: nothing yet)."""
+        return int(table.properties.get(f"{PREFIX}stream.{flow_id}.offset", "0"))
+
+    def commit_stream(
+        self,
+        table: Table,
+        data_files: list[DataFile],
+        flow_id: str,
+        start: int,
+        next_offset: int,
+        checkpoint: dict[str, Any],
+        delete_filter: Any = None,
+    ) -> tuple[Table, bool]:
+        """Commit a micro-batch read from ``flow_id``'s log between ``start`` and ``next_offset``.
+
+        The log position is a table property set in the same Iceberg transaction as the rows, so rows
+        and position become visible together or not at all. The transaction asserts that the table's
+        current snapshot is the one this call checked the position on (compare-and-swap): when another
+        committer moved the position first, nothing is added and (table, False) comes back. With
+        ``delete_filter``, matching rows are deleted in the same transaction (upserts, deletions).
+        """
+        from pyiceberg.exceptions import CommitFailedException
+        from pyiceberg.table.update import AssertRefSnapshotId
+
+        key = f"{PREFIX}stream.{flow_id}.offset"
+        properties = {PREFIX + k: str(v) for k, v in checkpoint.items()}
+        properties[PREFIX + "flowId"] = flow_id
+        properties[PREFIX + "streamFrom"] = str(start)
+        properties[PREFIX + "streamTo"] = str(next_offset)
+        for attempt in range(_COMMIT_ATTEMPTS):
+            if self.stream_offset(table, flow_id) != start:
+                return table, False
+            snapshot = table.current_snapshot()
+            try:
+                with table.transaction() as tx:
+                    tx._apply(
+                        (),
+                        (
+                            AssertRefSnapshotId(
+                                snapshot_id=snapshot.snapshot_id if snapshot else None, ref="main"
+                            ),
+                        ),
+                    )
+                    tx.set_properties({key: str(next_offset)})
+                    if delete_filter is not None and snapshot is not None:
+                        tx.delete(delete_filter=delete_filter, snapshot_properties=properties)
+                    if data_files:
+                        with tx.update_snapshot(snapshot_properties=properties).merge_append() as add:
+                            for data_file in data_files:
+                                add.append_data_file(data_file)
+                return table, True
+            except CommitFailedException:
+                if attempt == _COMMIT_ATTEMPTS - 1:
+                    raise
+                table = self.catalog.load_table(table.name())
+        raise AssertionError("unreachable")
+
+    def expire_snapshots(self, table: Table, older_than_ms: int, keep: int = 10) -> int:
+        """Expire snapshots older than ``older_than_ms`` beyond the ``keep`` newest; returns how many."""
+        snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms, reverse=True)
+        current = table.current_snapshot()
+        old = [
+            s.snapshot_id
+            for s in snapshots[keep:]
+            if s.timestamp_ms < older_than_ms and (current is None or s.snapshot_id != current.snapshot_id)
+        ]
+        if old:
+            table.maintenance.expire_snapshots().by_ids(old).commit()
+        return len(old)
 
     # --- checkpoints and reads ---
     def checkpoints(self, table: Table, **match: str) -> Iterator[Checkpoint]:

@@ -408,35 +408,42 @@ class RunExecution:
 
     def _save(self, resource: Resource, changes: dict[str, Any], started: int | None = None) -> Resource:
         """Update a run or batch document the runtime owns (the worker holds the run's lease)."""
-        for _ in range(5):
-            doc = {**resource.doc, **changes, "updatedAt": now_ms()}
-            if started is not None:
-                doc["metrics"] = {
-                    **doc["metrics"],
-                    "durationSummary": {"startedAtUTC": started, "completedAtUTC": None},
-                    "statusSummary": {"status": IN_PROGRESS, "errors": []},
-                }
-            updated = Resource(
-                resource.kind,
-                resource.id,
-                resource.scope,
-                doc,
-                new_etag(),
-                resource.name,
-                resource.alt_id,
-                resource.created_at,
-                doc["updatedAt"],
-                refs=_refs(resource),
-            )
-            try:
-                self.services.store.update(updated, resource.etag)
-                return updated
-            except StaleWrite:
-                fresh = self.services.store.get(resource.kind, resource.scope, resource.id)
-                if fresh is None:
-                    return resource
-                resource = fresh
-        raise HeadwaterError(f"could not save {resource.kind} {resource.id}: too many concurrent updates")
+        if started is not None:
+            metrics = {
+                **resource.doc["metrics"],
+                **(changes.get("metrics") or {}),
+                "durationSummary": {"startedAtUTC": started, "completedAtUTC": None},
+                "statusSummary": {"status": IN_PROGRESS, "errors": []},
+            }
+            changes = {**changes, "metrics": metrics}
+        return save_resource(self.services, resource, changes)
+
+
+def save_resource(services: Services, resource: Resource, changes: dict[str, Any]) -> Resource:
+    """Apply ``changes`` to a run or batch document, retrying on concurrent updates."""
+    for _ in range(5):
+        doc = {**resource.doc, **changes, "updatedAt": now_ms()}
+        updated = Resource(
+            resource.kind,
+            resource.id,
+            resource.scope,
+            doc,
+            new_etag(),
+            resource.name,
+            resource.alt_id,
+            resource.created_at,
+            doc["updatedAt"],
+            refs=_refs(resource),
+        )
+        try:
+            services.store.update(updated, resource.etag)
+            return updated
+        except StaleWrite:
+            fresh = services.store.get(resource.kind, resource.scope, resource.id)
+            if fresh is None:
+                return resource
+            resource = fresh
+    raise HeadwaterError(f"could not save {resource.kind} {resource.id}: too many concurrent updates")
 
 
 def _refs(resource: Resource) -> list[tuple[str, str]]:

@@ -25,10 +25,10 @@ def errors_file(warehouse: Path, batch_id: str) -> Path:
 class RowErrorWriter:
     """Writes a batch's failed records; counts every error code. Use as a context manager."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, append: bool = False, stored: int = 0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = path.open("wb")
-        self.stored = 0
+        self._out = path.open("ab" if append else "wb")
+        self.stored = stored
         self.codes: dict[str, int] = {}
 
     def add(self, batch: pa.RecordBatch, errors: list[Any]) -> None:

@@ -48,9 +48,12 @@ def latest_due_slot(schedule: dict[str, object], now: datetime) -> int | None:
 
 
 class Worker:
-    def __init__(self, services: Services, name: str | None = None, schedule: bool = True) -> None:
+    def __init__(
+        self, services: Services, name: str | None = None, schedule: bool = True, streaming: bool = True
+    ) -> None:
         self.services = services
         self.schedule = schedule
+        self.streaming = streaming
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_hex(3)}"
         self.settings = services.settings
         self.stop_event = threading.Event()
@@ -58,6 +61,20 @@ class Worker:
     # --- loop ---
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
+        supervisor = None
+        if self.streaming:  # streaming flows: a micro-batcher per flow, beside the run loop
+            from headwater.runtime.streaming import start_in_background as start_streaming
+
+            supervisor = start_streaming(self.services)
+        try:
+            self._loop()
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+                supervisor.stop_all()
+        log.info("worker %s stopped", self.name)
+
+    def _loop(self) -> None:
         while not self.stop_event.is_set():
             try:
                 if self.schedule:
@@ -68,7 +85,6 @@ class Worker:
                 worked = False
             if not worked:
                 self.stop_event.wait(self.settings.worker_poll_seconds)
-        log.info("worker %s stopped", self.name)
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -21,15 +21,57 @@ Flow options the micro-batcher (runtime/streaming.py) reads:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from headwater.stores.log import StreamLog, open_log
-from headwater.stores.metadata import Scope
+from headwater.stores.metadata import Resource, Scope
+from headwater.stores.secrets import is_sealed
+
+INLET_CACHE_SECONDS = 2.0
+SIGNATURE_MAX_AGE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class InletFlow:
+    flow_id: str
+    enabled: bool
+    dataset_id: str | None
+    schema_id: str | None
+    signing_key: str | None  # Customer.io webhook signing key of the flow's source (decrypted)
+
+
+@dataclass(frozen=True)
+class Inlet:
+    """Where an inlet id leads: a streaming flow's own inlet, or an HTTP API connection's."""
+
+    inlet_id: str
+    scope: Scope
+    sandbox_name: str
+    kind: str  # "flow" | "connection"
+    resource_id: str
+    auth_required: bool
+    flows: tuple[InletFlow, ...] = field(default=())
+
+    def flow(self, flow_id: str) -> InletFlow | None:
+        return next((f for f in self.flows if f.flow_id == flow_id), None)
+
+
+class MessageRejected(Exception):
+    """One message cannot be accepted; ``status`` and ``message`` go into its response."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
 
 if TYPE_CHECKING:
     from headwater.services.container import Services
@@ -40,6 +82,10 @@ class Streams:
         self.services = services
         self._log: StreamLog | None = None
         self._lock = threading.Lock()
+        self._inlets: dict[str, tuple[float, Inlet | None]] = {}
+        self._index: dict[str, tuple[str, Scope, str]] = {}
+        self._index_built = 0.0
+        self.validators: dict[str, Any] = {}  # flow id -> MicroBatcher, for synchronous validation
 
     @property
     def log(self) -> StreamLog:
@@ -56,6 +102,177 @@ class Streams:
         now = int(time.time() * 1000)
         payloads = [orjson.dumps({"k": kind, "t": now, "o": scope.org_id, "r": r}) for r in records]
         return await self.log.append_async(flow_id, payloads)
+
+    # --- inlets ---
+    def inlet(self, inlet_id: str) -> Inlet | None:
+        """The inlet ``inlet_id``, cached briefly. An unknown id rescans flows and connections, at most
+        once a second (flow and connection changes in this process reset that at once)."""
+        now = time.monotonic()
+        hit = self._inlets.get(inlet_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        where = self._index.get(inlet_id)
+        if where is None and now - self._index_built >= 1.0:
+            with self._lock:
+                self._index = self._scan_inlets()
+                self._index_built = time.monotonic()
+            where = self._index.get(inlet_id)
+        if where is None:
+            return None
+        inlet = self._load_inlet(inlet_id, *where)
+        if len(self._inlets) > 10_000:
+            self._inlets.clear()
+        self._inlets[inlet_id] = (now + INLET_CACHE_SECONDS, inlet)
+        return inlet
+
+    def _scan_inlets(self) -> dict[str, tuple[str, Scope, str]]:
+        index: dict[str, tuple[str, Scope, str]] = {}
+        store = self.services.store
+        for flow in store.scan_kind("flow"):
+            inlet_id = (flow.doc.get("options") or {}).get("inletId")
+            if isinstance(inlet_id, str):
+                index[inlet_id] = ("flow", flow.scope, flow.id)
+        for conn in store.scan_kind("connection"):
+            inlet_id = ((conn.doc.get("auth") or {}).get("params") or {}).get("inletId")
+            if isinstance(inlet_id, str):
+                index[inlet_id] = ("connection", conn.scope, conn.id)
+        return index
+
+    def _load_inlet(self, inlet_id: str, kind: str, scope: Scope, resource_id: str) -> Inlet | None:
+        store = self.services.store
+        resource = store.get(kind, scope, resource_id)
+        if resource is None:
+            return None
+        if kind == "flow":
+            flows = [resource]
+            auth_required = False
+        else:
+            params = (resource.doc.get("auth") or {}).get("params") or {}
+            auth_required = params.get("authenticationRequired") is True
+            flows = self._flows_of_connection(scope, resource_id)
+        return Inlet(
+            inlet_id,
+            scope,
+            str(resource.doc.get("sandboxName") or ""),
+            kind,
+            resource_id,
+            auth_required,
+            tuple(self._inlet_flow(scope, flow) for flow in flows),
+        )
+
+    def _flows_of_connection(self, scope: Scope, connection_id: str) -> list[Resource]:
+        store = self.services.store
+        flows: list[Resource] = []
+        for kind, source_id in store.referrers(scope, "connection", connection_id):
+            if kind != "sourceConnection":
+                continue
+            for flow_kind, flow_id in store.referrers(scope, "sourceConnection", source_id):
+                flow = store.get("flow", scope, flow_id) if flow_kind == "flow" else None
+                if flow is not None:
+                    flows.append(flow)
+        return flows
+
+    def _inlet_flow(self, scope: Scope, flow: Resource) -> InletFlow:
+        store = self.services.store
+        dataset_id = schema_id = signing_key = None
+        targets = flow.doc.get("targetConnectionIds") or []
+        target = store.get("targetConnection", scope, targets[0]) if targets else None
+        if target is not None:
+            dataset_id = (target.doc.get("params") or {}).get("dataSetId")
+            dataset = store.get("dataSet", scope, dataset_id) if dataset_id else None
+            if dataset is not None:
+                schema_id = (dataset.doc.get("schemaRef") or {}).get("id")
+        sources = flow.doc.get("sourceConnectionIds") or []
+        source = store.get("sourceConnection", scope, sources[0]) if sources else None
+        base_id = source.doc.get("baseConnectionId") if source is not None else None
+        base = store.get("connection", scope, base_id) if base_id else None
+        if base is not None:
+            sealed = ((base.doc.get("auth") or {}).get("params") or {}).get("webhookSigningKey")
+            if is_sealed(sealed):
+                signing_key = self.services.box.open(sealed, f"{scope.org_id}:webhookSigningKey")
+            elif isinstance(sealed, str) and sealed:
+                signing_key = sealed
+        return InletFlow(flow.id, flow.doc.get("state") == "enabled", dataset_id, schema_id, signing_key)
+
+    def forget_inlets(self) -> None:
+        self._inlets.clear()
+        self._index_built = 0.0
+
+    # --- messages ---
+    def route(self, inlet: Inlet, message: Any, flow_hint: str | None) -> tuple[str, str, dict[str, Any]]:
+        """(flow id, kind, record) of one message posted to ``inlet``; MessageRejected when it cannot go."""
+        if not isinstance(message, dict):
+            raise MessageRejected(
+                f"inletId: [{inlet.inlet_id}] imsOrgId: [{inlet.scope.org_id}] "
+                "Message has unknown xdm format: a message must be a JSON object"
+            )
+        header, body = message.get("header"), message.get("body")
+        if isinstance(header, dict) and isinstance(body, dict) and "xdmEntity" in body:
+            return self._route_xdm(inlet, header, body, flow_hint)
+        flow = self._pick_flow(inlet, flow_hint, None)
+        return flow.flow_id, "raw", message
+
+    def _route_xdm(
+        self, inlet: Inlet, header: dict[str, Any], body: dict[str, Any], flow_hint: str | None
+    ) -> tuple[str, str, dict[str, Any]]:
+        prefix = f"inletId: [{inlet.inlet_id}] imsOrgId: [{inlet.scope.org_id}]"
+        org = header.get("imsOrgId")
+        if org is not None and org != inlet.scope.org_id:
+            raise MessageRejected(f"{prefix} header.imsOrgId [{org}] is not the organization of this inlet")
+        entity = body.get("xdmEntity")
+        if not isinstance(entity, dict):
+            raise MessageRejected(f"{prefix} body.xdmEntity must be an object")
+        dataset_id = header.get("datasetId")
+        hint = header.get("flowId") if isinstance(header.get("flowId"), str) else flow_hint
+        flow = self._pick_flow(inlet, hint, dataset_id if isinstance(dataset_id, str) else None)
+        if dataset_id is not None and dataset_id != flow.dataset_id:
+            raise MessageRejected(
+                f"{prefix} header.datasetId [{dataset_id}] is not the dataset of dataflow {flow.flow_id}"
+            )
+        ref = header.get("schemaRef")
+        schema_id = ref.get("id") if isinstance(ref, dict) else None
+        if schema_id is not None and schema_id != flow.schema_id:
+            raise MessageRejected(
+                f"{prefix} header.schemaRef.id [{schema_id}] does not exist or is not the schema of dataset "
+                f"{flow.dataset_id}"
+            )
+        return flow.flow_id, "xdm", entity
+
+    def _pick_flow(self, inlet: Inlet, flow_id: str | None, dataset_id: str | None) -> InletFlow:
+        prefix = f"inletId: [{inlet.inlet_id}] imsOrgId: [{inlet.scope.org_id}]"
+        if flow_id is not None:
+            flow = inlet.flow(flow_id)
+            if flow is None:
+                raise MessageRejected(f"{prefix} dataflow [{flow_id}] does not take messages from this inlet")
+            return flow
+        candidates = [f for f in inlet.flows if dataset_id is None or f.dataset_id == dataset_id]
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise MessageRejected(f"{prefix} no dataflow takes messages from this inlet; create one first")
+        raise MessageRejected(
+            f"{prefix} several dataflows take messages from this inlet: name one with the x-adobe-flow-id "
+            "header or header.flowId"
+        )
+
+    @staticmethod
+    def check_signature(key: str, body: bytes, signature: str | None, timestamp: str | None) -> str | None:
+        """Customer.io's request signature: hex HMAC-SHA256 of ``v0:{timestamp}:{body}``. None when
+        valid, else why not."""
+        if not signature or not timestamp:
+            return "X-CIO-Signature and X-CIO-Timestamp are required: this inlet verifies signatures"
+        try:
+            sent = int(timestamp)
+        except ValueError:
+            return "X-CIO-Timestamp must be a Unix time in seconds"
+        if abs(time.time() - sent) > SIGNATURE_MAX_AGE_SECONDS:
+            return f"X-CIO-Timestamp is more than {SIGNATURE_MAX_AGE_SECONDS} seconds from now: stale request"
+        expected = hmac.new(
+            key.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256
+        ).hexdigest()
+        if not hmac.compare_digest(expected, signature.strip().lower()):
+            return "X-CIO-Signature does not match the request body"
+        return None
 
     def close(self) -> None:
         if self._log is not None:

@@ -1,5 +1,214 @@
+"""Streaming inlets: ``POST /collection/{inletId}`` and ``POST /collection/batch/{inletId}``.
+
+They follow Adobe's Data Collection Service: one message answers 200 with an ``xactionId``; a batch of
+messages always answers 207 with one response per message, in order. A 2xx is sent only once the
+messages are durable in the streaming log. Errors use the service's own problem shape
+(``http://ns.adobe.com/adobecloud/problem/data-collection-service/...``), not the platform's.
+"""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import os
+import time
+from typing import Any
 
-router = APIRouter()
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from headwater.services.container import Services
+from headwater.services.streaming import Inlet, MessageRejected
+
+router = APIRouter(tags=["Streaming ingestion"])
+
+MAX_BODY = 1024 * 1024
+PROBLEM = "http://ns.adobe.com/adobecloud/problem/data-collection-service"
+_PID = os.getpid() % 10_000
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _problem(status: int, title: str, message: str, kind: str = "inlet", **extra: Any) -> Response:
+    return _json(
+        status,
+        {
+            "type": f"{PROBLEM}/{kind}",
+            "status": status,
+            "title": title,
+            "report": {"message": message, **extra},
+        },
+    )
+
+
+async def _read_body(request: Request) -> bytes | Response:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        return _problem(413, "Payload Too Large", f"The request body is over {MAX_BODY} bytes (1 MB).")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return _problem(413, "Payload Too Large", f"The request body is over {MAX_BODY} bytes (1 MB).")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _authorize(svc: Services, inlet: Inlet, request: Request) -> Response | None:
+    if not inlet.auth_required:
+        return None
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if not header or not token.strip():
+        return _problem(
+            401,
+            "Authorization",
+            f"[{inlet.inlet_id}] Ims service token is empty",
+            kind="data-collection-service-authorization",
+        )
+    claims = svc.tokens.verify(token.strip()) if scheme.lower() == "bearer" else None
+    if claims is None or claims.org_id != inlet.scope.org_id:
+        return _problem(
+            403,
+            "Forbidden",
+            f"[{inlet.inlet_id}] the access token is not valid for this inlet: expired, malformed, or of "
+            "another organization",
+            kind="data-collection-service-authorization",
+        )
+    return None
+
+
+async def _prepare(request: Request, inlet_id: str) -> tuple[Services, Inlet, bytes] | Response:
+    svc: Services = request.app.state.services
+    inlet = svc.streams.inlet(inlet_id)
+    if inlet is None:
+        return _problem(404, "Not Found", f"Inlet [{inlet_id}] does not exist.")
+    refused = _authorize(svc, inlet, request)
+    if refused is not None:
+        return refused
+    body = await _read_body(request)
+    if isinstance(body, Response):
+        return body
+    signed = [f for f in inlet.flows if f.signing_key]
+    if signed:  # a Customer.io source with a webhook signing key: the request must be signed with it
+        why = svc.streams.check_signature(
+            signed[0].signing_key or "",
+            body,
+            request.headers.get("x-cio-signature"),
+            request.headers.get("x-cio-timestamp"),
+        )
+        if why is not None:
+            return _problem(401, "Invalid Signature", why, kind="data-collection-service-authorization")
+    return svc, inlet, body
+
+
+def _flow_hint(request: Request) -> str | None:
+    return request.headers.get("x-adobe-flow-id") or request.query_params.get("x-adobe-flow-id") or None
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MessageRejected(f"The body is not valid JSON: {exc}") from exc
+
+
+@router.post("/collection/{inlet_id}", summary="Send one message to a streaming inlet")
+async def collect_one(inlet_id: str, request: Request) -> Response:
+    """Takes one XDM envelope (``header``/``body.xdmEntity``) or one raw JSON record (routed by the
+    ``x-adobe-flow-id`` header or query parameter, shaped by that flow's mapping). 200 once durable.
+    With ``?syncValidation=true`` the message is validated against the schema first (400 on failure)."""
+    prepared = await _prepare(request, inlet_id)
+    if isinstance(prepared, Response):
+        return prepared
+    svc, inlet, body = prepared
+    received = int(time.time() * 1000)
+    try:
+        message = _parse(body)
+        flow_id, kind, record = svc.streams.route(inlet, message, _flow_hint(request))
+    except MessageRejected as exc:
+        return _problem(exc.status, "Bad Request", exc.message)
+    sync = request.query_params.get("syncValidation") or request.query_params.get("synchronousValidation")
+    validation: dict[str, Any] = {"skipped": True}
+    if sync and sync.lower() == "true":
+        from headwater.runtime.streaming import validate_message
+
+        report = validate_message(svc, inlet.scope, flow_id, kind, record)
+        if report is not None:
+            return _json(
+                400,
+                {
+                    "type": f"{PROBLEM}/inlet",
+                    "status": 400,
+                    "title": "Invalid XDM Message Format",
+                    "report": {
+                        "message": f"inletId: [{inlet.inlet_id}] imsOrgId: [{inlet.scope.org_id}] "
+                        "Message is invalid",
+                        "cause": {"_streamingValidation": [report]},
+                    },
+                },
+            )
+        validation = {"status": "pass"}
+    try:
+        offsets = await svc.streams.publish(inlet.scope, flow_id, [record], kind=kind)
+    except Exception:
+        return _problem(503, "Service Unavailable", "The streaming log is not available; retry with backoff.")
+    return _json(
+        200,
+        {
+            "inletId": inlet.inlet_id,
+            "xactionId": f"{received}:{_PID}:{offsets[0]}",
+            "receivedTimeMs": received,
+            "syncValidation": validation,
+        },
+    )
+
+
+@router.post(
+    "/collection/batch/{inlet_id}", summary="Send several messages to a streaming inlet", status_code=207
+)
+async def collect_batch(inlet_id: str, request: Request) -> Response:
+    """Takes ``{"messages": [...]}`` and always answers 207 with one response per message, in order: an
+    ``xactionId`` for each message accepted (durable), or ``statusCode`` and ``message``."""
+    prepared = await _prepare(request, inlet_id)
+    if isinstance(prepared, Response):
+        return prepared
+    svc, inlet, body = prepared
+    received = int(time.time() * 1000)
+    try:
+        parsed = _parse(body)
+    except MessageRejected as exc:
+        return _problem(400, "Bad Request", exc.message)
+    messages = parsed.get("messages") if isinstance(parsed, dict) else None
+    if not isinstance(messages, list):
+        return _problem(400, "Bad Request", 'The body must be {"messages": [...]}: "messages" is missing.')
+    hint = _flow_hint(request)
+    responses: list[dict[str, Any]] = []
+    by_flow: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
+    for index, message in enumerate(messages):
+        try:
+            flow_id, kind, record = svc.streams.route(inlet, message, hint)
+        except MessageRejected as exc:
+            responses.append({"statusCode": exc.status, "message": exc.message})
+            continue
+        responses.append({})
+        by_flow.setdefault((flow_id, kind), []).append((index, record))
+    batch_id = f"{received}:{_PID}"
+    for (flow_id, kind), items in by_flow.items():
+        try:
+            offsets = await svc.streams.publish(inlet.scope, flow_id, [r for _, r in items], kind=kind)
+        except Exception:
+            for index, _ in items:
+                responses[index] = {
+                    "statusCode": 503,
+                    "message": "The streaming log is not available; retry.",
+                }
+            continue
+        for (index, _), offset in zip(items, offsets, strict=True):
+            responses[index] = {"xactionId": f"{batch_id}:{offset}"}
+    return _json(
+        207,
+        {"inletId": inlet.inlet_id, "batchId": batch_id, "receivedTimeMs": received, "responses": responses},
+    )

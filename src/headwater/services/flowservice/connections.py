@@ -24,6 +24,21 @@ class FlowServiceCollection(ServiceCollection):
     def specs(self) -> SpecCatalog:
         return self.services.specs
 
+    # Flows and connections decide where an inlet's messages go: changes are seen by the next message.
+    def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
+        resource = super().create(actor, body, ident)
+        self.services.streams.forget_inlets()
+        return resource
+
+    def replace(self, actor: Actor, current: Resource, body: dict[str, Any]) -> Resource:
+        resource = super().replace(actor, current, body)
+        self.services.streams.forget_inlets()
+        return resource
+
+    def delete(self, actor: Actor, ident: str) -> None:
+        super().delete(actor, ident)
+        self.services.streams.forget_inlets()
+
     def spec_ref(
         self, body: dict[str, Any], errors: list[dict[str, str]], required: bool = True
     ) -> dict[str, Any] | None:
