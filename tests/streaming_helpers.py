@@ -171,7 +171,9 @@ def customerio_flow(
     }
 
 
-def http_api_flow(api: ApiClient, auth_required: bool = False, mapping: bool = False) -> dict[str, Any]:
+def http_api_flow(
+    api: ApiClient, auth_required: bool = False, mapping: bool = False, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """An HTTP API streaming connection (inlet on the connection) with a flow into an event dataset."""
     conn = api.post(
         f"{FS}/connections",
@@ -211,6 +213,7 @@ def http_api_flow(api: ApiClient, auth_required: bool = False, mapping: bool = F
         "flowSpec": {"id": HTTP_MAPPING if mapping else HTTP_NO_MAPPING, "version": "1.0"},
         "sourceConnectionIds": [source],
         "targetConnectionIds": [target],
+        "options": options or {},
     }
     if mapping:
         body["transformations"] = [

@@ -142,6 +142,8 @@ class MicroBatcher:
         options = flow.doc.get("options") or {}
         names = set(xdm.target.names)
         dedup = options.get("dedupPath") or ("_id" if "_id" in names else None)
+        if options.get("deduplicate") is False:
+            dedup = None
         self._plan = Plan(
             actor=actor,
             flow=flow,
@@ -493,13 +495,14 @@ class StreamingSupervisor:
                 log.exception("streaming supervisor: refresh failed")
             self.stop_event.wait(1.0)
         self.stop_all()
+        self._threads.clear()
 
     def stop_all(self) -> None:
-        for _, stop in self._threads.values():
+        threads = list(self._threads.values())
+        for _, stop in threads:
             stop.set()
-        for thread, _ in self._threads.values():
+        for thread, _ in threads:
             thread.join(timeout=10)
-        self._threads.clear()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -587,7 +590,9 @@ def _fill(plan: Plan, rows: pa.Table, positions: list[int], decoded: _Decoded) -
                 record = decoded.raw[i]
                 own = next((record[k] for k in ID_SOURCES if isinstance(record.get(k), str | int)), None)
                 values.append(
-                    str(own) if own is not None else hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+                    str(own)
+                    if own is not None
+                    else hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
                 )
             else:
                 values.append(datetime.fromtimestamp(decoded.raw_time[i] / 1000, UTC))

@@ -17,6 +17,7 @@ Flow options the micro-batcher (runtime/streaming.py) reads:
                             is dropped (default "_id" when the target schema has it)
     options.upsertKey       target path of a primary key: a record replaces the row with the same key
                             (profile data); also the key of "delete" records
+    options.deduplicate     false turns duplicate suppression off (every message becomes a row)
 """
 
 from __future__ import annotations
