@@ -242,13 +242,26 @@ class Lake:
         raise AssertionError("unreachable")
 
     def expire_snapshots(self, table: Table, older_than_ms: int, keep: int = 10) -> int:
-        """Expire snapshots older than ``older_than_ms`` beyond the ``keep`` newest; returns how many."""
+        """Expire snapshots older than ``older_than_ms`` beyond the ``keep`` newest; returns how many.
+
+        The newest snapshot of each flow is kept whatever its age: a batch flow finds where its next
+        window starts in it (:meth:`latest_checkpoint`), and a streaming flow's frequent commits must
+        not expire it.
+        """
         snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms, reverse=True)
         current = table.current_snapshot()
+        protected = {current.snapshot_id} if current is not None else set()
+        seen_flows: set[str] = set()
+        for snapshot in snapshots:
+            props = dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+            flow = props.get(PREFIX + "flowId")
+            if flow and flow not in seen_flows:
+                seen_flows.add(flow)
+                protected.add(snapshot.snapshot_id)
         old = [
             s.snapshot_id
             for s in snapshots[keep:]
-            if s.timestamp_ms < older_than_ms and (current is None or s.snapshot_id != current.snapshot_id)
+            if s.timestamp_ms < older_than_ms and s.snapshot_id not in protected
         ]
         if old:
             table.maintenance.expire_snapshots().by_ids(old).commit()

@@ -253,7 +253,7 @@ class MicroBatcher:
                 batch_seen.add(value)
         if all(keep):
             return rows, positions, 0
-        mask = pa.array(keep)
+        mask = pa.array(keep, type=pa.bool_())
         kept = [p for p, k in zip(positions, keep, strict=True) if k]
         return rows.filter(mask), kept, len(keep) - len(kept)
 
@@ -622,7 +622,8 @@ def _upserts(
         return rows, None
     keep = {index for _, index in last.values() if index is not None}
     mask = pa.array(
-        [i in keep or (keys is not None and keys[i].as_py() is None) for i in range(rows.num_rows)]
+        [i in keep or (keys is not None and keys[i].as_py() is None) for i in range(rows.num_rows)],
+        type=pa.bool_(),
     )
     return rows.filter(mask), In(term=plan.upsert_key, literals=list(last))
 
