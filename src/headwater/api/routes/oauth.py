@@ -1,5 +1,330 @@
+"""Salesforce-style OAuth for Data 360 ingestion, and the identity resources it rests on.
+
+Token endpoints, as Salesforce serves them (form bodies; refusals are 400 ``{"error", "error_description"}``,
+never the platform's error shape, because Salesforce clients parse that pair):
+
+    POST /services/oauth2/token   JWT bearer flow: an RS256 assertion for an access token
+    POST /services/a360/token     exchange of that access token for a data space's ingestion token
+
+Management, with the platform's authentication (``platform_actor``) and Flow Service conventions (lists
+``{"items", "_links"}``, one item as ``{"items": [doc]}``, JSON Patch with If-Match). Both collections belong
+to the organization, not to a sandbox: every sandbox of the organization sees the same ones.
+
+    /data/core/identity/users                  GET list, POST create
+    /data/core/identity/users/{id|username}    GET; POST .../action?op=disable|enable
+    /data/core/identity/externalClientApps     GET list, POST create (answers the consumer secret, once)
+    /data/core/identity/externalClientApps/{id}  GET, PATCH, DELETE
+"""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from headwater.api import calls
+from headwater.api.auth import platform_actor, services
+from headwater.api.responses import JSONResponse, created, json_body
+from headwater.api.routes.crud import PATCH_BODY, list_response
+from headwater.errors import BadRequest
+from headwater.services import listing
+from headwater.services.data360.identity import (
+    ACCESS_TOKEN_TYPE,
+    ADMIN_APPROVED,
+    CDP_EXCHANGE,
+    IP_RELAXATION,
+    ISSUED_TOKEN_TYPE,
+    JWT_BEARER,
+    PERMITTED_USERS,
+    SCOPES,
+    OAuthError,
+)
+from headwater.services.tenancy import Actor
 
 router = APIRouter()
+TOKENS_TAG, IDENTITY_TAG = "Data 360 authentication", "Identity"
+PREFIX = "/data/core/identity"
+USERS, APPS = f"{PREFIX}/users", f"{PREFIX}/externalClientApps"
+MAX_FORM = 64 * 1024
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _form_body(required: list[str], properties: dict[str, Any], ok: dict[str, Any]) -> dict[str, Any]:
+    refusal = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "required": required, "properties": properties}
+                }
+            },
+        },
+        "responses": {
+            "200": {"description": "Issued", "content": {"application/json": {"schema": ok}}},
+            "400": {
+                "description": "Refused: invalid_request, unsupported_grant_type, invalid_client_id or "
+                "invalid_grant, with an error_description that says why",
+                "content": {"application/json": {"schema": refusal}},
+            },
+        },
+    }
+
+
+def _strings(*names: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {n: {"type": "string"} for n in names}}
+
+
+_JWT_FORM = _form_body(
+    ["grant_type", "assertion"],
+    {
+        "grant_type": {"type": "string", "enum": [JWT_BEARER]},
+        "assertion": {
+            "type": "string",
+            "description": "An RS256 JWT signed with the private key of the app's certificate: iss = "
+            "consumer key, sub = username, aud = this server's URL, exp = epoch seconds at most 3 "
+            "minutes ahead.",
+        },
+    },
+    _strings("access_token", "scope", "instance_url", "id", "token_type"),
+)
+_EXCHANGE_FORM = _form_body(
+    ["grant_type", "subject_token"],
+    {
+        "grant_type": {"type": "string", "enum": [CDP_EXCHANGE]},
+        "subject_token": {"type": "string", "description": "An access token from /services/oauth2/token."},
+        "subject_token_type": {"type": "string", "enum": [ACCESS_TOKEN_TYPE]},
+        "dataspace": {
+            "type": "string",
+            "description": "The data space, i.e. the sandbox name; absent or 'default' means prod.",
+        },
+    },
+    {
+        **_strings("access_token", "instance_url", "token_type", "issued_token_type"),
+        "example": {"token_type": "Bearer", "issued_token_type": ISSUED_TOKEN_TYPE, "expires_in": 7200},
+    },
+)
+_USER = {
+    "type": "object",
+    "required": ["username"],
+    "properties": {
+        "username": {"type": "string", "example": "integration@example.com"},
+        "email": {"type": "string", "description": "Defaults to the username."},
+        "admin": {"type": "boolean", "default": False},
+        "enabled": {"type": "boolean", "default": True},
+    },
+}
+_APP = {
+    "type": "object",
+    "required": ["name", "callbackUrl", "scopes"],
+    "properties": {
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "contactEmail": {"type": "string"},
+        "callbackUrl": {"type": "string", "example": "https://localhost/callback"},
+        "scopes": {"type": "array", "items": {"type": "string", "enum": list(SCOPES)}},
+        "jwtBearerFlowEnabled": {"type": "boolean", "default": False},
+        "certificate": {"type": "string", "description": "PEM x509 certificate with an RSA public key."},
+        "pkceRequired": {"type": "boolean", "default": True},
+        "permittedUsers": {"type": "string", "enum": list(PERMITTED_USERS), "default": ADMIN_APPROVED},
+        "approvedUsers": {"type": "array", "items": {"type": "string"}},
+        "ipRelaxation": {"type": "string", "enum": list(IP_RELAXATION)},
+    },
+}
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+# --- token endpoints ---
+def _refusal(exc: OAuthError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=400, headers=NO_STORE)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The form fields of a token request (query parameters too, as Salesforce accepts them)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM:
+            raise OAuthError("invalid_request", f"the request body is larger than {MAX_FORM} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if raw and content_type != "application/x-www-form-urlencoded":
+        raise OAuthError(
+            "invalid_request", "send the parameters as Content-Type: application/x-www-form-urlencoded"
+        )
+    try:
+        form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise OAuthError("invalid_request", "the body is not a UTF-8 form") from exc
+    form.update({k: v for k, v in request.query_params.items() if k not in form})
+    return form
+
+
+def _field(form: dict[str, str], name: str) -> str:
+    value = form.get(name, "").strip()
+    if not value:
+        raise OAuthError("invalid_request", f"{name} is required")
+    return value
+
+
+def _grant(form: dict[str, str], expected: str) -> None:
+    grant = _field(form, "grant_type")
+    if grant != expected:
+        raise OAuthError(
+            "unsupported_grant_type", f"grant type not supported: {grant!r}; this endpoint takes {expected}"
+        )
+
+
+@router.post(
+    "/services/oauth2/token",
+    summary="Get an access token (OAuth 2.0 JWT bearer flow)",
+    tags=[TOKENS_TAG],
+    openapi_extra=_JWT_FORM,
+)
+async def oauth2_token(request: Request) -> JSONResponse:
+    svc = services(request)
+    try:
+        form = await _form(request)
+        _grant(form, JWT_BEARER)
+        body = await calls.read(svc, svc.identity.jwt_bearer, _field(form, "assertion"))
+    except OAuthError as exc:
+        return _refusal(exc)
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.post(
+    "/services/a360/token",
+    summary="Exchange an access token for a Data 360 ingestion token",
+    tags=[TOKENS_TAG],
+    openapi_extra=_EXCHANGE_FORM,
+)
+async def a360_token(request: Request) -> JSONResponse:
+    svc = services(request)
+    try:
+        form = await _form(request)
+        _grant(form, CDP_EXCHANGE)
+        subject_token = _field(form, "subject_token")
+        token_type = form.get("subject_token_type", ACCESS_TOKEN_TYPE).strip() or ACCESS_TOKEN_TYPE
+        if token_type != ACCESS_TOKEN_TYPE:
+            raise OAuthError("invalid_request", f"subject_token_type must be {ACCESS_TOKEN_TYPE}")
+        dataspace = form.get("dataspace", "").strip() or None
+        body = await calls.read(svc, svc.identity.exchange, subject_token, dataspace)
+    except OAuthError as exc:
+        return _refusal(exc)
+    return JSONResponse(body, headers=NO_STORE)
+
+
+# --- users ---
+async def _list(request: Request, actor: Actor, pick: Any, path: str) -> JSONResponse:
+    svc = services(request)
+    query = listing.parse_query(request.query_params.multi_items(), service="IDN")
+    page = pick(svc).list_page
+    if listing.pages_in_sql(query):
+        docs, next_offset, total = await calls.read(svc, page, actor, query)
+    else:
+        docs, next_offset, total = await calls.pooled(page, actor, query)
+    return list_response(docs, query, next_offset, total, path)
+
+
+def _one(doc: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"items": [doc]}, headers={"ETag": doc["etag"]})
+
+
+@router.get(USERS, summary="List the organization's users", tags=[IDENTITY_TAG])
+async def list_users(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    return await _list(request, actor, lambda s: s.identity.users, USERS)
+
+
+@router.post(
+    USERS,
+    summary="Create a user",
+    tags=[IDENTITY_TAG],
+    status_code=201,
+    openapi_extra=_json_body(_USER),
+)
+async def create_user(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    svc = services(request)
+    body = await json_body(request)
+    user = await calls.write(svc, svc.identity.users.create, actor, body)
+    return created(svc.identity.users.render(user), user.etag)
+
+
+@router.get(USERS + "/{ident}", summary="Get a user (by id or username)", tags=[IDENTITY_TAG])
+async def get_user(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    svc = services(request)
+    user = await calls.read(svc, svc.identity.users.get, actor, ident)
+    return _one(svc.identity.users.render(user))
+
+
+@router.post(
+    USERS + "/{ident}/action",
+    summary="Disable or enable a user (?op=disable|enable)",
+    tags=[IDENTITY_TAG],
+)
+async def user_action(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    svc = services(request)
+    op = request.query_params.get("op", "")
+    if op not in ("disable", "enable"):
+        raise BadRequest(
+            "op must be disable or enable.", code="IDN-1400-400", report={"parameter": "op", "value": op}
+        )
+    user = await calls.write(svc, svc.identity.users.set_enabled, actor, ident, op == "enable")
+    return _one(svc.identity.users.render(user))
+
+
+# --- external client apps ---
+@router.get(APPS, summary="List external client apps", tags=[IDENTITY_TAG])
+async def list_apps(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    return await _list(request, actor, lambda s: s.identity.apps, APPS)
+
+
+@router.post(
+    APPS,
+    summary="Create an external client app (answers its consumer key and, once, its secret)",
+    tags=[IDENTITY_TAG],
+    status_code=201,
+    openapi_extra=_json_body(_APP),
+)
+async def create_app(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    svc = services(request)
+    body = await json_body(request)
+    app = await calls.write(svc, svc.identity.apps.create, actor, body)
+    return created(svc.identity.apps.render_created(app), app.etag)
+
+
+@router.get(APPS + "/{ident}", summary="Get an external client app", tags=[IDENTITY_TAG])
+async def get_app(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    svc = services(request)
+    app = await calls.read(svc, svc.identity.apps.get, actor, ident)
+    return _one(svc.identity.apps.render(app))
+
+
+@router.patch(
+    APPS + "/{ident}",
+    summary="Update an external client app (JSON Patch, If-Match)",
+    tags=[IDENTITY_TAG],
+    openapi_extra=PATCH_BODY,
+)
+async def patch_app(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    svc = services(request)
+    body = await json_body(request, patch=True)
+    if_match = request.headers.get("if-match")
+    app = await calls.write(svc, svc.identity.apps.patch, actor, ident, body, if_match)
+    return JSONResponse({"id": app.id, "etag": app.etag}, headers={"ETag": app.etag})
+
+
+@router.delete(
+    APPS + "/{ident}", summary="Delete an external client app", tags=[IDENTITY_TAG], status_code=204
+)
+async def delete_app(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> Response:
+    svc = services(request)
+    await calls.write(svc, svc.identity.apps.delete, actor, ident)
+    return Response(status_code=204)

@@ -8,15 +8,103 @@ CONTRACT used by other modules (keep these signatures):
             an ingestion token (as /services/a360/token returns) and its lifetime in seconds
         .verify_ingestion_token(token: str) -> IngestPrincipal | None
             None when the token is malformed, expired, not an ingestion token or its user is disabled
+            (or unknown). It writes nothing; its one read, the user's enabled flag, is cached for
+            ENABLED_CACHE_SECONDS (services/users.py), so a disabled user is refused within seconds.
+
+Three kinds of token, none accepted where another is expected:
+
+    platform token   POST /ims/token/v3; signed with the token-signing key (services/tokens.py)
+    access token     POST /services/oauth2/token (JWT bearer); typ "sfdc_access"; good for the exchange
+    ingestion token  POST /services/a360/token; typ "a360_ingest"; good for the Ingestion API
+
+The last two are HS256 JWTs signed with a key derived from the token-signing key (HMAC with a fixed
+label), so a platform token never verifies as one of them nor one of them as a platform token; their
+``typ`` and ``aud`` claims keep them apart from each other.
+
+External client apps are organization-level resources (kind ``externalClientApp``, services/users.py).
+Their consumer key carries the organization id (``base64url(orgId).random``): the token endpoint, which
+learns nothing else about the caller, finds the app with one keyed read and no global index.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from headwater.errors import NotFound, ValidationFailed
+from headwater.services import listing
+from headwater.services.data360.keys import certificate_info, load_rsa_certificate
+from headwater.services.ids import new_hex
+from headwater.services.resources import SYSTEM_FIELDS, Built, ServiceCollection, text_field
+from headwater.services.tenancy import Actor
+from headwater.services.users import (
+    USERNAME,
+    Listed,
+    Users,
+    flag,
+    normalize_username,
+    org_actor,
+    org_scope,
+    render_org_level,
+)
+from headwater.stores.metadata import Resource
+from headwater.stores.secrets import MASK, load_or_create_key
 
 if TYPE_CHECKING:
     from headwater.services.container import Services
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CDP_EXCHANGE = "urn:salesforce:grant-type:external:cdp"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+ISSUED_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+SCOPES = ("api", "refresh_token", "offline_access", "cdp_ingest_api")
+INGEST_SCOPE = "cdp_ingest_api"
+SELF_AUTHORIZED = "All users may self-authorize"
+ADMIN_APPROVED = "Admin approved users are pre-authorized"
+# UI label (stored) -> Metadata API name (also accepted), as Salesforce's ExtlClntAppOauthConfigurablePolicies
+PERMITTED_USERS = {SELF_AUTHORIZED: "AllSelfAuthorized", ADMIN_APPROVED: "AdminApprovedPreAuthorized"}
+IP_RELAXATION = {
+    "Enforce IP restrictions": "Enforce",
+    "Relax IP restrictions": "Bypass",
+    "Relax IP restrictions with second factor": "Bypass_2factor",
+    "Enforce IP restrictions, but relax for refresh tokens": "Enforce_RelaxRefresh",
+}
+ACCESS_TOKEN_SECONDS = 7200  # Salesforce's default session timeout
+INGESTION_TOKEN_SECONDS = 7200  # the reference answers expires_in 7191 moments after issuing
+ASSERTION_MAX_AHEAD = 180  # "exp within 3 minutes"
+CLOCK_SKEW = 30
+MAX_TOKEN_CHARS = 8192
+_ISSUER = "headwater-oauth"
+_KINDS = {"sfdc_access": "headwater-sfdc-api", "a360_ingest": "headwater-a360-ingest"}
+
+
+class OAuthError(Exception):
+    """A token endpoint's refusal: 400 ``{"error", "error_description"}``, as Salesforce answers."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+def invalid_grant(description: str) -> OAuthError:
+    return OAuthError("invalid_grant", description)
 
 
 @dataclass(frozen=True)
@@ -27,12 +115,454 @@ class IngestPrincipal:
     scopes: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Claims:
+    org_id: str
+    username: str
+    scopes: tuple[str, ...]
+    expires_at: int
+    sandbox_id: str = ""  # ingestion tokens
+    consumer_key: str = ""  # access tokens
+
+
+class ExternalClientApps(ServiceCollection):
+    """OAuth-enabled external client apps of an organization (Salesforce's External Client App Manager)."""
+
+    kind, label, service = "externalClientApp", "external client app", "IDN"
+    protected = SYSTEM_FIELDS | {"consumerKey", "consumerSecret", "certificateInfo"}
+
+    def __init__(self, services: Services, users: Users) -> None:
+        super().__init__(services)
+        self.users = users
+
+    def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
+        errors: list[dict[str, str]] = []
+        name = text_field(body, "name", errors)
+        doc: dict[str, Any] = {
+            "name": name,
+            "description": text_field(body, "description", errors, required=False) or "",
+            "contactEmail": _email(body, errors),
+            "callbackUrl": _callback_url(body.get("callbackUrl"), errors),
+            "scopes": _scopes(body.get("scopes"), errors),
+            "jwtBearerFlowEnabled": flag(body, "jwtBearerFlowEnabled", False, errors),
+            "pkceRequired": flag(body, "pkceRequired", True, errors),
+            "permittedUsers": _choice(body, "permittedUsers", PERMITTED_USERS, ADMIN_APPROVED, errors),
+            "approvedUsers": self._approved_users(actor.org.id, body.get("approvedUsers"), errors),
+            "ipRelaxation": _choice(body, "ipRelaxation", IP_RELAXATION, "Enforce IP restrictions", errors),
+        }
+        doc.update(_certificate(body.get("certificate"), doc["jwtBearerFlowEnabled"], errors))
+        if errors:
+            raise ValidationFailed(errors, code="IDN-1422-400")
+        if existing is not None:
+            key, sealed = existing.doc["consumerKey"], existing.doc["consumerSecret"]
+        else:
+            key = new_consumer_key(actor.org.id)
+            sealed = self.services.box.seal(secrets.token_hex(32).upper(), _secret_context(key))
+        doc.update({"consumerKey": key, "consumerSecret": sealed})
+        return Built(doc=doc, name=name, alt_id=key)
+
+    def _approved_users(self, org_id: str, value: Any, errors: list[dict[str, str]]) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            errors.append({"path": "approvedUsers", "message": "must be a list of usernames"})
+            return []
+        approved: list[str] = []
+        for index, item in enumerate(value):
+            username = normalize_username(item)
+            if username is None or self.users.find(org_id, username) is None:
+                errors.append(
+                    {"path": f"approvedUsers[{index}]", "message": f"no user {item!r} in this organization"}
+                )
+            elif username not in approved:
+                approved.append(username)
+        return approved
+
+    def render(self, resource: Resource) -> dict[str, Any]:
+        doc = render_org_level(resource)
+        doc["consumerSecret"] = MASK
+        return doc
+
+    def render_created(self, resource: Resource) -> dict[str, Any]:
+        """The one rendering with the consumer secret in clear: the answer to its creation."""
+        return {**render_org_level(resource), "consumerSecret": self.consumer_secret(resource)}
+
+    def editable(self, resource: Resource) -> dict[str, Any]:
+        return {k: v for k, v in resource.doc.items() if k not in self.protected}
+
+    def consumer_secret(self, resource: Resource) -> str:
+        return self.services.box.open(resource.doc["consumerSecret"], _secret_context(resource.alt_id or ""))
+
+    def by_consumer_key(self, consumer_key: str) -> Resource | None:
+        org_id = consumer_key_org(consumer_key)
+        if org_id is None:
+            return None
+        return self.store.get_by_alt_id(self.kind, org_scope(org_id), consumer_key)
+
+    # --- the shared life cycle, at organization level ---
+    def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
+        return super().create(org_actor(actor), body, ident)
+
+    def get(self, actor: Actor, ident: str) -> Resource:
+        return super().get(org_actor(actor), ident)
+
+    def patch(self, actor: Actor, ident: str, operations: Any, if_match: str | None) -> Resource:
+        return super().patch(org_actor(actor), ident, operations, if_match)
+
+    def delete(self, actor: Actor, ident: str) -> None:
+        super().delete(org_actor(actor), ident)
+
+    def list_page(self, actor: Actor, query: listing.ListQuery) -> Listed:
+        return listing.run(self.store, self.kind, org_scope(actor.org.id), query, self.render)
+
+    def not_found(self, ident: str) -> NotFound:
+        return NotFound(
+            f"No external client app with id {ident!r} in this organization.",
+            code="IDN-1404-404",
+            report={"id": ident, "type": self.label},
+        )
+
+
 class Data360Identity:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.users = Users(services)
+        self.apps = ExternalClientApps(services, self.users)
+        settings = services.settings
+        signing = load_or_create_key(settings.token_signing_key, settings.keys_dir / "token-signing.key")
+        self._key = hmac.new(signing, b"headwater-data360-tokens-v1", hashlib.sha256).digest()
+        self._decode_cached = functools.lru_cache(maxsize=4096)(self._decode)
+        urls = (settings.base_url, settings.public_url or "", f"http://{settings.host}:{settings.port}")
+        self._audiences = {_url_key(u) for u in urls if u}
 
-    def issue_ingestion_token(self, org_id: str, sandbox_id: str, username: str) -> tuple[str, int]:
-        raise NotImplementedError
+    # --- POST /services/oauth2/token ---
+    def jwt_bearer(self, assertion: str) -> dict[str, str]:
+        """Check a JWT bearer assertion (RFC 7523) and answer an access token as Salesforce does."""
+        unverified = _unverified_claims(assertion)
+        issuer = unverified.get("iss")
+        app = self.apps.by_consumer_key(issuer) if isinstance(issuer, str) and issuer else None
+        if app is None:
+            raise OAuthError(
+                "invalid_client_id",
+                "client identifier invalid: iss must be the consumer key of an external client app",
+            )
+        self._check_app(app)
+        claims = self._verify_assertion(assertion, app)
+        user = self._authorized_user(app, claims.get("sub"))
+        scopes = tuple(app.doc["scopes"])
+        token = self._sign(
+            "sfdc_access",
+            ACCESS_TOKEN_SECONDS,
+            org=app.scope.org_id,
+            sub=user.doc["username"],
+            uid=user.id,
+            cid=app.doc["consumerKey"],
+            scp=list(scopes),
+        )
+        base = self.services.settings.base_url
+        return {
+            "access_token": token,
+            "scope": " ".join(scopes),
+            "instance_url": base,
+            "id": f"{base}/id/{app.scope.org_id}/{user.id}",
+            "token_type": "Bearer",
+        }
+
+    def _check_app(self, app: Resource) -> None:
+        doc = app.doc
+        if not doc.get("jwtBearerFlowEnabled"):
+            raise invalid_grant(
+                f"JWT bearer flow is not enabled for the external client app {doc['name']!r}: "
+                "set jwtBearerFlowEnabled to true"
+            )
+        if not doc.get("certificate"):
+            raise invalid_grant(f"the external client app {doc['name']!r} has no certificate")
+        if not {"api", INGEST_SCOPE} & set(doc["scopes"]):
+            raise invalid_grant(
+                f"the external client app {doc['name']!r} has neither the api nor the cdp_ingest_api scope"
+            )
+
+    def _verify_assertion(self, assertion: str, app: Resource) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                assertion,
+                _public_key(app.doc["certificate"]),
+                algorithms=["RS256"],
+                options={"verify_aud": False, "verify_exp": False},
+                leeway=CLOCK_SKEW,
+            )
+        except jwt.InvalidAlgorithmError as exc:
+            raise invalid_grant("invalid assertion: the JWT header's alg must be RS256") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise invalid_grant(
+                "invalid assertion: the signature does not verify with the certificate of the external "
+                f"client app {app.doc['name']!r}; sign with the private key of that certificate"
+            ) from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise invalid_grant(f"invalid assertion: not valid yet ({exc})") from exc
+        except jwt.PyJWTError as exc:
+            raise invalid_grant(f"invalid assertion: {exc}") from exc
+        self._check_expiry(claims.get("exp"))
+        audiences = claims.get("aud")
+        offered = [audiences] if isinstance(audiences, str) else audiences
+        if not isinstance(offered, list) or not any(
+            isinstance(a, str) and _url_key(a) in self._audiences for a in offered
+        ):
+            raise invalid_grant(
+                f"audience is invalid: aud must be this server's login URL, {self.services.settings.base_url}"
+            )
+        return claims
+
+    @staticmethod
+    def _check_expiry(exp: Any) -> None:
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise invalid_grant("invalid assertion: exp is required, in epoch seconds")
+        now = time.time()
+        if exp < now - CLOCK_SKEW:
+            raise invalid_grant(f"expired assertion: exp is {int(now - exp)} seconds in the past")
+        if exp > now + ASSERTION_MAX_AHEAD + CLOCK_SKEW:
+            raise invalid_grant(
+                f"invalid assertion: exp is {int(exp - now)} seconds ahead; it must be at most "
+                f"{ASSERTION_MAX_AHEAD} seconds (3 minutes) ahead"
+            )
+
+    def _authorized_user(self, app: Resource, sub: Any) -> Resource:
+        if not isinstance(sub, str) or not sub:
+            raise invalid_grant("invalid assertion: sub is required: the username of a user")
+        user = self.users.find(app.scope.org_id, sub)
+        if user is None:
+            raise invalid_grant(f"user not found: no user {sub!r} in the organization of this app")
+        if not user.doc.get("enabled"):
+            raise invalid_grant(f"inactive user: {sub!r} is disabled")
+        doc = app.doc
+        if doc["permittedUsers"] == ADMIN_APPROVED and user.doc["username"] not in doc["approvedUsers"]:
+            raise invalid_grant(
+                f"user hasn't been approved for this app: the permitted users policy of {doc['name']!r} is "
+                f"{ADMIN_APPROVED!r} and {sub!r} is not in its approvedUsers"
+            )
+        return user
+
+    # --- POST /services/a360/token ---
+    def exchange(self, subject_token: str, dataspace: str | None) -> dict[str, Any]:
+        """Exchange an access token for an ingestion token of a data space (a sandbox of its org)."""
+        claims = self._verified(subject_token, "sfdc_access")
+        if claims is None:
+            hint = (
+                " (this is a platform token from /ims/token/v3)"
+                if self.services.tokens.verify(subject_token)
+                else ""
+            )
+            raise invalid_grant(
+                "invalid subject_token: it must be an unexpired access token from POST "
+                f"/services/oauth2/token{hint}"
+            )
+        if INGEST_SCOPE not in claims.scopes:
+            raise invalid_grant("the subject_token lacks the cdp_ingest_api scope (add it to the app)")
+        if not self.users.is_enabled(claims.org_id, claims.username):
+            raise invalid_grant(f"inactive user: {claims.username!r} is disabled")
+        if self.apps.by_consumer_key(claims.consumer_key) is None:
+            raise invalid_grant("the external client app that issued the subject_token no longer exists")
+        name = "prod" if dataspace in (None, "", "default") else dataspace
+        sandbox = self.services.sandboxes.get((claims.org_id, str(name)))
+        if sandbox is None:
+            raise OAuthError(
+                "invalid_request",
+                f"data space {name!r} does not exist: a data space is a sandbox of the organization; "
+                "omit dataspace (or send default) for prod",
+            )
+        token, lifetime = self.issue_ingestion_token(
+            claims.org_id, sandbox.id, claims.username, scopes=claims.scopes
+        )
+        return {
+            "access_token": token,
+            "instance_url": self.services.settings.base_url,
+            "token_type": "Bearer",
+            "issued_token_type": ISSUED_TOKEN_TYPE,
+            "expires_in": lifetime,
+        }
+
+    # --- the contract ---
+    def issue_ingestion_token(
+        self, org_id: str, sandbox_id: str, username: str, *, scopes: Sequence[str] = (INGEST_SCOPE,)
+    ) -> tuple[str, int]:
+        """An ingestion token for ``username`` in the sandbox. The caller vouches for the user."""
+        token = self._sign(
+            "a360_ingest",
+            INGESTION_TOKEN_SECONDS,
+            org=org_id,
+            sbx=sandbox_id,
+            sub=username.lower(),
+            scp=list(scopes),
+        )
+        return token, INGESTION_TOKEN_SECONDS
 
     def verify_ingestion_token(self, token: str) -> IngestPrincipal | None:
-        raise NotImplementedError
+        claims = self._verified(token, "a360_ingest")
+        if claims is None or not self.users.is_enabled(claims.org_id, claims.username):
+            return None
+        return IngestPrincipal(claims.org_id, claims.sandbox_id, claims.username, claims.scopes)
+
+    # --- signing ---
+    def _sign(self, typ: str, lifetime: int, **claims: Any) -> str:
+        now = int(time.time())
+        payload = {
+            "iss": _ISSUER,
+            "aud": _KINDS[typ],
+            "typ": typ,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": new_hex(8),
+            **claims,
+        }
+        return jwt.encode(payload, self._key, algorithm="HS256")
+
+    def _verified(self, token: str, typ: str) -> _Claims | None:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+            return None
+        claims = self._decode_cached(token, typ)
+        if claims is None or claims.expires_at <= time.time():
+            return None
+        return claims
+
+    def _decode(self, token: str, typ: str) -> _Claims | None:
+        try:
+            data = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                audience=_KINDS[typ],
+                issuer=_ISSUER,
+                options={"require": ["exp", "iat", "sub", "org", "typ", "aud"]},
+                leeway=0,
+            )
+        except jwt.PyJWTError:
+            return None
+        scopes = data.get("scp")
+        if data.get("typ") != typ or not isinstance(scopes, list):
+            return None
+        return _Claims(
+            org_id=str(data["org"]),
+            username=str(data["sub"]),
+            scopes=tuple(str(s) for s in scopes),
+            expires_at=int(data["exp"]),
+            sandbox_id=str(data.get("sbx", "")),
+            consumer_key=str(data.get("cid", "")),
+        )
+
+
+# --- consumer keys ---
+def new_consumer_key(org_id: str) -> str:
+    prefix = base64.urlsafe_b64encode(org_id.encode()).rstrip(b"=").decode()
+    return f"{prefix}.{secrets.token_urlsafe(36)}"
+
+
+def consumer_key_org(consumer_key: str) -> str | None:
+    prefix, dot, _ = consumer_key.partition(".")
+    if not dot or not prefix or len(consumer_key) > 300:
+        return None
+    try:
+        return base64.urlsafe_b64decode(prefix + "=" * (-len(prefix) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _secret_context(consumer_key: str) -> str:
+    return f"externalClientApp:{consumer_key}:consumerSecret"
+
+
+# --- assertion helpers ---
+def _unverified_claims(assertion: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise invalid_grant(f"invalid assertion: not a well-formed JWT ({exc})") from exc
+    if not isinstance(claims, dict):
+        raise invalid_grant("invalid assertion: its payload must be a JSON object")
+    return claims
+
+
+@functools.lru_cache(maxsize=256)
+def _public_key(pem: str) -> rsa.RSAPublicKey:
+    return load_rsa_certificate(pem)[1]
+
+
+def _url_key(url: str) -> str:
+    return url.strip().rstrip("/").lower()
+
+
+# --- field validation ---
+def _scopes(value: Any, errors: list[dict[str, str]]) -> list[str]:
+    """Scopes as a list, or one comma or space separated string; "Label (name)" as Salesforce's UI shows
+    them is read as the names in parentheses."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        errors.append({"path": "scopes", "message": f"must be a list of OAuth scopes ({', '.join(SCOPES)})"})
+        return []
+    names: list[str] = []
+    for item in items:
+        inside = re.findall(r"\(([^)]*)\)", item)
+        names += [n for n in re.split(r"[\s,]+", " ".join(inside) if inside else item) if n]
+    unknown = sorted({n for n in names if n not in SCOPES})
+    if unknown:
+        errors.append(
+            {
+                "path": "scopes",
+                "message": f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}",
+            }
+        )
+    elif not names:
+        errors.append({"path": "scopes", "message": "must name at least one scope, e.g. cdp_ingest_api"})
+    return [s for s in SCOPES if s in names]
+
+
+def _choice(
+    body: dict[str, Any], key: str, labels: dict[str, str], default: str, errors: list[dict[str, str]]
+) -> str:
+    value = body.get(key)
+    if value is None:
+        return default
+    for label, name in labels.items():
+        if isinstance(value, str) and value.strip().lower() in (label.lower(), name.lower()):
+            return label
+    choices = "; ".join(f"{label!r} ({name})" for label, name in labels.items())
+    errors.append({"path": key, "message": f"must be one of {choices}"})
+    return default
+
+
+def _certificate(value: Any, required: bool, errors: list[dict[str, str]]) -> dict[str, Any]:
+    if value is None or value == "":
+        if required:
+            errors.append({"path": "certificate", "message": "is required when jwtBearerFlowEnabled is true"})
+        return {"certificate": None, "certificateInfo": None}
+    if not isinstance(value, str):
+        errors.append({"path": "certificate", "message": "must be a PEM string"})
+        return {}
+    try:
+        certificate, _ = load_rsa_certificate(value)
+    except ValueError as exc:
+        errors.append({"path": "certificate", "message": str(exc)})
+        return {}
+    return {"certificate": value.strip() + "\n", "certificateInfo": certificate_info(certificate)}
+
+
+def _callback_url(value: Any, errors: list[dict[str, str]]) -> str | None:
+    if value is None:
+        errors.append({"path": "callbackUrl", "message": "is required (the OAuth redirect URI)"})
+        return None
+    parts = urlsplit(value.strip()) if isinstance(value, str) else None
+    if parts is None or not parts.scheme or not (parts.netloc or parts.path) or " " in value.strip():
+        errors.append(
+            {"path": "callbackUrl", "message": "must be a URL such as https://example.com/callback"}
+        )
+        return None
+    return str(value).strip()
+
+
+def _email(body: dict[str, Any], errors: list[dict[str, str]]) -> str | None:
+    value = body.get("contactEmail")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not USERNAME.match(value.strip()):
+        errors.append({"path": "contactEmail", "message": "must be an email address"})
+        return None
+    return value.strip()

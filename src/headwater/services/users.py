@@ -1,0 +1,163 @@
+"""The user directory of an organization: the people and integrations a JWT bearer assertion names.
+
+Users are organization-level resources: kind ``user`` in the scope ``(org_id, "_org")``, so every sandbox
+of an organization sees one directory (:func:`org_actor` turns a request's actor into that scope). A
+username is Salesforce style, an email-like login (``ada@example.com``), unique in its organization and
+compared without case. The record is ``{"username", "email", "enabled", "admin"}`` plus system fields;
+later issues add passwords and roles to the same document. Users are disabled, never deleted, as in
+Salesforce: tokens already issued to a user stop working within :data:`ENABLED_CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from headwater.errors import Conflict, NotFound, ValidationFailed
+from headwater.services import listing
+from headwater.services.container import TtlCache
+from headwater.services.resources import Built, ServiceCollection, require_object
+from headwater.services.tenancy import Actor
+from headwater.stores.metadata import Org, Resource, Sandbox, Scope
+
+if TYPE_CHECKING:
+    from headwater.services.container import Services
+
+ORG_LEVEL = "_org"  # the sandbox id of organization-level resources (no sandbox row has it)
+ENABLED_CACHE_SECONDS = 2.0
+USERNAME = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@.]+$")
+MAX_USERNAME = 80  # Salesforce's limit
+Listed = tuple[list[dict[str, Any]], int | None, int | None]  # a page, the next offset, the total
+
+
+def org_scope(org_id: str) -> Scope:
+    return Scope(org_id, ORG_LEVEL)
+
+
+def org_actor(actor: Actor) -> Actor:
+    """The same organization and client acting on organization-level resources (idempotent)."""
+    if actor.sandbox.id == ORG_LEVEL:
+        return actor
+    return actor_for(actor.org, actor.client_id)
+
+
+def actor_for(org: Org, client_id: str) -> Actor:
+    sandbox = Sandbox(ORG_LEVEL, org.id, ORG_LEVEL, "Organization", "organization", org.created_at)
+    return Actor(org=org, sandbox=sandbox, client_id=client_id)
+
+
+def render_org_level(resource: Resource) -> dict[str, Any]:
+    """A resource's document without the sandbox fields, which mean nothing at organization level."""
+    doc = {k: v for k, v in resource.doc.items() if k not in ("sandboxId", "sandboxName")}
+    return {**doc, "etag": resource.etag}
+
+
+def flag(body: dict[str, Any], key: str, default: bool, errors: list[dict[str, str]]) -> bool:
+    """A boolean field, ``default`` when absent or null; "true"/"false" strings are accepted too."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        errors.append({"path": key, "message": "must be true or false"})
+        return default
+    return value
+
+
+def normalize_username(value: Any) -> str | None:
+    """The canonical (lower-case) form of a valid username, or None."""
+    if not isinstance(value, str):
+        return None
+    username = value.strip().lower()
+    if len(username) > MAX_USERNAME or not USERNAME.match(username):
+        return None
+    return username
+
+
+class Users(ServiceCollection):
+    kind, label, service = "user", "user", "IDN"
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self._enabled: TtlCache[tuple[str, str], bool] = TtlCache(ENABLED_CACHE_SECONDS, self._load_enabled)
+
+    # --- reads used by the token flows ---
+    def find(self, org_id: str, username: str) -> Resource | None:
+        """The user named ``username`` (any case) in the organization, or None."""
+        canonical = normalize_username(username)
+        if canonical is None:
+            return None
+        return self.store.get_by_alt_id(self.kind, org_scope(org_id), canonical)
+
+    def is_enabled(self, org_id: str, username: str) -> bool:
+        """True when the user exists and is enabled; answers from a cache at most a few seconds old."""
+        return self._enabled.get((org_id, username.lower()))
+
+    def _load_enabled(self, key: tuple[str, str]) -> bool:
+        user = self.find(*key)
+        return user is not None and user.doc.get("enabled") is True
+
+    # --- the API's life cycle, at organization level ---
+    def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
+        errors: list[dict[str, str]] = []
+        raw = body.get("username")
+        username = normalize_username(raw)
+        if existing is not None:
+            username = existing.doc["username"]
+        elif username is None:
+            rule = f"an email-like login such as ada@example.com, at most {MAX_USERNAME} characters"
+            errors.append(
+                {"path": "username", "message": ("is required: " if raw is None else "must be ") + rule}
+            )
+        email = body.get("email")
+        if email is None and username is not None:  # the login as it was typed
+            email = raw.strip() if existing is None and isinstance(raw, str) else username
+        if email is not None and (not isinstance(email, str) or not USERNAME.match(email.strip())):
+            errors.append({"path": "email", "message": "must be an email address"})
+        enabled = flag(body, "enabled", True, errors)
+        admin = flag(body, "admin", False, errors)
+        if errors:
+            raise ValidationFailed(errors, code="IDN-1422-400")
+        assert username is not None and isinstance(email, str)
+        doc = {"username": username, "email": email.strip(), "enabled": enabled, "admin": admin}
+        return Built(doc=doc, name=username, alt_id=username)
+
+    def render(self, resource: Resource) -> dict[str, Any]:
+        return render_org_level(resource)
+
+    def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
+        actor = org_actor(actor)
+        username = normalize_username(require_object(body).get("username"))
+        if username is not None and self.find(actor.org.id, username) is not None:
+            raise Conflict(
+                f"A user named {username!r} already exists in this organization.",
+                code="IDN-1409-409",
+                report={"username": username},
+            )
+        return super().create(actor, body, ident)
+
+    def get(self, actor: Actor, ident: str) -> Resource:
+        """A user by id or by username."""
+        scope = org_scope(actor.org.id)
+        found = self.store.get(self.kind, scope, ident) or self.find(actor.org.id, ident)
+        if found is None:
+            raise self.not_found(ident)
+        return found
+
+    def set_enabled(self, actor: Actor, ident: str, enabled: bool) -> Resource:
+        actor = org_actor(actor)
+        current = self.get(actor, ident)
+        updated = self.replace(actor, current, {**current.doc, "enabled": enabled})
+        self._enabled.clear()  # this process sees the change at once; others within the cache's TTL
+        return updated
+
+    def list_page(self, actor: Actor, query: listing.ListQuery) -> Listed:
+        return listing.run(self.store, self.kind, org_scope(actor.org.id), query, self.render)
+
+    def not_found(self, ident: str) -> NotFound:
+        return NotFound(
+            f"No user with id or username {ident!r} in this organization.",
+            code="IDN-1404-404",
+            report={"id": ident, "type": self.label},
+        )
