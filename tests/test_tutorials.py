@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from tests.streaming_helpers import cio_event, streaming, wait_rows
 from tests.support import ApiClient, LiveServer, fresh_sandbox_client, token_for
 
 FS = "/data/foundation/flowservice"
@@ -450,7 +452,7 @@ def _customerio_schema(api: ApiClient) -> str:
     return str(schema.json()["$id"])
 
 
-def test_document_004_customerio_streaming_flow_as_written(dev_api: ApiClient) -> None:
+def test_document_004_customerio_streaming_flow_as_written(server: LiveServer, dev_api: ApiClient) -> None:
     api = dev_api
     source = _send(api, "POST", f"{FS}/sourceConnections", DOC_004_SOURCE)
     schema_id = _customerio_schema(api)
@@ -492,6 +494,21 @@ def test_document_004_customerio_streaming_flow_as_written(dev_api: ApiClient) -
     assert "/collection/" in item["options"]["inletUrl"]
     assert item["transformations"][0]["params"] == {"mappingId": mapping["id"], "mappingVersion": 0}
     assert item["runs"] == f"/runs?property=flowId=={flow['id']}"
+
+    # Customer.io's reporting webhooks, posted to the inlet URL, land mapped in the dataset.
+    inlet = item["options"]["inletUrl"]
+    for event_id, metric in (
+        ("01E4C4C6P79C12J5A6KPE6XNFD", "sent"),
+        ("01E4C4C6P79C12J5A6KPE6XNFE", "opened"),
+    ):
+        assert httpx.post(inlet, json=cio_event(event_id, metric=metric)).status_code == 200
+    with streaming(server, api):
+        landed = wait_rows(server, api, dataset_id, 2)
+    mapped = sorted((r["_extconndev"]["event_id0"], r["_extconndev"]["metricx"]) for r in landed)
+    assert mapped == [("01E4C4C6P79C12J5A6KPE6XNFD", "sent"), ("01E4C4C6P79C12J5A6KPE6XNFE", "opened")]
+    assert {r["_extconndev"]["cio_id"] for r in landed} == {"d9c106000001"}
+    assert {r["_extconndev"]["email"] for r in landed} == {"ada@example.com"}
+    assert {r["_extconndev"]["object_type1"] for r in landed} == {"email"}
 
     update = api.patch(
         f"{FS}/flows/{flow['id']}",

@@ -67,6 +67,18 @@ class Flows(FlowServiceCollection):
             doc["scheduleParams"] = schedule
         return Built(doc=doc, refs=refs, name=name)
 
+    def delete(self, actor: Actor, ident: str) -> None:
+        """Delete a flow with its runs (as the reference does: 204, the runs go with it). The datasets
+        and batches it wrote stay. A streaming flow's unprocessed log goes too."""
+        flow = self.get(actor, ident)
+        store = self.services.store
+        for kind, run_id in store.referrers(actor.scope, "flow", ident):
+            if kind == "run":
+                store.delete("run", actor.scope, run_id)
+        super().delete(actor, ident)
+        if "inletId" in (flow.doc.get("options") or {}):
+            self.services.streams.log.drop(ident)
+
     def set_state(self, actor: Actor, ident: str, op: str) -> Resource:
         """``POST /flows/{id}/action?op=enable|disable``."""
         if op not in ("enable", "disable"):
