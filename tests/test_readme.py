@@ -7,10 +7,13 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from headwater.runtime.streaming import StreamingSupervisor
+from headwater.stores.metadata import Scope
 from tests.support import LiveServer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -34,9 +37,20 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     }
     if server.settings.database_url:
         env["HEADWATER_DATABASE_URL"] = server.settings.database_url
-    result = subprocess.run(
-        ["bash", "-c", script], env=env, cwd=README.parent, capture_output=True, text=True, timeout=120
-    )
+    # `make run` runs the micro-batchers of streaming flows; the test server does that for this sandbox.
+    org = server.creds["orgId"]
+    sandbox = server.services.store.get_sandbox(org, "prod")
+    assert sandbox is not None
+    supervisor = StreamingSupervisor(server.services, scopes={Scope(org, sandbox.id)})
+    thread = threading.Thread(target=supervisor.run_forever, daemon=True)
+    thread.start()
+    try:
+        result = subprocess.run(
+            ["bash", "-c", script], env=env, cwd=README.parent, capture_output=True, text=True, timeout=150
+        )
+    finally:
+        supervisor.stop()
+        thread.join(timeout=15)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     found = re.search(r"FLOW=([0-9a-f-]{36})\s*$", result.stdout)
     assert found, result.stdout[-2000:]
@@ -50,3 +64,6 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     # Document 002's flow against the Salesforce-compatible server: its 50 people landed mapped.
     assert '"name":"Person"' in result.stdout.replace(" ", "")
     assert re.search(r"people\s*[┃│|]?\s*\n.*\b50\b", result.stdout, re.S), result.stdout[-1500:]
+    # Streaming: the single message and the batch (207) were acknowledged; two rows, web-1 once.
+    assert '"syncValidation":{"skipped":true}' in result.stdout
+    assert result.stdout.count("mary@example.com") == 1 and "ike@example.com" in result.stdout

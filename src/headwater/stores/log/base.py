@@ -40,7 +40,9 @@ class StreamLog(ABC):
         return await anyio.to_thread.run_sync(self.append, stream, payloads)
 
     @abstractmethod
-    def read(self, stream: str, offset: int, max_records: int = 10_000, max_bytes: int = 64 << 20) -> list[LogRecord]:
+    def read(
+        self, stream: str, offset: int, max_records: int = 10_000, max_bytes: int = 64 << 20
+    ) -> list[LogRecord]:
         """Records from ``offset`` on (at most ``max_records``/about ``max_bytes``); [] when none yet."""
 
     @abstractmethod
@@ -55,5 +57,5 @@ class StreamLog(ABC):
     def drop(self, stream: str) -> None:
         """Forget a stream entirely (its flow was deleted)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: logs holding nothing need not override it
         """Release connections and files."""
