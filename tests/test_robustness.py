@@ -111,3 +111,11 @@ def test_oversized_body_is_a_413(api: ApiClient) -> None:
 def test_unauthenticated_junk_is_refused_before_parsing(server: LiveServer) -> None:
     response = httpx.post(server.base_url + "/data/foundation/flowservice/flows", content=b"{{{{")
     assert response.status_code == 401
+
+
+def test_an_integer_too_long_to_parse_is_a_400(api: ApiClient) -> None:
+    body = b'{"name": 1' + b"1" * 5000 + b"}"
+    response = api.post(
+        "/data/foundation/flowservice/connections", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text

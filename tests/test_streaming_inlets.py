@@ -292,3 +292,18 @@ def test_a_disabled_flow_keeps_its_messages_until_enabled(
         assert enabled.status_code == 200, enabled.text
         landed = wait_rows(server, api, pipeline["datasetId"], 1)
     assert landed[0]["_id"] == "paused-1"
+
+
+def test_junk_at_an_inlet_is_never_a_server_error(api: ApiClient) -> None:
+    from tests.test_robustness import JUNK_BODIES
+
+    pipeline = http_api_flow(api, mapping=True)
+    url = pipeline["inletUrl"]
+    batch = url.replace("/collection/", "/collection/batch/")
+    for body in JUNK_BODIES:
+        for target in (url, batch, url + "?syncValidation=true"):
+            assert httpx.post(target, json=body).status_code < 500, (target, body)
+        assert httpx.post(batch, json={"messages": [body, body]}).status_code == 207
+    for raw in (b'{"a": 1' + b"1" * 5000 + b"}", b"\xff\xfe", b"[" * 10_000):
+        assert httpx.post(url, content=raw).status_code == 400
+        assert httpx.post(batch, content=raw).status_code == 400

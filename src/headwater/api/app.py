@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc = services or Services(settings)
         svc.start()
         app.state.services = svc
+        svc.ingestion_connectors.start()  # Data 360 bulk jobs; resumes those a previous process left
         worker = None
         if settings.embedded_worker and services is None:
             from headwater.runtime.worker import start_in_background
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         try:
             yield
         finally:
+            svc.ingestion_connectors.stop()
             if worker is not None:
                 worker.stop()
             if services is None:

@@ -93,22 +93,34 @@ class Lake:
 
     def ensure_table(self, scope: Scope, dataset_id: str, schema: pa.Schema) -> Table:
         """The dataset's table with at least ``schema``'s columns: created, or evolved additively."""
-        from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+        from pyiceberg.exceptions import (
+            CommitFailedException,
+            NamespaceAlreadyExistsError,
+            TableAlreadyExistsError,
+        )
+        from sqlalchemy.exc import IntegrityError
 
         namespace, name = self.identifier(scope, dataset_id)
         table = self.load(scope, dataset_id)
         if table is None:
-            with contextlib.suppress(NamespaceAlreadyExistsError):
+            # Two flows of a new sandbox may create its namespace (or one table) at the same moment: the
+            # loser sees the winner's row (IntegrityError from the catalog's own tables) and goes on.
+            with contextlib.suppress(NamespaceAlreadyExistsError, IntegrityError):
                 self.catalog.create_namespace(namespace)
             try:
                 return self.catalog.create_table(
                     (namespace, name), schema=schema, properties=TABLE_PROPERTIES
                 )
-            except TableAlreadyExistsError:
+            except (TableAlreadyExistsError, IntegrityError):
                 table = self.catalog.load_table((namespace, name))
-        if _missing_fields(table.schema().as_arrow(), schema):
-            with table.update_schema() as update:
-                update.union_by_name(schema)
+        for _ in range(_COMMIT_ATTEMPTS):
+            if not _missing_fields(table.schema().as_arrow(), schema):
+                break
+            try:
+                with table.update_schema() as update:
+                    update.union_by_name(schema)
+            except CommitFailedException:
+                pass  # evolved concurrently: check again on the fresh table
             table = self.catalog.load_table((namespace, name))
         return table
 

@@ -17,14 +17,17 @@ over. Failed records are kept as row errors of the run's batch.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -45,6 +48,7 @@ log = logging.getLogger("headwater.streaming")
 RUN_WINDOW_MS = 3600_000
 MAX_RECORDS_PER_COMMIT = 50_000
 IDLE_POLL_SECONDS = 0.05
+STANDBY_POLL_SECONDS = 1.0
 EXPIRE_EVERY_COMMITS = 600
 KEEP_SNAPSHOTS_MS = 3600_000
 CORRUPT = "INGEST-1401-400"
@@ -432,6 +436,14 @@ class MicroBatcher:
 
     # --- loop ---
     def run(self, stop: threading.Event) -> None:
+        """Step until ``stop``. Only one process of a deployment steps a flow at a time (a lock file per
+        flow in the home): a second one stands by and takes over when the first exits or dies."""
+        with _FlowLock(self.services.settings.streams_dir / ".batchers" / f"{self.flow_id}.lock") as lock:
+            while not stop.is_set() and not lock.acquire():
+                stop.wait(STANDBY_POLL_SECONDS)
+            self._loop(stop)
+
+    def _loop(self, stop: threading.Event) -> None:
         flush = self.services.settings.stream_flush_seconds
         backoff = 1.0
         while not stop.is_set():
@@ -452,8 +464,32 @@ class MicroBatcher:
                 stop.wait(max(0.0, flush - (time.monotonic() - self._last_commit)))
             elif not result.consumed:
                 stop.wait(IDLE_POLL_SECONDS)
-            else:
-                stop.wait(IDLE_POLL_SECONDS)
+
+
+class _FlowLock:
+    """A non-blocking exclusive flock, released when the process exits however it exits."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> _FlowLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self
+
+    def acquire(self) -> bool:
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # drops the lock
+            self._fd = None
 
 
 class StreamingSupervisor:

@@ -35,6 +35,8 @@ def parse_json(raw: bytes) -> Any:
             code="HW-1402-400",
             report={"line": exc.lineno, "column": exc.colno},
         ) from exc
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise BadRequest(f"The request body is not usable JSON: {exc}.", code="HW-1402-400") from exc
 
 
 def _drop_trailing_commas(text: str) -> str:
