@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
 from headwater.runtime.streaming import MicroBatcher
 from tests.streaming_helpers import http_api_flow, rows, scope_of, streaming, wait_rows
@@ -87,3 +88,33 @@ def test_expiring_snapshots_keeps_the_rows_and_the_log_position(server: LiveServ
     assert sorted(r["_id"] for r in rows(server, api, pipeline["datasetId"])) == ["e0", "e1", "e2", "e3"]
     # Nothing is read twice after the expiry: the next step finds no new records.
     assert not batcher.step().consumed
+
+
+def test_a_streaming_run_covers_its_window_and_completes_when_the_window_is_over(
+    server: LiveServer, api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headwater.runtime import streaming as runtime
+
+    monkeypatch.setattr(runtime, "RUN_WINDOW_MS", 2000)  # two-second windows instead of hours
+    pipeline = http_api_flow(api)
+    flow = server.services.store.get("flow", scope_of(server, api), pipeline["flowId"])
+    assert flow is not None
+    batcher = MicroBatcher(server.services, flow)
+    _post(pipeline, _message(pipeline, "w1", "a@example.com", "sent"))
+    assert batcher.step().committed
+    first_window = int(time.time() * 1000) // 2000
+    wait_until(lambda: int(time.time() * 1000) // 2000 != first_window, timeout=5, interval=0.05)
+    _post(
+        pipeline,
+        _message(pipeline, "w2", "b@example.com", "sent"),
+        _message(pipeline, "w3", "c@example.com", "sent"),
+    )
+    assert batcher.step().committed
+    runs = api.get(
+        "/data/foundation/flowservice/runs", params={"property": f"flowId=={pipeline['flowId']}"}
+    ).json()["items"]
+    by_state = {r["state"]: r for r in runs}
+    assert set(by_state) == {"success", "inProgress"}, [r["state"] for r in runs]
+    assert by_state["success"]["metrics"]["recordSummary"]["inputRecordCount"] == 1
+    assert by_state["success"]["metrics"]["durationSummary"]["completedAtUTC"] is not None
+    assert by_state["inProgress"]["metrics"]["recordSummary"]["outputRecordCount"] == 2
