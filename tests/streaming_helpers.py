@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from headwater.runtime.streaming import StreamingSupervisor
+from headwater.runtime.streamsupervisor import StreamingSupervisor
 from headwater.stores.metadata import Scope
 from tests.flows_helpers import created_id, target_connection
 from tests.support import ApiClient, LiveServer, wait_until

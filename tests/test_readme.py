@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from headwater.runtime.streaming import StreamingSupervisor
+from headwater.runtime.streamsupervisor import StreamingSupervisor
 from headwater.stores.metadata import Scope
 from tests.support import LiveServer
 

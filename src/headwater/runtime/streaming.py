@@ -16,32 +16,25 @@ over. Failed records are kept as row errors of the run's batch.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
-import os
-import threading
 import time
-import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.errors import HeadwaterError, NotFound
-from headwater.runtime.executor import save_resource, worker_actor
+from headwater.runtime.executor import worker_actor
 from headwater.runtime.rowerrors import RowErrorWriter, errors_file
+from headwater.runtime.streamruns import StreamRuns
 from headwater.services.container import Services
-from headwater.services.ids import new_etag, now_ms
-from headwater.services.runs import IN_PROGRESS, PARTIAL, SUCCESS, iso, new_batch_doc, new_run_doc
+from headwater.services.ids import now_ms
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import AlreadyExists, Resource, Scope
+from headwater.stores.metadata import Resource
 
 log = logging.getLogger("headwater.streaming")
 
@@ -101,10 +94,14 @@ class MicroBatcher:
         self.scope = flow.scope
         self._plan: Plan | None = None
         self._seen: set[Any] | None = None
-        self._last_commit = 0.0
+        self.last_commit = 0.0
         self._commits = 0
         self._reconciled = False
-        self._next_close_check = 0
+        self.runs = StreamRuns(services, flow.scope, flow.id)
+
+    def reset(self) -> None:
+        """Forget the resolved plan (after a failure: the flow or its schema may have changed)."""
+        self._plan = None
 
     # --- plan ---
     def plan(self) -> Plan | None:
@@ -170,18 +167,19 @@ class MicroBatcher:
             return StepResult()
         table = svc.lake.ensure_table(self.scope, plan.dataset_id, plan.target)
         if not self._reconciled:
-            self._reconcile(plan, table)
+            self.runs.reconcile(table)
+            self._reconciled = True
         start = svc.lake.stream_offset(table, self.flow_id)
         records = svc.streams.log.read(self.flow_id, start, max_records=MAX_RECORDS_PER_COMMIT)
         if not records:
-            self._close_past_runs(plan)
+            self.runs.close_past()
             return StepResult()
         now = now_ms()
         if plan.cadence_ms and now - records[0].appended_ms < plan.cadence_ms:
             return StepResult()  # the flow's refresh cadence is not due yet
         decoded = _decode(r.payload for r in records)
         result = StepResult(consumed=len(records))
-        run, batch = self._run_for(plan, now)
+        run, batch = self.runs.run_for(plan, now)
         errors_path = errors_file(svc.settings.warehouse_dir, batch.id)
         stored = int(run.doc.get("storedRowErrors") or 0)
         outputs: list[tuple[pa.Table, list[int]]] = []
@@ -229,10 +227,10 @@ class MicroBatcher:
             return StepResult(consumed=0)
         result.committed = True
         self._remember(plan, rows)
-        self._account(run, checkpoint, records[-1].next_offset, codes, stored_after)
+        self.runs.account(run, checkpoint, records[-1].next_offset, codes, stored_after)
         svc.streams.log.release(self.flow_id, records[-1].next_offset)
         self._commits += 1
-        self._last_commit = time.monotonic()
+        self.last_commit = time.monotonic()
         if self._commits % EXPIRE_EVERY_COMMITS == 0:
             self._expire(table)
         return result
@@ -268,286 +266,11 @@ class MicroBatcher:
         if ids is not None:
             self._seen.update(v for v in ids.to_pylist() if v is not None)
 
-    # --- runs ---
-    def _run_for(self, plan: Plan, now: int) -> tuple[Resource, Resource]:
-        """The run of the hour ``now`` falls in (created on first use) and its batch."""
-        window = now - now % RUN_WINDOW_MS
-        run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"headwater:stream-run:{self.flow_id}:{window}"))
-        batch_id = hashlib.sha1(run_id.encode()).hexdigest()[:13].upper()
-        store = self.services.store
-        run = store.get("run", self.scope, run_id)
-        if run is None:
-            self._next_close_check = 0
-            self._close_past_runs(plan)
-            doc = {
-                **new_run_doc(
-                    self.flow_id,
-                    {"windowStartTime": iso(window), "windowEndTime": iso(window + RUN_WINDOW_MS)},
-                ),
-                "id": run_id,
-                "createdAt": now,
-                "updatedAt": now,
-                "createdBy": "streaming",
-                "updatedBy": "streaming",
-                "createdClient": "headwater-streaming",
-                "updatedClient": "headwater-streaming",
-                "sandboxId": self.scope.sandbox_id,
-                "sandboxName": plan.flow.doc.get("sandboxName"),
-                "imsOrgId": self.scope.org_id,
-                "state": IN_PROGRESS,
-                "streaming": True,
-                "streamOffset": 0,
-                "batchId": batch_id,
-            }
-            doc["metrics"]["durationSummary"] = {"startedAtUTC": now, "completedAtUTC": None}
-            doc["metrics"]["statusSummary"] = {"status": IN_PROGRESS, "errors": []}
-            with contextlib.suppress(AlreadyExists):
-                store.insert(
-                    Resource(
-                        "run",
-                        run_id,
-                        self.scope,
-                        doc,
-                        new_etag(),
-                        None,
-                        None,
-                        now,
-                        now,
-                        refs=[("flow", self.flow_id)],
-                    )
-                )
-            run = store.get("run", self.scope, run_id)
-            assert run is not None
-        batch = store.get("batch", self.scope, batch_id)
-        if batch is None:
-            bdoc = {**new_batch_doc(plan.dataset_id, self.flow_id, run_id), "id": batch_id, "created": now}
-            with contextlib.suppress(AlreadyExists):
-                store.insert(
-                    Resource(
-                        "batch",
-                        batch_id,
-                        self.scope,
-                        bdoc,
-                        new_etag(),
-                        None,
-                        None,
-                        now,
-                        now,
-                        refs=[("dataSet", plan.dataset_id)],
-                    )
-                )
-            batch = store.get("batch", self.scope, batch_id)
-            assert batch is not None
-        return run, batch
-
-    def _account(
-        self, run: Resource, checkpoint: dict[str, Any], offset: int, codes: dict[str, int], stored: int
-    ) -> None:
-        """Add a committed micro-batch's counts to its run (and batch)."""
-        run = self.services.store.get("run", run.scope, run.id) or run
-        if int(run.doc.get("streamOffset") or 0) >= offset:
-            return  # already counted
-        records = dict(run.doc["metrics"]["recordSummary"])
-        records["inputRecordCount"] += int(checkpoint["inputRecords"])
-        records["outputRecordCount"] += int(checkpoint["outputRecords"])
-        records["failedRecordCount"] += int(checkpoint["failedRecords"])
-        known = dict(run.doc.get("errorCodes") or {})
-        for code, n in codes.items():
-            known[code] = known.get(code, 0) + n
-        errors = [{"code": c, "message": _error_text(c), "recordCount": n} for c, n in known.items()]
-        metrics = {
-            **run.doc["metrics"],
-            "recordSummary": records,
-            "statusSummary": {"status": IN_PROGRESS, "errors": errors},
-        }
-        save_resource(
-            self.services,
-            run,
-            {
-                "metrics": metrics,
-                "streamOffset": offset,
-                "errorCodes": known,
-                "storedRowErrors": stored,
-                "activities": [_activity(run.doc.get("batchId"), records, errors)],
-            },
-        )
-
-    def _reconcile(self, plan: Plan, table: Any) -> None:
-        """After a restart: count the last commit if the crash came between it and its run's update."""
-        self._reconciled = True
-        offset = self.services.lake.stream_offset(table, self.flow_id)
-        if not offset:
-            return
-        for checkpoint in self.services.lake.checkpoints(table, flowId=self.flow_id, streamTo=str(offset)):
-            props = {k.removeprefix("headwater."): v for k, v in checkpoint.properties.items()}
-            run = self.services.store.get("run", self.scope, props.get("runId", ""))
-            if run is not None:
-                self._account(run, props, offset, {}, int(run.doc.get("storedRowErrors") or 0))
-            return
-
-    def _close_past_runs(self, plan: Plan) -> None:
-        """Complete the runs of hours that are over (checked at most once a minute)."""
-        now = now_ms()
-        if now < self._next_close_check:
-            return
-        self._next_close_check = now + 60_000
-        window = now - now % RUN_WINDOW_MS
-        store = self.services.store
-        run_ids = [i for kind, i in store.referrers(self.scope, "flow", self.flow_id) if kind == "run"]
-        for run in store.get_many("run", self.scope, run_ids).values():
-            if not run.doc.get("streaming") or run.doc.get("state") != IN_PROGRESS:
-                continue
-            started = _window_start(run)
-            if started is None or started >= window:
-                continue
-            records = run.doc["metrics"]["recordSummary"]
-            status = PARTIAL if records.get("failedRecordCount") else SUCCESS
-            metrics = {
-                **run.doc["metrics"],
-                "durationSummary": {
-                    **run.doc["metrics"]["durationSummary"],
-                    "completedAtUTC": started + RUN_WINDOW_MS,
-                },
-                "statusSummary": {**run.doc["metrics"]["statusSummary"], "status": status},
-            }
-            save_resource(self.services, run, {"state": status, "metrics": metrics})
-            batch = self.services.store.get("batch", self.scope, run.doc.get("batchId") or "")
-            if batch is not None:
-                save_resource(
-                    self.services,
-                    batch,
-                    {
-                        "status": "success",
-                        "completed": now,
-                        "metrics": {
-                            **batch.doc["metrics"],
-                            "inputRecordCount": records["inputRecordCount"],
-                            "outputRecordCount": records["outputRecordCount"],
-                            "failedRecordCount": records["failedRecordCount"],
-                        },
-                    },
-                )
-
     def _expire(self, table: Any) -> None:
         try:
             self.services.lake.expire_snapshots(table, now_ms() - KEEP_SNAPSHOTS_MS)
         except Exception:  # housekeeping must never stop ingestion
             log.exception("expiring snapshots of flow %s failed", self.flow_id)
-
-    # --- loop ---
-    def run(self, stop: threading.Event) -> None:
-        """Step until ``stop``. Only one process of a deployment steps a flow at a time (a lock file per
-        flow in the home): a second one stands by and takes over when the first exits or dies."""
-        with _FlowLock(self.services.settings.streams_dir / ".batchers" / f"{self.flow_id}.lock") as lock:
-            while not stop.is_set() and not lock.acquire():
-                stop.wait(STANDBY_POLL_SECONDS)
-            self._loop(stop)
-
-    def _loop(self, stop: threading.Event) -> None:
-        flush = self.services.settings.stream_flush_seconds
-        backoff = 1.0
-        while not stop.is_set():
-            try:
-                result = self.step()
-                backoff = 1.0
-            except NotFound:
-                return  # the flow, its dataset or its schema is gone
-            except Exception:
-                log.exception(
-                    "streaming flow %s: micro-batch failed; retrying in %.0fs", self.flow_id, backoff
-                )
-                self._plan = None
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            if result.committed:
-                stop.wait(max(0.0, flush - (time.monotonic() - self._last_commit)))
-            elif not result.consumed:
-                stop.wait(IDLE_POLL_SECONDS)
-
-
-class _FlowLock:
-    """A non-blocking exclusive flock, released when the process exits however it exits."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def __enter__(self) -> _FlowLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        return self
-
-    def acquire(self) -> bool:
-        assert self._fd is not None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # drops the lock
-            self._fd = None
-
-
-class StreamingSupervisor:
-    """Keeps one micro-batcher thread per enabled streaming flow (of ``scopes``, when given)."""
-
-    def __init__(self, services: Services, scopes: Collection[Scope] | None = None) -> None:
-        self.services = services
-        self.scopes = scopes
-        self.stop_event = threading.Event()
-        self._threads: dict[str, tuple[threading.Thread, threading.Event]] = {}
-
-    def refresh(self) -> None:
-        wanted: dict[str, Resource] = {}
-        for flow in self.services.store.scan_kind("flow"):
-            if self.scopes is not None and flow.scope not in self.scopes:
-                continue
-            if is_streaming(flow) and flow.doc.get("state") == "enabled":
-                wanted[flow.id] = flow
-        for flow_id in list(self._threads):
-            thread, stop = self._threads[flow_id]
-            if flow_id not in wanted or not thread.is_alive():
-                stop.set()
-                del self._threads[flow_id]
-        for flow_id, flow in wanted.items():
-            if flow_id not in self._threads:
-                stop = threading.Event()
-                batcher = MicroBatcher(self.services, flow)
-                thread = threading.Thread(
-                    target=batcher.run, args=(stop,), name=f"stream-{flow_id[:8]}", daemon=True
-                )
-                thread.start()
-                self._threads[flow_id] = (thread, stop)
-
-    def run_forever(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self.refresh()
-            except Exception:
-                log.exception("streaming supervisor: refresh failed")
-            self.stop_event.wait(1.0)
-        self.stop_all()
-        self._threads.clear()
-
-    def stop_all(self) -> None:
-        threads = list(self._threads.values())
-        for _, stop in threads:
-            stop.set()
-        for thread, _ in threads:
-            thread.join(timeout=10)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-
-def start_in_background(services: Services, scopes: Collection[Scope] | None = None) -> StreamingSupervisor:
-    supervisor = StreamingSupervisor(services, scopes)
-    threading.Thread(target=supervisor.run_forever, name="headwater-streaming", daemon=True).start()
-    return supervisor
 
 
 # --- helpers ---
@@ -692,108 +415,3 @@ def _corrupt(row: int, message: str) -> Any:
     from headwater.runtime.mapping import RowError
 
     return RowError(row=row, code=CORRUPT, message=message, path=None)
-
-
-def _error_text(code: str) -> str:
-    from headwater.runtime.executor import _error_text as text
-
-    return text(code)
-
-
-def _activity(batch_id: str | None, records: dict[str, int], errors: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "id": "streamingActivity",
-        "name": "Streaming Activity",
-        "updatedAtUTC": now_ms(),
-        "recordSummary": records,
-        "statusSummary": {
-            "status": IN_PROGRESS,
-            "errors": errors,
-            "extensions": {
-                "manifest": {
-                    "failedRecords": f"/data/foundation/export/batches/{batch_id}/meta?path=row_errors"
-                }
-            },
-        },
-        "targetInfo": [{"type": "TargetConnection", "reference": {"type": "Batch", "ids": [batch_id]}}],
-    }
-
-
-def _window_start(run: Resource) -> int | None:
-    value = (run.doc.get("params") or {}).get("windowStartTime")
-    if not isinstance(value, str):
-        return None
-    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).timestamp() * 1000)
-
-
-__all__ = ["HeadwaterError", "MicroBatcher", "StreamingSupervisor", "is_streaming", "start_in_background"]
-
-
-# --- synchronous validation (``?syncValidation=true``) ---
-MAX_VIOLATIONS = 5
-_KEYWORDS = {"INGEST-1555-400": "required", "MAPPER-3700-400": "mapping", CORRUPT: "type"}
-
-
-def validate_message(
-    services: Services, scope: Scope, flow_id: str, kind: str, record: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The reference's ``_streamingValidation`` report for one message, or None when it is valid."""
-    cache: dict[str, MicroBatcher] = services.streams.validators
-    batcher = cache.get(flow_id)
-    if batcher is None:
-        flow = services.store.get("flow", scope, flow_id)
-        if flow is None:
-            return None
-        batcher = cache[flow_id] = MicroBatcher(services, flow)
-    plan = batcher.plan()
-    if plan is None:
-        return None
-    violations: list[dict[str, Any]] = []
-    if kind == "xdm":
-        _extraneous(record, plan.target, "", violations)
-    mapping = plan.xdm if kind == "xdm" else plan.raw
-    try:
-        batch = pa.RecordBatch.from_pylist([record])
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError) as exc:
-        violations.append({"keyword": "type", "message": f"the message cannot be read as a record: {exc}"})
-    else:
-        for error in mapping.apply(batch).errors:
-            pointer = "#/" + (error.path or "").replace(".", "/")
-            violations.append(
-                {
-                    "schemaLocation": "#/properties/" + (error.path or "").replace(".", "/properties/"),
-                    "pointerToViolation": pointer,
-                    "keyword": _KEYWORDS.get(error.code, "format"),
-                    "message": error.message,
-                }
-            )
-    if not violations:
-        return None
-    return {
-        "schemaLocation": "#",
-        "pointerToViolation": "#",
-        "causingExceptions": violations[:MAX_VIOLATIONS],
-        "keyword": "allOf",
-        "message": f"{len(violations)} schema violations found",
-    }
-
-
-def _extraneous(
-    value: Any, schema: pa.Schema | pa.StructType, pointer: str, out: list[dict[str, Any]]
-) -> None:
-    if not isinstance(value, dict):
-        return
-    fields = {f.name: f for f in schema}
-    for key, item in value.items():
-        field_ = fields.get(key)
-        if field_ is None:
-            out.append(
-                {
-                    "schemaLocation": "#" + pointer.replace("/", "/properties/"),
-                    "pointerToViolation": "#" + pointer,
-                    "keyword": "additionalProperties",
-                    "message": f"extraneous key [{key}] is not permitted",
-                }
-            )
-        elif pa.types.is_struct(field_.type):
-            _extraneous(item, field_.type, f"{pointer}/{key}", out)

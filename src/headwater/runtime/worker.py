@@ -63,7 +63,7 @@ class Worker:
         log.info("worker %s started", self.name)
         supervisor = None
         if self.streaming:  # streaming flows: a micro-batcher per flow, beside the run loop
-            from headwater.runtime.streaming import start_in_background as start_streaming
+            from headwater.runtime.streamsupervisor import start_in_background as start_streaming
 
             supervisor = start_streaming(self.services)
         try:

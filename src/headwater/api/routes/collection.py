@@ -133,7 +133,7 @@ async def collect_one(inlet_id: str, request: Request) -> Response:
     sync = request.query_params.get("syncValidation") or request.query_params.get("synchronousValidation")
     validation: dict[str, Any] = {"skipped": True}
     if sync and sync.lower() == "true":
-        from headwater.runtime.streaming import validate_message
+        from headwater.runtime.streamvalidation import validate_message
 
         report = validate_message(svc, inlet.scope, flow_id, kind, record)
         if report is not None:

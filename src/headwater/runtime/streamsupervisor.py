@@ -1,0 +1,139 @@
+"""Running streaming flows: one micro-batcher thread per enabled streaming flow, in any process that runs
+a worker. Only one process of a deployment steps a flow at a time (a lock file per flow in the home); a
+second one stands by and takes over when the first exits or dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+from headwater.errors import NotFound
+from headwater.runtime.streaming import IDLE_POLL_SECONDS, MicroBatcher, is_streaming
+from headwater.services.container import Services
+from headwater.stores.metadata import Resource, Scope
+
+log = logging.getLogger("headwater.streaming")
+
+STANDBY_POLL_SECONDS = 1.0
+
+
+def drive(batcher: MicroBatcher, stop: threading.Event) -> None:
+    """Step until ``stop``. Only one process of a deployment steps a flow at a time (a lock file per
+    flow in the home): a second one stands by and takes over when the first exits or dies."""
+    with _FlowLock(batcher.services.settings.streams_dir / ".batchers" / f"{batcher.flow_id}.lock") as lock:
+        while not stop.is_set() and not lock.acquire():
+            stop.wait(STANDBY_POLL_SECONDS)
+        _loop(batcher, stop)
+
+
+def _loop(batcher: MicroBatcher, stop: threading.Event) -> None:
+    flush = batcher.services.settings.stream_flush_seconds
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            result = batcher.step()
+            backoff = 1.0
+        except NotFound:
+            return  # the flow, its dataset or its schema is gone
+        except Exception:
+            log.exception(
+                "streaming flow %s: micro-batch failed; retrying in %.0fs", batcher.flow_id, backoff
+            )
+            batcher.reset()
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        if result.committed:
+            stop.wait(max(0.0, flush - (time.monotonic() - batcher.last_commit)))
+        elif not result.consumed:
+            stop.wait(IDLE_POLL_SECONDS)
+
+
+class _FlowLock:
+    """A non-blocking exclusive flock, released when the process exits however it exits."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> _FlowLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self
+
+    def acquire(self) -> bool:
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # drops the lock
+            self._fd = None
+
+
+class StreamingSupervisor:
+    """Keeps one micro-batcher thread per enabled streaming flow (of ``scopes``, when given)."""
+
+    def __init__(self, services: Services, scopes: Collection[Scope] | None = None) -> None:
+        self.services = services
+        self.scopes = scopes
+        self.stop_event = threading.Event()
+        self._threads: dict[str, tuple[threading.Thread, threading.Event]] = {}
+
+    def refresh(self) -> None:
+        wanted: dict[str, Resource] = {}
+        for flow in self.services.store.scan_kind("flow"):
+            if self.scopes is not None and flow.scope not in self.scopes:
+                continue
+            if is_streaming(flow) and flow.doc.get("state") == "enabled":
+                wanted[flow.id] = flow
+        for flow_id in list(self._threads):
+            thread, stop = self._threads[flow_id]
+            if flow_id not in wanted or not thread.is_alive():
+                stop.set()
+                del self._threads[flow_id]
+        for flow_id, flow in wanted.items():
+            if flow_id not in self._threads:
+                stop = threading.Event()
+                batcher = MicroBatcher(self.services, flow)
+                thread = threading.Thread(
+                    target=drive, args=(batcher, stop), name=f"stream-{flow_id[:8]}", daemon=True
+                )
+                thread.start()
+                self._threads[flow_id] = (thread, stop)
+
+    def run_forever(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("streaming supervisor: refresh failed")
+            self.stop_event.wait(1.0)
+        self.stop_all()
+        self._threads.clear()
+
+    def stop_all(self) -> None:
+        threads = list(self._threads.values())
+        for _, stop in threads:
+            stop.set()
+        for thread, _ in threads:
+            thread.join(timeout=10)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def start_in_background(services: Services, scopes: Collection[Scope] | None = None) -> StreamingSupervisor:
+    supervisor = StreamingSupervisor(services, scopes)
+    threading.Thread(target=supervisor.run_forever, name="headwater-streaming", daemon=True).start()
+    return supervisor
