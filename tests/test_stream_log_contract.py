@@ -453,3 +453,33 @@ def consumer_count(stream_name: str) -> int:
             await nc.close()
 
     return asyncio.run(count())
+
+
+def test_a_reader_following_a_writer_reads_every_record_once(tmp_path: Path) -> None:
+    """A record still being written when the reader reaches the end of the file is read once it is
+    complete, never skipped as torn (the reader re-parses what is there before resyncing)."""
+    import threading
+
+    total = 60_000
+    payload = b"x" * 200
+
+    def write() -> None:
+        writer = LocalLog(str(tmp_path))
+        for i in range(0, total, 10):
+            writer.append("s", [b'{"id":%d,"pad":"%s"}' % (j, payload) for j in range(i, i + 10)])
+        writer.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    reader = LocalLog(str(tmp_path))
+    offset, seen = 0, []
+    while True:
+        records = reader.read("s", offset, max_records=1000)
+        if records:
+            seen.extend(int(r.payload.split(b",")[0].split(b":")[1]) for r in records)
+            offset = records[-1].next_offset
+        elif not thread.is_alive() and not reader.read("s", offset):
+            break
+    thread.join()
+    reader.close()
+    assert seen == list(range(total))

@@ -493,8 +493,16 @@ def _read_segment(
             if status == _NEED_MORE and not at_eof and need <= os.fstat(fd).st_size - position:
                 chunk = max(READ_CHUNK, need)
                 continue
-            # A bad record, or one longer than the data there is: in progress, torn or corrupt.
+            # A bad record, or one longer than the data there is: in progress, torn or corrupt. Read what
+            # is there now: a record that was still being written a moment ago is complete by now, and
+            # must be read, not skipped as torn.
             rest = os.pread(fd, max(0, os.fstat(fd).st_size - position), position)
+            used, status, _ = _parse(rest, base + position, out, budget)
+            if used:
+                position += used
+                if status == _FULL:
+                    return base + position, True
+                continue
             skip = _resync(rest)
             if skip is None:  # an append in progress, or torn with nothing valid after it (yet)
                 if complete and rest:
