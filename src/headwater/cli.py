@@ -181,6 +181,9 @@ def worker() -> None:
     runner = Worker(services)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     console.print(f"Headwater worker {runner.name} on {_safe_db(services.settings.resolved_database_url)}")
+    from headwater.process import tune_garbage_collector
+
+    tune_garbage_collector()
     try:
         runner.run_forever()
     except KeyboardInterrupt:

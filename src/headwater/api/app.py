@@ -34,6 +34,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc.start()
         app.state.services = svc
         svc.ingestion_connectors.start()  # Data 360 bulk jobs; resumes those a previous process left
+        if services is None:  # a real server process (not a test's in-process app)
+            from headwater.process import tune_garbage_collector
+
+            tune_garbage_collector()
         worker = None
         if settings.embedded_worker and services is None:
             from headwater.runtime.worker import start_in_background
@@ -76,6 +80,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         uploads,
     )
 
+    app.include_router(collection.router)
+    app.add_middleware(collection.InletFastPath)  # the inlets, served ahead of the router
     app.include_router(ims.router)
     app.include_router(flowservice.router)
     app.include_router(schemaregistry.router)
@@ -84,7 +90,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(conversion.router)
     app.include_router(runs.router)
     app.include_router(uploads.router)
-    app.include_router(collection.router)
     app.include_router(oauth.router)
     app.include_router(data360.router)
 

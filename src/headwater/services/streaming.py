@@ -62,7 +62,15 @@ class Inlet:
     flows: tuple[InletFlow, ...] = field(default=())
 
     def flow(self, flow_id: str) -> InletFlow | None:
-        return next((f for f in self.flows if f.flow_id == flow_id), None)
+        return self.by_id.get(flow_id)
+
+    @property
+    def by_id(self) -> dict[str, InletFlow]:
+        found: dict[str, InletFlow] | None = self.__dict__.get("_by_id")
+        if found is None:
+            found = {f.flow_id: f for f in self.flows}
+            object.__setattr__(self, "_by_id", found)
+        return found
 
 
 class MessageRejected(Exception):
