@@ -65,44 +65,22 @@ class StreamRuns:
             }
             doc["metrics"]["durationSummary"] = {"startedAtUTC": now, "completedAtUTC": None}
             doc["metrics"]["statusSummary"] = {"status": IN_PROGRESS, "errors": []}
-            with contextlib.suppress(AlreadyExists):
-                store.insert(
-                    Resource(
-                        "run",
-                        run_id,
-                        self.scope,
-                        doc,
-                        new_etag(),
-                        None,
-                        None,
-                        now,
-                        now,
-                        refs=[("flow", self.flow_id)],
-                    )
-                )
+            self._insert("run", run_id, doc, now, ("flow", self.flow_id))
             run = store.get("run", self.scope, run_id)
             assert run is not None
         batch = store.get("batch", self.scope, batch_id)
         if batch is None:
             bdoc = {**new_batch_doc(plan.dataset_id, self.flow_id, run_id), "id": batch_id, "created": now}
-            with contextlib.suppress(AlreadyExists):
-                store.insert(
-                    Resource(
-                        "batch",
-                        batch_id,
-                        self.scope,
-                        bdoc,
-                        new_etag(),
-                        None,
-                        None,
-                        now,
-                        now,
-                        refs=[("dataSet", plan.dataset_id)],
-                    )
-                )
+            self._insert("batch", batch_id, bdoc, now, ("dataSet", plan.dataset_id))
             batch = store.get("batch", self.scope, batch_id)
             assert batch is not None
         return run, batch
+
+    def _insert(self, kind: str, ident: str, doc: dict[str, Any], now: int, ref: tuple[str, str]) -> None:
+        """Insert unless another process (or an earlier attempt) already did."""
+        resource = Resource(kind, ident, self.scope, doc, new_etag(), None, None, now, now, refs=[ref])
+        with contextlib.suppress(AlreadyExists):
+            self.services.store.insert(resource)
 
     def account(
         self, run: Resource, checkpoint: dict[str, Any], offset: int, codes: dict[str, int], stored: int

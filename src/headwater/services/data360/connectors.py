@@ -33,13 +33,10 @@ _OTHER_APP_TYPES = {"webapp", "mobileapp", "web", "mobile"}
 CODE = "SSOT-1400-400"
 
 
-class Connectors(ServiceCollection):
-    kind = "data360Connector"
-    label = "connector"
-    service = "SSOT"
+class ByIdOrName(ServiceCollection):
+    """A collection whose members are addressed by id or by developer name (their alternative id)."""
 
     def find(self, actor: Actor, ident: str) -> Resource | None:
-        """A connector of the actor's sandbox by id or developer name."""
         if not ident or eventschema.has_control(ident):
             return None
         return self.store.get(self.kind, actor.scope, ident) or self.store.get_by_alt_id(
@@ -51,6 +48,12 @@ class Connectors(ServiceCollection):
         if found is None:
             raise self.not_found(ident)
         return found
+
+
+class Connectors(ByIdOrName):
+    kind = "data360Connector"
+    label = "connector"
+    service = "SSOT"
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
         errors: list[dict[str, str]] = []

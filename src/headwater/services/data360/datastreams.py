@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from headwater.errors import Conflict, HeadwaterError, ValidationFailed
 from headwater.services.catalogsvc import TABLE_TAG
 from headwater.services.data360 import eventschema
+from headwater.services.data360.connectors import ByIdOrName
 from headwater.services.data360.generated import (
     CLASSES,
     CONTENT_TYPE,
@@ -47,7 +48,7 @@ from headwater.services.data360.generated import (
 )
 from headwater.services.data360.streamplans import CODE, Plan, Planner, Request, cadence_error
 from headwater.services.ids import new_uuid
-from headwater.services.resources import Built, ServiceCollection, require_object
+from headwater.services.resources import Built, require_object
 from headwater.services.runs import iso
 from headwater.services.specs import DATA_LAKE_SPEC_ID
 from headwater.services.tenancy import Actor
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 KIND = "data360DataStream"
 
 
-class DataStreams(ServiceCollection):
+class DataStreams(ByIdOrName):
     kind = KIND
     label = "data stream"
     service = "SSOT"
@@ -76,19 +77,6 @@ class DataStreams(ServiceCollection):
         if body["connector"]["sandboxId"] == actor.sandbox.id:
             refs.append(("data360Connector", body["connector"]["id"]))
         return Built(doc=dict(body), refs=refs, name=body["label"], alt_id=body["name"])
-
-    def find(self, actor: Actor, ident: str) -> Resource | None:
-        if not ident or eventschema.has_control(ident):
-            return None
-        return self.store.get(self.kind, actor.scope, ident) or self.store.get_by_alt_id(
-            self.kind, actor.scope, ident
-        )
-
-    def get(self, actor: Actor, ident: str) -> Resource:
-        found = self.find(actor, ident)
-        if found is None:
-            raise self.not_found(ident)
-        return found
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
