@@ -12,6 +12,8 @@ from headwater.runtime.streaming import MicroBatcher
 from tests.streaming_helpers import http_api_flow, rows, scope_of, streaming, wait_rows
 from tests.support import ApiClient, LiveServer, wait_until
 
+FS_RUNS = "/data/foundation/flowservice/runs"
+
 
 def _message(pipeline: dict[str, str], event_id: str, email: str, metric: str) -> dict[str, object]:
     return {
@@ -118,3 +120,27 @@ def test_a_streaming_run_covers_its_window_and_completes_when_the_window_is_over
     assert by_state["success"]["metrics"]["recordSummary"]["inputRecordCount"] == 1
     assert by_state["success"]["metrics"]["durationSummary"]["completedAtUTC"] is not None
     assert by_state["inProgress"]["metrics"]["recordSummary"]["outputRecordCount"] == 2
+
+
+def test_a_dataset_is_deleted_with_its_batches_once_no_flow_writes_to_it(
+    server: LiveServer, api: ApiClient
+) -> None:
+    pipeline = http_api_flow(api)
+    flow = server.services.store.get("flow", scope_of(server, api), pipeline["flowId"])
+    assert flow is not None
+    _post(pipeline, _message(pipeline, "d1", "a@example.com", "sent"))
+    assert MicroBatcher(server.services, flow).step().committed
+    run = api.get(FS_RUNS, params={"property": f"flowId=={pipeline['flowId']}"}).json()["items"][0]
+    batch_id = run["batchId"]
+    assert api.get(f"/data/foundation/catalog/batches/{batch_id}").status_code == 200
+    dataset = f"/data/foundation/catalog/dataSets/{pipeline['datasetId']}"
+    # A flow still writes to it: refused, and nothing is deleted.
+    refused = api.delete(dataset)
+    assert refused.status_code == 409, refused.text
+    assert api.get(f"/data/foundation/catalog/batches/{batch_id}").status_code == 200
+    assert api.delete(f"/data/foundation/flowservice/flows/{pipeline['flowId']}").status_code == 204
+    target = flow.doc["targetConnectionIds"][0]
+    assert api.delete(f"/data/foundation/flowservice/targetConnections/{target}").status_code == 204
+    assert api.delete(dataset).status_code == 200
+    assert api.get(f"/data/foundation/catalog/batches/{batch_id}").status_code == 404
+    assert server.services.lake.load(scope_of(server, api), pipeline["datasetId"]) is None

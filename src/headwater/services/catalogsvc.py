@@ -11,6 +11,7 @@ the request's thread. ``tags["adobe/pqs/table"]`` holds the dataset's table name
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +115,16 @@ class DataSets(ServiceCollection):
         return self.replace(actor, current, merged)
 
     def delete(self, actor: Actor, ident: str) -> None:
+        """Delete a dataset with its batches (its history goes with it); a dataset a flow still writes to
+        (through a target connection) is refused with 409, and then nothing is deleted."""
         resource = self.get(actor, ident)
+        referrers = self.store.referrers(actor.scope, self.kind, ident)
+        if all(kind == "batch" for kind, _ in referrers):
+            from headwater.runtime.rowerrors import errors_file
+
+            for _, batch_id in referrers:
+                self.store.delete("batch", actor.scope, batch_id)
+                shutil.rmtree(errors_file(self.services.settings.warehouse_dir, batch_id).parent, True)
         super().delete(actor, ident)
         for hook in self._deleted_hooks:
             hook(actor, resource)
