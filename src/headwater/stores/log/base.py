@@ -10,9 +10,19 @@ restart resumes exactly where the last commit left off.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def check_stream_name(stream: str) -> str:
+    """Stream names are flow ids; anything else could escape the log's directory or subject space."""
+    if not _STREAM_NAME.fullmatch(stream):
+        raise ValueError(f"stream name must be 1-200 of [A-Za-z0-9_-], not {stream!r}")
+    return stream
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,52 +40,37 @@ import logging
 import os
 import re
 import shutil
-import struct
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from headwater.stores.log.base import LogRecord, StreamLog
+from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
+from headwater.stores.log.frames import (
+    END,
+    FULL,
+    HEADER,
+    MAGIC,
+    MAX_PAYLOAD,
+    NEED_MORE,
+    encode,
+    parse,
+    resync,
+)
+
+__all__ = ["HEADER", "MAGIC", "LocalLog", "check_stream_name", "encode"]
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"\xff\xfeHW"
-HEADER = struct.Struct("<4sIIQ")  # magic, crc32, length, appended_ms
-CRC_FROM = 8  # the CRC covers the header from the length on, and the payload
-MAX_PAYLOAD = (1 << 31) - 1
 SEGMENT_BYTES = 64 << 20
 MAX_WRITE_BYTES = 16 << 20  # one group commit writes at most about this much
 READ_CHUNK = 1 << 20
 WRITER_IDLE_SECONDS = 30.0  # a stream's writer thread ends after this long without appends
 
-_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _SEGMENT_NAME = re.compile(r"(\d{20})\.log")
 
-# What parsing a buffer stopped on.
-_FULL, _END, _NEED_MORE, _BAD = range(4)
-
 Done = Callable[[list[int] | None, BaseException | None], None]
-
-
-def check_stream_name(stream: str) -> str:
-    """Stream names are flow ids; anything else could escape the log's directory or subject space."""
-    if not _STREAM_NAME.fullmatch(stream):
-        raise ValueError(f"stream name must be 1-200 of [A-Za-z0-9_-], not {stream!r}")
-    return stream
-
-
-def encode(payloads: Sequence[bytes], appended_ms: int) -> list[bytes]:
-    """The framed records of ``payloads`` (header, payload, header, payload, ...)."""
-    parts: list[bytes] = []
-    for payload in payloads:
-        tail = struct.pack("<IQ", len(payload), appended_ms)
-        crc = zlib.crc32(payload, zlib.crc32(tail))
-        parts.append(MAGIC + struct.pack("<I", crc) + tail)
-        parts.append(payload)
-    return parts
 
 
 class LocalLog(StreamLog):
@@ -482,28 +467,28 @@ def _read_segment(
         while True:
             data = os.pread(fd, chunk, position)
             at_eof = len(data) < chunk
-            used, status, need = _parse(data, base + position, out, budget)
+            used, status, need = parse(data, base + position, out, budget)
             position += used
-            if status == _FULL:
+            if status == FULL:
                 return base + position, True
-            if status == _END and at_eof:
+            if status == END and at_eof:
                 return base + position, False
-            if status == _END:
+            if status == END:
                 continue
-            if status == _NEED_MORE and not at_eof and need <= os.fstat(fd).st_size - position:
+            if status == NEED_MORE and not at_eof and need <= os.fstat(fd).st_size - position:
                 chunk = max(READ_CHUNK, need)
                 continue
             # A bad record, or one longer than the data there is: in progress, torn or corrupt. Read what
             # is there now: a record that was still being written a moment ago is complete by now, and
             # must be read, not skipped as torn.
             rest = os.pread(fd, max(0, os.fstat(fd).st_size - position), position)
-            used, status, _ = _parse(rest, base + position, out, budget)
+            used, status, _ = parse(rest, base + position, out, budget)
             if used:
                 position += used
-                if status == _FULL:
+                if status == FULL:
                     return base + position, True
                 continue
-            skip = _resync(rest)
+            skip = resync(rest)
             if skip is None:  # an append in progress, or torn with nothing valid after it (yet)
                 if complete and rest:
                     _skipped(directory, base + position, len(rest))
@@ -521,50 +506,3 @@ def _skipped(directory: Path, offset: int, size: int) -> None:
         size,
         offset,
     )
-
-
-def _parse(data: bytes, start: int, out: list[LogRecord], budget: list[int]) -> tuple[int, int, int]:
-    """Parse records from the beginning of ``data`` (at offset ``start``) into ``out``.
-
-    Returns (bytes consumed, status, bytes needed for the next record when status is _NEED_MORE)."""
-    view = memoryview(data)
-    end = len(data)
-    unpack = HEADER.unpack_from
-    hsize = HEADER.size
-    crc32 = zlib.crc32
-    records, room = budget
-    pos = 0
-    try:
-        while pos + hsize <= end:
-            if records <= 0 or room <= 0:
-                return pos, _FULL, 0
-            magic, crc, length, appended_ms = unpack(data, pos)
-            stop = pos + hsize + length
-            if magic != MAGIC or length > MAX_PAYLOAD:
-                return pos, _BAD, 0
-            if stop > end:
-                return pos, _NEED_MORE, stop - pos
-            if crc32(view[pos + CRC_FROM : stop]) != crc:
-                return pos, _BAD, 0
-            out.append(LogRecord(start + pos, start + stop, data[pos + hsize : stop], appended_ms))
-            records -= 1
-            room -= length
-            pos = stop
-        if records <= 0 or room <= 0:
-            return pos, _FULL, 0
-        return pos, (_END if pos == end else _NEED_MORE), hsize
-    finally:
-        budget[0], budget[1] = records, room
-
-
-def _resync(data: bytes) -> int | None:
-    """Where the first valid record after the (invalid or incomplete) one at the start of ``data`` begins."""
-    at = 0
-    while (at := data.find(MAGIC, at + 1)) >= 0:
-        if at + HEADER.size > len(data):
-            return None
-        _magic, crc, length, _ms = HEADER.unpack_from(data, at)
-        stop = at + HEADER.size + length
-        if stop <= len(data) and zlib.crc32(memoryview(data)[at + CRC_FROM : stop]) == crc:
-            return at
-    return None
