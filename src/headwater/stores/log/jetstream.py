@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
+
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
