@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from headwater.runtime.worker import Worker
 from headwater.settings import Settings
+from tests.fakes.sink import SinkFake
 from tests.support import ApiClient, LiveServer, free_port, fresh_sandbox_client, start_server, token_for
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -136,3 +138,83 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database on the local server, dropped afterwards."""
     with _postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def sink(server: LiveServer) -> Iterator[SinkFake]:
+    """A destination sink on 127.0.0.1 whose test CA the server trusts for outbound TLS (as
+    HEADWATER_OUTBOUND_CA_FILE would make it)."""
+    from tests.fakes.sink import SinkFake
+
+    with SinkFake() as fake:
+        settings = server.services.settings
+        before = settings.outbound_ca_file
+        settings.outbound_ca_file = fake.ca_file
+        try:
+            yield fake
+        finally:
+            settings.outbound_ca_file = before
+
+
+# --- the web console ---
+CHROMIUM = os.environ.get("HEADWATER_TEST_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+CONSOLE_USER, CONSOLE_PASSWORD = "admin@example.com", "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server of its own (SQLite) for the browser tests, with an admin who can sign in."""
+    from headwater.services.users import actor_for
+
+    live = start_server(make_settings(tmp_path_factory.mktemp("headwater-console")))
+    org = live.services.store.get_org(live.creds["orgId"])
+    assert org is not None
+    body = {"username": CONSOLE_USER, "admin": True, "password": CONSOLE_PASSWORD}
+    live.services.identity.users.create(actor_for(org, "test"), body)
+    yield live
+    live.stop()
+    live.services.close()
+
+
+@pytest.fixture(scope="session")
+def console_api(console_server: LiveServer) -> Iterator[ApiClient]:
+    """An API client of the console server's organization, sandbox prod (for setting things up)."""
+    c = console_server.creds
+    token = token_for(console_server.base_url, c["apiKey"], c["clientSecret"])
+    with ApiClient(console_server.base_url, token, c["apiKey"], c["orgId"], "prod", c["tenantId"]) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, headless. Per module: Playwright's sync API keeps an event
+    loop running in the main thread while it is open, and ``asyncio.run`` in later tests would refuse it."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM} (.ci/run installs Debian's chromium)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def console(browser: Any, console_server: LiveServer) -> Iterator[Any]:
+    """A signed-in console page (1280x800) of the console server's admin."""
+    context = browser.new_context(base_url=console_server.base_url, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto("/console/login")
+    page.get_by_label("Username").fill(CONSOLE_USER)
+    page.get_by_label("Password").fill(CONSOLE_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/sources")
+    yield page
+    context.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save what the page shows to docs/screenshots/<name>.png (the README shows them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

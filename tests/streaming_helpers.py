@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from headwater.runtime.streamsupervisor import StreamingSupervisor
 from headwater.stores.metadata import Scope
@@ -28,12 +30,18 @@ def scope_of(server: LiveServer, api: ApiClient) -> Scope:
     return Scope(org, sandbox.id)
 
 
-@contextmanager
-def streaming(server: LiveServer, api: ApiClient) -> Iterator[StreamingSupervisor]:
-    """Micro-batchers for the streaming flows of ``api``'s sandbox (only), running in this process."""
-    supervisor = StreamingSupervisor(server.services, scopes={scope_of(server, api)})
-    import threading
+class Supervisor(Protocol):
+    def run_forever(self) -> None: ...
+    def stop(self) -> None: ...
 
+
+S = TypeVar("S", bound=Supervisor)
+
+
+@contextmanager
+def supervising(supervisor: S) -> Iterator[S]:
+    """Run a supervisor (micro-batchers, activation delivery) in a thread of this process while the
+    block runs; stop it and wait for it afterwards."""
     thread = threading.Thread(target=supervisor.run_forever, daemon=True)
     thread.start()
     try:
@@ -41,6 +49,11 @@ def streaming(server: LiveServer, api: ApiClient) -> Iterator[StreamingSuperviso
     finally:
         supervisor.stop()
         thread.join(timeout=15)
+
+
+def streaming(server: LiveServer, api: ApiClient) -> ContextManager[StreamingSupervisor]:
+    """Micro-batchers for the streaming flows of ``api``'s sandbox (only), running in this process."""
+    return supervising(StreamingSupervisor(server.services, scopes={scope_of(server, api)}))
 
 
 def event_schema(api: ApiClient, title: str = "Webhook events") -> str:
@@ -171,21 +184,22 @@ def customerio_flow(
     }
 
 
-def http_api_flow(
-    api: ApiClient, auth_required: bool = False, mapping: bool = False, options: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """An HTTP API streaming connection (inlet on the connection) with a flow into an event dataset."""
+def http_api_source(
+    api: ApiClient, name: str = "HTTP API", data_type: str = "xdm", auth_required: bool = False
+) -> tuple[str, dict[str, Any], str]:
+    """An HTTP API streaming connection and its source connection: (connection id, auth params with the
+    inlet, source connection id)."""
     conn = api.post(
         f"{FS}/connections",
         json={
-            "name": "HTTP API",
+            "name": name,
             "connectionSpec": {"id": HTTP_API, "version": "1.0"},
             "auth": {
                 "specName": "Streaming Connection",
                 "params": {
-                    "name": "HTTP API",
+                    "name": name,
                     "sourceId": "web",
-                    "dataType": "xdm",
+                    "dataType": data_type,
                     "authenticationRequired": auth_required,
                 },
             },
@@ -198,13 +212,21 @@ def http_api_flow(
         api.post(
             f"{FS}/sourceConnections",
             json={
-                "name": "HTTP source",
+                "name": f"{name} source",
                 "baseConnectionId": conn_id,
                 "connectionSpec": {"id": HTTP_API, "version": "1.0"},
                 "data": {"format": "json"},
             },
         )
     )
+    return conn_id, params, source
+
+
+def http_api_flow(
+    api: ApiClient, auth_required: bool = False, mapping: bool = False, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An HTTP API streaming connection (inlet on the connection) with a flow into an event dataset."""
+    conn_id, params, source = http_api_source(api, "HTTP API", "xdm", auth_required)
     schema_id = event_schema(api, "HTTP events")
     dataset_id = dataset_for(api, schema_id, "HTTP events")
     target = target_connection(api, schema_id, dataset_id)

@@ -108,3 +108,24 @@ def fresh_sandbox_client(
     live.services.tenancy.create_sandbox(org_id, name)
     token = token or token_for(live.base_url, client_id, secret)
     return ApiClient(live.base_url, token, client_id, org_id, name, tenant_id)
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (servers are shared across tests)."""
+    return f"{prefix} {uuid.uuid4().hex[:8]}"
+
+
+def watch_page(page: Any) -> list[str]:
+    """A browser page's script errors and console errors, collected as they happen. Chromium logs
+    "Failed to load resource" for every 4xx answer; the console shows those in words, so they are left out."""
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console: {msg.text}")
+            if msg.type == "error" and "Failed to load resource" not in msg.text
+            else None
+        ),
+    )
+    return problems

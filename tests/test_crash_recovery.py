@@ -191,7 +191,9 @@ def test_two_workers_on_postgresql_never_run_a_run_twice(tmp_path: Path, postgre
             for w in workers:
                 w.terminate()
                 w.wait(timeout=30)
-        assert {r["state"] for r in results} == {"success"}
+        assert {r["state"] for r in results} == {"success"}, [
+            r["metrics"]["statusSummary"] for r in results if r["state"] != "success"
+        ]
         for f in flows:  # the second run of each flow reads an empty window: rows are there once
             assert d.count(f["dataset"]) == (2_000, 2_000)
         for f in flows:

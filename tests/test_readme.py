@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from headwater.runtime.delivery.supervisor import ActivationSupervisor
 from headwater.runtime.streamsupervisor import StreamingSupervisor
 from headwater.stores.metadata import Scope
 from tests.support import LiveServer
@@ -44,13 +45,18 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     supervisor = StreamingSupervisor(server.services, scopes={Scope(org, sandbox.id)})
     thread = threading.Thread(target=supervisor.run_forever, daemon=True)
     thread.start()
+    activations = ActivationSupervisor(server.services, scopes={Scope(org, sandbox.id)})
+    activation_thread = threading.Thread(target=activations.run_forever, daemon=True)
+    activation_thread.start()
     try:
         result = subprocess.run(
             ["bash", "-c", script], env=env, cwd=README.parent, capture_output=True, text=True, timeout=150
         )
     finally:
         supervisor.stop()
+        activations.stop()
         thread.join(timeout=15)
+        activation_thread.join(timeout=15)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     found = re.search(r"FLOW=([0-9a-f-]{36})\s*$", result.stdout)
     assert found, result.stdout[-2000:]
@@ -67,3 +73,6 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     # Streaming: the single message and the batch (207) were acknowledged; two rows, web-1 once.
     assert '"syncValidation":{"skipped":true}' in result.stdout
     assert result.stdout.count("mary@example.com") == 1 and "ike@example.com" in result.stdout
+    # Activation: the test request answered 200, and the streamed event was delivered to the sink.
+    assert '"status":200' in result.stdout.replace(" ", "")
+    assert "'delivered': 1" in result.stdout

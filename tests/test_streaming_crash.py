@@ -30,7 +30,7 @@ class StreamingDeployment:
     """`headwater serve --no-worker` (the inlets) and `headwater worker` (the micro-batchers), as real
     processes sharing one home."""
 
-    def __init__(self, home: Path, log: str) -> None:
+    def __init__(self, home: Path, log: str, extra_env: dict[str, str] | None = None) -> None:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.env = {
@@ -42,6 +42,7 @@ class StreamingDeployment:
             "HEADWATER_STREAM_LOG": log,
             "HEADWATER_STREAM_FLUSH_SECONDS": "0.1",
             "HEADWATER_WORKER_POLL_SECONDS": "0.1",
+            **(extra_env or {}),
         }
         self.env.pop("HEADWATER_FAULT_POINT", None)
         self.server = self.start_server()

@@ -91,13 +91,25 @@ def users_create(
     username: Annotated[str, typer.Argument(help="An email-like login, e.g. integration@example.com.")],
     email: Annotated[str | None, typer.Option(help="Email address (default: the username).")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HEADWATER_USER_PASSWORD",
+            help="Console sign-in password (at least 12 characters; or HEADWATER_USER_PASSWORD). "
+            "'-' asks for it without echo.",
+        ),
+    ] = None,
 ) -> None:
-    """Create a user of the default organization."""
+    """Create a user of the default organization (with --password, one who can sign in to the console)."""
     from headwater.errors import HeadwaterError
 
+    if password == "-":
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     services = _services()
     try:
         body: dict[str, object] = {"username": username, "admin": admin}
+        if password is not None:
+            body["password"] = password
         if email is not None:
             body["email"] = email
         user = services.identity.users.create(_org_actor(services), body)

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         description="Comma list of hosts or CIDRs that connectors and destinations may reach over plain HTTP "
         "or at private addresses. Empty by default.",
     )
+    outbound_ca_file: str | None = Field(
+        None,
+        description="PEM bundle of extra certificate authorities trusted for outbound TLS (destinations, "
+        "token endpoints), besides the system store: for destinations behind a private CA.",
+    )
     default_org_name: str = Field("Default organization", description="Name of the bootstrap organization.")
     default_tenant_id: str = Field(
         "headwater",

@@ -13,8 +13,15 @@ TLS, and can be made slow, failing, throttling or unreachable while a test runs.
     sink.outage()                      # listening sockets closed: connections are refused
     sink.recover()                     # listening again on the same ports (``outage(for_seconds=3)`` too)
     sink.expire_tokens()               # every token issued so far is refused from now on (401)
+    sink.compress()                    # gzip response bodies when the request accepts gzip
+    sink.chunk()                       # send response bodies with chunked transfer encoding
+    sink.redirect("/elsewhere", 301)   # answer with a redirect instead of 200
+    sink.close_connections()           # close idle keep-alive connections, as a keep-alive timeout does
+    sink.in_flight("/slow")            # requests being handled now (whose path contains "/slow")
+    sink.peak_in_flight                # most requests handled at once since start or reset()
     sink.wait_for(100, timeout=5)      # the first 100 requests answered 2xx, or TimeoutError
-    sink.received()                    # [Received(method, path, query, headers, body, at, status, listener)]
+    sink.received()                    # [Received(method, path, query, headers, body, at, status, listener,
+                                       #           peer)]: ``peer`` ("ip:port") tells connections apart
     sink.reset()                       # switches off, logs emptied, listening again
     sink.stop()
 
@@ -23,7 +30,8 @@ Client side: ``sink.ssl_context()`` trusts the sink's test CA and presents its c
 ``sink.client_cert_file`` and ``sink.client_key_file`` point at them on disk while the sink runs.
 
 Faults and delays whose ``path`` is None apply to every request except the token endpoint; pass
-``path="/oauth/token"`` to make the token endpoint misbehave. Each request is recorded once it has been
+``path="/oauth/token"`` to make the token endpoint misbehave. Compression, chunking and redirects never
+touch the token endpoint. Each request is recorded once it has been
 answered (or cut by an outage it was waiting in), so ``wait_for`` counts what the client was told.
 
 The app is a bare ASGI callable under uvicorn (httptools, uvloop when installed), which serves several
@@ -35,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import gzip
 import ipaddress
 import json
 import secrets
@@ -74,6 +83,7 @@ class Received:
     at: float
     status: int  # what the sink answered; 0 when an outage cut the request
     listener: Listener
+    peer: str = ""  # the client's "ip:port": requests of one keep-alive connection share it
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
@@ -129,6 +139,9 @@ class _Switches:
     delay: float = 0.0
     delay_path: str | None = None
     faults: list[_Fault] = field(default_factory=list)
+    gzip: bool = False
+    chunked: bool = False
+    redirect: tuple[str, int, str | None] | None = None  # location, status, path
 
 
 class SinkFake:
@@ -160,6 +173,8 @@ class SinkFake:
         self._servers: dict[Listener, tuple[uvicorn.Server, threading.Thread]] = {}
         self._dir: Path | None = None
         self._recover_timer: threading.Timer | None = None
+        self._in_flight: list[str] = []  # paths of the requests being handled
+        self._peak_in_flight = 0
         self._listeners_lock = threading.Lock()  # a timed outage recovers from its own thread
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -286,6 +301,44 @@ class SinkFake:
         if self._dir is not None:
             self._listen()
 
+    def compress(self, on: bool = True) -> None:
+        """Gzip response bodies (``Content-Encoding: gzip``) when the request's Accept-Encoding has gzip."""
+        with self._lock:
+            self._switches.gzip = on
+
+    def chunk(self, on: bool = True) -> None:
+        """Send response bodies with ``Transfer-Encoding: chunked``, in several chunks, no Content-Length."""
+        with self._lock:
+            self._switches.chunked = on
+
+    def redirect(self, location: str, status: int = 302, path: str | None = None) -> None:
+        """Answer ``status`` with ``Location: location`` to requests whose path contains ``path``."""
+        with self._lock:
+            self._switches.redirect = (location, status, path)
+
+    def close_connections(self, timeout: float = 5.0) -> None:
+        """Close every idle keep-alive connection (busy ones close after their response), as a server's
+        keep-alive timeout does; returns once the sink has closed them all."""
+        protocols = [p for server, _ in list(self._servers.values()) for p in server.server_state.connections]
+        for protocol in protocols:
+            protocol.loop.call_soon_threadsafe(protocol.shutdown)
+        deadline = time.monotonic() + timeout
+        while any(not p.transport.is_closing() for p in protocols):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sink could not close its connections")
+            time.sleep(0.001)
+
+    def in_flight(self, path: str | None = None) -> int:
+        """Requests being handled right now (held by ``delay``, say) whose path contains ``path``."""
+        with self._lock:
+            return sum(1 for p in self._in_flight if path is None or path in p)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests the sink was handling at once since start or reset()."""
+        with self._lock:
+            return self._peak_in_flight
+
     def expire_tokens(self) -> None:
         """Refuse every token issued so far (401 with ``error="invalid_token"``)."""
         with self._lock:
@@ -298,6 +351,7 @@ class SinkFake:
             self._switches = _Switches()
             self._received.clear()
             self._token_requests.clear()
+            self._peak_in_flight = len(self._in_flight)
         self.recover()
 
     # -- what was seen ---------------------------------------------------------------------------
@@ -418,17 +472,55 @@ class SinkFake:
         method, path = str(scope["method"]), str(scope["path"])
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+        client = scope.get("client") or ("", 0)
         status = 0
+        self._enter(path)
         try:
             pause = self._pause_for(path)
             if pause > 0:
                 await asyncio.sleep(pause)
             status, out_headers, content = self._respond(method, path, headers, body)
-            out_headers.append((b"content-length", str(len(content)).encode()))
-            await send({"type": "http.response.start", "status": status, "headers": out_headers})
-            await send({"type": "http.response.body", "body": content, "more_body": False})
+            await self._send(send, status, out_headers, content, path, dict(headers))
         finally:
-            self._record(Received(method, path, query, headers, body, at, status, listener))
+            self._leave(path)
+            peer = f"{client[0]}:{client[1]}"
+            self._record(Received(method, path, query, headers, body, at, status, listener, peer))
+
+    async def _send(
+        self,
+        send: Send,
+        status: int,
+        out_headers: list[tuple[bytes, bytes]],
+        content: bytes,
+        path: str,
+        headers: dict[str, str],
+    ) -> None:
+        with self._lock:
+            switches = self._switches
+            gzipped = switches.gzip and "gzip" in headers.get("accept-encoding", "") and path != TOKEN_PATH
+            chunked = switches.chunked and path != TOKEN_PATH
+        if gzipped:
+            content = gzip.compress(content)
+            out_headers.append((b"content-encoding", b"gzip"))
+        if not chunked:
+            out_headers.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        if chunked:  # uvicorn frames a body without Content-Length as chunks, one per message
+            step = max(1, len(content) // 3)
+            for start in range(0, len(content), step):
+                await send(
+                    {"type": "http.response.body", "body": content[start : start + step], "more_body": True}
+                )
+        await send({"type": "http.response.body", "body": b"" if chunked else content, "more_body": False})
+
+    def _enter(self, path: str) -> None:
+        with self._lock:
+            self._in_flight.append(path)
+            self._peak_in_flight = max(self._peak_in_flight, len(self._in_flight))
+
+    def _leave(self, path: str) -> None:
+        with self._lock:
+            self._in_flight.remove(path)
 
     def _record(self, received: Received) -> None:
         with self._lock:
@@ -450,6 +542,10 @@ class SinkFake:
             return fault.status, [(b"content-type", b"text/plain"), *extra], b"fault injected by the sink"
         if path == TOKEN_PATH:
             return self._token(method, headers, body)
+        with self._lock:
+            redirect = self._switches.redirect
+        if redirect is not None and (redirect[2] is None or redirect[2] in path):
+            return redirect[1], [(b"location", redirect[0].encode())], b""
         refusal = self._refuse(path, dict(headers).get("authorization", ""))
         if refusal is not None:
             return refusal

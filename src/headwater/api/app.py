@@ -71,11 +71,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         collection,
         conversion,
         data360,
+        destinations,
         flowservice,
         ims,
         mappingpreview,
         oauth,
+        oauth_consent,
         runs,
+        sandboxes,
         schemaregistry,
         uploads,
     )
@@ -83,14 +86,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(collection.router)
     app.add_middleware(collection.InletFastPath)  # the inlets, served ahead of the router
     app.include_router(ims.router)
+    app.include_router(destinations.router)
     app.include_router(flowservice.router)
     app.include_router(schemaregistry.router)
     app.include_router(catalog.router)
     app.include_router(mappingpreview.router)
     app.include_router(conversion.router)
     app.include_router(runs.router)
+    app.include_router(sandboxes.router)
+    from headwater import web
+
+    web.install(app)
     app.include_router(uploads.router)
     app.include_router(oauth.router)
+    app.include_router(oauth_consent.router)
     app.include_router(data360.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")

@@ -8,11 +8,14 @@ organization 403 [403025]; ``x-sandbox-name`` missing 400 [400003] / unknown in 
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import Request
 
 from headwater.errors import BadRequest, Forbidden, Unauthenticated
 from headwater.services.container import Services
 from headwater.services.tenancy import Actor
+from headwater.web.session import COOKIE, CSRF_HEADER
 
 
 def services(request: Request) -> Services:
@@ -42,6 +45,8 @@ def _bearer(request: Request) -> str:
 async def platform_actor(request: Request) -> Actor:
     """The dependency that authenticates a platform call and resolves its organization and sandbox."""
     svc = services(request)
+    if "authorization" not in request.headers and COOKIE in request.cookies:
+        return _console_actor(svc, request)
     token = _bearer(request)
     claims = svc.tokens.verify(token)
     if claims is None:
@@ -95,3 +100,38 @@ async def platform_actor(request: Request) -> Actor:
             report={"header": "x-sandbox-name", "error_code": "403027"},
         )
     return Actor(org=org, sandbox=sandbox, client_id=client.client_id)
+
+
+def _console_actor(svc: Services, request: Request) -> Actor:
+    """A person signed in to the console: the session cookie, the CSRF header that proves the call comes
+    from a console page, the user still enabled, and the sandbox of ``x-sandbox-name``."""
+    session = svc.sessions.verify(request.cookies.get(COOKIE))
+    if session is None or not svc.identity.users.is_enabled(session.org_id, session.username):
+        raise Unauthenticated(
+            "The console session is missing, expired or no longer valid: sign in again.",
+            code="401013",
+            report={"header": "Cookie", "error_code": "401013"},
+        )
+    if not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), session.csrf):
+        raise Forbidden(
+            "A call with the console's session must carry its X-CSRF-Token header.",
+            code="403030",
+            report={"header": "X-CSRF-Token", "error_code": "403030"},
+        )
+    org_id = request.headers.get("x-gw-ims-org-id") or session.org_id
+    if org_id != session.org_id:
+        raise Forbidden(
+            "The session is not valid for this organization (x-gw-ims-org-id).",
+            code="403025",
+            report={"header": "x-gw-ims-org-id", "error_code": "403025"},
+        )
+    sandbox_name = request.headers.get("x-sandbox-name") or "prod"
+    sandbox = svc.sandboxes.get((org_id, sandbox_name))
+    org = svc.orgs.get(org_id)
+    if sandbox is None or org is None:
+        raise Forbidden(
+            f"Sandbox {sandbox_name!r} does not exist in this organization or is not accessible.",
+            code="403027",
+            report={"header": "x-sandbox-name", "error_code": "403027"},
+        )
+    return Actor(org=org, sandbox=sandbox, client_id="headwater-console", username=session.username)

@@ -5,6 +5,7 @@
     ├── InvalidSourceParams        the source connection names something impossible (terminal)
     ├── SourceNotFound             the table, object or file does not exist (terminal)
     ├── OutboundRefused            the target host is not allowed by HEADWATER_OUTBOUND_ALLOW (terminal)
+    │   └── HostUnresolved         its name does not resolve (transient: DNS may answer later)
     ├── SourceUnavailable          connect errors, timeouts, 5xx (transient)
     └── RateLimited                the source asked us to slow down (transient; ``retry_after`` seconds)
 
@@ -37,6 +38,11 @@ class SourceNotFound(ConnectorError):
 
 class OutboundRefused(ConnectorError):
     code = "CONNECTOR-2004-403"
+
+
+class HostUnresolved(OutboundRefused):
+    transient = True
+    code = "CONNECTOR-2007-503"
 
 
 class SourceUnavailable(ConnectorError):

@@ -173,8 +173,13 @@ def server_error(response: httpx.Response) -> bool:
 
 def retry_after(response: httpx.Response) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds, or an HTTP date measured against ``Date``)."""
-    value = response.headers.get("Retry-After")
-    if value is None:
+    return retry_after_seconds(response.headers.get("Retry-After"), response.headers.get("Date"))
+
+
+def retry_after_seconds(value: str | None, date_header: str | None = None) -> float | None:
+    """A ``Retry-After`` value in seconds: delta-seconds, or an HTTP date measured against the response's
+    ``Date`` (else now). None when absent or unreadable."""
+    if not value:
         return None
     try:
         return max(0.0, float(value))
@@ -182,7 +187,6 @@ def retry_after(response: httpx.Response) -> float | None:
         pass
     try:
         moment = parsedate_to_datetime(value)
-        date_header = response.headers.get("Date")
         now = parsedate_to_datetime(date_header) if date_header else datetime.now(UTC)
     except (TypeError, ValueError):
         return None

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from headwater.connectors.errors import OutboundRefused
+from headwater.connectors.errors import HostUnresolved, OutboundRefused
 from headwater.settings import Settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -31,6 +31,12 @@ class OutboundPolicy:
 
     def check_url(self, url: str) -> None:
         """Raise :class:`OutboundRefused` unless ``url`` may be reached."""
+        self.resolve(url)
+
+    def resolve(self, url: str) -> list[Address]:
+        """The addresses ``url``'s host resolves to, once each is allowed; :class:`OutboundRefused` when
+        any is not (the rules of :meth:`check_url`). A client that connects to these addresses itself,
+        instead of resolving the name again, cannot be steered elsewhere by DNS rebinding."""
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         if parts.scheme not in ("http", "https") or not host:
@@ -47,6 +53,7 @@ class OutboundPolicy:
                     f"{host} resolves to the internal address {address}; list it in HEADWATER_OUTBOUND_ALLOW "
                     "to allow it."
                 )
+        return addresses
 
     def _listed(self, address: Address) -> bool:
         return any(address.version == n.version and address in n for n in self.networks)
@@ -76,7 +83,7 @@ def _resolve(host: str, port: int) -> list[Address]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise OutboundRefused(f"Cannot resolve {host}: {exc.strerror or exc}.") from exc
+        raise HostUnresolved(f"Cannot resolve {host}: {exc.strerror or exc}.") from exc
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 

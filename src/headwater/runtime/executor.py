@@ -30,6 +30,7 @@ from headwater.errors import HeadwaterError
 from headwater.runtime.faults import crash_point
 from headwater.runtime.rowerrors import RowErrorWriter, errors_file
 from headwater.services.container import Services
+from headwater.services.destinations import ACTIVATION_FLOW_SPEC_ID
 from headwater.services.ids import new_etag, now_ms
 from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, new_batch_doc, parse_time
 from headwater.services.tenancy import Actor
@@ -88,6 +89,11 @@ class RunExecution:
         if run is None or run.doc.get("state") in (SUCCESS, PARTIAL, FAILED):
             return run
         actor = worker_actor(self.services, run, run.doc["sandboxName"])
+        flow = self.services.store.get("flow", run.scope, run.doc["flowId"])
+        if flow is not None and flow.doc["flowSpec"]["id"] == ACTIVATION_FLOW_SPEC_ID:
+            from headwater.runtime.delivery.datasetrun import DatasetActivation
+
+            return DatasetActivation(self.services, run, flow).execute()
         started = now_ms()
         run = self._save(run, {"state": IN_PROGRESS}, started=started)
         try:

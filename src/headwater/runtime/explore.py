@@ -19,7 +19,10 @@ def explore_connection(
     if not registry.supports(spec_id):
         raise BadRequest(f"Connections of spec {spec_id} cannot be explored.", code="FLOW-1424-400")
     auth = {**services.connections.secret_params(actor, connection), "_connectionId": connection.id}
-    connector = registry.connector_for(spec_id, auth, services.outbound, services.settings)
+    try:
+        connector = registry.connector_for(spec_id, auth, services.outbound, services.settings)
+    except ConnectorError as exc:  # the saved settings are refused before anything is read
+        raise _client_error(exc) from exc
     try:
         if object_type == "root":
             return [item.as_json() for item in connector.explore()]
@@ -36,8 +39,14 @@ def explore_connection(
             report={"parameter": "objectType"},
         )
     except ConnectorError as exc:
-        error = HeadwaterError(exc.message, code=exc.code)
-        error.status = 503 if exc.transient else 400
-        raise error from exc
+        raise _client_error(exc) from exc
     finally:
         connector.close()
+
+
+def _client_error(exc: ConnectorError) -> HeadwaterError:
+    """A connector's refusal as the API's error: 503 when retrying may help, else 400, with its words."""
+    error = HeadwaterError(exc.message, code=exc.code)
+    error.status = 503 if exc.transient else 400
+    error.title = "Service Unavailable" if exc.transient else "Connection refused by the source"
+    return error

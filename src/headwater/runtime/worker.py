@@ -61,17 +61,22 @@ class Worker:
     # --- loop ---
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
-        supervisor = None
+        supervisor = activations = None
         if self.streaming:  # streaming flows: a micro-batcher per flow, beside the run loop
+            from headwater.runtime.delivery.supervisor import start_in_background as start_activations
             from headwater.runtime.streamsupervisor import start_in_background as start_streaming
 
             supervisor = start_streaming(self.services)
+            activations = start_activations(self.services)
         try:
             self._loop()
         finally:
             if supervisor is not None:
                 supervisor.stop()
                 supervisor.stop_all()
+            if activations is not None:
+                activations[0].stop()
+                activations[1].join(timeout=15)
         log.info("worker %s stopped", self.name)
 
     def _loop(self) -> None:

@@ -87,6 +87,13 @@ class Services:
         self.identity = Data360Identity(self)
         self.ingestion_connectors = IngestionConnectors(self)
         self.streams = Streams(self)
+        from headwater.services.destinations import DeadLetters
+
+        self.dead_letters = DeadLetters(self)
+        from headwater.web.session import SessionSigner, Throttle
+
+        self.sessions = SessionSigner(self.tokens.signing_key)
+        self.sign_in_throttle = Throttle()
 
     def start(self) -> bool:
         """Migrate the metadata store and make sure the default organization exists.

@@ -22,6 +22,7 @@ Flow options the micro-batcher (runtime/streaming.py) reads:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import threading
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from headwater.services.destinations import ACTIVATION_FLOW_SPEC_ID
 from headwater.stores.log import StreamLog, open_log
 from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import is_sealed
@@ -47,6 +49,11 @@ class InletFlow:
     dataset_id: str | None
     schema_id: str | None
     signing_key: str | None  # Customer.io webhook signing key of the flow's source (decrypted)
+    activation: bool = False  # an activation flow: gets a copy of every message, is never routed to
+
+
+#: Routing result for an inlet that only feeds activation flows (no ingestion flow takes the message).
+ACTIVATION_ONLY = InletFlow("", True, None, None, None)
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,17 @@ class Inlet:
     flows: tuple[InletFlow, ...] = field(default=())
 
     def flow(self, flow_id: str) -> InletFlow | None:
-        return self.by_id.get(flow_id)
+        found = self.by_id.get(flow_id)
+        return found if found is not None and not found.activation else None
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The enabled activation flows fed by this inlet: each gets every accepted message."""
+        found: tuple[str, ...] | None = self.__dict__.get("_activations")
+        if found is None:
+            found = tuple(f.flow_id for f in self.flows if f.activation and f.enabled)
+            object.__setattr__(self, "_activations", found)
+        return found
 
     @property
     def by_id(self) -> dict[str, InletFlow]:
@@ -111,6 +128,18 @@ class Streams:
         now = int(time.time() * 1000)
         payloads = [orjson.dumps({"k": kind, "t": now, "o": scope.org_id, "r": r}) for r in records]
         return await self.log.append_async(flow_id, payloads)
+
+    async def publish_routed(
+        self, inlet: Inlet, flow_id: str, records: Sequence[dict[str, Any]], kind: str = "raw"
+    ) -> list[int]:
+        """Publish an inlet's routed messages to their flow and to every activation flow of the inlet,
+        all durable when this returns; the offsets are those in the first stream written."""
+        activations = inlet.activations
+        if not activations:  # the usual case: one stream, no gather on the inlet's hot path
+            return await self.publish(inlet.scope, flow_id, records, kind)
+        streams = [f for f in (flow_id, *activations) if f]
+        results = await asyncio.gather(*(self.publish(inlet.scope, f, records, kind) for f in streams))
+        return results[0]
 
     # --- inlets ---
     def inlet(self, inlet_id: str) -> Inlet | None:
@@ -201,7 +230,9 @@ class Streams:
                 signing_key = self.services.box.open(sealed, f"{scope.org_id}:webhookSigningKey")
             elif isinstance(sealed, str) and sealed:
                 signing_key = sealed
-        return InletFlow(flow.id, flow.doc.get("state") == "enabled", dataset_id, schema_id, signing_key)
+        activation = (flow.doc.get("flowSpec") or {}).get("id") == ACTIVATION_FLOW_SPEC_ID
+        enabled = flow.doc.get("state") == "enabled"
+        return InletFlow(flow.id, enabled, dataset_id, schema_id, signing_key, activation)
 
     def forget_inlets(self) -> None:
         self._inlets.clear()
@@ -254,9 +285,13 @@ class Streams:
             if flow is None:
                 raise MessageRejected(f"{prefix} dataflow [{flow_id}] does not take messages from this inlet")
             return flow
-        candidates = [f for f in inlet.flows if dataset_id is None or f.dataset_id == dataset_id]
+        candidates = [
+            f for f in inlet.flows if not f.activation and (dataset_id is None or f.dataset_id == dataset_id)
+        ]
         if len(candidates) == 1:
             return candidates[0]
+        if not candidates and inlet.activations and flow_id is None and dataset_id is None:
+            return ACTIVATION_ONLY
         if not candidates:
             raise MessageRejected(f"{prefix} no dataflow takes messages from this inlet; create one first")
         raise MessageRejected(

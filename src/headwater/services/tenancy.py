@@ -30,6 +30,7 @@ class Actor:
     org: Org
     sandbox: Sandbox
     client_id: str
+    username: str | None = None  # a person signed in to the console; None for API clients
 
     @property
     def scope(self) -> Scope:
@@ -37,7 +38,7 @@ class Actor:
 
     @property
     def user(self) -> str:
-        return f"{self.client_id}@AdobeID"
+        return self.username or f"{self.client_id}@AdobeID"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ class TokenService:
         self.lifetime = settings.token_lifetime_seconds
         self._verify_cached = functools.lru_cache(maxsize=4096)(self._verify)
 
+    @property
+    def signing_key(self) -> bytes | str:
+        """The key other signed artefacts derive theirs from (console sessions)."""
+        return self._key
+
     def issue(self, client_id: str, org_id: str, lifetime: int | None = None) -> tuple[str, int]:
         """A signed token for ``client_id``; ``lifetime`` (seconds) defaults to the configured one."""
         lifetime = self.lifetime if lifetime is None else lifetime

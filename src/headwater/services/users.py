@@ -3,14 +3,19 @@
 Users are organization-level resources: kind ``user`` in the scope ``(org_id, "_org")``, so every sandbox
 of an organization sees one directory (:func:`org_actor` turns a request's actor into that scope). A
 username is Salesforce style, an email-like login (``ada@example.com``), unique in its organization and
-compared without case. The record is ``{"username", "email", "enabled", "admin"}`` plus system fields;
-later issues add passwords and roles to the same document. Users are disabled, never deleted, as in
-Salesforce: tokens already issued to a user stop working within :data:`ENABLED_CACHE_SECONDS`.
+compared without case. The record is ``{"username", "email", "enabled", "admin"}`` plus system fields,
+and ``passwordHash`` for people who sign in to the console (scrypt; never rendered). Roles come later.
+Users are disabled, never deleted, as in Salesforce: tokens already issued to a user stop working
+within :data:`ENABLED_CACHE_SECONDS`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import Conflict, NotFound, ValidationFailed
@@ -27,6 +32,10 @@ ORG_LEVEL = "_org"  # the sandbox id of organization-level resources (no sandbox
 ENABLED_CACHE_SECONDS = 2.0
 USERNAME = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@.]+$")
 MAX_USERNAME = 80  # Salesforce's limit
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+# scrypt with n=2**15, r=8, p=1: about 32 MiB and 50-100 ms per check, OWASP's recommended floor.
+SCRYPT = {"n": 2**15, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
 Listed = tuple[list[dict[str, Any]], int | None, int | None]  # a page, the next offset, the total
 
 
@@ -75,6 +84,46 @@ def normalize_username(value: Any) -> str | None:
     return username
 
 
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **SCRYPT)
+    b64 = base64.b64encode
+    return (
+        f"scrypt$n={SCRYPT['n']},r={SCRYPT['r']},p={SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+    )
+
+
+def check_password(password: str, stored: str | None) -> bool:
+    """Constant-time check of ``password`` against a ``hash_password`` value (False when there is none)."""
+    if not stored or not stored.startswith("scrypt$"):
+        hashlib.scrypt(password.encode(), salt=b"0" * 16, **SCRYPT)  # the same cost as a real check
+        return False
+    try:
+        _, params, salt, digest = stored.split("$")
+        cost = dict(item.split("=") for item in params.split(","))
+        expected = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(cost["n"]),
+            r=int(cost["r"]),
+            p=int(cost["p"]),
+            maxmem=SCRYPT["maxmem"],
+            dklen=len(expected),
+        )
+    except (ValueError, KeyError):
+        return False
+    return hmac.compare_digest(got, expected)
+
+
+def password_problem(password: Any) -> str | None:
+    if not isinstance(password, str):
+        return "must be a string"
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        return f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+    return None
+
+
 class Users(ServiceCollection):
     kind, label, service = "user", "user", "IDN"
 
@@ -117,14 +166,42 @@ class Users(ServiceCollection):
             errors.append({"path": "email", "message": "must be an email address"})
         enabled = flag(body, "enabled", True, errors)
         admin = flag(body, "admin", False, errors)
+        password_hash = existing.doc.get("passwordHash") if existing is not None else None
+        if body.get("password") is not None:
+            problem = password_problem(body["password"])
+            if problem:
+                errors.append({"path": "password", "message": problem})
+            else:
+                password_hash = hash_password(body["password"])
         if errors:
             raise ValidationFailed(errors, code="IDN-1422-400")
         assert username is not None and isinstance(email, str)
         doc = {"username": username, "email": email.strip(), "enabled": enabled, "admin": admin}
+        if password_hash:
+            doc["passwordHash"] = password_hash
         return Built(doc=doc, name=username, alt_id=username)
 
     def render(self, resource: Resource) -> dict[str, Any]:
-        return render_org_level(resource)
+        doc = render_org_level(resource)
+        doc.pop("passwordHash", None)
+        doc["hasPassword"] = bool(resource.doc.get("passwordHash"))
+        return doc
+
+    def authenticate(self, username: str, password: str) -> Resource | None:
+        """The enabled user of any organization whose username and password these are, or None. Costs one
+        scrypt check whether or not the user exists, so timing tells nothing."""
+        canonical = normalize_username(username)
+        candidates = [
+            u for u in self.store.scan_kind(self.kind) if canonical and u.doc.get("username") == canonical
+        ]
+        if not candidates:
+            check_password(password, None)  # as slow as a real check
+            return None
+        found = None
+        for user in candidates:
+            if check_password(password, user.doc.get("passwordHash")) and user.doc.get("enabled") is True:
+                found = user
+        return found
 
     def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
         actor = org_actor(actor)

@@ -132,7 +132,7 @@ async def collect_one(inlet_id: str, request: Request) -> Response:
         return _problem(exc.status, "Bad Request", exc.message)
     sync = request.query_params.get("syncValidation") or request.query_params.get("synchronousValidation")
     validation: dict[str, Any] = {"skipped": True}
-    if sync and sync.lower() == "true":
+    if sync and sync.lower() == "true" and flow_id:
         from headwater.runtime.streamvalidation import validate_message
 
         report = validate_message(svc, inlet.scope, flow_id, kind, record)
@@ -152,7 +152,7 @@ async def collect_one(inlet_id: str, request: Request) -> Response:
             )
         validation = {"status": "pass"}
     try:
-        offsets = await svc.streams.publish(inlet.scope, flow_id, [record], kind=kind)
+        offsets = await svc.streams.publish_routed(inlet, flow_id, [record], kind=kind)
     except Exception:
         return _problem(503, "Service Unavailable", "The streaming log is not available; retry with backoff.")
     return _json(
@@ -198,7 +198,7 @@ async def collect_batch(inlet_id: str, request: Request) -> Response:
     batch_id = f"{received}:{_PID}"
     for (flow_id, kind), items in by_flow.items():
         try:
-            offsets = await svc.streams.publish(inlet.scope, flow_id, [r for _, r in items], kind=kind)
+            offsets = await svc.streams.publish_routed(inlet, flow_id, [r for _, r in items], kind=kind)
         except Exception:
             for index, _ in items:
                 responses[index] = {

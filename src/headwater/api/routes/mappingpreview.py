@@ -12,8 +12,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-import orjson
-import pyarrow as pa
 from fastapi import APIRouter, Depends, Request
 
 from headwater.api import calls
@@ -21,6 +19,7 @@ from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
 from headwater.errors import ValidationFailed
 from headwater.runtime.mapping import compile_mapping
+from headwater.runtime.mapping.rows import to_batch
 from headwater.services.container import Services
 from headwater.services.conversion import CODE
 from headwater.services.tenancy import Actor
@@ -150,32 +149,6 @@ def _prefixed(exc: ValidationFailed, prefix: str) -> ValidationFailed:
         return exc
     errors = [{**e, "path": prefix + e["path"] if e.get("path") else prefix.rstrip(".")} for e in exc.errors]
     return ValidationFailed(errors, code=exc.code)
-
-
-def to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
-    """Rows as an Arrow batch, types inferred (nested objects become structs). A field whose values
-    have no common type (``1`` in one row, ``"x"`` in another) is read as text."""
-    if not rows:
-        return pa.RecordBatch.from_pylist([])
-    try:
-        return pa.RecordBatch.from_struct_array(pa.array(rows))
-    except (pa.ArrowException, ValueError, TypeError, OverflowError):
-        pass
-    names = list(dict.fromkeys(key for row in rows for key in row))
-    columns = []
-    for name in names:
-        values = [row.get(name) for row in rows]
-        try:
-            columns.append(pa.array(values))
-        except (pa.ArrowException, ValueError, TypeError, OverflowError):
-            columns.append(pa.array([_as_text(v) for v in values], pa.string()))
-    return pa.RecordBatch.from_arrays(columns, names=names)
-
-
-def _as_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
 
 
 def _clean(value: Any) -> Any:

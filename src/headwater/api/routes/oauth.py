@@ -3,7 +3,8 @@
 Token endpoints, as Salesforce serves them (form bodies; refusals are 400 ``{"error", "error_description"}``,
 never the platform's error shape, because Salesforce clients parse that pair):
 
-    POST /services/oauth2/token   JWT bearer flow: an RS256 assertion for an access token
+    POST /services/oauth2/token   JWT bearer flow: an RS256 assertion for an access token; also
+                                  authorization_code and refresh_token (oauth_consent.py, consent.py)
     POST /services/a360/token     exchange of that access token for a data space's ingestion token
 
 Management, with the platform's authentication (``platform_actor``) and Flow Service conventions (lists
@@ -29,6 +30,7 @@ from headwater.api.responses import JSONResponse, created, json_body
 from headwater.api.routes.crud import PATCH_BODY, list_response
 from headwater.errors import BadRequest
 from headwater.services import listing
+from headwater.services.data360.consent import GRANT_TYPES
 from headwater.services.data360.identity import (
     ACCESS_TOKEN_TYPE,
     ADMIN_APPROVED,
@@ -80,17 +82,28 @@ def _strings(*names: str) -> dict[str, Any]:
 
 
 _JWT_FORM = _form_body(
-    ["grant_type", "assertion"],
+    ["grant_type"],
     {
-        "grant_type": {"type": "string", "enum": [JWT_BEARER]},
+        "grant_type": {"type": "string", "enum": [JWT_BEARER, *GRANT_TYPES]},
         "assertion": {
             "type": "string",
-            "description": "An RS256 JWT signed with the private key of the app's certificate: iss = "
-            "consumer key, sub = username, aud = this server's URL, exp = epoch seconds at most 3 "
+            "description": "JWT bearer: an RS256 JWT signed with the private key of the app's certificate: "
+            "iss = consumer key, sub = username, aud = this server's URL, exp = epoch seconds at most 3 "
             "minutes ahead.",
         },
+        "code": {"type": "string", "description": "authorization_code: the code the callback received."},
+        "redirect_uri": {"type": "string", "description": "authorization_code: as in the authorize request."},
+        "client_id": {
+            "type": "string",
+            "description": "The consumer key (authorization_code, refresh_token).",
+        },
+        "client_secret": {"type": "string", "description": "The consumer secret (or PKCE's code_verifier)."},
+        "code_verifier": {"type": "string", "description": "authorization_code with PKCE."},
+        "refresh_token": {"type": "string", "description": "refresh_token: rotated on every use."},
     },
-    _strings("access_token", "scope", "instance_url", "id", "token_type"),
+    _strings(
+        "access_token", "refresh_token", "signature", "scope", "instance_url", "id", "token_type", "issued_at"
+    ),
 )
 _EXCHANGE_FORM = _form_body(
     ["grant_type", "subject_token"],
@@ -175,17 +188,19 @@ def _field(form: dict[str, str], name: str) -> str:
     return value
 
 
-def _grant(form: dict[str, str], expected: str) -> None:
+def _grant(form: dict[str, str], *expected: str) -> str:
     grant = _field(form, "grant_type")
-    if grant != expected:
+    if grant not in expected:
         raise OAuthError(
-            "unsupported_grant_type", f"grant type not supported: {grant!r}; this endpoint takes {expected}"
+            "unsupported_grant_type",
+            f"grant type not supported: {grant!r}; this endpoint takes {', '.join(expected)}",
         )
+    return grant
 
 
 @router.post(
     "/services/oauth2/token",
-    summary="Get an access token (OAuth 2.0 JWT bearer flow)",
+    summary="Get an access token (OAuth 2.0 JWT bearer, authorization code or refresh token flow)",
     tags=[TOKENS_TAG],
     openapi_extra=_JWT_FORM,
 )
@@ -193,8 +208,11 @@ async def oauth2_token(request: Request) -> JSONResponse:
     svc = services(request)
     try:
         form = await _form(request)
-        _grant(form, JWT_BEARER)
-        body = await calls.read(svc, svc.identity.jwt_bearer, _field(form, "assertion"))
+        grant = _grant(form, JWT_BEARER, *GRANT_TYPES)
+        if grant == JWT_BEARER:
+            body = await calls.read(svc, svc.identity.jwt_bearer, _field(form, "assertion"))
+        else:  # the web server flow's code, or a refresh token: single-use, so a write
+            body = await calls.write(svc, svc.identity.consent.token, grant, form)
     except OAuthError as exc:
         return _refusal(exc)
     return JSONResponse(body, headers=NO_STORE)

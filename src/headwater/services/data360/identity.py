@@ -14,7 +14,8 @@ CONTRACT used by other modules (keep these signatures):
 Three kinds of token, none accepted where another is expected:
 
     platform token   POST /ims/token/v3; signed with the token-signing key (services/tokens.py)
-    access token     POST /services/oauth2/token (JWT bearer); typ "sfdc_access"; good for the exchange
+    access token     POST /services/oauth2/token (JWT bearer, authorization code, refresh token: the last
+                     two in consent.py); typ "sfdc_access"; good for the exchange
     ingestion token  POST /services/a360/token; typ "a360_ingest"; good for the Ingestion API
 
 The last two are HS256 JWTs signed with a key derived from the token-signing key (HMAC with a fixed
@@ -123,6 +124,8 @@ class _Claims:
     expires_at: int
     sandbox_id: str = ""  # ingestion tokens
     consumer_key: str = ""  # access tokens
+    token_id: str = ""  # jti: what POST /services/oauth2/revoke records for an access token
+    grant_id: str = ""  # access tokens of a consented grant (consent.py): void once the grant is revoked
 
 
 class ExternalClientApps(ServiceCollection):
@@ -234,6 +237,9 @@ class Data360Identity:
         self._decode_cached = functools.lru_cache(maxsize=4096)(self._decode)
         urls = (settings.base_url, settings.public_url or "", f"http://{settings.host}:{settings.port}")
         self._audiences = {_url_key(u) for u in urls if u}
+        from headwater.services.data360.consent import OAuthConsent  # it builds on this module
+
+        self.consent = OAuthConsent(self)
 
     # --- POST /services/oauth2/token ---
     def jwt_bearer(self, assertion: str) -> dict[str, str]:
@@ -250,15 +256,7 @@ class Data360Identity:
         claims = self._verify_assertion(assertion, app)
         user = self._authorized_user(app, claims.get("sub"))
         scopes = tuple(app.doc["scopes"])
-        token = self._sign(
-            "sfdc_access",
-            ACCESS_TOKEN_SECONDS,
-            org=app.scope.org_id,
-            sub=user.doc["username"],
-            uid=user.id,
-            cid=app.doc["consumerKey"],
-            scp=list(scopes),
-        )
+        token = self.issue_access_token(app, user, scopes)
         base = self.services.settings.base_url
         return {
             "access_token": token,
@@ -267,6 +265,28 @@ class Data360Identity:
             "id": f"{base}/id/{app.scope.org_id}/{user.id}",
             "token_type": "Bearer",
         }
+
+    def issue_access_token(self, app: Resource, user: Resource, scopes: Sequence[str], **claims: Any) -> str:
+        """An access token of ``user`` through ``app``, as every flow of the token endpoint issues them."""
+        return self._sign(
+            "sfdc_access",
+            ACCESS_TOKEN_SECONDS,
+            org=app.scope.org_id,
+            sub=user.doc["username"],
+            uid=user.id,
+            cid=app.doc["consumerKey"],
+            scp=list(scopes),
+            **claims,
+        )
+
+    def verify_access_token(self, token: str) -> _Claims | None:
+        """The claims of an unexpired access token (revocation not checked: see ``consent.refusal``)."""
+        return self._verified(token, "sfdc_access")
+
+    def authorized_user(self, app: Resource, username: Any) -> Resource:
+        """The enabled user ``username`` whom the app's permitted-users policy lets get tokens, or
+        ``invalid_grant``: every flow asks this (JWT bearer, authorization code, refresh token)."""
+        return self._authorized_user(app, username)
 
     def _check_app(self, app: Resource) -> None:
         doc = app.doc
@@ -362,6 +382,9 @@ class Data360Identity:
             raise invalid_grant(f"inactive user: {claims.username!r} is disabled")
         if self.apps.by_consumer_key(claims.consumer_key) is None:
             raise invalid_grant("the external client app that issued the subject_token no longer exists")
+        revoked = self.consent.refusal(claims)
+        if revoked:
+            raise invalid_grant(f"invalid subject_token: {revoked}")
         name = "prod" if dataspace in (None, "", "default") else dataspace
         sandbox = self.services.sandboxes.get((claims.org_id, str(name)))
         if sandbox is None:
@@ -447,6 +470,8 @@ class Data360Identity:
             expires_at=int(data["exp"]),
             sandbox_id=str(data.get("sbx", "")),
             consumer_key=str(data.get("cid", "")),
+            token_id=str(data.get("jti", "")),
+            grant_id=str(data.get("grt", "")),
         )
 
 

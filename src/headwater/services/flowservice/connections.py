@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import ValidationFailed
-from headwater.services import validation
+from headwater.errors import Conflict, ValidationFailed
+from headwater.services import destinations, validation
 from headwater.services.ids import new_hex
 from headwater.services.resources import Built, ServiceCollection, text_field
 from headwater.services.specs import DATA_LAKE_SPEC_ID, SpecCatalog
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import Resource
+from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import MASK, is_sealed
 
 if TYPE_CHECKING:
@@ -77,12 +77,18 @@ class Connections(FlowServiceCollection):
             errors.append({"path": "connectionSpec.id", "message": "cannot change; create a new connection"})
         auth = body.get("auth")
         doc_auth: dict[str, Any] | None = None
+        extra: dict[str, Any] = {}
+        if spec is not None and destinations.is_destination(spec["id"]):
+            if existing is not None:
+                raise destinations.refuse_edit()
+            extra = destinations.check_connection(self.services, body, errors)
         if spec is not None:
             doc_auth = self._auth(actor, spec, auth, existing, errors)
         if errors:
             raise ValidationFailed(errors, code="FLOW-1422-400")
         assert spec is not None
         doc = {
+            **extra,
             "name": name,
             "description": body.get("description", ""),
             "connectionSpec": {
@@ -97,6 +103,8 @@ class Connections(FlowServiceCollection):
             doc["providerId"] = body.get("providerId") or spec.get("providerId")
         if doc_auth is not None:
             doc["auth"] = doc_auth
+        if extra:  # a destination's name is unique in the sandbox (enforced by the store: alt_id)
+            return Built(doc=doc, name=name, alt_id=f"destination:{(name or '').strip().casefold()}")
         return Built(doc=doc, name=name)
 
     def _auth(
@@ -132,9 +140,12 @@ class Connections(FlowServiceCollection):
         old = ((existing.doc.get("auth") or {}).get("params") or {}) if existing else {}
         kept = {k: old[k] for k, v in params.items() if k in secrets and v == MASK and is_sealed(old.get(k))}
         view = {k: (MASK if k in secrets and (is_sealed(v) or k in kept) else v) for k, v in params.items()}
+        required = set(schema.get("required") or ())
         for key in secrets & params.keys():
             if not (isinstance(params[key], str) or is_sealed(params[key])):
                 errors.append({"path": f"auth.params.{key}", "message": "must be a string"})
+            elif key in required and params[key] == "":
+                errors.append({"path": f"auth.params.{key}", "message": "is required: it must not be empty"})
         errors.extend(e for e in validation.check(view, schema, "auth.params") if e not in errors)
         if errors:
             return None
@@ -150,6 +161,46 @@ class Connections(FlowServiceCollection):
             stored["inletUrl"] = f"{self.services.settings.base_url}/collection/{inlet}"
         return {"specName": auth_spec["name"], "params": stored}
 
+    def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
+        try:
+            return super().create(actor, body, ident)
+        except Conflict as exc:  # a destination's name is taken: say so at the field
+            if not isinstance(body, dict) or not destinations.is_destination(
+                (body.get("connectionSpec") or {}).get("id")
+                if isinstance(body.get("connectionSpec"), dict)
+                else None
+            ):
+                raise
+            message = "is already the name of a destination in this sandbox; choose another"
+            raise Conflict(
+                f"A destination named {body.get('name')!r} already exists in this sandbox.",
+                code=exc.code,
+                report={"errors": [{"path": "name", "message": message}]},
+            ) from exc
+
+    def delete(self, actor: Actor, ident: str) -> None:
+        """A destination goes with its request (target connections), unless an activation flow uses it."""
+        resource = self.get(actor, ident)
+        if destinations.is_destination(resource.doc["connectionSpec"]["id"]):
+            targets = [
+                i
+                for k, i in self.store.referrers(actor.scope, "connection", ident)
+                if k == "targetConnection"
+            ]
+            users = [
+                (k, i) for t in targets for k, i in self.store.referrers(actor.scope, "targetConnection", t)
+            ]
+            if users:
+                names = ", ".join(f"{k} {i}" for k, i in users)
+                raise Conflict(
+                    f"This destination is used by {names}; delete those activation flows first.",
+                    code="FLOW-1410-409",
+                    report={"referencedBy": [{"type": k, "id": i} for k, i in users]},
+                )
+            for target in targets:
+                self.services.target_connections.delete(actor, target)
+        super().delete(actor, ident)
+
     def render(self, resource: Resource) -> dict[str, Any]:
         doc = super().render(resource)
         auth = doc.get("auth")
@@ -160,9 +211,12 @@ class Connections(FlowServiceCollection):
 
     def secret_params(self, actor: Actor, resource: Resource) -> dict[str, Any]:
         """The connection's auth params with secrets decrypted, for connectors (never for responses)."""
+        return self.secret_params_of(actor.scope, resource)
+
+    def secret_params_of(self, scope: Scope, resource: Resource) -> dict[str, Any]:
         params = ((resource.doc.get("auth") or {}).get("params")) or {}
         box = self.services.box
-        return {k: (box.open(v, f"{actor.org.id}:{k}") if is_sealed(v) else v) for k, v in params.items()}
+        return {k: (box.open(v, f"{scope.org_id}:{k}") if is_sealed(v) else v) for k, v in params.items()}
 
 
 class SourceConnections(FlowServiceCollection):
@@ -235,6 +289,11 @@ class TargetConnections(FlowServiceCollection):
         params = _params(body, spec, "targetSpec", errors)
         if spec is not None and spec["id"] == DATA_LAKE_SPEC_ID and params is not None:
             self._check_dataset(actor, data, params, errors, refs)
+        if spec is not None and destinations.is_destination(spec["id"]):
+            if existing is not None:
+                raise destinations.refuse_edit()
+            if params is not None and not any(e["path"].startswith("params") for e in errors):
+                params = destinations.check_request(self.services, params, errors)
         if errors:
             raise ValidationFailed(errors, code="FLOW-1422-400")
         assert spec is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from headwater.errors import BadRequest, NotFound, ValidationFailed
-from headwater.services import validation
+from headwater.services import destinations, validation
 from headwater.services.flowservice.connections import FlowServiceCollection
 from headwater.services.ids import new_hex, now_ms
 from headwater.services.resources import Built, text_field
@@ -35,6 +35,10 @@ class Flows(FlowServiceCollection):
         state = body.get("state", "enabled")
         if state not in STATES:
             errors.append({"path": "state", "message": "must be enabled or disabled"})
+        options = self._options(body, flow_spec, existing) if flow_spec is not None else {}
+        if flow_spec is not None and flow_spec["id"] == destinations.ACTIVATION_FLOW_SPEC_ID:
+            destinations.check_activation(self.services, actor, sources, targets, transformations, errors)
+            options = destinations.delivery_options(options, errors)
         if errors:
             raise ValidationFailed(errors, code="FLOW-1422-400")
         assert flow_spec is not None
@@ -59,7 +63,7 @@ class Flows(FlowServiceCollection):
                 "targetConnections": [_inherited(t) for t in targets],
             },
             "transformations": transformations,
-            "options": self._options(body, flow_spec, existing),
+            "options": options,
             "providerRefId": flow_spec.get("providerId"),
             "lastOperation": _operation(_operation_name(existing, state), state),
         }
@@ -76,8 +80,11 @@ class Flows(FlowServiceCollection):
             if kind == "run":
                 store.delete("run", actor.scope, run_id)
         super().delete(actor, ident)
-        if "inletId" in (flow.doc.get("options") or {}):
+        activation = flow.doc["flowSpec"]["id"] == destinations.ACTIVATION_FLOW_SPEC_ID
+        if "inletId" in (flow.doc.get("options") or {}) or activation:
             self.services.streams.log.drop(ident)
+        if activation:  # its dead letters stay, to be read or replayed while the destination exists
+            store.delete("activationState", actor.scope, ident)
 
     def set_state(self, actor: Actor, ident: str, op: str) -> Resource:
         """``POST /flows/{id}/action?op=enable|disable``."""

@@ -1,0 +1,1 @@
+"""Delivery to HTTP destinations: request templates, bindings, the delivery engine."""

@@ -1,0 +1,262 @@
+"""Activation flows at work: records from a feed through the bindings and the deliverer, with a
+checkpoint that survives ``kill -9``.
+
+A feed is ordered and replayable: the activation flow's own streaming log (an inlet appends every
+message to it before answering 2xx), or the data files a dataset gained since the flow's last run.
+Each record has a position. The checkpoint is the first position not yet finished (delivered or
+dead-lettered) plus the finished positions beyond it; it is saved at most every ``FLUSH_SECONDS``,
+after the dead letters it covers. After a crash the feed resumes from the checkpoint and skips what
+was finished, so a record is delivered, dead-lettered, or sent again: only requests in flight at the
+crash (or answered since the last checkpoint) go twice, with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from headwater.runtime.delivery.bindings import Bindings
+from headwater.runtime.delivery.engine import (
+    DeadLetter,
+    Deliverer,
+    Destination,
+    Item,
+    Limits,
+    Progress,
+    Stats,
+)
+from headwater.runtime.executor import save_resource
+from headwater.runtime.faults import crash_point
+from headwater.services.ids import new_etag, now_ms
+from headwater.stores.metadata import AlreadyExists, Resource
+
+if TYPE_CHECKING:
+    from headwater.services.container import Services
+
+log = logging.getLogger("headwater.activation")
+FLUSH_SECONDS = 0.5
+READ_CHUNK = 1000
+IDLE_POLL_SECONDS = 0.05
+KEYS = b"headwater-activation-keys"
+
+
+def idempotency_key(flow_id: str, where: str) -> str:
+    """Stable for a record of a flow: the same on every attempt, after restarts and on replay (32 hex)."""
+    return hashlib.blake2b(f"{flow_id}:{where}".encode(), digest_size=16, key=KEYS).hexdigest()
+
+
+@dataclass
+class Plan:
+    """What one activation flow needs, resolved from its resources."""
+
+    flow: Resource
+    target_id: str
+    destination: Destination
+    bindings: Bindings
+    limits: Limits
+
+    @classmethod
+    def open(cls, services: Services, flow: Resource) -> Plan:
+        from headwater.runtime.delivery.destination import open_destination
+
+        scope = flow.scope
+        target = services.store.get("targetConnection", scope, flow.doc["targetConnectionIds"][0])
+        if target is None:
+            raise LookupError(f"the destination of activation flow {flow.id} no longer exists")
+        limits = limits_of(flow)
+        destination = open_destination(services, scope, target, max_connections=limits.max_in_flight)
+        bindings: dict[str, Any] = {}
+        for item in flow.doc.get("transformations") or []:
+            if item.get("name") == "Variables":
+                bindings = (item.get("params") or {}).get("bindings") or {}
+        return cls(flow, target.id, destination, Bindings(bindings), limits)
+
+
+def limits_of(flow: Resource) -> Limits:
+    options = flow.doc.get("options") or {}
+    return Limits(
+        max_in_flight=int(options.get("maxInFlight", 64)),
+        requests_per_second=float(options.get("requestsPerSecond", 0)),
+        initial_backoff=float(options.get("retryInitialDelayMs", 500)) / 1000,
+        max_backoff=float(options.get("retryMaxDelayMs", 300_000)) / 1000,
+        max_age=float(options.get("retryMaxAgeSeconds", 14_400)),
+        idempotency_header=str(options.get("idempotencyHeader", "Idempotency-Key")),
+    )
+
+
+class Pump:
+    """Moves one feed's records into a deliverer and keeps the checkpoint; subclasses say where records
+    come from and where the checkpoint and the counts go."""
+
+    def __init__(self, services: Services, plan: Plan, offset: int, done: Sequence[int]) -> None:
+        self.services = services
+        self.plan = plan
+        self.progress = Progress(offset, set(done))
+        self.stats = Stats()
+        self.dead: list[DeadLetter] = []
+        self.deliverer = Deliverer(plan.destination, plan.limits, self._finished, self.stats)
+        self._last_flush = time.monotonic()
+        self.delivered_total = self.dead_total = 0  # since this pump started
+
+    def _finished(self, item: Item, dead: DeadLetter | None) -> None:
+        if dead is not None:
+            self.dead.append(dead)
+            self.dead_total += 1
+        else:
+            self.delivered_total += 1
+        self.progress.finish(item.position)
+
+    async def feed(self, items: Sequence[tuple[int, int, str, Any]], run_id: str | None) -> None:
+        """Hand records (position, next position, key, record) to the deliverer, in feed order."""
+        bound = self.plan.bindings.bind([record for *_, record in items])
+        deliverer = self.deliverer
+        for (position, next_position, key, _), (variables, error) in zip(items, bound, strict=True):
+            self.progress.add(position, next_position)
+            if position in self.progress.skip:  # finished before a restart
+                self.progress.skip.discard(position)
+                self.progress.finish(position)
+                continue
+            item = Item(position, next_position, key, variables, error, run_id)
+            if deliverer.has_room:
+                deliverer.put(item)
+            else:
+                await deliverer.submit(item)
+            if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Persist dead letters, then the checkpoint that covers them, then the counts."""
+        self._last_flush = time.monotonic()
+        offset, done = self.progress.checkpoint()
+        dead, self.dead = self.dead, []
+        stats = self.stats.take()
+        await asyncio.to_thread(self._persist, dead, offset, done, stats)
+
+    def _persist(self, dead: list[DeadLetter], offset: int, done: list[int], stats: Stats) -> None:
+        for letter in dead:
+            self._keep(letter)
+        crash_point("activation_before_checkpoint")
+        self.save_checkpoint(offset, done, stats)
+
+    def _keep(self, letter: DeadLetter) -> None:
+        flow = self.plan.flow
+        ident = idempotency_key(flow.id, f"dead:{letter.item.key}")
+        now = now_ms()
+        doc = {
+            **letter.doc(),
+            "flowId": flow.id,
+            "runId": letter.item.run_id,
+            "targetConnectionId": self.plan.target_id,
+            "state": "dead",
+            "createdAt": now,
+            "updatedAt": now,
+            "sandboxName": flow.doc.get("sandboxName"),
+            "imsOrgId": flow.scope.org_id,
+        }
+        resource = Resource("deadLetter", ident, flow.scope, doc, new_etag(), None, None, now, now)
+        with contextlib.suppress(AlreadyExists):  # written before a crash that lost the checkpoint
+            self.services.store.insert(resource)
+
+    def save_checkpoint(self, offset: int, done: list[int], stats: Stats) -> None:
+        raise NotImplementedError
+
+
+class StreamPump(Pump):
+    """A streaming activation: the flow's log, checkpoint in an ``activationState`` resource, counts in
+    one run per hour (as streaming ingestion flows have)."""
+
+    def __init__(self, services: Services, plan: Plan) -> None:
+        state = services.store.get("activationState", plan.flow.scope, plan.flow.id)
+        doc = state.doc if state is not None else {}
+        super().__init__(services, plan, int(doc.get("offset", 0)), doc.get("done") or [])
+        self.read_offset = self.progress.checkpoint()[0]
+
+    async def step(self) -> bool:
+        """Read and hand over what the log holds; False when there was nothing new."""
+        room = self.plan.limits.max_pending - self.deliverer.pending
+        if room <= 0:
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+            return True
+        flow_id = self.plan.flow.id
+        log_ = self.services.streams.log
+        records = await asyncio.to_thread(log_.read, flow_id, self.read_offset, min(READ_CHUNK, room))
+        if not records:
+            return False
+        items = []
+        for record in records:
+            try:
+                message = orjson.loads(record.payload)
+                body = message.get("r") if isinstance(message, dict) else None
+            except orjson.JSONDecodeError:
+                body = None
+            items.append(
+                (record.offset, record.next_offset, idempotency_key(flow_id, str(record.offset)), body)
+            )
+        self.read_offset = records[-1].next_offset
+        run_id = stream_run_id(flow_id, now_ms())
+        await self.feed(items, run_id)
+        return True
+
+    def save_checkpoint(self, offset: int, done: list[int], stats: Stats) -> None:
+        """Counts first, then the position: a crash between them counts a period twice (its records are
+        sent again, and were delivered twice) rather than never."""
+        flow = self.plan.flow
+        if not stats.empty:
+            from headwater.runtime.delivery.activationruns import account
+
+            account(self.services, flow, stats)
+        store = self.services.store
+        state = store.get("activationState", flow.scope, flow.id)
+        doc = {"flowId": flow.id, "offset": offset, "done": done, "updatedAt": now_ms()}
+        if state is None:
+            now = now_ms()
+            resource = Resource("activationState", flow.id, flow.scope, doc, new_etag(), None, None, now, now)
+            with contextlib.suppress(AlreadyExists):
+                store.insert(resource)
+        else:
+            save_resource(self.services, state, doc)
+        crash_point("activation_after_checkpoint")
+        with contextlib.suppress(Exception):
+            self.services.streams.log.release(flow.id, offset)
+
+
+def stream_run_id(flow_id: str, now: int) -> str:
+    from headwater.runtime.streamruns import RUN_WINDOW_MS
+
+    window = now - now % RUN_WINDOW_MS
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"headwater:activation-run:{flow_id}:{window}"))
+
+
+async def run_stream(services: Services, flow: Resource, stop: Callable[[], bool]) -> None:
+    """Deliver a streaming activation flow's records until ``stop()`` says so."""
+    plan = Plan.open(services, flow)
+    pump = StreamPump(services, plan)
+    try:
+        while not stop():
+            if not await pump.step():
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+            if time.monotonic() - pump._last_flush >= FLUSH_SECONDS:
+                await pump.flush()
+        await pump.flush()
+    finally:
+        await pump.deliverer.cancel()
+        await plan.destination.aclose()
+
+
+def stream_source(services: Services, flow: Resource) -> bool:
+    """Whether an activation flow reads a streaming source (its log) rather than a dataset."""
+    from headwater.services.specs import DATA_LAKE_SPEC_ID
+
+    source = services.store.get(
+        "sourceConnection", flow.scope, (flow.doc.get("sourceConnectionIds") or [""])[0]
+    )
+    return source is not None and source.doc["connectionSpec"]["id"] != DATA_LAKE_SPEC_ID

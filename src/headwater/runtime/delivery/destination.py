@@ -1,0 +1,276 @@
+"""A destination made ready to send: the template compiled, the credentials decrypted into an
+authenticator, one HTTP client with its TLS context. Also the two sends a person asks for directly:
+a destination's Test Request and the replay of a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from headwater.errors import NotFound, ValidationFailed
+from headwater.runtime.delivery.auth import AuthError, build_authenticator
+from headwater.runtime.delivery.client import HttpClient, Timeouts, TransportError
+from headwater.runtime.delivery.engine import Destination, Limits, shown_request, shown_response
+from headwater.runtime.delivery.template import RenderError, RequestTemplate, TemplateInvalid
+from headwater.services import destinations, validation
+from headwater.stores.metadata import Resource, Scope
+
+if TYPE_CHECKING:
+    from headwater.services.container import Services
+    from headwater.services.tenancy import Actor
+
+TEST_KEY = "test-request"
+
+
+def open_destination(
+    services: Services, scope: Scope, target: Resource, max_connections: int = 64
+) -> Destination:
+    """The destination of ``target`` (an HTTP destination target connection), ready to send."""
+    base = services.store.get("connection", scope, target.doc.get("baseConnectionId") or "")
+    if base is None:
+        raise NotFound(f"The destination connection of target connection {target.id} no longer exists.")
+    auth = base.doc.get("auth") or {}
+    params = services.connections.secret_params_of(scope, base)
+    return build(
+        services, auth.get("specName", "None"), params, target.doc.get("params") or {}, max_connections
+    )
+
+
+def build(
+    services: Services,
+    spec_name: str,
+    auth_params: dict[str, Any],
+    request: dict[str, Any],
+    max_connections: int = 64,
+) -> Destination:
+    authenticator = build_authenticator(spec_name, auth_params, ca_file=services.settings.outbound_ca_file)
+    client = HttpClient(
+        services.outbound, max_connections=max_connections, ssl_context=authenticator.ssl_context
+    )
+    timeouts = Timeouts(
+        connect=int(request.get("connectionTimeoutMs", 1000)) / 1000,
+        read=int(request.get("readTimeoutMs", 1000)) / 1000,
+    )
+    return Destination(RequestTemplate.compile(request), authenticator, client, timeouts)
+
+
+async def send_once(
+    destination: Destination, variables: dict[str, Any], key: str, key_header: str
+) -> dict[str, Any]:
+    """One request as a person sees it: what was sent (secrets masked), what came back, how long it took.
+    Rendering problems are a 400 naming the variable; transport and auth failures are part of the answer."""
+    try:
+        rendered = destination.template.render(variables)
+    except RenderError as exc:
+        path = f"variables.{exc.variable}" if exc.variable else "variables"
+        raise ValidationFailed([{"path": path, "message": str(exc)}], code="FLOW-1422-400") from exc
+    headers = [*rendered.headers, (key_header, key)]
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "request": shown_request(rendered, key_header, key),
+        "response": None,
+        "error": None,
+    }
+    client, auth = destination.client, destination.auth
+    try:
+        used = await auth.headers(client)
+        response = await client.request(
+            rendered.method, rendered.url, [*headers, *used], rendered.body, destination.timeouts
+        )
+        if response.status == 401 and await auth.unauthorized(client, used):
+            used = await auth.headers(client)
+            response = await client.request(
+                rendered.method, rendered.url, [*headers, *used], rendered.body, destination.timeouts
+            )
+        result["response"] = shown_response(response)
+    except TransportError as exc:
+        result["error"] = {"kind": exc.kind, "message": str(exc), "retryable": exc.retryable}
+    except AuthError as exc:
+        result["error"] = {
+            "kind": "auth",
+            "message": str(exc),
+            "retryable": exc.retryable,
+            "status": exc.status,
+        }
+    except ValueError as exc:  # the client refused to send it: a header value it cannot encode safely
+        raise ValidationFailed(
+            [{"path": "params.headers", "message": str(exc)}], code="FLOW-1422-400"
+        ) from exc
+    result["elapsedMs"] = round((time.monotonic() - started) * 1000, 2)
+    return result
+
+
+async def test_saved(services: Services, actor: Actor, target_id: str, body: Any) -> dict[str, Any]:
+    """``POST /targetConnections/{id}/test``: the saved destination's request with the given variables."""
+    target = services.target_connections.get(actor, target_id)
+    if not destinations.is_destination(target.doc["connectionSpec"]["id"]):
+        raise ValidationFailed(
+            [{"path": "id", "message": "only HTTP destination target connections have a test request"}]
+        )
+    destination = open_destination(services, actor.scope, target, max_connections=2)
+    try:
+        return await send_once(destination, _variables(body), TEST_KEY, Limits().idempotency_header)
+    finally:
+        await destination.aclose()
+
+
+async def test_unsaved(services: Services, actor: Actor, body: Any) -> dict[str, Any]:
+    """``POST /targetConnections/test``: the wizard's Test Request before anything is saved. The body holds
+    ``auth`` (specName and params, secrets in clear) or ``baseConnectionId``, ``params`` (the request)
+    and ``variables``."""
+    if not isinstance(body, dict):
+        raise ValidationFailed([{"path": "(body)", "message": "must be a JSON object"}])
+    errors: list[dict[str, str]] = []
+    params = body.get("params")
+    if not isinstance(params, dict):
+        raise ValidationFailed([{"path": "params", "message": "is required: the request to test"}])
+    spec = services.specs.connection_spec(destinations.HTTP_DESTINATION_SPEC_ID)
+    assert spec is not None
+    schema = spec["targetSpec"]["spec"]
+    params = validation.coerce(params, schema)
+    errors.extend(validation.check(params, schema, "params"))
+    if errors:
+        raise ValidationFailed(errors, code="FLOW-1422-400")
+    request = destinations.check_request(services, params, errors)
+    spec_name, auth_params = _auth_of(services, actor, body, errors)
+    if errors:
+        raise ValidationFailed(errors, code="FLOW-1422-400")
+    try:
+        destination = build(services, spec_name, auth_params, request, max_connections=2)
+    except TemplateInvalid as exc:
+        raise ValidationFailed(exc.errors, code="FLOW-1422-400") from exc
+    except AuthError as exc:
+        raise ValidationFailed([{"path": "auth.params", "message": str(exc)}], code="FLOW-1422-400") from exc
+    try:
+        return await send_once(destination, _variables(body), TEST_KEY, Limits().idempotency_header)
+    finally:
+        await destination.aclose()
+
+
+def _auth_of(
+    services: Services, actor: Actor, body: dict[str, Any], errors: list[dict[str, str]]
+) -> tuple[str, dict[str, Any]]:
+    base_id = body.get("baseConnectionId")
+    if isinstance(base_id, str):
+        base = services.connections.get(actor, base_id)
+        if not destinations.is_destination(base.doc["connectionSpec"]["id"]):
+            errors.append({"path": "baseConnectionId", "message": "is not an HTTP destination connection"})
+        spec_name = (base.doc.get("auth") or {}).get("specName", "None")
+        return spec_name, services.connections.secret_params(actor, base)
+    auth = body.get("auth", {"specName": "None", "params": {}})
+    spec = services.specs.connection_spec(destinations.HTTP_DESTINATION_SPEC_ID)
+    assert spec is not None
+    if not isinstance(auth, dict):
+        errors.append({"path": "auth", "message": "must be an object with specName and params"})
+        return "None", {}
+    name = auth.get("specName")
+    auth_spec = services.specs.auth_spec(spec, name) if isinstance(name, str) else None
+    if auth_spec is None:
+        names = ", ".join(a["name"] for a in spec["authSpec"])
+        errors.append({"path": "auth.specName", "message": f"must be one of: {names}"})
+        return "None", {}
+    params = auth.get("params") if isinstance(auth.get("params"), dict) else {}
+    params = validation.coerce(params, auth_spec["spec"])
+    errors.extend(validation.check(params, auth_spec["spec"], "auth.params"))
+    return auth_spec["name"], params
+
+
+def _variables(body: Any) -> dict[str, Any]:
+    variables = body.get("variables", {}) if isinstance(body, dict) else None
+    if not isinstance(variables, dict):
+        raise ValidationFailed([{"path": "variables", "message": "must be an object of variable -> value"}])
+    return variables
+
+
+MAX_REPLAY = 1000
+
+
+async def replay(services: Services, actor: Actor, ids: list[str]) -> dict[str, Any]:
+    """Send dead letters again, once each, with their idempotency keys; a delivered one is marked
+    ``replayed``, another failure updates its response and reason. Each answer says which."""
+    from headwater.runtime.executor import save_resource
+
+    if not ids or len(ids) > MAX_REPLAY:
+        raise ValidationFailed([{"path": "ids", "message": f"must name 1 to {MAX_REPLAY} dead letters"}])
+    letters = services.store.get_many("deadLetter", actor.scope, ids)
+    opened: dict[str, Destination] = {}
+    results = []
+    try:
+        for ident in ids:
+            letter = letters.get(ident)
+            if letter is None:
+                results.append({"id": ident, "state": None, "error": "no such dead letter in this sandbox"})
+                continue
+            if letter.doc.get("state") == "replayed":
+                results.append({"id": ident, "state": "replayed", "error": None})
+                continue
+            outcome = await _replay_one(services, actor, letter, opened)
+            changes = _replay_changes(letter, outcome)
+            error = changes.pop("error", None)
+            await asyncio.to_thread(save_resource, services, letter, changes)
+            status = (outcome.get("response") or {}).get("status")
+            results.append({"id": ident, "state": changes["state"], "status": status, "error": error})
+    finally:
+        for destination in opened.values():
+            await destination.aclose()
+    return {"results": results}
+
+
+async def _replay_one(
+    services: Services, actor: Actor, letter: Resource, opened: dict[str, Destination]
+) -> dict[str, Any]:
+    doc = letter.doc
+    variables = doc.get("variables")
+    if not isinstance(variables, dict):
+        return {
+            "error": {
+                "kind": "bind",
+                "message": "its record could not be bound to variables: nothing to send",
+            }
+        }
+    target_id = doc.get("targetConnectionId") or ""
+    destination = opened.get(target_id)
+    if destination is None:
+        target = services.store.get("targetConnection", actor.scope, target_id)
+        if target is None:
+            return {"error": {"kind": "gone", "message": f"its destination {target_id} no longer exists"}}
+        destination = opened[target_id] = await asyncio.to_thread(
+            open_destination, services, actor.scope, target, 8
+        )
+    flow = services.store.get("flow", actor.scope, doc.get("flowId") or "")
+    header = str(
+        ((flow.doc.get("options") or {}) if flow else {}).get("idempotencyHeader", "Idempotency-Key")
+    )
+    try:
+        return await send_once(destination, variables, str(doc["idempotencyKey"]), header)
+    except ValidationFailed as exc:
+        return {"error": {"kind": "render", "message": exc.detail}}
+
+
+def _replay_changes(letter: Resource, outcome: dict[str, Any]) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    response = outcome.get("response")
+    error = outcome.get("error")
+    attempts = int(letter.doc.get("attempts") or 0) + (
+        0 if error and error.get("kind") in ("bind", "gone") else 1
+    )
+    delivered = response is not None and 200 <= int(response["status"]) < 300
+    changes: dict[str, Any] = {
+        "state": "replayed" if delivered else "dead",
+        "attempts": attempts,
+        "lastAttemptAt": now,
+        "updatedAt": now,
+        "replays": int(letter.doc.get("replays") or 0) + 1,
+    }
+    if response is not None:
+        changes["response"] = response
+    if delivered:
+        changes["replayedAt"] = now
+    else:
+        changes["reason"] = (error or {}).get(
+            "message"
+        ) or f"HTTP {response['status'] if response else '?'} on replay"
+        changes["error"] = changes["reason"]
+    return changes

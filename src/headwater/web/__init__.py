@@ -1,0 +1,30 @@
+"""The web console: server-rendered page shells (Jinja2) whose scripts call the same HTTP API as every
+other client, with the session cookie and its CSRF header. Every asset is served from ``/console/static``;
+nothing comes from a CDN.
+
+    web/app.py          sign-in, sign-out, the page helper (``page()``) and the navigation
+    web/session.py      the signed session cookie, CSRF token and sign-in throttling
+    web/pages/*.py      one module per area (sources, destinations, activations, data360, data, flows): GET
+                        routes that render ``templates/<area>/*.html``; the behaviour is in
+                        ``static/<area>.js`` (shared by the area's pages) and ``static/<area>-<page>.js``
+    web/static/app.js   the shared client: API calls, field errors, forms from JSON Schema, wizards
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+HERE = Path(__file__).resolve().parent
+
+
+def install(app: FastAPI) -> None:
+    from headwater.web import app as console
+    from headwater.web.pages import ROUTERS
+
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(console.router)
+    for router in ROUTERS:
+        app.include_router(router)

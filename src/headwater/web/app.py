@@ -1,0 +1,150 @@
+"""Sign-in, sign-out and the page shell of the console."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from headwater.api.auth import services
+from headwater.web import HERE
+from headwater.web.session import COOKIE, LIFETIME_SECONDS, Session
+
+router = APIRouter(include_in_schema=False)
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+)
+
+#: The navigation: (section, [(label, path)]). Pages register under these paths.
+NAV: list[tuple[str, list[tuple[str, str]]]] = [
+    ("Connections", [("Sources", "/console/sources"), ("Destinations", "/console/destinations")]),
+    (
+        "Data 360",
+        [
+            ("External client apps", "/console/data360/apps"),
+            ("Connectors", "/console/data360/connectors"),
+            ("Data streams", "/console/data360/streams"),
+        ],
+    ),
+    (
+        "Data",
+        [
+            ("Schemas", "/console/schemas"),
+            ("Datasets", "/console/datasets"),
+            ("Mapping sets", "/console/mappings"),
+        ],
+    ),
+    ("Movement", [("Dataflows", "/console/flows"), ("Activations", "/console/activations")]),
+]
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def session_of(request: Request) -> Session | None:
+    svc = services(request)
+    session = svc.sessions.verify(request.cookies.get(COOKIE))
+    if session is None or not svc.identity.users.is_enabled(session.org_id, session.username):
+        return None
+    return session
+
+
+def page(request: Request, template: str, title: str, **context: Any) -> Response:
+    """Render a console page for the signed-in user, or send the browser to sign in first."""
+    session = session_of(request)
+    if session is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/console/login?next={quote(target, safe='')}", status_code=303)
+    html = templates.get_template(template).render(
+        title=title,
+        nav=NAV,
+        path=request.url.path,
+        username=session.username,
+        org_id=session.org_id,
+        csrf=session.csrf,
+        **context,
+    )
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+
+@router.get("/console")
+async def home(request: Request) -> Response:
+    return RedirectResponse("/console/sources" if session_of(request) else "/console/login", status_code=303)
+
+
+@router.get("/console/login")
+async def login_page(request: Request, next: str = "/console/sources") -> Response:
+    return _login(next_path=next)
+
+
+def _cross_site(request: Request) -> bool:
+    """A form posted from another site (login CSRF): browsers send Origin with every POST."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    public = urlsplit(services(request).settings.base_url)  # HEADWATER_PUBLIC_URL behind a proxy
+    own = {f"{request.url.scheme}://{request.url.netloc}", f"{public.scheme}://{public.netloc}"}
+    return origin not in own
+
+
+@router.post("/console/login")
+async def login(request: Request) -> Response:
+    svc = services(request)
+    if _cross_site(request):
+        return HTMLResponse("Sign in from Headwater's own page.", status_code=403, headers=SECURITY_HEADERS)
+    form = await request.form()
+    username = str(form.get("username") or "").strip()
+    password = str(form.get("password") or "")
+    next_path = _safe_next(str(form.get("next") or "/console/sources"))
+    address = request.client.host if request.client else "?"
+    keys = (f"user:{username.lower()}", f"addr:{address}")
+    wait = svc.sign_in_throttle.blocked(*keys)
+    if wait:
+        message = f"Too many failed sign-ins. Try again in {int(wait // 60) + 1} minutes."
+        return _login(next_path, username, message, status=429)
+    import anyio.to_thread
+
+    user = await anyio.to_thread.run_sync(svc.identity.users.authenticate, username, password)
+    if user is None:
+        svc.sign_in_throttle.failed(*keys)
+        return _login(next_path, username, "The username or password is not right.", status=401)
+    svc.sign_in_throttle.succeeded(*keys)
+    cookie, _ = svc.sessions.issue(user.id, user.scope.org_id, user.doc["username"])
+    response = RedirectResponse(next_path, status_code=303)
+    secure = svc.settings.base_url.startswith("https://")
+    response.set_cookie(
+        COOKIE, cookie, max_age=LIFETIME_SECONDS, httponly=True, samesite="lax", secure=secure, path="/"
+    )
+    return response
+
+
+@router.post("/console/logout")
+async def logout(request: Request) -> Response:
+    session = session_of(request)
+    form = await request.form()
+    if session is not None and form.get("csrf") != session.csrf:
+        return HTMLResponse("Sign-out needs the page's CSRF token.", status_code=403)
+    response = RedirectResponse("/console/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _login(next_path: str, username: str = "", error: str | None = None, status: int = 200) -> Response:
+    html = templates.get_template("login.html").render(
+        title="Sign in", next=_safe_next(next_path), username=username, error=error
+    )
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _safe_next(path: str) -> str:
+    """Only a console path of this server (never another host: no open redirect)."""
+    if path.startswith("/console/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return "/console/sources"

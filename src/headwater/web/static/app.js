@@ -1,0 +1,365 @@
+/* Headwater console: the shared client. Every page calls the same HTTP API as any other client, with
+ * the session cookie, the CSRF header from the page's <meta>, and the sandbox picked in the header.
+ *
+ *   HW.api(method, path, body?, {headers, etag}) -> {ok, status, data, etag}
+ *   HW.showErrors(scope, problem)   API errors in words next to the fields they name (data-path)
+ *   HW.el(tag, attrs, ...children)  DOM builder (text is never parsed as HTML)
+ *   HW.schemaForm(container, schema, prefix, values) -> {read(), fields}  inputs from a JSON Schema
+ *   HW.wizard(root, {onStep})       steps: <section data-step="name" data-title="..."> with Next/Back
+ *   HW.table(columns, rows)         a <table>; columns: [{label, value(row) -> node|text}]
+ *   HW.toast(text), HW.copyButton(text), HW.formValues(form)
+ */
+(function () {
+  "use strict";
+
+  const meta = (name) => (document.querySelector(`meta[name="${name}"]`) || {}).content || "";
+  const SANDBOX_KEY = "hw.sandbox";
+
+  function sandbox() {
+    return localStorage.getItem(SANDBOX_KEY) || "prod";
+  }
+
+  async function api(method, path, body, options) {
+    const opts = options || {};
+    const headers = Object.assign(
+      {
+        "X-CSRF-Token": meta("csrf-token"),
+        "x-sandbox-name": sandbox(),
+        Accept: "application/json",
+      },
+      opts.headers || {}
+    );
+    if (opts.etag) headers["If-Match"] = opts.etag;
+    let payload;
+    if (body !== undefined && body !== null) {
+      if (body instanceof FormData || typeof body === "string") {
+        payload = body;
+      } else {
+        headers["Content-Type"] = "application/json";
+        payload = JSON.stringify(body);
+      }
+    }
+    let response;
+    try {
+      response = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+    } catch (err) {
+      return { ok: false, status: 0, data: { title: "Network error", detail: "The server did not answer: " + err } };
+    }
+    if (response.status === 401 && !opts.noRedirect) {
+      location.href = "/console/login?next=" + encodeURIComponent(location.pathname + location.search);
+    }
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = text;
+    }
+    return { ok: response.ok, status: response.status, data, etag: response.headers.get("ETag") };
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  /* Errors: report.errors[{path, message}] go next to the element whose data-path is that path (or the
+   * longest prefix of it); anything unmatched goes to the scope's [data-errors] box (or the page's). */
+  function clearErrors(scope) {
+    const root = scope || document;
+    root.querySelectorAll(".field-error.generated").forEach((n) => n.remove());
+    root.querySelectorAll("[aria-invalid]").forEach((n) => {
+      n.removeAttribute("aria-invalid");
+      n.hwErrors = [];
+      const kept = (n.getAttribute("aria-describedby") || "").split(" ").filter((d) => d && !d.startsWith("err-"));
+      if (kept.length) n.setAttribute("aria-describedby", kept.join(" "));
+      else n.removeAttribute("aria-describedby");
+    });
+    root.querySelectorAll("[data-errors]").forEach((n) => {
+      n.hidden = true;
+      n.textContent = "";
+    });
+  }
+
+  function fieldFor(root, path) {
+    let candidate = path;
+    while (candidate) {
+      const found = root.querySelector(`[data-path="${CSS.escape(candidate)}"]`);
+      if (found) return found;
+      const cut = Math.max(candidate.lastIndexOf("."), candidate.lastIndexOf("["));
+      candidate = cut > 0 ? candidate.slice(0, cut) : "";
+    }
+    return null;
+  }
+
+  function showErrors(scope, problem) {
+    const root = scope || document;
+    clearErrors(root);
+    const errors = (problem && problem.report && problem.report.errors) || [];
+    const general = [];
+    let first = null;
+    for (const error of errors) {
+      const field = fieldFor(root, error.path || "");
+      if (!field) {
+        general.push((error.path ? error.path + ": " : "") + error.message);
+        continue;
+      }
+      const id = "err-" + Math.random().toString(36).slice(2);
+      const note = el("p", { class: "field-error generated", role: "alert", id, text: error.message });
+      field.setAttribute("aria-invalid", "true");
+      const described = (field.getAttribute("aria-describedby") || "").split(" ").filter((d) => d && !d.startsWith("err-"));
+      if (!field.hwErrors) field.hwErrors = [];
+      field.setAttribute("aria-describedby", [...described, ...field.hwErrors.map((n) => n.id), id].join(" "));
+      const anchor = field.hwErrors.length ? field.hwErrors[field.hwErrors.length - 1] : field.closest(".field") || field;
+      anchor.after(note); // several errors of one field keep the API's order
+      field.hwErrors.push(note);
+      first = first || field;
+    }
+    if (!errors.length && problem) {
+      general.push(problem.detail || problem.title || (typeof problem === "string" ? problem : "Request failed"));
+    }
+    if (general.length) {
+      const box = root.querySelector("[data-errors]") || document.querySelector("[data-errors]");
+      if (box) {
+        box.hidden = false;
+        box.replaceChildren(...general.map((g) => el("p", { text: g })));
+        first = first || box;
+      }
+    }
+    if (first && first.focus) first.focus();
+  }
+
+  /* Inputs from a JSON Schema's properties. Secrets (format password) are password inputs; enums are
+   * selects; booleans checkboxes; integers numbers; objects of strings key/value rows; PEM text areas. */
+  function schemaForm(container, schema, prefix, values) {
+    const props = (schema && schema.properties) || {};
+    const required = new Set((schema && schema.required) || []);
+    const current = values || {};
+    const fields = {};
+    container.replaceChildren();
+    for (const [name, prop] of Object.entries(props)) {
+      const path = (prefix ? prefix + "." : "") + name;
+      const id = "f-" + path.replace(/[^A-Za-z0-9_-]/g, "-");
+      const label = el("label", { for: id }, prop.title || name, required.has(name) ? el("span", { class: "req", "aria-hidden": "true", text: " *" }) : null);
+      const help = prop.description ? el("p", { class: "help", id: id + "-help", text: prop.description }) : null;
+      let input;
+      const value = current[name] !== undefined ? current[name] : prop.default;
+      if (prop.enum) {
+        input = el("select", { id, name: path }, prop.enum.map((v) => el("option", { value: v, selected: v === value, text: v })));
+      } else if (prop.type === "boolean") {
+        input = el("input", { id, name: path, type: "checkbox", checked: value === true });
+      } else if (prop.type === "integer" || prop.type === "number") {
+        input = el("input", { id, name: path, type: "number", value: value ?? "" });
+      } else if (prop.type === "object") {
+        input = keyValue(id, path, value || {});
+      } else if (prop.contentMediaType === "application/x-pem-file") {
+        input = el("textarea", { id, name: path, rows: 4, spellcheck: "false" });
+        input.value = value || "";
+      } else {
+        const secret = prop.format === "password";
+        input = el("input", { id, name: path, type: secret ? "password" : "text", autocomplete: secret ? "new-password" : "off", value: value ?? "" });
+      }
+      input.dataset.path = path;
+      if (help) input.setAttribute("aria-describedby", help.id);
+      if (required.has(name)) input.setAttribute("aria-required", "true");
+      fields[name] = { input, prop };
+      container.append(el("div", { class: "field" + (prop.type === "boolean" ? " check" : "") }, label, input, help));
+    }
+    function read() {
+      const out = {};
+      for (const [name, { input, prop }] of Object.entries(fields)) {
+        if (prop.type === "boolean") out[name] = input.checked;
+        else if (prop.type === "object") {
+          const obj = input.readPairs();
+          if (Object.keys(obj).length) out[name] = obj;
+        } else if (prop.type === "integer" || prop.type === "number") {
+          if (input.value !== "") out[name] = Number(input.value);
+        } else if (input.value !== "") out[name] = input.value;
+      }
+      return out;
+    }
+    return { read, fields };
+  }
+
+  function keyValue(id, path, value) {
+    const rows = el("div", { class: "kv-rows" });
+    const wrap = el("div", { class: "kv", id, role: "group" }, rows);
+    function addRow(k, v) {
+      const row = el(
+        "div",
+        { class: "kv-row" },
+        el("input", { type: "text", "aria-label": "Key", value: k || "", class: "kv-key" }),
+        el("input", { type: "text", "aria-label": "Value", value: v || "", class: "kv-value" }),
+        el("button", { type: "button", class: "link", "aria-label": "Remove", text: "Remove", onclick: () => row.remove() })
+      );
+      rows.append(row);
+    }
+    for (const [k, v] of Object.entries(value)) addRow(k, v);
+    wrap.append(el("button", { type: "button", class: "secondary small", text: "Add", onclick: () => addRow("", "") }));
+    wrap.readPairs = () => {
+      const out = {};
+      rows.querySelectorAll(".kv-row").forEach((row) => {
+        const k = row.querySelector(".kv-key").value.trim();
+        if (k) out[k] = row.querySelector(".kv-value").value;
+      });
+      return out;
+    };
+    wrap.addRow = addRow;
+    return wrap;
+  }
+
+  /* A wizard over <section data-step> children of root, with a step list and Next/Back buttons.
+   * onStep(name, direction) may return false (or a promise of false) to stay on the current step; Next is
+   * disabled while it runs. onShow(name) runs after a step is shown. Steps already passed can be reopened
+   * from the step list (document 003: "click the relevant tab at the top of the page"). */
+  function wizard(root, options) {
+    const opts = options || {};
+    const steps = Array.from(root.querySelectorAll(":scope > section[data-step]"));
+    const list = el("ol", { class: "steps" });
+    steps.forEach((s, i) => {
+      const item = el("li", { dataset: { index: i }, text: s.dataset.title || s.dataset.step });
+      const reopen = () => {
+        if (i < index) display(i);
+      };
+      item.addEventListener("click", reopen);
+      item.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          reopen();
+        }
+      });
+      list.append(item);
+    });
+    root.prepend(list);
+    let index = 0;
+    const back = el("button", { type: "button", class: "secondary", text: "Back" });
+    const next = el("button", { type: "button", class: "primary", text: "Next" });
+    root.append(el("div", { class: "wizard-buttons" }, back, next));
+    function show(i) {
+      index = i;
+      steps.forEach((s, j) => (s.hidden = j !== i));
+      list.querySelectorAll("li").forEach((li, j) => {
+        li.classList.toggle("current", j === i);
+        li.classList.toggle("done", j < i);
+        if (j === i) li.setAttribute("aria-current", "step");
+        else li.removeAttribute("aria-current");
+        if (j < i) {
+          li.setAttribute("role", "button");
+          li.setAttribute("tabindex", "0");
+        } else {
+          li.removeAttribute("role");
+          li.removeAttribute("tabindex");
+        }
+      });
+      back.hidden = i === 0;
+      next.hidden = i === steps.length - 1;
+      const first = Array.from(steps[i].querySelectorAll("input, select, textarea, button")).find(
+        (n) => n.offsetParent !== null && !n.disabled
+      );
+      if (first) first.focus();
+    }
+    function display(i) {
+      show(i);
+      if (opts.onShow) opts.onShow(steps[index].dataset.step);
+    }
+    async function go(delta) {
+      const leaving = steps[index].dataset.step;
+      if (opts.onStep && delta > 0) {
+        next.disabled = true;
+        try {
+          const okay = await opts.onStep(leaving, delta);
+          if (okay === false) return;
+        } finally {
+          next.disabled = false;
+        }
+      }
+      display(Math.max(0, Math.min(steps.length - 1, index + delta)));
+    }
+    back.addEventListener("click", () => go(-1));
+    next.addEventListener("click", () => go(1));
+    show(0);
+    return {
+      go,
+      show: (name) => display(steps.findIndex((s) => s.dataset.step === name)),
+      current: () => steps[index].dataset.step,
+      buttons: root.querySelector(".wizard-buttons"),
+    };
+  }
+
+  function table(columns, rows, options) {
+    const opts = options || {};
+    const head = el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col", text: c.label }))));
+    const body = el("tbody", {});
+    for (const row of rows) {
+      body.append(el("tr", {}, columns.map((c) => el("td", {}, c.value(row)))));
+    }
+    if (!rows.length) body.append(el("tr", {}, el("td", { colspan: columns.length, class: "empty", text: opts.empty || "Nothing yet." })));
+    return el("table", { class: "grid" }, opts.caption ? el("caption", { text: opts.caption }) : null, head, body);
+  }
+
+  function toast(text) {
+    const box = document.getElementById("toast");
+    if (!box) return;
+    box.textContent = text;
+    box.classList.add("shown");
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => box.classList.remove("shown"), 4000);
+  }
+
+  function copyButton(text, label, accessibleName) {
+    return el("button", {
+      type: "button",
+      class: "secondary small",
+      text: label || "Copy",
+      "aria-label": accessibleName,
+      onclick: async () => {
+        try {
+          await navigator.clipboard.writeText(text);
+          toast("Copied");
+        } catch (_) {
+          toast("Copy it from the field: " + text);
+        }
+      },
+    });
+  }
+
+  function formValues(form) {
+    const out = {};
+    new FormData(form).forEach((v, k) => (out[k] = v));
+    return out;
+  }
+
+  function when(ms) {
+    if (!ms) return "";
+    const d = new Date(typeof ms === "number" ? ms : Date.parse(ms));
+    return isNaN(d) ? String(ms) : d.toLocaleString();
+  }
+
+  async function initSandboxPicker() {
+    const picker = document.getElementById("sandbox-picker");
+    if (!picker) return;
+    const result = await api("GET", "/data/foundation/sandbox-management/sandboxes");
+    const names = result.ok ? result.data.sandboxes.map((s) => s.name) : ["prod"];
+    if (!names.includes(sandbox())) localStorage.setItem(SANDBOX_KEY, names[0] || "prod");
+    picker.replaceChildren(...names.map((n) => el("option", { value: n, selected: n === sandbox(), text: n })));
+    picker.addEventListener("change", () => {
+      localStorage.setItem(SANDBOX_KEY, picker.value);
+      location.reload();
+    });
+  }
+
+  window.HW = { api, el, showErrors, clearErrors, fieldFor, schemaForm, keyValue, wizard, table, toast, copyButton, formValues, when, sandbox, meta };
+  document.addEventListener("DOMContentLoaded", initSandboxPicker);
+})();
