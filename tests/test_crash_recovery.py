@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,20 @@ class Deployment:
     env: dict[str, str]
     api: ApiClient
     server: subprocess.Popen[bytes]
+    logs: list[Path] = field(default_factory=list)
 
     def worker(self, fault: str | None = None) -> subprocess.Popen[bytes]:
         env = dict(self.env)
         if fault:
             env["HEADWATER_FAULT_POINT"] = fault
-        return subprocess.Popen([EXE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The log goes to a file (an unread pipe would block a chatty worker); a failure shows its tail.
+        log = open(self.home.parent / f"worker-{len(self.logs)}.log", "wb")  # noqa: SIM115
+        self.logs.append(Path(log.name))
+        with log:
+            return subprocess.Popen([EXE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+    def worker_logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.logs)
 
     def count(self, dataset_id: str) -> tuple[int, int]:
         out = subprocess.run(
@@ -191,9 +199,8 @@ def test_two_workers_on_postgresql_never_run_a_run_twice(tmp_path: Path, postgre
             for w in workers:
                 w.terminate()
                 w.wait(timeout=30)
-        assert {r["state"] for r in results} == {"success"}, [
-            r["metrics"]["statusSummary"] for r in results if r["state"] != "success"
-        ]
+        failed = [r["metrics"]["statusSummary"] for r in results if r["state"] != "success"]
+        assert not failed, f"{failed}\n{d.worker_logs()}"
         for f in flows:  # the second run of each flow reads an empty window: rows are there once
             assert d.count(f["dataset"]) == (2_000, 2_000)
         for f in flows:

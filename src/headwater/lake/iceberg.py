@@ -53,6 +53,22 @@ class Checkpoint:
         return self.properties.get(PREFIX + key)
 
 
+def _open_catalog(url: str, warehouse: str) -> SqlCatalog:
+    """pyiceberg's SQL catalog; it creates its own tables when they are missing. Two processes starting
+    on a new database race that DDL, and the loser's CREATE TABLE fails (on PostgreSQL a duplicate key in
+    pg_type): the tables exist by then, so the next attempt finds them and goes on."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(_COMMIT_ATTEMPTS):
+        try:
+            return SqlCatalog("headwater", uri=url, warehouse=warehouse)
+        except (IntegrityError, ProgrammingError):
+            if attempt == _COMMIT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 class Lake:
     """Thread-safe facade over the Iceberg catalog. Create one per process."""
 
@@ -65,15 +81,11 @@ class Lake:
     def catalog(self) -> SqlCatalog:
         with self._lock:
             if self._catalog is None:
-                from pyiceberg.catalog.sql import SqlCatalog
-
                 self.settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
                 url = self.settings.resolved_database_url
                 if url.startswith(("postgresql://", "postgres://")):
                     url = "postgresql+psycopg://" + url.split("://", 1)[1]
-                self._catalog = SqlCatalog(
-                    "headwater", uri=url, warehouse=self.settings.warehouse_dir.resolve().as_uri()
-                )
+                self._catalog = _open_catalog(url, self.settings.warehouse_dir.resolve().as_uri())
             return self._catalog
 
     # --- tables ---
