@@ -110,6 +110,13 @@ def fresh_sandbox_client(
     return ApiClient(live.base_url, token, client_id, org_id, name, tenant_id)
 
 
+def role_client(live: LiveServer, api: ApiClient, role: str) -> ApiClient:
+    """A new API client of ``api``'s organization with ``role``, working in ``api``'s sandbox."""
+    client_id, secret = live.services.tenancy.create_client(api.org_id, f"{role} client", role)
+    token = token_for(live.base_url, client_id, secret)
+    return ApiClient(live.base_url, token, client_id, api.org_id, api.sandbox_name, api.tenant_id)
+
+
 def unique(prefix: str) -> str:
     """A name no other test uses (servers are shared across tests)."""
     return f"{prefix} {uuid.uuid4().hex[:8]}"

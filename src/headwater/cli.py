@@ -149,16 +149,27 @@ def sandboxes_list() -> None:
 
 
 @clients_app.command("create")
-def clients_create(name: Annotated[str, typer.Option(help="A name for the client.")] = "cli") -> None:
+def clients_create(
+    name: Annotated[str, typer.Option(help="A name for the client.")] = "cli",
+    role: Annotated[
+        str, typer.Option(help="Its role in every sandbox: Admin, Developer, User or Viewer.")
+    ] = "Admin",
+) -> None:
     """Create an API client in the default organization and print its credentials once."""
+    from headwater.errors import HeadwaterError
+
     services = _services()
     try:
         org = services.tenancy.default_org()
         assert org is not None
-        client_id, secret = services.tenancy.create_client(org.id, name)
+        client_id, secret = services.tenancy.create_client(org.id, name, role)
+    except HeadwaterError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from exc
     finally:
         services.close()
-    sys.stdout.write(json.dumps({"orgId": org.id, "apiKey": client_id, "clientSecret": secret}) + "\n")
+    out = {"orgId": org.id, "apiKey": client_id, "clientSecret": secret, "role": role}
+    sys.stdout.write(json.dumps(out) + "\n")
 
 
 def _actor(services: Services, sandbox: str) -> Actor:

@@ -82,7 +82,7 @@ def _org_actor(services: Services) -> Actor:
 
 
 def _print_user(doc: dict[str, object]) -> None:
-    keys = ("id", "username", "email", "enabled", "admin")
+    keys = ("id", "username", "email", "enabled", "admin", "roles")
     sys.stdout.write(json.dumps({k: doc.get(k) for k in keys}) + "\n")
 
 
@@ -91,6 +91,13 @@ def users_create(
     username: Annotated[str, typer.Argument(help="An email-like login, e.g. integration@example.com.")],
     email: Annotated[str | None, typer.Option(help="Email address (default: the username).")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A role in every sandbox ('Developer') or in one ('prod=Developer'); repeatable. "
+            "Roles: Admin, Developer, User, Viewer (the default).",
+        ),
+    ] = None,
     password: Annotated[
         str | None,
         typer.Option(
@@ -108,6 +115,8 @@ def users_create(
     services = _services()
     try:
         body: dict[str, object] = {"username": username, "admin": admin}
+        if role:
+            body["roles"] = dict(item.split("=", 1) if "=" in item else ("*", item) for item in role)
         if password is not None:
             body["password"] = password
         if email is not None:

@@ -13,6 +13,7 @@ import hmac
 from fastapi import Request
 
 from headwater.errors import BadRequest, Forbidden, Unauthenticated
+from headwater.services import access
 from headwater.services.container import Services
 from headwater.services.tenancy import Actor
 from headwater.web.session import COOKIE, CSRF_HEADER
@@ -99,7 +100,9 @@ async def platform_actor(request: Request) -> Actor:
             code="403027",
             report={"header": "x-sandbox-name", "error_code": "403027"},
         )
-    return Actor(org=org, sandbox=sandbox, client_id=client.client_id)
+    permissions = access.permissions_of(client.role, org_admin=client.role == "Admin")
+    actor = Actor(org, sandbox, client.client_id, role=client.role, permissions=permissions)
+    return _authorized(request, actor)
 
 
 def _console_actor(svc: Services, request: Request) -> Actor:
@@ -134,4 +137,24 @@ def _console_actor(svc: Services, request: Request) -> Actor:
             code="403027",
             report={"header": "x-sandbox-name", "error_code": "403027"},
         )
-    return Actor(org=org, sandbox=sandbox, client_id="headwater-console", username=session.username)
+    user = svc.identity.users.find(org_id, session.username)
+    if user is None:  # is_enabled above saw it; deleted since is impossible (users are only disabled)
+        raise Unauthenticated("The console session's user is gone: sign in again.", code="401013")
+    role = svc.identity.users.role(user, sandbox.name)
+    permissions = access.permissions_of(role, org_admin=user.doc.get("admin") is True)
+    actor = Actor(org, sandbox, "headwater-console", session.username, role, permissions)
+    return _authorized(request, actor)
+
+
+def _authorized(request: Request, actor: Actor) -> Actor:
+    """The actor, once it holds the permission the called route needs (services/access.py ROUTES); kept
+    on the request for the audit log."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    permission = access.route_permission(request.method, template)
+    request.state.actor = actor
+    request.state.permission = permission or "admin"
+    if permission is None:  # a write nobody listed: closed to all but organization admins
+        permission = access.MANAGE_SANDBOXES
+    actor.require(permission, f"{request.method} {template}")
+    return actor

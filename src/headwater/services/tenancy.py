@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from headwater.errors import BadRequest, Conflict
+from headwater.services import access
 from headwater.services.ids import new_hex, new_uuid, now_ms
 from headwater.settings import Settings
 from headwater.stores.metadata import AlreadyExists, ApiClient, MetadataStore, Org, Sandbox, Scope
@@ -31,6 +32,13 @@ class Actor:
     sandbox: Sandbox
     client_id: str
     username: str | None = None  # a person signed in to the console; None for API clients
+    role: str = "Admin"  # services/access.py; the CLI and the runtime act with every permission
+    permissions: frozenset[str] = access.ALL
+
+    def require(self, permission: str, what: str) -> None:
+        """Refuse (403 naming ``permission``) unless the actor has it; ``what`` names the call."""
+        if permission not in self.permissions:
+            raise access.denied(permission, self.role, self.sandbox.name, what)
 
     @property
     def scope(self) -> Scope:
@@ -116,11 +124,14 @@ class Tenancy:
             raise Conflict(f"Sandbox {name!r} already exists in this organization.") from exc
         return sandbox
 
-    def create_client(self, org_id: str, name: str) -> tuple[str, str]:
+    def create_client(self, org_id: str, name: str, role: str = "Admin") -> tuple[str, str]:
+        problem = access.role_problem(role)
+        if problem:
+            raise BadRequest(f"The role {role!r} {problem}.", report={"path": "role"})
         client_id = new_hex(16)
         secret = "p8e-" + secrets.token_urlsafe(32)
         sealed = self.box.seal(secret, f"client:{client_id}")
-        self.store.create_client(ApiClient(client_id, org_id, name, sealed, True, now_ms()))
+        self.store.create_client(ApiClient(client_id, org_id, name, sealed, True, now_ms(), role))
         return client_id, secret
 
     def client_secret(self, client: ApiClient) -> str:

@@ -3,8 +3,10 @@
 Users are organization-level resources: kind ``user`` in the scope ``(org_id, "_org")``, so every sandbox
 of an organization sees one directory (:func:`org_actor` turns a request's actor into that scope). A
 username is Salesforce style, an email-like login (``ada@example.com``), unique in its organization and
-compared without case. The record is ``{"username", "email", "enabled", "admin"}`` plus system fields,
-and ``passwordHash`` for people who sign in to the console (scrypt; never rendered). Roles come later.
+compared without case. The record is ``{"username", "email", "enabled", "admin", "roles"}`` plus system
+fields, and ``passwordHash`` for people who sign in to the console (scrypt; never rendered). ``roles`` maps
+sandbox names (``"*"``: every other sandbox) to roles; ``admin`` makes an organization admin
+(services/access.py).
 Users are disabled, never deleted, as in Salesforce: tokens already issued to a user stop working
 within :data:`ENABLED_CACHE_SECONDS`.
 """
@@ -19,7 +21,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import Conflict, NotFound, ValidationFailed
-from headwater.services import listing
+from headwater.services import access, listing
 from headwater.services.container import TtlCache
 from headwater.services.resources import Built, ServiceCollection, require_object
 from headwater.services.tenancy import Actor
@@ -166,6 +168,7 @@ class Users(ServiceCollection):
             errors.append({"path": "email", "message": "must be an email address"})
         enabled = flag(body, "enabled", True, errors)
         admin = flag(body, "admin", False, errors)
+        roles = self._roles(actor, body.get("roles"), errors)
         password_hash = existing.doc.get("passwordHash") if existing is not None else None
         if body.get("password") is not None:
             problem = password_problem(body["password"])
@@ -176,13 +179,42 @@ class Users(ServiceCollection):
         if errors:
             raise ValidationFailed(errors, code="IDN-1422-400")
         assert username is not None and isinstance(email, str)
-        doc = {"username": username, "email": email.strip(), "enabled": enabled, "admin": admin}
+        doc = {
+            "username": username,
+            "email": email.strip(),
+            "enabled": enabled,
+            "admin": admin,
+            "roles": roles,
+        }
         if password_hash:
             doc["passwordHash"] = password_hash
         return Built(doc=doc, name=username, alt_id=username)
 
+    def _roles(self, actor: Actor, value: Any, errors: list[dict[str, str]]) -> dict[str, str]:
+        """``{sandbox name or "*": role}``; the sandboxes must exist. Absent: Viewer everywhere."""
+        if value is None:
+            return {access.EVERY_SANDBOX: access.DEFAULT_USER_ROLE}
+        if not isinstance(value, dict) or not value:
+            errors.append(
+                {"path": "roles", "message": 'must map sandbox names (or "*" for every sandbox) to roles'}
+            )
+            return {}
+        known = {s.name for s in self.store.list_sandboxes(actor.org.id)} | {access.EVERY_SANDBOX}
+        for sandbox, role in value.items():
+            if sandbox not in known:
+                errors.append({"path": f"roles.{sandbox}", "message": "no such sandbox in this organization"})
+            elif problem := access.role_problem(role):
+                errors.append({"path": f"roles.{sandbox}", "message": problem})
+        return dict(value)
+
+    def role(self, user: Resource, sandbox_name: str) -> str:
+        """The user's role in ``sandbox_name`` (Admin for organization admins)."""
+        found = access.role_in(user.doc.get("roles"), sandbox_name, user.doc.get("admin") is True)
+        return found or access.DEFAULT_USER_ROLE
+
     def render(self, resource: Resource) -> dict[str, Any]:
         doc = render_org_level(resource)
+        doc.setdefault("roles", {access.EVERY_SANDBOX: access.DEFAULT_USER_ROLE})
         doc.pop("passwordHash", None)
         doc["hasPassword"] = bool(resource.doc.get("passwordHash"))
         return doc

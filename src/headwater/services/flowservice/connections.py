@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import Conflict, ValidationFailed
-from headwater.services import destinations, validation
+from headwater.services import access, destinations, validation
 from headwater.services.ids import new_hex
 from headwater.services.resources import Built, ServiceCollection, text_field
 from headwater.services.specs import DATA_LAKE_SPEC_ID, SpecCatalog
@@ -79,6 +79,7 @@ class Connections(FlowServiceCollection):
         doc_auth: dict[str, Any] | None = None
         extra: dict[str, Any] = {}
         if spec is not None and destinations.is_destination(spec["id"]):
+            actor.require(access.MANAGE_DESTINATIONS, "a destination connection")
             if existing is not None:
                 raise destinations.refuse_edit()
             extra = destinations.check_connection(self.services, body, errors)
@@ -182,6 +183,7 @@ class Connections(FlowServiceCollection):
         """A destination goes with its request (target connections), unless an activation flow uses it."""
         resource = self.get(actor, ident)
         if destinations.is_destination(resource.doc["connectionSpec"]["id"]):
+            actor.require(access.MANAGE_DESTINATIONS, "a destination connection")
             targets = [
                 i
                 for k, i in self.store.referrers(actor.scope, "connection", ident)
@@ -290,6 +292,7 @@ class TargetConnections(FlowServiceCollection):
         if spec is not None and spec["id"] == DATA_LAKE_SPEC_ID and params is not None:
             self._check_dataset(actor, data, params, errors, refs)
         if spec is not None and destinations.is_destination(spec["id"]):
+            actor.require(access.MANAGE_DESTINATIONS, "a destination's request")
             if existing is not None:
                 raise destinations.refuse_edit()
             if params is not None and not any(e["path"].startswith("params") for e in errors):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from headwater.errors import BadRequest, NotFound, ValidationFailed
-from headwater.services import destinations, validation
+from headwater.services import access, destinations, validation
 from headwater.services.flowservice.connections import FlowServiceCollection
 from headwater.services.ids import new_hex, now_ms
 from headwater.services.resources import Built, text_field
@@ -37,6 +37,7 @@ class Flows(FlowServiceCollection):
             errors.append({"path": "state", "message": "must be enabled or disabled"})
         options = self._options(body, flow_spec, existing) if flow_spec is not None else {}
         if flow_spec is not None and flow_spec["id"] == destinations.ACTIVATION_FLOW_SPEC_ID:
+            actor.require(access.MANAGE_DESTINATIONS, "an activation flow")
             destinations.check_activation(self.services, actor, sources, targets, transformations, errors)
             options = destinations.delivery_options(options, errors)
         if errors:
@@ -75,6 +76,8 @@ class Flows(FlowServiceCollection):
         """Delete a flow with its runs (as the reference does: 204, the runs go with it). The datasets
         and batches it wrote stay. A streaming flow's unprocessed log goes too."""
         flow = self.get(actor, ident)
+        if flow.doc["flowSpec"]["id"] == destinations.ACTIVATION_FLOW_SPEC_ID:
+            actor.require(access.MANAGE_DESTINATIONS, "an activation flow")
         store = self.services.store
         for kind, run_id in store.referrers(actor.scope, "flow", ident):
             if kind == "run":

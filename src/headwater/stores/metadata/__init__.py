@@ -5,8 +5,10 @@
 """
 
 from headwater.stores.metadata.base import (
+    AUDIT_FILTERS,
     AlreadyExists,
     ApiClient,
+    AuditEvent,
     MetadataStore,
     MissingReference,
     Org,
@@ -21,8 +23,10 @@ from headwater.stores.metadata.base import (
 from headwater.stores.metadata.factory import open_store
 
 __all__ = [
+    "AUDIT_FILTERS",
     "AlreadyExists",
     "ApiClient",
+    "AuditEvent",
     "MetadataStore",
     "MissingReference",
     "Org",

@@ -48,6 +48,46 @@ class ApiClient:
     sealed_secret: dict[str, str]
     enabled: bool
     created_at: int
+    role: str = "Admin"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One call that changed (or tried to change) something: who, where, what, and how it ended."""
+
+    id: str
+    org_id: str
+    sandbox_name: str | None
+    at: int
+    user: str
+    client_id: str
+    role: str
+    action: str
+    permission: str
+    asset_type: str
+    asset_id: str | None
+    method: str
+    path: str
+    status_code: int
+    outcome: str
+    address: str | None = None
+    request_id: str | None = None
+
+
+# The audit log's filterable columns: AuditEvent field -> the comparisons a filter may use on it.
+AUDIT_FILTERS = {
+    "sandbox_name": ("==",),
+    "user": ("==",),
+    "client_id": ("==",),
+    "role": ("==",),
+    "action": ("==",),
+    "permission": ("==",),
+    "asset_type": ("==",),
+    "asset_id": ("==",),
+    "outcome": ("==",),
+    "status_code": ("==",),
+    "at": (">=", "<=", ">", "<"),
+}
 
 
 @dataclass
@@ -158,6 +198,17 @@ class MetadataStore(ABC):
 
     @abstractmethod
     def set_client_enabled(self, client_id: str, enabled: bool) -> bool: ...
+
+    # --- the audit log ---
+    @abstractmethod
+    def append_audit(self, event: AuditEvent) -> None: ...
+
+    @abstractmethod
+    def list_audit(
+        self, org_id: str, filters: list[tuple[str, str, Any]], limit: int, offset: int = 0
+    ) -> tuple[list[AuditEvent], int]:
+        """The organization's events matching every ``(field, op, value)`` of ``filters`` (fields and ops
+        from :data:`AUDIT_FILTERS`), newest first, ``limit`` of them from ``offset``; and how many match."""
 
     # --- resources ---
     @abstractmethod

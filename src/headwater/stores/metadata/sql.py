@@ -13,8 +13,10 @@ from sqlalchemy.exc import IntegrityError
 
 from headwater.stores.metadata import tables as t
 from headwater.stores.metadata.base import (
+    AUDIT_FILTERS,
     AlreadyExists,
     ApiClient,
+    AuditEvent,
     MetadataStore,
     MissingReference,
     OrderColumn,
@@ -166,6 +168,36 @@ class SqlMetadataStore(MetadataStore):
         stmt = update(t.api_clients).where(t.api_clients.c.client_id == client_id).values(enabled=enabled)
         with self._write() as conn:
             return conn.execute(stmt).rowcount == 1
+
+    # --- the audit log ---
+    def append_audit(self, event: AuditEvent) -> None:
+        with self._write() as conn:
+            conn.execute(insert(t.audit_events).values(**event.__dict__))
+
+    def list_audit(
+        self, org_id: str, filters: list[tuple[str, str, Any]], limit: int, offset: int = 0
+    ) -> tuple[list[AuditEvent], int]:
+        c = t.audit_events.c
+        conditions = [c.org_id == org_id]
+        for field_name, op, value in filters:
+            if op not in AUDIT_FILTERS.get(field_name, ()):
+                raise ValueError(f"cannot filter the audit log on {field_name} {op}")
+            column = c[field_name]
+            conditions.append(
+                {
+                    "==": column == value,
+                    ">=": column >= value,
+                    "<=": column <= value,
+                    ">": column > value,
+                    "<": column < value,
+                }[op]
+            )
+        query = select(t.audit_events).where(*conditions).order_by(c.seq.desc()).limit(limit).offset(offset)
+        count = select(func.count()).select_from(t.audit_events).where(*conditions)
+        with self.read_engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+            total = int(conn.execute(count).scalar_one())
+        return [AuditEvent(**{k: v for k, v in r.items() if k != "seq"}) for r in rows], total
 
     def _insert_unique(self, table: Any, **values: Any) -> None:
         try:

@@ -50,6 +50,7 @@ api_clients = Table(
     Column("sealed_secret", Json, nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("role", String(20), nullable=False, server_default="Admin"),  # services/access.py ROLES
 )
 
 resources = Table(
@@ -99,4 +100,29 @@ run_queue = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     UniqueConstraint("flow_id", "scheduled_for", name="uq_run_queue_flow_slot"),
     Index("ix_run_queue_claim", "state", "enqueued_at"),
+)
+
+# Every write through the API, allowed or refused (services/audit.py); append-only.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("org_id", String(64), nullable=False),
+    Column("sandbox_name", String(100), nullable=True),  # NULL: an organization-level call
+    Column("at", BigInteger, nullable=False),  # epoch ms
+    Column("user", String(200), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("action", String(20), nullable=False),  # create | update | delete | execute
+    Column("permission", String(40), nullable=False),
+    Column("asset_type", String(60), nullable=False),
+    Column("asset_id", String(400), nullable=True),
+    Column("method", String(10), nullable=False),
+    Column("path", String(2000), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("outcome", String(10), nullable=False),  # allow | deny | fail
+    Column("address", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Index("ix_audit_events_org_at", "org_id", "at"),
 )
