@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         sandboxes,
         schemaregistry,
         uploads,
+        users,
     )
 
     app.include_router(collection.router)
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     web.install(app)
     app.include_router(uploads.router)
     app.include_router(oauth.router)
+    app.include_router(users.router)
     app.include_router(oauth_consent.router)
     app.include_router(data360.router)
 

@@ -93,8 +93,6 @@ ROUTES: Mapping[str, str] = {
     **_crud("/data/foundation/conversion/mappingSets", MANAGE_DATAFLOWS, ("PUT", "DELETE")),
     "GET /data/foundation/sandbox-management/sandboxes": READ,
     "POST /data/foundation/sandbox-management/sandboxes": MANAGE_SANDBOXES,
-    f"GET {IDN}/users": MANAGE_USERS,
-    f"GET {IDN}/users/{{ident}}": MANAGE_USERS,
     f"POST {IDN}/users": MANAGE_USERS,
     f"PATCH {IDN}/users/{{ident}}": MANAGE_USERS,
     f"POST {IDN}/users/{{ident}}/action": MANAGE_USERS,

@@ -255,11 +255,49 @@ class Users(ServiceCollection):
         return found
 
     def set_enabled(self, actor: Actor, ident: str, enabled: bool) -> Resource:
+        return self.update(actor, ident, {"enabled": enabled})
+
+    def update(self, actor: Actor, ident: str, body: Any) -> Resource:
+        """Change a user's email, roles, admin flag, enabled flag or password (the username stays)."""
+        changes = require_object(body)
+        unknown = sorted(set(changes) - {"email", "roles", "admin", "enabled", "password"})
+        if unknown:
+            raise ValidationFailed(
+                [
+                    {"path": k, "message": "cannot be changed" if k == "username" else "unknown field"}
+                    for k in unknown
+                ],
+                code="IDN-1422-400",
+            )
         actor = org_actor(actor)
         current = self.get(actor, ident)
-        updated = self.replace(actor, current, {**current.doc, "enabled": enabled})
+        doc = {k: v for k, v in current.doc.items() if k != "password"}
+        doc.setdefault("roles", {access.EVERY_SANDBOX: access.DEFAULT_USER_ROLE})
+        updated_doc = {**doc, **changes}
+        was_admin = current.doc.get("admin") is True and current.doc.get("enabled") is True
+        if was_admin and not (updated_doc.get("admin") is True and updated_doc.get("enabled") is True):
+            self._keep_an_admin(actor, current)
+        updated = self.replace(actor, current, updated_doc)
         self._enabled.clear()  # this process sees the change at once; others within the cache's TTL
         return updated
+
+    def _keep_an_admin(self, actor: Actor, leaving: Resource) -> None:
+        """Refuse to disable or demote the organization's last enabled admin (nobody could manage users)."""
+        others = [
+            u
+            for u in self.store.scan_kind(self.kind)
+            if u.scope.org_id == actor.org.id
+            and u.id != leaving.id
+            and u.doc.get("admin") is True
+            and u.doc.get("enabled") is True
+        ]
+        if not others:
+            raise Conflict(
+                f"{leaving.doc['username']!r} is the organization's last enabled admin: make another user "
+                "an admin first.",
+                code="IDN-1409-409",
+                report={"username": leaving.doc["username"]},
+            )
 
     def list_page(self, actor: Actor, query: listing.ListQuery) -> Listed:
         return listing.run(self.store, self.kind, org_scope(actor.org.id), query, self.render)

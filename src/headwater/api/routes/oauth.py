@@ -15,6 +15,9 @@ to the organization, not to a sandbox: every sandbox of the organization sees th
     /data/core/identity/users/{id|username}    GET; POST .../action?op=disable|enable
     /data/core/identity/externalClientApps     GET list, POST create (answers the consumer secret, once)
     /data/core/identity/externalClientApps/{id}  GET, PATCH, DELETE
+
+The caller's address, for the apps' IP policies (services/data360/apppolicy.py), is the TCP peer the
+ASGI server reports (``request.client``); no forwarding header is read here.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ from headwater.api.responses import JSONResponse, created, json_body
 from headwater.api.routes.crud import PATCH_BODY, list_response
 from headwater.errors import BadRequest
 from headwater.services import listing
+from headwater.services.data360 import apppolicy
 from headwater.services.data360.consent import GRANT_TYPES
 from headwater.services.data360.identity import (
     ACCESS_TOKEN_TYPE,
     ADMIN_APPROVED,
     CDP_EXCHANGE,
-    IP_RELAXATION,
     ISSUED_TOKEN_TYPE,
     JWT_BEARER,
     PERMITTED_USERS,
@@ -70,7 +73,8 @@ def _form_body(required: list[str], properties: dict[str, Any], ok: dict[str, An
             "200": {"description": "Issued", "content": {"application/json": {"schema": ok}}},
             "400": {
                 "description": "Refused: invalid_request, unsupported_grant_type, invalid_client_id or "
-                "invalid_grant, with an error_description that says why",
+                'invalid_grant, with an error_description that says why (invalid_grant "ip restricted" '
+                "when the app's IP policy refuses the caller's address)",
                 "content": {"application/json": {"schema": refusal}},
             },
         },
@@ -117,7 +121,14 @@ _EXCHANGE_FORM = _form_body(
         },
     },
     {
-        **_strings("access_token", "instance_url", "token_type", "issued_token_type"),
+        "type": "object",
+        "properties": {
+            **_strings("access_token", "instance_url", "token_type", "issued_token_type")["properties"],
+            "expires_in": {
+                "type": "integer",
+                "description": "Seconds: the sessionTimeoutSeconds of the app that issued the subject_token.",
+            },
+        },
         "example": {"token_type": "Bearer", "issued_token_type": ISSUED_TOKEN_TYPE, "expires_in": 7200},
     },
 )
@@ -145,7 +156,54 @@ _APP = {
         "pkceRequired": {"type": "boolean", "default": True},
         "permittedUsers": {"type": "string", "enum": list(PERMITTED_USERS), "default": ADMIN_APPROVED},
         "approvedUsers": {"type": "array", "items": {"type": "string"}},
-        "ipRelaxation": {"type": "string", "enum": list(IP_RELAXATION)},
+        "ipRelaxation": {
+            "type": "string",
+            "enum": list(apppolicy.IP_RELAXATION),
+            "default": apppolicy.ENFORCE,
+            "description": "Applies when ipRanges is not empty. 'Relax IP restrictions with second factor' "
+            "is read as 'Relax IP restrictions' (Headwater has no second factor). The Metadata API names "
+            f"({', '.join(apppolicy.IP_RELAXATION.values())}) are accepted too.",
+        },
+        "ipRanges": {
+            "type": "array",
+            "maxItems": apppolicy.MAX_RANGES,
+            "description": "Trusted IP ranges: with ipRelaxation enforcing, every grant, the consent page "
+            "and the token exchange refuse a caller (the TCP peer) outside them. Empty: no restriction.",
+            "items": {
+                "type": "object",
+                "required": ["start", "end"],
+                "additionalProperties": False,
+                "properties": {
+                    "start": {"type": "string", "example": "203.0.113.0"},
+                    "end": {"type": "string", "example": "203.0.113.255", "description": "Same family."},
+                    "description": {"type": "string", "maxLength": apppolicy.MAX_DESCRIPTION},
+                },
+            },
+        },
+        "sessionTimeoutSeconds": {
+            "type": "integer",
+            "minimum": apppolicy.MIN_SESSION_SECONDS,
+            "maximum": apppolicy.MAX_SESSION_SECONDS,
+            "default": apppolicy.ACCESS_TOKEN_SECONDS,
+            "description": "Lifetime of the access tokens (and ingestion tokens) issued through the app.",
+        },
+        "refreshTokenPolicy": {
+            "type": "string",
+            "enum": list(apppolicy.REFRESH_TOKEN_POLICIES),
+            "default": apppolicy.UNTIL_REVOKED,
+            "description": "Judged at each refresh with the app's current policy. Metadata API names "
+            f"({', '.join(apppolicy.REFRESH_TOKEN_POLICIES.values())}) are accepted too.",
+        },
+        "refreshTokenValidity": {
+            "type": ["object", "null"],
+            "description": f"Required with {apppolicy.IF_NOT_USED!r} and {apppolicy.AFTER!r}; null with the "
+            "others. Seconds and Minutes are Headwater's; a month is 30 days.",
+            "required": ["value", "unit"],
+            "properties": {
+                "value": {"type": "integer", "minimum": 1},
+                "unit": {"type": "string", "enum": list(apppolicy.UNITS)},
+            },
+        },
     },
 }
 
@@ -181,6 +239,11 @@ async def _form(request: Request) -> dict[str, str]:
     return form
 
 
+def client_host(request: Request) -> str | None:
+    """The caller's address: the TCP peer, as the ASGI server reports it."""
+    return request.client.host if request.client else None
+
+
 def _field(form: dict[str, str], name: str) -> str:
     value = form.get(name, "").strip()
     if not value:
@@ -210,9 +273,10 @@ async def oauth2_token(request: Request) -> JSONResponse:
         form = await _form(request)
         grant = _grant(form, JWT_BEARER, *GRANT_TYPES)
         if grant == JWT_BEARER:
-            body = await calls.read(svc, svc.identity.jwt_bearer, _field(form, "assertion"))
+            assertion = _field(form, "assertion")
+            body = await calls.read(svc, svc.identity.jwt_bearer, assertion, client_host(request))
         else:  # the web server flow's code, or a refresh token: single-use, so a write
-            body = await calls.write(svc, svc.identity.consent.token, grant, form)
+            body = await calls.write(svc, svc.identity.consent.token, grant, form, client_host(request))
     except OAuthError as exc:
         return _refusal(exc)
     return JSONResponse(body, headers=NO_STORE)
@@ -234,7 +298,7 @@ async def a360_token(request: Request) -> JSONResponse:
         if token_type != ACCESS_TOKEN_TYPE:
             raise OAuthError("invalid_request", f"subject_token_type must be {ACCESS_TOKEN_TYPE}")
         dataspace = form.get("dataspace", "").strip() or None
-        body = await calls.read(svc, svc.identity.exchange, subject_token, dataspace)
+        body = await calls.read(svc, svc.identity.exchange, subject_token, dataspace, client_host(request))
     except OAuthError as exc:
         return _refusal(exc)
     return JSONResponse(body, headers=NO_STORE)

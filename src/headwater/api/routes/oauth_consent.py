@@ -8,7 +8,8 @@
                                       /services/oauth2/authorize (a fixed path: no open redirect)
     POST /services/oauth2/revoke      token=<access or refresh token>: 200, or 400 {"error", ...}
 
-A client or redirect URI that is not right is refused on the page (400), never redirected to; other
+A client or redirect URI that is not right is refused on the page (400), never redirected to, and so is a
+browser outside the app's trusted IP ranges when its IP policy enforces them (403); other
 refusals go to the (checked) redirect URI as ``error`` and ``error_description``, with the state. The
 consent form carries the session's CSRF token; its CSP lets the form's redirect reach the callback origin.
 """
@@ -24,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from headwater.api import calls
 from headwater.api.auth import services
-from headwater.api.routes.oauth import NO_STORE, TOKENS_TAG, _field, _form, _refusal
+from headwater.api.routes.oauth import NO_STORE, TOKENS_TAG, _field, _form, _refusal, client_host
 from headwater.services.data360.consent import SCOPE_LABELS, Authorization, PageError, Redirected
 from headwater.services.data360.identity import OAuthError
 from headwater.web.app import SECURITY_HEADERS, session_of, templates
@@ -80,7 +81,7 @@ async def authorize(request: Request) -> Response:
     svc = services(request)
     consent = svc.identity.consent
     try:
-        ask = await calls.read(svc, consent.authorization, dict(request.query_params))
+        ask = await calls.read(svc, consent.authorization, dict(request.query_params), client_host(request))
     except PageError as exc:
         return _error_page(exc)
     except Redirected as exc:
@@ -108,7 +109,7 @@ async def decide(request: Request) -> Response:
     if not hmac.compare_digest(params.get("csrf", "").encode(), session.csrf.encode()):
         return _error_page(PageError("The consent form needs the page's CSRF token: reload it.", status=403))
     try:
-        ask = await calls.read(svc, consent.authorization, params)
+        ask = await calls.read(svc, consent.authorization, params, client_host(request))
         user = await calls.read(svc, consent.consenting_user, ask, session.org_id, session.username)
     except PageError as exc:
         return _error_page(exc)

@@ -15,13 +15,17 @@ process sees them), holding SHA-256 digests, never a code or a token:
     oauthGrant         one per redeemed code: the family of refresh tokens descended from it. It holds the
                        current refresh token's digest and the rotated ones (MAX_ROTATED): presenting a
                        rotated one revokes the family. Access tokens of the grant carry its id (claim
-                       ``grt``) and stop working when it is gone: revoking deletes it.
+                       ``grt``) and stop working when it is gone: revoking deletes it. ``issuedAt`` and
+                       ``lastUsedAt`` (epoch ms) are what the app's refresh token policy is judged on.
     oauthRevokedToken  one per revoked access token (its jti), until the token would have expired.
 
 Codes and refresh tokens read ``base64url(orgId).id.secret``: like consumer keys, they name their
 organization, so one keyed read finds the record. Single use holds across processes: redeeming and
 rotating are compare-and-set updates (the store's etags); of two concurrent uses one wins and the other
 counts as reuse, which revokes.
+
+The app's IP policy (apppolicy.py) is asked by the consent page and by both grants, with the caller's
+address, before anything is written: a refused request spends no code and rotates no refresh token.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+from headwater.services.data360 import apppolicy
 from headwater.services.data360.identity import (
     SCOPES,
     OAuthError,
@@ -143,9 +148,10 @@ class OAuthConsent:
         self.store = identity.services.store
 
     # --- GET/POST /services/oauth2/authorize ---
-    def authorization(self, params: Mapping[str, str]) -> Authorization:
-        """Validate an authorization request: :class:`PageError` until the client and its redirect URI
-        are known good, :class:`Redirected` after."""
+    def authorization(self, params: Mapping[str, str], client: str | None) -> Authorization:
+        """Validate an authorization request from the browser at the address ``client``:
+        :class:`PageError` until the client, its redirect URI and the app's IP policy are known good,
+        :class:`Redirected` after."""
         client_id = params.get("client_id", "").strip()
         app = self.apps.by_consumer_key(client_id) if client_id else None
         if app is None:
@@ -159,6 +165,12 @@ class OAuthConsent:
             raise PageError(
                 f"redirect_uri must match configuration: {redirect_uri!r} is not the callback URL of the "
                 f"external client app {app.doc['name']!r}"
+            )
+        if not apppolicy.address_allowed(app.doc, client, apppolicy.CONSENT):
+            raise PageError(
+                f"{apppolicy.IP_RESTRICTED}: the external client app {app.doc['name']!r} may be authorized "
+                f"only from its trusted IP ranges, and your address ({client or 'unknown'}) is outside them.",
+                status=403,
             )
         response_type = params.get("response_type", "").strip()
         if response_type != "code":
@@ -246,12 +258,13 @@ class OAuthConsent:
         return code
 
     # --- POST /services/oauth2/token ---
-    def token(self, grant_type: str, form: Mapping[str, str]) -> dict[str, str]:
+    def token(self, grant_type: str, form: Mapping[str, str], client: str | None) -> dict[str, str]:
+        """A token request's answer; ``client`` is the caller's address."""
         if grant_type == AUTHORIZATION_CODE:
-            return self._redeem(form)
-        return self._refresh(form)
+            return self._redeem(form, client)
+        return self._refresh(form, client)
 
-    def _redeem(self, form: Mapping[str, str]) -> dict[str, str]:
+    def _redeem(self, form: Mapping[str, str], client: str | None) -> dict[str, str]:
         app = self._client(form)
         code = _required(form, "code")
         redirect_uri = _required(form, "redirect_uri")
@@ -281,10 +294,12 @@ class OAuthConsent:
                 _s256(verifier), doc["codeChallenge"]
             ):
                 raise invalid_grant("invalid code verifier")
+        self.identity.check_address(app, client, apppolicy.AUTHORIZATION_CODE)
         user = self.identity.authorized_user(app, doc["username"])
         scopes = [s for s in doc["scopes"] if s in app.doc["scopes"]]
         grant_id = new_hex(16)
         refresh = _mint(app.scope.org_id, grant_id) if REFRESH_SCOPES & set(scopes) else None
+        now = now_ms()
         grant = {
             "appId": app.id,
             "clientId": app.doc["consumerKey"],
@@ -295,6 +310,8 @@ class OAuthConsent:
             "codeId": record.id,
             "digest": _digest(refresh) if refresh else None,
             "rotated": [],
+            "issuedAt": now,
+            "lastUsedAt": now,
         }
         # The grant first, then the code marked used: a concurrent second use finds the grant to revoke.
         self.store.insert(_record(GRANT_KIND, grant_id, app.scope.org_id, grant))
@@ -308,9 +325,9 @@ class OAuthConsent:
             raise invalid_grant(
                 "authorization code already used: it is single-use, and the tokens issued from it are revoked"
             ) from None
-        return self._answer(app, user, scopes, grant_id, refresh)
+        return self._answer(app, user, scopes, grant_id, refresh, apppolicy.AUTHORIZATION_CODE)
 
-    def _refresh(self, form: Mapping[str, str]) -> dict[str, str]:
+    def _refresh(self, form: Mapping[str, str], client: str | None) -> dict[str, str]:
         app = self._client(form)
         token = _required(form, "refresh_token")
         if not REFRESH_SCOPES & set(app.doc["scopes"]):
@@ -330,20 +347,25 @@ class OAuthConsent:
                 "refresh token already used: it was rotated, so every token of its authorization is revoked"
             )
         self._client_secret(app, form, required=bool(doc["confidential"]))
+        self.identity.check_address(app, client, apppolicy.REFRESH_TOKEN)
+        now = now_ms()
+        issued, used = doc.get("issuedAt", record.created_at), doc.get("lastUsedAt", record.updated_at)
+        expired = apppolicy.refresh_refusal(app.doc, issued, used, now)  # the app's policy as it is now
+        if expired:
+            raise invalid_grant(f"{EXPIRED}: {expired}")
         user = self.identity.authorized_user(app, doc["username"])
         scopes = [s for s in doc["scopes"] if s in app.doc["scopes"]]
         refresh = _mint(app.scope.org_id, record.id)
         rotated = [*doc["rotated"], doc["digest"]][-MAX_ROTATED:]
+        changes = {"digest": _digest(refresh), "rotated": rotated, "lastUsedAt": now}
         try:
-            self.store.update(
-                _replaced(record, {**doc, "digest": _digest(refresh), "rotated": rotated}), record.etag
-            )
+            self.store.update(_replaced(record, {**doc, **changes}), record.etag)
         except StaleWrite:  # used twice at once: one of the two is a replay
             self._revoke_grant(app.scope.org_id, record.id)
             raise invalid_grant(
                 "refresh token already used: it was rotated, so every token of its authorization is revoked"
             ) from None
-        return self._answer(app, user, scopes, record.id, refresh)
+        return self._answer(app, user, scopes, record.id, refresh, apppolicy.REFRESH_TOKEN)
 
     def _client(self, form: Mapping[str, str]) -> Resource:
         app = self.apps.by_consumer_key(_required(form, "client_id"))
@@ -369,15 +391,18 @@ class OAuthConsent:
         return True
 
     def _answer(
-        self, app: Resource, user: Resource, scopes: list[str], grant_id: str, refresh: str | None
+        self, app: Resource, user: Resource, scopes: list[str], grant_id: str, refresh: str | None, flow: str
     ) -> dict[str, str]:
         """Salesforce's token response. ``signature``: base64(HMAC-SHA256(consumer secret, id + issued_at)).
-        The access token carries the grant's id: revoking the grant voids it."""
+        The access token carries the grant's id: revoking the grant voids it. ``issued_at`` is its ``iat``
+        in epoch ms; it expires the app's sessionTimeoutSeconds later."""
         base = self.identity.services.settings.base_url
         ident = f"{base}/id/{app.scope.org_id}/{user.id}"
-        issued_at = str(now_ms())
+        now = time.time()
+        issued_at = str(int(now * 1000))
         mac = hmac.new(self.apps.consumer_secret(app).encode(), (ident + issued_at).encode(), hashlib.sha256)
-        body = {"access_token": self.identity.issue_access_token(app, user, scopes, grt=grant_id)}
+        access = self.identity.issue_access_token(app, user, scopes, flow=flow, issued_at=now, grt=grant_id)
+        body = {"access_token": access}
         if refresh is not None:
             body["refresh_token"] = refresh
         return {

@@ -24,7 +24,9 @@ label), so a platform token never verifies as one of them nor one of them as a p
 
 External client apps are organization-level resources (kind ``externalClientApp``, services/users.py).
 Their consumer key carries the organization id (``base64url(orgId).random``): the token endpoint, which
-learns nothing else about the caller, finds the app with one keyed read and no global index.
+learns nothing else about the caller, finds the app with one keyed read and no global index. Their IP
+and lifetime policies are apppolicy.py's: every flow asks ``check_address`` with the caller's address, and
+access tokens carry the flow that issued them (claim ``flw``) and live the app's sessionTimeoutSeconds.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from headwater.errors import NotFound, ValidationFailed
 from headwater.services import listing
+from headwater.services.data360 import apppolicy
+from headwater.services.data360.apppolicy import ACCESS_TOKEN_SECONDS as ACCESS_TOKEN_SECONDS
+from headwater.services.data360.apppolicy import IP_RELAXATION as IP_RELAXATION
+from headwater.services.data360.apppolicy import choice
 from headwater.services.data360.keys import certificate_info, load_rsa_certificate
 from headwater.services.ids import new_hex
 from headwater.services.resources import SYSTEM_FIELDS, Built, ServiceCollection, text_field
@@ -77,13 +83,6 @@ SELF_AUTHORIZED = "All users may self-authorize"
 ADMIN_APPROVED = "Admin approved users are pre-authorized"
 # UI label (stored) -> Metadata API name (also accepted), as Salesforce's ExtlClntAppOauthConfigurablePolicies
 PERMITTED_USERS = {SELF_AUTHORIZED: "AllSelfAuthorized", ADMIN_APPROVED: "AdminApprovedPreAuthorized"}
-IP_RELAXATION = {
-    "Enforce IP restrictions": "Enforce",
-    "Relax IP restrictions": "Bypass",
-    "Relax IP restrictions with second factor": "Bypass_2factor",
-    "Enforce IP restrictions, but relax for refresh tokens": "Enforce_RelaxRefresh",
-}
-ACCESS_TOKEN_SECONDS = 7200  # Salesforce's default session timeout
 INGESTION_TOKEN_SECONDS = 7200  # the reference answers expires_in 7191 moments after issuing
 ASSERTION_MAX_AHEAD = 180  # "exp within 3 minutes"
 CLOCK_SKEW = 30
@@ -126,6 +125,7 @@ class _Claims:
     consumer_key: str = ""  # access tokens
     token_id: str = ""  # jti: what POST /services/oauth2/revoke records for an access token
     grant_id: str = ""  # access tokens of a consented grant (consent.py): void once the grant is revoked
+    flow: str = ""  # access tokens: the flow that issued them (apppolicy.FLOWS), for the IP policy
 
 
 class ExternalClientApps(ServiceCollection):
@@ -149,9 +149,9 @@ class ExternalClientApps(ServiceCollection):
             "scopes": _scopes(body.get("scopes"), errors),
             "jwtBearerFlowEnabled": flag(body, "jwtBearerFlowEnabled", False, errors),
             "pkceRequired": flag(body, "pkceRequired", True, errors),
-            "permittedUsers": _choice(body, "permittedUsers", PERMITTED_USERS, ADMIN_APPROVED, errors),
+            "permittedUsers": choice(body, "permittedUsers", PERMITTED_USERS, ADMIN_APPROVED, errors),
             "approvedUsers": self._approved_users(actor.org.id, body.get("approvedUsers"), errors),
-            "ipRelaxation": _choice(body, "ipRelaxation", IP_RELAXATION, "Enforce IP restrictions", errors),
+            **apppolicy.policies(body, errors),
         }
         doc.update(_certificate(body.get("certificate"), doc["jwtBearerFlowEnabled"], errors))
         if errors:
@@ -182,16 +182,16 @@ class ExternalClientApps(ServiceCollection):
         return approved
 
     def render(self, resource: Resource) -> dict[str, Any]:
-        doc = render_org_level(resource)
-        doc["consumerSecret"] = MASK
-        return doc
+        """The app, with the policies' defaults filled in for apps stored before those fields existed."""
+        return {**apppolicy.DEFAULTS, **render_org_level(resource), "consumerSecret": MASK}
 
     def render_created(self, resource: Resource) -> dict[str, Any]:
         """The one rendering with the consumer secret in clear: the answer to its creation."""
         return {**render_org_level(resource), "consumerSecret": self.consumer_secret(resource)}
 
     def editable(self, resource: Resource) -> dict[str, Any]:
-        return {k: v for k, v in resource.doc.items() if k not in self.protected}
+        doc = {**apppolicy.DEFAULTS, **resource.doc}
+        return {k: v for k, v in doc.items() if k not in self.protected}
 
     def consumer_secret(self, resource: Resource) -> str:
         return self.services.box.open(resource.doc["consumerSecret"], _secret_context(resource.alt_id or ""))
@@ -242,8 +242,9 @@ class Data360Identity:
         self.consent = OAuthConsent(self)
 
     # --- POST /services/oauth2/token ---
-    def jwt_bearer(self, assertion: str) -> dict[str, str]:
-        """Check a JWT bearer assertion (RFC 7523) and answer an access token as Salesforce does."""
+    def jwt_bearer(self, assertion: str, client: str | None) -> dict[str, str]:
+        """Check a JWT bearer assertion (RFC 7523) from the address ``client`` and answer an access token
+        as Salesforce does."""
         unverified = _unverified_claims(assertion)
         issuer = unverified.get("iss")
         app = self.apps.by_consumer_key(issuer) if isinstance(issuer, str) and issuer else None
@@ -254,9 +255,10 @@ class Data360Identity:
             )
         self._check_app(app)
         claims = self._verify_assertion(assertion, app)
+        self.check_address(app, client, apppolicy.JWT_BEARER)
         user = self._authorized_user(app, claims.get("sub"))
         scopes = tuple(app.doc["scopes"])
-        token = self.issue_access_token(app, user, scopes)
+        token = self.issue_access_token(app, user, scopes, flow=apppolicy.JWT_BEARER)
         base = self.services.settings.base_url
         return {
             "access_token": token,
@@ -266,12 +268,24 @@ class Data360Identity:
             "token_type": "Bearer",
         }
 
-    def issue_access_token(self, app: Resource, user: Resource, scopes: Sequence[str], **claims: Any) -> str:
-        """An access token of ``user`` through ``app``, as every flow of the token endpoint issues them."""
+    def issue_access_token(
+        self,
+        app: Resource,
+        user: Resource,
+        scopes: Sequence[str],
+        *,
+        flow: str,
+        issued_at: float | None = None,
+        **claims: Any,
+    ) -> str:
+        """An access token of ``user`` through ``app``, as every flow of the token endpoint issues them:
+        issued by ``flow`` at ``issued_at`` (epoch seconds, default now), for the app's session timeout."""
         return self._sign(
             "sfdc_access",
-            ACCESS_TOKEN_SECONDS,
+            apppolicy.session_seconds(app.doc),
+            now=issued_at,
             org=app.scope.org_id,
+            flw=flow,
             sub=user.doc["username"],
             uid=user.id,
             cid=app.doc["consumerKey"],
@@ -287,6 +301,12 @@ class Data360Identity:
         """The enabled user ``username`` whom the app's permitted-users policy lets get tokens, or
         ``invalid_grant``: every flow asks this (JWT bearer, authorization code, refresh token)."""
         return self._authorized_user(app, username)
+
+    def check_address(self, app: Resource, client: str | None, flow: str) -> None:
+        """``invalid_grant`` "ip restricted" (Salesforce's words) when the app's IP policy refuses ``flow``
+        from the address ``client``."""
+        if not apppolicy.address_allowed(app.doc, client, flow):
+            raise invalid_grant(apppolicy.IP_RESTRICTED)
 
     def _check_app(self, app: Resource) -> None:
         doc = app.doc
@@ -363,8 +383,9 @@ class Data360Identity:
         return user
 
     # --- POST /services/a360/token ---
-    def exchange(self, subject_token: str, dataspace: str | None) -> dict[str, Any]:
-        """Exchange an access token for an ingestion token of a data space (a sandbox of its org)."""
+    def exchange(self, subject_token: str, dataspace: str | None, client: str | None) -> dict[str, Any]:
+        """Exchange an access token, presented from the address ``client``, for an ingestion token of a
+        data space (a sandbox of its org) that lives as long as the app's access tokens."""
         claims = self._verified(subject_token, "sfdc_access")
         if claims is None:
             hint = (
@@ -380,8 +401,10 @@ class Data360Identity:
             raise invalid_grant("the subject_token lacks the cdp_ingest_api scope (add it to the app)")
         if not self.users.is_enabled(claims.org_id, claims.username):
             raise invalid_grant(f"inactive user: {claims.username!r} is disabled")
-        if self.apps.by_consumer_key(claims.consumer_key) is None:
+        app = self.apps.by_consumer_key(claims.consumer_key)
+        if app is None:
             raise invalid_grant("the external client app that issued the subject_token no longer exists")
+        self.check_address(app, client, claims.flow)
         revoked = self.consent.refusal(claims)
         if revoked:
             raise invalid_grant(f"invalid subject_token: {revoked}")
@@ -394,7 +417,11 @@ class Data360Identity:
                 "omit dataspace (or send default) for prod",
             )
         token, lifetime = self.issue_ingestion_token(
-            claims.org_id, sandbox.id, claims.username, scopes=claims.scopes
+            claims.org_id,
+            sandbox.id,
+            claims.username,
+            scopes=claims.scopes,
+            lifetime=apppolicy.session_seconds(app.doc),
         )
         return {
             "access_token": token,
@@ -406,18 +433,19 @@ class Data360Identity:
 
     # --- the contract ---
     def issue_ingestion_token(
-        self, org_id: str, sandbox_id: str, username: str, *, scopes: Sequence[str] = (INGEST_SCOPE,)
+        self,
+        org_id: str,
+        sandbox_id: str,
+        username: str,
+        *,
+        scopes: Sequence[str] = (INGEST_SCOPE,),
+        lifetime: int = INGESTION_TOKEN_SECONDS,
     ) -> tuple[str, int]:
         """An ingestion token for ``username`` in the sandbox. The caller vouches for the user."""
         token = self._sign(
-            "a360_ingest",
-            INGESTION_TOKEN_SECONDS,
-            org=org_id,
-            sbx=sandbox_id,
-            sub=username.lower(),
-            scp=list(scopes),
+            "a360_ingest", lifetime, org=org_id, sbx=sandbox_id, sub=username.lower(), scp=list(scopes)
         )
-        return token, INGESTION_TOKEN_SECONDS
+        return token, lifetime
 
     def verify_ingestion_token(self, token: str) -> IngestPrincipal | None:
         claims = self._verified(token, "a360_ingest")
@@ -426,8 +454,8 @@ class Data360Identity:
         return IngestPrincipal(claims.org_id, claims.sandbox_id, claims.username, claims.scopes)
 
     # --- signing ---
-    def _sign(self, typ: str, lifetime: int, **claims: Any) -> str:
-        now = int(time.time())
+    def _sign(self, typ: str, lifetime: int, now: float | None = None, **claims: Any) -> str:
+        now = int(time.time() if now is None else now)
         payload = {
             "iss": _ISSUER,
             "aud": _KINDS[typ],
@@ -472,6 +500,7 @@ class Data360Identity:
             consumer_key=str(data.get("cid", "")),
             token_id=str(data.get("jti", "")),
             grant_id=str(data.get("grt", "")),
+            flow=str(data.get("flw", "")),
         )
 
 
@@ -538,20 +567,6 @@ def _scopes(value: Any, errors: list[dict[str, str]]) -> list[str]:
     elif not names:
         errors.append({"path": "scopes", "message": "must name at least one scope, e.g. cdp_ingest_api"})
     return [s for s in SCOPES if s in names]
-
-
-def _choice(
-    body: dict[str, Any], key: str, labels: dict[str, str], default: str, errors: list[dict[str, str]]
-) -> str:
-    value = body.get(key)
-    if value is None:
-        return default
-    for label, name in labels.items():
-        if isinstance(value, str) and value.strip().lower() in (label.lower(), name.lower()):
-            return label
-    choices = "; ".join(f"{label!r} ({name})" for label, name in labels.items())
-    errors.append({"path": key, "message": f"must be one of {choices}"})
-    return default
 
 
 def _certificate(value: Any, required: bool, errors: list[dict[str, str]]) -> dict[str, Any]:
