@@ -106,15 +106,29 @@ def test_users_create_list_and_disable(home: Path) -> None:
     assert ada["admin"] is True and ada["enabled"] is True
     [bot] = lines(run(home, "users", "create", "bot@example.com", "--email", "ops@example.com"))
     assert bot["email"] == "ops@example.com" and bot["admin"] is False
+    assert bot["roles"] == {"*": "Viewer"}
+    [dev] = lines(
+        run(home, "users", "create", "dev@example.com", "--role", "prod=Developer", "--role", "User")
+    )
+    assert dev["roles"] == {"prod": "Developer", "*": "User"}
 
     listed = {u["username"]: u for u in lines(run(home, "users", "list"))}
-    assert set(listed) == {"ada@example.com", "bot@example.com"}
+    assert set(listed) == {"ada@example.com", "bot@example.com", "dev@example.com"}
 
-    [disabled] = lines(run(home, "users", "disable", "ADA@example.com"))
-    assert disabled["id"] == ada["id"] and disabled["enabled"] is False
+    [disabled] = lines(run(home, "users", "disable", "BOT@example.com"))
+    assert disabled["id"] == bot["id"] and disabled["enabled"] is False
     listed = {u["username"]: u for u in lines(run(home, "users", "list"))}
-    assert listed["ada@example.com"]["enabled"] is False
-    assert listed["bot@example.com"]["enabled"] is True
+    assert listed["bot@example.com"]["enabled"] is False
+    assert listed["ada@example.com"]["enabled"] is True
+    last = run(home, "users", "disable", "ada@example.com")  # nobody could manage users after that
+    assert last.returncode == 1 and "last enabled admin" in " ".join(last.stderr.split())
+
+
+def test_clients_carry_a_role(home: Path) -> None:
+    [client] = lines(run(home, "clients", "create", "--name", "etl", "--role", "User"))
+    assert client["role"] == "User"
+    bad = run(home, "clients", "create", "--role", "Owner")
+    assert bad.returncode == 1 and "must be one of Admin, Developer, User, Viewer" in bad.stderr
 
 
 @pytest.mark.parametrize(
@@ -123,6 +137,8 @@ def test_users_create_list_and_disable(home: Path) -> None:
         (("users", "create", "not-a-login"), "email-like login"),
         (("users", "create", "dup@example.com"), "already exists"),
         (("users", "disable", "ghost@example.com"), "No user"),
+        (("users", "create", "r@example.com", "--role", "prod=Owner"), "roles.prod: must be one of"),
+        (("users", "create", "r@example.com", "--role", "nowhere=User"), "no such sandbox"),
     ],
 )
 def test_users_errors_are_readable(home: Path, args: tuple[str, ...], expected: str) -> None:

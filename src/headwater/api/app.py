@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from headwater import __version__
 from headwater.api import errors
+from headwater.api.audit import AuditTrail
 from headwater.api.responses import JSONResponse
 from headwater.services.container import Services
 from headwater.settings import Settings, load_settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     errors.install(app)
     from headwater.api.routes import (
+        audit,
         catalog,
         collection,
         conversion,
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
 
     app.include_router(collection.router)
+    app.add_middleware(AuditTrail)  # every platform write, recorded before it is answered
     app.add_middleware(collection.InletFastPath)  # the inlets, served ahead of the router
     app.include_router(ims.router)
     app.include_router(destinations.router)
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(conversion.router)
     app.include_router(runs.router)
     app.include_router(sandboxes.router)
+    app.include_router(audit.router)
     from headwater import web
 
     web.install(app)

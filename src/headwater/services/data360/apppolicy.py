@@ -53,6 +53,7 @@ REFRESH_TOKEN_POLICIES = {
 TIMED = (IF_NOT_USED, AFTER)
 #: Salesforce's units are Hours, Days and Months; Seconds and Minutes are Headwater's (tests, short trials).
 UNITS = {"Seconds": 1, "Minutes": 60, "Hours": 3600, "Days": 86_400, "Months": 30 * 86_400}
+_UNIT_NAMES = {unit.lower(): unit for unit in UNITS}
 MAX_VALIDITY_SECONDS = 10 * 365 * 86_400
 ACCESS_TOKEN_SECONDS = 7200  # Salesforce's default session timeout
 MIN_SESSION_SECONDS, MAX_SESSION_SECONDS = 60, 86_400
@@ -77,12 +78,10 @@ DEFAULTS: dict[str, Any] = {
     "refreshTokenValidity": None,
 }
 # What asks for an address check: the flows of the token endpoint, the consent page, the exchange.
-JWT_BEARER, AUTHORIZATION_CODE, REFRESH_TOKEN, CONSENT = (
-    "jwt_bearer",
-    "authorization_code",
-    "refresh_token",
-    "consent",
-)
+JWT_BEARER = "jwt_bearer"
+AUTHORIZATION_CODE = "authorization_code"
+REFRESH_TOKEN = "refresh_token"
+CONSENT = "consent"
 FLOWS = (JWT_BEARER, AUTHORIZATION_CODE, REFRESH_TOKEN, CONSENT)
 IP_RESTRICTED = "ip restricted"  # Salesforce's error_description
 
@@ -91,15 +90,14 @@ IP_RESTRICTED = "ip restricted"  # Salesforce's error_description
 def policies(body: dict[str, Any], errors: Errors) -> dict[str, Any]:
     """The policy fields of an app's stored document, from a request body (errors appended, by path)."""
     refresh = choice(body, "refreshTokenPolicy", REFRESH_TOKEN_POLICIES, UNTIL_REVOKED, errors)
+    # kept only where the policy reads it, so switching to an untimed policy needs no second edit
+    validity = _validity(body.get("refreshTokenValidity"), errors) if refresh in TIMED else None
     return {
         "ipRelaxation": choice(body, "ipRelaxation", IP_RELAXATION, ENFORCE, errors),
         "ipRanges": _ranges(body.get("ipRanges"), errors),
         "sessionTimeoutSeconds": _session(body.get("sessionTimeoutSeconds"), errors),
         "refreshTokenPolicy": refresh,
-        # kept only where the policy reads it, so switching to an untimed policy needs no second edit
-        "refreshTokenValidity": _validity(body.get("refreshTokenValidity"), errors)
-        if refresh in TIMED
-        else None,
+        "refreshTokenValidity": validity,
     }
 
 
@@ -145,7 +143,7 @@ def _range(item: Any, path: str, errors: Errors) -> dict[str, str] | None:
             errors.append(
                 {"path": f"{path}.end", "message": f"must be an IPv{start.version} address, as start is"}
             )
-        elif end < start:
+        elif int(end) < int(start):
             errors.append({"path": f"{path}.end", "message": f"must not be lower than start ({start})"})
     description = item.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION):
@@ -215,14 +213,8 @@ def _validity(value: Any, errors: Errors) -> dict[str, Any] | None:
     amount = _integer(value.get("value"))
     if amount is None or amount < 1:
         errors.append({"path": f"{path}.value", "message": "must be a whole number of at least 1"})
-    unit = next(
-        (
-            u
-            for u in UNITS
-            if isinstance(value.get("unit"), str) and value["unit"].strip().lower() == u.lower()
-        ),
-        None,
-    )
+    raw = value.get("unit")
+    unit = _UNIT_NAMES.get(raw.strip().lower()) if isinstance(raw, str) else None
     if unit is None:
         errors.append({"path": f"{path}.unit", "message": f"must be one of {', '.join(UNITS)}"})
     if len(errors) > before or amount is None or unit is None:
@@ -276,7 +268,7 @@ def _inside(address: Address, stored: dict[str, str]) -> bool:
     start, end = ipaddress.ip_address(stored["start"]), ipaddress.ip_address(stored["end"])
     if start.version != address.version:
         return False
-    return start <= address <= end  # type: ignore[operator]  # same version: both IPv4 or both IPv6
+    return int(start) <= int(address) <= int(end)
 
 
 def session_seconds(doc: dict[str, Any]) -> int:
@@ -293,7 +285,7 @@ def refresh_refusal(doc: dict[str, Any], issued_ms: int, last_used_ms: int, now_
     if policy == IMMEDIATELY:
         return f"the refresh token expired: the app's refresh token policy is {IMMEDIATELY!r}"
     validity = doc.get("refreshTokenValidity") or {}
-    unit = validity.get("unit")
+    unit = str(validity.get("unit"))
     lifetime = int(validity.get("value") or 0) * UNITS.get(unit, 0)
     since, event = (issued_ms, "issued") if policy == AFTER else (last_used_ms, "last used")
     age = (now_ms - since) // 1000
