@@ -116,7 +116,11 @@ def users_create(
     try:
         body: dict[str, object] = {"username": username, "admin": admin}
         if role:
-            body["roles"] = dict(item.split("=", 1) if "=" in item else ("*", item) for item in role)
+            roles: dict[str, str] = {}
+            for item in role:
+                sandbox, _, named = item.rpartition("=")
+                roles[sandbox or "*"] = named
+            body["roles"] = roles
         if password is not None:
             body["password"] = password
         if email is not None:

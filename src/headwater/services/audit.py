@@ -50,7 +50,15 @@ PERMISSION_RESOURCES = {
 }
 # Column widths of the audit_events table (stores/metadata/tables.py): client input is cut to fit,
 # so that no request can make the audit write fail.
-_WIDTH = {"path": 2000, "asset_id": 400, "user": 200, "request_id": 64, "address": 64, "asset_type": 60}
+_WIDTH = {
+    "path": 2000,
+    "asset_id": 400,
+    "user": 200,
+    "request_id": 64,
+    "address": 64,
+    "asset_type": 60,
+    "failure_code": 40,
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,19 @@ def event_for(call: Call) -> AuditEvent:
         outcome=outcome,
         address=_clip_optional(call.address, "address"),
         request_id=_clip(call.request_id, "request_id"),
+        failure_code=None
+        if outcome == "allow"
+        else _clip_optional(failure_code_of(call.answer), "failure_code"),
     )
+
+
+def failure_code_of(answer: Any) -> str | None:
+    """The code of an error answer (``report.code``, or a gateway error's ``error_code``)."""
+    if not isinstance(answer, dict):
+        return None
+    report = answer.get("report")
+    code = report.get("code") if isinstance(report, dict) else answer.get("error_code")
+    return str(code) if code is not None else None
 
 
 def action_of(method: str, template: str) -> str:
@@ -178,7 +198,7 @@ def render(event: AuditEvent) -> dict[str, Any]:
         "status": status,
         "statusCode": event.status_code,
         # The store keeps no error code yet: a Deny's is known by construction, a Failure's is not.
-        "failureCode": DENIED if event.outcome == "deny" else "",
+        "failureCode": event.failure_code or "",
         "timestamp": timestamp(event.at),
         "imsOrgId": event.org_id,
         "sandboxName": event.sandbox_name,
@@ -249,7 +269,7 @@ def parse_property(text: str) -> tuple[str, str, Any]:
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
         raw = raw[1:-1]
     if not raw or "\x00" in raw:
-        raise _bad(f"property {name!r} needs a value.", name)
+        raise _bad(f"property {name!r} needs a value (without NUL characters).", name)
     try:
         value = convert(raw)
     except ValueError as exc:

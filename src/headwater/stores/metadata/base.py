@@ -72,6 +72,7 @@ class AuditEvent:
     outcome: str
     address: str | None = None
     request_id: str | None = None
+    failure_code: str | None = None
 
 
 # The audit log's filterable columns: AuditEvent field -> the comparisons a filter may use on it.

@@ -122,6 +122,7 @@ audit_events = Table(
     Column("path", String(2000), nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("outcome", String(10), nullable=False),  # allow | deny | fail
+    Column("failure_code", String(40), nullable=True),  # the error's code when not allowed
     Column("address", String(64), nullable=True),
     Column("request_id", String(64), nullable=True),
     Index("ix_audit_events_org_at", "org_id", "at"),

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("path", sa.String(2000), nullable=False),
         sa.Column("status_code", sa.Integer, nullable=False),
         sa.Column("outcome", sa.String(10), nullable=False),
+        sa.Column("failure_code", sa.String(40), nullable=True),
         sa.Column("address", sa.String(64), nullable=True),
         sa.Column("request_id", sa.String(64), nullable=True),
     )
