@@ -137,7 +137,7 @@ def test_clients_create_prints_new_credentials(home: Path) -> None:
     result = headwater(home, "clients", "create", "--name", "etl")
     assert result.returncode == 0, result.stderr
     client = json.loads(result.stdout)
-    assert set(client) == {"orgId", "apiKey", "clientSecret"}
+    assert set(client) == {"orgId", "apiKey", "clientSecret", "role"} and client["role"] == "Admin"
     assert client["orgId"] == default["orgId"]
     assert client["apiKey"] != default["apiKey"]
     assert client["clientSecret"] != default["clientSecret"]
