@@ -17,8 +17,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/headwater serve
 
+# Two test processes (one per core on the CI machine); each file stays whole in one of them, so a file's
+# module-scoped fixtures (a browser, a server) start once.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
