@@ -265,11 +265,11 @@ def test_connection_refused_is_a_retryable_connect_error(sink: SinkFake) -> None
 def test_read_timeout_closes_the_connection(sink: SinkFake) -> None:
     async def test(client: HttpClient) -> Response:
         await post(client, sink.url + "/warm")
-        sink.delay(0.5, path="/slow")
+        sink.delay(3.0, path="/slow")
         started = time.monotonic()
         with pytest.raises(TransportError) as caught:
             await post(client, sink.url + "/slow", timeouts=Timeouts(read=0.1))
-        assert 0.09 < time.monotonic() - started < 0.4
+        assert 0.09 < time.monotonic() - started < 2.0  # cut at the read timeout, not at the answer
         assert (caught.value.kind, caught.value.retryable) == ("timeout", True)
         assert "read timeout after 100 ms" in str(caught.value)
         assert client.open_connections == 0
@@ -288,7 +288,7 @@ def test_a_tls_handshake_that_never_completes_is_a_connect_timeout() -> None:
         started = time.monotonic()
         with pytest.raises(TransportError) as caught:
             run(lambda client: post(client, url, timeouts=Timeouts(connect=0.1)))
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0  # without the timeout it would wait for ever
     assert (caught.value.kind, caught.value.retryable) == ("timeout", True)
     assert "connect timeout after 100 ms" in str(caught.value)
 
