@@ -55,7 +55,9 @@ def start_server(settings: Settings) -> LiveServer:
     services.start()
     creds, _ = services.tenancy.bootstrap()
     app = create_app(settings, services)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -626,6 +626,7 @@ def test_users_create_get_list_and_disable(api: ApiClient) -> None:
 
     duplicate = api.post(USERS, json={"username": username})
     assert duplicate.status_code == 409 and username in duplicate.json()["detail"]
+    create_user(api, new_username(), admin=True)  # the last enabled admin could not be disabled
     disabled = api.post(f"{USERS}/{user['id']}/action", params={"op": "disable"})
     assert disabled.json()["items"][0]["enabled"] is False
     enabled = api.post(f"{USERS}/{username}/action", params={"op": "enable"})

@@ -92,6 +92,9 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
+        # The client address is the TCP peer (app IP ranges, audit, sign-in throttle): no forwarding
+        # header is believed, or any local process could claim any address.
+        proxy_headers=False,
     )
 
 

@@ -1,7 +1,8 @@
 """The OAuth policies of an external client app (Salesforce's External Client App Manager, Policies page)
 beyond who may use it: where from (IP ranges and IP relaxation) and for how long (session timeout,
 refresh token policy). identity.py validates an app with :func:`policies`; identity.py and consent.py
-ask the other functions here at every grant and every use of an access token.
+ask the other functions here at every grant, on the consent page and when the token exchange is given an
+access token.
 
 Stored fields (defaults in :data:`DEFAULTS`, which also fill apps stored before they existed):
 
@@ -15,7 +16,8 @@ Who is checked (:func:`address_allowed`): every flow that issues or uses a token
 FLOWS. An app without ranges restricts nothing. "Relax IP restrictions with second factor" is read as
 "Relax IP restrictions": Headwater has no second factor to ask for. "Enforce IP restrictions, but relax
 for refresh tokens" lets the refresh_token grant, and the access tokens it issues, through from anywhere.
-The client address is the TCP peer the ASGI server reports; no proxy header is read here.
+The client address is the TCP peer as the ASGI server reports it (``request.client``): Headwater reads no
+forwarding header, and the server must not either (uvicorn's ``proxy_headers`` off).
 
 Refresh tokens (:func:`refresh_refusal`) are judged at each refresh by the app's policy as it is then,
 against their family's issue and last-use times, so a tightened policy applies at once.
@@ -77,7 +79,8 @@ DEFAULTS: dict[str, Any] = {
     "refreshTokenPolicy": UNTIL_REVOKED,
     "refreshTokenValidity": None,
 }
-# What asks for an address check: the flows of the token endpoint, the consent page, the exchange.
+# What asks for an address check: the grants and the consent page. An access token given to the token
+# exchange is checked as the flow that issued it (its claim ``flw``).
 JWT_BEARER = "jwt_bearer"
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"

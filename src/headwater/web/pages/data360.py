@@ -10,7 +10,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from headwater.api.auth import services
-from headwater.services.data360.identity import ADMIN_APPROVED, IP_RELAXATION, PERMITTED_USERS, SCOPES
+from headwater.services.data360.apppolicy import (
+    ACCESS_TOKEN_SECONDS,
+    IP_RELAXATION,
+    REFRESH_TOKEN_POLICIES,
+    SESSION_TIMEOUTS,
+    TIMED,
+    UNITS,
+)
+from headwater.services.data360.identity import ADMIN_APPROVED, PERMITTED_USERS, SCOPES
 from headwater.web.app import page
 
 router = APIRouter(include_in_schema=False)
@@ -27,6 +35,11 @@ POLICIES: dict[str, Any] = {
     "permitted_users": list(PERMITTED_USERS),
     "admin_approved": ADMIN_APPROVED,
     "ip_relaxation": list(IP_RELAXATION),
+    "session_timeouts": list(SESSION_TIMEOUTS.items()),
+    "default_session": ACCESS_TOKEN_SECONDS,
+    "refresh_token_policies": list(REFRESH_TOKEN_POLICIES),
+    "refresh_timed": list(TIMED),
+    "validity_units": list(UNITS),
 }
 
 

@@ -62,11 +62,118 @@
     return () => Array.from(list.querySelectorAll("input:checked")).map((i) => i.value);
   }
 
+  /** The policy fields of _policies.html beyond the selects: trusted IP ranges as rows, the session timeout,
+   * and the refresh token validity (shown only with a timed policy). set(app) fills them in; read() gives
+   * the app's fields. Rows are numbered as sent (blank rows are left out), so the API's ipRanges[1].end
+   * lands next to the second range's end. */
+  function policyFields(form) {
+    const rows = document.getElementById("app-ip-range-rows");
+    const refresh = form.elements.refreshTokenPolicy;
+    const validity = document.getElementById("app-refresh-validity");
+    const session = form.elements.sessionTimeoutSeconds;
+    const syncValidity = () => (validity.hidden = !(refresh.selectedOptions[0] && refresh.selectedOptions[0].dataset.timed));
+    const input = (cls, label, value, placeholder) =>
+      el("input", { type: "text", class: cls, "aria-label": label, value: value || "", placeholder, spellcheck: "false", autocomplete: "off" });
+
+    function numbered() {
+      const all = Array.from(rows.querySelectorAll(":scope > .ip-range")); // errors sit between the rows
+      const filled = all.filter((row) => Array.from(row.querySelectorAll("input")).some((i) => i.value.trim()));
+      all.forEach((row, n) => {
+        const index = filled.indexOf(row);
+        for (const [cls, what] of [["ip-start", "Start IP address"], ["ip-end", "End IP address"], ["ip-description", "Description"]]) {
+          const field = row.querySelector("." + cls);
+          field.setAttribute("aria-label", `${what} of range ${n + 1}`);
+          field.dataset.says = `${what} of range ${n + 1}`;
+          if (index >= 0) field.dataset.path = `ipRanges[${index}].${cls.slice(3)}`;
+          else delete field.dataset.path;
+        }
+      });
+      return filled;
+    }
+
+    function addRange(range, focus) {
+      const r = range || {};
+      // a .field of its own, so that an error of this range is shown right under it
+      const row = el(
+        "div",
+        { class: "field ip-range" },
+        el(
+          "div",
+          { class: "ip-range-row" },
+          input("ip-start", "Start IP address", r.start, "203.0.113.0"),
+          input("ip-end", "End IP address", r.end, "203.0.113.255"),
+          input("ip-description", "Description", r.description, "Description (optional)"),
+          el("button", { type: "button", class: "link", text: "Remove", onclick: () => { row.remove(); numbered(); } })
+        )
+      );
+      rows.append(row);
+      numbered();
+      if (focus) row.querySelector(".ip-start").focus();
+    }
+
+    if (!form.dataset.policiesReady) {
+      document.getElementById("app-ip-range-add").addEventListener("click", () => addRange(null, true));
+      refresh.addEventListener("change", syncValidity);
+      form.dataset.policiesReady = "yes";
+    }
+    syncValidity();
+
+    function set(app) {
+      rows.replaceChildren();
+      (app.ipRanges || []).forEach((range) => addRange(range));
+      const seconds = String(app.sessionTimeoutSeconds);
+      if (!Array.from(session.options).some((o) => o.value === seconds)) session.append(el("option", { value: seconds, text: sessionText(app.sessionTimeoutSeconds) }));
+      session.value = seconds;
+      refresh.value = app.refreshTokenPolicy;
+      if (app.refreshTokenValidity) {
+        form.elements.refreshTokenValidityValue.value = app.refreshTokenValidity.value;
+        form.elements.refreshTokenValidityUnit.value = app.refreshTokenValidity.unit;
+      }
+      syncValidity();
+    }
+
+    function read() {
+      const ipRanges = numbered().map((row) => {
+        const range = { start: row.querySelector(".ip-start").value.trim(), end: row.querySelector(".ip-end").value.trim() };
+        const description = row.querySelector(".ip-description").value.trim();
+        if (description) range.description = description;
+        return range;
+      });
+      const amount = form.elements.refreshTokenValidityValue.value;
+      return {
+        ipRanges,
+        sessionTimeoutSeconds: Number(session.value),
+        refreshTokenPolicy: refresh.value,
+        refreshTokenValidity: validity.hidden ? null : { value: amount === "" ? null : Number(amount), unit: form.elements.refreshTokenValidityUnit.value },
+      };
+    }
+    return { set, read };
+  }
+
+  function sessionText(seconds) {
+    const option = document.querySelector(`#app-session option[value="${seconds}"]`);
+    if (option) return option.textContent;
+    if (seconds % 3600 === 0) return seconds === 3600 ? "1 hour" : `${seconds / 3600} hours`;
+    if (seconds % 60 === 0) return `${seconds / 60} minutes`;
+    return `${seconds} seconds`;
+  }
+
+  function rangesText(ranges) {
+    if (!ranges || !ranges.length) return "None (no IP restriction)";
+    return el("ul", { class: "ranges" }, ranges.map((r) => el("li", {}, el("code", { text: r.start === r.end ? r.start : `${r.start} – ${r.end}` }), r.description ? " " + r.description : "")));
+  }
+
+  function refreshText(app) {
+    const v = app.refreshTokenValidity;
+    return v ? `${app.refreshTokenPolicy} ${v.value} ${v.unit}` : app.refreshTokenPolicy;
+  }
+
   async function appNewView(root) {
     const form = document.getElementById("app-form");
     const fileInput = document.getElementById("app-cert-file");
     const pem = document.getElementById("app-cert");
     const readApproved = await approvedUsers(root, []);
+    const policies = policyFields(form);
 
     fileInput.addEventListener("change", async () => {
       HW.clearErrors(form);
@@ -91,6 +198,7 @@
         pkceRequired: form.elements.pkceRequired.checked,
         permittedUsers: form.elements.permittedUsers.value,
         ipRelaxation: form.elements.ipRelaxation.value,
+        ...policies.read(),
       };
       const description = form.elements.description.value.trim();
       const email = form.elements.contactEmail.value.trim();
@@ -136,6 +244,7 @@
     let current = null;
     let etag = null;
     let readApproved = () => [];
+    const policies = policyFields(form);
 
     async function load() {
       const result = await api("GET", `${APPS}/${encodeURIComponent(id)}`);
@@ -175,6 +284,9 @@
           ["Permitted users", a.permittedUsers],
           a.permittedUsers === root.dataset.adminApproved ? ["Approved users", (a.approvedUsers || []).join(", ") || "None"] : null,
           ["IP relaxation", a.ipRelaxation],
+          ["Trusted IP ranges", rangesText(a.ipRanges)],
+          ["Session timeout", sessionText(a.sessionTimeoutSeconds)],
+          ["Refresh token policy", refreshText(a)],
         ])
       );
       policiesView.hidden = false;
@@ -185,6 +297,7 @@
     editButton.addEventListener("click", async () => {
       form.elements.permittedUsers.value = current.permittedUsers;
       form.elements.ipRelaxation.value = current.ipRelaxation;
+      policies.set(current);
       readApproved = await approvedUsers(root, current.approvedUsers);
       HW.clearErrors(form);
       policiesView.hidden = true;
@@ -202,6 +315,7 @@
       const ops = [
         { op: "replace", path: "/permittedUsers", value: permitted },
         { op: "replace", path: "/ipRelaxation", value: form.elements.ipRelaxation.value },
+        ...Object.entries(policies.read()).map(([name, value]) => ({ op: "replace", path: "/" + name, value })),
       ];
       if (permitted === root.dataset.adminApproved) ops.push({ op: "replace", path: "/approvedUsers", value: readApproved() });
       const result = await api("PATCH", `${APPS}/${encodeURIComponent(id)}`, ops, { etag });
