@@ -1,0 +1,228 @@
+"""External client apps (Salesforce's External Client App Manager): organization-level resources of kind
+``externalClientApp`` (services/users.py), with their consumer key and sealed consumer secret, the users an
+admin approved, and their policies (apppolicy.py). Their consumer key carries the organization id
+(``base64url(orgId).random``): the token endpoint, which learns nothing else about the caller, finds the
+app with one keyed read and no global index. The token flows that use them are identity.py and
+consent.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from headwater.errors import NotFound, ValidationFailed
+from headwater.services import listing
+from headwater.services.data360 import apppolicy
+from headwater.services.data360.apppolicy import choice
+from headwater.services.data360.keys import certificate_info, load_rsa_certificate
+from headwater.services.resources import SYSTEM_FIELDS, Built, ServiceCollection, text_field
+from headwater.services.tenancy import Actor
+from headwater.services.users import (
+    USERNAME,
+    Listed,
+    Users,
+    flag,
+    normalize_username,
+    org_actor,
+    org_scope,
+    render_org_level,
+)
+from headwater.stores.metadata import Resource
+from headwater.stores.secrets import MASK
+
+if TYPE_CHECKING:
+    from headwater.services.container import Services
+
+SCOPES = ("api", "refresh_token", "offline_access", "cdp_ingest_api")
+INGEST_SCOPE = "cdp_ingest_api"
+SELF_AUTHORIZED = "All users may self-authorize"
+ADMIN_APPROVED = "Admin approved users are pre-authorized"
+# UI label (stored) -> Metadata API name (also accepted), as Salesforce's ExtlClntAppOauthConfigurablePolicies
+PERMITTED_USERS = {SELF_AUTHORIZED: "AllSelfAuthorized", ADMIN_APPROVED: "AdminApprovedPreAuthorized"}
+
+
+class ExternalClientApps(ServiceCollection):
+    """OAuth-enabled external client apps of an organization (Salesforce's External Client App Manager)."""
+
+    kind, label, service = "externalClientApp", "external client app", "IDN"
+    protected = SYSTEM_FIELDS | {"consumerKey", "consumerSecret", "certificateInfo"}
+
+    def __init__(self, services: Services, users: Users) -> None:
+        super().__init__(services)
+        self.users = users
+
+    def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
+        errors: list[dict[str, str]] = []
+        name = text_field(body, "name", errors)
+        doc: dict[str, Any] = {
+            "name": name,
+            "description": text_field(body, "description", errors, required=False) or "",
+            "contactEmail": _email(body, errors),
+            "callbackUrl": _callback_url(body.get("callbackUrl"), errors),
+            "scopes": _scopes(body.get("scopes"), errors),
+            "jwtBearerFlowEnabled": flag(body, "jwtBearerFlowEnabled", False, errors),
+            "pkceRequired": flag(body, "pkceRequired", True, errors),
+            "permittedUsers": choice(body, "permittedUsers", PERMITTED_USERS, ADMIN_APPROVED, errors),
+            "approvedUsers": self._approved_users(actor.org.id, body.get("approvedUsers"), errors),
+            **apppolicy.policies(body, errors),
+        }
+        doc.update(_certificate(body.get("certificate"), doc["jwtBearerFlowEnabled"], errors))
+        if errors:
+            raise ValidationFailed(errors, code="IDN-1422-400")
+        if existing is not None:
+            key, sealed = existing.doc["consumerKey"], existing.doc["consumerSecret"]
+        else:
+            key = new_consumer_key(actor.org.id)
+            sealed = self.services.box.seal(secrets.token_hex(32).upper(), _secret_context(key))
+        doc.update({"consumerKey": key, "consumerSecret": sealed})
+        return Built(doc=doc, name=name, alt_id=key)
+
+    def _approved_users(self, org_id: str, value: Any, errors: list[dict[str, str]]) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            errors.append({"path": "approvedUsers", "message": "must be a list of usernames"})
+            return []
+        approved: list[str] = []
+        for index, item in enumerate(value):
+            username = normalize_username(item)
+            if username is None or self.users.find(org_id, username) is None:
+                errors.append(
+                    {"path": f"approvedUsers[{index}]", "message": f"no user {item!r} in this organization"}
+                )
+            elif username not in approved:
+                approved.append(username)
+        return approved
+
+    def render(self, resource: Resource) -> dict[str, Any]:
+        """The app, with the policies' defaults filled in for apps stored before those fields existed."""
+        return {**apppolicy.DEFAULTS, **render_org_level(resource), "consumerSecret": MASK}
+
+    def render_created(self, resource: Resource) -> dict[str, Any]:
+        """The one rendering with the consumer secret in clear: the answer to its creation."""
+        return {**render_org_level(resource), "consumerSecret": self.consumer_secret(resource)}
+
+    def editable(self, resource: Resource) -> dict[str, Any]:
+        doc = {**apppolicy.DEFAULTS, **resource.doc}
+        return {k: v for k, v in doc.items() if k not in self.protected}
+
+    def consumer_secret(self, resource: Resource) -> str:
+        return self.services.box.open(resource.doc["consumerSecret"], _secret_context(resource.alt_id or ""))
+
+    def by_consumer_key(self, consumer_key: str) -> Resource | None:
+        org_id = consumer_key_org(consumer_key)
+        if org_id is None:
+            return None
+        return self.store.get_by_alt_id(self.kind, org_scope(org_id), consumer_key)
+
+    # --- the shared life cycle, at organization level ---
+    def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
+        return super().create(org_actor(actor), body, ident)
+
+    def get(self, actor: Actor, ident: str) -> Resource:
+        return super().get(org_actor(actor), ident)
+
+    def patch(self, actor: Actor, ident: str, operations: Any, if_match: str | None) -> Resource:
+        return super().patch(org_actor(actor), ident, operations, if_match)
+
+    def delete(self, actor: Actor, ident: str) -> None:
+        super().delete(org_actor(actor), ident)
+
+    def list_page(self, actor: Actor, query: listing.ListQuery) -> Listed:
+        return listing.run(self.store, self.kind, org_scope(actor.org.id), query, self.render)
+
+    def not_found(self, ident: str) -> NotFound:
+        return NotFound(
+            f"No external client app with id {ident!r} in this organization.",
+            code="IDN-1404-404",
+            report={"id": ident, "type": self.label},
+        )
+
+
+# --- consumer keys ---
+def new_consumer_key(org_id: str) -> str:
+    prefix = base64.urlsafe_b64encode(org_id.encode()).rstrip(b"=").decode()
+    return f"{prefix}.{secrets.token_urlsafe(36)}"
+
+
+def consumer_key_org(consumer_key: str) -> str | None:
+    prefix, dot, _ = consumer_key.partition(".")
+    if not dot or not prefix or len(consumer_key) > 300:
+        return None
+    try:
+        return base64.urlsafe_b64decode(prefix + "=" * (-len(prefix) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _secret_context(consumer_key: str) -> str:
+    return f"externalClientApp:{consumer_key}:consumerSecret"
+
+
+# --- field validation ---
+def _scopes(value: Any, errors: list[dict[str, str]]) -> list[str]:
+    """Scopes as a list, or one comma or space separated string; "Label (name)" as Salesforce's UI shows
+    them is read as the names in parentheses."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        errors.append({"path": "scopes", "message": f"must be a list of OAuth scopes ({', '.join(SCOPES)})"})
+        return []
+    names: list[str] = []
+    for item in items:
+        inside = re.findall(r"\(([^)]*)\)", item)
+        names += [n for n in re.split(r"[\s,]+", " ".join(inside) if inside else item) if n]
+    unknown = sorted({n for n in names if n not in SCOPES})
+    if unknown:
+        errors.append(
+            {
+                "path": "scopes",
+                "message": f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}",
+            }
+        )
+    elif not names:
+        errors.append({"path": "scopes", "message": "must name at least one scope, e.g. cdp_ingest_api"})
+    return [s for s in SCOPES if s in names]
+
+
+def _certificate(value: Any, required: bool, errors: list[dict[str, str]]) -> dict[str, Any]:
+    if value is None or value == "":
+        if required:
+            errors.append({"path": "certificate", "message": "is required when jwtBearerFlowEnabled is true"})
+        return {"certificate": None, "certificateInfo": None}
+    if not isinstance(value, str):
+        errors.append({"path": "certificate", "message": "must be a PEM string"})
+        return {}
+    try:
+        certificate, _ = load_rsa_certificate(value)
+    except ValueError as exc:
+        errors.append({"path": "certificate", "message": str(exc)})
+        return {}
+    return {"certificate": value.strip() + "\n", "certificateInfo": certificate_info(certificate)}
+
+
+def _callback_url(value: Any, errors: list[dict[str, str]]) -> str | None:
+    if value is None:
+        errors.append({"path": "callbackUrl", "message": "is required (the OAuth redirect URI)"})
+        return None
+    parts = urlsplit(value.strip()) if isinstance(value, str) else None
+    if parts is None or not parts.scheme or not (parts.netloc or parts.path) or " " in value.strip():
+        errors.append(
+            {"path": "callbackUrl", "message": "must be a URL such as https://example.com/callback"}
+        )
+        return None
+    return str(value).strip()
+
+
+def _email(body: dict[str, Any], errors: list[dict[str, str]]) -> str | None:
+    value = body.get("contactEmail")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not USERNAME.match(value.strip()):
+        errors.append({"path": "contactEmail", "message": "must be an email address"})
+        return None
+    return value.strip()
