@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,60 @@ def screenshot(page: Any, name: str) -> None:
     """Save what the page shows to docs/screenshots/<name>.png (the README shows them)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+# --- console sign-in as other people (tests/test_console_roles.py, tests/test_console_users.py) ---
+@dataclass
+class ConsoleOrg:
+    """An organization of its own on the console server: its users, sandboxes and audit log are the
+    test's alone."""
+
+    org: Any  # headwater.stores.metadata.Org
+    admin: str  # username of its organization admin
+    password: str
+
+    def add_user(self, live: LiveServer, username: str, **fields: Any) -> dict[str, Any]:
+        """A user of this organization who can sign in with ``self.password``."""
+        from headwater.services.users import actor_for
+
+        body = {"username": username, "password": self.password, **fields}
+        user = live.services.identity.users.create(actor_for(self.org, "test"), body)
+        return live.services.identity.users.render(user)
+
+
+def console_org(live: LiveServer, sandboxes: tuple[str, ...] = ("prod",)) -> ConsoleOrg:
+    """A new organization on ``live`` with ``sandboxes`` and an organization admin."""
+    suffix = uuid.uuid4().hex[:8]
+    org = live.services.tenancy.create_org(f"Acme {suffix}", f"acme{suffix}")
+    for name in sandboxes:
+        live.services.tenancy.create_sandbox(org.id, name)
+    made = ConsoleOrg(org, f"owner-{suffix}@acme.example", "a long passphrase for tests")
+    made.add_user(live, made.admin, admin=True)
+    return made
+
+
+@pytest.fixture
+def console_as(browser: Any, console_server: LiveServer) -> Iterator[Any]:
+    """``console_as(username, password, landing="/console/sources")``: a new browser context (1280x800)
+    signed in through the sign-in page as that person, on ``landing``. The contexts close afterwards."""
+    from urllib.parse import quote
+
+    contexts: list[Any] = []
+
+    def sign_in(username: str, password: str, landing: str = "/console/sources") -> Any:
+        context = browser.new_context(
+            base_url=console_server.base_url, viewport={"width": 1280, "height": 800}
+        )
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto("/console/login?next=" + quote(landing, safe=""))
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**" + landing)
+        return page
+
+    yield sign_in
+    for context in contexts:
+        context.close()

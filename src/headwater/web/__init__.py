@@ -2,12 +2,16 @@
 other client, with the session cookie and its CSRF header. Every asset is served from ``/console/static``;
 nothing comes from a CDN.
 
-    web/app.py          sign-in, sign-out, the page helper (``page()``) and the navigation
+    web/app.py          sign-in, sign-out, the page helper (``page()``), the navigation, and what the
+                        signed-in person's roles allow (``Access``, carried by each page)
     web/session.py      the signed session cookie, CSRF token and sign-in throttling
-    web/pages/*.py      one module per area (sources, destinations, activations, data360, data, flows): GET
-                        routes that render ``templates/<area>/*.html``; the behaviour is in
-                        ``static/<area>.js`` (shared by the area's pages) and ``static/<area>-<page>.js``
-    web/static/app.js   the shared client: API calls, field errors, forms from JSON Schema, wizards
+    web/pages/*.py      one module per area (sources, destinations, activations, data360, data, flows,
+                        organization: Users and Audit): GET routes that render ``templates/<area>/*.html``;
+                        the behaviour is in ``static/<area>.js`` (shared by the area's pages) and
+                        ``static/<area>-<page>.js`` (``static/users.js`` and ``static/audit.js``)
+    web/static/app.js   the shared client: API calls, field errors, forms from JSON Schema, wizards, and
+                        the role in the picked sandbox (buttons with ``data-needs`` disabled when it lacks
+                        the permission)
 """
 
 from __future__ import annotations

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from headwater.api.auth import services
+from headwater.services import access
+from headwater.services.container import Services
 from headwater.web import HERE
 from headwater.web.session import COOKIE, LIFETIME_SECONDS, Session
 
@@ -18,8 +22,9 @@ templates = Environment(
     loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
 )
 
+Nav = list[tuple[str, list[tuple[str, str]]]]
 #: The navigation: (section, [(label, path)]). Pages register under these paths.
-NAV: list[tuple[str, list[tuple[str, str]]]] = [
+NAV: Nav = [
     ("Connections", [("Sources", "/console/sources"), ("Destinations", "/console/destinations")]),
     (
         "Data 360",
@@ -38,7 +43,10 @@ NAV: list[tuple[str, list[tuple[str, str]]]] = [
         ],
     ),
     ("Movement", [("Dataflows", "/console/flows"), ("Activations", "/console/activations")]),
+    ("Organization", [("Users", "/console/users"), ("Audit", "/console/audit")]),
 ]
+#: Pages of the navigation shown to organization admins only (the others get a 403 page there).
+ADMIN_PAGES = frozenset({"/console/users", "/console/audit"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -56,22 +64,73 @@ def session_of(request: Request) -> Session | None:
     return session
 
 
-def page(request: Request, template: str, title: str, **context: Any) -> Response:
-    """Render a console page for the signed-in user, or send the browser to sign in first."""
+def page(request: Request, template: str, title: str, needs: str | None = None, **context: Any) -> Response:
+    """Render a console page for the signed-in user, or send the browser to sign in first. ``needs``: an
+    organization-wide permission the page itself needs (Users, Audit); without it the person gets a 403
+    page that names the permission."""
     session = session_of(request)
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/console/login?next={quote(target, safe='')}", status_code=303)
+    who = Access.of(services(request), session)
+    status = 200
+    if needs is not None and needs not in who.org_permissions:
+        template, status, context = "forbidden.html", 403, {"needs": needs}
     html = templates.get_template(template).render(
         title=title,
-        nav=NAV,
+        nav=NAV if who.admin else _without_admin_pages(NAV),
         path=request.url.path,
         username=session.username,
         org_id=session.org_id,
         csrf=session.csrf,
+        access=orjson.dumps(who.for_page()).decode(),
+        sandbox_names=list(who.sandboxes),
         **context,
     )
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _without_admin_pages(nav: Nav) -> Nav:
+    kept = [
+        (section, [(label, href) for label, href in items if href not in ADMIN_PAGES])
+        for section, items in nav
+    ]
+    return [(section, items) for section, items in kept if items]
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the signed-in person may do: organization admin or not, and the role in each sandbox. The
+    page carries it (``<body data-access>``) because the sandbox is picked in the browser: app.js shows
+    the role in the header and disables the buttons of writes the role cannot do. The API checks every
+    call anyway; this only spares people a refusal."""
+
+    admin: bool
+    sandboxes: dict[str, str]  # sandbox name -> role, prod first
+
+    @classmethod
+    def of(cls, svc: Services, session: Session) -> Access:
+        user = svc.identity.users.find(session.org_id, session.username)
+        found = sorted(svc.store.list_sandboxes(session.org_id), key=lambda s: (s.name != "prod", s.name))
+        roles = {
+            s.name: svc.identity.users.role(user, s.name) if user is not None else access.DEFAULT_USER_ROLE
+            for s in found
+        }
+        return cls(admin=user is not None and user.doc.get("admin") is True, sandboxes=roles)
+
+    @property
+    def org_permissions(self) -> frozenset[str]:
+        return access.ORG_PERMISSIONS if self.admin else frozenset()
+
+    def for_page(self) -> dict[str, Any]:
+        return {
+            "admin": self.admin,
+            "sandboxes": {
+                name: {"role": role, "permissions": sorted(access.permissions_of(role, org_admin=self.admin))}
+                for name, role in self.sandboxes.items()
+            },
+            "orgPermissions": sorted(access.ORG_PERMISSIONS),
+        }
 
 
 @router.get("/console")

@@ -22,8 +22,9 @@ The last two are HS256 JWTs signed with a key derived from the token-signing key
 label), so a platform token never verifies as one of them nor one of them as a platform token; their
 ``typ`` and ``aud`` claims keep them apart from each other.
 
-An app's IP and lifetime policies are apppolicy.py's: every flow asks ``check_address`` with the caller's address, and
-access tokens carry the flow that issued them (claim ``flw``) and live the app's sessionTimeoutSeconds.
+An app's IP and lifetime policies are apppolicy.py's: every flow asks ``check_address`` with the
+caller's address, and access tokens carry the flow that issued them (claim ``flw``) and live the app's
+sessionTimeoutSeconds.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headwater.web.pages import activations, data, data360, destinations, flows, sources
+from headwater.web.pages import activations, data, data360, destinations, flows, organization, sources
 
 ROUTERS = [
     sources.router,
@@ -11,4 +11,5 @@ ROUTERS = [
     data.router,
     flows.router,
     activations.router,
+    organization.router,
 ]

@@ -159,7 +159,7 @@
     const runsBox = el("div", { class: "runs" });
     const lettersBox = el("div", { class: "letters" });
     const lettersErrors = el("div", { class: "general-errors", "data-errors": "", role: "alert", hidden: true });
-    const replayAll = el("button", { type: "button", class: "secondary", text: "Replay all" });
+    const replayAll = el("button", { type: "button", class: "secondary", text: "Replay all", "data-needs": "manage-destinations" });
     const replaySummary = el("p", { class: "outcome", role: "status" });
     const refresh = el("button", { type: "button", class: "secondary small", text: "Refresh" });
     const outcomes = {};
@@ -296,7 +296,7 @@
       const outcome = outcomes[letter.id];
       const note = outcome ? el("p", { class: "outcome " + (outcome.state === "replayed" ? "ok" : "failed"), role: "status", text: describe(outcome) }) : null;
       if (letter.state === "replayed") return el("div", {}, el("span", { class: "muted", text: "Replayed" }), note);
-      const button = el("button", { type: "button", class: "secondary small", text: "Replay", "aria-describedby": "reason-" + letter.id });
+      const button = el("button", { type: "button", class: "secondary small", text: "Replay", "aria-describedby": "reason-" + letter.id, "data-needs": "manage-destinations" });
       button.addEventListener("click", async () => {
         button.disabled = true;
         button.textContent = "Replaying…";

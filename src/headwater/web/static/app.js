@@ -7,7 +7,15 @@
  *   HW.schemaForm(container, schema, prefix, values) -> {read(), fields}  inputs from a JSON Schema
  *   HW.wizard(root, {onStep})       steps: <section data-step="name" data-title="..."> with Next/Back
  *   HW.table(columns, rows)         a <table>; columns: [{label, value(row) -> node|text}]
- *   HW.toast(text), HW.copyButton(text), HW.formValues(form)
+ *   HW.toast(text | problem), HW.copyButton(text), HW.formValues(form)
+ *   HW.role(), HW.can(permission), HW.missing(permission)  the signed-in person's role in the sandbox
+ *
+ * Roles: <body data-access> holds the person's role and permissions in each sandbox (web/app.py). The
+ * header shows the role in the picked sandbox; an element with data-needs="permission" (a button, a link
+ * that starts a write) is marked aria-disabled, with a tooltip naming the missing permission, when the
+ * role lacks it, and clicks on it do nothing but say why. An element with data-needs-note="permission"
+ * is shown with those words (a wizard reached by its URL). The API checks every call regardless: a 403
+ * names the permission, and showErrors shows it.
  */
 (function () {
   "use strict";
@@ -75,6 +83,17 @@
     return node;
   }
 
+  function problemText(problem) {
+    if (typeof problem === "string") return problem;
+    return (problem && (problem.detail || problem.title)) || "Request failed";
+  }
+
+  /* The permission a 403 of the role check names (report.code HW-1403-403), else null. */
+  function refusedPermission(problem) {
+    const report = (problem && problem.report) || {};
+    return problem && problem.status === 403 && report.permission ? report.permission : null;
+  }
+
   /* Errors: report.errors[{path, message}] go next to the element whose data-path is that path (or the
    * longest prefix of it); anything unmatched goes to the scope's [data-errors] box (or the page's). */
   function clearErrors(scope) {
@@ -128,7 +147,8 @@
       first = first || field;
     }
     if (!errors.length && problem) {
-      general.push(problem.detail || problem.title || (typeof problem === "string" ? problem : "Request failed"));
+      general.push(problemText(problem));
+      if (refusedPermission(problem)) general.push("Ask an organization admin for a role that has it.");
     }
     if (general.length) {
       const box = root.querySelector("[data-errors]") || document.querySelector("[data-errors]");
@@ -312,7 +332,7 @@
   function toast(text) {
     const box = document.getElementById("toast");
     if (!box) return;
-    box.textContent = text;
+    box.textContent = typeof text === "string" ? text : problemText(text);
     box.classList.add("shown");
     clearTimeout(toast.timer);
     toast.timer = setTimeout(() => box.classList.remove("shown"), 4000);
@@ -347,6 +367,105 @@
     return isNaN(d) ? String(ms) : d.toLocaleString();
   }
 
+  /* --- roles ----------------------------------------------------------------------------------- */
+
+  const ACCESS = (() => {
+    try {
+      return JSON.parse(document.body.dataset.access || "null");
+    } catch (_) {
+      return null;
+    }
+  })();
+
+  function here() {
+    return ACCESS && ACCESS.sandboxes ? ACCESS.sandboxes[sandbox()] || null : null;
+  }
+
+  function role() {
+    const found = here();
+    return found ? found.role : "";
+  }
+
+  /* True when the role in the picked sandbox has the permission (and when the page does not say: the
+   * API decides). */
+  function can(permission) {
+    const found = here();
+    return !found || found.permissions.includes(permission);
+  }
+
+  /* Why a write cannot be done, in words: the tooltip of a disabled button. */
+  function missing(permission) {
+    if (ACCESS && (ACCESS.orgPermissions || []).includes(permission)) {
+      return `Needs the permission '${permission}', which only organization admins have.`;
+    }
+    return `Needs the permission '${permission}', which the ${role()} role does not have in sandbox '${sandbox()}'.`;
+  }
+
+  function guard(node) {
+    const permission = node.dataset.needs;
+    if (!permission) return;
+    if (can(permission)) {
+      if (node.dataset.forbidden !== undefined) {
+        node.removeAttribute("aria-disabled");
+        node.removeAttribute("title");
+        delete node.dataset.forbidden;
+      }
+      return;
+    }
+    node.setAttribute("aria-disabled", "true");
+    node.title = missing(permission);
+    node.dataset.forbidden = "";
+  }
+
+  function note(node) {
+    const permission = node.dataset.needsNote;
+    node.hidden = can(permission);
+    if (!node.hidden) {
+      node.textContent = `Your role in sandbox '${sandbox()}' is ${role()}, which does not have the permission '${permission}': saving here will be refused.`;
+    }
+  }
+
+  function applyAccess(root) {
+    if (root.matches && root.matches("[data-needs]")) guard(root);
+    if (root.matches && root.matches("[data-needs-note]")) note(root);
+    if (!root.querySelectorAll) return;
+    root.querySelectorAll("[data-needs]").forEach(guard);
+    root.querySelectorAll("[data-needs-note]").forEach(note);
+  }
+
+  function initAccess() {
+    if (!ACCESS || !ACCESS.sandboxes) return;
+    const names = Object.keys(ACCESS.sandboxes);
+    if (names.length && !names.includes(sandbox())) localStorage.setItem(SANDBOX_KEY, names[0]);
+    const badge = document.getElementById("role-badge");
+    if (badge && role()) {
+      badge.replaceChildren(el("span", { class: "visually-hidden", text: `Your role in ${sandbox()}: ` }), role());
+      badge.title = `Your role in sandbox '${sandbox()}'` + (ACCESS.admin ? " (you are an organization admin)" : "");
+      badge.hidden = false;
+    }
+    applyAccess(document.body);
+    // Pages build most of their buttons after API calls: mark those as they appear.
+    new MutationObserver((changes) => {
+      for (const change of changes) {
+        if (change.type === "attributes") applyAccess(change.target);
+        else change.addedNodes.forEach((n) => n.nodeType === 1 && applyAccess(n));
+      }
+    }).observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ["data-needs"] });
+    // A click on a refused control (or Enter in its form) does nothing but say why. Capturing on the
+    // document runs before the page's own listeners and before a link is followed or a form submitted.
+    document.addEventListener(
+      "click",
+      (event) => {
+        const refused = event.target.closest && event.target.closest('[data-needs][aria-disabled="true"]');
+        if (!refused) return;
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        toast(refused.title);
+      },
+      true
+    );
+  }
+
   async function initSandboxPicker() {
     const picker = document.getElementById("sandbox-picker");
     if (!picker) return;
@@ -360,6 +479,7 @@
     });
   }
 
-  window.HW = { api, el, showErrors, clearErrors, fieldFor, schemaForm, keyValue, wizard, table, toast, copyButton, formValues, when, sandbox, meta };
+  window.HW = { api, el, showErrors, clearErrors, fieldFor, schemaForm, keyValue, wizard, table, toast, copyButton, formValues, when, sandbox, meta, role, can, missing, problemText, refusedPermission };
+  initAccess(); // deferred: the document is parsed, and the pages' scripts have not run yet
   document.addEventListener("DOMContentLoaded", initSandboxPicker);
 })();

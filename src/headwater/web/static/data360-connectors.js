@@ -166,7 +166,7 @@
       connector = result.data;
       etag = result.etag;
       setHeading(connector.label);
-      const renameButton = el("button", { type: "button", class: "secondary small", text: "Edit", "aria-label": "Edit the app name" });
+      const renameButton = el("button", { type: "button", class: "secondary small", text: "Edit", "aria-label": "Edit the app name", "data-needs": "manage-sources" });
       renameButton.addEventListener("click", () => {
         rename.hidden = false;
         rename.elements[0].value = connector.label;

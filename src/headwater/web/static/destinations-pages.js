@@ -126,7 +126,7 @@
   function deleteSection(c) {
     const errors = el("div", { class: "general-errors", "data-errors": "", role: "alert", hidden: true });
     const outcome = el("div", { class: "delete-outcome", role: "alert" });
-    const start = el("button", { type: "button", class: "danger", text: "Delete destination" });
+    const start = el("button", { type: "button", class: "danger", text: "Delete destination", "data-needs": "manage-destinations" });
     const confirmBox = el(
       "div",
       { class: "confirm", hidden: true },

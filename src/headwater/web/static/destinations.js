@@ -145,7 +145,7 @@
    * came back (status code, headers, body), the request as sent and, without a response, why. */
   function tester(container, options) {
     const values = {};
-    const start = el("button", { type: "button", class: "secondary", text: "Test Request" });
+    const start = el("button", { type: "button", class: "secondary", text: "Test Request", "data-needs": "manage-destinations" });
     const vars = el("div", { class: "test-vars" });
     const runButton = el("button", { type: "button", class: "primary", text: "Run test" });
     const panel = el(

@@ -107,7 +107,7 @@
         "li",
         { class: "tile" },
         el("div", { class: "tile-head" }, icon(spec), el("span", { class: "category", text: category })),
-        el("h3", {}, el("a", { href: "/console/sources/new?spec=" + encodeURIComponent(spec.id), text: specLabel(spec) })),
+        el("h3", {}, el("a", { href: "/console/sources/new?spec=" + encodeURIComponent(spec.id), text: specLabel(spec), "data-needs": "manage-sources" })),
         el("p", { class: "description", text: ui(spec).description || "" })
       );
       return { tile, text: [specLabel(spec), spec.name, category].join(" ").toLowerCase() };
