@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class Deployment:
     api: ApiClient
     server: subprocess.Popen[bytes]
     logs: list[Path] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def worker(self, fault: str | None = None) -> subprocess.Popen[bytes]:
         env = dict(self.env)
@@ -39,7 +41,9 @@ class Deployment:
         log = open(self.home.parent / f"worker-{len(self.logs)}.log", "wb")  # noqa: SIM115
         self.logs.append(Path(log.name))
         with log:
-            return subprocess.Popen([EXE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+            process = subprocess.Popen([EXE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+        self.processes.append(process)
+        return process
 
     def worker_logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.logs)
@@ -66,7 +70,9 @@ class Deployment:
         return int(row["n"]), int(row["d"])
 
 
+@contextmanager
 def _deploy(tmp_path: Path, database_url: str | None = None) -> Iterator[Deployment]:
+    """A server (and the workers a test starts) that are stopped however the test ends."""
     home = tmp_path / "home"
     port = free_port()
     env = {
@@ -86,6 +92,7 @@ def _deploy(tmp_path: Path, database_url: str | None = None) -> Iterator[Deploym
         [EXE, "serve", "--no-worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     base = f"http://127.0.0.1:{port}"
+    deployment: Deployment | None = None
 
     def up() -> bool:
         try:
@@ -94,20 +101,26 @@ def _deploy(tmp_path: Path, database_url: str | None = None) -> Iterator[Deploym
             assert server.poll() is None, server.stderr.read() if server.stderr else b""
             return False
 
-    wait_until(up, timeout=60)
-    creds = json.loads(
-        subprocess.run([EXE, "credentials", "--json"], env=env, capture_output=True, check=True).stdout
-    )
-    token = token_for(base, creds["apiKey"], creds["clientSecret"])
-    with ApiClient(base, token, creds["apiKey"], creds["orgId"], "prod", creds["tenantId"]) as api:
-        yield Deployment(home, env, api, server)
-    server.terminate()
-    server.wait(timeout=30)
+    try:
+        wait_until(up, timeout=60)
+        creds = json.loads(
+            subprocess.run([EXE, "credentials", "--json"], env=env, capture_output=True, check=True).stdout
+        )
+        token = token_for(base, creds["apiKey"], creds["clientSecret"])
+        with ApiClient(base, token, creds["apiKey"], creds["orgId"], "prod", creds["tenantId"]) as api:
+            deployment = Deployment(home, env, api, server)
+            yield deployment
+    finally:
+        for process in [server, *(deployment.processes if deployment else [])]:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy(tmp_path)
+    with _deploy(tmp_path) as deployment:
+        yield deployment
 
 
 def _start_run(d: Deployment, flow: str) -> str:
@@ -184,7 +197,7 @@ def test_kill_9_while_reading_then_restart_loads_every_row_once(
 
 
 def test_two_workers_on_postgresql_never_run_a_run_twice(tmp_path: Path, postgres_url: str) -> None:
-    for d in _deploy(tmp_path, postgres_url):
+    with _deploy(tmp_path, postgres_url) as d:
         flows = []
         for n in range(4):
             root = tmp_path / f"src{n}"
