@@ -86,6 +86,24 @@ def test_create_update_delete_each_land_as_allowed_events(server: LiveServer, ap
     assert events[0]["path"] == f"{CONNECTIONS}/{ident}"
 
 
+def test_concurrent_writes_each_have_their_event_once_answered(api: ApiClient) -> None:
+    """Events of calls that finish together are committed together; each answer still waits for its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(n: int) -> str:
+        response = api.post(CONNECTIONS, json=_connection_body(f"Salesforce {n}"))
+        assert response.status_code == 201, response.text
+        # the answer is back: its event must be readable now, without waiting
+        assert [e["id"] for e in _of_sandbox(api, api.sandbox_name, f"assetId=={response.json()['id']}")]
+        return str(response.json()["id"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        created = set(pool.map(create, range(40)))
+    events = _of_sandbox(api, api.sandbox_name, "action==create")
+    assert sorted(e["assetId"] for e in events) == sorted(created)
+    assert len({e["id"] for e in events}) == 40
+
+
 def test_request_id_header_becomes_the_events_request_id(api: ApiClient) -> None:
     request_id = "trace-" + uuid.uuid4().hex
     created = api.post(CONNECTIONS, json=_connection_body(), headers={"x-request-id": request_id})

@@ -14,8 +14,10 @@ InletFastPath middleware answers ahead of this one anyway. A write with no platf
 endpoints, ingestion, sign-in) or whose permission is ``read`` (previews) has its messages forwarded as
 they come. Any other write has its response start and body held (bodies of writes are small; past
 :data:`MAX_HELD` bytes the event is written without the answer's id and the rest streams), its event
-written in a worker thread, then the response sent: a 2xx the client receives means its event is stored.
-If the audit write fails, the error is logged with the event and the call is answered all the same.
+stored, then the response sent: a 2xx the client receives means its event is stored.
+Events are written by group commit (services/audit.py ``GroupCommit``): the events of calls that finish
+while an audit commit runs share the next one. If the audit write fails, the error is logged with the
+event and the call is answered all the same.
 """
 
 from __future__ import annotations
@@ -138,10 +140,22 @@ class _HeldResponse:
                 request_id=_request_id(scope),
             )
             event = audit.event_for(call)
-            services = scope["app"].state.services
-            await calls.write(services, audit.record, services.store, event)
+            await _writer(scope["app"].state).add(event)
         except Exception:  # audit.record logs store failures itself; this is anything before it
             log.exception("could not record the audit event of %s %s", scope["method"], scope["path"])
+
+
+def _writer(state: Any) -> audit.GroupCommit:
+    """The application's audit writer, made on first use (inside the server's event loop)."""
+    writer: audit.GroupCommit | None = getattr(state, "audit_writer", None)
+    if writer is None:
+        services = state.services
+
+        async def write(events: list[Any]) -> bool:
+            return await calls.write(services, audit.record, services.store, events)
+
+        writer = state.audit_writer = audit.GroupCommit(write)
+    return writer
 
 
 def _request_id(scope: Scope) -> str:

@@ -11,9 +11,10 @@ The middleware that watches calls is api/audit.py; the route that reads events i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from headwater.stores.metadata import AUDIT_FILTERS, AuditEvent, MetadataStore
 
 log = logging.getLogger("headwater.audit")
 
+MAX_GROUP = 500  # events per audit commit
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 DENIED = "HW-1403-403"  # the code of access.denied(): the only 403 that is a Deny
@@ -173,14 +175,49 @@ def asset_id_of(path_params: Mapping[str, Any], status_code: int, answer: Any) -
     return None
 
 
-def record(store: MetadataStore, event: AuditEvent) -> bool:
-    """Append ``event``; on failure log it whole and return False (the call is answered anyway)."""
+def record(store: MetadataStore, events: list[AuditEvent]) -> bool:
+    """Append ``events`` in one commit; on failure log each whole and return False (the calls are
+    answered anyway)."""
     try:
-        store.append_audit(event)
+        store.append_audit(events)
     except Exception:
-        log.exception("could not write audit event %r", event)
+        for event in events:
+            log.exception("could not write audit event %r", event)
         return False
     return True
+
+
+class GroupCommit:
+    """The audit writer of one server process: events whose calls finish while a commit is running go
+    into the next commit together, so N concurrent writes cost about one audit commit, not N (each commit
+    is an fsync). ``await add(event)`` returns once the event is stored (True) or its failure logged."""
+
+    def __init__(self, write: Callable[[list[AuditEvent]], Awaitable[bool]]) -> None:
+        self.write = write
+        self.pending: list[tuple[AuditEvent, asyncio.Future[bool]]] = []
+        self.flushing: asyncio.Task[None] | None = None
+
+    async def add(self, event: AuditEvent) -> bool:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.pending.append((event, done))
+        if self.flushing is None:
+            self.flushing = asyncio.create_task(self._flush())
+        return await asyncio.shield(done)  # a client that hangs up does not cancel the others' commit
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                group, self.pending = self.pending[:MAX_GROUP], self.pending[MAX_GROUP:]
+                try:
+                    stored = await self.write([event for event, _ in group])
+                except Exception:  # record() logs store failures; this is anything around it
+                    log.exception("could not write %d audit events", len(group))
+                    stored = False
+                for _, done in group:
+                    if not done.done():
+                        done.set_result(stored)
+        finally:
+            self.flushing = None
 
 
 def render(event: AuditEvent) -> dict[str, Any]:

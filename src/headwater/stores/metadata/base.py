@@ -202,7 +202,8 @@ class MetadataStore(ABC):
 
     # --- the audit log ---
     @abstractmethod
-    def append_audit(self, event: AuditEvent) -> None: ...
+    def append_audit(self, events: list[AuditEvent]) -> None:
+        """Append ``events`` in one transaction (one commit for a whole group)."""
 
     @abstractmethod
     def list_audit(

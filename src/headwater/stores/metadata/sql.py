@@ -170,9 +170,11 @@ class SqlMetadataStore(MetadataStore):
             return conn.execute(stmt).rowcount == 1
 
     # --- the audit log ---
-    def append_audit(self, event: AuditEvent) -> None:
+    def append_audit(self, events: list[AuditEvent]) -> None:
+        if not events:
+            return
         with self._write() as conn:
-            conn.execute(insert(t.audit_events).values(**event.__dict__))
+            conn.execute(insert(t.audit_events), [e.__dict__ for e in events])
 
     def list_audit(
         self, org_id: str, filters: list[tuple[str, str, Any]], limit: int, offset: int = 0
