@@ -147,6 +147,26 @@ def test_enforced_ranges_refuse_every_grant_and_the_exchange_from_outside(make: 
     assert client.consent.exchange(tokens["access_token"]).status_code == 200
 
 
+def test_ingestion_calls_follow_the_ip_policy_of_the_app_their_token_came_through(
+    make: Any, server: LiveServer
+) -> None:
+    client = make(ipRanges=INSIDE, ipRelaxation=ENFORCE)
+    exchanged = client.consent.exchange(client.consent.tokens()["access_token"])
+    assert exchanged.status_code == 200, exchanged.text
+    bearer = {"Authorization": f"Bearer {exchanged.json()['access_token']}"}
+    url = server.base_url + "/api/v1/ingest/sources/nowhere/Thing/actions/test"
+
+    def status() -> httpx.Response:
+        return httpx.post(url, json={"data": [{"id": 1}]}, headers=bearer, timeout=30)
+
+    assert status().status_code == 404  # let in: there is just no such source
+    client.patch(ipRanges=OUTSIDE)  # applies to tokens already issued, within the app cache's seconds
+    refused = wait_until(lambda: (r := status()).status_code == 403 and r, timeout=10)
+    assert "ip restricted" in refused.json()["detail"] and "127.0.0.1" in refused.json()["detail"]
+    client.patch(ipRelaxation="Relax IP restrictions")
+    wait_until(lambda: status().status_code == 404, timeout=10)
+
+
 def test_ranges_holding_the_client_let_it_through(make: Any) -> None:
     ranges = [*INSIDE, {"start": "2001:db8::", "end": "2001:db8::ffff"}]
     client = make(ipRanges=ranges, ipRelaxation=ENFORCE)

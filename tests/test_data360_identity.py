@@ -187,7 +187,11 @@ def test_document_000_flow_from_key_pair_to_ingestion_token(flow: Flow, server: 
     prod = server.services.store.get_sandbox(org_id, "prod")
     assert prod is not None
     principal = identity.verify_ingestion_token(data360["access_token"])
-    assert principal == IngestPrincipal(org_id, prod.id, flow.user["username"], tuple(DOC_SCOPES))
+    app_key = flow.app["consumerKey"]
+    expected = IngestPrincipal(
+        org_id, prod.id, flow.user["username"], tuple(DOC_SCOPES), app_key, "jwt_bearer"
+    )
+    assert principal == expected  # bound to its app, whose IP policy holds for ingestion calls
 
 
 def test_dataspace_names_the_sandbox(flow: Flow, server: LiveServer) -> None:

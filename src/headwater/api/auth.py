@@ -24,6 +24,12 @@ def services(request: Request) -> Services:
     return svc
 
 
+def client_host(request: Request) -> str | None:
+    """The caller's address: the TCP peer, as the ASGI server reports it (no forwarding header is
+    believed; the server runs with uvicorn's proxy headers off)."""
+    return request.client.host if request.client else None
+
+
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:

@@ -39,7 +39,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api import calls
-from headwater.api.auth import platform_actor, services
+from headwater.api.auth import client_host, platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
 from headwater.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from headwater.services.data360.connectors import IngestionConnectors
@@ -270,7 +270,9 @@ async def delete_stream(
 # --- the Ingestion API ---
 async def _scope(request: Request) -> Scope:
     svc = services(request)
-    principal = await calls.read(svc, _d360(request).ingest.principal, request.headers.get("authorization"))
+    principal = await calls.read(
+        svc, _d360(request).ingest.principal, request.headers.get("authorization"), client_host(request)
+    )
     return Scope(principal.org_id, principal.sandbox_id)
 
 
@@ -367,7 +369,9 @@ async def create_job(request: Request) -> JSONResponse:
     from headwater.services.data360.bulk import render
 
     svc = services(request)
-    principal = await calls.read(svc, _d360(request).ingest.principal, request.headers.get("authorization"))
+    principal = await calls.read(
+        svc, _d360(request).ingest.principal, request.headers.get("authorization"), client_host(request)
+    )
     scope = Scope(principal.org_id, principal.sandbox_id)
     body = await _ingest_json(request)
     job = await calls.write(svc, _d360(request).bulk.create, scope, principal.username, body)

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api import calls
-from headwater.api.auth import platform_actor, services
+from headwater.api.auth import client_host, platform_actor, services
 from headwater.api.responses import JSONResponse, created, json_body
 from headwater.api.routes.crud import PATCH_BODY, list_response
 from headwater.errors import BadRequest
@@ -237,11 +237,6 @@ async def _form(request: Request) -> dict[str, str]:
         raise OAuthError("invalid_request", "the body is not a UTF-8 form") from exc
     form.update({k: v for k, v in request.query_params.items() if k not in form})
     return form
-
-
-def client_host(request: Request) -> str | None:
-    """The caller's address: the TCP peer, as the ASGI server reports it."""
-    return request.client.host if request.client else None
 
 
 def _field(form: dict[str, str], name: str) -> str:

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from headwater.api import calls
-from headwater.api.auth import services
-from headwater.api.routes.oauth import NO_STORE, TOKENS_TAG, _field, _form, _refusal, client_host
+from headwater.api.auth import client_host, services
+from headwater.api.routes.oauth import NO_STORE, TOKENS_TAG, _field, _form, _refusal
 from headwater.services.data360.consent import SCOPE_LABELS, Authorization, PageError, Redirected
 from headwater.services.data360.identity import OAuthError
 from headwater.web.app import SECURITY_HEADERS, session_of, templates

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from headwater.services.container import TtlCache
 from headwater.services.data360 import apppolicy
 from headwater.services.data360.apppolicy import ACCESS_TOKEN_SECONDS as ACCESS_TOKEN_SECONDS
 from headwater.services.data360.apppolicy import IP_RELAXATION as IP_RELAXATION
@@ -53,9 +54,7 @@ from headwater.services.data360.apps import consumer_key_org as consumer_key_org
 from headwater.services.data360.apps import new_consumer_key as new_consumer_key
 from headwater.services.data360.keys import load_rsa_certificate
 from headwater.services.ids import new_hex
-from headwater.services.users import (
-    Users,
-)
+from headwater.services.users import ENABLED_CACHE_SECONDS, Users
 from headwater.stores.metadata import Resource
 from headwater.stores.secrets import load_or_create_key
 
@@ -96,6 +95,8 @@ class IngestPrincipal:
     sandbox_id: str
     username: str
     scopes: tuple[str, ...]
+    consumer_key: str = ""  # the app whose access token was exchanged ("" for tokens issued otherwise)
+    flow: str = ""  # the flow that issued that access token (the app's IP policy may relax refreshes)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class Data360Identity:
         self.services = services
         self.users = Users(services)
         self.apps = ExternalClientApps(services, self.users)
+        # Ingestion calls check their app's IP policy on every request: its app, from a cache a few
+        # seconds old (an admin's change to the ranges applies within that).
+        self._apps_by_key: TtlCache[str, Resource | None] = TtlCache(
+            ENABLED_CACHE_SECONDS, self.apps.by_consumer_key
+        )
         settings = services.settings
         signing = load_or_create_key(settings.token_signing_key, settings.keys_dir / "token-signing.key")
         self._key = hmac.new(signing, b"headwater-data360-tokens-v1", hashlib.sha256).digest()
@@ -307,6 +313,8 @@ class Data360Identity:
             claims.username,
             scopes=claims.scopes,
             lifetime=apppolicy.session_seconds(app.doc),
+            consumer_key=claims.consumer_key,
+            flow=claims.flow,
         )
         return {
             "access_token": token,
@@ -325,10 +333,20 @@ class Data360Identity:
         *,
         scopes: Sequence[str] = (INGEST_SCOPE,),
         lifetime: int = INGESTION_TOKEN_SECONDS,
+        consumer_key: str = "",
+        flow: str = "",
     ) -> tuple[str, int]:
-        """An ingestion token for ``username`` in the sandbox. The caller vouches for the user."""
+        """An ingestion token for ``username`` in the sandbox. The caller vouches for the user. A token
+        exchanged for an app's access token names the app (``cid``), whose IP policy then holds for it."""
+        bound: dict[str, Any] = {"cid": consumer_key, "flw": flow} if consumer_key else {}
         token = self._sign(
-            "a360_ingest", lifetime, org=org_id, sbx=sandbox_id, sub=username.lower(), scp=list(scopes)
+            "a360_ingest",
+            lifetime,
+            org=org_id,
+            sbx=sandbox_id,
+            sub=username.lower(),
+            scp=list(scopes),
+            **bound,
         )
         return token, lifetime
 
@@ -336,7 +354,28 @@ class Data360Identity:
         claims = self._verified(token, "a360_ingest")
         if claims is None or not self.users.is_enabled(claims.org_id, claims.username):
             return None
-        return IngestPrincipal(claims.org_id, claims.sandbox_id, claims.username, claims.scopes)
+        return IngestPrincipal(
+            claims.org_id,
+            claims.sandbox_id,
+            claims.username,
+            claims.scopes,
+            claims.consumer_key,
+            claims.flow,
+        )
+
+    def ingestion_refusal(self, principal: IngestPrincipal, client: str | None) -> str | None:
+        """Why the app of an ingestion token refuses a call from the address ``client`` now (its IP
+        policy, or the app is gone), or None."""
+        if not principal.consumer_key:
+            return None
+        app = self._apps_by_key.get(principal.consumer_key)
+        if app is None:
+            return "the external client app that this token was issued through no longer exists"
+        if not apppolicy.address_allowed(app.doc, client, principal.flow):
+            return (
+                f"{apppolicy.IP_RESTRICTED}: {client} is outside the trusted IP ranges of {app.doc['name']!r}"
+            )
+        return None
 
     # --- signing ---
     def _sign(self, typ: str, lifetime: int, now: float | None = None, **claims: Any) -> str:

@@ -19,7 +19,7 @@ import re
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import BadRequest, NotFound, Unauthenticated, ValidationFailed
+from headwater.errors import BadRequest, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from headwater.services.data360.lookup import EventRoute, IngestLookup
 from headwater.services.ids import now_ms
 from headwater.services.runs import iso
@@ -84,8 +84,9 @@ class Ingestion:
         self.lookup = lookup
 
     # --- authentication ---
-    def principal(self, authorization: str | None) -> IngestPrincipal:
-        """The caller of an ingestion endpoint, from ``Authorization: Bearer <ingestion token>``."""
+    def principal(self, authorization: str | None, client: str | None = None) -> IngestPrincipal:
+        """The caller of an ingestion endpoint, from ``Authorization: Bearer <ingestion token>``, calling
+        from the address ``client`` (which the token's app's IP policy must allow)."""
         if not authorization:
             raise Unauthenticated(
                 "The Authorization header is missing: send 'Authorization: Bearer <token>' with an "
@@ -105,6 +106,9 @@ class Ingestion:
                 code="INGEST-1402-401",
                 report={"header": "Authorization"},
             )
+        refusal = self.services.identity.ingestion_refusal(principal, client)
+        if refusal:
+            raise Forbidden(refusal, code="INGEST-1403-403", report={"header": "Authorization"})
         return principal
 
     # --- server-to-server events ---
