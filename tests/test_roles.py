@@ -28,6 +28,7 @@ from tests.support import ApiClient, LiveServer, role_client
 ROLES = ("Admin", "Developer", "User", "Viewer")
 IDN = "/data/core/identity"
 SANDBOXES = "/data/foundation/sandbox-management/sandboxes"
+SSOT = "/services/data/v62.0/ssot"
 HTTP_DESTINATION = "ce55fc04-f79b-4668-a8b7-2565a5c65ad4"
 Prepare = Callable[[ApiClient], Any]  # what an Admin of the sandbox makes first
 Act = Callable[[ApiClient, Any], httpx.Response]  # the write, by the client of the role under test
@@ -259,6 +260,54 @@ def test_a_user_has_a_role_per_sandbox(server: LiveServer, api: ApiClient) -> No
         assert api.patch(f"{IDN}/users/{username}", json={"admin": True}).status_code == 200
         made = session.post(SANDBOXES, headers=here, json={"name": f"sb-{uuid.uuid4().hex[:10]}"})
         assert made.status_code == 201, made.text
+
+
+def test_a_data_stream_needs_the_permission_in_its_data_space(server: LiveServer, api: ApiClient) -> None:
+    """A data stream lands in the data space (a sandbox) the body names: a person who may manage
+    dataflows where the call is made, but only view the data space, is refused there."""
+    from tests.test_data360_connectors import acme_schema, create_connector, deploy, upload
+
+    space = f"t{uuid.uuid4().hex[:12]}"
+    assert api.post(SANDBOXES, json={"name": space}).status_code == 201
+    connector = create_connector(api, f"Shop {uuid.uuid4().hex[:6]}")
+    assert upload(api, connector["id"], acme_schema()).status_code == 200
+    username, password = f"u{uuid.uuid4().hex[:8]}@example.com", "correct horse battery staple"
+    roles = {api.sandbox_name: "User", space: "Viewer"}
+    assert (
+        api.post(
+            f"{IDN}/users", json={"username": username, "password": password, "roles": roles}
+        ).status_code
+        == 201
+    )
+    with _signed_in(server, username, password) as (session, csrf):
+        here = {"x-sandbox-name": api.sandbox_name, "X-CSRF-Token": csrf}
+        body = {"connectionId": connector["id"], "events": ["cartAdd"]}
+        refused = session.post(f"{SSOT}/data-streams", headers=here, json={**body, "dataspace": space})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["report"]["permission"] == access.MANAGE_DATAFLOWS
+        assert refused.json()["report"]["sandbox"] == space
+        listed = api.get(f"{SSOT}/data-streams", params={"dataspace": space}).json()
+        assert listed["totalSize"] == 0  # nothing was made
+        made = session.post(
+            f"{SSOT}/data-streams", headers=here, json={**body, "dataspace": api.sandbox_name}
+        )
+        assert made.status_code == 201, made.text
+    assert deploy(api, connector["id"], ["cartAdd"], space).status_code == 201  # an Admin client may
+
+
+def test_organization_level_writes_record_the_person(server: LiveServer, api: ApiClient) -> None:
+    admin, password = f"a{uuid.uuid4().hex[:8]}@example.com", "correct horse battery staple"
+    assert (
+        api.post(f"{IDN}/users", json={"username": admin, "password": password, "admin": True}).status_code
+        == 201
+    )
+    with _signed_in(server, admin, password) as (session, csrf):
+        headers = {"x-sandbox-name": api.sandbox_name, "X-CSRF-Token": csrf}
+        made = session.post(
+            f"{IDN}/users", headers=headers, json={"username": f"n{uuid.uuid4().hex[:8]}@e.com"}
+        )
+        assert made.status_code == 201, made.text
+        assert (made.json()["createdBy"], made.json()["createdClient"]) == (admin, "headwater-console")
 
 
 def test_roles_and_changes_are_validated(api: ApiClient) -> None:

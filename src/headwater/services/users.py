@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import Conflict, NotFound, ValidationFailed
@@ -46,10 +47,11 @@ def org_scope(org_id: str) -> Scope:
 
 
 def org_actor(actor: Actor) -> Actor:
-    """The same organization and client acting on organization-level resources (idempotent)."""
+    """The same person or client acting on organization-level resources (idempotent): who it is and what
+    it may do stay, so the resources it writes record it."""
     if actor.sandbox.id == ORG_LEVEL:
         return actor
-    return actor_for(actor.org, actor.client_id)
+    return replace(actor, sandbox=actor_for(actor.org, actor.client_id).sandbox)
 
 
 def actor_for(org: Org, client_id: str) -> Actor:
@@ -211,6 +213,18 @@ class Users(ServiceCollection):
         """The user's role in ``sandbox_name`` (Admin for organization admins)."""
         found = access.role_in(user.doc.get("roles"), sandbox_name, user.doc.get("admin") is True)
         return found or access.DEFAULT_USER_ROLE
+
+    def acting_in(self, actor: Actor, sandbox: Sandbox) -> Actor:
+        """The same person or client acting in another sandbox of its organization, with the role it has
+        there: a client's role is the same everywhere, a person's comes from their roles map."""
+        if actor.username is None:
+            return replace(actor, sandbox=sandbox)
+        user = self.find(actor.org.id, actor.username)
+        if user is None:
+            return replace(actor, sandbox=sandbox, role=access.DEFAULT_USER_ROLE, permissions=access.VIEWER)
+        role = self.role(user, sandbox.name)
+        admin = user.doc.get("admin") is True
+        return replace(actor, sandbox=sandbox, role=role, permissions=access.permissions_of(role, admin))
 
     def render(self, resource: Resource) -> dict[str, Any]:
         doc = render_org_level(resource)

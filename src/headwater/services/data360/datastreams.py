@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import Conflict, HeadwaterError, ValidationFailed
+from headwater.services import access
 from headwater.services.catalogsvc import TABLE_TAG
 from headwater.services.data360 import eventschema
 from headwater.services.data360.connectors import ByIdOrName
@@ -85,7 +87,7 @@ class DataStreams(ByIdOrName):
     def in_space(self, actor: Actor, dataspace: str | None) -> Actor:
         """The actor acting in a data space (a sandbox of its organization)."""
         sandbox = self.planner.sandbox(actor, dataspace, "dataspace")
-        return Actor(org=actor.org, sandbox=sandbox, client_id=actor.client_id)
+        return self.services.identity.users.acting_in(actor, sandbox)
 
     def list_in(self, actor: Actor, connector: str | None = None) -> list[Resource]:
         items = self.store.list(self.kind, actor.scope).items
@@ -106,7 +108,7 @@ class DataStreams(ByIdOrName):
     def preview(self, actor: Actor, body: Any, dataspace: str | None) -> dict[str, Any]:
         """The review step: the streams a deploy would create or extend, their fields and mappings."""
         request = self.planner.request(actor, body, dataspace)
-        space = Actor(org=actor.org, sandbox=request.sandbox, client_id=actor.client_id)
+        space = self.services.identity.users.acting_in(actor, request.sandbox)
         plans = self.planner.plans(space, request)
         ns = self.services.schemas.tenant_namespace(actor)
         return {
@@ -118,7 +120,10 @@ class DataStreams(ByIdOrName):
     def create_streams(self, actor: Actor, body: Any, dataspace: str | None) -> list[Resource]:
         """Deploy: create (or extend) the data streams of the chosen events. All or nothing per stream."""
         request = self.planner.request(actor, body, dataspace)
-        space = Actor(org=actor.org, sandbox=request.sandbox, client_id=actor.client_id)
+        space = self.services.identity.users.acting_in(actor, request.sandbox)
+        # The streams land in the data space: the caller needs the permission there, not only where the
+        # call was made.
+        space.require(access.MANAGE_DATAFLOWS, f"a data stream in data space {request.sandbox.name!r}")
         out = []
         try:
             for plan in self.planner.plans(space, request):
@@ -264,7 +269,9 @@ class DataStreams(ByIdOrName):
             sandbox = self.services.store.get_sandbox(actor.org.id, sandbox_name)
             if sandbox is None:
                 continue
-            space = Actor(org=actor.org, sandbox=sandbox, client_id=actor.client_id)
+            # Keeping a stream in step with its connector's additive schema change is part of that change
+            # (allowed where the connector is); the stream records who made it.
+            space = replace(actor, sandbox=sandbox)
             self._evolve(space, stream, new)
             self._invalidate(space.scope)
             updated.append(stream.id)
