@@ -1,43 +1,29 @@
-"""The policies of external client apps (issue 7, "App policies"): trusted IP ranges with the four IP
-relaxation settings, the session timeout, and the refresh token policies, through a live server.
+"""The policies of external client apps (issue 7, "App policies"), through a live server: trusted IP ranges
+with the four IP relaxation settings; the validation, normalization and defaults of every policy field; the
+OpenAPI description; and the console's form.
 
 Every client here is on 127.0.0.1: ranges of 10.0.0.0/8 put it outside, ranges holding 127.0.0.1 inside.
-Code and refresh flows use the consent helpers of tests/test_oauth_consent.py; the JWT bearer flow signs
-assertions with a key pair made here.
+The session timeout and the refresh token policies are in tests/test_app_lifetimes.py; the clients and
+fixtures both use are in tests/app_policy_helpers.py.
 """
 
 from __future__ import annotations
 
 import html
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 
-from headwater.services.data360.consent import GRANT_KIND
-from headwater.services.data360.keys import generate
 from headwater.services.users import org_scope
+from tests.app_policy_helpers import Client
+from tests.app_policy_helpers import keys as keys
+from tests.app_policy_helpers import make as make
+from tests.app_policy_helpers import signed_in as signed_in
+from tests.app_policy_helpers import user as user
 from tests.support import ApiClient, LiveServer, wait_until
-from tests.test_data360_identity import (
-    APPS,
-    JWT_BEARER,
-    KeyMaterial,
-    assertion,
-    create_user,
-    refusal,
-    token_request,
-)
-from tests.test_oauth_consent import (
-    AUTHORIZE,
-    PASSWORD,
-    Consent,
-    hidden_fields,
-    new_app,
-    sign_in,
-)
+from tests.test_data360_identity import APPS, JWT_BEARER, assertion, refusal
+from tests.test_oauth_consent import AUTHORIZE, hidden_fields
 
 OUTSIDE = [{"start": "10.0.0.0", "end": "10.255.255.255", "description": "office"}]
 INSIDE = [
@@ -47,70 +33,6 @@ INSIDE = [
 IP_RESTRICTED = ("invalid_grant", "ip restricted")
 ENFORCE = "Enforce IP restrictions"
 RELAX_REFRESH = "Enforce IP restrictions, but relax for refresh tokens"
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyMaterial:
-    files = generate(tmp_path_factory.mktemp("policy-keys"))
-    return KeyMaterial(files.certificate.read_text(), files.private_key.read_bytes())
-
-
-@dataclass
-class Client:
-    """A signed-in console user, an app with both the web server flow and the JWT bearer flow, and the
-    admin API to change the app's policies."""
-
-    consent: Consent
-    api: ApiClient
-    keys: KeyMaterial
-
-    @property
-    def app(self) -> dict[str, Any]:
-        return self.consent.app
-
-    def jwt(self) -> httpx.Response:
-        signed = assertion(
-            self.keys.private_key,
-            iss=self.app["consumerKey"],
-            sub=self.consent.user["username"],
-            aud=self.consent.server.settings.base_url,
-        )
-        return token_request(self.consent.server, {"grant_type": JWT_BEARER, "assertion": signed})
-
-    def patch(self, **fields: Any) -> None:
-        path = f"{APPS}/{self.app['id']}"
-        etag = self.api.get(path).headers["etag"]
-        ops = [{"op": "replace", "path": f"/{name}", "value": value} for name, value in fields.items()]
-        response = self.api.patch(path, json=ops, headers={"If-Match": etag})
-        assert response.status_code == 200, response.text
-
-
-@pytest.fixture
-def user(api: ApiClient) -> dict[str, Any]:
-    return create_user(api, password=PASSWORD)
-
-
-@pytest.fixture
-def signed_in(server: LiveServer, user: dict[str, Any]) -> Any:
-    client = sign_in(server, user["username"])
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def make(server: LiveServer, api: ApiClient, keys: KeyMaterial, user: dict[str, Any], signed_in: Any) -> Any:
-    """A factory of clients: each call creates an app (the overrides are its policies)."""
-
-    def make_client(**overrides: Any) -> Client:
-        app = new_app(api, jwtBearerFlowEnabled=True, certificate=keys.certificate, **overrides)
-        return Client(Consent(server, signed_in, user, app), api, keys)
-
-    return make_client
-
-
-def claims(token: str) -> dict[str, Any]:
-    decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    return decoded
 
 
 def page_refused(client: Client) -> None:
@@ -430,128 +352,6 @@ def test_openapi_documents_the_policies(server: LiveServer) -> None:
         "Months",
     ]
     assert len(props["ipRelaxation"]["enum"]) == 4
-
-
-# --- session timeout ---
-def test_session_timeout_is_the_access_token_lifetime(make: Any) -> None:
-    client = make(sessionTimeoutSeconds=900)
-    bearer = claims(client.jwt().json()["access_token"])
-    assert bearer["exp"] - bearer["iat"] == 900
-
-    tokens = client.consent.tokens()
-    access = claims(tokens["access_token"])
-    assert access["exp"] - access["iat"] == 900
-    assert int(tokens["issued_at"]) // 1000 == access["iat"]
-    exchanged = client.consent.exchange(tokens["access_token"]).json()
-    assert exchanged["expires_in"] == 900
-    ingestion = claims(exchanged["access_token"])
-    assert ingestion["exp"] - ingestion["iat"] == 900
-
-    client.patch(sessionTimeoutSeconds=14_400)  # applies to the next token issued
-    refreshed = client.consent.refresh(tokens["refresh_token"]).json()
-    again = claims(refreshed["access_token"])
-    assert again["exp"] - again["iat"] == 14_400
-    assert int(refreshed["issued_at"]) // 1000 == again["iat"]
-
-
-def test_default_session_timeout_is_two_hours(make: Any) -> None:
-    tokens = make().consent.tokens()
-    access = claims(tokens["access_token"])
-    assert access["exp"] - access["iat"] == 7200
-
-
-# --- refresh token policies ---
-def test_refresh_token_valid_until_revoked(make: Any) -> None:
-    client = make(refreshTokenPolicy="Refresh token is valid until revoked")
-    refresh = client.consent.tokens()["refresh_token"]
-    for _ in range(3):
-        response = client.consent.refresh(refresh)
-        assert response.status_code == 200, response.text
-        refresh = response.json()["refresh_token"]
-
-
-def test_immediately_expire_refuses_every_refresh(make: Any) -> None:
-    client = make(refreshTokenPolicy="Immediately expire refresh token")
-    tokens = client.consent.tokens()
-    assert "refresh_token" in tokens
-    error, description = refusal(client.consent.refresh(tokens["refresh_token"]))
-    assert error == "invalid_grant"
-    assert "the refresh token expired" in description and "Immediately expire" in description
-    # judged by the app's policy as it is now: relaxed, the same (unrotated) token works
-    client.patch(refreshTokenPolicy="Refresh token is valid until revoked")
-    assert client.consent.refresh(tokens["refresh_token"]).status_code == 200
-
-
-def expired(response: httpx.Response) -> bool:
-    if response.status_code == 200:
-        return False
-    error, description = refusal(response)
-    assert error == "invalid_grant" and "the refresh token expired" in description, description
-    return True
-
-
-def refresh_until_refused(client: Client, refresh_token: str) -> str:
-    """Refresh until the policy refuses (within a deadline); every success rotates, so the newest token is
-    presented each time. The refusal's description."""
-    current = refresh_token
-
-    def refused() -> bool:
-        nonlocal current
-        response = client.consent.refresh(current)
-        if expired(response):
-            return True
-        current = response.json()["refresh_token"]
-        return False
-
-    wait_until(refused, timeout=15, interval=0.1)
-    return refusal(client.consent.refresh(current))[1]
-
-
-def test_expire_after_refuses_once_the_lifetime_passes(make: Any) -> None:
-    client = make(
-        refreshTokenPolicy="Expire refresh token after", refreshTokenValidity={"value": 1, "unit": "Seconds"}
-    )
-    description = refresh_until_refused(client, client.consent.tokens()["refresh_token"])
-    assert "'Expire refresh token after' 1 Seconds, and it was issued" in description
-
-
-def test_tightening_the_policy_applies_to_issued_tokens_at_once(make: Any) -> None:
-    client = make()
-    refreshed = client.consent.refresh(client.consent.tokens()["refresh_token"])
-    assert refreshed.status_code == 200
-    client.patch(
-        refreshTokenPolicy="Expire refresh token after", refreshTokenValidity={"value": 1, "unit": "Seconds"}
-    )
-    assert "it was issued" in refresh_until_refused(client, refreshed.json()["refresh_token"])
-
-
-def test_expire_if_not_used_is_reset_by_each_use(make: Any, server: LiveServer) -> None:
-    idle = 2.0
-    client = make(
-        refreshTokenPolicy="Expire refresh token if not used for",
-        refreshTokenValidity={"value": int(idle), "unit": "Seconds"},
-    )
-    started = time.monotonic()
-    current, used = client.consent.tokens()["refresh_token"], started
-
-    def used_past_the_idle_time() -> bool:
-        """Refresh every quarter of the idle time: each succeeds, long after the family is older than it."""
-        nonlocal current, used
-        if time.monotonic() - used >= idle / 4:
-            response = client.consent.refresh(current)
-            assert response.status_code == 200, response.text
-            current, used = response.json()["refresh_token"], time.monotonic()
-        return time.monotonic() - started > 2 * idle
-
-    wait_until(used_past_the_idle_time, timeout=20, interval=0.05)
-    grant = server.services.store.get(GRANT_KIND, org_scope(server.creds["orgId"]), current.split(".")[1])
-    assert grant is not None and grant.doc["lastUsedAt"] - grant.doc["issuedAt"] > idle * 1000
-
-    # Unused for longer than the idle time: refused (the clock is what the policy reads).
-    wait_until(lambda: time.monotonic() - used > idle + 0.5, timeout=10, interval=0.05)
-    error, description = refusal(client.consent.refresh(current))
-    assert error == "invalid_grant" and "the refresh token expired" in description
-    assert "if not used for' 2 Seconds, and it was last used" in description
 
 
 # --- the console's app form ---

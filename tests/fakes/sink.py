@@ -26,8 +26,9 @@ TLS, and can be made slow, failing, throttling or unreachable while a test runs.
     sink.stop()
 
 Client side: ``sink.ssl_context()`` trusts the sink's test CA and presents its client certificate;
-``sink.certs`` holds the PEMs (CA, server for 127.0.0.1, client) and ``sink.ca_file``,
-``sink.client_cert_file`` and ``sink.client_key_file`` point at them on disk while the sink runs.
+``sink.certs`` holds the PEMs (CA, server for 127.0.0.1, client: tests/fakes/tls.py makes them) and
+``sink.ca_file``, ``sink.client_cert_file`` and ``sink.client_key_file`` point at them on disk while the
+sink runs.
 
 Faults and delays whose ``path`` is None apply to every request except the token endpoint; pass
 ``path="/oauth/token"`` to make the token endpoint misbehave. Compression, chunking and redirects never
@@ -42,9 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import gzip
-import ipaddress
 import json
 import secrets
 import shutil
@@ -58,13 +57,10 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.fakes.oauth import form
+from tests.fakes.tls import SinkCerts
 
 AuthMode = Literal["none", "basic", "bearer"]
 Listener = Literal["http", "https", "mtls"]
@@ -111,27 +107,6 @@ class _Fault:
     until: float | None
     retry_after: float | str | None
     path: str | None
-
-
-@dataclass(frozen=True)
-class SinkCerts:
-    """PEM text of a throwaway CA, a server certificate for 127.0.0.1/localhost, and a client certificate."""
-
-    ca_cert: str
-    server_cert: str
-    server_key: str
-    client_cert: str
-    client_key: str
-
-    @classmethod
-    def generate(cls) -> SinkCerts:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = _certificate("Headwater sink test CA", ca_key, ca_key, None, ca=True)
-        server_key = ec.generate_private_key(ec.SECP256R1())
-        server = _certificate("127.0.0.1", server_key, ca_key, ca, ca=False, server=True)
-        client_key = ec.generate_private_key(ec.SECP256R1())
-        client = _certificate("headwater-client", client_key, ca_key, ca, ca=False, server=False)
-        return cls(_pem(ca), _pem(server), _key_pem(server_key), _pem(client), _key_pem(client_key))
 
 
 @dataclass
@@ -182,7 +157,7 @@ class SinkFake:
     def start(self) -> Self:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="headwater-sink-"))
-            self._write_certs(self._dir)
+            self.certs.write(self._dir)
         self._listen()
         return self
 
@@ -447,16 +422,6 @@ class SinkFake:
             raise RuntimeError("the sink is not running: call start() or use it as a context manager")
         return self._dir
 
-    def _write_certs(self, directory: Path) -> None:
-        for filename, text in (
-            ("ca.pem", self.certs.ca_cert),
-            ("server.pem", self.certs.server_cert),
-            ("server-key.pem", self.certs.server_key),
-            ("client.pem", self.certs.client_cert),
-            ("client-key.pem", self.certs.client_key),
-        ):
-            (directory / filename).write_text(text)
-
     # -- the app ---------------------------------------------------------------------------------
 
     def _app_for(self, listener: Listener) -> ASGIApp:
@@ -644,57 +609,6 @@ def _seconds(value: float | str) -> bytes:
     if isinstance(value, str):
         return value.encode("latin-1")
     return str(int(value) if float(value).is_integer() else value).encode()
-
-
-def _certificate(
-    common_name: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate | None,
-    *,
-    ca: bool,
-    server: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject if issuer is not None else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if ca:
-        usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
-        builder = builder.add_extension(usage, critical=True)
-    else:
-        issuer_public = issuer_key.public_key()
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False
-        )
-        purpose = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
-    if server:
-        names: list[x509.GeneralName] = [
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.DNSName("localhost"),
-        ]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(certificate: x509.Certificate) -> str:
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
 
 
 def main() -> None:
