@@ -28,6 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -100,12 +103,37 @@ def credentials(home: Path, database_url: str | None) -> dict[str, str]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+@contextmanager
+def fresh_database(server_url: str | None) -> Iterator[str | None]:
+    """A new, empty database on the PostgreSQL server of ``server_url`` (dropped afterwards), so a run
+    never measures, or leaves tables in, a database something else uses."""
+    if not server_url:
+        yield None
+        return
+    import psycopg
+
+    plain = server_url.replace("postgresql+psycopg://", "postgresql://")
+    name = f"hw_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(plain, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield plain.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(plain, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def main_async(args: argparse.Namespace) -> int:
+    with fresh_database(args.database_url) as database_url:
+        return await run(args, database_url)
+
+
+async def run(args: argparse.Namespace, database_url: str | None) -> int:
     home = Path(tempfile.mkdtemp(prefix="hw-bench-api-"))
     port = free_port()
-    proc = start_server(home, port, args.workers, args.database_url)
+    proc = start_server(home, port, args.workers, database_url)
     try:
-        creds = credentials(home, args.database_url)
+        creds = credentials(home, database_url)
         base = f"http://127.0.0.1:{port}"
         token = httpx.post(
             base + "/ims/token/v3",
@@ -217,7 +245,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server to run on (e.g. postgresql://postgres@127.0.0.1:5432/postgres): the "
+        "bench makes a database of its own there and drops it afterwards",
+    )
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop offered rate, requests/s")
     parser.add_argument("--seconds", type=float, default=5.0, help="open-loop duration per operation")
     raise SystemExit(asyncio.run(main_async(parser.parse_args())))
