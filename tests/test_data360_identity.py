@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from headwater.services.data360.identity import IngestPrincipal
 from headwater.services.data360.keys import generate, self_signed_certificate
-from tests.support import ApiClient, LiveServer
+from tests.support import ApiClient, LiveServer, wait_until
 
 HEADWATER = Path(sys.executable).parent / "headwater"
 USERS = "/data/core/identity/users"
@@ -67,7 +67,10 @@ def new_username() -> str:
 
 
 def create_user(api: ApiClient, username: str | None = None, **fields: Any) -> dict[str, Any]:
-    response = api.post(USERS, json={"username": username or new_username(), **fields})
+    """A user of the organization; a User everywhere unless ``roles`` says otherwise (ingestion needs the
+    ingest-data permission, which a Viewer lacks)."""
+    body = {"username": username or new_username(), "roles": {"*": "User"}, **fields}
+    response = api.post(USERS, json=body)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -189,6 +192,30 @@ def test_document_000_flow_from_key_pair_to_ingestion_token(flow: Flow, server: 
         org_id, prod.id, flow.user["username"], tuple(DOC_SCOPES), app_key, "jwt_bearer"
     )
     assert principal == expected  # bound to its app, whose IP policy holds for ingestion calls
+
+
+def test_only_a_role_that_may_ingest_gets_and_uses_an_ingestion_token(flow: Flow, server: LiveServer) -> None:
+    """Sending records is a write: a Viewer in the data space gets no ingestion token, and a token
+    whose user is demoted stops working within seconds."""
+    username = flow.user["username"]
+    assert flow.api.patch(f"{USERS}/{username}", json={"roles": {"*": "Viewer"}}).status_code == 200
+    refused = flow.exchange(flow.access_token())
+    assert refusal(refused)[0] == "invalid_grant"
+    assert "'ingest-data'" in refusal(refused)[1] and "Viewer" in refusal(refused)[1]
+
+    assert flow.api.patch(f"{USERS}/{username}", json={"roles": {"prod": "User"}}).status_code == 200
+    exchanged = flow.exchange(flow.access_token())
+    assert exchanged.status_code == 200, exchanged.text
+    bearer = {"Authorization": f"Bearer {exchanged.json()['access_token']}"}
+    url = server.base_url + "/api/v1/ingest/sources/nowhere/Thing/actions/test"
+
+    def call() -> httpx.Response:
+        return httpx.post(url, json={"data": [{"id": 1}]}, headers=bearer, timeout=30)
+
+    assert call().status_code == 404  # let in: there is just no such source
+    assert flow.api.patch(f"{USERS}/{username}", json={"roles": {"*": "Viewer"}}).status_code == 200
+    denied = wait_until(lambda: (r := call()).status_code == 403 and r, timeout=10)
+    assert denied.json()["report"]["permission"] == "ingest-data"
 
 
 def test_dataspace_names_the_sandbox(flow: Flow, server: LiveServer) -> None:

@@ -56,7 +56,7 @@ class Deployed:
 def ingestion_token(server: LiveServer, api: ApiClient) -> str:
     """A user of the organization and an ingestion token for the api's sandbox (its data space)."""
     username = f"ingest-{uuid.uuid4().hex[:8]}@example.com"
-    assert api.post(USERS, json={"username": username}).status_code == 201
+    assert api.post(USERS, json={"username": username, "roles": {"*": "User"}}).status_code == 201
     sandbox = server.services.store.get_sandbox(api.org_id, api.sandbox_name)
     assert sandbox is not None
     token, _ = server.services.identity.issue_ingestion_token(api.org_id, sandbox.id, username)

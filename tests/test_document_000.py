@@ -36,7 +36,8 @@ def test_document_000_server_to_server_ingestion_end_to_end(
     # The external client app: callback URL, the three scopes, JWT bearer flow with the certificate, no
     # PKCE, all users may self-authorize, relaxed IP restrictions. Note its consumer key.
     username = "integration@acme.example"
-    assert api.post(USERS, json={"username": username}).status_code == 201
+    # A User may send records (ingest-data); a user made without a role is a Viewer, who may not.
+    assert api.post(USERS, json={"username": username, "roles": {"*": "User"}}).status_code == 201
     created = api.post(
         APPS,
         json={

@@ -23,6 +23,7 @@ READ = "read"
 MANAGE_SOURCES = "manage-sources"  # source connections, their files, Data 360 connectors
 MANAGE_DATAFLOWS = "manage-dataflows"  # flows, mapping sets, Data 360 data streams
 RUN_DATAFLOWS = "run-dataflows"  # start runs
+INGEST_DATA = "ingest-data"  # send records through Data 360's Ingestion API (a person's ingestion token)
 MANAGE_SCHEMAS = "manage-schemas"  # schemas, field groups, descriptors
 MANAGE_DATASETS = "manage-datasets"
 MANAGE_DESTINATIONS = "manage-destinations"  # destinations, activation flows, test requests, dead letters
@@ -33,7 +34,7 @@ VIEW_AUDIT_LOG = "view-user-activity-log"  # organization-wide (AEP's name for t
 
 ORG_PERMISSIONS = frozenset({MANAGE_USERS, MANAGE_SANDBOXES, VIEW_AUDIT_LOG})
 VIEWER = frozenset({READ})
-USER = VIEWER | {MANAGE_SOURCES, MANAGE_DATAFLOWS, RUN_DATAFLOWS}
+USER = VIEWER | {MANAGE_SOURCES, MANAGE_DATAFLOWS, RUN_DATAFLOWS, INGEST_DATA}
 DEVELOPER = USER | {MANAGE_SCHEMAS, MANAGE_DATASETS, MANAGE_DESTINATIONS, MANAGE_APPS}
 ADMIN = DEVELOPER
 ROLES: Mapping[str, frozenset[str]] = {

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from headwater.errors import Forbidden
+from headwater.services import access
 from headwater.services.container import TtlCache
 from headwater.services.data360 import apppolicy
 from headwater.services.data360.apppolicy import ACCESS_TOKEN_SECONDS as ACCESS_TOKEN_SECONDS
@@ -121,6 +123,13 @@ class Data360Identity:
         # seconds old (an admin's change to the ranges applies within that).
         self._apps_by_key: TtlCache[str, Resource | None] = TtlCache(
             ENABLED_CACHE_SECONDS, self.apps.by_consumer_key
+        )
+        # ...and their user's role in the token's data space, from caches as fresh.
+        self._users_by_name: TtlCache[tuple[str, str], Resource | None] = TtlCache(
+            ENABLED_CACHE_SECONDS, lambda key: self.users.find(*key)
+        )
+        self._sandbox_names: TtlCache[str, dict[str, str]] = TtlCache(
+            ENABLED_CACHE_SECONDS, lambda org: {s.id: s.name for s in services.store.list_sandboxes(org)}
         )
         settings = services.settings
         signing = load_or_create_key(settings.token_signing_key, settings.keys_dir / "token-signing.key")
@@ -307,6 +316,10 @@ class Data360Identity:
                 f"data space {name!r} does not exist: a data space is a sandbox of the organization; "
                 "omit dataspace (or send default) for prod",
             )
+        user = self.users.find(claims.org_id, claims.username)
+        denied = self._ingest_denied(user, sandbox.name) if user is not None else None
+        if denied is not None:
+            raise invalid_grant(denied.detail)
         token, lifetime = self.issue_ingestion_token(
             claims.org_id,
             sandbox.id,
@@ -364,8 +377,15 @@ class Data360Identity:
         )
 
     def ingestion_refusal(self, principal: IngestPrincipal, client: str | None) -> str | None:
-        """Why the app of an ingestion token refuses a call from the address ``client`` now (its IP
-        policy, or the app is gone), or None."""
+        """Why an ingestion call from the address ``client`` is refused now: its user's role in the data
+        space lacks ``ingest-data`` (raised as that 403), or its app's IP policy refuses the address, or
+        the app is gone; None when it may go ahead."""
+        user = self._users_by_name.get((principal.org_id, principal.username))
+        if user is not None:
+            space = self._sandbox_names.get(principal.org_id).get(principal.sandbox_id, "")
+            denied = self._ingest_denied(user, space)
+            if denied is not None:
+                raise denied
         if not principal.consumer_key:
             return None
         app = self._apps_by_key.get(principal.consumer_key)
@@ -376,6 +396,13 @@ class Data360Identity:
                 f"{apppolicy.IP_RESTRICTED}: {client} is outside the trusted IP ranges of {app.doc['name']!r}"
             )
         return None
+
+    def _ingest_denied(self, user: Resource, sandbox_name: str) -> Forbidden | None:
+        """The 403 for a person whose role in the data space may not send records, or None."""
+        role = self.users.role(user, sandbox_name)
+        if access.INGEST_DATA in access.permissions_of(role, user.doc.get("admin") is True):
+            return None
+        return access.denied(access.INGEST_DATA, role, sandbox_name, f"ingestion as {user.doc['username']!r}")
 
     # --- signing ---
     def _sign(self, typ: str, lifetime: int, now: float | None = None, **claims: Any) -> str:
