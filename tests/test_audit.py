@@ -182,6 +182,34 @@ def test_a_console_write_records_the_person(server: LiveServer, api: ApiClient) 
     assert _listed(api, f"userEmail=={username}") == [event]
 
 
+def test_console_sign_ins_and_sign_outs_are_events(server: LiveServer, api: ApiClient) -> None:
+    username, password = f"signin-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery staple"
+    made = api.post("/data/core/identity/users", json={"username": username, "password": password})
+    assert made.status_code == 201, made.text
+    with httpx.Client(base_url=server.base_url, timeout=30) as browser:
+        origin = {"Origin": server.base_url}
+        wrong = browser.post(
+            "/console/login", data={"username": username, "password": "not it"}, headers=origin
+        )
+        assert wrong.status_code == 401
+        right = browser.post(
+            "/console/login", data={"username": username, "password": password}, headers=origin
+        )
+        assert right.status_code == 303
+        page = browser.get("/console/sources").text
+        csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        assert browser.post("/console/logout", data={"csrf": csrf}).status_code == 303
+    events = _listed(api, f"user=={username}", "assetType==sessions")
+    seen = [(e["action"], e["status"], e["statusCode"], e["failureCode"]) for e in reversed(events)]
+    assert seen == [
+        ("Sign in", "Failure", 401, "bad-credentials"),
+        ("Sign in", "Allow", 303, ""),
+        ("Sign out", "Allow", 303, ""),
+    ]
+    assert {e["sandboxName"] for e in events} == {None} and events[-1]["assetId"] == made.json()["id"]
+    assert [e["action"] for e in _listed(api, f"user=={username}", "action==signin")] == ["Sign in"] * 2
+
+
 def test_filters_select_events(server: LiveServer, api: ApiClient) -> None:
     developer = role_client(server, api, "Developer")
     viewer = role_client(server, api, "Viewer")

@@ -140,12 +140,12 @@ class _HeldResponse:
                 request_id=_request_id(scope),
             )
             event = audit.event_for(call)
-            await _writer(scope["app"].state).add(event)
+            await writer(scope["app"].state).add(event)
         except Exception:  # audit.record logs store failures itself; this is anything before it
             log.exception("could not record the audit event of %s %s", scope["method"], scope["path"])
 
 
-def _writer(state: Any) -> audit.GroupCommit:
+def writer(state: Any) -> audit.GroupCommit:
     """The application's audit writer, made on first use (inside the server's event loop)."""
     writer: audit.GroupCommit | None = getattr(state, "audit_writer", None)
     if writer is None:

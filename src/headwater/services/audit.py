@@ -32,7 +32,15 @@ MAX_GROUP = 500  # events per audit commit
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 DENIED = "HW-1403-403"  # the code of access.denied(): the only 403 that is a Deny
-ACTIONS = {"create": "Create", "update": "Update", "delete": "Delete", "execute": "Execute"}
+ACTIONS = {
+    "create": "Create",
+    "update": "Update",
+    "delete": "Delete",
+    "execute": "Execute",
+    "signin": "Sign in",
+    "signout": "Sign out",
+}
+SIGN_IN = "sign-in"  # the "permission" of console sign-in and sign-out events (everyone may try)
 OUTCOMES = {"allow": "Allow", "deny": "Deny", "fail": "Failure"}
 _UPDATES = frozenset({"PUT", "PATCH"})
 _EXECUTES = frozenset({"action", "replay", "test", "runs"})  # last segment of a POST that runs something
@@ -49,6 +57,7 @@ PERMISSION_RESOURCES = {
     access.MANAGE_USERS: "User Management",
     access.MANAGE_SANDBOXES: "Sandbox Administration",
     access.VIEW_AUDIT_LOG: "Data Governance",
+    SIGN_IN: "Sign-in",
 }
 # Column widths of the audit_events table (stores/metadata/tables.py): client input is cut to fit,
 # so that no request can make the audit write fail.
@@ -107,6 +116,41 @@ def event_for(call: Call) -> AuditEvent:
         failure_code=None
         if outcome == "allow"
         else _clip_optional(failure_code_of(call.answer), "failure_code"),
+    )
+
+
+def session_event(
+    org_id: str,
+    user: str,
+    user_id: str | None,
+    action: str,
+    status_code: int,
+    address: str | None,
+    failure_code: str | None = None,
+) -> AuditEvent:
+    """A console sign-in or sign-out of ``user`` (``action`` signin or signout): an organization-wide
+    event whose asset is the user; ``failure_code`` says why a sign-in failed (bad credentials,
+    throttled)."""
+    outcome = "allow" if 200 <= status_code < 400 else "fail"
+    return AuditEvent(
+        id=new_uuid(),
+        org_id=org_id,
+        sandbox_name=None,
+        at=now_ms(),
+        user=_clip(user, "user"),
+        client_id="headwater-console",
+        role="",
+        action=action,
+        permission=SIGN_IN,
+        asset_type="sessions",
+        asset_id=user_id,
+        method="POST",
+        path=f"/console/{'login' if action == 'signin' else 'logout'}",
+        status_code=status_code,
+        outcome=outcome,
+        address=_clip_optional(address, "address"),
+        request_id=new_uuid().replace("-", ""),
+        failure_code=None if outcome == "allow" else failure_code,
     )
 
 
@@ -234,7 +278,6 @@ def render(event: AuditEvent) -> dict[str, Any]:
         "action": ACTIONS.get(event.action, event.action),
         "status": status,
         "statusCode": event.status_code,
-        # The store keeps no error code yet: a Deny's is known by construction, a Failure's is not.
         "failureCode": event.failure_code or "",
         "timestamp": timestamp(event.at),
         "imsOrgId": event.org_id,

@@ -233,13 +233,17 @@ class Users(ServiceCollection):
         doc["hasPassword"] = bool(resource.doc.get("passwordHash"))
         return doc
 
+    def named(self, username: str) -> list[Resource]:
+        """The users called ``username`` (any case) in every organization."""
+        canonical = normalize_username(username)
+        if canonical is None:
+            return []
+        return [u for u in self.store.scan_kind(self.kind) if u.doc.get("username") == canonical]
+
     def authenticate(self, username: str, password: str) -> Resource | None:
         """The enabled user of any organization whose username and password these are, or None. Costs one
         scrypt check whether or not the user exists, so timing tells nothing."""
-        canonical = normalize_username(username)
-        candidates = [
-            u for u in self.store.scan_kind(self.kind) if canonical and u.doc.get("username") == canonical
-        ]
+        candidates = self.named(username)
         if not candidates:
             check_password(password, None)  # as slow as a real check
             return None

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from headwater.api.audit import writer as audit_writer
 from headwater.api.auth import services
-from headwater.services import access
+from headwater.services import access, audit
 from headwater.services.container import Services
 from headwater.web import HERE
 from headwater.web.session import COOKIE, LIFETIME_SECONDS, Session
@@ -167,14 +168,25 @@ async def login(request: Request) -> Response:
     wait = svc.sign_in_throttle.blocked(*keys)
     if wait:
         message = f"Too many failed sign-ins. Try again in {int(wait // 60) + 1} minutes."
+        await _audit_failed_sign_in(request, username, 429, "throttled")
         return _login(next_path, username, message, status=429)
     import anyio.to_thread
 
     user = await anyio.to_thread.run_sync(svc.identity.users.authenticate, username, password)
     if user is None:
         svc.sign_in_throttle.failed(*keys)
+        await _audit_failed_sign_in(request, username, 401, "bad-credentials")
         return _login(next_path, username, "The username or password is not right.", status=401)
     svc.sign_in_throttle.succeeded(*keys)
+    event = audit.session_event(
+        user.scope.org_id,
+        user.doc["username"],
+        user.id,
+        "signin",
+        303,
+        request.client.host if request.client else None,
+    )
+    await audit_writer(request.app.state).add(event)
     cookie, _ = svc.sessions.issue(user.id, user.scope.org_id, user.doc["username"])
     response = RedirectResponse(next_path, status_code=303)
     secure = svc.settings.base_url.startswith("https://")
@@ -190,9 +202,27 @@ async def logout(request: Request) -> Response:
     form = await request.form()
     if session is not None and form.get("csrf") != session.csrf:
         return HTMLResponse("Sign-out needs the page's CSRF token.", status_code=403)
+    if session is not None:
+        address = request.client.host if request.client else None
+        event = audit.session_event(session.org_id, session.username, None, "signout", 303, address)
+        await audit_writer(request.app.state).add(event)
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
+
+
+async def _audit_failed_sign_in(request: Request, username: str, status: int, code: str) -> None:
+    """A refused sign-in lands in the audit log of every organization that has a user of that name
+    (nowhere when none has: there is no organization to tell)."""
+    import anyio.to_thread
+
+    svc = services(request)
+    address = request.client.host if request.client else None
+    for user in await anyio.to_thread.run_sync(svc.identity.users.named, username):
+        event = audit.session_event(
+            user.scope.org_id, user.doc["username"], user.id, "signin", status, address, code
+        )
+        await audit_writer(request.app.state).add(event)
 
 
 def _login(next_path: str, username: str = "", error: str | None = None, status: int = 200) -> Response:
