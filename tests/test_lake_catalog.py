@@ -32,7 +32,9 @@ def test_the_process_that_loses_the_race_to_create_the_catalog_tables_goes_on(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
-        with engine.connect() as watcher:
+        # Autocommit: PostgreSQL snapshots pg_stat_activity once per transaction, so polls inside one
+        # transaction would keep seeing the moment before the loser blocked.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
             wait_until(lambda: watcher.execute(waiting).scalar_one() > 0, timeout=30)
         winner.commit()
     opener.join(timeout=30)
