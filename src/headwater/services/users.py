@@ -133,7 +133,10 @@ class Users(ServiceCollection):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self._enabled: TtlCache[tuple[str, str], bool] = TtlCache(ENABLED_CACHE_SECONDS, self._load_enabled)
+        # Every console call and every ingestion call reads its user: from here, at most a few seconds old.
+        self._recent: TtlCache[tuple[str, str], Resource | None] = TtlCache(
+            ENABLED_CACHE_SECONDS, lambda key: self.find(*key)
+        )
 
     # --- reads used by the token flows ---
     def find(self, org_id: str, username: str) -> Resource | None:
@@ -143,13 +146,15 @@ class Users(ServiceCollection):
             return None
         return self.store.get_by_alt_id(self.kind, org_scope(org_id), canonical)
 
+    def recent(self, org_id: str, username: str) -> Resource | None:
+        """The enabled user ``username`` of the organization, from a cache at most a few seconds old (a
+        disabled or unknown user is None)."""
+        user = self._recent.get((org_id, username.lower()))
+        return user if user is not None and user.doc.get("enabled") is True else None
+
     def is_enabled(self, org_id: str, username: str) -> bool:
         """True when the user exists and is enabled; answers from a cache at most a few seconds old."""
-        return self._enabled.get((org_id, username.lower()))
-
-    def _load_enabled(self, key: tuple[str, str]) -> bool:
-        user = self.find(*key)
-        return user is not None and user.doc.get("enabled") is True
+        return self.recent(org_id, username) is not None
 
     # --- the API's life cycle, at organization level ---
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
@@ -296,7 +301,7 @@ class Users(ServiceCollection):
         if was_admin and not (updated_doc.get("admin") is True and updated_doc.get("enabled") is True):
             self._keep_an_admin(actor, current)
         updated = self.replace(actor, current, updated_doc)
-        self._enabled.clear()  # this process sees the change at once; others within the cache's TTL
+        self._recent.clear()  # this process sees the change at once; others within the cache's TTL
         return updated
 
     def _keep_an_admin(self, actor: Actor, leaving: Resource) -> None:

@@ -111,7 +111,7 @@ class Access:
 
     @classmethod
     def of(cls, svc: Services, session: Session) -> Access:
-        user = svc.identity.users.find(session.org_id, session.username)
+        user = svc.identity.users.recent(session.org_id, session.username)
         found = sorted(svc.store.list_sandboxes(session.org_id), key=lambda s: (s.name != "prod", s.name))
         roles = {
             s.name: svc.identity.users.role(user, s.name) if user is not None else access.DEFAULT_USER_ROLE

@@ -124,10 +124,7 @@ class Data360Identity:
         self._apps_by_key: TtlCache[str, Resource | None] = TtlCache(
             ENABLED_CACHE_SECONDS, self.apps.by_consumer_key
         )
-        # ...and their user's role in the token's data space, from caches as fresh.
-        self._users_by_name: TtlCache[tuple[str, str], Resource | None] = TtlCache(
-            ENABLED_CACHE_SECONDS, lambda key: self.users.find(*key)
-        )
+        # ...and their user's role in the token's data space (the user from Users.recent), as fresh.
         self._sandbox_names: TtlCache[str, dict[str, str]] = TtlCache(
             ENABLED_CACHE_SECONDS, lambda org: {s.id: s.name for s in services.store.list_sandboxes(org)}
         )
@@ -380,7 +377,7 @@ class Data360Identity:
         """Why an ingestion call from the address ``client`` is refused now: its user's role in the data
         space lacks ``ingest-data`` (raised as that 403), or its app's IP policy refuses the address, or
         the app is gone; None when it may go ahead."""
-        user = self._users_by_name.get((principal.org_id, principal.username))
+        user = self.users.recent(principal.org_id, principal.username)
         if user is not None:
             space = self._sandbox_names.get(principal.org_id).get(principal.sandbox_id, "")
             denied = self._ingest_denied(user, space)
