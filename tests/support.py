@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 
 from headwater.api.app import create_app
+from headwater.api.serving import server_config
 from headwater.services.container import Services
 from headwater.settings import Settings
 
@@ -55,9 +56,8 @@ def start_server(settings: Settings) -> LiveServer:
     services.start()
     creds, _ = services.tenancy.bootstrap()
     app = create_app(settings, services)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on", proxy_headers=False
-    )
+    # The configuration `headwater serve` uses (header timeout, protocol), on the settings' port.
+    config = server_config(app, settings, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

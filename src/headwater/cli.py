@@ -62,8 +62,6 @@ def serve(
     """Start the HTTP server."""
     import os
 
-    import uvicorn
-
     if host:
         os.environ["HEADWATER_HOST"] = host
     if port:
@@ -84,17 +82,18 @@ def serve(
         f"Headwater on {settings.base_url}  ·  credentials: [bold]headwater credentials --json[/bold]"
         f"  ·  API docs: {settings.base_url}/docs"
     )
-    uvicorn.run(
-        "headwater.api.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        # The client address is the TCP peer (app IP ranges, audit, sign-in throttle): no forwarding
-        # header is believed, or any local process could claim any address.
-        proxy_headers=False,
+    from headwater.api import serving
+
+    serving.raise_file_limit()
+    serving.run(
+        serving.server_config(
+            "headwater.api.app:create_app",
+            settings,
+            factory=True,
+            workers=workers,
+            log_level=settings.log_level,
+            access_log=settings.log_level == "debug",
+        )
     )
 
 

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from headwater import __version__
 from headwater.api import errors
 from headwater.api.audit import AuditTrail
+from headwater.api.limits import BodyLimits
 from headwater.api.responses import JSONResponse
 from headwater.services.container import Services
 from headwater.settings import Settings, load_settings
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(collection.router)
     app.add_middleware(AuditTrail)  # every platform write, recorded before it is answered
     app.add_middleware(collection.InletFastPath)  # the inlets, served ahead of the router
+    # Outermost: body size limits and read timeouts for every route, the inlets included.
+    app.add_middleware(BodyLimits, body_timeout=settings.body_timeout_seconds)
     app.include_router(ims.router)
     app.include_router(destinations.router)
     app.include_router(flowservice.router)

@@ -1,8 +1,16 @@
-"""Parsing request bodies the way real clients send them.
+"""Parsing request bodies the way real clients send them, and no further than is safe.
 
 The reference tutorials' bodies contain sloppy JSON (a trailing comma before ``}``), and scripts copied
 from them send it as written. Strict JSON is tried first; on failure, trailing commas outside strings
 are dropped and the text parsed again. Anything else that is not JSON is a 400 saying where it broke.
+
+Two things JSON parsers commonly allow are refused, each with a 400 that says so:
+
+- ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259): a value a client meant as a number
+  would be stored as something no other JSON reader accepts.
+- Nesting deeper than :data:`MAX_DEPTH` (objects and arrays, counted from 1 at the top): no body of the
+  platform needs more, and the recursive code after the parser (validators, the lenient parser itself)
+  must never meet a document deep enough to exhaust the stack.
 """
 
 from __future__ import annotations
@@ -14,21 +22,29 @@ import orjson
 
 from headwater.errors import BadRequest
 
+MAX_DEPTH = 64
 
-def parse_json(raw: bytes) -> Any:
+
+def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """The JSON document in ``raw``; BadRequest (code HW-1402-400) for anything that is not strict JSON
+    (apart from trailing commas), nests deeper than ``max_depth``, or is empty."""
     if not raw.strip():
         raise BadRequest("The request body is empty; send a JSON document.", code="HW-1402-400")
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)  # strict: NaN and Infinity are refused, nesting stops at 1024
     except orjson.JSONDecodeError:
         pass
+    else:
+        _check_depth(nesting_depth(value, max_depth), max_depth)
+        return value
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest("The request body is not UTF-8 text.", code="HW-1402-400") from exc
-    relaxed = _drop_trailing_commas(text)
+    relaxed, depth = _drop_trailing_commas(text)
+    _check_depth(depth, max_depth)  # before json.loads, which recurses once per level
     try:
-        return json.loads(relaxed)
+        return json.loads(relaxed, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
@@ -39,10 +55,51 @@ def parse_json(raw: bytes) -> Any:
         raise BadRequest(f"The request body is not usable JSON: {exc}.", code="HW-1402-400") from exc
 
 
-def _drop_trailing_commas(text: str) -> str:
+def nesting_depth(value: Any, stop_above: int = MAX_DEPTH) -> int:
+    """How deeply objects and arrays nest in ``value`` (a scalar is 0, ``{}`` and ``[]`` are 1). Walks
+    without recursion and stops counting once past ``stop_above``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > stop_above:
+            return deepest
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _check_depth(depth: int, limit: int) -> None:
+    if depth > limit:
+        raise BadRequest(
+            f"The request body nests objects and arrays deeper than {limit} levels.",
+            code="HW-1402-400",
+            report={"maxDepth": limit},
+        )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequest(
+        f"The request body contains {name}, which is not JSON; send numbers as finite values "
+        "(or null, or a string).",
+        code="HW-1402-400",
+        report={"value": name},
+    )
+
+
+def _drop_trailing_commas(text: str) -> tuple[str, int]:
+    """``text`` without commas that directly precede ``}`` or ``]`` outside strings, and the deepest
+    nesting of brackets seen outside strings."""
     out: list[str] = []
     in_string = escaped = False
     pending_comma: int | None = None
+    depth = deepest = 0
     for ch in text:
         if in_string:
             out.append(ch)
@@ -53,8 +110,13 @@ def _drop_trailing_commas(text: str) -> str:
             elif ch == '"':
                 in_string = False
             continue
-        if ch in "}]" and pending_comma is not None:
-            out[pending_comma] = ""
+        if ch in "}]":
+            depth -= 1
+            if pending_comma is not None:
+                out[pending_comma] = ""
+        elif ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
         if ch == ",":
             pending_comma = len(out)
         elif not ch.isspace():
@@ -62,4 +124,4 @@ def _drop_trailing_commas(text: str) -> str:
         if ch == '"':
             in_string = True
         out.append(ch)
-    return "".join(out)
+    return "".join(out), deepest

@@ -9,6 +9,8 @@ the catalog's view of one commit.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,22 +30,52 @@ def iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Epoch numbers at or above this are milliseconds: 1e11 seconds is the year 5138, 1e11 ms is 1973-03-03.
+MS_FROM = 10**11
+_LATEST_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the latest moment a datetime holds
+_NUMBER = re.compile(r"\d{1,20}(\.\d{1,9})?")
+
+
 def parse_time(value: Any, path: str) -> datetime | None:
-    """Epoch seconds (number or digit string) or ISO 8601; naive means UTC."""
+    """A moment given as epoch seconds or epoch milliseconds (a number or a digit string; told apart by
+    magnitude, see :data:`MS_FROM`) or ISO 8601 (naive means UTC). None for None or "". Anything else,
+    negative numbers and moments past the year 9999 included, is a ValidationFailed naming ``path``."""
     if value is None or value == "":
         return None
-    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
-        return datetime.fromtimestamp(float(value), UTC)
-    if isinstance(value, str):
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value) if "." in value else int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = epoch_seconds(value)
+        if seconds is not None:
+            return datetime.fromtimestamp(seconds, UTC)
+    elif isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        except (ValueError, OverflowError):
             pass
         else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            if moment.year >= 1970:
+                return moment
     raise ValidationFailed(
-        [{"path": path, "message": "must be epoch seconds or an ISO 8601 date-time"}], code="FLOW-1422-400"
+        [
+            {
+                "path": path,
+                "message": "must be epoch seconds, epoch milliseconds or an ISO 8601 date-time, "
+                "between 1970 and 9999",
+            }
+        ],
+        code="FLOW-1422-400",
     )
+
+
+def epoch_seconds(number: float) -> float | None:
+    """``number`` as epoch seconds (it is milliseconds from :data:`MS_FROM` up), or None when it is not
+    a moment between 1970 and 9999 (negative, not finite, too large)."""
+    if number < 0 or number > _LATEST_SECONDS * 1000 or not math.isfinite(number):
+        return None
+    seconds = number / 1000 if number >= MS_FROM else float(number)
+    return seconds if seconds <= _LATEST_SECONDS else None
 
 
 class Runs(ServiceCollection):
