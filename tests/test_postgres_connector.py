@@ -36,6 +36,7 @@ from headwater.connectors.outbound import OutboundPolicy
 from headwater.connectors.postgresql.config import table_name_parts
 from headwater.connectors.postgresql.reader import PostgresConnector
 from headwater.settings import Settings
+from tests.conftest import POSTGRES_ADMIN_URL
 from tests.support import free_port
 
 pytestmark = pytest.mark.postgres
@@ -452,3 +453,89 @@ def test_bad_password_is_authentication_failed_without_the_password(settings: Se
         assert server.passwords == [b"s3cret-pw"]
     finally:
         server.close()
+
+
+# -- the outbound policy and Headwater's own metadata database (issue 12, sections 1 and 4) ------------
+
+
+def test_hosts_are_judged_like_http_hosts(dsn: str, settings: Settings) -> None:
+    database = dsn.rsplit("/", 1)[1]
+    policy = OutboundPolicy.from_settings(settings)  # lists 127.0.0.1 only
+    for server in ("0177.0.0.1", "2130706433", "127.1"):
+        auth = {"server": server, "database": database, "username": "postgres", "sslMode": "disable"}
+        with pytest.raises(OutboundRefused, match="standard way"):
+            PostgresConnector(auth, policy, settings).explore()
+    for server in ("100.64.0.1", "::ffff:10.0.0.1", "169.254.169.254"):
+        auth = {"server": server, "database": database, "username": "postgres", "sslMode": "disable"}
+        with pytest.raises(OutboundRefused, match=r"internal address|never connects"):
+            PostgresConnector(auth, policy, settings).explore()
+
+
+def metadata_settings(tmp_path: Path, url: str, **extra: Any) -> Settings:
+    return Settings(
+        home=tmp_path / "meta-home",
+        environment="development",
+        outbound_allow="127.0.0.1",
+        database_url=url,
+        **extra,
+    )
+
+
+def test_the_metadata_database_is_never_a_source(postgres_url: str, tmp_path: Path) -> None:
+    # ``postgres_url`` plays Headwater's metadata database; the admin database is another one on the
+    # same server, which stays readable (the other tests of this file read such databases).
+    metadata = metadata_settings(tmp_path, postgres_url)
+    policy = OutboundPolicy.from_settings(metadata)
+    name = postgres_url.rsplit("/", 1)[1]
+    for auth in (
+        {"connectionString": postgres_url.replace("postgresql+psycopg://", "postgresql://")},
+        {"server": "localhost", "database": name, "username": "postgres", "sslMode": "disable"},
+    ):
+        connector = PostgresConnector(auth, PinnedLocalhost(policy), metadata)
+        with pytest.raises(OutboundRefused, match="HEADWATER_OUTBOUND_ALLOW_METADATA_DATABASE"):
+            connector.explore()
+        connector.close()
+
+    other = PostgresConnector({"connectionString": POSTGRES_ADMIN_URL}, policy, metadata)
+    try:
+        other.explore()
+    finally:
+        other.close()
+    allowed = metadata_settings(tmp_path, postgres_url, outbound_allow_metadata_database=True)
+    connector = PostgresConnector({"connectionString": postgres_url.replace("+psycopg", "")}, policy, allowed)
+    try:
+        connector.explore()
+    finally:
+        connector.close()
+
+
+def test_the_metadata_database_reached_another_way_is_refused_after_connecting(postgres_url: str) -> None:
+    # Through a proxy, a replica or an alias the address check cannot recognise: the server's system
+    # identifier and database name still match, and the session is closed before anything is read.
+    from headwater.connectors.postgresql.client import MetadataDatabase, PostgresClient
+    from headwater.connectors.postgresql.config import connection_params
+
+    libpq = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    unknown_route = MetadataDatabase(libpq, host=None, port=5432, database=libpq.rsplit("/", 1)[1])
+    client = PostgresClient(
+        connection_params({"connectionString": libpq}),
+        OutboundPolicy(["127.0.0.1"]),
+        Path("/nonexistent"),
+        unknown_route,
+    )
+    with pytest.raises(OutboundRefused, match="same server"):
+        client.relations()
+    assert client._conn is None
+
+
+class PinnedLocalhost(OutboundPolicy):
+    """The policy of ``base`` with ``localhost`` answered as 127.0.0.1 (the test host may list ::1 first)."""
+
+    def __init__(self, base: OutboundPolicy) -> None:
+        super().__init__([*base.hosts, *(str(n) for n in base.networks)])
+
+    def resolve(self, url: str) -> list[Any]:
+        import ipaddress
+
+        _, host, _ = self.target(url)
+        return [ipaddress.ip_address("127.0.0.1")] if host == "localhost" else super().resolve(url)

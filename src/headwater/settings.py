@@ -7,6 +7,7 @@ unless ``HEADWATER_ENVIRONMENT=development``; see :meth:`Settings.refuse_insecur
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -94,6 +95,21 @@ class Settings(BaseSettings):
         le=3600,
         description="How often (at most) a continuous streaming flow commits to its dataset's table.",
     )
+    files_roots: str = Field(
+        "",
+        description="Folders of the server, besides each sandbox's HOME/files/{org id}/{sandbox name}/, that "
+        "Local Folder connections of every organization and sandbox may read: absolute paths separated by "
+        "os.pathsep (':' on POSIX), like PATH. Empty by default. /proc, /sys, /dev and Headwater's home "
+        "(other than the sandbox's own files folder) are never readable, whatever this says.",
+    )
+
+    @field_validator("files_roots")
+    @classmethod
+    def _absolute_files_roots(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(os.pathsep)):
+            if entry and ("\0" in entry or not Path(entry).expanduser().is_absolute()):
+                raise ValueError(f"HEADWATER_FILES_ROOTS entry {entry!r} must be an absolute folder")
+        return value
     header_timeout_seconds: float = Field(
         10.0,
         gt=0,
@@ -140,6 +156,11 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @cached_property
+    def files_roots_entries(self) -> list[str]:
+        """The folders of ``files_roots``, as written (``~`` expanded)."""
+        return [str(Path(e.strip()).expanduser()) for e in self.files_roots.split(os.pathsep) if e.strip()]
 
     @cached_property
     def outbound_allow_entries(self) -> list[str]:

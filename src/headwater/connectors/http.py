@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from headwater.connectors.errors import ConnectorError, RateLimited, SourceUnavailable
+from headwater.connectors.errors import ConnectorError, OutboundRefused, RateLimited, SourceUnavailable
 from headwater.connectors.outbound import OutboundPolicy
 
 # The URL and headers of one attempt, built again on each attempt because a re-login may change both.
@@ -69,8 +70,9 @@ class Service:
 
 
 class HttpClient:
-    """A connector's HTTP session: one pool, opened on first use by the outbound policy (so every URL is
-    checked before a byte is sent). Not thread-safe; ``close()`` releases the pool."""
+    """A connector's HTTP session: one pool, opened on first use by the outbound policy, so every URL is
+    checked before a byte is sent and every connection goes to the addresses that check resolved (see
+    :meth:`OutboundPolicy.client`). Not thread-safe; ``close()`` releases the pool."""
 
     service: ClassVar[Service]
 
@@ -109,6 +111,8 @@ class HttpClient:
         while True:
             attempt += 1
             url, headers = prepare()
+            # Refuses a host httpx could not even parse (0177.0.0.1, ...) as the policy's error, not a 500.
+            self.outbound.target(url)
             try:
                 response = self.http.request(method, url, headers=headers, **kwargs)
             except httpx.TransportError as exc:
@@ -157,6 +161,16 @@ class HttpClient:
                 f"{self.service.name} answered with something that is not JSON while {what} (HTTP "
                 f"{response.status_code}, {response.headers.get('Content-Type', 'no content type')})."
             ) from None
+
+
+@contextmanager
+def field_named(name: str) -> Iterator[None]:
+    """Name the connection field ``name`` (``auth.params.NAME``) in an :class:`OutboundRefused` raised
+    inside: the policy knows the URL, the caller knows which field of the connection holds it."""
+    try:
+        yield
+    except OutboundRefused as exc:
+        raise type(exc)(f"auth.params.{name}: {exc.message}") from None
 
 
 def json_or_none(response: httpx.Response) -> Any:

@@ -192,6 +192,8 @@ class RunExecution:
             base = self.services.connections.get(actor, base_id)
             auth = self.services.connections.secret_params(actor, base)
         auth["_connectionId"] = base_id or source.id
+        # Files connectors are confined to their sandbox's files folder (connectors/files/roots.py).
+        auth["_orgId"], auth["_sandboxName"] = actor.org.id, actor.sandbox.name
         if not registry.supports(spec_id):
             raise HeadwaterError(f"Connection spec {spec_id} has no batch reader.", code="CONNECTOR-2007-400")
         return registry.connector_for(spec_id, auth, self.services.outbound, self.services.settings)

@@ -2,9 +2,11 @@
 refresh, and paging by ``@odata.nextLink``.
 
 Every request goes through :meth:`OutboundPolicy.client`, so the token URL, the environment and every
-next link are checked before a byte is sent; the bearer token is only sent to ``serviceUri`` (a next
-link to another origin is refused). Retries (connectors/http.py): connect errors, timeouts and 5xx are
-retried with jittered exponential backoff, 429 (service protection limits) after its ``Retry-After``.
+next link are checked before a byte is sent, and connected to the addresses that check resolved (no
+second lookup a rebinding DNS could answer differently); the bearer token is only sent to
+``serviceUri`` (a next link to another origin is refused). Retries (connectors/http.py): connect
+errors, timeouts and 5xx are retried with jittered exponential backoff, 429 (service protection
+limits) after its ``Retry-After``.
 Tokens are renewed a minute before they expire, and once more on a 401, after which the request is
 sent again.
 """
@@ -30,7 +32,15 @@ from headwater.connectors.dynamics.errors import (
     DynamicsUnavailable,
 )
 from headwater.connectors.errors import ConnectorError
-from headwater.connectors.http import HttpClient, RetryPolicy, Service, json_or_none, origin, scrub
+from headwater.connectors.http import (
+    HttpClient,
+    RetryPolicy,
+    Service,
+    field_named,
+    json_or_none,
+    origin,
+    scrub,
+)
 from headwater.connectors.outbound import OutboundPolicy
 
 API = f"/api/data/v{API_VERSION}"
@@ -162,7 +172,8 @@ class DynamicsClient(HttpClient):
         else:
             data.update(client_id=c.client_id or PUBLIC_CLIENT_ID, username=c.username or "")
             data["password"] = c.password or ""
-        response = self._request("POST", f"{c.token_url}/{tenant}/oauth2/v2.0/token", data=data)
+        with field_named("tokenUrl"):
+            response = self._request("POST", f"{c.token_url}/{tenant}/oauth2/v2.0/token", data=data)
         if response.status_code != 200:
             raise self._token_error(response)
         body = self.json(response, "fetching a token")
@@ -176,7 +187,8 @@ class DynamicsClient(HttpClient):
 
     def _discover_tenant(self) -> str:
         """The tenant named by the environment's 401 challenge (when the connection has no tenantId)."""
-        response = self._request("GET", f"{self.config.service_uri}{API}/")
+        with field_named("serviceUri"):
+            response = self._request("GET", f"{self.config.service_uri}{API}/")
         challenge = response.headers.get("WWW-Authenticate", "")
         match = re.search(r"authorization_uri=\"?([^\",\s]+)", challenge)
         tenant = urlsplit(match.group(1)).path.strip("/").split("/")[0] if match else ""
@@ -219,7 +231,8 @@ class DynamicsClient(HttpClient):
             token = self._token.value if self._token and time.monotonic() < self._token.renew_at else None
             token = token or self.authenticate()
             request_headers = {**_ODATA_HEADERS, **(headers or {}), "Authorization": f"Bearer {token}"}
-            response = self._request("GET", url, params=params, headers=request_headers)
+            with field_named("serviceUri"):
+                response = self._request("GET", url, params=params, headers=request_headers)
             if response.status_code != 401:
                 return response
             if renewed:

@@ -1,11 +1,19 @@
 """One connection to a source PostgreSQL database: the outbound check, the session Headwater reads in,
 the catalog queries, and COPY streamed into Arrow.
 
-Outbound policy: a database is not reached over HTTP, but the same internal-address rule applies. Each
-host goes through :meth:`OutboundPolicy.check_url` as ``https://host:port/`` (so only the private/loopback
-rule bites, never the plain-HTTP one), then is resolved once more and libpq is pinned to the checked
-address with ``hostaddr``: a DNS answer that changes between the check and the connect cannot redirect
-the connection to an internal address. The host name stays set, so ``verify-full`` still checks it.
+Outbound policy: a database is not reached over HTTP, but the same address rules apply. Each host goes
+through :meth:`OutboundPolicy.resolve` as ``https://host:port/`` (so only the address rules bite, never
+the plain-HTTP one: a private or loopback server must be listed in HEADWATER_OUTBOUND_ALLOW), and libpq
+is pinned to the checked address with ``hostaddr``: a DNS answer that changes between the check and the
+connect cannot redirect the connection. The host name stays set, so ``verify-full`` still checks it.
+
+Headwater's own metadata database (HEADWATER_DATABASE_URL, when it is PostgreSQL) is never a source
+unless HEADWATER_OUTBOUND_ALLOW_METADATA_DATABASE is set (:class:`MetadataDatabase`): it holds password
+hashes, sealed secrets and every organization's configuration, and a server that trusts connections
+from Headwater's host would hand it to anyone who names it. Checked twice: before connecting, by
+address, port and database name (nothing is sent to it); after connecting, by the server's
+``system_identifier`` and ``current_database()``, which also catches another name, address or port
+for the same server (a proxy, a replica).
 
 Session: autocommit, read-only (``default_transaction_read_only``), UTF-8, ``TimeZone`` UTC and ISO
 date styles, so that COPY's text output is what the Arrow CSV reader parses. libpq's own password file
@@ -18,7 +26,7 @@ import io
 import ipaddress
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +42,7 @@ from headwater.connectors.postgresql.errors import translate
 
 if TYPE_CHECKING:
     from headwater.connectors.outbound import OutboundPolicy
+    from headwater.settings import Settings
 
 SESSION_SETUP = (
     "SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET IntervalStyle TO 'iso_8601'; "
@@ -92,10 +101,18 @@ class Column:
 class PostgresClient:
     """Opens its connection on first use and keeps it until :meth:`close`. Not thread-safe."""
 
-    def __init__(self, params: ConnectionParams, outbound: OutboundPolicy, home: Path) -> None:
+    def __init__(
+        self,
+        params: ConnectionParams,
+        outbound: OutboundPolicy,
+        home: Path,
+        metadata: MetadataDatabase | None = None,
+    ) -> None:
+        """``metadata``: the database this client must never read (:meth:`MetadataDatabase.from_settings`)."""
         self.params = params
         self.outbound = outbound
         self.home = home
+        self.metadata = metadata
         self._conn: psycopg.Connection[Any] | None = None
 
     @property
@@ -127,23 +144,30 @@ class PostgresClient:
             raise translate(exc, self.secrets) from None
         try:
             conn.execute(SESSION_SETUP)
+            if self.metadata is not None:
+                self.metadata.refuse_session(conn)
         except psycopg.Error as exc:
             conn.close()
             raise translate(exc, self.secrets) from None
+        except InvalidSourceParams:
+            conn.close()
+            raise
         return conn
 
     def _checked_addresses(self) -> list[str]:
+        """One checked address per host, for libpq's ``hostaddr``: the given one, else the first the
+        policy resolved; :class:`OutboundRefused` when the policy refuses one, or it is the metadata
+        database."""
         given = [a.strip() for a in self.params.keywords.get("hostaddr", "").split(",") if a.strip()]
         endpoints = self.params.endpoints()
         if given and len(given) != len(endpoints):
             raise InvalidSourceParams("hostaddr must list one address per host.")
         out = []
         for i, (host, port) in enumerate(endpoints):
-            if given:
-                self.outbound.check_url(_url(given[i], port))
-                out.append(given[i])
-            else:
-                out.append(_pinned_address(host, port, self.outbound))
+            address = self.outbound.resolve(_url(given[i] if given else host, port))[0]
+            if self.metadata is not None:
+                self.metadata.refuse_endpoint(address, port, self.params.keywords.get("dbname", ""))
+            out.append(str(address))
         return out
 
     # --- catalog -----------------------------------------------------------------------------------
@@ -228,21 +252,103 @@ class _CopyStream(io.RawIOBase):
         return filled
 
 
-def _pinned_address(host: str, port: int, outbound: OutboundPolicy) -> str:
-    outbound.check_url(_url(host, port))
+_METADATA_REFUSED = (
+    "The connection names Headwater's own metadata database ({where}): it is never read as a source "
+    "(set HEADWATER_OUTBOUND_ALLOW_METADATA_DATABASE=true to allow it)."
+)
+
+
+@dataclass
+class MetadataDatabase:
+    """Where Headwater's metadata lives (HEADWATER_DATABASE_URL), to refuse it as a source. ``url`` is a
+    libpq URI; ``host`` None means a Unix socket (then only the after-connect check can match)."""
+
+    url: str = field(repr=False)
+    host: str | None
+    port: int
+    database: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetadataDatabase | None:
+        """None when the metadata store is not PostgreSQL, or the operator allows reading it."""
+        from sqlalchemy.engine import make_url
+
+        if settings.outbound_allow_metadata_database:
+            return None
+        url = make_url(settings.resolved_database_url)
+        if url.get_backend_name() != "postgresql":
+            return None
+        query_host = url.query.get("host")
+        host = url.host or (query_host if isinstance(query_host, str) else None)
+        if host is not None and host.startswith("/"):
+            host = None
+        libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return cls(libpq, host, url.port or 5432, url.database or url.username or "")
+
+    def refuse_endpoint(
+        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int, db: str
+    ) -> None:
+        """Refuse, before connecting, ``db`` at ``address:port`` when it is the metadata database (any
+        loopback address is the same host as a loopback metadata server)."""
+        if self.host is None or port != self.port or db != self.database:
+            return
+        if any(_same_host(address, mine) for mine in _addresses_of(self.host, self.port)):
+            raise OutboundRefused(_METADATA_REFUSED.format(where=f"{self.database} on port {port}"))
+
+    def refuse_session(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse an open source session that reached the metadata database by another route."""
+        mine = _identity(self.url)
+        if mine is not None and _session_identity(conn) == mine:
+            raise OutboundRefused(_METADATA_REFUSED.format(where=f"database {mine[1]}, same server"))
+
+
+def _same_host(
+    a: ipaddress.IPv4Address | ipaddress.IPv6Address, b: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> bool:
+    return a == b or (a.is_loopback and b.is_loopback)
+
+
+def _addresses_of(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
-        return str(ipaddress.ip_address(host.strip("[]")))
+        return [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         pass
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise OutboundRefused(f"Cannot resolve {host}: {exc.strerror or exc}.") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if host.lower() not in outbound.hosts:  # a host listed by name may resolve anywhere
-        for address in addresses:
-            outbound.check_url(_url(address, port))
-    return addresses[0]
+    except OSError:
+        return []
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+
+
+_IDENTITY = "SELECT (SELECT system_identifier FROM pg_control_system())::text, current_database()"
+
+
+def _session_identity(conn: psycopg.Connection[Any]) -> tuple[str, str] | None:
+    """(system identifier, database) of a session; None when the server does not let this user see it
+    (pg_control_system is executable by everyone unless an administrator revoked it)."""
+    try:
+        row = conn.execute(_IDENTITY).fetchone()
+    except psycopg.Error:  # revoked, or a PostgreSQL-compatible server without the function
+        return None
+    return (str(row[0]), str(row[1])) if row is not None and row[0] is not None else None
+
+
+_IDENTITIES: dict[str, tuple[str, str]] = {}
+
+
+def _identity(url: str) -> tuple[str, str] | None:
+    """The metadata database's identity, asked once per process (it does not change while it runs);
+    None, and asked again next time, while it cannot be read."""
+    if url not in _IDENTITIES:
+        try:
+            with psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT_SECONDS), autocommit=True) as conn:
+                found = _session_identity(conn)
+        except psycopg.Error:
+            return None
+        if found is None:
+            return None
+        _IDENTITIES[url] = found
+    return _IDENTITIES[url]
 
 
 def _url(host: str, port: int) -> str:

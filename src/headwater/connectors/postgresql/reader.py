@@ -39,7 +39,7 @@ from psycopg import sql
 from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
 from headwater.connectors.batches import rebatch
 from headwater.connectors.errors import InvalidSourceParams, SourceNotFound
-from headwater.connectors.postgresql.client import Column, PostgresClient, Relation
+from headwater.connectors.postgresql.client import Column, MetadataDatabase, PostgresClient, Relation
 from headwater.connectors.postgresql.config import connection_params, table_name_parts
 
 if TYPE_CHECKING:
@@ -86,7 +86,8 @@ class PostgresConnector(SourceConnector):
 
     def __init__(self, auth: dict[str, Any], outbound: OutboundPolicy, settings: Settings) -> None:
         super().__init__(auth, outbound, settings)
-        self.client = PostgresClient(connection_params(auth), outbound, settings.home)
+        metadata = MetadataDatabase.from_settings(settings)
+        self.client = PostgresClient(connection_params(auth), outbound, settings.home, metadata)
 
     def close(self) -> None:
         self.client.close()

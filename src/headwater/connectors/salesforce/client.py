@@ -2,8 +2,9 @@
 and one re-login, and page through SOQL query results by ``nextRecordsUrl``.
 
 Every request goes through :meth:`OutboundPolicy.client`, so the login URL, the instance URL a login
-returns and every page URL are checked before a byte is sent; the session id is only ever sent to the
-instance URL the login returned. Retries (connectors/http.py, tuned by :class:`RetryPolicy`): connect
+returns and every page URL are checked before a byte is sent, and connected to the addresses that check
+resolved (no second lookup a rebinding DNS could answer differently); the session id is only ever sent
+to the instance URL the login returned. Retries (connectors/http.py, tuned by :class:`RetryPolicy`): connect
 errors, timeouts and 5xx are retried with jittered exponential backoff, 429 after its ``Retry-After``; a
 401 (expired or revoked session) triggers one fresh login per request, then the request is sent again.
 """
@@ -19,7 +20,15 @@ from xml.sax.saxutils import escape
 import httpx
 
 from headwater.connectors.errors import ConnectorError
-from headwater.connectors.http import HttpClient, RetryPolicy, Service, json_or_none, origin, scrub
+from headwater.connectors.http import (
+    HttpClient,
+    RetryPolicy,
+    Service,
+    field_named,
+    json_or_none,
+    origin,
+    scrub,
+)
 from headwater.connectors.outbound import OutboundPolicy
 from headwater.connectors.salesforce.config import SalesforceConfig
 from headwater.connectors.salesforce.errors import (
@@ -130,7 +139,8 @@ class SalesforceClient(HttpClient):
     def login(self) -> Session:
         """Log in afresh (the grant follows from the params, see config.py) and keep the session."""
         grant = self.config.grant
-        session = self._soap_login() if grant == "soap" else self._oauth_login(grant)
+        with field_named("environmentUrl"):
+            session = self._soap_login() if grant == "soap" else self._oauth_login(grant)
         # Checked here too, so that a login server naming a forbidden instance fails with that reason.
         self.outbound.check_url(session.instance_url)
         self._session = session

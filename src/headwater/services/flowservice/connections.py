@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from headwater.connectors.files import roots
+from headwater.connectors.registry import LOCAL_FILES
 from headwater.errors import Conflict, ValidationFailed
 from headwater.services import access, destinations, validation
 from headwater.services.ids import new_hex
@@ -148,6 +150,9 @@ class Connections(FlowServiceCollection):
             elif key in required and params[key] == "":
                 errors.append({"path": f"auth.params.{key}", "message": "is required: it must not be empty"})
         errors.extend(e for e in validation.check(view, schema, "auth.params") if e not in errors)
+        if spec["id"] == LOCAL_FILES:  # confined to the allowed folders (connectors/files/roots.py)
+            place = roots.Place(actor.org.id, actor.sandbox.name)
+            errors.extend(roots.save_errors(self.services.settings, place, params))
         if errors:
             return None
         stored = dict(params)
