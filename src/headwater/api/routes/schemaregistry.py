@@ -113,7 +113,14 @@ _JSON_PATCH = {
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    """A JSON request body of ``schema``. Its ``example`` moves to the media type's ``examples``, where
+    it is data: inside a schema, the example's ``$ref`` values would be read as references to resolve."""
+    schema = dict(schema)
+    example = schema.pop("example", None)
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["examples"] = {"example": {"value": example}}
+    return {"requestBody": {"required": True, "content": {"application/json": media}}}
 
 
 def _representation(request: Request) -> tuple[str, bool]:
