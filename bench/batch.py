@@ -169,7 +169,7 @@ def timed_run(
 
 
 def phase_headwater(csv_path: Path, home: Path) -> dict[str, Any]:
-    services, actor = bench_services(home)
+    services, actor = bench_services(home, files_roots=str(csv_path.parent))  # the CSV is beside the home
     conn = services.connections.create(
         actor,
         {

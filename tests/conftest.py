@@ -29,6 +29,8 @@ def make_settings(home: Path, **overrides: object) -> Settings:
         "outbound_allow": "127.0.0.1",
         "port": free_port(),
         "default_tenant_id": "headwater",
+        # Tests keep their files in pytest's tmp folders, beside the homes (which stay refused).
+        "files_roots": str(home.parent),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

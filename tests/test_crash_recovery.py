@@ -78,6 +78,7 @@ def _deploy(tmp_path: Path, database_url: str | None = None) -> Iterator[Deploym
     env = {
         **os.environ,
         "HEADWATER_HOME": str(home),
+        "HEADWATER_FILES_ROOTS": str(tmp_path),  # the flows' sources are in tmp_path, beside the home
         "HEADWATER_PORT": str(port),
         "HEADWATER_ENVIRONMENT": "development",
         "HEADWATER_OUTBOUND_ALLOW": "127.0.0.1",

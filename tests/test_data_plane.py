@@ -170,6 +170,7 @@ def test_cli_runs_a_flow_and_waits(server: LiveServer, api: ApiClient, tmp_path:
     ids = files_flow(api, tmp_path)
     env = {
         "HEADWATER_HOME": str(server.settings.home),
+        "HEADWATER_FILES_ROOTS": server.settings.files_roots,  # the CLI runs the flow: tmp_path's files
         "HEADWATER_ENVIRONMENT": "development",
         "HEADWATER_OUTBOUND_ALLOW": "127.0.0.1",
         "PATH": "/usr/bin:/bin",

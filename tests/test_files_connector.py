@@ -19,7 +19,7 @@ import pytest
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError, InvalidSourceParams, SourceNotFound
-from headwater.connectors.files import FileInfo
+from headwater.connectors.files import FileInfo, client
 from headwater.connectors.files.reader import LocalFilesConnector, UploadedFilesConnector, rebatch
 from headwater.connectors.outbound import OutboundPolicy
 from headwater.settings import Settings
@@ -27,7 +27,7 @@ from headwater.settings import Settings
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", environment="development")
+    return Settings(home=tmp_path / "home", environment="development", files_roots=str(tmp_path))
 
 
 @pytest.fixture
@@ -235,6 +235,35 @@ def test_symlink_inside_the_root_is_followed(files: LocalFilesConnector, root: P
     assert rows(read(files, path="alias.csv")) == [{"a": "1"}]
 
 
+@pytest.mark.parametrize("proc", [True, False], ids=["proc-self-fd", "stat-compare"])
+def test_a_folder_swapped_for_a_symlink_after_matching_is_refused_when_opened(
+    files: LocalFilesConnector, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proc: bool
+) -> None:
+    write(root / "in" / "a.csv", "a\n1\n")
+    write(tmp_path / "outside" / "a.csv", "password\nhunter2\n")
+    [(info, path)] = files.folder.match("in/a.csv")
+    (root / "in").rename(root / "in-old")
+    (root / "in").symlink_to(tmp_path / "outside")  # the race: after the check, before the open
+    if not proc:  # a system without /proc/self/fd: the path is resolved again and compared by inode
+        real_readlink = os.readlink
+        monkeypatch.setattr(
+            os,
+            "readlink",
+            lambda p: (_ for _ in ()).throw(OSError()) if "/proc/" in str(p) else real_readlink(p),
+        )
+    with pytest.raises(InvalidSourceParams, match="outside"):
+        client.opener(path, info.path, None, files.folder.root)()
+
+
+def test_a_relative_root_is_inside_the_sandbox_files_folder(settings: Settings) -> None:
+    auth = {"rootPath": "exports", "_orgId": "ORG1@AdobeOrg", "_sandboxName": "prod"}
+    write(settings.home / "files" / "ORG1@AdobeOrg" / "prod" / "exports" / "c.csv", "a\n3\n")
+    assert rows(read(LocalFilesConnector(auth, OutboundPolicy([]), settings), path="c.csv")) == [{"a": "3"}]
+    for escape in ("..", "../other", "exports/../../other/exports"):
+        with pytest.raises(InvalidSourceParams, match="HEADWATER_FILES_ROOTS"):
+            LocalFilesConnector({**auth, "rootPath": escape}, OutboundPolicy([]), settings).explore()
+
+
 def test_missing_file_and_bad_root(files: LocalFilesConnector, root: Path, settings: Settings) -> None:
     with pytest.raises(SourceNotFound):
         read(files, path="nope.csv")
@@ -398,15 +427,29 @@ def test_explore_describe_preview(files: LocalFilesConnector, root: Path) -> Non
         files.describe("noext")
 
 
-def test_uploaded_files_live_under_the_home(settings: Settings) -> None:
-    auth = {"_connectionId": "abc-123"}
+def test_uploaded_files_live_in_the_sandbox_files_folder(settings: Settings) -> None:
+    auth = {"_connectionId": "abc-123", "_orgId": "ORG1@AdobeOrg", "_sandboxName": "prod"}
     connector = registry.connector_for(registry.UPLOADED_FILES, auth, OutboundPolicy([]), settings)
     assert isinstance(connector, UploadedFilesConnector)
     assert connector.explore() == []
-    write(settings.home / "uploads" / "abc-123" / "u.csv", "a\n1\n")
+    write(settings.home / "files" / "ORG1@AdobeOrg" / "prod" / "uploads" / "abc-123" / "u.csv", "a\n1\n")
     assert rows(read(connector, path="u.csv")) == [{"a": "1"}]
-    with pytest.raises(InvalidSourceParams):
-        UploadedFilesConnector({"_connectionId": "../keys"}, OutboundPolicy([]), settings).explore()
+    policy = OutboundPolicy([])
+    for bad in (
+        {**auth, "_connectionId": "../keys"},
+        {**auth, "_sandboxName": ".."},
+        {"_connectionId": "abc"},
+    ):
+        with pytest.raises(InvalidSourceParams):
+            UploadedFilesConnector(bad, policy, settings).explore()
+
+
+def test_uploads_of_an_earlier_release_move_into_the_sandbox_folder(settings: Settings) -> None:
+    write(settings.home / "uploads" / "old-1" / "u.csv", "a\n2\n")
+    auth = {"_connectionId": "old-1", "_orgId": "ORG1@AdobeOrg", "_sandboxName": "prod"}
+    connector = UploadedFilesConnector(auth, OutboundPolicy([]), settings)
+    assert rows(read(connector, path="u.csv")) == [{"a": "2"}]
+    assert not (settings.home / "uploads" / "old-1").exists()
 
 
 def test_errors_are_connector_errors_with_codes(files: LocalFilesConnector, root: Path) -> None:

@@ -18,7 +18,12 @@ def explore_connection(
     spec_id = connection.doc["connectionSpec"]["id"]
     if not registry.supports(spec_id):
         raise BadRequest(f"Connections of spec {spec_id} cannot be explored.", code="FLOW-1424-400")
-    auth = {**services.connections.secret_params(actor, connection), "_connectionId": connection.id}
+    auth = {
+        **services.connections.secret_params(actor, connection),
+        "_connectionId": connection.id,
+        "_orgId": actor.org.id,  # files connectors are confined to their sandbox (connectors/files/roots.py)
+        "_sandboxName": actor.sandbox.name,
+    }
     try:
         connector = registry.connector_for(spec_id, auth, services.outbound, services.settings)
     except ConnectorError as exc:  # the saved settings are refused before anything is read

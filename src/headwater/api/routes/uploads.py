@@ -1,12 +1,18 @@
 """Uploading files into an "Uploaded files" connection, which flows then read like a local folder.
 
 ``PUT /data/foundation/flowservice/connections/{id}/files/{path}`` streams the body (any content type)
-to ``HOME/uploads/{connection id}/{path}``: written under a temporary name, synced, then renamed, so a
-flow never reads half a file. ``GET …/files`` lists them; ``DELETE …/files/{path}`` removes one.
+to the connection's folder in its sandbox's files area, ``HOME/files/{org}/{sandbox}/uploads/{id}/{path}``
+(``connectors/files/roots.py``), which no other sandbox can read: written under a temporary hidden name,
+synced, then renamed, so a flow never reads half a file. ``GET …/files`` lists them; ``DELETE
+…/files/{path}`` removes one.
+
+The path is the client's: every name in it is checked (no NUL or other control characters, no hidden
+names, at most 255 bytes each), and a file-system refusal caused by the name answers 4xx, never 500.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -15,13 +21,17 @@ from fastapi import APIRouter, Depends, Request, Response
 from headwater.api import calls
 from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse
+from headwater.connectors.files import roots
 from headwater.connectors.registry import UPLOADED_FILES
-from headwater.errors import BadRequest, NotFound, PayloadTooLarge
+from headwater.errors import BadRequest, Conflict, HeadwaterError, NotFound, PayloadTooLarge
 from headwater.services.container import Services
+from headwater.services.ids import new_hex
 from headwater.services.tenancy import Actor
 
 FS = "/data/foundation/flowservice"
 MAX_UPLOAD_BYTES = 5 * 1024**3
+MAX_NAME_BYTES = 255  # NAME_MAX of the common file systems
+MAX_PATH_BYTES = 1024
 router = APIRouter()
 
 
@@ -33,20 +43,50 @@ def _area(svc: Services, actor: Actor, ident: str) -> Path:
             code="FLOW-1425-400",
             report={"id": ident},
         )
-    area = svc.settings.home / "uploads" / connection.id
-    area.mkdir(parents=True, exist_ok=True)
-    return area
+    place = roots.Place(actor.org.id, actor.sandbox.name)
+    return roots.uploads_area(svc.settings, place, connection.id).resolve()
 
 
 def _target(area: Path, relative: str) -> Path:
+    """``relative`` inside ``area``; 400 naming ``path`` if a name in it cannot be a file's name here."""
     parts = [p for p in relative.split("/") if p]
     if not parts or any(p in (".", "..") or p.startswith(".") for p in parts):
-        raise BadRequest(
-            "The file path must be relative, without '.', '..' or hidden names.",
-            code="FLOW-1426-400",
+        raise _bad_path("The file path must be relative, without '.', '..' or hidden names.")
+    if any(ord(c) < 32 or c == "\x7f" for c in relative):
+        raise _bad_path("The file path may not contain NUL or other control characters.")
+    try:
+        encoded = [p.encode("utf-8") for p in parts]
+    except UnicodeEncodeError:
+        raise _bad_path("The file path must be valid UTF-8.") from None
+    if any(len(name) > MAX_NAME_BYTES for name in encoded) or sum(map(len, encoded)) > MAX_PATH_BYTES:
+        raise _bad_path(
+            f"Each name in the file path is at most {MAX_NAME_BYTES} bytes, the whole path at most "
+            f"{MAX_PATH_BYTES}."
+        )
+    target = area.joinpath(*parts)
+    # Folders inside the area are made by uploads only, but a symlink planted on the host must not lead out.
+    existing = next((p for p in (target, *target.parents) if p.exists() or p.is_symlink()), area)
+    if not existing.resolve().is_relative_to(area):
+        raise _bad_path("The file path leads outside the connection's uploads.")
+    return target
+
+
+def _bad_path(message: str) -> BadRequest:
+    return BadRequest(message, code="FLOW-1426-400", report={"parameter": "path"})
+
+
+def _name_refused(exc: OSError, path: str) -> HeadwaterError:
+    """The client's answer for an OSError that writing ``path`` raised: 4xx when the name caused it."""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY):
+        return Conflict(
+            f"{path!r} cannot be written: a file or folder on its way has the same name as a folder or file "
+            "already uploaded. Delete it, or choose another path.",
+            code="FLOW-1427-409",
             report={"parameter": "path"},
         )
-    return area.joinpath(*parts)
+    if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ):
+        return _bad_path(f"{path!r} is not a file name this server can store ({exc.strerror}).")
+    return HeadwaterError(f"The upload could not be stored ({exc.strerror or exc}).", code="FLOW-1428-500")
 
 
 @router.put(
@@ -60,11 +100,13 @@ async def upload(
     svc = services(request)
     area = await calls.read(svc, _area, svc, actor, ident)
     target = _target(area, path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    size = 0
+    partial = target.parent / f".{new_hex(8)}.partial"  # hidden: never read; unique: uploads may race
+    size, created = 0, False
     try:
-        with partial.open("wb") as handle:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        created = True
+        with os.fdopen(fd, "wb") as handle:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > MAX_UPLOAD_BYTES:
@@ -73,8 +115,11 @@ async def upload(
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, target)
+    except OSError as exc:
+        raise _name_refused(exc, path) from exc
     finally:
-        partial.unlink(missing_ok=True)
+        if created:
+            partial.unlink(missing_ok=True)
     return JSONResponse({"path": path, "size": size}, status_code=201)
 
 
@@ -85,7 +130,7 @@ async def list_files(ident: str, request: Request, actor: Actor = Depends(platfo
     items = [
         {"path": p.relative_to(area).as_posix(), "size": p.stat().st_size}
         for p in sorted(area.rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
+        if p.is_file() and not p.is_symlink() and not p.name.startswith(".")
     ]
     return JSONResponse({"items": items})
 
@@ -100,7 +145,10 @@ async def delete_file(
 ) -> Response:
     svc = services(request)
     target = _target(await calls.read(svc, _area, svc, actor, ident), path)
-    if not target.is_file():
+    if not target.is_file() or target.is_symlink():
         raise NotFound(f"No uploaded file {path!r}.", code="FLOW-1439-404")
-    target.unlink()
+    try:
+        target.unlink()
+    except FileNotFoundError:  # deleted by a concurrent call
+        raise NotFound(f"No uploaded file {path!r}.", code="FLOW-1439-404") from None
     return Response(status_code=204)

@@ -46,21 +46,20 @@ class Folder:
         self.root = root
 
     @classmethod
-    def open(cls, root: Path, *, create: bool = False) -> Folder:
-        """The folder at absolute path ``root``; :class:`InvalidSourceParams` if it is not one."""
-        if not root.is_absolute():
-            raise InvalidSourceParams(f"rootPath {str(root)!r} must be an absolute path.")
-        if create:
-            root.mkdir(parents=True, exist_ok=True)
+    def open(cls, root: Path, shown: str) -> Folder:
+        """The folder at ``root``, an absolute path already resolved and allowed (``roots.confine``);
+        :class:`InvalidSourceParams` if it is not a folder, or no longer resolves to itself (a symlink
+        swapped in since it was checked). ``shown`` names it in messages (never the server's path)."""
         try:
             resolved = root.resolve(strict=True)
-        except OSError:
+        except (OSError, RuntimeError):
             raise InvalidSourceParams(
-                f"The connection's folder {str(root)!r} does not exist: create it, or fix "
-                "auth.params.rootPath."
+                f"The connection's folder {shown!r} does not exist: create it, or fix auth.params.rootPath."
             ) from None
+        if resolved != root:
+            raise InvalidSourceParams(f"The connection's folder {shown!r} changed while it was opened.")
         if not resolved.is_dir():
-            raise InvalidSourceParams(f"The connection's rootPath {str(root)!r} is not a folder.")
+            raise InvalidSourceParams(f"The connection's rootPath {shown!r} is not a folder.")
         return cls(resolved)
 
     def match(self, pattern: str) -> list[tuple[FileInfo, Path]]:
@@ -139,19 +138,51 @@ def _info(rel: str, path: Path) -> FileInfo:
     return FileInfo(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
-def opener(path: Path, rel: str, codec: str | None) -> Opener:
-    """A function opening ``path`` for reading, decompressed with ``codec`` (gzip | zstd | None), refusing
-    a symlink swapped in since the path was resolved. The caller closes the stream it gets."""
+def opener(path: Path, rel: str, codec: str | None, root: Path) -> Opener:
+    """A function opening ``path`` for reading, decompressed with ``codec`` (gzip | zstd | None). Each
+    open checks what was opened: a regular file, still inside ``root`` (a symlink swapped in for the file
+    or for a folder above it since the path was resolved is refused). The caller closes the stream."""
 
     def open_stream() -> pa.NativeFile:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        # O_NONBLOCK: a FIFO planted in the folder must not hang the open; regular files ignore it.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
+        try:
+            _check_opened(fd, path, rel, root)
+            os.set_blocking(fd, True)
+            raw = pa.PythonFile(os.fdopen(fd, "rb"), mode="r")
+        except BaseException:
             os.close(fd)
-            raise InvalidSourceParams(f"{rel} is not a regular file.")
-        raw = pa.PythonFile(os.fdopen(fd, "rb"), mode="r")
+            raise
         return pa.CompressedInputStream(raw, codec) if codec else raw
 
     return open_stream
+
+
+def _check_opened(fd: int, path: Path, rel: str, root: Path) -> None:
+    """Refuse the open file ``fd`` unless it is a regular file inside ``root``."""
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode):
+        raise InvalidSourceParams(f"{rel} is not a regular file.")
+    if not _opened_path(fd, path, opened).is_relative_to(root):
+        raise InvalidSourceParams(
+            f"{rel} leads outside the connection's folder; only files inside rootPath can be read."
+        )
+
+
+def _opened_path(fd: int, path: Path, opened: os.stat_result) -> Path:
+    """Where the open file ``fd`` is: from ``/proc/self/fd`` (Linux), else ``path`` resolved again, if
+    that is still the same file (same device and inode), else an empty path (which no root contains)."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        pass
+    try:
+        again = path.resolve(strict=True)
+        now = again.stat()
+    except (OSError, RuntimeError):
+        return Path()
+    return again if (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino) else Path()
 
 
 # --- delimited -------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
 from headwater.connectors.batches import rebatch
 from headwater.connectors.errors import InvalidSourceParams, SourceNotFound
-from headwater.connectors.files import client
+from headwater.connectors.files import client, roots
 from headwater.connectors.files.config import (
     FileInfo,
     SourceParams,
@@ -54,7 +54,9 @@ _OFFSET = re.compile(r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?)$")
 
 
 class LocalFilesConnector(SourceConnector):
-    """Files under ``auth.params.rootPath``, a folder that may not overlap Headwater's home."""
+    """Files under ``auth.params.rootPath``, a folder the allow list of ``roots`` admits (checked each
+    time the connector opens it). The runtime names the connection's organization and sandbox in the auth
+    params (``_orgId``, ``_sandboxName``); without them only ``HEADWATER_FILES_ROOTS`` is allowed."""
 
     def __init__(self, auth: dict[str, Any], outbound: OutboundPolicy, settings: Settings) -> None:
         super().__init__(auth, outbound, settings)
@@ -68,14 +70,8 @@ class LocalFilesConnector(SourceConnector):
         return self._folder
 
     def _open_folder(self) -> client.Folder:
-        folder = client.Folder.open(Path(root_path(self.auth)).expanduser())
-        home = self.settings.home.resolve()
-        if folder.root.is_relative_to(home) or home.is_relative_to(folder.root):
-            raise InvalidSourceParams(
-                "rootPath may not be or contain Headwater's home folder (keys, metadata, the lake): "
-                "point the connection at a folder that holds only the files to ingest."
-            )
-        return folder
+        given = root_path(self.auth)
+        return client.Folder.open(roots.confine(self.settings, roots.Place.of(self.auth), given), given)
 
     def explore(self) -> list[ExploreItem]:
         return self.explore_path("")
@@ -100,8 +96,10 @@ class LocalFilesConnector(SourceConnector):
         fmt = format_for(info.path, data_format)
         with reading(info.path):
             if fmt == "parquet":
-                return client.parquet_schema(client.opener(path, info.path, None), source)
-            open_stream = client.opener(path, info.path, compression_for(info.path, source.compression))
+                return client.parquet_schema(client.opener(path, info.path, None, self.folder.root), source)
+            open_stream = client.opener(
+                path, info.path, compression_for(info.path, source.compression), self.folder.root
+            )
             if fmt == "json":
                 return client.json_schema(open_stream, source)
             return client.delimited_schema(open_stream, source)
@@ -150,34 +148,41 @@ class LocalFilesConnector(SourceConnector):
         wanted = set(only)
         return [match for match in matches if match[0].path in wanted]
 
-    @staticmethod
     def _decode(
-        rel: str, path: Path, fmt: str, source: SourceParams, request: ReadRequest
+        self, rel: str, path: Path, fmt: str, source: SourceParams, request: ReadRequest
     ) -> Iterator[pa.RecordBatch]:
+        root = self.folder.root
         if fmt == "parquet":  # compressed inside; needs a seekable file
-            return client.parquet_batches(client.opener(path, rel, None), source, request.batch_size)
-        open_stream = client.opener(path, rel, compression_for(rel, source.compression))
+            return client.parquet_batches(client.opener(path, rel, None, root), source, request.batch_size)
+        open_stream = client.opener(path, rel, compression_for(rel, source.compression), root)
         if fmt == "json":
             return client.json_batches(open_stream, source)
         return client.delimited_batches(open_stream, source)
 
 
 class UploadedFilesConnector(LocalFilesConnector):
-    """Files uploaded through Headwater's API, kept under ``HOME/uploads/<connection id>``.
+    """Files uploaded through Headwater's API, kept in the sandbox's files folder under
+    ``uploads/<connection id>`` (``roots.uploads_area``), created when missing.
 
-    The root is ``settings.home / "uploads" / auth["_connectionId"]`` when the runtime passes the
-    connection's id in the auth params, else ``settings.home / "uploads"``; it is created when missing.
-    An uploader should write ``.name.partial`` and rename it when complete: hidden files are never read.
+    The runtime names the connection (``_connectionId``), its organization and sandbox in the auth
+    params; without them nothing is readable. An uploader writes a hidden partial file and renames it
+    when complete: hidden files are never read.
     """
 
     def _open_folder(self) -> client.Folder:
-        root = self.settings.home / "uploads"
+        place = roots.Place.of(self.auth)
         connection_id = self.auth.get("_connectionId")
-        if connection_id is not None:
-            if not isinstance(connection_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", connection_id):
-                raise InvalidSourceParams("_connectionId must be a connection id.")
-            root = root / connection_id
-        return client.Folder.open(root, create=True)
+        if place is None or not isinstance(connection_id, str):
+            raise InvalidSourceParams(
+                "An Uploaded files connection is read in its organization and sandbox; none was named."
+            )
+        area = roots.uploads_area(self.settings, place, connection_id)
+        resolved = area.resolve()
+        if not resolved.is_relative_to(roots.sandbox_area(self.settings, place).resolve()):
+            raise InvalidSourceParams(
+                "The connection's uploads folder leads outside its sandbox's files folder."
+            )
+        return client.Folder.open(resolved, "uploads")
 
 
 class Window:
