@@ -8,11 +8,13 @@ URL, answers 400 naming the field, and nothing reaches the fakes."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -378,3 +380,21 @@ def test_dynamics_connects_to_the_address_the_policy_checked(dynamics: DynamicsF
     assert (
         name in policy.checked
     )  # the token request went to the pinned address of a name that never resolves
+
+
+def test_a_pinned_https_connection_still_verifies_the_name(tmp_path: Path) -> None:
+    from tests.fakes.sink import SinkFake
+
+    with SinkFake() as sink:
+        port = sink.https_url.rsplit(":", 1)[1]
+        # The certificate names 127.0.0.1 and localhost; the policy pins both names below to 127.0.0.1.
+        good, wrong = PinningPolicy("localhost"), PinningPolicy("bank.rebind.invalid")
+        trusted = ssl.create_default_context(cafile=sink.ca_file)
+        with good.client(verify=trusted) as client:
+            assert client.post(f"https://localhost:{port}/pinned", content=b"{}").status_code == 200
+        with (
+            wrong.client(verify=trusted) as client,
+            pytest.raises(httpx.ConnectError, match="certificate"),
+        ):
+            client.post(f"https://bank.rebind.invalid:{port}/pinned", content=b"{}")
+        assert [r.path for r in sink.received()] == ["/pinned"]
