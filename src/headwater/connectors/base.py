@@ -8,6 +8,13 @@ Window semantics (the runtime relies on them): a read with ``window_start`` S an
 returns exactly the rows whose delta column value v satisfies ``S < v <= E`` (S absent: no lower bound;
 E absent: no upper bound). Values compare as UTC instants. Rows whose delta value is null are returned
 only by reads with no lower bound. Batches may arrive in any order.
+
+Row keys (the runtime's late-row overlap, runtime/lookback.py): a read with ``key_columns`` set (a
+tuple, possibly empty) returns, after the output columns of every batch, one more column per name in
+``key_columns`` (that source column's values, whether or not the output names it) and then the delta
+column as read for the window (timestamp[us, UTC] or date32). The runtime finds them by position, the
+last ``len(key_columns) + 1`` columns, and removes them before mapping. Connectors that can do this
+declare a ``default_lookback_seconds``; the others keep ``None`` and are never asked.
 """
 
 from __future__ import annotations
@@ -16,13 +23,41 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.connectors.outbound import OutboundPolicy
     from headwater.settings import Settings
+
+
+LOOKBACK_OPTION = "lookbackSeconds"  # the flow option that overrides a connector's default lookback
+MAX_LOOKBACK_SECONDS = 7 * 24 * 3600
+
+
+def lookback_option_errors(options: dict[str, Any]) -> list[dict[str, str]]:
+    """Validation errors for a flow's ``options.lookbackSeconds`` (a number of seconds, 0 to 7 days)."""
+    if LOOKBACK_OPTION not in options:
+        return []
+    value = options[LOOKBACK_OPTION]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_LOOKBACK_SECONDS
+    ):
+        message = f"must be a number of seconds from 0 to {MAX_LOOKBACK_SECONDS}"
+        return [{"path": f"options.{LOOKBACK_OPTION}", "message": message}]
+    return []
+
+
+def lookback_seconds(options: dict[str, Any], default: float | None) -> float:
+    """A flow's overlap: its option, else the connector's default; 0 when the connector has none."""
+    if default is None:
+        return 0.0
+    if LOOKBACK_OPTION not in options or lookback_option_errors(options):
+        return default
+    return float(options[LOOKBACK_OPTION])
 
 
 @dataclass(frozen=True)
@@ -34,6 +69,7 @@ class ReadRequest:
     window_end: datetime | None = None  # inclusive, timezone-aware UTC
     batch_size: int = 65_536
     options: dict[str, Any] = field(default_factory=dict)  # connector-specific extras
+    key_columns: tuple[str, ...] | None = None  # append these and the delta (module docstring)
 
 
 @dataclass(frozen=True)
@@ -54,6 +90,10 @@ class ExploreItem:
 
 class SourceConnector(ABC):
     """One connection's access to its source. Not thread-safe; one per run or request."""
+
+    # How far before its window an incremental run re-reads by default, for rows committed late at the
+    # source (runtime/lookback.py); None: the connector cannot return row keys, so no overlap is read.
+    default_lookback_seconds: ClassVar[float | None] = None
 
     def __init__(self, auth: dict[str, Any], outbound: OutboundPolicy, settings: Settings) -> None:
         self.auth = auth
@@ -90,6 +130,11 @@ class SourceConnector(ABC):
     @abstractmethod
     def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
         """Stream the rows of ``request`` (see the window semantics in the module docstring)."""
+
+    def primary_key(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The columns that identify a row of what ``params`` names (its primary key); empty when the
+        source has none (a view, a table without a key): the runtime then keys rows on their values."""
+        return ()
 
     def close(self) -> None:  # noqa: B027 - optional hook, most connectors hold nothing to release
         """Release connections; called once when the run or request is done."""

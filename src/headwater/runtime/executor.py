@@ -6,16 +6,22 @@ died) first looks for that checkpoint: found means the rows are in and only the 
 absent means nothing of the run is visible and it is read again from the same window. Data files of an
 attempt that never committed are never referenced.
 
-Windows: a run reads ``(windowStart, windowEnd]`` of the delta column. ``windowEnd`` is the run's
-schedule slot (or the requested ``windowEndTime``, or now), minus the flow's settle time for late
-commits; ``windowStart`` is the ``windowEnd`` of the flow's latest checkpoint, so consecutive runs tile
-time without gaps or overlaps, and rows that share the boundary timestamp are read exactly once.
+Windows: a run covers ``(windowStart, windowEnd]`` of the delta column. ``windowEnd`` is the run's
+schedule slot (or the requested ``windowEndTime``, or now), minus the flow's settle time
+(``options.lateArrivalSeconds``, default 0); ``windowStart`` is the ``windowEnd`` of the flow's latest
+checkpoint, so consecutive windows tile time without gaps, and rows that share the boundary timestamp
+belong to the earlier window. A window never moves back: a run whose end falls before the previous end
+covers the empty window at the previous end. Rows committed late at the source (stamped inside a past
+window, visible only after it) are caught by re-reading an overlap before the window and dropping the
+rows already committed (runtime/lookback.py); ``readFrom`` in the checkpoint is where the read began.
+A run that reads nothing new still commits (an empty snapshot), so its checkpoint moves on.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,9 +30,11 @@ from typing import Any
 import pyarrow as pa
 
 from headwater.connectors import registry
-from headwater.connectors.base import ReadRequest
+from headwater.connectors.base import ReadRequest, lookback_seconds
 from headwater.connectors.errors import ConnectorError
 from headwater.errors import HeadwaterError
+from headwater.lake.iceberg import Checkpoint
+from headwater.runtime import lookback
 from headwater.runtime.faults import crash_point
 from headwater.runtime.rowerrors import RowErrorWriter, errors_file
 from headwater.services.container import Services
@@ -55,7 +63,27 @@ class Counters:
     failed_records: int = 0
     input_bytes: int = 0
     output_bytes: int = 0
+    skipped_records: int = 0  # re-read in the overlap, already committed (runtime/lookback.py)
     error_codes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of the delta column a run covers, ``(start, end]``; how it was chosen."""
+
+    start: datetime | None
+    end: datetime | None
+    previous: Checkpoint | None = None  # the flow's checkpoint the start came from
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A run's overlap: the primary key it asks the connector for, where the read starts (before the
+    window start by the lookback) and the filter that drops what the previous runs committed."""
+
+    columns: tuple[str, ...]
+    read_from: datetime | None
+    filter: lookback.KeyFilter
 
 
 def worker_actor(services: Services, run: QueuedRun | Resource, sandbox_name: str) -> Actor:
@@ -128,35 +156,32 @@ class RunExecution:
 
         copy = _transformation(flow, "Copy")
         delta = ((copy or {}).get("deltaColumn") or {}).get("name")
-        start, end = self._window(run, flow, table, delta)
+        window = self._window(run, flow, table, delta)
         batch = self._batch(actor, run, flow, dataset_id)
         connector = self._connector(actor, source)
         timezone = ((copy or {}).get("deltaColumn") or {}).get("timezone")
-        request = ReadRequest(
-            params=source.doc.get("params") or {},
-            data_format=source.doc["data"]["format"],
-            delta_column=delta,
-            window_start=start,
-            window_end=end,
-            options={"delta_timezone": timezone} if isinstance(timezone, str) and timezone else {},
-        )
+        params = source.doc.get("params") or {}
         errors_path = errors_file(self.services.settings.warehouse_dir, batch.id)
         threshold = _threshold(flow)
         try:
+            keys = self._key_filter(flow, connector, params, window)
+            request = ReadRequest(
+                params=params,
+                data_format=source.doc["data"]["format"],
+                delta_column=delta,
+                window_start=keys.read_from if keys else window.start,
+                window_end=window.end,
+                options={"delta_timezone": timezone} if isinstance(timezone, str) and timezone else {},
+                key_columns=keys.columns if keys else None,
+            )
             with RowErrorWriter(errors_path) as row_errors:
-                batches = self._mapped(connector.read(request), mapping, row_errors, threshold, run)
+                read = connector.read(request)
+                read = keys.filter.apply(read) if keys else read
+                batches = self._mapped(read, mapping, row_errors, threshold, run)
                 files = svc.lake.write_files(table, batches, mapping.target)
         finally:
             connector.close()
-        checkpoint = {
-            "flowId": flow.id,
-            "runId": run.id,
-            "batchId": batch.id,
-            "windowStart": start.isoformat() if start else "",
-            "windowEnd": end.isoformat() if end else "",
-            "inputRecords": self.counters.input_records,
-            "failedRecords": self.counters.failed_records,
-        }
+        checkpoint = self._checkpoint(flow, run, batch, window, keys)
         crash_point("before_commit")
         # Without a delta column every run reads the whole source: it replaces the dataset's rows rather
         # than appending them a second time (a full refresh).
@@ -168,8 +193,38 @@ class RunExecution:
             fresh = svc.lake.load(actor.scope, dataset_id)
             done = svc.lake.latest_checkpoint(fresh, flowId=flow.id, runId=run.id) if fresh else None
             return self._finish_recovered(actor, run, started, done.properties if done else {})
+        previous_keys = window.previous.get("keysFile") if window.previous else None
+        if previous_keys and previous_keys != checkpoint.get("keysFile"):
+            lookback.remove_keys(svc.settings.warehouse_dir, previous_keys)  # only the newest is read
         self.counters.output_bytes = sum(f.file_size_in_bytes for f in files)
-        return self._succeed(actor, run, batch, started, snapshot_id, len(files), start, end)
+        self.counters.skipped_records = keys.filter.skipped if keys else 0
+        return self._succeed(actor, run, batch, started, snapshot_id, len(files), window.start, window.end)
+
+    def _checkpoint(
+        self, flow: Resource, run: Resource, batch: Resource, window: Window, keys: Keys | None
+    ) -> dict[str, Any]:
+        """What the commit records: the window, where the read began and the keys of the rows a later
+        overlap may read again (written now, before the commit, so both are durable together)."""
+        checkpoint: dict[str, Any] = {
+            "flowId": flow.id,
+            "runId": run.id,
+            "batchId": batch.id,
+            "windowStart": _iso(window.start),
+            "windowEnd": _iso(window.end),
+            "inputRecords": self.counters.input_records,
+            "failedRecords": self.counters.failed_records,
+        }
+        if keys is not None:
+            digests = bytes(keys.filter.kept)
+            warehouse = self.services.settings.warehouse_dir
+            checkpoint.update(
+                readFrom=_iso(keys.read_from),
+                keysFrom=_iso(keys.filter.keys_from),
+                keysFile=lookback.write_keys(warehouse, flow.id, batch.id, digests),
+                keyCount=len(digests) // lookback.DIGEST_BYTES,
+                skippedRecords=keys.filter.skipped,
+            )
+        return checkpoint
 
     # --- parts ---
     def _mapping(self, actor: Actor, flow: Resource, resolved: dict[str, Any]) -> Any:
@@ -198,11 +253,9 @@ class RunExecution:
             raise HeadwaterError(f"Connection spec {spec_id} has no batch reader.", code="CONNECTOR-2007-400")
         return registry.connector_for(spec_id, auth, self.services.outbound, self.services.settings)
 
-    def _window(
-        self, run: Resource, flow: Resource, table: Any, delta: str | None
-    ) -> tuple[datetime | None, datetime | None]:
+    def _window(self, run: Resource, flow: Resource, table: Any, delta: str | None) -> Window:
         if not delta:
-            return None, None
+            return Window(None, None)
         params = run.doc.get("params") or {}
         start = parse_time(params.get("windowStartTime"), "params.windowStartTime")
         end = parse_time(params.get("windowEndTime"), "params.windowEndTime")
@@ -210,20 +263,49 @@ class RunExecution:
             slot = run.doc.get("scheduledFor")
             end = datetime.fromisoformat(slot.replace("Z", "+00:00")) if slot else datetime.now(UTC)
             end = min(end, datetime.now(UTC))
-        # Stop short of the end by the flow's settle time: rows stamped just before it may still be
-        # committing at the source (a long transaction); the next run reads them.
+        # Stop short of the end by the flow's settle time, if it has one (the overlap of the next run
+        # catches late commits without delaying every row).
         end -= timedelta(seconds=_settle_seconds(flow))
-        if start is None:
-            previous = self.services.lake.latest_checkpoint(table, flowId=flow.id)
-            if previous is not None and previous.get("windowEnd"):
-                start = datetime.fromisoformat(str(previous.get("windowEnd")))
+        if start is not None:
+            return Window(start, end)  # a window the run named: read exactly that
+        previous = self.services.lake.latest_checkpoint(table, flowId=flow.id)
+        if previous is not None and previous.get("windowEnd"):
+            start = datetime.fromisoformat(str(previous.get("windowEnd")))
+            # Never move back: an end before the previous one (an older slot run late, a longer settle
+            # time) would read the rows after it a second time.
+            return Window(start, max(start, end), previous=previous)
+        schedule = flow.doc.get("scheduleParams") or {}
+        if schedule.get("backfill") is False and schedule.get("startTime"):
+            start = datetime.fromtimestamp(int(schedule["startTime"]), UTC)
+            return Window(start, max(start, end))
+        return Window(None, end)
+
+    def _key_filter(
+        self, flow: Resource, connector: Any, params: dict[str, Any], window: Window
+    ) -> Keys | None:
+        """The overlap of this run (runtime/lookback.py), or None when it reads none."""
+        seconds = lookback_seconds(flow.doc.get("options") or {}, connector.default_lookback_seconds)
+        if seconds <= 0 or window.end is None:
+            return None
+        read_from, committed = window.start, Counter[bytes]()
+        previous = window.previous
+        if previous is not None and window.start is not None and previous.get("keysFrom"):
+            found = lookback.read_keys(
+                self.services.settings.warehouse_dir,
+                previous.get("keysFile") or "",
+                int(previous.get("keyCount") or 0),
+            )
+            if found is None:
+                log.warning("flow %s: its keys file is missing; this run reads no overlap", flow.id)
             else:
-                schedule = flow.doc.get("scheduleParams") or {}
-                if schedule.get("backfill") is False and schedule.get("startTime"):
-                    start = datetime.fromtimestamp(int(schedule["startTime"]), UTC)
-        if start is not None and end is not None and start > end:
-            start = end  # nothing new: an empty window
-        return start, end
+                previous_from = datetime.fromisoformat(str(previous.get("keysFrom")))
+                read_from = lookback.overlap_start(window.start, seconds, previous_from)
+                committed = found
+        keys_from = window.end - timedelta(seconds=seconds)
+        if read_from is not None:
+            keys_from = max(keys_from, read_from)
+        pk = connector.primary_key(params)
+        return Keys(pk, read_from, lookback.KeyFilter(len(pk), window.start, keys_from, committed))
 
     def _batch(self, actor: Actor, run: Resource, flow: Resource, dataset_id: str) -> Resource:
         batch_id = run.doc.get("batchId")
@@ -325,6 +407,7 @@ class RunExecution:
         def get(key: str) -> str:
             return props.get("headwater." + key) or ""
 
+        self.counters.skipped_records = int(get("skippedRecords") or 0)
         self.counters.input_records = int(get("inputRecords") or 0)
         self.counters.failed_records = int(get("failedRecords") or 0)
         self.counters.output_records = self.counters.input_records - self.counters.failed_records
@@ -380,6 +463,8 @@ class RunExecution:
                 "extensions": {
                     "windowStart": start.isoformat() if start else None,
                     "windowEnd": end.isoformat() if end else None,
+                    # rows re-read in the overlap before the window and dropped: already landed
+                    "skippedRecordCount": c.skipped_records,
                 },
             },
             "sizeSummary": {"inputBytes": c.input_bytes, "outputBytes": c.output_bytes},
@@ -480,6 +565,10 @@ def _settle_seconds(flow: Resource) -> float:
     return (
         float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else 0.0
     )
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
 
 
 def _error_text(code: str) -> str:

@@ -14,6 +14,8 @@ left out.
 
 Windows (see connectors/base.py): the ``$filter`` is widened to whole seconds and each batch is then
 filtered exactly, ``S < delta <= E``, on the parsed values. The delta column defaults to ``modifiedon``.
+Row keys: the entity's PrimaryIdAttribute; incremental runs re-read 10 minutes before their window by
+default (runtime/lookback.py).
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class DynamicsConnector(SourceConnector):
     """Reads one Dynamics environment. ``retry`` tunes the client's retries (tests make them fast)
     and ``page_size`` the records per page (Prefer: odata.maxpagesize; Dataverse's maximum is 5000)."""
 
+    # modifiedon is stamped when the change starts; plug-ins, workflows and bulk imports commit later.
+    default_lookback_seconds = 600.0
+
     def __init__(
         self,
         auth: dict[str, Any],
@@ -150,6 +155,11 @@ class DynamicsConnector(SourceConnector):
             if batch.num_rows:
                 yield batch
 
+    def primary_key(self, params: dict[str, Any]) -> tuple[str, ...]:
+        entity = self._entity(str(params.get("tableName") or ""))
+        primary = entity.get("PrimaryIdAttribute") or f"{entity['LogicalName']}id"
+        return (str(primary),)
+
     def close(self) -> None:
         self.client.close()
 
@@ -195,6 +205,9 @@ class DynamicsConnector(SourceConnector):
         if not name:
             raise DynamicsQueryRejected("The source connection has no tableName: set params.tableName.")
         columns = self._columns(str(name), _wanted(request.params.get("columns")))
+        if request.key_columns is not None:  # row keys, then the delta (connectors/base.py)
+            columns += self._columns(str(name), list(request.key_columns))
+            columns.append(self._delta_column(str(name), request.delta_column or DEFAULT_DELTA))
         outputs = len(columns)
         start, end = utc(request.window_start), utc(request.window_end)
         delta: int | None = None

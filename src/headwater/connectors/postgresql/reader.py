@@ -21,6 +21,8 @@ Column types (``describe`` and every batch agree; each field's metadata keeps ``
 Windows are SQL: ``delta > %(start)s AND delta <= %(end)s`` with the bounds bound by psycopg, the delta
 column a timestamp, timestamptz or date (or text cast to timestamptz). Table names are resolved against
 the catalog (:meth:`PostgresConnector.relation`) and only ever reach SQL as quoted identifiers.
+Row keys: the table's primary key (none for views and keyless tables); incremental runs re-read 10
+minutes before their window by default (runtime/lookback.py).
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ class ColumnPlan:
 class PostgresConnector(SourceConnector):
     """Tables and views of the database the connection names."""
 
+    # now() and CURRENT_TIMESTAMP are the transaction's start, so a row stamped by them becomes visible
+    # when its transaction commits: batch jobs and long transactions commit minutes later, and a read
+    # replica adds its replay lag. Re-reading 10 minutes is one indexed range scan of the delta column.
+    default_lookback_seconds = 600.0
+
     def __init__(self, auth: dict[str, Any], outbound: OutboundPolicy, settings: Settings) -> None:
         super().__init__(auth, outbound, settings)
         metadata = MetadataDatabase.from_settings(settings)
@@ -113,6 +120,10 @@ class PostgresConnector(SourceConnector):
             "explore."
         )
 
+    def primary_key(self, params: dict[str, Any]) -> tuple[str, ...]:
+        relation = self.relation(params.get("tableName", ""))
+        return tuple(str(row[0]) for row in self.client._fetch(_PRIMARY_KEY, (relation.oid,)))
+
     def describe(self, name: str) -> pa.Schema:
         return pa.schema([plan.field for plan in self._plans(self.relation(name), None)])
 
@@ -129,6 +140,9 @@ class PostgresConnector(SourceConnector):
         relation = self.relation(request.params.get("tableName", ""))
         columns = self.client.columns(relation)
         plans = self._plans(relation, request.params.get("columns"), columns)
+        if request.key_columns is not None:  # row keys, then the delta (connectors/base.py)
+            plans += self._plans(relation, list(request.key_columns), columns)
+            plans.append(_delta_plan(columns, request.delta_column or ""))
         where, args = _window(columns, request)
         query = self._select(relation, plans, where, None)
         return self._stream(relation, plans, query, args, request.batch_size)
@@ -258,6 +272,28 @@ def _window(columns: list[Column], request: ReadRequest) -> tuple[sql.Composable
         conditions.append(upper)
         args["window_end"] = end
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions), args
+
+
+_PRIMARY_KEY = """
+SELECT a.attname FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = %s AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)
+"""
+
+
+def _delta_plan(columns: list[Column], name: str) -> ColumnPlan:
+    """The delta column as the window compares it: a timestamp (UTC) or a date."""
+    expression = _delta_expression(columns, name)
+    delta = sql.SQL("CASE WHEN isfinite({0}) THEN {0} END").format(expression)  # +-infinity: null
+    column = next(c for c in columns if c.name == name)
+    if column.base == "date":
+        kind: pa.DataType = pa.date32()
+    elif column.base == "timestamp":
+        return ColumnPlan(pa.field(name, UTC_US), delta, pa.timestamp("us"))
+    else:
+        kind = UTC_US
+    return ColumnPlan(pa.field(name, kind), delta, kind)
 
 
 def _delta_expression(columns: list[Column], name: str) -> sql.Composable:

@@ -15,6 +15,7 @@ Windows (see connectors/base.py): the SOQL filter is widened to whole seconds (S
 carry no fraction) and each batch is then filtered exactly, ``S < delta <= E``, on the parsed values, so
 a window boundary with microseconds neither drops nor repeats a row. The delta column defaults to
 SystemModstamp (set by every change, system ones included, and indexed), else LastModifiedDate.
+Row keys: ``Id``; incremental runs re-read 10 minutes before their window by default (runtime/lookback.py).
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ class SalesforceConnector(SourceConnector):
     """Reads one Salesforce org. ``retry`` tunes the client's retries (tests make them fast) and
     ``page_size`` the records per query page (200..2000, Salesforce's default and maximum 2000)."""
 
+    # SystemModstamp is the transaction's start: a long transaction or a Bulk API job makes rows visible
+    # minutes after their stamp (Airbyte's Salesforce source re-reads 10 minutes for the same reason).
+    default_lookback_seconds = 600.0
+
     def __init__(
         self,
         auth: dict[str, Any],
@@ -147,6 +152,9 @@ class SalesforceConnector(SourceConnector):
             batch = _batch(plan, chunk)
             if batch.num_rows:
                 yield batch
+
+    def primary_key(self, params: dict[str, Any]) -> tuple[str, ...]:
+        return ("Id",)  # every sObject has one
 
     def close(self) -> None:
         self.client.close()
@@ -197,6 +205,9 @@ class SalesforceConnector(SourceConnector):
         if not name:
             raise SalesforceQueryRejected("The source connection has no tableName: set params.tableName.")
         columns = self._columns(str(name), _wanted(request.params.get("columns")))
+        if request.key_columns is not None:  # row keys, then the delta (connectors/base.py)
+            columns += self._columns(str(name), list(request.key_columns))
+            columns.append(self._delta_column(str(name), request.delta_column))
         outputs = len(columns)
         start, end = utc(request.window_start), utc(request.window_end)
         delta: int | None = None

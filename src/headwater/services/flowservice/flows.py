@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.connectors.base import lookback_option_errors
 from headwater.errors import BadRequest, NotFound, ValidationFailed
 from headwater.services import access, destinations, validation
 from headwater.services.flowservice.connections import FlowServiceCollection
@@ -36,6 +37,7 @@ class Flows(FlowServiceCollection):
         if state not in STATES:
             errors.append({"path": "state", "message": "must be enabled or disabled"})
         options = self._options(body, flow_spec, existing) if flow_spec is not None else {}
+        errors.extend(lookback_option_errors(options))
         if flow_spec is not None and flow_spec["id"] == destinations.ACTIVATION_FLOW_SPEC_ID:
             actor.require(access.MANAGE_DESTINATIONS, "an activation flow")
             destinations.check_activation(self.services, actor, sources, targets, transformations, errors)
