@@ -300,18 +300,16 @@ class PinnedTransport(httpx.HTTPTransport):
     the addresses that check returned (in order, the first that accepts). The TLS handshake still sends
     and verifies the URL's host name, so a pinned address must present that name's certificate."""
 
-    def __init__(self, policy: OutboundPolicy, verify: ssl.SSLContext | str | bool = True) -> None:
-        super().__init__(verify=verify, trust_env=False)
+    def __init__(self, policy: OutboundPolicy, verify: ssl.SSLContext | bool = True) -> None:
+        # HTTPTransport.__init__ only builds ``self._pool`` and offers no way to name its network backend:
+        # build the same pool (httpx's TLS context and default limits) with ours instead of calling it.
         self._policy = policy
         self._backend = _PinnedBackend()
-        # httpx builds its connection pool without a way to name the network backend: build the same
-        # pool (same TLS context and limits) with ours.
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
             network_backend=self._backend,
         )
 
