@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests.conftest import make_settings
-from tests.flows_helpers import crm_pipeline, flow_body
+from tests.flows_helpers import crm_pipeline, flow_body, profile_schema
 from tests.streaming_helpers import http_api_source
 from tests.support import ApiClient, LiveServer, start_server
 
@@ -317,3 +317,51 @@ def test_a_bad_run_window_is_a_400_naming_the_field(api: ApiClient, crm_flow: st
     response = api.post(f"{FS}/runs", json={"flowId": crm_flow, "params": {"windowStartTime": value}})
     assert response.status_code == 400, response.text
     assert response.json()["report"]["errors"][0]["path"] == "params.windowStartTime"
+
+
+# --- expression results and previews ---
+
+PREVIEW = "/data/foundation/conversion/mappingSets/preview"
+
+
+def _preview(api: ApiClient, expression: str, rows: list[dict[str, Any]]) -> httpx.Response:
+    schema = profile_schema(api)
+    mapping = {
+        "outputSchema": {"schemaRef": {"id": schema}},
+        "mappings": [
+            {"sourceType": "EXPRESSION", "source": expression, "destination": "person.name.fullName"}
+        ],
+    }
+    return api.post(PREVIEW, json={"mappingSet": mapping, "data": rows})
+
+
+def test_a_huge_pad_width_is_a_400_naming_the_expression(api: ApiClient) -> None:
+    response = _preview(api, "lpad(id, 300000000)", [{"id": "1"}])
+    assert response.status_code == 400, response.text
+    error = response.json()["report"]["errors"][0]
+    assert error["path"] == "mappingSet.mappings[0].source" and "at most 65536" in error["message"]
+
+
+def test_a_value_that_grows_past_one_mib_fails_its_row(api: ApiClient) -> None:
+    rows = [{"id": "a" * 1000}, {"id": "b"}]
+    response = _preview(api, 'replacestr(id, "a", "' + "z" * 2000 + '")', rows)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["data"][0] is None and body["data"][1] == {"person": {"name": {"fullName": "b"}}}
+    assert body["errors"][0]["row"] == 0 and "more than the 1048576" in body["errors"][0]["message"]
+
+
+def test_many_large_values_fail_the_batch_instead_of_growing_the_server(api: ApiClient) -> None:
+    """65,536 characters per pad, 40 pads a row, 1000 rows would be 2.6 GB; the budget stops it at 64 MB."""
+    expression = "concat(" + ", ".join(["lpad(id, 65536)"] * 40) + ")"
+    response = _preview(api, expression, [{"id": str(i)} for i in range(1000)])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert all(row is None for row in body["data"])
+    assert "pass 67108864 bytes" in body["errors"][0]["message"]
+
+
+def test_a_preview_larger_than_16_mb_is_refused(api: ApiClient) -> None:
+    response = _preview(api, "lpad(id, 60000)", [{"id": str(i)} for i in range(1000)])
+    assert response.status_code == 400, response.text
+    assert "more than a preview returns" in response.json()["report"]["errors"][0]["message"]

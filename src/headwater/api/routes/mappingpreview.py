@@ -3,8 +3,9 @@
 Body: ``{"mappingSet": {...}}`` (any request shape ``POST /mappingSets`` accepts, validated the same
 way; its output schema may instead be given as ``"outputSchema": {"schemaRef": {"id"}}`` beside it) or
 ``{"mappingSetId": "...", "mappingSetVersion"?: N}``, and ``"data": [{row}, ...]`` (at most 1000 rows,
-nested objects allowed). Response: ``{"data": [mapped row or null per input row], "errors": [{"row",
-"code", "message", "path"}], "outputSchemaRef": {...}}``; mapped rows leave out fields that are null.
+nested objects allowed; mapped, at most 16 MB). Response: ``{"data": [mapped row or null per input
+row], "errors": [{"row", "code", "message", "path"}], "outputSchemaRef": {...}}``; mapped rows leave out
+fields that are null.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from headwater.services.tenancy import Actor
 
 PATH = "/data/foundation/conversion/mappingSets/preview"
 MAX_ROWS = 1000
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # of mapped rows (Arrow data) a preview renders as JSON
 router = APIRouter()
 
 _BODY = {
@@ -67,6 +69,17 @@ def preview(svc: Services, actor: Actor, body: Any) -> dict[str, Any]:
     except ValidationFailed as exc:
         raise _prefixed(exc, prefix) from exc
     result = compiled.apply(to_batch(rows))
+    if result.output.nbytes > MAX_OUTPUT_BYTES:  # each value is bounded; many of them are too much
+        raise ValidationFailed(
+            [
+                {
+                    "path": "data",
+                    "message": f"maps to {result.output.nbytes} bytes, more than a preview returns "
+                    f"({MAX_OUTPUT_BYTES}); preview fewer rows",
+                }
+            ],
+            code=CODE,
+        )
     mapped = iter(result.output.to_pylist())
     out: list[Any] = [
         None if failed else (_clean(next(mapped)) or {}) for failed in result.failed_rows.to_pylist()

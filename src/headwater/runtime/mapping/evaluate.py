@@ -30,7 +30,7 @@ from headwater.runtime.mapping.expressions import (
     Unary,
     parse,
 )
-from headwater.runtime.mapping.functions import FUNCTIONS, Env
+from headwater.runtime.mapping.functions import FUNCTIONS, Budget, Env
 from headwater.runtime.mapping.results import Describe, show
 
 # (positions in the batch, offending values, the function or operator, describe)
@@ -98,6 +98,11 @@ class Scope:
     now: datetime
     sink: Sink
     active: pa.Array | None = None  # bool mask; None = every row
+    budget: Budget | None = None  # bytes the evaluation's results may take; shared by within()
+
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            self.budget = Budget.for_rows(self.n)
 
     @property
     def n(self) -> int:
@@ -143,7 +148,7 @@ def _call(node: Call, scope: Scope) -> pa.Array:
         a.value if i in spec.constants and isinstance(a, Literal) else evaluate(a, scope)
         for i, a in enumerate(node.args)
     ]
-    env = Env(scope.n, scope.now, scope.report_for(f"{node.written}()"))
+    env = Env(scope.n, scope.now, scope.report_for(f"{node.written}()"), scope.budget or Budget())
     return spec.impl(env, args)
 
 

@@ -49,7 +49,9 @@ A string compared with a number is read as a number. ``==`` and ``!=`` treat nul
 three-valued (``null && false`` is false); the right side of ``&&`` can fail a row only where the left
 is not false (of ``||``: not true); ``iif`` takes a null condition as false. Functions return null for
 a null input unless said otherwise. An expression is at most 20,000 characters, 50 nested parentheses
-or calls, and 200 operations deep.
+or calls, and 200 operations deep. A function's value is at most 1 MiB of text (a longer one fails its
+row: ``replacestr`` is checked before it runs), and all the values one expression computes for a batch
+at most 64 MiB or 64 KiB a row, whichever is more (past it, the batch's rows fail).
 
 Functions
 ---------
@@ -63,7 +65,8 @@ Strings
     ``trim(s)`` ``ltrim(s)`` ``rtrim(s)``   remove whitespace at both ends / the start / the end
     ``substr(s, start, length?)``   *constant* start (0-based; negative counts from the end) and length
     ``left(s, n)`` ``right(s, n)``  the first / last n characters (*constant* n)
-    ``lpad(s, n, pad?)`` ``rpad(s, n, pad?)``  pad to n characters with pad (default " ") (*constant*)
+    ``lpad(s, n, pad?)`` ``rpad(s, n, pad?)``  pad to n characters with pad (default " ") (*constant*;
+                                    n at most 65,536)
     ``replacestr(s, find, repl)``   replace every occurrence of the *constant* text find by *constant* repl
     ``split(s, sep)``               a list of the parts of s between occurrences of *constant* text sep
     ``join(sep, list)``             the non-null elements of a list joined by *constant* sep;

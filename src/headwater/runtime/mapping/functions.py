@@ -24,14 +24,39 @@ import pyarrow.compute as pc
 from headwater.runtime.mapping import arrays, coerce, datetimes, values
 from headwater.runtime.mapping.results import Describe, Report, show
 
+# Sizes an expression may produce. A value (one row's result of one function) is at most MAX_VALUE_BYTES;
+# a longer one fails its row. The functions whose output can be far larger than their input are bounded
+# before they run: lpad/rpad widths at MAX_PAD_WIDTH characters (checked when the expression is saved),
+# replacestr per row from the number of matches. Every function result of one evaluation (one
+# expression over one batch) together is at most Budget.total bytes; past it the batch's rows fail.
+MAX_VALUE_BYTES = 1024 * 1024
+MAX_PAD_WIDTH = 65_536
+MIN_BUDGET_BYTES = 64 * 1024 * 1024
+BUDGET_BYTES_PER_ROW = 64 * 1024
+
+
+@dataclass
+class Budget:
+    """The bytes the function results of one evaluation may still take (shared by its calls)."""
+
+    total: int = MIN_BUDGET_BYTES
+    spent: int = 0
+    exhausted: bool = False
+
+    @classmethod
+    def for_rows(cls, n: int) -> Budget:
+        return cls(max(MIN_BUDGET_BYTES, n * BUDGET_BYTES_PER_ROW))
+
 
 @dataclass
 class Env:
-    """What a function sees besides its arguments: the row count, the run's time, where to fail rows."""
+    """What a function sees besides its arguments: the row count, the run's time, where to fail rows,
+    and the size budget of the evaluation it is part of."""
 
     n: int
     now: datetime
     report: Report  # positions are rows of the batch being evaluated
+    budget: Budget = field(default_factory=Budget)
 
     def fail(self, bad: pa.Array, vals: pa.Array, describe: Describe) -> None:
         bad = arrays.truthy(bad)
@@ -92,7 +117,19 @@ def _pad(kernel: Callable[..., pa.Array]) -> Impl:
 
 
 def _replacestr(env: Env, args: list[Any]) -> pa.Array:
-    return pc.replace_substring(values.text(args[0]), pattern=args[1], replacement=args[2])
+    text, find, repl = values.text(args[0]), args[1], args[2]
+    growth = len(repl.encode()) - len(find.encode())
+    if growth > 0:  # rows whose result would pass the value limit fail before the kernel runs
+        size = pc.add(pc.binary_length(text), pc.multiply(pc.count_substring(text, pattern=find), growth))
+        over = arrays.truthy(pc.greater(size, MAX_VALUE_BYTES))
+        if arrays.any_true(over):
+            env.fail(over, size, _too_long)
+            text = pc.if_else(over, pa.scalar(None, pa.string()), text)
+    return pc.replace_substring(text, pattern=find, replacement=repl)
+
+
+def _too_long(size: Any) -> str:
+    return f"the result would be {size} bytes, more than the {MAX_VALUE_BYTES} an expression value may be"
 
 
 def _split(env: Env, args: list[Any]) -> pa.Array:
@@ -345,10 +382,45 @@ def _nonempty(position: int, what: str) -> Callable[[list[Any]], str | None]:
     return check
 
 
-def _one_char(args: list[Any]) -> str | None:
+def _pad_args(args: list[Any]) -> str | None:
+    if isinstance(args[1], int) and args[1] > MAX_PAD_WIDTH:
+        return f"the width must be at most {MAX_PAD_WIDTH} characters, not {args[1]}"
     if len(args) > 2 and len(args[2]) != 1:
         return f"the padding must be exactly one character, not {show(args[2])}"
     return None
+
+
+def _bounded(impl: Impl) -> Impl:
+    """``impl`` whose text values over MAX_VALUE_BYTES fail their rows (and become null), and whose
+    result is charged to the evaluation's budget: once the budget is spent, every row fails."""
+
+    def bounded(env: Env, args: list[Any]) -> pa.Array:
+        if env.budget.exhausted:
+            return pa.nulls(env.n)
+        result = impl(env, args)
+        if isinstance(result, pa.ChunkedArray):
+            result = result.combine_chunks()
+        if pa.types.is_string(result.type) or pa.types.is_large_string(result.type):
+            size = pc.binary_length(result)
+            over = arrays.truthy(pc.greater(size, MAX_VALUE_BYTES))
+            if arrays.any_true(over):
+                env.fail(over, size, _too_long)
+                result = pc.if_else(over, pa.scalar(None, result.type), result)
+        env.budget.spent += result.nbytes
+        if env.budget.spent > env.budget.total:
+            env.budget.exhausted = True
+            total = env.budget.total
+            env.fail(
+                pa.array([True] * env.n),
+                pa.nulls(env.n),
+                lambda _: (
+                    f"the expression's values for this batch pass {total} bytes; map fewer or smaller values"
+                ),
+            )
+            return pa.nulls(env.n)
+        return result
+
+    return bounded
 
 
 def _check_regex(args: list[Any]) -> str | None:
@@ -378,8 +450,8 @@ FUNCTIONS: dict[str, Spec] = {
     "substr": Spec(_substr, 2, 3, {1: _INT, 2: _INT}),
     "left": Spec(_left, 2, 2, {1: _INT}),
     "right": Spec(_right, 2, 2, {1: _INT}),
-    "lpad": Spec(_pad(pc.utf8_lpad), 2, 3, {1: _INT, 2: _STR}, _one_char),
-    "rpad": Spec(_pad(pc.utf8_rpad), 2, 3, {1: _INT, 2: _STR}, _one_char),
+    "lpad": Spec(_pad(pc.utf8_lpad), 2, 3, {1: _INT, 2: _STR}, _pad_args),
+    "rpad": Spec(_pad(pc.utf8_rpad), 2, 3, {1: _INT, 2: _STR}, _pad_args),
     "replacestr": Spec(_replacestr, 3, 3, {1: _STR, 2: _STR}, _nonempty(1, "the text to find")),
     "split": Spec(_split, 2, 2, {1: _STR}, _nonempty(1, "the separator")),
     "join": Spec(_join, 2, None, {0: _STR}),
@@ -415,4 +487,11 @@ FUNCTIONS: dict[str, Spec] = {
     "sha512": Spec(_digest("sha512"), 1, 1),
     "md5": Spec(_digest("md5"), 1, 1),
     "crc32": Spec(_crc32, 1, 1),
+}
+# Every function's result is bounded (see MAX_VALUE_BYTES); iif and coalesce only choose among results.
+FUNCTIONS = {
+    name: Spec(_bounded(spec.impl), spec.min_args, spec.max_args, spec.constants, spec.check)
+    if spec.impl is not None
+    else spec
+    for name, spec in FUNCTIONS.items()
 }
