@@ -288,40 +288,58 @@ def datasets_query(
     sandbox: Annotated[str, typer.Option(help="Sandbox of the dataset.")] = "prod",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """Query a dataset with DuckDB SQL over its current snapshot; the table is named `dataset`."""
+    """Query a dataset with one DuckDB SELECT over its current snapshot; the table is named `dataset`.
+
+    The other datasets of the sandbox are tables too, by their table name (tag adobe/pqs/table). The
+    query reads nothing else (no files, extensions or settings) and is bounded by the HEADWATER_QUERY_*
+    settings.
+    """
+    from rich.markup import escape
+
     from headwater.errors import HeadwaterError
+    from headwater.lake.query import bound_address_space
 
     services = _services()
     try:
         actor = _actor(services, sandbox)
         try:
-            dataset = services.datasets.get(actor, dataset_id)
+            services.datasets.get(actor, dataset_id)
         except HeadwaterError as exc:
             console.print(f"[red]{exc.detail}[/red]")
             raise typer.Exit(1) from exc
-        table = services.lake.load(actor.scope, dataset.id)
-        if table is None:
+        if services.lake.load(actor.scope, dataset_id) is None:
             console.print("[yellow]The dataset has no data yet.[/yellow]")
             raise typer.Exit(0)
+        # A one-shot process: bound its whole address space, so values DuckDB does not count stop too.
+        bound_address_space(services.settings.query_memory_mb)
         try:
-            result = services.lake.query(table, sql)
-        except Exception as exc:  # DuckDB's own message names the problem
-            console.print(f"[red]Query failed:[/red] {exc}")
+            result = services.queries.run(actor, sql, dataset_id)
+        except HeadwaterError as exc:
+            console.print(f"[red]Query failed:[/red] {escape(exc.detail)}", highlight=False)
             raise typer.Exit(1) from exc
-        if as_json:
-            for row in result.to_pylist():
-                sys.stdout.write(json.dumps(row, default=str) + "\n")
-            return
-        out = Table()
-        for name in result.column_names:
-            out.add_column(name)
-        for row in result.to_pylist():
-            out.add_row(
-                *(json.dumps(v, default=str) if isinstance(v, dict | list) else str(v) for v in row.values())
+        _print_rows(result.table, as_json)
+        if result.truncated:
+            console.print(
+                f"[yellow]Showing the first {result.table.num_rows:,} rows; the query has more "
+                "(HEADWATER_QUERY_MAX_ROWS, HEADWATER_QUERY_MAX_RESULT_MB). Add a LIMIT or aggregate."
+                "[/yellow]"
             )
-        Console().print(out)
     finally:
         services.close()
+
+
+def _print_rows(result: Any, as_json: bool) -> None:
+    if as_json:
+        for row in result.to_pylist():
+            sys.stdout.write(json.dumps(row, default=str) + "\n")
+        return
+    out = Table()
+    for name in result.column_names:
+        out.add_column(name)
+    for row in result.to_pylist():
+        cells = (json.dumps(v, default=str) if isinstance(v, dict | list) else str(v) for v in row.values())
+        out.add_row(*cells)
+    Console().print(out)
 
 
 def _safe_db(url: str) -> str:

@@ -102,6 +102,26 @@ class Settings(BaseSettings):
         "os.pathsep (':' on POSIX), like PATH. Empty by default. /proc, /sys, /dev and Headwater's home "
         "(other than the sandbox's own files folder) are never readable, whatever this says.",
     )
+    query_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Longest a query over datasets (`headwater datasets query`) runs."
+    )
+    query_memory_mb: int = Field(
+        1024, ge=64, le=1_048_576, description="Memory one query over datasets may use (DuckDB's limit)."
+    )
+    query_threads: int = Field(2, ge=1, le=256, description="Threads one query over datasets may use.")
+    query_max_rows: int = Field(
+        100_000, ge=1, description="Most rows a query over datasets returns; the rest are cut off (and said so)."
+    )
+    query_max_result_mb: int = Field(
+        256, ge=1, description="Most Arrow data (MB) a query over datasets returns; the rest is cut off."
+    )
+    umask: str = Field(
+        "077",
+        pattern=r"^0?[0-7]{3}$",
+        description="File mode creation mask (octal) of every Headwater process: 077 makes everything in "
+        "the home readable by its owner only; 027 lets the owner's group read it (for an operator who "
+        "shares the lake with a group). Bits for others are always masked.",
+    )
 
     @field_validator("files_roots")
     @classmethod

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
 
+    from headwater.lake.query import QueryLimits
+
 PREFIX = "headwater."
 # pyiceberg accumulates this many bytes of Arrow data in memory before writing a data file (default
 # 512 MiB): 128 MiB keeps a run's memory bounded well under the 1.5 GB target and still writes files of
@@ -309,16 +311,31 @@ class Lake:
     def scan(self, table: Table, limit: int | None = None) -> pa.RecordBatchReader:
         return table.scan(limit=limit).to_arrow_batch_reader()
 
-    def query(self, table: Table, sql: str) -> pa.Table:
-        """Run DuckDB SQL over the table's current snapshot, exposed as the view ``dataset``."""
-        import duckdb
+    def query(self, table: Table, sql: str, limits: QueryLimits | None = None) -> pa.Table:
+        """Run one SELECT over the table's current snapshot, exposed as the table ``dataset``.
 
-        connection = duckdb.connect()
-        try:
-            connection.register("dataset", self.scan(table))
-            return connection.sql(sql).to_arrow_table()
-        finally:
-            connection.close()
+        The query runs in :class:`~headwater.lake.query.QueryEngine`: it can read that table and
+        nothing else (no files, no extensions, no settings), within ``limits`` (the settings' query
+        limits by default). Raises :class:`~headwater.lake.query.QueryError` subclasses.
+        """
+        from headwater.lake.query import QueryEngine, QueryLimits
+
+        engine = QueryEngine(limits or QueryLimits.from_settings(self.settings))
+        return engine.run(sql, {"dataset": IcebergSource(table)}).table
+
+
+class IcebergSource:
+    """A dataset's table as the query engine reads it: always through one snapshot, the one current
+    when the table was loaded, however many times a query scans it (never the folder's files)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def schema(self) -> pa.Schema:
+        return self.table.schema().as_arrow()
+
+    def reader(self) -> pa.RecordBatchReader:
+        return self.table.scan().to_arrow_batch_reader()
 
 
 def _missing_fields(current: pa.Schema, wanted: pa.Schema) -> bool:

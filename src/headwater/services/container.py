@@ -56,7 +56,10 @@ class Services:
         from headwater.services.schemas import SchemaRegistry
 
         self.settings = settings
-        settings.home.mkdir(parents=True, exist_ok=True)
+        from headwater.process import secure_home
+
+        # Before anything writes into the home: every file from here on is private (HEADWATER_UMASK).
+        secure_home(settings.home, settings.umask)
         self.store = store or open_store(settings.resolved_database_url)
         self.box = SecretBox.from_settings(settings)
         self.tokens = TokenService(settings)
@@ -77,6 +80,9 @@ class Services:
         self.runs = Runs(self)
         self.batches = Batches(self)
         self.lake = Lake(settings)
+        from headwater.services.queries import Queries
+
+        self.queries = Queries(self)
         # A deleted dataset's table goes with it (after the metadata commit), not left behind as orphan files.
         self.datasets.on_deleted(lambda actor, dataset: self.lake.drop(actor.scope, dataset.id))
         self.outbound = OutboundPolicy.from_settings(settings)

@@ -1,0 +1,74 @@
+"""Queries over datasets: which tables one caller's SQL may see, handed to the query engine.
+
+A query sees the datasets of the caller's organization and sandbox and nothing else. Each dataset is a
+table named by its ``adobe/pqs/table`` tag (as in Query Service); the dataset a caller names (the CLI's
+``datasets query DATASET``) is also the table ``dataset``. Only the tables the SQL references are
+loaded; each is read through its Iceberg table's current snapshot. The engine
+(:mod:`headwater.lake.query`) refuses every other power and bounds time, memory and result size.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from headwater.lake.query import QueryEngine, QueryError, QueryLimits, QueryResult, TableSource
+from headwater.services.catalogsvc import TABLE_TAG
+from headwater.services.tenancy import Actor
+
+if TYPE_CHECKING:
+    from headwater.lake.iceberg import Lake
+    from headwater.services.container import Services
+    from headwater.stores.metadata import Scope
+
+
+class Queries:
+    """Runs a caller's SQL over the datasets of the caller's sandbox."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.engine = QueryEngine(QueryLimits.from_settings(services.settings))
+
+    def run(self, actor: Actor, sql: str, dataset_id: str | None = None) -> QueryResult:
+        """Run one SELECT; ``dataset_id`` (a dataset of the actor's sandbox) is also the table ``dataset``.
+
+        Raises NotFound for a ``dataset_id`` outside the sandbox, and QueryError subclasses (400s) for
+        SQL that cannot run as written, is refused, or passes a limit.
+        """
+        tables: dict[str, TableSource] = {}
+        for resource in self.services.store.list(self.services.datasets.kind, actor.scope).items:
+            for name in resource.doc.get("tags", {}).get(TABLE_TAG, [])[:1]:
+                tables[str(name)] = _DatasetTable(self.services.lake, actor.scope, resource.id, str(name))
+        if dataset_id is not None:
+            named = self.services.datasets.get(actor, dataset_id)
+            tables["dataset"] = _DatasetTable(self.services.lake, actor.scope, named.id, "dataset")
+        return self.engine.run(sql, tables)
+
+
+class _DatasetTable:
+    """One dataset's table, loaded when the query first needs it (a query that does not name it costs
+    nothing). A dataset that has no data yet is an error that says so."""
+
+    def __init__(self, lake: Lake, scope: Scope, dataset_id: str, name: str) -> None:
+        self._lake, self._scope, self._dataset_id, self._name = lake, scope, dataset_id, name
+        self._source: TableSource | None = None
+
+    def _loaded(self) -> TableSource:
+        if self._source is None:
+            from headwater.lake.iceberg import IcebergSource
+
+            table = self._lake.load(self._scope, self._dataset_id)
+            if table is None:
+                raise QueryError(
+                    f"The table {self._name!r} (dataset {self._dataset_id}) has no data yet: run a flow "
+                    "into it first."
+                )
+            self._source = IcebergSource(table)
+        return self._source
+
+    def schema(self) -> pa.Schema:
+        return self._loaded().schema()
+
+    def reader(self) -> pa.RecordBatchReader:
+        return self._loaded().reader()
