@@ -22,7 +22,7 @@ from headwater.runtime.worker import Worker
 from tests.fakes.dynamics import DynamicsFake
 from tests.fakes.salesforce import SalesforceFake
 from tests.flows_helpers import CONV, FS, created_id, dataset, profile_schema, target_connection
-from tests.support import ApiClient
+from tests.support import ApiClient, LiveServer
 from tests.test_batch_runs import rows, run_and_wait
 from tests.test_tutorials import DOC_002_FLOW
 
@@ -277,3 +277,26 @@ def test_postgresql_table_without_a_key_keeps_identical_rows_apart(
     add(db, "keyless", [same])  # a third identical row, committed late
     assert records(run(api, ids["flow"], T2)) == (1, 2)
     assert first_names(api, ids["dataset"]) == Counter({"Twin": 3})
+
+
+def test_a_window_never_moves_back_and_a_lost_keys_file_never_doubles_rows(
+    api: ApiClient, worker: Worker, server: LiveServer, salesforce: SalesforceFake
+) -> None:
+    connection = {
+        "auth": {"specName": "Basic Authentication", "params": salesforce.soap_auth()},
+        "connectionSpec": {"id": SALESFORCE, "version": "1.0"},
+    }
+    ids = build_flow(api, connection, "Person", ("first_name", "last_name", "email"), "LastModifiedDate")
+    salesforce.insert("Person", people("Ada", 3), modified=T2 - timedelta(minutes=2))
+    assert records(run(api, ids["flow"], T2)) == (3, 0)
+    # A run whose end is before the previous end (an older slot run late) covers the empty window at
+    # the previous end: it used to move the checkpoint back, and the next run doubled Ada0..2.
+    back = run(api, ids["flow"], T1)
+    assert window(back) == (T2.isoformat(), T2.isoformat())
+    assert records(back) == (0, 3)
+    # Without the keys of what landed (the file deleted by hand), a run reads no overlap rather than
+    # landing those rows twice.
+    for path in (server.settings.warehouse_dir / "_lookback" / ids["flow"]).iterdir():
+        path.unlink()
+    assert records(run(api, ids["flow"], T3)) == (0, 0)
+    assert first_names(api, ids["dataset"]) == Counter({"Ada0": 1, "Ada1": 1, "Ada2": 1})
