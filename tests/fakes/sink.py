@@ -16,6 +16,7 @@ TLS, and can be made slow, failing, throttling or unreachable while a test runs.
     sink.compress()                    # gzip response bodies when the request accepts gzip
     sink.chunk()                       # send response bodies with chunked transfer encoding
     sink.redirect("/elsewhere", 301)   # answer with a redirect instead of 200
+    sink.echo(400)                     # answer 400 with the request echoed in the body and headers
     sink.close_connections()           # close idle keep-alive connections, as a keep-alive timeout does
     sink.in_flight("/slow")            # requests being handled now (whose path contains "/slow")
     sink.peak_in_flight                # most requests handled at once since start or reset()
@@ -117,6 +118,7 @@ class _Switches:
     gzip: bool = False
     chunked: bool = False
     redirect: tuple[str, int, str | None] | None = None  # location, status, path
+    echo: int | None = None  # answer every request with this status and the request itself
 
 
 class SinkFake:
@@ -291,6 +293,13 @@ class SinkFake:
         with self._lock:
             self._switches.redirect = (location, status, path)
 
+    def echo(self, status: int | None = 200) -> None:
+        """Answer every request but the token endpoint's with ``status``, a JSON body holding the request
+        (method, path, query, headers, body) and its headers again as ``x-echo-<name>`` response
+        headers, as a careless API does; None switches it off."""
+        with self._lock:
+            self._switches.echo = status
+
     def close_connections(self, timeout: float = 5.0) -> None:
         """Close every idle keep-alive connection (busy ones close after their response), as a server's
         keep-alive timeout does; returns once the sink has closed them all."""
@@ -444,7 +453,7 @@ class SinkFake:
             pause = self._pause_for(path)
             if pause > 0:
                 await asyncio.sleep(pause)
-            status, out_headers, content = self._respond(method, path, headers, body)
+            status, out_headers, content = self._respond(method, path, headers, body, query)
             await self._send(send, status, out_headers, content, path, dict(headers))
         finally:
             self._leave(path)
@@ -499,8 +508,12 @@ class SinkFake:
             return switches.delay if wanted else 0.0
 
     def _respond(
-        self, method: str, path: str, headers: tuple[tuple[str, str], ...], body: bytes
+        self, method: str, path: str, headers: tuple[tuple[str, str], ...], body: bytes, query: str = ""
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        with self._lock:
+            echo = self._switches.echo
+        if echo is not None and path != TOKEN_PATH:
+            return _echo(echo, method, f"{path}?{query}" if query else path, headers, body)
         fault = self._take_fault(path)
         if fault is not None:
             extra = [] if fault.retry_after is None else [(b"retry-after", _seconds(fault.retry_after))]
@@ -591,6 +604,14 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _echo(
+    status: int, method: str, path: str, headers: tuple[tuple[str, str], ...], body: bytes
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    answer = {"method": method, "path": path, "headers": dict(headers), "body": body.decode("latin-1")}
+    echoed = [(f"x-echo-{name}".encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    return status, [(b"content-type", b"application/json"), *echoed], json.dumps(answer).encode()
 
 
 def _matches(received: Received, path: str | None, status: int | None) -> bool:

@@ -13,14 +13,17 @@ Dead letters are the records a destination would not take; they are kept per flo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors.errors import OutboundRefused
 from headwater.errors import BadRequest, ValidationFailed
+from headwater.runtime.delivery import secrecy
 from headwater.services.resources import Built, ServiceCollection
 from headwater.services.specs import DATA_LAKE_SPEC_ID
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import Resource
+from headwater.stores.metadata import Resource, Scope
+from headwater.stores.secrets import SecretBox, is_sealed
 
 if TYPE_CHECKING:
     from headwater.services.container import Services
@@ -67,46 +70,249 @@ def refuse_edit() -> BadRequest:
 def check_connection(
     services: Services, body: dict[str, Any], errors: list[dict[str, str]]
 ) -> dict[str, Any]:
-    """The destination fields of a base connection body (``icon``), with the token URL checked."""
+    """The destination fields of a base connection body (``icon``), with the token URL checked against
+    the outbound policy now, as the request URL is (not first when a token is fetched)."""
     icon = body.get("icon", "api")
     if icon not in ICONS:
         errors.append({"path": "icon", "message": "must be one of: " + ", ".join(ICONS)})
     auth = body.get("auth")
     params = auth.get("params") if isinstance(auth, dict) else None
-    url = params.get("accessTokenUrl") if isinstance(params, dict) else None
-    if isinstance(url, str) and url.startswith("https://"):
-        _check_outbound(services, url, "auth.params.accessTokenUrl", errors)
+    if isinstance(params, dict):
+        check_token_url(services, params, errors)
     return {"icon": icon}
 
 
-def check_request(services: Services, params: dict[str, Any], errors: list[dict[str, str]]) -> dict[str, Any]:
-    """A target connection's request params, normalized (default headers and timeouts filled in)."""
+def check_token_url(services: Services, params: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """``accessTokenUrl`` of OAuth auth params against the outbound policy (400 naming the field)."""
+    url = params.get("accessTokenUrl")
+    if isinstance(url, str) and url.lower().startswith("https://"):
+        _check_outbound(services, url, "auth.params.accessTokenUrl", errors)
+
+
+# --- secrets inside the request (runtime/delivery/secrecy.py states the rule) -----------------------
+
+
+@dataclass
+class CheckedRequest:
+    """A destination's request as sent (``params``: plain text everywhere) and what of it is secret."""
+
+    params: dict[str, Any]
+    secret_headers: frozenset[str] = frozenset()  # names as spelled in params["headers"]
+    url_flag: bool | None = None
+    body_secret: bool = False
+
+
+def check_request(services: Services, params: dict[str, Any], errors: list[dict[str, str]]) -> CheckedRequest:
+    """A target connection's request params, normalized (default headers and timeouts filled in, values
+    given as ``{"value", "secret"}`` unwrapped) and checked: the template compiles, the fixed part of
+    the URL passes the outbound policy, no value is the mask."""
     from headwater.runtime.delivery.template import RequestTemplate, TemplateInvalid, effective_headers
 
     params = dict(params)
     headers = params.get("headers")
-    if headers is not None and not (
-        isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
-    ):
-        errors.append({"path": "params.headers", "message": "must be an object of header name -> string"})
-        return params
+    flags: dict[str, bool | None] = {}
+    if headers is not None:
+        plain: dict[str, Any] = {}
+        for name, value in headers.items() if isinstance(headers, dict) else ():
+            plain[name], flags[name] = secrecy.entry(value)
+        if not (isinstance(headers, dict) and all(isinstance(v, str) for v in plain.values())):
+            errors.append({"path": "params.headers", "message": "must be an object of header name -> string"})
+            return CheckedRequest(params)
+        headers = plain
     # Defaults shown and overridden; an empty value removes a default and stays visible as removed.
     params["headers"] = {
         **effective_headers(headers),
         **{k: v for k, v in (headers or {}).items() if v == ""},
     }
+    params["url"], url_flag = secrecy.entry(params.get("url"))
+    body, body_flag = secrecy.entry(params.get("body"))
+    params["body"] = body
     params.setdefault("connectionTimeoutMs", 1000)
     params.setdefault("readTimeoutMs", 1000)
     if params.get("body") is not None and not isinstance(params["body"], str):
         errors.append({"path": "params.body", "message": "must be a string holding a JSON template"})
-        return params
+        return CheckedRequest(params)
     try:
         RequestTemplate.compile(params)
     except TemplateInvalid as exc:
         errors.extend(e for e in exc.errors if e not in errors)
-        return params
+        return CheckedRequest(params)
     _check_outbound(services, _fixed_part(params["url"]), "params.url", errors)
-    return params
+    _refuse_masks(params, errors)
+    secret = frozenset(
+        name
+        for name, value in params["headers"].items()
+        if secrecy.header_is_secret(name, value, _flag_of(flags, name))
+    )
+    return CheckedRequest(params, secret, url_flag, bool(body_flag))
+
+
+def _flag_of(flags: dict[str, bool | None], name: str) -> bool | None:
+    return next((flag for given, flag in flags.items() if given.lower() == name.lower()), None)
+
+
+def _refuse_masks(params: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """The mask is what Headwater shows in place of a secret: sent back as a value it would be stored
+    as the secret itself (a destination copied from a GET), so it is refused."""
+    message = f"is {secrecy.MASK}, which Headwater shows in place of a secret: give the value itself"
+    for name, value in params["headers"].items():
+        if secrecy.MASK in value:
+            errors.append({"path": f"params.headers.{name}", "message": message})
+    if secrecy.MASK in params["url"]:
+        errors.append({"path": "params.url", "message": message})
+
+
+def _context(org_id: str, base_id: str, place: str) -> str:
+    """Associated data of a sealed request value: its organization, destination and place."""
+    return f"{org_id}:{base_id}:request.{place}"
+
+
+def stored_request(
+    services: Services, org_id: str, base_id: Any, params: dict[str, Any], errors: list[dict[str, str]]
+) -> dict[str, Any]:
+    """The request params as stored: checked (:func:`check_request`), secret header values and a secret
+    body sealed in place, a URL with secrets kept as its masked form with the real one sealed beside it
+    (``urlSecret``)."""
+    checked = check_request(services, params, errors)
+    if errors or not isinstance(base_id, str):
+        return checked.params
+    box = services.box
+    stored = dict(checked.params)
+    stored["headers"] = {
+        name: box.seal(value, _context(org_id, base_id, f"headers.{name.lower()}"))
+        if name in checked.secret_headers
+        else value
+        for name, value in stored["headers"].items()
+    }
+    shown = secrecy.masked_url(stored["url"], checked.url_flag)
+    if shown != stored["url"]:
+        stored["urlSecret"] = box.seal(stored["url"], _context(org_id, base_id, "url"))
+        stored["url"] = shown
+    if checked.body_secret and isinstance(stored.get("body"), str):
+        stored["body"] = box.seal(stored["body"], _context(org_id, base_id, "body"))
+    return stored
+
+
+def render_request(doc: dict[str, Any]) -> dict[str, Any]:
+    """A destination target connection as shown: sealed values as the mask, the sealed URL left out."""
+    params = doc.get("params")
+    if not isinstance(params, dict):
+        return doc
+    shown = {k: v for k, v in params.items() if k != "urlSecret"}
+    if isinstance(shown.get("headers"), dict):
+        shown["headers"] = {k: secrecy.MASK if is_sealed(v) else v for k, v in shown["headers"].items()}
+    if is_sealed(shown.get("body")):
+        shown["body"] = secrecy.MASK
+    return {**doc, "params": shown}
+
+
+def request_of(scope: Scope, target: Resource, box: SecretBox) -> CheckedRequest:
+    """A stored destination request opened for sending: plain params and what of them is secret."""
+    params = dict(target.doc.get("params") or {})
+    base_id = str(target.doc.get("baseConnectionId") or "")
+    headers = dict(params.get("headers") or {})
+    secret = []
+    for name, value in headers.items():
+        if is_sealed(value):
+            headers[name] = box.open(value, _context(scope.org_id, base_id, f"headers.{name.lower()}"))
+            secret.append(name)
+    params["headers"] = headers
+    url_flag: bool | None = False
+    sealed_url = params.pop("urlSecret", None)
+    if is_sealed(sealed_url):
+        url_flag = True if str(params.get("url", "")).endswith("/" + secrecy.MASK) else None
+        params["url"] = box.open(sealed_url, _context(scope.org_id, base_id, "url"))
+    body_secret = is_sealed(params.get("body"))
+    if body_secret:
+        params["body"] = box.open(params["body"], _context(scope.org_id, base_id, "body"))
+    return CheckedRequest(params, frozenset(secret), url_flag, body_secret)
+
+
+def secrecy_of(request: CheckedRequest, auth_secrets: list[str]) -> secrecy.Secrecy:
+    """What the engine masks and scrubs for ``request``; ``auth_secrets``: the auth's secret values."""
+    params = request.params
+    headers = params.get("headers") or {}
+    values = [*auth_secrets]
+    for name in request.secret_headers:
+        values += secrecy.text_secrets(str(headers.get(name, "")))
+    url = str(params.get("url") or "")
+    values += secrecy.url_secrets(url, request.url_flag)
+    if request.body_secret and isinstance(params.get("body"), str):
+        values += secrecy.body_secrets(params["body"])
+    return secrecy.Secrecy.of(
+        headers=request.secret_headers,
+        query=secrecy.query_names(secrecy.masked_url(url, request.url_flag)),
+        whole_url=request.url_flag is True,
+        body=request.body_secret,
+        values=values,
+    )
+
+
+# --- secrets of the OAuth token request (extraHeaders, formItems) ------------------------------------
+
+EXTRAS = ("extraHeaders", "formItems")
+
+
+def plain_auth(params: dict[str, Any]) -> tuple[dict[str, Any], set[tuple[str, str]]]:
+    """Auth params with ``extraHeaders``/``formItems`` values unwrapped, and the (key, name) of the
+    secret ones: a token request header by the header rule, every form item unless marked not secret."""
+    out = dict(params)
+    secret: set[tuple[str, str]] = set()
+    for key in EXTRAS:
+        items = params.get(key)
+        if not isinstance(items, dict):
+            continue
+        plain = {}
+        for name, value in items.items():
+            text, flag = secrecy.entry(value)
+            plain[name] = text
+            if not isinstance(text, str):
+                continue
+            is_header = key == "extraHeaders"
+            if secrecy.header_is_secret(str(name), text, flag) if is_header else flag is not False:
+                secret.add((key, name))
+        out[key] = plain
+    return out, secret
+
+
+def seal_auth(
+    services: Services, org_id: str, params: dict[str, Any], errors: list[dict[str, str]]
+) -> dict[str, Any]:
+    """Auth params of a destination as stored: secret ``extraHeaders``/``formItems`` values sealed in
+    place (associated data ``{org}:{key}.{name}``, as Connections.secret_params_of opens them)."""
+    plain, secret = plain_auth(params)
+    message = f"is {secrecy.MASK}, which Headwater shows in place of a secret: give the value itself"
+    for key in EXTRAS:
+        items = plain.get(key)
+        if not isinstance(items, dict):
+            continue
+        for name, value in items.items():
+            if value == secrecy.MASK:
+                errors.append({"path": f"auth.params.{key}.{name}", "message": message})
+        plain[key] = {
+            name: services.box.seal(value, f"{org_id}:{key}.{name}") if (key, name) in secret else value
+            for name, value in items.items()
+        }
+    return plain
+
+
+def auth_secrets(spec_name: str, stored: dict[str, Any], opened: dict[str, Any]) -> list[str]:
+    """The secret values of a destination's auth (``opened``: decrypted ``stored``), in the forms the
+    request carries them (a Basic header's base64 credentials too)."""
+    found = []
+    for key, value in stored.items():
+        if is_sealed(value) and isinstance(opened.get(key), str):
+            found.append(opened[key])
+        elif isinstance(value, dict):
+            inner = opened.get(key) or {}
+            found += [inner[n] for n, v in value.items() if is_sealed(v) and isinstance(inner.get(n), str)]
+    username, password = opened.get("username"), opened.get("password")
+    if spec_name == "Basic Authentication" and isinstance(username, str) and isinstance(password, str):
+        found += secrecy.basic_secrets(username, password)
+    client_id, client_secret = opened.get("clientId"), opened.get("clientSecret")
+    if isinstance(client_id, str) and isinstance(client_secret, str):
+        found += secrecy.basic_secrets(client_id, client_secret)
+    return found
 
 
 def _fixed_part(url: str) -> str:
@@ -174,7 +380,8 @@ def check_activation(
             errors.extend(check(bindings, f"transformations[{index}].params.bindings"))
     if targets:
         try:
-            template = RequestTemplate.compile(targets[0].doc.get("params") or {})
+            request = request_of(actor.scope, targets[0], services.box)
+            template = RequestTemplate.compile(request.params)
             variables = {name.split(".")[0] for name in template.variables}
         except TemplateInvalid:
             pass

@@ -107,3 +107,22 @@ def _derive(material: bytes) -> bytes:
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"headwater-secrets").derive(material)
+
+
+def mask_sealed(value: Any) -> Any:
+    """``value`` as shown: every sealed value in it (at the top or inside objects) as :data:`MASK`."""
+    if is_sealed(value):
+        return MASK
+    if isinstance(value, dict):
+        return {k: mask_sealed(v) for k, v in value.items()}
+    return value
+
+
+def open_sealed(box: SecretBox, value: Any, context: str) -> Any:
+    """``value`` with every sealed value in it decrypted; one inside an object under key ``k`` was sealed
+    with context ``{context}.{k}``."""
+    if is_sealed(value):
+        return box.open(value, context)
+    if isinstance(value, dict):
+        return {k: open_sealed(box, v, f"{context}.{k}") for k, v in value.items()}
+    return value

@@ -20,6 +20,7 @@ import os
 import ssl
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,11 @@ class Authenticator:
         """The destination answered 401 to a request sent with ``used``: True when sending it again with
         fresh ``headers()`` may succeed."""
         return False
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Credentials obtained at run time (OAuth access tokens, the latest few), to scrub from what is
+        shown; the configured secrets are known from the params already."""
+        return ()
 
 
 class BasicAuth(Authenticator):
@@ -115,6 +121,7 @@ class ClientCredentials(Authenticator):
         self._timeouts = timeouts
         self._clock = clock
         self._token: _Token | None = None
+        self._recent: deque[str] = deque(maxlen=4)  # access tokens lately in use, scrubbed from answers
         self._fetching: asyncio.Task[_Token] | None = None
         self.fetches = 0  # token requests sent, for metrics and tests
 
@@ -162,7 +169,11 @@ class ClientCredentials(Authenticator):
         if response.status != 200:
             raise self._refusal(response.status, response.body, response.header("location"))
         self._token = self._parse_grant(response.body, sent_at)
+        self._recent.append(self._token.authorization.partition(" ")[2])
         return self._token
+
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(self._recent)
 
     def _token_request(self) -> tuple[list[tuple[str, str]], bytes]:
         form = {"grant_type": "client_credentials"}

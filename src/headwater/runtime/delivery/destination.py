@@ -10,9 +10,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import NotFound, ValidationFailed
+from headwater.runtime.delivery import secrecy
 from headwater.runtime.delivery.auth import AuthError, build_authenticator
 from headwater.runtime.delivery.client import HttpClient, Timeouts, TransportError
-from headwater.runtime.delivery.engine import Destination, Limits, shown_request, shown_response
+from headwater.runtime.delivery.engine import Destination, Limits
 from headwater.runtime.delivery.template import RenderError, RequestTemplate, TemplateInvalid
 from headwater.services import destinations, validation
 from headwater.stores.metadata import Resource, Scope
@@ -32,19 +33,24 @@ def open_destination(
     if base is None:
         raise NotFound(f"The destination connection of target connection {target.id} no longer exists.")
     auth = base.doc.get("auth") or {}
+    spec_name = auth.get("specName", "None")
     params = services.connections.secret_params_of(scope, base)
-    return build(
-        services, auth.get("specName", "None"), params, target.doc.get("params") or {}, max_connections
-    )
+    request = destinations.request_of(scope, target, services.box)
+    secrets = destinations.auth_secrets(spec_name, auth.get("params") or {}, params)
+    return build(services, spec_name, params, request, secrets, max_connections)
 
 
 def build(
     services: Services,
     spec_name: str,
     auth_params: dict[str, Any],
-    request: dict[str, Any],
+    checked: destinations.CheckedRequest,
+    auth_secrets: list[str],
     max_connections: int = 64,
 ) -> Destination:
+    """A destination ready to send ``checked`` (plain params) with decrypted ``auth_params``; everything
+    secret (``auth_secrets`` and the request's own) is masked and scrubbed from what it shows."""
+    request = checked.params
     authenticator = build_authenticator(spec_name, auth_params, ca_file=services.settings.outbound_ca_file)
     client = HttpClient(
         services.outbound, max_connections=max_connections, ssl_context=authenticator.ssl_context
@@ -53,14 +59,16 @@ def build(
         connect=int(request.get("connectionTimeoutMs", 1000)) / 1000,
         read=int(request.get("readTimeoutMs", 1000)) / 1000,
     )
-    return Destination(RequestTemplate.compile(request), authenticator, client, timeouts)
+    secrecy = destinations.secrecy_of(checked, auth_secrets)
+    return Destination(RequestTemplate.compile(request), authenticator, client, timeouts, secrecy)
 
 
 async def send_once(
     destination: Destination, variables: dict[str, Any], key: str, key_header: str
 ) -> dict[str, Any]:
     """One request as a person sees it: what was sent (secrets masked), what came back, how long it took.
-    Rendering problems are a 400 naming the variable; transport and auth failures are part of the answer."""
+    Rendering problems are a 400 naming the variable; transport and auth failures are part of the answer.
+    Every secret of the destination is masked or scrubbed from the answer (a destination may echo)."""
     try:
         rendered = destination.template.render(variables)
     except RenderError as exc:
@@ -69,7 +77,7 @@ async def send_once(
     headers = [*rendered.headers, (key_header, key)]
     started = time.monotonic()
     result: dict[str, Any] = {
-        "request": shown_request(rendered, key_header, key),
+        "request": destination.shown_request(rendered, key_header, key),
         "response": None,
         "error": None,
     }
@@ -84,7 +92,7 @@ async def send_once(
             response = await client.request(
                 rendered.method, rendered.url, [*headers, *used], rendered.body, destination.timeouts
             )
-        result["response"] = shown_response(response)
+        result["response"] = destination.shown_response(response)
     except TransportError as exc:
         result["error"] = {"kind": exc.kind, "message": str(exc), "retryable": exc.retryable}
     except AuthError as exc:
@@ -96,8 +104,10 @@ async def send_once(
         }
     except ValueError as exc:  # the client refused to send it: a header value it cannot encode safely
         raise ValidationFailed(
-            [{"path": "params.headers", "message": str(exc)}], code="FLOW-1422-400"
+            [{"path": "params.headers", "message": destination.scrub(str(exc))}], code="FLOW-1422-400"
         ) from exc
+    if result["error"] is not None:
+        result["error"] = destination.scrub(result["error"])
     result["elapsedMs"] = round((time.monotonic() - started) * 1000, 2)
     return result
 
@@ -134,11 +144,11 @@ async def test_unsaved(services: Services, actor: Actor, body: Any) -> dict[str,
     if errors:
         raise ValidationFailed(errors, code="FLOW-1422-400")
     request = destinations.check_request(services, params, errors)
-    spec_name, auth_params = _auth_of(services, actor, body, errors)
+    spec_name, auth_params, secrets = _auth_of(services, actor, body, errors)
     if errors:
         raise ValidationFailed(errors, code="FLOW-1422-400")
     try:
-        destination = build(services, spec_name, auth_params, request, max_connections=2)
+        destination = build(services, spec_name, auth_params, request, secrets, max_connections=2)
     except TemplateInvalid as exc:
         raise ValidationFailed(exc.errors, code="FLOW-1422-400") from exc
     except AuthError as exc:
@@ -151,30 +161,50 @@ async def test_unsaved(services: Services, actor: Actor, body: Any) -> dict[str,
 
 def _auth_of(
     services: Services, actor: Actor, body: dict[str, Any], errors: list[dict[str, str]]
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[str, dict[str, Any], list[str]]:
+    """The auth to test with (spec name, plain params, their secret values): a saved destination's, or
+    the one in the body, checked as saving it would check it (the token URL against the policy too)."""
     base_id = body.get("baseConnectionId")
     if isinstance(base_id, str):
         base = services.connections.get(actor, base_id)
         if not destinations.is_destination(base.doc["connectionSpec"]["id"]):
             errors.append({"path": "baseConnectionId", "message": "is not an HTTP destination connection"})
-        spec_name = (base.doc.get("auth") or {}).get("specName", "None")
-        return spec_name, services.connections.secret_params(actor, base)
+        auth = base.doc.get("auth") or {}
+        spec_name = auth.get("specName", "None")
+        opened = services.connections.secret_params(actor, base)
+        return spec_name, opened, destinations.auth_secrets(spec_name, auth.get("params") or {}, opened)
     auth = body.get("auth", {"specName": "None", "params": {}})
     spec = services.specs.connection_spec(destinations.HTTP_DESTINATION_SPEC_ID)
     assert spec is not None
     if not isinstance(auth, dict):
         errors.append({"path": "auth", "message": "must be an object with specName and params"})
-        return "None", {}
+        return "None", {}, []
     name = auth.get("specName")
     auth_spec = services.specs.auth_spec(spec, name) if isinstance(name, str) else None
     if auth_spec is None:
         names = ", ".join(a["name"] for a in spec["authSpec"])
         errors.append({"path": "auth.specName", "message": f"must be one of: {names}"})
-        return "None", {}
+        return "None", {}, []
     params = auth.get("params") if isinstance(auth.get("params"), dict) else {}
     params = validation.coerce(params, auth_spec["spec"])
     errors.extend(validation.check(params, auth_spec["spec"], "auth.params"))
-    return auth_spec["name"], params
+    destinations.check_token_url(services, params, errors)
+    plain, extras = destinations.plain_auth(params)
+    secret_fields = services.specs.secret_fields(auth_spec)
+    secrets = [str(plain[k][n]) for k, n in extras]
+    secrets += [plain[k] for k in secret_fields if isinstance(plain.get(k), str)]
+    if auth_spec["name"] == "Basic Authentication":
+        secrets += _basic_pair(plain)
+    elif isinstance(plain.get("clientId"), str) and isinstance(plain.get("clientSecret"), str):
+        secrets += secrecy.basic_secrets(plain["clientId"], plain["clientSecret"])
+    return auth_spec["name"], plain, secrets
+
+
+def _basic_pair(params: dict[str, Any]) -> list[str]:
+    username, password = params.get("username"), params.get("password")
+    if isinstance(username, str) and isinstance(password, str):
+        return secrecy.basic_secrets(username, password)
+    return []
 
 
 def _variables(body: Any) -> dict[str, Any]:

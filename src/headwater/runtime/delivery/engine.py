@@ -29,6 +29,7 @@ from typing import Any
 from headwater.connectors.http import retry_after_seconds
 from headwater.runtime.delivery.auth import Authenticator, AuthError
 from headwater.runtime.delivery.client import HttpClient, Response, Timeouts, TransportError
+from headwater.runtime.delivery.secrecy import MASK, NO_SECRETS, Secrecy
 from headwater.runtime.delivery.template import RenderedRequest, RenderError, RequestTemplate, masked_headers
 
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -149,12 +150,25 @@ def percentiles(histogram: list[int]) -> dict[str, float | None]:
 
 @dataclass
 class Destination:
-    """What a request is made of: the (immutable) template, the authentication and the transport."""
+    """What a request is made of: the (immutable) template, the authentication and the transport, and
+    what of it is secret (masked and scrubbed from everything shown and kept)."""
 
     template: RequestTemplate
     auth: Authenticator
     client: HttpClient
     timeouts: Timeouts
+    secrecy: Secrecy = NO_SECRETS
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (text or a JSON-like document) with every secret of this destination masked, the
+        credentials the authenticator obtained at run time (OAuth tokens) included."""
+        return self.secrecy.scrub_all(value, self.auth.secret_values())
+
+    def shown_request(self, rendered: RenderedRequest, key_header: str, key: str) -> dict[str, Any]:
+        return shown_request(rendered, key_header, key, self.secrecy, self.auth.secret_values())
+
+    def shown_response(self, response: Response) -> dict[str, Any]:
+        return shown_response(response, secrecy=self.secrecy, extra=self.auth.secret_values())
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -357,11 +371,12 @@ class Deliverer:
         self, item: Item, reason: str, rendered: RenderedRequest | None, response: Response | None
     ) -> None:
         self.stats.dead += 1
+        dest = self.destination
         letter = DeadLetter(
             item,
-            reason,
-            shown_request(rendered, self.limits.idempotency_header, item.key) if rendered else None,
-            shown_response(response) if response is not None else None,
+            dest.scrub(reason),
+            dest.shown_request(rendered, self.limits.idempotency_header, item.key) if rendered else None,
+            dest.shown_response(response) if response is not None else None,
             item.attempts,
             item.first_attempt_ms,
             int(time.time() * 1000),
@@ -369,24 +384,44 @@ class Deliverer:
         self._finish(item, letter)
 
 
-def shown_request(rendered: RenderedRequest, key_header: str, key: str) -> dict[str, Any]:
-    """The rendered request as shown to people (test results, dead letters): secrets masked."""
+def shown_request(
+    rendered: RenderedRequest,
+    key_header: str,
+    key: str,
+    secrecy: Secrecy = NO_SECRETS,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The rendered request as shown to people (test results, dead letters): secret header values, query
+    values and body masked, every other known secret scrubbed."""
     headers = masked_headers([*rendered.headers, (key_header, key)])
-    return {
+    secret = secrecy.headers
+    headers = [(name, MASK if name.lower() in secret else value) for name, value in headers]
+    body = rendered.body.decode("utf-8", "replace") if rendered.body is not None else None
+    shown = {
         "method": rendered.method,
-        "url": rendered.url,
+        "url": secrecy.url(rendered.url),
         "headers": _header_dict(headers),
-        "body": rendered.body.decode("utf-8", "replace") if rendered.body is not None else None,
+        "body": MASK if secrecy.body and body is not None else body,
     }
+    return dict(secrecy.scrub_all(shown, extra))
 
 
-def shown_response(response: Response, limit: int = MAX_SHOWN_BODY) -> dict[str, Any]:
-    text = response.body[:limit].decode("utf-8", "replace")
+def shown_response(
+    response: Response,
+    limit: int = MAX_SHOWN_BODY,
+    *,
+    secrecy: Secrecy = NO_SECRETS,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A response as shown and kept (test results, dead letters): the body cut to ``limit`` characters
+    after every known secret was scrubbed from it (a destination may echo the request)."""
+    text = secrecy.scrub(response.body.decode("utf-8", "replace"), extra)
+    headers = secrecy.scrub_all(_header_dict(masked_headers(response.headers)), extra)
     return {
         "status": response.status,
-        "headers": _header_dict(masked_headers(response.headers)),
-        "body": text,
-        "truncated": response.truncated or len(response.body) > limit,
+        "headers": headers,
+        "body": text[:limit],
+        "truncated": response.truncated or len(text) > limit,
         "elapsedMs": round(response.elapsed * 1000, 2),
     }
 

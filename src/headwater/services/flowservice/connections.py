@@ -13,7 +13,7 @@ from headwater.services.resources import Built, ServiceCollection, text_field
 from headwater.services.specs import DATA_LAKE_SPEC_ID, SpecCatalog
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, Scope
-from headwater.stores.secrets import MASK, is_sealed
+from headwater.stores.secrets import MASK, is_sealed, mask_sealed, open_sealed
 
 if TYPE_CHECKING:
     pass
@@ -153,6 +153,8 @@ class Connections(FlowServiceCollection):
         if spec["id"] == LOCAL_FILES:  # confined to the allowed folders (connectors/files/roots.py)
             place = roots.Place(actor.org.id, actor.sandbox.name)
             errors.extend(roots.save_errors(self.services.settings, place, params))
+        if destinations.is_destination(spec["id"]):  # secret token request headers and form items
+            params = destinations.seal_auth(self.services, actor.org.id, params, errors)
         if errors:
             return None
         stored = dict(params)
@@ -212,7 +214,7 @@ class Connections(FlowServiceCollection):
         doc = super().render(resource)
         auth = doc.get("auth")
         if isinstance(auth, dict) and isinstance(auth.get("params"), dict):
-            params = {k: (MASK if is_sealed(v) else v) for k, v in auth["params"].items()}
+            params = {k: mask_sealed(v) for k, v in auth["params"].items()}
             doc = {**doc, "auth": {**auth, "params": params}}
         return doc
 
@@ -223,7 +225,7 @@ class Connections(FlowServiceCollection):
     def secret_params_of(self, scope: Scope, resource: Resource) -> dict[str, Any]:
         params = ((resource.doc.get("auth") or {}).get("params")) or {}
         box = self.services.box
-        return {k: (box.open(v, f"{scope.org_id}:{k}") if is_sealed(v) else v) for k, v in params.items()}
+        return {k: open_sealed(box, v, f"{scope.org_id}:{k}") for k, v in params.items()}
 
 
 class SourceConnections(FlowServiceCollection):
@@ -301,7 +303,7 @@ class TargetConnections(FlowServiceCollection):
             if existing is not None:
                 raise destinations.refuse_edit()
             if params is not None and not any(e["path"].startswith("params") for e in errors):
-                params = destinations.check_request(self.services, params, errors)
+                params = destinations.stored_request(self.services, actor.org.id, base_id, params, errors)
         if errors:
             raise ValidationFailed(errors, code="FLOW-1422-400")
         assert spec is not None
@@ -315,6 +317,12 @@ class TargetConnections(FlowServiceCollection):
             "state": "enabled",
         }
         return Built(doc=doc, refs=refs, name=name)
+
+    def render(self, resource: Resource) -> dict[str, Any]:
+        doc = super().render(resource)
+        if destinations.is_destination(doc["connectionSpec"]["id"]):
+            doc = destinations.render_request(doc)
+        return doc
 
     def _check_dataset(
         self,

@@ -280,6 +280,10 @@
     return out;
   }
 
+  /* Secrets (auth params, request header values, a secret body) come back as the mask; shown as hidden. */
+  const MASKED = "********";
+  const HIDDEN = "•••••••• (hidden)";
+
   function requestFacts(params) {
     const headers = Object.entries(params.headers || {});
     return el(
@@ -292,7 +296,7 @@
         "dd",
         {},
         headers.length
-          ? el("ul", { class: "plain" }, headers.map(([k, v]) => el("li", {}, el("code", { text: k + ": " }), v === "" ? el("span", { class: "muted", text: "(not sent)" }) : el("code", { text: v }))))
+          ? el("ul", { class: "plain" }, headers.map(([k, v]) => el("li", {}, el("code", { text: k + ": " }), v === "" ? el("span", { class: "muted", text: "(not sent)" }) : v === MASKED ? el("span", { class: "muted", text: HIDDEN }) : el("code", { text: v }))))
           : "none"
       ),
       el("dt", { text: "Connection timeout" }),
@@ -300,7 +304,7 @@
       el("dt", { text: "Read timeout" }),
       el("dd", { text: `${params.readTimeoutMs ?? 1000} ms` }),
       el("dt", { text: "Request body" }),
-      el("dd", {}, params.body ? el("pre", { class: "json", text: params.body }) : el("span", { class: "muted", text: "none" }))
+      el("dd", {}, params.body === MASKED ? el("span", { class: "muted", text: HIDDEN }) : params.body ? el("pre", { class: "json", text: params.body }) : el("span", { class: "muted", text: "none" }))
     );
   }
 
@@ -318,12 +322,12 @@
     };
     for (const [key, label] of Object.entries(shown)) {
       if (params[key] === undefined || params[key] === "") continue;
-      const value = params[key] === "********" ? "•••••••• (hidden)" : key === "credentialsLocation" ? (params[key] === "body" ? "Body" : "Header") : params[key];
+      const value = params[key] === MASKED ? HIDDEN : key === "credentialsLocation" ? (params[key] === "body" ? "Body" : "Header") : params[key];
       rows.push(el("dt", { text: label }), el("dd", { text: value }));
     }
     for (const [key, label] of [["extraHeaders", "Token request headers"], ["formItems", "URL encoded form"]]) {
       const entries = Object.entries(params[key] || {});
-      if (entries.length) rows.push(el("dt", { text: label }), el("dd", {}, el("ul", { class: "plain" }, entries.map(([k, v]) => el("li", {}, el("code", { text: `${k}: ${v}` }))))));
+      if (entries.length) rows.push(el("dt", { text: label }), el("dd", {}, el("ul", { class: "plain" }, entries.map(([k, v]) => el("li", {}, el("code", { text: `${k}: ${v === MASKED ? HIDDEN : v}` }))))));
     }
     if (params.clientCertificate) rows.push(el("dt", { text: "Mutual TLS" }), el("dd", { text: "Client certificate and key configured" }));
     return el("dl", { class: "facts" }, rows);
