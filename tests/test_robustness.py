@@ -3,13 +3,15 @@ and the OpenAPI document describes the API."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import ApiClient, LiveServer
+from tests.support import ApiClient, LiveServer, start_server
 
 JUNK_BODIES: list[Any] = [
     None,
@@ -119,3 +121,80 @@ def test_an_integer_too_long_to_parse_is_a_400(api: ApiClient) -> None:
         "/data/foundation/flowservice/connections", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400, response.text
+
+
+# --- hand-made hostile forms (issue 12 item 6): each answered 4xx, never 5xx or a dropped connection ---
+
+HOSTILE_RAW: list[bytes] = [
+    b"[" * 10_000 + b"]" * 10_000,  # nested 10,000 deep
+    b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+    b'{"name": NaN}',
+    b'{"name": Infinity,}',  # lenient path
+    b'{"name": -Infinity}',
+    b'{"name": 1' + b"0" * 400 + b"}",  # an integer beyond 64 bits
+    b'{"name": 1e999}',  # a float beyond float64
+    b'{"name": "\\ud800"}',  # a lone surrogate escape
+    b'{"name": "a\x00b"}',  # a raw NUL in a string
+    b'{"name": "\xff\xfe"}',  # not UTF-8
+    b"\xef\xbb\xbf{}",  # a byte order mark
+    b'{"name": "ok"} trailing',
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE_RAW, ids=range(len(HOSTILE_RAW)))
+def test_hostile_json_never_causes_a_server_error(api: ApiClient, raw: bytes) -> None:
+    for path in (
+        "/data/foundation/flowservice/connections",
+        "/data/foundation/flowservice/flows",
+        "/data/foundation/flowservice/runs",
+        "/data/foundation/schemaregistry/tenant/schemas",
+        "/data/foundation/conversion/mappingSets/preview",
+    ):
+        response = api.post(path, content=raw, headers={"Content-Type": "application/json"})
+        _assert_client_error(response)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [1796582106398, 10**30, -1, True, "1" * 5000, "not a date", 1e308, "9999-12-31T23:59:59-05:00"],
+)
+def test_hostile_run_windows_never_cause_a_server_error(api: ApiClient, window: Any) -> None:
+    response = api.post(
+        "/data/foundation/flowservice/runs",
+        json={"flowId": "does-not-exist", "params": {"windowStartTime": window, "windowEndTime": window}},
+    )
+    _assert_client_error(response)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fuzz_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A server of its own: the fuzzer creates organizations' users, apps and sandboxes at will."""
+    from tests.conftest import _postgres_database, make_settings
+
+    home = tmp_path_factory.mktemp(f"headwater-fuzz-{request.param}")
+    with contextlib.ExitStack() as stack:
+        overrides: dict[str, Any] = {}
+        if request.param == "postgresql":
+            overrides["database_url"] = stack.enter_context(_postgres_database())
+        live = start_server(make_settings(home, **overrides))
+        yield live
+        live.stop()
+        live.services.close()
+
+
+def test_schemathesis_finds_no_server_error(fuzz_server: LiveServer) -> None:
+    """Every operation of the OpenAPI, all phases, valid credentials, 30 s a backend (bench/fuzz_api.py
+    --seconds N runs longer)."""
+    from bench.fuzz_api import fuzz, token
+
+    c = fuzz_server.creds
+    headers = {
+        "Authorization": f"Bearer {token(fuzz_server.base_url, c['apiKey'], c['clientSecret'])}",
+        "x-api-key": c["apiKey"],
+        "x-gw-ims-org-id": c["orgId"],
+        "x-sandbox-name": "prod",
+    }
+    outcome = fuzz(fuzz_server.base_url, headers, seconds=30)
+    assert not outcome.server_errors, outcome.output[-6000:]
