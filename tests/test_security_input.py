@@ -365,3 +365,27 @@ def test_a_preview_larger_than_16_mb_is_refused(api: ApiClient) -> None:
     response = _preview(api, "lpad(id, 60000)", [{"id": str(i)} for i in range(1000)])
     assert response.status_code == 400, response.text
     assert "more than a preview returns" in response.json()["report"]["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "start,stored", [(1796582106398, 1796582106), (1796582106, 1796582106)], ids=["ms", "seconds"]
+)
+def test_a_schedule_start_in_milliseconds_is_stored_in_seconds(
+    api: ApiClient, start: int, stored: int
+) -> None:
+    parts = crm_pipeline(api)
+    body = flow_body(parts["source"], parts["target"], parts["mapping"], startTime=start, frequency="once")
+    response = api.post(f"{FS}/flows", json=body)
+    assert response.status_code == 201, response.text
+    flow = api.get(f"{FS}/flows/{response.json()['id']}").json()["items"][0]
+    assert flow["scheduleParams"]["startTime"] == stored
+
+
+@pytest.mark.parametrize("start", [10**30, -5, 253402300800000], ids=["huge", "negative", "past-9999"])
+def test_a_schedule_start_out_of_range_is_a_400_naming_it(api: ApiClient, start: int) -> None:
+    parts = crm_pipeline(api)
+    body = flow_body(parts["source"], parts["target"], parts["mapping"], startTime=start, frequency="once")
+    response = api.post(f"{FS}/flows", json=body)
+    assert response.status_code == 400, response.text
+    paths = [e["path"] for e in response.json()["report"]["errors"]]
+    assert "scheduleParams.startTime" in paths

@@ -246,7 +246,7 @@ class Flows(FlowServiceCollection):
             return None
         params = validation.coerce(params, schedule_spec.get("spec"))
         errors.extend(validation.check(params, schedule_spec.get("spec") or {}, "scheduleParams"))
-        return dict(params)
+        return _epoch_seconds(dict(params), errors)
 
     def _options(
         self, body: dict[str, Any], flow_spec: dict[str, Any], existing: Resource | None
@@ -259,6 +259,27 @@ class Flows(FlowServiceCollection):
             options["inletId"] = inlet
             options["inletUrl"] = f"{self.services.settings.base_url}/collection/{inlet}"
         return options
+
+
+def _epoch_seconds(params: dict[str, Any], errors: list[dict[str, str]]) -> dict[str, Any]:
+    """``startTime`` and ``endTime`` as epoch seconds, which the scheduler reads: epoch milliseconds
+    (told apart by magnitude, as for run windows) are converted; other moments before 1970 or after
+    9999 are errors naming the field."""
+    from headwater.services.runs import epoch_seconds
+
+    for key in ("startTime", "endTime"):
+        value = params.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue  # absent, or already reported by the schedule spec's check (JSON integers past
+            # 64 bits arrive as floats, which the spec's "integer" accepts when they are whole)
+        seconds = epoch_seconds(value)
+        if seconds is None:
+            errors.append(
+                {"path": f"scheduleParams.{key}", "message": "must be epoch seconds between 1970 and 9999"}
+            )
+        else:
+            params[key] = int(seconds)
+    return params
 
 
 def _inherited(conn: Resource) -> dict[str, Any]:
