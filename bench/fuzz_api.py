@@ -97,7 +97,9 @@ def _local_server() -> tuple[object, str, dict[str, str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=180, help="time budget of the whole run")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--url", help="a running server (default: start one on a fresh home)")

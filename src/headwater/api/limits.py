@@ -30,6 +30,7 @@ everything else (control plane, tokens, console)    1 MB                 platfor
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -69,23 +70,37 @@ class Family:
         )
 
 
-def family_of(method: str, path: str) -> Family:
-    """The route family of a request, which decides its body limit."""
+@functools.cache
+def _families() -> dict[str, Family]:
+    """The families, with the limits their handlers use (imported once, on first use: the route modules
+    import the application's pieces)."""
     from headwater.api.responses import MAX_CONTROL_BODY
     from headwater.api.routes.collection import MAX_BODY as INLET_BODY
     from headwater.api.routes.uploads import MAX_UPLOAD_BYTES
     from headwater.services.data360.bulk import MAX_FILE_BYTES
     from headwater.services.data360.ingest import MAX_BODY as INGEST_BODY
 
+    return {
+        "inlet": Family("inlet", INLET_BODY),
+        "upload": Family("upload", MAX_UPLOAD_BYTES),
+        "bulk": Family("bulk", MAX_FILE_BYTES, "INGEST-1413-413"),
+        "ingest": Family("ingest", INGEST_BODY, "INGEST-1413-413"),
+        "control": Family("control", MAX_CONTROL_BODY),
+    }
+
+
+def family_of(method: str, path: str) -> Family:
+    """The route family of a request, which decides its body limit."""
+    families = _families()
     if path.startswith("/collection/"):
-        return Family("inlet", INLET_BODY)
+        return families["inlet"]
     if method == "PUT" and _UPLOAD.match(path):
-        return Family("upload", MAX_UPLOAD_BYTES)
+        return families["upload"]
     if method == "PUT" and _BULK.match(path):
-        return Family("bulk", MAX_FILE_BYTES, "INGEST-1413-413")
+        return families["bulk"]
     if path.startswith(("/api/v1/ingest", "/server/events")):
-        return Family("ingest", INGEST_BODY, "INGEST-1413-413")
-    return Family("control", MAX_CONTROL_BODY)
+        return families["ingest"]
+    return families["control"]
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
