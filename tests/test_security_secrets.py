@@ -327,6 +327,18 @@ def test_which_parts_of_a_url_are_secret(url: str, flag: bool | None, shown: str
     assert masked_url(url, flag) == shown
 
 
+def test_a_rendered_url_is_shown_with_its_secret_parts_masked() -> None:
+    from headwater.runtime.delivery.secrecy import Secrecy
+
+    secrecy = Secrecy.of(query=["key"], values=["pw-123456"])
+    shown = secrecy.url("https://u:pw-123456@h/p/ada%40example.com?key=k1&n=3")
+    assert shown == f"https://u:{MASK}@h/p/ada%40example.com?key={MASK}&n=3"
+    assert Secrecy.of(whole_url=True).url("https://h/services/T0/XYZ?x=1") == f"https://h/{MASK}"
+    echoing = Secrecy.of(values=['p/w "123" 456'])
+    echoed = 'json "p/w \\"123\\" 456", query p%2Fw%20%22123%22%20456, form p%2Fw+%22123%22+456'
+    assert echoing.scrub(echoed) == f'json "{MASK}", query {MASK}, form {MASK}'
+
+
 @pytest.mark.parametrize(
     ("name", "value", "flag", "secret"),
     [

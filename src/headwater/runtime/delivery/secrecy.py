@@ -71,11 +71,7 @@ def masked_url(url: str, flag: bool | None) -> str:
     query, hash_sep, fragment = query.partition("#")
     scheme, slashes, rest = head.partition("://")
     cut = min((i for i in (rest.find("/"),) if i >= 0), default=len(rest))
-    authority, path = rest[:cut], rest[cut:]
-    if "@" in authority:
-        info, _, host = authority.rpartition("@")
-        user, colon, _ = info.partition(":")
-        authority = f"{user}{colon}{MASK if colon else ''}@{host}"
+    authority, path = _masked_authority(rest[:cut]), rest[cut:]
     if flag:
         return f"{scheme}{slashes}{authority}/{MASK}"
     pairs = []
@@ -86,6 +82,15 @@ def masked_url(url: str, flag: bool | None) -> str:
     if sep:
         shown += "?" + "&".join(pairs)
     return shown + (hash_sep + fragment if hash_sep else "")
+
+
+def _masked_authority(authority: str) -> str:
+    """``user:password@host`` with the password masked."""
+    if "@" not in authority:
+        return authority
+    info, _, host = authority.rpartition("@")
+    user, colon, _ = info.partition(":")
+    return f"{user}{colon}{MASK if colon else ''}@{host}"
 
 
 def url_secrets(url: str, flag: bool | None) -> list[str]:
@@ -189,6 +194,10 @@ class Secrecy:
         """A rendered URL as shown: the secret query values (or the whole path and query) masked."""
         if self.whole_url:
             return masked_url(url, True)
+        scheme, slashes, rest = url.partition("://")
+        if "@" in rest.split("/", 1)[0]:
+            host, cut, path = rest.partition("/")
+            url = f"{scheme}{slashes}{_masked_authority(host)}{cut}{path}"
         if not self.query or "?" not in url:
             return url
         head, _, query = url.partition("?")
