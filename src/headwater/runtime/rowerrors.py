@@ -16,6 +16,7 @@ import orjson
 import pyarrow as pa
 
 MAX_STORED_ROW_ERRORS = 100_000
+MAX_RECORD_TEXT = 64 * 1024
 
 
 def errors_file(warehouse: Path, batch_id: str) -> Path:
@@ -44,6 +45,26 @@ class RowErrorWriter:
             line = {"_corrupt_record": record, "_errors": row_errors, "_row": row}
             self._out.write(orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n")
             self.stored += 1
+
+    def add_record(self, record: Any, errors: list[Any]) -> None:
+        """Record the ``errors`` (RowError objects, all of one row) of one record kept as it was received
+        (a streaming message, whatever its shape), so that the row error shows the message itself."""
+        for error in errors:
+            self.codes[error.code] = self.codes.get(error.code, 0) + 1
+        if not errors or self.stored >= MAX_STORED_ROW_ERRORS:
+            return
+        line = {
+            "_corrupt_record": record,
+            "_errors": [{"code": e.code, "message": e.message} for e in errors],
+            "_row": errors[0].row,
+        }
+        try:
+            text = orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError:  # nested beyond what the encoder writes: keep its text, shortened
+            line["_corrupt_record"] = repr(record)[:MAX_RECORD_TEXT]
+            text = orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS)
+        self._out.write(text + b"\n")
+        self.stored += 1
 
     def __enter__(self) -> RowErrorWriter:
         return self

@@ -12,15 +12,24 @@ asserts the snapshot the position was read from.
 Runs: a streaming flow reports one run per hour (its window), created at the first commit in that
 hour and updated after each commit with the records in, out and failed; it completes when the hour is
 over. Failed records are kept as row errors of the run's batch.
+
+What fails where: a message that cannot be read, mapped or validated is one message's fault. It becomes a
+row error of the run (the message as received, with its reason), is committed with the others (the log
+position moves past it) and never blocks the messages behind it (:func:`_map`). Anything that raises out
+of :meth:`MicroBatcher.step` is not one message's fault (the lake, the log or the metadata database is
+unavailable, the mapping fails on every message): nothing is committed, the supervisor retries with
+backoff, and the run of the hour shows the flow failing with the error until a micro-batch succeeds
+(:meth:`MicroBatcher.failed`, runtime/streamruns.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +54,7 @@ STANDBY_POLL_SECONDS = 1.0
 EXPIRE_EVERY_COMMITS = 600
 KEEP_SNAPSHOTS_MS = 3600_000
 CORRUPT = "INGEST-1401-400"
+EMPTY = "INGEST-1555-400"  # a required value is missing: here, every value the mapping reads
 
 
 def is_streaming(flow: Resource) -> bool:
@@ -65,6 +75,7 @@ class Plan:
     dedup_path: str | None
     upsert_key: str | None
     fills: tuple[str, ...] = ()  # required fields the mapping leaves empty, filled per message
+    mapped: bool = False  # raw messages go through a mapping set (not the identity of the schema)
 
 
 @dataclass
@@ -97,6 +108,7 @@ class MicroBatcher:
         self.last_commit = 0.0
         self._commits = 0
         self._reconciled = False
+        self._failing = False
         self.runs = StreamRuns(services, flow.scope, flow.id)
 
     def reset(self) -> None:
@@ -121,6 +133,7 @@ class MicroBatcher:
         xdm = identity_compile(resolved)
         raw = xdm
         fills: tuple[str, ...] = ()
+        mapped_set = False
         for step in flow.doc.get("transformations") or []:
             if step.get("name") == "Mapping":
                 params = step.get("params") or {}
@@ -140,6 +153,7 @@ class MicroBatcher:
                     "required": [r for r in resolved.get("required", []) if r not in fills],
                 }
                 raw = compile_mapping(doc, relaxed)
+                mapped_set = True
         options = flow.doc.get("options") or {}
         names = set(xdm.target.names)
         dedup = options.get("dedupPath") or ("_id" if "_id" in names else None)
@@ -156,11 +170,31 @@ class MicroBatcher:
             dedup_path=dedup if isinstance(dedup, str) else None,
             upsert_key=options.get("upsertKey") if isinstance(options.get("upsertKey"), str) else None,
             fills=fills,
+            mapped=mapped_set,
         )
         return self._plan
 
+    # --- failures that are no message's fault ---
+    def failed(self, error: BaseException, attempts: int, retry_in: float) -> None:
+        """The micro-batch failed ``attempts`` times in a row, last with ``error`` (raised outside the
+        per-message isolation of :func:`_map`: the lake, the log or the metadata database), and is retried
+        in ``retry_in`` seconds: the flow's run of the hour shows it failing, with the error."""
+        self._failing = True
+        flow = self.services.store.get("flow", self.scope, self.flow_id)
+        sandbox = flow.doc.get("sandboxName") if flow is not None else None
+        self.runs.failing(sandbox, describe_failure(error), attempts, retry_in)
+
     # --- one micro-batch ---
     def step(self) -> StepResult:
+        """One micro-batch (see the module's docstring). An exception means the micro-batch failed for a
+        reason no message is at fault for; nothing was committed and the same records are read again."""
+        result = self._step()
+        if self._failing:  # it worked again: the run of the hour no longer shows the flow failing
+            self.runs.recovered(now_ms())
+            self._failing = False
+        return result
+
+    def _step(self) -> StepResult:
         svc = self.services
         plan = self.plan()
         if plan is None or plan.flow.doc.get("state") != "enabled":
@@ -186,16 +220,19 @@ class MicroBatcher:
         codes: dict[str, int] = {}
         with RowErrorWriter(errors_path, append=True, stored=stored) as row_errors:
             for position, payload in decoded.corrupt:
-                bad = pa.RecordBatch.from_pylist([{"message": payload.decode("utf-8", "replace")}])
-                row_errors.add(bad, [_corrupt(0, f"record {position} of the micro-batch is not JSON")])
+                message = {"message": payload.decode("utf-8", "replace")}
+                row_errors.add_record(
+                    message, [_corrupt(position, f"record {position} of the micro-batch is not JSON")]
+                )
                 result.failed += 1
             for mapping, rows, positions in (
                 (plan.raw, decoded.raw, decoded.raw_pos),
                 (plan.xdm, decoded.xdm, decoded.xdm_pos),
             ):
                 if rows:
-                    mapped, failed = _map(mapping, rows, positions, row_errors)
-                    if mapping is plan.raw and plan.fills:
+                    raw = mapping is plan.raw
+                    mapped, failed = _map(mapping, rows, positions, row_errors, raw and plan.mapped)
+                    if raw and plan.fills:
                         mapped = [(_fill(plan, t, ps, decoded), ps) for t, ps in mapped]
                     outputs.extend(mapped)
                     result.failed += failed
@@ -248,7 +285,7 @@ class MicroBatcher:
             return rows, positions, 0
         keep: list[bool] = []
         batch_seen: set[Any] = set()
-        for value in ids.to_pylist():
+        for value in map(_hashable, ids.to_pylist()):
             fresh = value is None or (value not in self._seen and value not in batch_seen)
             keep.append(fresh)
             if value is not None:
@@ -264,7 +301,7 @@ class MicroBatcher:
             return
         ids = _column(rows, plan.dedup_path)
         if ids is not None:
-            self._seen.update(v for v in ids.to_pylist() if v is not None)
+            self._seen.update(_hashable(v) for v in ids.to_pylist() if v is not None)
 
     def _expire(self, table: Any) -> None:
         try:
@@ -298,33 +335,169 @@ def _decode(payloads: Iterable[bytes]) -> _Decoded:
 
 
 def _map(
-    mapping: Any, rows: list[dict[str, Any]], positions: list[int], row_errors: RowErrorWriter
+    mapping: Any,
+    rows: list[dict[str, Any]],
+    positions: list[int],
+    row_errors: RowErrorWriter,
+    require_value: bool = False,
 ) -> tuple[list[tuple[pa.Table, list[int]]], int]:
-    """Map ``rows``; returns the mapped tables with the log positions of their rows, and the failures."""
-    groups: list[tuple[pa.RecordBatch, list[int]]] = []
-    failed = 0
-    try:
-        groups.append((pa.RecordBatch.from_pylist(rows), positions))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError):
-        # Messages whose values disagree in type: convert one by one so one odd message cannot fail
-        # the others.
-        for row, position in zip(rows, positions, strict=True):
-            try:
-                groups.append((pa.RecordBatch.from_pylist([row]), [position]))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError) as exc:
-                bad = pa.RecordBatch.from_pylist([{"message": orjson.dumps(row, default=str).decode()}])
-                row_errors.add(bad, [_corrupt(0, f"the message cannot be read as a record: {exc}")])
-                failed += 1
+    """Map the messages ``rows`` (at log positions ``positions`` of the micro-batch); returns the mapped
+    tables with the positions of their rows, and how many messages failed.
+
+    Every failure here is one message's: the message is kept as a row error, as received, with its
+    reason, and the others go on. A message Arrow cannot read, one the mapping rejects or crashes on, and
+    (``require_value``, raw messages through a mapping set) one from which the mapping takes no value at
+    all are such failures; nothing a message contains can fail the micro-batch.
+
+    A mapping that raises on more than :data:`CRASH_LIMIT` messages (or one in a hundred) is taken to be
+    broken for every message, which is no message's fault: :class:`MappingBroken` fails the micro-batch
+    (retried with backoff, the flow shown failing) and no row error of it is written."""
+    sink = _Failures(rows, positions, max(CRASH_LIMIT, len(rows) // 100))
     out: list[tuple[pa.Table, list[int]]] = []
-    for batch, batch_positions in groups:
+    for batch, members in _batches(rows, sink):
+        for output, kept in _apply(mapping, batch, members, sink):
+            if require_value:
+                output, kept = _drop_empty(output, kept, sink)
+            if output.num_rows:
+                out.append((pa.Table.from_batches([output]), [positions[m] for m in kept]))
+    sink.write(row_errors)
+    return out, sink.failed
+
+
+CRASH_LIMIT = 64
+
+
+class MappingBroken(Exception):
+    """The flow's mapping raises on message after message: the micro-batch fails (not its messages)."""
+
+
+@dataclass
+class _Failures:
+    """The failed messages of one mapping pass, kept as received with their errors until :meth:`write`."""
+
+    rows: list[dict[str, Any]]
+    positions: list[int]
+    crash_limit: int
+    failed: int = 0
+    crashes: int = 0
+    found: list[tuple[dict[str, Any], list[Any]]] = field(default_factory=list)
+
+    def fail(self, member: int, errors: list[Any]) -> None:
+        """Message ``member`` (an index into ``rows``) failed for ``errors`` (RowErrors)."""
+        position = self.positions[member]
+        self.found.append((self.rows[member], [replace(e, row=position) for e in errors]))
+        self.failed += 1
+
+    def crashed(self, member: int, error: Exception) -> None:
+        """The mapping raised ``error`` on message ``member`` alone."""
+        self.crashes += 1
+        if self.crashes > self.crash_limit:
+            raise MappingBroken(
+                f"the flow's mapping fails on more than {self.crash_limit} messages of a micro-batch "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        self.fail(member, [_corrupt(0, f"the message cannot be mapped: {error}")])
+
+    def write(self, writer: RowErrorWriter) -> None:
+        for record, errors in self.found:
+            writer.add_record(record, errors)
+
+
+UNREADABLE = (pa.ArrowException, OverflowError, ValueError, TypeError, RecursionError)
+
+
+def _batches(rows: list[dict[str, Any]], sink: _Failures) -> list[tuple[pa.RecordBatch, list[int]]]:
+    """The messages as Arrow batches, with the indexes of the messages in each.
+
+    The columns are the union of every message's keys, at every level (``RecordBatch.from_pylist`` takes
+    the first message's keys only: a first message ``{}`` made a batch of no rows, which failed every
+    micro-batch, and a key missing from the first message was dropped from all the others). Messages
+    whose values disagree in type (``1`` in one, ``"x"`` in another) are read one by one, so each keeps
+    its own types and one odd message cannot fail the others; one that Arrow cannot read is a row error."""
+    try:
+        return [(pa.RecordBatch.from_struct_array(pa.array(rows)), list(range(len(rows))))]
+    except UNREADABLE:
+        pass
+    groups: list[tuple[pa.RecordBatch, list[int]]] = []
+    for member, row in enumerate(rows):
+        try:
+            groups.append((pa.RecordBatch.from_struct_array(pa.array([row])), [member]))
+        except UNREADABLE as exc:
+            sink.fail(member, [_corrupt(0, f"the message cannot be read as a record: {exc}")])
+    return groups
+
+
+def _apply(
+    mapping: Any, batch: pa.RecordBatch, members: list[int], sink: _Failures
+) -> list[tuple[pa.RecordBatch, list[int]]]:
+    """``mapping`` applied to ``batch``: the output batches with the members of their rows. The mapping
+    reports the rows it rejects; should it raise instead (a message it was not written for), the batch is
+    split in halves until the message that makes it raise is alone, and that message is a row error."""
+    try:
         result = mapping.apply(batch)
-        if result.errors:
-            row_errors.add(batch, result.errors)
-            failed += batch.num_rows - result.output.num_rows
-        kept = [p for p, bad in zip(batch_positions, result.failed_rows.to_pylist(), strict=True) if not bad]
-        if result.output.num_rows:
-            out.append((pa.Table.from_batches([result.output]), kept))
-    return out, failed
+        failed_rows = result.failed_rows.to_pylist()
+        if len(failed_rows) != batch.num_rows or result.output.num_rows != failed_rows.count(False):
+            raise ValueError(
+                f"the mapping returned {result.output.num_rows} rows and {len(failed_rows)} row states "
+                f"for {batch.num_rows} messages"
+            )
+    except Exception as exc:  # a mapping failure of some message(s): isolate it
+        if batch.num_rows > 1:
+            half = batch.num_rows // 2
+            return _apply(mapping, batch.slice(0, half), members[:half], sink) + _apply(
+                mapping, batch.slice(half), members[half:], sink
+            )
+        sink.crashed(members[0], exc)
+        return []
+    by_row: dict[int, list[Any]] = {}
+    for error in result.errors:
+        by_row.setdefault(error.row, []).append(error)
+    for row, bad in enumerate(failed_rows):
+        if bad:
+            sink.fail(members[row], by_row.get(row) or [_corrupt(0, "the message failed mapping")])
+    kept = [m for m, bad in zip(members, failed_rows, strict=True) if not bad]
+    return [(result.output, kept)]
+
+
+def _drop_empty(
+    output: pa.RecordBatch, members: list[int], sink: _Failures
+) -> tuple[pa.RecordBatch, list[int]]:
+    """Drop (as row errors) the mapped rows where every field is empty: the message has none of the
+    fields the flow's mapping reads (``{}``, ``{"data": null}``), so there is nothing to land."""
+    if output.num_rows == 0:
+        return output, members
+    empty = all_null(output)
+    if not any(empty):
+        return output, members
+    for member, is_empty in zip(members, empty, strict=True):
+        if is_empty:
+            sink.fail(
+                member,
+                [
+                    _corrupt(
+                        0,
+                        "the message has none of the fields the flow's mapping reads (every mapped value "
+                        "is empty): there is nothing to land",
+                        EMPTY,
+                    )
+                ],
+            )
+    keep = pa.array([not e for e in empty], type=pa.bool_())
+    return output.filter(keep), [m for m, e in zip(members, empty, strict=True) if not e]
+
+
+def all_null(batch: pa.RecordBatch) -> list[bool]:
+    """Per row: True when every leaf value of the row is null (structs are looked into)."""
+    table = pa.Table.from_batches([batch])
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    mask: Any = None
+    for column in table.columns:
+        null = pc.is_null(column)
+        mask = null if mask is None else pc.and_(mask, null)
+    if mask is None:
+        return [True] * batch.num_rows
+    return [bool(v) for v in mask.to_pylist()]
 
 
 ID_SOURCES = ("_id", "event_id", "eventId", "id")
@@ -408,10 +581,34 @@ def _ids_in_table(services: Services, table: Any, path: str) -> Iterable[Any]:
         return []
     rows = table.scan(selected_fields=(top,)).to_arrow()
     column = _column(rows, path)
-    return [] if column is None else (v for v in column.to_pylist() if v is not None)
+    return [] if column is None else (_hashable(v) for v in column.to_pylist() if v is not None)
 
 
-def _corrupt(row: int, message: str) -> Any:
+def describe_failure(error: BaseException) -> str:
+    """What a run shows of a micro-batch failure: a platform error's own message, an operating system
+    error's kind (its file names stay in the worker log: a Viewer reads runs), else the exception's
+    type."""
+    from headwater.errors import HeadwaterError
+
+    if isinstance(error, HeadwaterError):
+        return error.detail
+    if isinstance(error, MappingBroken):
+        return str(error)
+    if isinstance(error, OSError):  # its strerror may name files (Arrow's does): the errno's text only
+        text = os.strerror(error.errno) if isinstance(error.errno, int) else "unavailable"
+        return f"{type(error).__name__}: {text}; see the worker log"
+    return f"internal error ({type(error).__name__}); see the worker log"
+
+
+def _hashable(value: Any) -> Any:
+    """An id as a set member: an id path that leads to a struct or a list gives dicts or lists, which
+    are compared by their JSON text instead of failing every micro-batch."""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return value
+
+
+def _corrupt(row: int, message: str, code: str = CORRUPT) -> Any:
     from headwater.runtime.mapping import RowError
 
-    return RowError(row=row, code=CORRUPT, message=message, path=None)
+    return RowError(row=row, code=code, message=message, path=None)

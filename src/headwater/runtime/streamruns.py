@@ -4,6 +4,14 @@ updated after each commit with the records in, out and failed, completed once th
 A run's id is derived from the flow and the window, so every process agrees on it. Its batch holds the
 row errors. A crash between a commit and the run's update is repaired by :meth:`StreamRuns.reconcile`
 from the last commit's snapshot summary.
+
+A micro-batch that fails for a reason no message is at fault for (the lake or the metadata database
+unavailable, a schema gone wrong) is retried with backoff, and meanwhile the run of the hour shows the
+flow failing (:meth:`StreamRuns.failing`): ``state`` and ``metrics.statusSummary.status`` are ``failed``,
+``statusSummary.errors`` holds the error (code :data:`FAILING`) and ``failure`` says since when, how many
+attempts, and the last error. The first commit after it (:meth:`StreamRuns.account`) or the first clean
+step (:meth:`StreamRuns.recovered`) puts the run back in progress and keeps the episode as
+``lastFailure``. A run whose hour ends while its flow is failing completes ``failed``.
 """
 
 from __future__ import annotations
@@ -17,13 +25,23 @@ from typing import TYPE_CHECKING, Any
 from headwater.runtime.executor import save_resource
 from headwater.services.container import Services
 from headwater.services.ids import new_etag, now_ms
-from headwater.services.runs import IN_PROGRESS, PARTIAL, SUCCESS, iso, new_batch_doc, new_run_doc
+from headwater.services.runs import (
+    FAILED,
+    IN_PROGRESS,
+    PARTIAL,
+    SUCCESS,
+    iso,
+    new_batch_doc,
+    new_run_doc,
+)
 from headwater.stores.metadata import AlreadyExists, Resource, Scope
 
 if TYPE_CHECKING:
     from headwater.runtime.streaming import Plan
 
 RUN_WINDOW_MS = 3600_000
+FAILING = "INGEST-1500-503"  # the flow's micro-batches fail (not for any one message): retrying
+MAX_ERROR_TEXT = 1000
 
 
 class StreamRuns:
@@ -35,6 +53,19 @@ class StreamRuns:
 
     def run_for(self, plan: Plan, now: int) -> tuple[Resource, Resource]:
         """The run of the hour ``now`` falls in (created on first use) and its batch."""
+        run = self._run_of_hour(now, plan.flow.doc.get("sandboxName"))
+        batch_id = str(run.doc["batchId"])
+        store = self.services.store
+        batch = store.get("batch", self.scope, batch_id)
+        if batch is None:
+            bdoc = {**new_batch_doc(plan.dataset_id, self.flow_id, run.id), "id": batch_id, "created": now}
+            self._insert("batch", batch_id, bdoc, now, ("dataSet", plan.dataset_id))
+            batch = store.get("batch", self.scope, batch_id)
+            assert batch is not None
+        return run, batch
+
+    def _run_of_hour(self, now: int, sandbox_name: Any) -> Resource:
+        """The run of the hour ``now`` falls in, created on first use."""
         window = now - now % RUN_WINDOW_MS
         run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"headwater:stream-run:{self.flow_id}:{window}"))
         batch_id = hashlib.sha1(run_id.encode()).hexdigest()[:13].upper()
@@ -56,7 +87,7 @@ class StreamRuns:
                 "createdClient": "headwater-streaming",
                 "updatedClient": "headwater-streaming",
                 "sandboxId": self.scope.sandbox_id,
-                "sandboxName": plan.flow.doc.get("sandboxName"),
+                "sandboxName": sandbox_name,
                 "imsOrgId": self.scope.org_id,
                 "state": IN_PROGRESS,
                 "streaming": True,
@@ -68,13 +99,7 @@ class StreamRuns:
             self._insert("run", run_id, doc, now, ("flow", self.flow_id))
             run = store.get("run", self.scope, run_id)
             assert run is not None
-        batch = store.get("batch", self.scope, batch_id)
-        if batch is None:
-            bdoc = {**new_batch_doc(plan.dataset_id, self.flow_id, run_id), "id": batch_id, "created": now}
-            self._insert("batch", batch_id, bdoc, now, ("dataSet", plan.dataset_id))
-            batch = store.get("batch", self.scope, batch_id)
-            assert batch is not None
-        return run, batch
+        return run
 
     def _insert(self, kind: str, ident: str, doc: dict[str, Any], now: int, ref: tuple[str, str]) -> None:
         """Insert unless another process (or an earlier attempt) already did."""
@@ -111,8 +136,46 @@ class StreamRuns:
                 "errorCodes": known,
                 "storedRowErrors": stored,
                 "activities": [_activity(run.doc.get("batchId"), records, errors)],
+                **_recovery(run),
             },
         )
+
+    def failing(self, sandbox_name: Any, error: str, attempts: int, retry_in: float) -> None:
+        """Show the flow failing in the run of the current hour: its micro-batch failed ``attempts``
+        times in a row, last with ``error``, and is retried in ``retry_in`` seconds. The messages stay in
+        the streaming log meanwhile; they land once a micro-batch succeeds."""
+        now = now_ms()
+        run = self._run_of_hour(now, sandbox_name)
+        if run.doc.get("state") not in (IN_PROGRESS, FAILED):
+            return  # completed already (its hour is over)
+        text = error if len(error) <= MAX_ERROR_TEXT else error[: MAX_ERROR_TEXT - 3] + "..."
+        since = (run.doc.get("failure") or {}).get("since") or now
+        failure = {"since": since, "attempts": attempts, "lastAttemptAt": now, "error": text}
+        message = (
+            f"The flow's micro-batches are failing ({attempts} attempts since {iso(since)}): {text}. "
+            f"Retrying in {retry_in:.0f} s, with backoff; the acknowledged messages are kept in the "
+            "streaming log and land once a micro-batch succeeds."
+        )
+        known = run.doc.get("errorCodes") or {}
+        errors = [{"code": c, "message": _error_text(c), "recordCount": n} for c, n in known.items()]
+        metrics = {
+            **run.doc["metrics"],
+            "statusSummary": {"status": FAILED, "errors": [{"code": FAILING, "message": message}, *errors]},
+        }
+        save_resource(self.services, run, {"state": FAILED, "failure": failure, "metrics": metrics})
+
+    def recovered(self, now: int) -> None:
+        """The flow's micro-batches succeed again: the run of the hour is back in progress (when it
+        showed the flow failing)."""
+        window = now - now % RUN_WINDOW_MS
+        run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"headwater:stream-run:{self.flow_id}:{window}"))
+        run = self.services.store.get("run", self.scope, run_id)
+        if run is None or not run.doc.get("failure"):
+            return
+        known = run.doc.get("errorCodes") or {}
+        errors = [{"code": c, "message": _error_text(c), "recordCount": n} for c, n in known.items()]
+        metrics = {**run.doc["metrics"], "statusSummary": {"status": IN_PROGRESS, "errors": errors}}
+        save_resource(self.services, run, {"metrics": metrics, **_recovery(run)})
 
     def reconcile(self, table: Any) -> None:
         """After a restart: count the last commit if the crash came between it and its run's update."""
@@ -136,13 +199,15 @@ class StreamRuns:
         store = self.services.store
         run_ids = [i for kind, i in store.referrers(self.scope, "flow", self.flow_id) if kind == "run"]
         for run in store.get_many("run", self.scope, run_ids).values():
-            if not run.doc.get("streaming") or run.doc.get("state") != IN_PROGRESS:
+            if not run.doc.get("streaming") or not _open(run):
                 continue
             started = _window_start(run)
             if started is None or started >= window:
                 continue
             records = run.doc["metrics"]["recordSummary"]
             status = PARTIAL if records.get("failedRecordCount") else SUCCESS
+            if run.doc.get("failure"):  # the hour ended with the flow failing
+                status = FAILED
             metrics = {
                 **run.doc["metrics"],
                 "durationSummary": {
@@ -168,6 +233,22 @@ class StreamRuns:
                         },
                     },
                 )
+
+
+def _open(run: Resource) -> bool:
+    """Whether a streaming run's hour is still being counted: in progress, or failed while its flow is
+    failing (a completed run has its completion time)."""
+    state = run.doc.get("state")
+    completed = (run.doc["metrics"].get("durationSummary") or {}).get("completedAtUTC")
+    return state == IN_PROGRESS or (state == FAILED and bool(run.doc.get("failure")) and completed is None)
+
+
+def _recovery(run: Resource) -> dict[str, Any]:
+    """The changes that end a failing episode of ``run`` (none when it is not failing)."""
+    failure = run.doc.get("failure")
+    if not failure:
+        return {}
+    return {"state": IN_PROGRESS, "failure": None, "lastFailure": {**failure, "recoveredAt": now_ms()}}
 
 
 def _error_text(code: str) -> str:

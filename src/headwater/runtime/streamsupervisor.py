@@ -23,6 +23,8 @@ log = logging.getLogger("headwater.streaming")
 
 STANDBY_POLL_SECONDS = 1.0
 BATCHER_NICENESS = 10
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def drive(batcher: MicroBatcher, stop: threading.Event) -> None:
@@ -36,26 +38,61 @@ def drive(batcher: MicroBatcher, stop: threading.Event) -> None:
 
 
 def _loop(batcher: MicroBatcher, stop: threading.Event) -> None:
+    """Step ``batcher`` until ``stop``. A step that raises failed for a reason no message is at fault for
+    (messages that cannot be mapped or validated are row errors inside the step): it is retried with
+    exponential backoff (:data:`FIRST_BACKOFF_SECONDS` doubling to :data:`MAX_BACKOFF_SECONDS`), and the
+    flow's run shows it failing meanwhile. The traceback is logged once per failing episode and when the
+    error changes, then one line per retry."""
     flush = batcher.services.settings.stream_flush_seconds
-    backoff = 1.0
+    backoff = FIRST_BACKOFF_SECONDS
+    attempts = 0
+    last_error = ""
     while not stop.is_set():
         try:
             result = batcher.step()
-            backoff = 1.0
         except NotFound:
             return  # the flow, its dataset or its schema is gone
-        except Exception:
-            log.exception(
-                "streaming flow %s: micro-batch failed; retrying in %.0fs", batcher.flow_id, backoff
-            )
+        except Exception as exc:
+            attempts += 1
+            error = f"{type(exc).__name__}: {exc}"
+            if error != last_error:
+                log.exception(
+                    "streaming flow %s: micro-batch failed; retrying in %.0fs", batcher.flow_id, backoff
+                )
+            else:
+                log.warning(
+                    "streaming flow %s: micro-batch failed again (%d attempts): %s; retrying in %.0fs",
+                    batcher.flow_id,
+                    attempts,
+                    error,
+                    backoff,
+                )
+            last_error = error
+            _report_failure(batcher, exc, attempts, backoff)
             batcher.reset()
             stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             continue
+        if attempts:
+            log.info(
+                "streaming flow %s: micro-batches succeed again after %d failed", batcher.flow_id, attempts
+            )
+        backoff, attempts, last_error = FIRST_BACKOFF_SECONDS, 0, ""
         if result.committed:
             stop.wait(max(0.0, flush - (time.monotonic() - batcher.last_commit)))
         elif not result.consumed:
             stop.wait(IDLE_POLL_SECONDS)
+
+
+def _report_failure(batcher: MicroBatcher, error: Exception, attempts: int, retry_in: float) -> None:
+    """Show the failure in the flow's runs; when that fails too (the metadata database is what is down),
+    the log has it."""
+    try:
+        batcher.failed(error, attempts, retry_in)
+    except Exception:
+        log.warning(
+            "streaming flow %s: could not record the failure in its run", batcher.flow_id, exc_info=True
+        )
 
 
 def _lower_priority() -> None:

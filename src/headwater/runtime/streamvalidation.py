@@ -7,18 +7,20 @@ from typing import Any
 
 import pyarrow as pa
 
-from headwater.runtime.streaming import CORRUPT, MicroBatcher
+from headwater.runtime.streaming import CORRUPT, EMPTY, UNREADABLE, MicroBatcher, all_null
 from headwater.services.container import Services
 from headwater.stores.metadata import Scope
 
 MAX_VIOLATIONS = 5
-_KEYWORDS = {"INGEST-1555-400": "required", "MAPPER-3700-400": "mapping", CORRUPT: "type"}
+_KEYWORDS = {EMPTY: "required", "MAPPER-3700-400": "mapping", CORRUPT: "type"}
 
 
 def validate_message(
     services: Services, scope: Scope, flow_id: str, kind: str, record: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """The reference's ``_streamingValidation`` report for one message, or None when it is valid."""
+    """The reference's ``_streamingValidation`` report for one message, or None when it is valid. The
+    message is judged as the micro-batch judges it (runtime/streaming.py ``_map``): what fails here would
+    be a row error there."""
     cache: dict[str, MicroBatcher] = services.streams.validators
     batcher = cache.get(flow_id)
     if batcher is None:
@@ -34,11 +36,30 @@ def validate_message(
         _extraneous(record, plan.target, "", violations)
     mapping = plan.xdm if kind == "xdm" else plan.raw
     try:
-        batch = pa.RecordBatch.from_pylist([record])
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError) as exc:
+        batch = pa.RecordBatch.from_struct_array(pa.array([record]))
+    except UNREADABLE as exc:
         violations.append({"keyword": "type", "message": f"the message cannot be read as a record: {exc}"})
     else:
-        for error in mapping.apply(batch).errors:
+        try:
+            result = mapping.apply(batch)
+        except Exception as exc:  # the micro-batch makes this message a row error: say so now
+            violations.append({"keyword": "mapping", "message": f"the message cannot be mapped: {exc}"})
+            result = None
+        if (
+            result is not None
+            and kind != "xdm"
+            and plan.mapped
+            and result.output.num_rows
+            and all_null(result.output)[0]
+        ):
+            violations.append(
+                {
+                    "keyword": "required",
+                    "message": "the message has none of the fields the flow's mapping reads: there is "
+                    "nothing to land",
+                }
+            )
+        for error in result.errors if result is not None else []:
             pointer = "#/" + (error.path or "").replace(".", "/")
             violations.append(
                 {

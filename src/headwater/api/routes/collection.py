@@ -4,6 +4,17 @@ They follow Adobe's Data Collection Service: one message answers 200 with an ``x
 messages always answers 207 with one response per message, in order. A 2xx is sent only once the
 messages are durable in the streaming log. Errors use the service's own problem shape
 (``http://ns.adobe.com/adobecloud/problem/data-collection-service/...``), not the platform's.
+
+What is refused at once (4xx) and what is acknowledged: a body that is not a message at all is refused
+(empty, not JSON, not UTF-8, ``NaN``/``Infinity``, not an object, nested deeper than
+:data:`MAX_DEPTH`, over 1 MB), and so is one that cannot be routed (unknown flow, another organization's
+header, a dataset or schema that is not the flow's). Anything else is acknowledged without looking at
+its fields (as the reference does when synchronous validation is off) and then either lands or becomes a
+row error of its flow's run, with its reason (runtime/streaming.py): an acknowledged message never stops
+the ones behind it.
+
+An inlet that requires authentication takes a token of its organization's API client whose role has
+``ingest-data`` (a Viewer's token is refused with 403), like the Data 360 Ingestion API.
 """
 
 from __future__ import annotations
@@ -16,12 +27,14 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from headwater.services import access
 from headwater.services.container import Services
 from headwater.services.streaming import Inlet, MessageRejected
 
 router = APIRouter(tags=["Streaming ingestion"])
 
 MAX_BODY = 1024 * 1024
+MAX_DEPTH = 64  # levels of objects and arrays in one message (the control plane's limit too)
 PROBLEM = "http://ns.adobe.com/adobecloud/problem/data-collection-service"
 _PID = os.getpid() % 10_000
 
@@ -69,13 +82,35 @@ def _authorize(svc: Services, inlet: Inlet, request: Request) -> Response | None
             kind="data-collection-service-authorization",
         )
     claims = svc.tokens.verify(token.strip()) if scheme.lower() == "bearer" else None
-    if claims is None or claims.org_id != inlet.scope.org_id:
+    client = svc.clients.get(claims.client_id) if claims is not None else None
+    if (
+        claims is None
+        or claims.org_id != inlet.scope.org_id
+        or client is None
+        or not client.enabled
+        or client.org_id != inlet.scope.org_id
+    ):
         return _problem(
             403,
             "Forbidden",
-            f"[{inlet.inlet_id}] the access token is not valid for this inlet: expired, malformed, or of "
-            "another organization",
+            f"[{inlet.inlet_id}] the access token is not valid for this inlet: expired, malformed, of a "
+            "disabled client, or of another organization",
             kind="data-collection-service-authorization",
+        )
+    if access.INGEST_DATA not in access.permissions_of(client.role, org_admin=client.role == "Admin"):
+        denied = access.denied(
+            access.INGEST_DATA,
+            client.role,
+            inlet.sandbox_name,
+            f"sending messages to inlet [{inlet.inlet_id}]",
+        )
+        return _problem(
+            403,
+            "Forbidden",
+            f"[{inlet.inlet_id}] {denied.detail}",
+            kind="data-collection-service-authorization",
+            permission=access.INGEST_DATA,
+            role=client.role,
         )
     return None
 
@@ -109,10 +144,33 @@ def _flow_hint(request: Request) -> str | None:
 
 
 def _parse(body: bytes) -> Any:
+    """The body as JSON (strict: UTF-8, no NaN or Infinity); MessageRejected when it is not, or when it
+    is empty."""
+    if not body.strip():
+        raise MessageRejected("The body is empty: send one JSON message.")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MessageRejected(f"The body is not valid JSON: {exc}") from exc
+
+
+def _check_depth(message: Any) -> None:
+    """MessageRejected when ``message`` nests objects and arrays deeper than :data:`MAX_DEPTH` levels
+    (the streaming log and the lake could not keep it; refused now rather than acknowledged and lost)."""
+    level = [message] if isinstance(message, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise MessageRejected(
+                f"The message nests objects and arrays more than {MAX_DEPTH} levels deep: at most "
+                f"{MAX_DEPTH} are accepted."
+            )
+        below: list[Any] = []
+        for value in level:
+            children = value.values() if isinstance(value, dict) else value
+            below.extend(c for c in children if isinstance(c, dict | list))
+        level = below
 
 
 @router.post("/collection/{inlet_id}", summary="Send one message to a streaming inlet")
@@ -127,6 +185,7 @@ async def collect_one(inlet_id: str, request: Request) -> Response:
     received = int(time.time() * 1000)
     try:
         message = _parse(body)
+        _check_depth(message)
         flow_id, kind, record = svc.streams.route(inlet, message, _flow_hint(request))
     except MessageRejected as exc:
         return _problem(exc.status, "Bad Request", exc.message)
@@ -189,6 +248,7 @@ async def collect_batch(inlet_id: str, request: Request) -> Response:
     by_flow: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
     for index, message in enumerate(messages):
         try:
+            _check_depth(message)
             flow_id, kind, record = svc.streams.route(inlet, message, hint)
         except MessageRejected as exc:
             responses.append({"statusCode": exc.status, "message": exc.message})
