@@ -389,3 +389,19 @@ def test_a_schedule_start_out_of_range_is_a_400_naming_it(api: ApiClient, start:
     assert response.status_code == 400, response.text
     paths = [e["path"] for e in response.json()["report"]["errors"]]
     assert "scheduleParams.startTime" in paths
+
+
+def test_headwater_serve_applies_the_header_timeout(tmp_path: Path) -> None:
+    """`headwater serve` builds the same configuration as the tests' servers."""
+    from tests.test_cli import serve as serve_cli
+
+    served = serve_cli(tmp_path / "home", tmp_path, HEADWATER_HEADER_TIMEOUT_SECONDS="1")
+    live = next(served)
+    try:
+        port = int(live.base_url.rsplit(":", 1)[1])
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+                assert _read_until_closed(sock, time.monotonic() + 30).startswith(b"HTTP/1.1 408")
+    finally:
+        served.close()
