@@ -233,3 +233,32 @@ def test_the_cli_runs_a_normal_query_and_refuses_escapes(
     by_name = _cli(server, mine, *sandbox, f'SELECT * FROM "{theirs_table}"')
     assert by_name.returncode == 1 and "theirs0" not in by_name.stdout
     assert "only the datasets of this sandbox" in " ".join(by_name.stderr.split())
+
+
+def test_the_query_service_sees_the_sandbox_datasets_by_table_name_and_no_others(
+    server: LiveServer, api: ApiClient, other_sandbox_api: ApiClient
+) -> None:
+    from headwater.errors import NotFound
+    from headwater.services.tenancy import Actor
+
+    mine = _dataset_with_rows(server, api, "mine")
+    empty = api.post(
+        "/data/foundation/catalog/dataSets",
+        json={"name": "empty data", "schemaRef": {"id": profile_schema(api)}},
+    )
+    assert empty.status_code == 201, empty.text
+    theirs = _dataset_with_rows(server, other_sandbox_api, "theirs")
+    org = server.services.store.get_org(api.org_id)
+    sandbox = server.services.store.get_sandbox(api.org_id, api.sandbox_name)
+    assert org is not None and sandbox is not None
+    actor = Actor(org=org, sandbox=sandbox, client_id="test")
+    queries = server.services.queries
+
+    joined = queries.run(actor, "SELECT count(*) AS n FROM dataset JOIN mine_data USING (_id)", mine)
+    assert joined.table.to_pylist() == [{"n": 3}]
+    with pytest.raises(QueryError, match="has no data yet"):
+        queries.run(actor, "SELECT * FROM empty_data")
+    with pytest.raises(QueryError, match="only the datasets of this sandbox"):
+        queries.run(actor, "SELECT * FROM theirs_data")
+    with pytest.raises(NotFound):
+        queries.run(actor, "SELECT * FROM dataset", theirs)

@@ -115,16 +115,23 @@ class QueryEngine:
         visible = {name.lower(): source for name, source in tables.items()}
         connection = self._connect()
         watchdog = _Watchdog(connection, self.limits.timeout_seconds)
+        scanned: list[_Scannable] = []
         try:
             _check_statement(connection, sql)
             for name in _referenced_tables(connection, sql):
                 if name in visible:
-                    connection.register(name, _Scannable(visible[name]))
+                    scanned.append(_Scannable(visible[name]))
+                    connection.register(name, scanned[-1])
             with watchdog:
                 return self._fetch(connection, sql)
         except QueryError:
             raise
-        except Exception as exc:  # DuckDB's errors: translated to what the caller can change
+        except Exception as exc:
+            # A source's own failure (no data yet, the lake unreadable) reaches here wrapped by DuckDB:
+            # raise it as it was. The rest are DuckDB's errors, translated to what the caller can change.
+            failed = next((s.error for s in scanned if s.error is not None), None)
+            if failed is not None:
+                raise failed from None
             raise _translate(exc, watchdog.fired, self.limits, visible) from exc
         finally:
             connection.close()
@@ -188,17 +195,26 @@ class _Scannable:
     def __init__(self, source: TableSource) -> None:
         self._source = source
         self._schema: pa.Schema | None = None
+        self.error: Exception | None = None  # what the source raised, for the engine to raise unwrapped
 
     def _arrow_schema(self) -> pa.Schema:
         if self._schema is None:
-            self._schema = self._source.schema()
+            try:
+                self._schema = self._source.schema()
+            except Exception as exc:
+                self.error = exc
+                raise
         return self._schema
 
     def __arrow_c_schema__(self) -> object:
         return self._arrow_schema().__arrow_c_schema__()
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
-        reader = self._source.reader()
+        try:
+            reader = self._source.reader()
+        except Exception as exc:
+            self.error = exc
+            raise
         if reader.schema != self._arrow_schema():
             reader = reader.cast(self._arrow_schema())
         return reader.__arrow_c_stream__(requested_schema)
