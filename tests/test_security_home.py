@@ -117,9 +117,12 @@ def _preview(api: ApiClient, dataset_id: str) -> list[dict[str, Any]]:
 def test_nothing_in_the_home_is_open_to_other_users_after_a_full_run(served: Served, tmp_path: Path) -> None:
     api = served.api
     # A CSV batch flow, run by the server's embedded worker (lake files, metadata, checkpoints).
-    write_csv(tmp_path / "data" / "contacts.csv", [contact(i, "2024-01-01 10:00:00") for i in range(20)])
+    # One row with a bad email becomes a row error (its own file).
+    people = [contact(i, "2024-01-01 10:00:00") for i in range(20)]
+    people.append(contact(20, "2024-01-01 10:00:00", email="not-an-email"))
+    write_csv(tmp_path / "data" / "contacts.csv", people)
     batch = files_flow(api, tmp_path / "data")
-    assert run_and_wait(api, batch["flow"], "2024-01-01T11:00:00Z")["state"] == "success"
+    assert run_and_wait(api, batch["flow"], "2024-01-01T11:00:00Z")["state"] == "partialSuccess"
 
     # A streaming message (stream log segments, then a streaming commit).
     pipeline = http_api_flow(api)
@@ -145,6 +148,7 @@ def test_nothing_in_the_home_is_open_to_other_users_after_a_full_run(served: Ser
     assert {".db", ".parquet", ".json", ".avro", ".log", ".key"} <= kinds, sorted(kinds)
     assert list(home.rglob("metadata.db-wal")), "the SQLite WAL is there while the server runs"
     assert list(home.rglob("contacts.csv")), "the upload is in the home"
+    assert list(home.rglob("row_errors.json")), "the batch's row errors are in the home"
     assert _open_to_others(home) == []
 
 
