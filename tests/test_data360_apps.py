@@ -86,6 +86,7 @@ def test_another_org_neither_sees_nor_uses_them(
     assert error == "invalid_grant" and description.startswith("user not found")
     # The same username in the other org is another user: its token carries the other org.
     twin = create_user(other_org_api, flow.user["username"])
+    foreign = create_app(other_org_api, other_keys.certificate, approvedUsers=[twin["username"]])
     response = Flow(server, other_org_api, other_keys, twin, foreign).token()
     assert response.status_code == 200
     assert f"/id/{other_org_api.org_id}/{twin['id']}" in response.json()["id"]

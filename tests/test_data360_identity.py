@@ -157,7 +157,9 @@ class Flow:
 @pytest.fixture
 def flow(server: LiveServer, api: ApiClient, cli_keys: KeyMaterial) -> Flow:
     user = create_user(api)
-    return Flow(server, api, cli_keys, user, create_app(api, cli_keys.certificate))
+    # pre-approved by the organization's admin (the api fixture): the JWT bearer flow needs an approval
+    app = create_app(api, cli_keys.certificate, approvedUsers=[user["username"]])
+    return Flow(server, api, cli_keys, user, app)
 
 
 # --- the whole flow ---
@@ -189,7 +191,7 @@ def test_document_000_flow_from_key_pair_to_ingestion_token(flow: Flow, server: 
     principal = identity.verify_ingestion_token(data360["access_token"])
     app_key = flow.app["consumerKey"]
     expected = IngestPrincipal(
-        org_id, prod.id, flow.user["username"], tuple(DOC_SCOPES), app_key, "jwt_bearer"
+        org_id, prod.id, flow.user["username"], tuple(DOC_SCOPES), app_key, "jwt_bearer", 1
     )
     assert principal == expected  # bound to its app, whose IP policy holds for ingestion calls
 
@@ -367,8 +369,9 @@ def test_app_without_api_or_ingestion_scope(
 def test_subject_token_without_ingestion_scope(
     api: ApiClient, server: LiveServer, cli_keys: KeyMaterial
 ) -> None:
-    app = create_app(api, cli_keys.certificate, scopes=["api"])
-    flow = Flow(server, api, cli_keys, create_user(api), app)
+    user = create_user(api)
+    app = create_app(api, cli_keys.certificate, scopes=["api"], approvedUsers=[user["username"]])
+    flow = Flow(server, api, cli_keys, user, app)
     error, description = refusal(flow.exchange(flow.access_token()))
     assert error == "invalid_grant"
     assert "cdp_ingest_api" in description

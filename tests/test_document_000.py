@@ -49,6 +49,9 @@ def test_document_000_server_to_server_ingestion_end_to_end(
             "pkceRequired": False,
             "permittedUsers": "All users may self-authorize",
             "ipRelaxation": "Relax IP restrictions",
+            # The document has the user authorize the app once in a browser; the JWT bearer flow needs that
+            # approval, or (as here, with no browser) an organization admin's pre-approval of the user.
+            "approvedUsers": [username],
         },
     )
     assert created.status_code == 201, created.text

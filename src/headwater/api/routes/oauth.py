@@ -16,8 +16,11 @@ to the organization, not to a sandbox: every sandbox of the organization sees th
     /data/core/identity/externalClientApps     GET list, POST create (answers the consumer secret, once)
     /data/core/identity/externalClientApps/{id}  GET, PATCH, DELETE
 
-The caller's address, for the apps' IP policies (services/data360/apppolicy.py), is the TCP peer the
-ASGI server reports (``request.client``); no forwarding header is read here.
+The caller's address, for the apps' IP policies (services/data360/apppolicy.py), is ``client_host``: the
+TCP peer, or the client a proxy of HEADWATER_TRUSTED_PROXIES names in X-Forwarded-For.
+
+Changing or deleting an app needs its owner or an organization admin, and setting ``approvedUsers`` or
+``permittedUsers`` an organization admin (services/data360/apps.py): others get a 403 naming manage-users.
 """
 
 from __future__ import annotations

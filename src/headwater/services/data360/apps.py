@@ -4,6 +4,21 @@ admin approved, and their policies (apppolicy.py). Their consumer key carries th
 (``base64url(orgId).random``): the token endpoint, which learns nothing else about the caller, finds the
 app with one keyed read and no global index. The token flows that use them are identity.py and
 consent.py.
+
+Who may change an app (every one of them also needs ``manage-apps``, checked by the route):
+
+    create                       anyone with manage-apps; the creator (``createdBy``) owns the app
+    change, delete               its owner or an organization admin (403 naming manage-users for others)
+    approvedUsers, permittedUsers  an organization admin only: pre-approving users, or letting every
+                                 user self-authorize, decides who the app may act as (403 naming
+                                 manage-users); others may only keep them as they are (on create: none
+                                 approved, "Admin approved users are pre-authorized")
+
+``authorizationVersion`` counts the changes of what a grant was given under: the callback URL (where
+codes go), the certificate (who signs JWT bearer assertions) and the scopes (what tokens may do). Every
+code, refresh-token family, consent and token issued through the app carries the version it was issued
+under; one of another version counts as revoked (identity.py, consent.py), so such a change revokes them
+all at once, in every process, without a sweep.
 """
 
 from __future__ import annotations
@@ -15,8 +30,8 @@ import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from headwater.errors import NotFound, ValidationFailed
-from headwater.services import listing
+from headwater.errors import Forbidden, NotFound, ValidationFailed
+from headwater.services import access, listing
 from headwater.services.data360 import apppolicy
 from headwater.services.data360.apppolicy import choice
 from headwater.services.data360.keys import certificate_info, load_rsa_certificate
@@ -44,13 +59,18 @@ SELF_AUTHORIZED = "All users may self-authorize"
 ADMIN_APPROVED = "Admin approved users are pre-authorized"
 # UI label (stored) -> Metadata API name (also accepted), as Salesforce's ExtlClntAppOauthConfigurablePolicies
 PERMITTED_USERS = {SELF_AUTHORIZED: "AllSelfAuthorized", ADMIN_APPROVED: "AdminApprovedPreAuthorized"}
+VERSION = "authorizationVersion"
+#: Fields whose change revokes every grant made under the old value (see the module docstring).
+AUTHORIZATION_FIELDS = ("callbackUrl", "certificate", "scopes")
+#: Fields only an organization admin may set: who the app may get tokens for.
+ADMIN_FIELDS = ("approvedUsers", "permittedUsers")
 
 
 class ExternalClientApps(ServiceCollection):
     """OAuth-enabled external client apps of an organization (Salesforce's External Client App Manager)."""
 
     kind, label, service = "externalClientApp", "external client app", "IDN"
-    protected = SYSTEM_FIELDS | {"consumerKey", "consumerSecret", "certificateInfo"}
+    protected = SYSTEM_FIELDS | {"consumerKey", "consumerSecret", "certificateInfo", VERSION}
 
     def __init__(self, services: Services, users: Users) -> None:
         super().__init__(services)
@@ -74,12 +94,13 @@ class ExternalClientApps(ServiceCollection):
         doc.update(_certificate(body.get("certificate"), doc["jwtBearerFlowEnabled"], errors))
         if errors:
             raise ValidationFailed(errors, code="IDN-1422-400")
+        _require_admin_for_access(actor, doc, existing)
         if existing is not None:
             key, sealed = existing.doc["consumerKey"], existing.doc["consumerSecret"]
         else:
             key = new_consumer_key(actor.org.id)
             sealed = self.services.box.seal(secrets.token_hex(32).upper(), _secret_context(key))
-        doc.update({"consumerKey": key, "consumerSecret": sealed})
+        doc.update({"consumerKey": key, "consumerSecret": sealed, VERSION: _next_version(doc, existing)})
         return Built(doc=doc, name=name, alt_id=key)
 
     def _approved_users(self, org_id: str, value: Any, errors: list[dict[str, str]]) -> list[str]:
@@ -128,10 +149,14 @@ class ExternalClientApps(ServiceCollection):
         return super().get(org_actor(actor), ident)
 
     def patch(self, actor: Actor, ident: str, operations: Any, if_match: str | None) -> Resource:
-        return super().patch(org_actor(actor), ident, operations, if_match)
+        actor = org_actor(actor)
+        _require_owner(actor, self.get(actor, ident), "change")
+        return super().patch(actor, ident, operations, if_match)
 
     def delete(self, actor: Actor, ident: str) -> None:
-        super().delete(org_actor(actor), ident)
+        actor = org_actor(actor)
+        _require_owner(actor, self.get(actor, ident), "delete")
+        super().delete(actor, ident)
 
     def list_page(self, actor: Actor, query: listing.ListQuery) -> Listed:
         return listing.run(self.store, self.kind, org_scope(actor.org.id), query, self.render)
@@ -141,6 +166,66 @@ class ExternalClientApps(ServiceCollection):
             f"No external client app with id {ident!r} in this organization.",
             code="IDN-1404-404",
             report={"id": ident, "type": self.label},
+        )
+
+
+# --- who may change what ---
+def is_org_admin(actor: Actor) -> bool:
+    """An organization admin: a user with ``admin: true``, an Admin API client, the CLI."""
+    return actor.permissions >= access.ORG_PERMISSIONS
+
+
+def version_of(doc: dict[str, Any]) -> int:
+    """The app's authorization version (0 for apps stored before it existed)."""
+    return int(doc.get(VERSION) or 0)
+
+
+def _next_version(doc: dict[str, Any], existing: Resource | None) -> int:
+    if existing is None:
+        return 1
+    old = existing.doc
+    changed = any(doc.get(f) != old.get(f) for f in AUTHORIZATION_FIELDS)
+    return version_of(old) + 1 if changed else version_of(old)
+
+
+def _require_owner(actor: Actor, app: Resource, verb: str) -> None:
+    """403 unless ``actor`` created the app or is an organization admin."""
+    if is_org_admin(actor) or app.doc.get("createdBy") == actor.user:
+        return
+    raise Forbidden(
+        f"Only the owner of the external client app {app.doc['name']!r} ({app.doc.get('createdBy')}) or an "
+        f"organization admin may {verb} it: that needs the permission {access.MANAGE_USERS!r}, which the "
+        f"{actor.role} role does not have.",
+        code="HW-1403-403",
+        report={"permission": access.MANAGE_USERS, "role": actor.role, "sandbox": actor.sandbox.name},
+    )
+
+
+def _require_admin_for_access(actor: Actor, doc: dict[str, Any], existing: Resource | None) -> None:
+    """403 naming manage-users when someone who is not an organization admin changes who the app may get
+    tokens for (approvedUsers, permittedUsers), or creates an app that pre-approves anyone or lets every
+    user self-authorize."""
+    if is_org_admin(actor):
+        return
+    old = existing.doc if existing is not None else {}
+    before = {
+        "approvedUsers": old.get("approvedUsers") or [],
+        "permittedUsers": old.get("permittedUsers", ADMIN_APPROVED),
+    }
+    changed = [f for f in ADMIN_FIELDS if doc.get(f) != before[f]]
+    if changed:
+        raise Forbidden(
+            f"Only an organization admin may set {' and '.join(changed)} of an external client app: "
+            "pre-approving users, or letting every user self-authorize, decides whom the app may get tokens "
+            f"for, and needs the permission {access.MANAGE_USERS!r}, which the {actor.role} role does not "
+            "have.",
+            code="HW-1403-403",
+            report={
+                "permission": access.MANAGE_USERS,
+                "role": actor.role,
+                "sandbox": actor.sandbox.name,
+                "fields": changed,
+            },
         )
 
 

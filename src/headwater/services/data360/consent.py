@@ -18,6 +18,13 @@ process sees them), holding SHA-256 digests, never a code or a token:
                        ``grt``) and stop working when it is gone: revoking deletes it. ``issuedAt`` and
                        ``lastUsedAt`` (epoch ms) are what the app's refresh token policy is judged on.
     oauthRevokedToken  one per revoked access token (its jti), until the token would have expired.
+    oauthApproval      one per (app, user) who approved the app: the ids of the grants (with a refresh
+                       token) that approval made. The JWT bearer flow of a self-authorized app asks it
+                       (:meth:`OAuthConsent.approved_scopes`): a user with no live grant left has not
+                       approved the app, as in Salesforce.
+
+Codes and grants hold the app's ``authorizationVersion`` (apps.py) they were made under; one of an older
+version is refused as revoked (the app's callback URL, certificate or scopes changed since).
 
 Codes and refresh tokens read ``base64url(orgId).id.secret``: like consumer keys, they name their
 organization, so one keyed read finds the record. Single use holds across processes: redeeming and
@@ -43,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from headwater.services.data360 import apppolicy
+from headwater.services.data360.apps import version_of
 from headwater.services.data360.identity import (
     SCOPES,
     OAuthError,
@@ -59,6 +67,12 @@ if TYPE_CHECKING:
 AUTHORIZATION_CODE, REFRESH_TOKEN = "authorization_code", "refresh_token"
 GRANT_TYPES = (AUTHORIZATION_CODE, REFRESH_TOKEN)
 CODE_KIND, GRANT_KIND, REVOKED_KIND = "oauthCode", "oauthGrant", "oauthRevokedToken"
+APPROVAL_KIND = "oauthApproval"
+MAX_APPROVAL_GRANTS = 50
+REVOKED_BY_CHANGE = (
+    "it was issued before the external client app's callback URL, certificate or scopes changed, which "
+    "revoked it"
+)
 CODE_SECONDS = 120  # Salesforce's authorization codes last 2 minutes
 CODE_KEEP_SECONDS = 24 * 3600
 MAX_ROTATED = 100
@@ -251,6 +265,7 @@ class OAuthConsent:
             "codeChallenge": ask.code_challenge,
             "expiresAt": int(time.time()) + CODE_SECONDS,
             "grantId": None,
+            "version": version_of(ask.app.doc),
         }
         self.store.insert(_record(CODE_KIND, ident, org_id, doc))
         horizon = now_ms() - CODE_KEEP_SECONDS * 1000
@@ -281,6 +296,8 @@ class OAuthConsent:
             raise invalid_grant("invalid authorization code: it was issued to another client")
         if doc["expiresAt"] <= time.time():
             raise invalid_grant("expired authorization code")
+        if doc.get("version", 0) != version_of(app.doc):
+            raise invalid_grant(f"invalid authorization code: {REVOKED_BY_CHANGE}")
         if redirect_uri != doc["redirectUri"]:
             raise invalid_grant("redirect_uri must match the redirect_uri of the authorization request")
         confidential = self._client_secret(app, form, required=not doc["codeChallenge"])
@@ -312,6 +329,7 @@ class OAuthConsent:
             "rotated": [],
             "issuedAt": now,
             "lastUsedAt": now,
+            "version": version_of(app.doc),
         }
         # The grant first, then the code marked used: a concurrent second use finds the grant to revoke.
         self.store.insert(_record(GRANT_KIND, grant_id, app.scope.org_id, grant))
@@ -325,6 +343,8 @@ class OAuthConsent:
             raise invalid_grant(
                 "authorization code already used: it is single-use, and the tokens issued from it are revoked"
             ) from None
+        if refresh is not None:
+            self._approve(app, user, grant_id)
         return self._answer(app, user, scopes, grant_id, refresh, apppolicy.AUTHORIZATION_CODE)
 
     def _refresh(self, form: Mapping[str, str], client: str | None) -> dict[str, str]:
@@ -346,6 +366,9 @@ class OAuthConsent:
             raise invalid_grant(
                 "refresh token already used: it was rotated, so every token of its authorization is revoked"
             )
+        if doc.get("version", 0) != version_of(app.doc):
+            self._revoke_grant(app.scope.org_id, record.id)
+            raise invalid_grant(f"{EXPIRED}: {REVOKED_BY_CHANGE}")
         self._client_secret(app, form, required=bool(doc["confidential"]))
         self.identity.check_address(app, client, apppolicy.REFRESH_TOKEN)
         now = now_ms()
@@ -442,6 +465,47 @@ class OAuthConsent:
             return "it was revoked"
         return None
 
+    # --- approvals, for the JWT bearer flow ---
+    def approved_scopes(self, app: Resource, user: Resource) -> frozenset[str]:
+        """The scopes ``user`` approved ``app`` for, through grants that still hold a refresh token and
+        were made under the app's current authorization version (empty: no approval)."""
+        approval = self.store.get(APPROVAL_KIND, app.scope, _approval_id(app, user))
+        if approval is None:
+            return frozenset()
+        return frozenset(s for g in self._live_grants(app, approval.doc["grantIds"]) for s in g.doc["scopes"])
+
+    def _live_grants(self, app: Resource, grant_ids: list[str]) -> list[Resource]:
+        found = self.store.get_many(GRANT_KIND, app.scope, grant_ids)
+        version = version_of(app.doc)
+        return [
+            g
+            for g in found.values()
+            if g.doc.get("digest") and g.doc.get("version", 0) == version and g.doc["appId"] == app.id
+        ]
+
+    def _approve(self, app: Resource, user: Resource, grant_id: str) -> None:
+        """Record that ``user`` approved ``app`` with the grant ``grant_id`` (compare-and-set, retried:
+        two approvals at once both land). Grants no longer live are dropped from the record."""
+        ident = _approval_id(app, user)
+        for _ in range(5):
+            current = self.store.get(APPROVAL_KIND, app.scope, ident)
+            if current is None:
+                doc = {
+                    "appId": app.id,
+                    "userId": user.id,
+                    "username": user.doc["username"],
+                    "grantIds": [grant_id],
+                }
+                with contextlib.suppress(AlreadyExists):
+                    self.store.insert(_record(APPROVAL_KIND, ident, app.scope.org_id, doc))
+                    return
+                continue
+            live = [g.id for g in self._live_grants(app, current.doc["grantIds"])]
+            grant_ids = [*live, grant_id][-MAX_APPROVAL_GRANTS:]
+            with contextlib.suppress(StaleWrite):
+                self.store.update(_replaced(current, {**current.doc, "grantIds": grant_ids}), current.etag)
+                return
+
     # --- records ---
     def _find(self, kind: str, app: Resource, token: str, *, rotated: bool = False) -> Resource | None:
         if _org_of(token) != app.scope.org_id:
@@ -487,6 +551,10 @@ def _holds(record: Resource, token: str, *, rotated: bool) -> bool:
     current = record.doc.get("digest") or ""
     known = [current, *record.doc.get("rotated", [])] if rotated else [current]
     return any(hmac.compare_digest(digest, d) for d in known)
+
+
+def _approval_id(app: Resource, user: Resource) -> str:
+    return hashlib.sha256(f"{app.id}:{user.id}".encode()).hexdigest()[:32]
 
 
 def _s256(verifier: str) -> str:

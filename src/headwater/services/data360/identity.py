@@ -25,6 +25,13 @@ label), so a platform token never verifies as one of them nor one of them as a p
 An app's IP and lifetime policies are apppolicy.py's: every flow asks ``check_address`` with the
 caller's address, and access tokens carry the flow that issued them (claim ``flw``) and live the app's
 sessionTimeoutSeconds.
+
+Whom the JWT bearer flow issues a token for (Salesforce's rule: the flow needs a prior approval): a user
+an organization admin pre-approved for the app (``approvedUsers``), or, when the app lets every user
+self-authorize, a user who approved it through the consent flow (consent.py) with a grant that still
+holds a refresh token. The token's scopes are the app's (pre-approved) or those the user approved that
+the app still has (consented). Access and ingestion tokens carry the app's ``authorizationVersion``
+(claim ``ver``, apps.py): once the app's callback URL, certificate or scopes change, they are refused.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from headwater.services.data360.apps import SELF_AUTHORIZED as SELF_AUTHORIZED
 from headwater.services.data360.apps import ExternalClientApps as ExternalClientApps
 from headwater.services.data360.apps import consumer_key_org as consumer_key_org
 from headwater.services.data360.apps import new_consumer_key as new_consumer_key
+from headwater.services.data360.apps import version_of
 from headwater.services.data360.keys import load_rsa_certificate
 from headwater.services.ids import new_hex
 from headwater.services.users import ENABLED_CACHE_SECONDS, Users
@@ -73,6 +81,10 @@ CLOCK_SKEW = 30
 MAX_TOKEN_CHARS = 8192
 _ISSUER = "headwater-oauth"
 _KINDS = {"sfdc_access": "headwater-sfdc-api", "a360_ingest": "headwater-a360-ingest"}
+CHANGED = (
+    "the external client app's callback URL, certificate or scopes changed after this token was issued, "
+    "which revokes it: get a new one"
+)
 
 
 class OAuthError(Exception):
@@ -99,6 +111,7 @@ class IngestPrincipal:
     scopes: tuple[str, ...]
     consumer_key: str = ""  # the app whose access token was exchanged ("" for tokens issued otherwise)
     flow: str = ""  # the flow that issued that access token (the app's IP policy may relax refreshes)
+    version: int = 0  # the app's authorizationVersion when the access token was issued
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,7 @@ class _Claims:
     token_id: str = ""  # jti: what POST /services/oauth2/revoke records for an access token
     grant_id: str = ""  # access tokens of a consented grant (consent.py): void once the grant is revoked
     flow: str = ""  # access tokens: the flow that issued them (apppolicy.FLOWS), for the IP policy
+    version: int = 0  # the app's authorizationVersion at issue (apps.py): another one means revoked
 
 
 class Data360Identity:
@@ -154,7 +168,7 @@ class Data360Identity:
         claims = self._verify_assertion(assertion, app)
         self.check_address(app, client, apppolicy.JWT_BEARER)
         user = self._authorized_user(app, claims.get("sub"))
-        scopes = tuple(app.doc["scopes"])
+        scopes = self._approved_scopes(app, user)
         token = self.issue_access_token(app, user, scopes, flow=apppolicy.JWT_BEARER)
         base = self.services.settings.base_url
         return {
@@ -187,6 +201,7 @@ class Data360Identity:
             uid=user.id,
             cid=app.doc["consumerKey"],
             scp=list(scopes),
+            ver=version_of(app.doc),
             **claims,
         )
 
@@ -263,6 +278,29 @@ class Data360Identity:
                 f"{ASSERTION_MAX_AHEAD} seconds (3 minutes) ahead"
             )
 
+    def _approved_scopes(self, app: Resource, user: Resource) -> tuple[str, ...]:
+        """The scopes a JWT bearer token of ``user`` gets through ``app``: the app's when an organization
+        admin pre-approved the user, else those of the user's own approvals (consent) that the app still
+        has; ``invalid_grant`` when there is neither (Salesforce's "user hasn't approved this consumer")."""
+        doc = app.doc
+        username = user.doc["username"]
+        if username in doc["approvedUsers"]:
+            return tuple(doc["scopes"])
+        if doc["permittedUsers"] == ADMIN_APPROVED:
+            raise invalid_grant(
+                f"user is not admin approved to access this app: {username!r} is not in the approvedUsers "
+                f"of {doc['name']!r}, which only an organization admin can change"
+            )
+        approved = self.consent.approved_scopes(app, user)
+        scopes = tuple(s for s in SCOPES if s in approved and s in doc["scopes"])
+        if not scopes:
+            raise invalid_grant(
+                f"user hasn't approved this consumer: {username!r} has not authorized {doc['name']!r} with a "
+                "refresh_token scope (the web server flow, /services/oauth2/authorize), and no organization "
+                "admin pre-approved them"
+            )
+        return scopes
+
     def _authorized_user(self, app: Resource, sub: Any) -> Resource:
         if not isinstance(sub, str) or not sub:
             raise invalid_grant("invalid assertion: sub is required: the username of a user")
@@ -301,7 +339,10 @@ class Data360Identity:
         app = self.apps.by_consumer_key(claims.consumer_key)
         if app is None:
             raise invalid_grant("the external client app that issued the subject_token no longer exists")
+        if claims.version != version_of(app.doc):
+            raise invalid_grant(f"invalid subject_token: {CHANGED}")
         self.check_address(app, client, claims.flow)
+        self.authorized_user(app, claims.username)  # the permitted-users policy as it is now
         revoked = self.consent.refusal(claims)
         if revoked:
             raise invalid_grant(f"invalid subject_token: {revoked}")
@@ -325,6 +366,7 @@ class Data360Identity:
             lifetime=apppolicy.session_seconds(app.doc),
             consumer_key=claims.consumer_key,
             flow=claims.flow,
+            version=claims.version,
         )
         return {
             "access_token": token,
@@ -345,10 +387,12 @@ class Data360Identity:
         lifetime: int = INGESTION_TOKEN_SECONDS,
         consumer_key: str = "",
         flow: str = "",
+        version: int = 0,
     ) -> tuple[str, int]:
         """An ingestion token for ``username`` in the sandbox. The caller vouches for the user. A token
-        exchanged for an app's access token names the app (``cid``), whose IP policy then holds for it."""
-        bound: dict[str, Any] = {"cid": consumer_key, "flw": flow} if consumer_key else {}
+        exchanged for an app's access token names the app (``cid``) and its authorization version
+        (``ver``), whose IP policy then holds for it and whose change revokes it."""
+        bound: dict[str, Any] = {"cid": consumer_key, "flw": flow, "ver": version} if consumer_key else {}
         token = self._sign(
             "a360_ingest",
             lifetime,
@@ -371,6 +415,7 @@ class Data360Identity:
             claims.scopes,
             claims.consumer_key,
             claims.flow,
+            claims.version,
         )
 
     def ingestion_refusal(self, principal: IngestPrincipal, client: str | None) -> str | None:
@@ -388,6 +433,8 @@ class Data360Identity:
         app = self._apps_by_key.get(principal.consumer_key)
         if app is None:
             return "the external client app that this token was issued through no longer exists"
+        if principal.version != version_of(app.doc):
+            return CHANGED
         if not apppolicy.address_allowed(app.doc, client, principal.flow):
             return (
                 f"{apppolicy.IP_RESTRICTED}: {client} is outside the trusted IP ranges of {app.doc['name']!r}"
@@ -449,6 +496,7 @@ class Data360Identity:
             token_id=str(data.get("jti", "")),
             grant_id=str(data.get("grt", "")),
             flow=str(data.get("flw", "")),
+            version=int(data.get("ver") or 0) if isinstance(data.get("ver", 0), int) else -1,
         )
 
 
