@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     )
     query_threads: int = Field(2, ge=1, le=256, description="Threads one query over datasets may use.")
     query_max_rows: int = Field(
-        100_000, ge=1, description="Most rows a query over datasets returns; the rest are cut off, saying so."
+        100_000, ge=1, description="Most rows a query over datasets returns; the rest are cut off (and said so)."
     )
     query_max_result_mb: int = Field(
         256, ge=1, description="Most Arrow data (MB) a query over datasets returns; the rest is cut off."
@@ -144,6 +144,22 @@ class Settings(BaseSettings):
         description="How long the server waits for the next bytes of a request body it is reading; past it "
         "the request is answered 408 and the connection closed.",
     )
+
+    trusted_proxies: str = Field(
+        "",
+        description="Comma list of addresses or CIDRs of the reverse proxies in front of Headwater. From a "
+        "peer in this list, the client address is the right-most X-Forwarded-For entry that is not a trusted "
+        "proxy (sign-in throttling, audit, external client apps' IP ranges). Empty by default: the client is "
+        "the TCP peer and no forwarding header is believed.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if entry and _as_network(entry) is None:
+                raise ValueError(f"HEADWATER_TRUSTED_PROXIES entry {entry!r} must be an IP address or CIDR")
+        return value
 
     @field_validator("home")
     @classmethod
@@ -181,6 +197,12 @@ class Settings(BaseSettings):
     def files_roots_entries(self) -> list[str]:
         """The folders of ``files_roots``, as written (``~`` expanded)."""
         return [str(Path(e.strip()).expanduser()) for e in self.files_roots.split(os.pathsep) if e.strip()]
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        """The networks of ``trusted_proxies``."""
+        found = (_as_network(e.strip()) for e in self.trusted_proxies.split(",") if e.strip())
+        return tuple(n for n in found if n is not None)
 
     @cached_property
     def outbound_allow_entries(self) -> list[str]:

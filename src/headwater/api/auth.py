@@ -9,6 +9,7 @@ organization 403 [403025]; ``x-sandbox-name`` missing 400 [400003] / unknown in 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from fastapi import Request
 
@@ -25,9 +26,33 @@ def services(request: Request) -> Services:
 
 
 def client_host(request: Request) -> str | None:
-    """The caller's address: the TCP peer, as the ASGI server reports it (no forwarding header is
-    believed; the server runs with uvicorn's proxy headers off)."""
-    return request.client.host if request.client else None
+    """The caller's address: the TCP peer, as the ASGI server reports it (the server runs with uvicorn's
+    proxy headers off), unless that peer is one of ``HEADWATER_TRUSTED_PROXIES``: then the right-most
+    ``X-Forwarded-For`` entry that is not a trusted proxy (entries left of it could be forged by anyone)."""
+    peer = request.client.host if request.client else None
+    trusted = services(request).settings.trusted_proxy_networks
+    if peer is None or not trusted or not _inside(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _inside(hop, trusted):
+            return hop if _address(hop) is not None else peer
+    return hops[0] if hops and _address(hops[0]) is not None else peer
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _inside(host: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    address = _address(host)
+    return address is not None and any(address in n for n in networks if n.version == address.version)
 
 
 def _bearer(request: Request) -> str:

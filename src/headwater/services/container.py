@@ -98,7 +98,7 @@ class Services:
         self.dead_letters = DeadLetters(self)
         from headwater.web.session import SessionSigner, Throttle
 
-        self.sessions = SessionSigner(self.tokens.signing_key)
+        self.sessions = SessionSigner(self.tokens.signing_key, self.store)
         self.sign_in_throttle = Throttle()
 
     def start(self) -> bool:

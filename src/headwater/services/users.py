@@ -8,7 +8,9 @@ fields, and ``passwordHash`` for people who sign in to the console (scrypt; neve
 sandbox names (``"*"``: every other sandbox) to roles; ``admin`` makes an organization admin
 (services/access.py).
 Users are disabled, never deleted, as in Salesforce: tokens already issued to a user stop working
-within :data:`ENABLED_CACHE_SECONDS`.
+within :data:`ENABLED_CACHE_SECONDS`. Disabling a user or changing their password (by an admin, through
+the API or the CLI) ends every console session of the user at once (web/session.py keeps them in the
+metadata store); the person signs in again with the new password.
 """
 
 from __future__ import annotations
@@ -245,10 +247,11 @@ class Users(ServiceCollection):
             return []
         return [u for u in self.store.scan_kind(self.kind) if u.doc.get("username") == canonical]
 
-    def authenticate(self, username: str, password: str) -> Resource | None:
-        """The enabled user of any organization whose username and password these are, or None. Costs one
-        scrypt check whether or not the user exists, so timing tells nothing."""
-        candidates = self.named(username)
+    def authenticate(self, username: str, password: str, org_id: str | None = None) -> Resource | None:
+        """The enabled user whose username and password these are, of the organization ``org_id`` (of any
+        organization when None), or None. Costs one scrypt check whether or not the user exists, so timing
+        tells nothing."""
+        candidates = [u for u in self.named(username) if org_id is None or u.scope.org_id == org_id]
         if not candidates:
             check_password(password, None)  # as slow as a real check
             return None
@@ -302,6 +305,9 @@ class Users(ServiceCollection):
             self._keep_an_admin(actor, current)
         updated = self.replace(actor, current, updated_doc)
         self._recent.clear()  # this process sees the change at once; others within the cache's TTL
+        if "password" in changes or updated.doc.get("enabled") is not True:
+            # A new password ends the sessions the old one opened (someone who knew it keeps none).
+            self.store.delete_user_sessions(actor.org.id, current.id)
         return updated
 
     def _keep_an_admin(self, actor: Actor, leaving: Resource) -> None:

@@ -1,22 +1,36 @@
-"""Sign-in, sign-out and the page shell of the console."""
+"""Sign-in, sign-out and the page shell of the console.
+
+Sign-in takes a username, a password and, optionally, the organization (its tenant id or org id; a
+``?org=`` link fills it in). A username is unique only within its organization: a sign-in that names
+the organization checks only that organization's user. A refused sign-in is an audit event of the
+organization whose user it is: the named one, or the only organization that has a user of that name.
+When several have one and none was named, nobody can tell whose user it was, so no organization's log
+gets it (the server log does): no organization sees the failures of another's user.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import anyio
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from headwater.api.audit import writer as audit_writer
-from headwater.api.auth import services
+from headwater.api.auth import client_host, services
 from headwater.services import access, audit
 from headwater.services.container import Services
+from headwater.stores.metadata import Resource
 from headwater.web import HERE
 from headwater.web.session import COOKIE, LIFETIME_SECONDS, Session
+
+log = logging.getLogger("headwater.console")
 
 router = APIRouter(include_in_schema=False)
 templates = Environment(
@@ -140,8 +154,8 @@ async def home(request: Request) -> Response:
 
 
 @router.get("/console/login")
-async def login_page(request: Request, next: str = "/console/sources") -> Response:
-    return _login(next_path=next)
+async def login_page(request: Request, next: str = "/console/sources", org: str = "") -> Response:
+    return _login(next_path=next, organization=org[:100])
 
 
 def _cross_site(request: Request) -> bool:
@@ -160,74 +174,117 @@ async def login(request: Request) -> Response:
     if _cross_site(request):
         return HTMLResponse("Sign in from Headwater's own page.", status_code=403, headers=SECURITY_HEADERS)
     form = await request.form()
-    username = str(form.get("username") or "").strip()
+    username = str(form.get("username") or "").strip()[:200]
     password = str(form.get("password") or "")
+    organization = str(form.get("organization") or "").strip()[:100]
     next_path = _safe_next(str(form.get("next") or "/console/sources"))
-    address = request.client.host if request.client else "?"
-    keys = (f"user:{username.lower()}", f"addr:{address}")
-    wait = svc.sign_in_throttle.blocked(*keys)
-    if wait:
-        message = f"Too many failed sign-ins. Try again in {int(wait // 60) + 1} minutes."
-        await _audit_failed_sign_in(request, username, 429, "throttled")
-        return _login(next_path, username, message, status=429)
-    import anyio.to_thread
-
-    user = await anyio.to_thread.run_sync(svc.identity.users.authenticate, username, password)
+    address = client_host(request) or "?"
+    org_id = _org_id(svc, organization) if organization else None
+    verdict = svc.sign_in_throttle.check(address, username)
+    if verdict.wait:
+        message = f"Too many failed sign-ins. Try again in {int(verdict.wait) + 1} seconds."
+        await _audit_failed_sign_in(request, username, org_id, organization, 429, "throttled")
+        response = _login(next_path, username, message, status=429, organization=organization)
+        response.headers["Retry-After"] = str(int(verdict.wait) + 1)
+        return response
+    if verdict.delay:  # the username is locked: slowed, never refused, so its owner still gets in
+        await anyio.sleep(verdict.delay)
+    user = None
+    if org_id is not None or not organization:
+        user = await anyio.to_thread.run_sync(svc.identity.users.authenticate, username, password, org_id)
     if user is None:
-        svc.sign_in_throttle.failed(*keys)
-        await _audit_failed_sign_in(request, username, 401, "bad-credentials")
-        return _login(next_path, username, "The username or password is not right.", status=401)
-    svc.sign_in_throttle.succeeded(*keys)
-    event = audit.session_event(
-        user.scope.org_id,
-        user.doc["username"],
-        user.id,
-        "signin",
-        303,
-        request.client.host if request.client else None,
-    )
+        svc.sign_in_throttle.failed(address, username)
+        await _audit_failed_sign_in(request, username, org_id, organization, 401, "bad-credentials")
+        message = "The username or password is not right."
+        return _login(next_path, username, message, status=401, organization=organization)
+    svc.sign_in_throttle.succeeded(address, username)
+    event = audit.session_event(user.scope.org_id, user.doc["username"], user.id, "signin", 303, address)
     await audit_writer(request.app.state).add(event)
-    cookie, _ = svc.sessions.issue(user.id, user.scope.org_id, user.doc["username"])
+    cookie, _ = await anyio.to_thread.run_sync(
+        svc.sessions.issue, user.id, user.scope.org_id, user.doc["username"]
+    )
     response = RedirectResponse(next_path, status_code=303)
-    secure = svc.settings.base_url.startswith("https://")
     response.set_cookie(
-        COOKIE, cookie, max_age=LIFETIME_SECONDS, httponly=True, samesite="lax", secure=secure, path="/"
+        COOKIE,
+        cookie,
+        max_age=LIFETIME_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(svc),
+        path="/",
     )
     return response
 
 
+def _secure(svc: Services) -> bool:
+    """Cookies are Secure whenever the public URL is https (behind a TLS-terminating proxy too)."""
+    return svc.settings.base_url.lower().startswith("https://")
+
+
+def _org_id(svc: Services, organization: str) -> str | None:
+    """The organization a sign-in names, by tenant id or org id (None when there is no such one)."""
+    wanted = organization.strip().lower()
+    for org in svc.store.list_orgs():
+        if wanted in (org.tenant_id.lower(), org.id.lower()):
+            return org.id
+    return None
+
+
 @router.post("/console/logout")
 async def logout(request: Request) -> Response:
+    svc = services(request)
     session = session_of(request)
     form = await request.form()
     if session is not None and form.get("csrf") != session.csrf:
         return HTMLResponse("Sign-out needs the page's CSRF token.", status_code=403)
     if session is not None:
-        address = request.client.host if request.client else None
-        event = audit.session_event(session.org_id, session.username, None, "signout", 303, address)
+        await anyio.to_thread.run_sync(svc.sessions.end, session)
+        event = audit.session_event(
+            session.org_id, session.username, session.user_id, "signout", 303, client_host(request)
+        )
         await audit_writer(request.app.state).add(event)
     response = RedirectResponse("/console/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(svc))
     return response
 
 
-async def _audit_failed_sign_in(request: Request, username: str, status: int, code: str) -> None:
-    """A refused sign-in lands in the audit log of every organization that has a user of that name
-    (nowhere when none has: there is no organization to tell)."""
-    import anyio.to_thread
-
+async def _audit_failed_sign_in(
+    request: Request, username: str, org_id: str | None, organization: str, status: int, code: str
+) -> None:
+    """A refused sign-in, as an event of the organization whose user it is: the one the sign-in named,
+    else the only one with a user of that name (see the module docstring); nowhere when none has."""
     svc = services(request)
-    address = request.client.host if request.client else None
-    for user in await anyio.to_thread.run_sync(svc.identity.users.named, username):
+    address = client_host(request)
+    if organization and org_id is None:
+        return  # an organization that does not exist: nobody to tell
+    found: list[Resource] = await anyio.to_thread.run_sync(svc.identity.users.named, username)
+    candidates = [u for u in found if org_id is None or u.scope.org_id == org_id]
+    if len(candidates) > 1:
+        log.warning(
+            "refused console sign-in (%s) for %r from %s: the name is used in %d organizations and the "
+            "sign-in named none, so no organization's audit log records it",
+            code,
+            username,
+            address,
+            len(candidates),
+        )
+        return
+    for user in candidates:
         event = audit.session_event(
             user.scope.org_id, user.doc["username"], user.id, "signin", status, address, code
         )
         await audit_writer(request.app.state).add(event)
 
 
-def _login(next_path: str, username: str = "", error: str | None = None, status: int = 200) -> Response:
+def _login(
+    next_path: str,
+    username: str = "",
+    error: str | None = None,
+    status: int = 200,
+    organization: str = "",
+) -> Response:
     html = templates.get_template("login.html").render(
-        title="Sign in", next=_safe_next(next_path), username=username, error=error
+        title="Sign in", next=_safe_next(next_path), username=username, error=error, organization=organization
     )
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 

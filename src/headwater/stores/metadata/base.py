@@ -106,6 +106,19 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class ConsoleSession:
+    """A signed-in console session: it exists until sign-out, expiry, or its user's password change or
+    disabling ends it. ``id`` is the SHA-256 digest (hex) of the secret the cookie carries, so reading the
+    database gives no usable session."""
+
+    id: str
+    org_id: str
+    user_id: str
+    created_at: int  # epoch ms
+    expires_at: int  # epoch ms
+
+
+@dataclass(frozen=True)
 class QueuedRun:
     """A run waiting for (or held by) a worker."""
 
@@ -211,6 +224,23 @@ class MetadataStore(ABC):
     ) -> tuple[list[AuditEvent], int]:
         """The organization's events matching every ``(field, op, value)`` of ``filters`` (fields and ops
         from :data:`AUDIT_FILTERS`), newest first, ``limit`` of them from ``offset``; and how many match."""
+
+    # --- console sessions ---
+    @abstractmethod
+    def create_session(self, session: ConsoleSession) -> None:
+        """Store a new session (and delete a few expired ones: the table stays small)."""
+
+    @abstractmethod
+    def get_session(self, session_id: str) -> ConsoleSession | None:
+        """The session with this digest, expired or not (the caller judges ``expires_at``)."""
+
+    @abstractmethod
+    def delete_session(self, session_id: str) -> bool:
+        """End one session (sign-out); False when there was none."""
+
+    @abstractmethod
+    def delete_user_sessions(self, org_id: str, user_id: str) -> int:
+        """End every session of a user (password changed, user disabled); how many ended."""
 
     # --- resources ---
     @abstractmethod

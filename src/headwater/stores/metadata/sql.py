@@ -17,6 +17,7 @@ from headwater.stores.metadata.base import (
     AlreadyExists,
     ApiClient,
     AuditEvent,
+    ConsoleSession,
     MetadataStore,
     MissingReference,
     OrderColumn,
@@ -200,6 +201,32 @@ class SqlMetadataStore(MetadataStore):
             rows = conn.execute(query).mappings().all()
             total = int(conn.execute(count).scalar_one())
         return [AuditEvent(**{k: v for k, v in r.items() if k != "seq"}) for r in rows], total
+
+    # --- console sessions ---
+    def create_session(self, session: ConsoleSession) -> None:
+        c = t.console_sessions.c
+        # Expired sessions go a few at a time, with the writes that make new ones.
+        stale = select(c.id).where(c.expires_at < session.created_at).limit(20).scalar_subquery()
+        with self._write() as conn:
+            conn.execute(delete(t.console_sessions).where(c.id.in_(stale)))
+            conn.execute(insert(t.console_sessions).values(**session.__dict__))
+
+    def get_session(self, session_id: str) -> ConsoleSession | None:
+        query = select(t.console_sessions).where(t.console_sessions.c.id == session_id)
+        with self.read_engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return ConsoleSession(**row) if row else None
+
+    def delete_session(self, session_id: str) -> bool:
+        stmt = delete(t.console_sessions).where(t.console_sessions.c.id == session_id)
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def delete_user_sessions(self, org_id: str, user_id: str) -> int:
+        c = t.console_sessions.c
+        stmt = delete(t.console_sessions).where(c.org_id == org_id, c.user_id == user_id)
+        with self._write() as conn:
+            return int(conn.execute(stmt).rowcount)
 
     def _insert_unique(self, table: Any, **values: Any) -> None:
         try:

@@ -127,3 +127,16 @@ audit_events = Table(
     Column("request_id", String(64), nullable=True),
     Index("ix_audit_events_org_at", "org_id", "at"),
 )
+
+# Signed-in console sessions (web/session.py): a cookie works only while its row exists.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 hex of the cookie's session secret
+    Column("org_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_console_sessions_user", "org_id", "user_id"),
+    Index("ix_console_sessions_expires", "expires_at"),
+)
