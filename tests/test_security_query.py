@@ -171,6 +171,31 @@ def test_a_query_past_the_memory_limit_is_stopped(tables: dict[str, IcebergSourc
         ENGINE.run("SELECT list(i) FROM range(100000000) t(i)", tables)
 
 
+BIG_VALUES = """
+import resource
+from headwater.lake.query import QueryEngine, QueryLimits, QueryLimitExceeded, bound_address_space
+bound_address_space(64)
+try:
+    QueryEngine(QueryLimits(memory_mb=64, threads=1)).run(
+        "SELECT max(length(repeat('x', 100000000) || i::varchar)) AS n FROM range(30) t(i)", {}
+    )
+    print("ran")
+except QueryLimitExceeded as exc:
+    print("limited:", exc.detail)
+print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_values_duckdb_does_not_count_are_bounded_in_a_one_shot_process() -> None:
+    # 30 strings of 100 MB live outside DuckDB's buffer manager (3 GB unbounded); the CLI caps
+    # its own address space, so the query ends in the memory error instead. A child process: the cap is
+    # process-wide.
+    out = subprocess.run([sys.executable, "-c", BIG_VALUES], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "limited: The query needs more than 64 MB" in out.stdout, out.stdout
+    assert int(out.stdout.split("peak")[1]) < 1500
+
+
 def test_results_are_cut_at_the_row_cap_and_say_so(tables: dict[str, IcebergSource]) -> None:
     result = ENGINE.run("SELECT i FROM range(5000) t(i)", tables)
     assert result.table.num_rows == 1000 and result.truncated
