@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     )
     query_threads: int = Field(2, ge=1, le=256, description="Threads one query over datasets may use.")
     query_max_rows: int = Field(
-        100_000, ge=1, description="Most rows a query over datasets returns; the rest are cut off (and said so)."
+        100_000, ge=1, description="Most rows a query over datasets returns; the rest are cut off, saying so."
     )
     query_max_result_mb: int = Field(
         256, ge=1, description="Most Arrow data (MB) a query over datasets returns; the rest is cut off."
