@@ -95,6 +95,20 @@ class Settings(BaseSettings):
         le=3600,
         description="How often (at most) a continuous streaming flow commits to its dataset's table.",
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="How long a client has to send a request's line and headers once it starts one (or "
+        "opens a connection); past it the server answers 408 and closes the connection.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How long the server waits for the next bytes of a request body it is reading; past it "
+        "the request is answered 408 and the connection closed.",
+    )
     files_roots: str = Field(
         "",
         description="Folders of the server, besides each sandbox's HOME/files/{org id}/{sandbox name}/, that "
@@ -130,20 +144,6 @@ class Settings(BaseSettings):
             if entry and ("\0" in entry or not Path(entry).expanduser().is_absolute()):
                 raise ValueError(f"HEADWATER_FILES_ROOTS entry {entry!r} must be an absolute folder")
         return value
-    header_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
-        le=3600,
-        description="How long a client has to send a request's line and headers once it starts one (or "
-        "opens a connection); past it the server answers 408 and closes the connection.",
-    )
-    body_timeout_seconds: float = Field(
-        30.0,
-        gt=0,
-        le=3600,
-        description="How long the server waits for the next bytes of a request body it is reading; past it "
-        "the request is answered 408 and the connection closed.",
-    )
 
     trusted_proxies: str = Field(
         "",
