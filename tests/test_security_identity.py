@@ -343,3 +343,19 @@ def test_forwarded_addresses_count_only_from_a_trusted_proxy(
         # a forged entry left of the proxy's own does not help the guesser either
         assert _login(proxy, "admin@example.com", "guess", headers="10.9.9.9, 203.0.113.7").status_code == 429
         assert _login(proxy, "admin@example.com", PASSWORD, headers="192.0.2.44").status_code == 303
+
+
+def test_a_username_guessed_from_many_addresses_is_slowed_not_locked(https_server: LiveServer) -> None:
+    """Twenty failures from four addresses lock the username: every attempt for it is then held a
+    moment before its password is checked, but the right password still signs its owner in."""
+    org = https_server.services.store.get_org(https_server.creds["orgId"])
+    assert org is not None
+    username = f"target-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"username": username, "password": PASSWORD}
+    https_server.services.identity.users.create(actor_for(org, "test"), body)
+    with httpx.Client(base_url=https_server.base_url, timeout=30) as proxy:
+        for n in range(20):
+            assert _login(proxy, username, "guess", headers=f"203.0.113.{n // 5 + 1}").status_code == 401
+        started = time.monotonic()
+        assert _login(proxy, username, PASSWORD, headers="192.0.2.99").status_code == 303
+        assert time.monotonic() - started >= 1.0  # held (the lock's first delay), not refused
