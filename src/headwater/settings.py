@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _WILDCARDS = {"*", "0.0.0.0/0", "::/0", "0.0.0.0", "::"}
 _LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+# Metadata endpoints outside link-local (Alibaba Cloud, AWS over IPv6): never reachable whatever the list
+# says (connectors/outbound.py), so an entry naming one is a mistake worth refusing.
+_METADATA = (ipaddress.ip_network("100.100.100.200/32"), ipaddress.ip_network("fd00:ec2::254/128"))
 
 
 class Settings(BaseSettings):
@@ -116,6 +119,12 @@ class Settings(BaseSettings):
         "os.pathsep (':' on POSIX), like PATH. Empty by default. /proc, /sys, /dev and Headwater's home "
         "(other than the sandbox's own files folder) are never readable, whatever this says.",
     )
+    outbound_allow_metadata_database: bool = Field(
+        False,
+        description="Let PostgreSQL source connections read Headwater's own metadata database (the server "
+        "and database of HEADWATER_DATABASE_URL). Off by default: it holds password hashes, sealed secrets "
+        "and every organization's configuration.",
+    )
     query_timeout_seconds: float = Field(
         60.0, gt=0, le=3600, description="Longest a query over datasets (`headwater datasets query`) runs."
     )
@@ -179,6 +188,8 @@ class Settings(BaseSettings):
                 problems.append(
                     f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers the link-local/metadata range"
                 )
+            if net is not None and _inside(net, _METADATA):
+                problems.append(f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} is a cloud metadata address")
             if self.environment != "development" and net is not None and _overlaps(net, _LOOPBACK):
                 problems.append(
                     f"HEADWATER_OUTBOUND_ALLOW entry {entry!r} covers loopback (development only)"
@@ -248,6 +259,10 @@ def _as_network(entry: str) -> Network | None:
 
 def _overlaps(net: Network, ranges: tuple[Network, ...]) -> bool:
     return any(net.version == r.version and net.overlaps(r) for r in ranges)
+
+
+def _inside(net: Network, ranges: tuple[Network, ...]) -> bool:
+    return any(net.version == r.version and net.subnet_of(r) for r in ranges)  # type: ignore[arg-type]
 
 
 def load_settings() -> Settings:
