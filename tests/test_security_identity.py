@@ -201,7 +201,10 @@ def test_an_attackers_failures_do_not_lock_out_the_admin_or_other_users(server: 
     made.add_user(server, colleague)
     with httpx.Client(base_url=server.base_url, timeout=30) as attacker:
         answers = [_login(attacker, made.admin, f"guess {n}").status_code for n in range(60)]
+        # ...and spreads guesses over other names, so that the address has well over 50 failures
+        spread = [_login(attacker, f"nobody-{n}@acme.example", "guess").status_code for n in range(46)]
     assert set(answers) <= {401, 429} and answers.count(429) > 0  # backed off
+    assert set(spread) == {401}
     # Another person at the same address signs in at once: the backoff is per (address, username).
     with httpx.Client(base_url=server.base_url, timeout=30) as other:
         assert _login(other, colleague, made.password).status_code == 303
