@@ -362,3 +362,28 @@ def test_a_username_guessed_from_many_addresses_is_slowed_not_locked(https_serve
         started = time.monotonic()
         assert _login(proxy, username, PASSWORD, headers="192.0.2.99").status_code == 303
         assert time.monotonic() - started >= 1.0  # held (the lock's first delay), not refused
+
+
+def test_a_token_never_outlives_the_apps_approval_of_its_user(
+    server: LiveServer, api: ApiClient, developer_keys: KeyMaterial
+) -> None:
+    """An admin who takes a user off an app's approvedUsers stops the access tokens already issued: the
+    exchange for an ingestion token refuses them."""
+    user = create_user(api)
+    app = new_app(api, **app_body(developer_keys, approvedUsers=[user["username"]]))
+    access = jwt_as(server, developer_keys, app, user["username"])
+    assert access.status_code == 200, access.text
+    path = f"{APPS}/{app['id']}"
+    etag = api.get(path).headers["etag"]
+    withdraw = [{"op": "replace", "path": "/approvedUsers", "value": []}]
+    assert api.patch(path, json=withdraw, headers={"If-Match": etag}).status_code == 200
+    exchange = httpx.post(
+        server.base_url + "/services/a360/token",
+        data={
+            "grant_type": "urn:salesforce:grant-type:external:cdp",
+            "subject_token": access.json()["access_token"],
+        },
+        timeout=30,
+    )
+    error, description = refusal(exchange)
+    assert error == "invalid_grant" and "no organization admin pre-approved them" in description

@@ -342,7 +342,9 @@ class Data360Identity:
         if claims.version != version_of(app.doc):
             raise invalid_grant(f"invalid subject_token: {CHANGED}")
         self.check_address(app, client, claims.flow)
-        self.authorized_user(app, claims.username)  # the permitted-users policy as it is now
+        permitted = self.authorized_user(app, claims.username)  # the permitted-users policy as it is now
+        if claims.flow == apppolicy.JWT_BEARER:
+            self._approved_scopes(app, permitted)  # the approval the JWT bearer token rests on still holds
         revoked = self.consent.refusal(claims)
         if revoked:
             raise invalid_grant(f"invalid subject_token: {revoked}")
@@ -421,7 +423,8 @@ class Data360Identity:
     def ingestion_refusal(self, principal: IngestPrincipal, client: str | None) -> str | None:
         """Why an ingestion call from the address ``client`` is refused now: its user's role in the data
         space lacks ``ingest-data`` (raised as that 403), or its app's IP policy refuses the address, or
-        the app is gone; None when it may go ahead."""
+        the app is gone, changed its callback URL, certificate or scopes, or no longer pre-approves the
+        user; None when it may go ahead."""
         user = self.users.recent(principal.org_id, principal.username)
         if user is not None:
             space = self._sandbox_names.get(principal.org_id).get(principal.sandbox_id, "")
@@ -435,6 +438,12 @@ class Data360Identity:
             return "the external client app that this token was issued through no longer exists"
         if principal.version != version_of(app.doc):
             return CHANGED
+        doc = app.doc
+        if doc["permittedUsers"] == ADMIN_APPROVED and principal.username not in doc["approvedUsers"]:
+            return (
+                f"user is not admin approved to access this app: {principal.username!r} is no longer in the "
+                f"approvedUsers of {doc['name']!r}"
+            )
         if not apppolicy.address_allowed(app.doc, client, principal.flow):
             return (
                 f"{apppolicy.IP_RESTRICTED}: {client} is outside the trusted IP ranges of {app.doc['name']!r}"
