@@ -392,7 +392,7 @@ class _Crashing:
 
 def test_a_mapping_that_raises_fails_only_the_message_it_raises_on(tmp_path: Path) -> None:
     from headwater.runtime.rowerrors import RowErrorWriter
-    from headwater.runtime.streaming import MappingBroken, _map
+    from headwater.runtime.streammessages import MappingBroken, _map
 
     messages = [{"n": i, "boom": i == 37} for i in range(100)]
     with RowErrorWriter(tmp_path / "one.json") as writer:

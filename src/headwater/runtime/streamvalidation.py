@@ -7,7 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from headwater.runtime.streaming import CORRUPT, EMPTY, UNREADABLE, MicroBatcher, all_null
+from headwater.runtime.streaming import MicroBatcher
+from headwater.runtime.streammessages import CORRUPT, EMPTY, UNREADABLE, all_null
 from headwater.services.container import Services
 from headwater.stores.metadata import Scope
 
@@ -19,8 +20,8 @@ def validate_message(
     services: Services, scope: Scope, flow_id: str, kind: str, record: dict[str, Any]
 ) -> dict[str, Any] | None:
     """The reference's ``_streamingValidation`` report for one message, or None when it is valid. The
-    message is judged as the micro-batch judges it (runtime/streaming.py ``_map``): what fails here would
-    be a row error there."""
+    message is judged as the micro-batch judges it (runtime/streammessages.py ``_map``): what fails here
+    would be a row error there."""
     cache: dict[str, MicroBatcher] = services.streams.validators
     batcher = cache.get(flow_id)
     if batcher is None:
