@@ -3,8 +3,8 @@
 Token endpoints, as Salesforce serves them (form bodies; refusals are 400 ``{"error", "error_description"}``,
 never the platform's error shape, because Salesforce clients parse that pair):
 
-    POST /services/oauth2/token   JWT bearer flow: an RS256 assertion for an access token; also
-                                  authorization_code and refresh_token (oauth_consent.py, consent.py)
+    POST /services/oauth2/token   JWT bearer flow: an RS256 assertion for an access token (jwtbearer.py);
+                                  also authorization_code and refresh_token (oauth_consent.py, consent.py)
     POST /services/a360/token     exchange of that access token for a data space's ingestion token
 
 Management, with the platform's authentication (``platform_actor``) and Flow Service conventions (lists
@@ -43,11 +43,11 @@ from headwater.services.data360.identity import (
     ADMIN_APPROVED,
     CDP_EXCHANGE,
     ISSUED_TOKEN_TYPE,
-    JWT_BEARER,
     PERMITTED_USERS,
     SCOPES,
     OAuthError,
 )
+from headwater.services.data360.jwtbearer import JWT_BEARER
 from headwater.services.tenancy import Actor
 
 router = APIRouter()
@@ -272,7 +272,7 @@ async def oauth2_token(request: Request) -> JSONResponse:
         grant = _grant(form, JWT_BEARER, *GRANT_TYPES)
         if grant == JWT_BEARER:
             assertion = _field(form, "assertion")
-            body = await calls.read(svc, svc.identity.jwt_bearer, assertion, client_host(request))
+            body = await calls.read(svc, svc.identity.bearer.token, assertion, client_host(request))
         else:  # the web server flow's code, or a refresh token: single-use, so a write
             body = await calls.write(svc, svc.identity.consent.token, grant, form, client_host(request))
     except OAuthError as exc:

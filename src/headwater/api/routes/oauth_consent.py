@@ -1,4 +1,5 @@
-"""The OAuth web server flow's browser side, and token revocation (services/data360/consent.py does the work).
+"""The OAuth web server flow's browser side, and token revocation (services/data360/authorize.py checks the
+request, services/data360/consent.py keeps the records).
 
     GET  /services/oauth2/authorize   the consent page for the signed-in console user (or sign-in first)
     POST /services/oauth2/authorize   the page's Allow / Deny: 302 to the app's callback URL with a code
@@ -26,7 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from headwater.api import calls
 from headwater.api.auth import client_host, services
 from headwater.api.routes.oauth import NO_STORE, TOKENS_TAG, _field, _form, _refusal
-from headwater.services.data360.consent import SCOPE_LABELS, Authorization, PageError, Redirected
+from headwater.services.data360.authorize import SCOPE_LABELS, Authorization, PageError, Redirected
 from headwater.services.data360.identity import OAuthError
 from headwater.web.app import SECURITY_HEADERS, session_of, templates
 
@@ -79,9 +80,10 @@ def _consent_page(ask: Authorization, username: str, csrf: str) -> HTMLResponse:
 )
 async def authorize(request: Request) -> Response:
     svc = services(request)
-    consent = svc.identity.consent
+    authorizer = svc.identity.authorize
+    params = dict(request.query_params)
     try:
-        ask = await calls.read(svc, consent.authorization, dict(request.query_params), client_host(request))
+        ask = await calls.read(svc, authorizer.authorization, params, client_host(request))
     except PageError as exc:
         return _error_page(exc)
     except Redirected as exc:
@@ -91,7 +93,7 @@ async def authorize(request: Request) -> Response:
         resume = f"{RESUME}?{request.url.query}"
         return RedirectResponse(f"/console/login?next={quote(resume, safe='')}", status_code=303)
     try:
-        await calls.read(svc, consent.consenting_user, ask, session.org_id, session.username)
+        await calls.read(svc, authorizer.consenting_user, ask, session.org_id, session.username)
     except PageError as exc:
         return _error_page(exc)
     return _consent_page(ask, session.username, session.csrf)
@@ -100,7 +102,7 @@ async def authorize(request: Request) -> Response:
 @router.post(AUTHORIZE, include_in_schema=False)
 async def decide(request: Request) -> Response:
     svc = services(request)
-    consent = svc.identity.consent
+    authorizer = svc.identity.authorize
     form = await request.form()
     params = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= MAX_FORM_FIELD}
     session = session_of(request)
@@ -109,15 +111,15 @@ async def decide(request: Request) -> Response:
     if not hmac.compare_digest(params.get("csrf", "").encode(), session.csrf.encode()):
         return _error_page(PageError("The consent form needs the page's CSRF token: reload it.", status=403))
     try:
-        ask = await calls.read(svc, consent.authorization, params, client_host(request))
-        user = await calls.read(svc, consent.consenting_user, ask, session.org_id, session.username)
+        ask = await calls.read(svc, authorizer.authorization, params, client_host(request))
+        user = await calls.read(svc, authorizer.consenting_user, ask, session.org_id, session.username)
     except PageError as exc:
         return _error_page(exc)
     except Redirected as exc:
         return _to_app(exc.url)
     if params.get("decision") != "allow":
         return _to_app(ask.redirect(error="access_denied", error_description="end-user denied authorization"))
-    code = await calls.write(svc, consent.issue_code, ask, user)
+    code = await calls.write(svc, svc.identity.consent.issue_code, ask, user)
     return _to_app(ask.redirect(code=code))
 
 

@@ -1,8 +1,8 @@
 """The OAuth policies of an external client app (Salesforce's External Client App Manager, Policies page)
 beyond who may use it: where from (IP ranges and IP relaxation) and for how long (session timeout,
-refresh token policy). identity.py validates an app with :func:`policies`; identity.py and consent.py
-ask the other functions here at every grant, on the consent page and when the token exchange is given an
-access token.
+refresh token policy). apps.py validates an app with :func:`policies`; identity.py, jwtbearer.py,
+authorize.py and consent.py ask the other functions here at every grant, on the consent page and when the
+token exchange is given an access token.
 
 Stored fields (defaults in :data:`DEFAULTS`, which also fill apps stored before they existed):
 

@@ -2,8 +2,8 @@
 ``externalClientApp`` (services/users.py), with their consumer key and sealed consumer secret, the users an
 admin approved, and their policies (apppolicy.py). Their consumer key carries the organization id
 (``base64url(orgId).random``): the token endpoint, which learns nothing else about the caller, finds the
-app with one keyed read and no global index. The token flows that use them are identity.py and
-consent.py.
+app with one keyed read and no global index. The token flows that use them are jwtbearer.py, consent.py
+and identity.py (the exchange).
 
 Who may change an app (every one of them also needs ``manage-apps``, checked by the route):
 

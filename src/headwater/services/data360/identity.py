@@ -1,4 +1,5 @@
-"""The OAuth 2.0 JWT bearer flow and the Data 360 token exchange, for external client apps (apps.py).
+"""The Data 360 tokens of external client apps (apps.py): signing and checking access and ingestion tokens,
+the policies every token flow asks of an app and its user, and the Data 360 token exchange.
 
 CONTRACT used by other modules (keep these signatures):
 
@@ -11,11 +12,14 @@ CONTRACT used by other modules (keep these signatures):
             (or unknown). It writes nothing; its one read, the user's enabled flag, is cached for
             ENABLED_CACHE_SECONDS (services/users.py), so a disabled user is refused within seconds.
 
+Its parts, built with it: ``.bearer`` the JWT bearer flow (jwtbearer.py), ``.authorize`` the consent
+page's checks (authorize.py), ``.consent`` the web server flow's records and grants (consent.py).
+
 Three kinds of token, none accepted where another is expected:
 
     platform token   POST /ims/token/v3; signed with the token-signing key (services/tokens.py)
-    access token     POST /services/oauth2/token (JWT bearer, authorization code, refresh token: the last
-                     two in consent.py); typ "sfdc_access"; good for the exchange
+    access token     POST /services/oauth2/token (JWT bearer in jwtbearer.py; authorization code and
+                     refresh token in consent.py); typ "sfdc_access"; good for the exchange
     ingestion token  POST /services/a360/token; typ "a360_ingest"; good for the Ingestion API
 
 The last two are HS256 JWTs signed with a key derived from the token-signing key (HMAC with a fixed
@@ -26,12 +30,11 @@ An app's IP and lifetime policies are apppolicy.py's: every flow asks ``check_ad
 caller's address, and access tokens carry the flow that issued them (claim ``flw``) and live the app's
 sessionTimeoutSeconds.
 
-Whom the JWT bearer flow issues a token for (Salesforce's rule: the flow needs a prior approval): a user
-an organization admin pre-approved for the app (``approvedUsers``), or, when the app lets every user
-self-authorize, a user who approved it through the consent flow (consent.py) with a grant that still
-holds a refresh token. The token's scopes are the app's (pre-approved) or those the user approved that
-the app still has (consented). Access and ingestion tokens carry the app's ``authorizationVersion``
-(claim ``ver``, apps.py): once the app's callback URL, certificate or scopes change, they are refused.
+Every flow asks :meth:`Data360Identity.authorized_user` (the app's permitted-users policy) and signs
+with :meth:`Data360Identity.issue_access_token`; whom the JWT bearer flow issues a token for is
+jwtbearer.py's rule, and the exchange asks it again of a JWT bearer token. Access and ingestion tokens
+carry the app's ``authorizationVersion`` (claim ``ver``, apps.py): once the app's callback URL,
+certificate or scopes change, they are refused.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from headwater.errors import Forbidden
 from headwater.services import access
@@ -62,7 +64,6 @@ from headwater.services.data360.apps import ExternalClientApps as ExternalClient
 from headwater.services.data360.apps import consumer_key_org as consumer_key_org
 from headwater.services.data360.apps import new_consumer_key as new_consumer_key
 from headwater.services.data360.apps import version_of
-from headwater.services.data360.keys import load_rsa_certificate
 from headwater.services.ids import new_hex
 from headwater.services.users import ENABLED_CACHE_SECONDS, Users
 from headwater.stores.metadata import Resource
@@ -71,13 +72,10 @@ from headwater.stores.secrets import load_or_create_key
 if TYPE_CHECKING:
     from headwater.services.container import Services
 
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CDP_EXCHANGE = "urn:salesforce:grant-type:external:cdp"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 ISSUED_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 INGESTION_TOKEN_SECONDS = 7200  # the reference answers expires_in 7191 moments after issuing
-ASSERTION_MAX_AHEAD = 180  # "exp within 3 minutes"
-CLOCK_SKEW = 30
 MAX_TOKEN_CHARS = 8192
 _ISSUER = "headwater-oauth"
 _KINDS = {"sfdc_access": "headwater-sfdc-api", "a360_ingest": "headwater-a360-ingest"}
@@ -146,38 +144,14 @@ class Data360Identity:
         signing = load_or_create_key(settings.token_signing_key, settings.keys_dir / "token-signing.key")
         self._key = hmac.new(signing, b"headwater-data360-tokens-v1", hashlib.sha256).digest()
         self._decode_cached = functools.lru_cache(maxsize=4096)(self._decode)
-        urls = (settings.base_url, settings.public_url or "", f"http://{settings.host}:{settings.port}")
-        self._audiences = {_url_key(u) for u in urls if u}
-        from headwater.services.data360.consent import OAuthConsent  # it builds on this module
+        # The token endpoint's grants and the consent page build on this module (imported here, not above).
+        from headwater.services.data360.authorize import OAuthAuthorize
+        from headwater.services.data360.consent import OAuthConsent
+        from headwater.services.data360.jwtbearer import JwtBearer
 
+        self.bearer = JwtBearer(self)
+        self.authorize = OAuthAuthorize(self)
         self.consent = OAuthConsent(self)
-
-    # --- POST /services/oauth2/token ---
-    def jwt_bearer(self, assertion: str, client: str | None) -> dict[str, str]:
-        """Check a JWT bearer assertion (RFC 7523) from the address ``client`` and answer an access token
-        as Salesforce does."""
-        unverified = _unverified_claims(assertion)
-        issuer = unverified.get("iss")
-        app = self.apps.by_consumer_key(issuer) if isinstance(issuer, str) and issuer else None
-        if app is None:
-            raise OAuthError(
-                "invalid_client_id",
-                "client identifier invalid: iss must be the consumer key of an external client app",
-            )
-        self._check_app(app)
-        claims = self._verify_assertion(assertion, app)
-        self.check_address(app, client, apppolicy.JWT_BEARER)
-        user = self._authorized_user(app, claims.get("sub"))
-        scopes = self._approved_scopes(app, user)
-        token = self.issue_access_token(app, user, scopes, flow=apppolicy.JWT_BEARER)
-        base = self.services.settings.base_url
-        return {
-            "access_token": token,
-            "scope": " ".join(scopes),
-            "instance_url": base,
-            "id": f"{base}/id/{app.scope.org_id}/{user.id}",
-            "token_type": "Bearer",
-        }
 
     def issue_access_token(
         self,
@@ -219,87 +193,6 @@ class Data360Identity:
         from the address ``client``."""
         if not apppolicy.address_allowed(app.doc, client, flow):
             raise invalid_grant(apppolicy.IP_RESTRICTED)
-
-    def _check_app(self, app: Resource) -> None:
-        doc = app.doc
-        if not doc.get("jwtBearerFlowEnabled"):
-            raise invalid_grant(
-                f"JWT bearer flow is not enabled for the external client app {doc['name']!r}: "
-                "set jwtBearerFlowEnabled to true"
-            )
-        if not doc.get("certificate"):
-            raise invalid_grant(f"the external client app {doc['name']!r} has no certificate")
-        if not {"api", INGEST_SCOPE} & set(doc["scopes"]):
-            raise invalid_grant(
-                f"the external client app {doc['name']!r} has neither the api nor the cdp_ingest_api scope"
-            )
-
-    def _verify_assertion(self, assertion: str, app: Resource) -> dict[str, Any]:
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                assertion,
-                _public_key(app.doc["certificate"]),
-                algorithms=["RS256"],
-                options={"verify_aud": False, "verify_exp": False},
-                leeway=CLOCK_SKEW,
-            )
-        except jwt.InvalidAlgorithmError as exc:
-            raise invalid_grant("invalid assertion: the JWT header's alg must be RS256") from exc
-        except jwt.InvalidSignatureError as exc:
-            raise invalid_grant(
-                "invalid assertion: the signature does not verify with the certificate of the external "
-                f"client app {app.doc['name']!r}; sign with the private key of that certificate"
-            ) from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise invalid_grant(f"invalid assertion: not valid yet ({exc})") from exc
-        except jwt.PyJWTError as exc:
-            raise invalid_grant(f"invalid assertion: {exc}") from exc
-        self._check_expiry(claims.get("exp"))
-        audiences = claims.get("aud")
-        offered = [audiences] if isinstance(audiences, str) else audiences
-        if not isinstance(offered, list) or not any(
-            isinstance(a, str) and _url_key(a) in self._audiences for a in offered
-        ):
-            raise invalid_grant(
-                f"audience is invalid: aud must be this server's login URL, {self.services.settings.base_url}"
-            )
-        return claims
-
-    @staticmethod
-    def _check_expiry(exp: Any) -> None:
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
-            raise invalid_grant("invalid assertion: exp is required, in epoch seconds")
-        now = time.time()
-        if exp < now - CLOCK_SKEW:
-            raise invalid_grant(f"expired assertion: exp is {int(now - exp)} seconds in the past")
-        if exp > now + ASSERTION_MAX_AHEAD + CLOCK_SKEW:
-            raise invalid_grant(
-                f"invalid assertion: exp is {int(exp - now)} seconds ahead; it must be at most "
-                f"{ASSERTION_MAX_AHEAD} seconds (3 minutes) ahead"
-            )
-
-    def _approved_scopes(self, app: Resource, user: Resource) -> tuple[str, ...]:
-        """The scopes a JWT bearer token of ``user`` gets through ``app``: the app's when an organization
-        admin pre-approved the user, else those of the user's own approvals (consent) that the app still
-        has; ``invalid_grant`` when there is neither (Salesforce's "user hasn't approved this consumer")."""
-        doc = app.doc
-        username = user.doc["username"]
-        if username in doc["approvedUsers"]:
-            return tuple(doc["scopes"])
-        if doc["permittedUsers"] == ADMIN_APPROVED:
-            raise invalid_grant(
-                f"user is not admin approved to access this app: {username!r} is not in the approvedUsers "
-                f"of {doc['name']!r}, which only an organization admin can change"
-            )
-        approved = self.consent.approved_scopes(app, user)
-        scopes = tuple(s for s in SCOPES if s in approved and s in doc["scopes"])
-        if not scopes:
-            raise invalid_grant(
-                f"user hasn't approved this consumer: {username!r} has not authorized {doc['name']!r} with a "
-                "refresh_token scope (the web server flow, /services/oauth2/authorize), and no organization "
-                "admin pre-approved them"
-            )
-        return scopes
 
     def _authorized_user(self, app: Resource, sub: Any) -> Resource:
         if not isinstance(sub, str) or not sub:
@@ -344,7 +237,8 @@ class Data360Identity:
         self.check_address(app, client, claims.flow)
         permitted = self.authorized_user(app, claims.username)  # the permitted-users policy as it is now
         if claims.flow == apppolicy.JWT_BEARER:
-            self._approved_scopes(app, permitted)  # the approval the JWT bearer token rests on still holds
+            # the approval the JWT bearer token rests on still holds
+            self.bearer.approved_scopes(app, permitted)
         revoked = self.consent.refusal(claims)
         if revoked:
             raise invalid_grant(f"invalid subject_token: {revoked}")
@@ -507,23 +401,3 @@ class Data360Identity:
             flow=str(data.get("flw", "")),
             version=int(data.get("ver") or 0) if isinstance(data.get("ver", 0), int) else -1,
         )
-
-
-# --- assertion helpers ---
-def _unverified_claims(assertion: str) -> dict[str, Any]:
-    try:
-        claims = jwt.decode(assertion, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise invalid_grant(f"invalid assertion: not a well-formed JWT ({exc})") from exc
-    if not isinstance(claims, dict):
-        raise invalid_grant("invalid assertion: its payload must be a JSON object")
-    return claims
-
-
-@functools.lru_cache(maxsize=256)
-def _public_key(pem: str) -> rsa.RSAPublicKey:
-    return load_rsa_certificate(pem)[1]
-
-
-def _url_key(url: str) -> str:
-    return url.strip().rstrip("/").lower()
