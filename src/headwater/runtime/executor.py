@@ -6,41 +6,36 @@ died) first looks for that checkpoint: found means the rows are in and only the 
 absent means nothing of the run is visible and it is read again from the same window. Data files of an
 attempt that never committed are never referenced.
 
-Windows: a run covers ``(windowStart, windowEnd]`` of the delta column. ``windowEnd`` is the run's
-schedule slot (or the requested ``windowEndTime``, or now), minus the flow's settle time
-(``options.lateArrivalSeconds``, default 0); ``windowStart`` is the ``windowEnd`` of the flow's latest
-checkpoint, so consecutive windows tile time without gaps, and rows that share the boundary timestamp
-belong to the earlier window. A window never moves back: a run whose end falls before the previous end
-covers the empty window at the previous end. Rows committed late at the source (stamped inside a past
-window, visible only after it) are caught by re-reading an overlap before the window and dropping the
-rows already committed (runtime/lookback.py); ``readFrom`` in the checkpoint is where the read began.
-A run that reads nothing new still commits (an empty snapshot), so its checkpoint moves on.
+Windows: a run covers ``(windowStart, windowEnd]`` of the delta column, chosen from the flow and its
+latest checkpoint (runtime/window.py). Rows committed late at the source (stamped inside a past window,
+visible only after it) are caught by re-reading an overlap before the window and dropping the rows
+already committed (runtime/lookback.py); ``readFrom`` in the checkpoint is where the read began. A run
+that reads nothing new still commits (an empty snapshot), so its checkpoint moves on.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
 from headwater.connectors import registry
-from headwater.connectors.base import ReadRequest, lookback_seconds
+from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError
 from headwater.errors import HeadwaterError
-from headwater.lake.iceberg import Checkpoint
 from headwater.runtime import lookback
 from headwater.runtime.faults import crash_point
 from headwater.runtime.rowerrors import RowErrorWriter, errors_file
+from headwater.runtime.window import Keys, Window, choose_window, overlap_keys
 from headwater.services.container import Services
 from headwater.services.destinations import ACTIVATION_FLOW_SPEC_ID
 from headwater.services.ids import new_etag, now_ms
-from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, new_batch_doc, parse_time
+from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, new_batch_doc
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import QueuedRun, Resource, StaleWrite
 
@@ -65,25 +60,6 @@ class Counters:
     output_bytes: int = 0
     skipped_records: int = 0  # re-read in the overlap, already committed (runtime/lookback.py)
     error_codes: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Window:
-    """The part of the delta column a run covers, ``(start, end]``; how it was chosen."""
-
-    start: datetime | None
-    end: datetime | None
-    previous: Checkpoint | None = None  # the flow's checkpoint the start came from
-
-
-@dataclass(frozen=True)
-class Keys:
-    """A run's overlap: the primary key it asks the connector for, where the read starts (before the
-    window start by the lookback) and the filter that drops what the previous runs committed."""
-
-    columns: tuple[str, ...]
-    read_from: datetime | None
-    filter: lookback.KeyFilter
 
 
 def worker_actor(services: Services, run: QueuedRun | Resource, sandbox_name: str) -> Actor:
@@ -156,7 +132,7 @@ class RunExecution:
 
         copy = _transformation(flow, "Copy")
         delta = ((copy or {}).get("deltaColumn") or {}).get("name")
-        window = self._window(run, flow, table, delta)
+        window = choose_window(svc.lake, run, flow, table, delta)
         batch = self._batch(actor, run, flow, dataset_id)
         connector = self._connector(actor, source)
         timezone = ((copy or {}).get("deltaColumn") or {}).get("timezone")
@@ -164,7 +140,7 @@ class RunExecution:
         errors_path = errors_file(self.services.settings.warehouse_dir, batch.id)
         threshold = _threshold(flow)
         try:
-            keys = self._key_filter(flow, connector, params, window)
+            keys = overlap_keys(svc.settings.warehouse_dir, flow, connector, params, window)
             request = ReadRequest(
                 params=params,
                 data_format=source.doc["data"]["format"],
@@ -252,60 +228,6 @@ class RunExecution:
         if not registry.supports(spec_id):
             raise HeadwaterError(f"Connection spec {spec_id} has no batch reader.", code="CONNECTOR-2007-400")
         return registry.connector_for(spec_id, auth, self.services.outbound, self.services.settings)
-
-    def _window(self, run: Resource, flow: Resource, table: Any, delta: str | None) -> Window:
-        if not delta:
-            return Window(None, None)
-        params = run.doc.get("params") or {}
-        start = parse_time(params.get("windowStartTime"), "params.windowStartTime")
-        end = parse_time(params.get("windowEndTime"), "params.windowEndTime")
-        if end is None:
-            slot = run.doc.get("scheduledFor")
-            end = datetime.fromisoformat(slot.replace("Z", "+00:00")) if slot else datetime.now(UTC)
-            end = min(end, datetime.now(UTC))
-        # Stop short of the end by the flow's settle time, if it has one (the overlap of the next run
-        # catches late commits without delaying every row).
-        end -= timedelta(seconds=_settle_seconds(flow))
-        if start is not None:
-            return Window(start, end)  # a window the run named: read exactly that
-        previous = self.services.lake.latest_checkpoint(table, flowId=flow.id)
-        if previous is not None and previous.get("windowEnd"):
-            start = datetime.fromisoformat(str(previous.get("windowEnd")))
-            # Never move back: an end before the previous one (an older slot run late, a longer settle
-            # time) would read the rows after it a second time.
-            return Window(start, max(start, end), previous=previous)
-        schedule = flow.doc.get("scheduleParams") or {}
-        if schedule.get("backfill") is False and schedule.get("startTime"):
-            start = datetime.fromtimestamp(int(schedule["startTime"]), UTC)
-            return Window(start, max(start, end))
-        return Window(None, end)
-
-    def _key_filter(
-        self, flow: Resource, connector: Any, params: dict[str, Any], window: Window
-    ) -> Keys | None:
-        """The overlap of this run (runtime/lookback.py), or None when it reads none."""
-        seconds = lookback_seconds(flow.doc.get("options") or {}, connector.default_lookback_seconds)
-        if seconds <= 0 or window.end is None:
-            return None
-        read_from, committed = window.start, Counter[bytes]()
-        previous = window.previous
-        if previous is not None and window.start is not None and previous.get("keysFrom"):
-            found = lookback.read_keys(
-                self.services.settings.warehouse_dir,
-                previous.get("keysFile") or "",
-                int(previous.get("keyCount") or 0),
-            )
-            if found is None:
-                log.warning("flow %s: its keys file is missing; this run reads no overlap", flow.id)
-            else:
-                previous_from = datetime.fromisoformat(str(previous.get("keysFrom")))
-                read_from = lookback.overlap_start(window.start, seconds, previous_from)
-                committed = found
-        keys_from = window.end - timedelta(seconds=seconds)
-        if read_from is not None:
-            keys_from = max(keys_from, read_from)
-        pk = connector.primary_key(params)
-        return Keys(pk, read_from, lookback.KeyFilter(len(pk), window.start, keys_from, committed))
 
     def _batch(self, actor: Actor, run: Resource, flow: Resource, dataset_id: str) -> Resource:
         batch_id = run.doc.get("batchId")
@@ -558,13 +480,6 @@ def _transformation(flow: Resource, name: str) -> dict[str, Any] | None:
 def _threshold(flow: Resource) -> float | None:
     value = (flow.doc.get("options") or {}).get("partialIngestionPercent")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _settle_seconds(flow: Resource) -> float:
-    value = (flow.doc.get("options") or {}).get("lateArrivalSeconds", 0)
-    return (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else 0.0
-    )
 
 
 def _iso(value: datetime | None) -> str:
