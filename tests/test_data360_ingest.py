@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -524,3 +525,50 @@ def test_junk_never_causes_a_server_error(deployed: Deployed) -> None:
     for query in [*JUNK_QUERIES, "limit=0", "offset=-1", "state=%00"]:
         assert deployed.request("GET", f"{job_path()}?{query}").status_code < 500
     assert deployed.request("GET", job_path("%00")).status_code < 500
+
+
+# --- the streaming log failing ---
+@contextmanager
+def stream_unavailable(server: LiveServer, flow_id: str) -> Iterator[None]:
+    """The flow's stream folder taken by a file while the block runs: every append to it fails (as when
+    the log's volume is gone), whoever the process runs as. The stream must not have been written yet."""
+    from headwater.stores.log.local import LocalLog
+
+    log = server.services.streams.log
+    if not isinstance(log, LocalLog):
+        pytest.skip("provokes the failure in the local log's folder")
+    blocker = log.root / flow_id
+    assert not blocker.exists()
+    blocker.write_text("not a folder\n")
+    try:
+        yield
+    finally:
+        blocker.unlink()
+
+
+def test_an_unavailable_streaming_log_answers_503_and_accepts_nothing(
+    server: LiveServer, deployed: Deployed
+) -> None:
+    flow_id = deployed.streams["Profile"]["flowId"]
+    path = f"/api/v1/ingest/sources/{deployed.name}/identity"
+    calls = [
+        ("POST", path, {"json": {"data": [identity("device-1")]}}),
+        ("DELETE", path, {"params": {"ids": "device-2"}}),
+        ("POST", f"/server/events/{deployed.source_id}", {"json": {"events": [identity("device-3")]}}),
+    ]
+    with stream_unavailable(server, flow_id):
+        for method, target, kwargs in calls:
+            response = deployed.request(method, target, **kwargs)
+            assert response.status_code == 503, (target, response.text)
+            body = response.json()
+            assert body["status"] == 503 and body["report"]["code"] == "INGEST-1503-503", body
+            assert "retry" in body["detail"].lower()
+    # The log back: the same requests are accepted, and only they are in the stream
+    for method, target, kwargs in calls:
+        response = deployed.request(method, target, **kwargs)
+        assert response.status_code in (202, 204), (target, response.text)
+    assert [(k, r.get("deviceId") or r.get("key")) for k, r in published(server, flow_id)] == [
+        ("raw", "device-1"),
+        ("delete", "device-2"),
+        ("raw", "device-3"),
+    ]

@@ -14,12 +14,13 @@ type (Text, Email, Phone, Url: strings; Number, Percent, Currency: numbers; Bool
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import BadRequest, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from headwater.errors import BadRequest, Forbidden, NotFound, Transient, Unauthenticated, ValidationFailed
 from headwater.services.data360.lookup import EventRoute, IngestLookup
 from headwater.services.ids import now_ms
 from headwater.services.runs import iso
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from headwater.services.container import Services
     from headwater.services.data360.identity import IngestPrincipal
 
+log = logging.getLogger(__name__)
 CODE = "INGEST-1422-400"
+UNAVAILABLE = "INGEST-1503-503"  # the streaming log did not take the records: retry the request
 MAX_BODY = 200 * 1024
 MAX_DELETES = 200
 MAX_ERRORS = 100
@@ -234,7 +237,17 @@ class Ingestion:
     async def publish(
         self, scope: Scope, flow_id: str, records: list[dict[str, Any]], kind: str = "raw"
     ) -> None:
-        await self.services.streams.publish(scope, flow_id, records, kind=kind)
+        """Make ``records`` durable in the flow's streaming log. :class:`Transient` (503) when the log
+        cannot take them (unreachable, its disk failing, closing): nothing was acknowledged, so the
+        caller retries the whole request, as a streaming inlet's client does."""
+        try:
+            await self.services.streams.publish(scope, flow_id, records, kind=kind)
+        except (OSError, RuntimeError) as exc:  # LogUnavailable is an OSError; a closed log a RuntimeError
+            log.warning("streaming log of flow %s did not take %d records: %r", flow_id, len(records), exc)
+            raise Transient(
+                "The streaming log is not available; nothing was accepted. Retry with backoff.",
+                code=UNAVAILABLE,
+            ) from exc
 
 
 def parse_ids(query: str | None, body: Any) -> tuple[list[Any] | None, str]:
