@@ -107,6 +107,9 @@ class Services:
         Returns True when this call created the default organization (its first start).
         """
         self.store.migrate()
+        from headwater.services.destinations import seal_legacy
+
+        seal_legacy(self)  # destinations saved before their request secrets were sealed (needs the key)
         _, created = self.tenancy.bootstrap()
         return created
 

@@ -176,16 +176,20 @@ def stored_request(
     checked = check_request(services, params, errors)
     if errors or not isinstance(base_id, str):
         return checked.params
-    box = services.box
+    return _sealed_request(services.box, org_id, base_id, checked)
+
+
+def _sealed_request(box: SecretBox, org_id: str, base_id: str, checked: CheckedRequest) -> dict[str, Any]:
+    """``checked.params`` with its secret places sealed (values already sealed are kept as they are)."""
     stored = dict(checked.params)
     stored["headers"] = {
         name: box.seal(value, _context(org_id, base_id, f"headers.{name.lower()}"))
-        if name in checked.secret_headers
+        if name in checked.secret_headers and not is_sealed(value)
         else value
         for name, value in stored["headers"].items()
     }
     shown = secrecy.masked_url(stored["url"], checked.url_flag)
-    if shown != stored["url"]:
+    if shown != stored["url"] and not is_sealed(stored.get("urlSecret")):
         stored["urlSecret"] = box.seal(stored["url"], _context(org_id, base_id, "url"))
         stored["url"] = shown
     if checked.body_secret and isinstance(stored.get("body"), str):
@@ -193,14 +197,48 @@ def stored_request(
     return stored
 
 
+#: Marks a destination document (a target connection's top level, a connection's ``auth``) whose secret
+#: places were sealed by the rule. Documents saved before the rule was introduced lack it: they are
+#: sealed once when services start (:func:`seal_legacy`) and, until then, masked by the rule when shown.
+SEALED_MARK = "secretsSealed"
+SEALED_VERSION = 1
+
+
+def _is_marked(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get(SEALED_MARK) == SEALED_VERSION
+
+
+def legacy_request(params: dict[str, Any]) -> CheckedRequest:
+    """A request stored before the rule (plain values, no flags: the old code had none) with what the
+    rule makes secret in it: header values by :func:`secrecy.header_is_secret`, the URL's user-info and
+    literal query values. Its body stays as it is (only a body marked secret is one)."""
+    headers = params.get("headers") if isinstance(params.get("headers"), dict) else {}
+    assert isinstance(headers, dict)
+    secret = frozenset(
+        name
+        for name, value in headers.items()
+        if is_sealed(value) or (isinstance(value, str) and secrecy.header_is_secret(str(name), value, None))
+    )
+    return CheckedRequest(dict(params), secret, None, is_sealed(params.get("body")))
+
+
 def render_request(doc: dict[str, Any]) -> dict[str, Any]:
-    """A destination target connection as shown: sealed values as the mask, the sealed URL left out."""
-    params = doc.get("params")
+    """A destination target connection as shown: sealed values as the mask, the sealed URL left out. A
+    document not yet sealed by the rule (saved by an older version) is masked by the rule instead, so a
+    secret stored in clear is never shown either."""
+    params, marked = doc.get("params"), _is_marked(doc)
+    doc = {k: v for k, v in doc.items() if k != SEALED_MARK}
     if not isinstance(params, dict):
         return doc
     shown = {k: v for k, v in params.items() if k != "urlSecret"}
+    legacy = None if marked else legacy_request(params)
     if isinstance(shown.get("headers"), dict):
-        shown["headers"] = {k: secrecy.MASK if is_sealed(v) else v for k, v in shown["headers"].items()}
+        shown["headers"] = {
+            k: secrecy.MASK if is_sealed(v) or (legacy and k in legacy.secret_headers) else v
+            for k, v in shown["headers"].items()
+        }
+    if legacy is not None and isinstance(shown.get("url"), str):
+        shown["url"] = secrecy.masked_url(shown["url"], None)
     if is_sealed(shown.get("body")):
         shown["body"] = secrecy.MASK
     return {**doc, "params": shown}
@@ -225,6 +263,9 @@ def request_of(scope: Scope, target: Resource, box: SecretBox) -> CheckedRequest
     body_secret = is_sealed(params.get("body"))
     if body_secret:
         params["body"] = box.open(params["body"], _context(scope.org_id, base_id, "body"))
+    if not _is_marked(target.doc):  # saved before the rule: what it makes secret is masked and scrubbed
+        secret += legacy_request(params).secret_headers
+        url_flag = None if url_flag is False else url_flag
     return CheckedRequest(params, frozenset(secret), url_flag, body_secret)
 
 
@@ -294,6 +335,91 @@ def seal_auth(
             for name, value in items.items()
         }
     return plain
+
+
+def render_auth(auth: dict[str, Any]) -> dict[str, Any]:
+    """A destination connection's ``auth`` as shown (sealed values already masked by the caller): the
+    mark left out and, in one saved before the rule, the secret extra headers and form items masked."""
+    marked = _is_marked(auth)
+    auth = {k: v for k, v in auth.items() if k != SEALED_MARK}
+    params = auth.get("params")
+    if marked or not isinstance(params, dict):
+        return auth
+    _, secret = plain_auth(params)
+    shown = dict(params)
+    for key in EXTRAS:
+        if isinstance(shown.get(key), dict):
+            shown[key] = {n: secrecy.MASK if (key, n) in secret else v for n, v in shown[key].items()}
+    return {**auth, "params": shown}
+
+
+# --- sealing destinations saved before the rule (run when services start) ---------------------------
+
+
+def seal_legacy(services: Services) -> int:
+    """Seal, by the rule and with the associated data a save uses now, the secret places of every HTTP
+    destination saved before the rule existed (its request and its connection's extra headers and form
+    items), and mark each document done. Idempotent: marked documents are left alone, so values marked
+    not secret since are never sealed. Safe with several processes starting at once: each document is
+    replaced only if its etag is still the one read, and a process that loses the race re-reads it and
+    finds it marked. Returns how many documents were rewritten."""
+    done = 0
+    for kind, seal in (("targetConnection", _seal_target), ("connection", _seal_connection)):
+        for resource in services.store.scan_kind(kind):
+            done += _seal_one(services, resource, seal)
+    return done
+
+
+def _seal_one(services: Services, resource: Resource | None, seal: Any) -> int:
+    from headwater.services.ids import new_etag
+    from headwater.stores.metadata import StaleWrite
+
+    while resource is not None:
+        doc = seal(services.box, resource)
+        if doc is None:
+            return 0
+        updated = Resource(
+            resource.kind, resource.id, resource.scope, doc, new_etag(), resource.name, resource.alt_id,
+            resource.created_at, resource.updated_at, refs=list(resource.refs),
+        )  # fmt: skip
+        try:
+            services.store.update(updated, resource.etag)
+            return 1
+        except StaleWrite:  # another process (or a user) changed it meanwhile: look again
+            resource = services.store.get(resource.kind, resource.scope, resource.id)
+    return 0
+
+
+def _seal_target(box: SecretBox, resource: Resource) -> dict[str, Any] | None:
+    """The sealed document of a destination request not yet marked (None: nothing to do)."""
+    doc = resource.doc
+    spec = doc.get("connectionSpec") if isinstance(doc.get("connectionSpec"), dict) else {}
+    if not is_destination((spec or {}).get("id")) or _is_marked(doc):
+        return None
+    params, base_id = doc.get("params"), doc.get("baseConnectionId")
+    if isinstance(params, dict) and isinstance(base_id, str):
+        params = _sealed_request(box, resource.scope.org_id, base_id, legacy_request(params))
+    return {**doc, "params": params, SEALED_MARK: SEALED_VERSION}
+
+
+def _seal_connection(box: SecretBox, resource: Resource) -> dict[str, Any] | None:
+    """The sealed document of a destination connection whose auth is not yet marked (None: nothing to do)."""
+    doc = resource.doc
+    spec = doc.get("connectionSpec") if isinstance(doc.get("connectionSpec"), dict) else {}
+    auth = doc.get("auth")
+    if not is_destination((spec or {}).get("id")) or not isinstance(auth, dict) or _is_marked(auth):
+        return None
+    params = auth.get("params")
+    if isinstance(params, dict):
+        plain, secret = plain_auth(params)
+        for key in EXTRAS:
+            if isinstance(plain.get(key), dict):
+                plain[key] = {
+                    n: box.seal(v, f"{resource.scope.org_id}:{key}.{n}") if (key, n) in secret else v
+                    for n, v in plain[key].items()
+                }
+        params = plain
+    return {**doc, "auth": {**auth, "params": params, SEALED_MARK: SEALED_VERSION}}
 
 
 def auth_secrets(spec_name: str, stored: dict[str, Any], opened: dict[str, Any]) -> list[str]:

@@ -167,7 +167,10 @@ class Connections(FlowServiceCollection):
             inlet = old.get("inletId") or new_hex(32)
             stored["inletId"] = inlet
             stored["inletUrl"] = f"{self.services.settings.base_url}/collection/{inlet}"
-        return {"specName": auth_spec["name"], "params": stored}
+        built: dict[str, Any] = {"specName": auth_spec["name"], "params": stored}
+        if destinations.is_destination(spec["id"]):  # its extra headers and form items sealed by the rule
+            built[destinations.SEALED_MARK] = destinations.SEALED_VERSION
+        return built
 
     def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
         try:
@@ -215,7 +218,10 @@ class Connections(FlowServiceCollection):
         auth = doc.get("auth")
         if isinstance(auth, dict) and isinstance(auth.get("params"), dict):
             params = {k: mask_sealed(v) for k, v in auth["params"].items()}
-            doc = {**doc, "auth": {**auth, "params": params}}
+            auth = {**auth, "params": params}
+            if destinations.is_destination((doc.get("connectionSpec") or {}).get("id")):
+                auth = destinations.render_auth(auth)
+            doc = {**doc, "auth": auth}
         return doc
 
     def secret_params(self, actor: Actor, resource: Resource) -> dict[str, Any]:
@@ -316,6 +322,8 @@ class TargetConnections(FlowServiceCollection):
             "params": params,
             "state": "enabled",
         }
+        if destinations.is_destination(spec["id"]):  # its secret places are sealed by the rule
+            doc[destinations.SEALED_MARK] = destinations.SEALED_VERSION
         return Built(doc=doc, refs=refs, name=name)
 
     def render(self, resource: Resource) -> dict[str, Any]:
