@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from tests.streaming_helpers import (
     FS,
@@ -412,3 +413,26 @@ def test_a_mapping_that_raises_fails_only_the_message_it_raises_on(tmp_path: Pat
         else:
             raise AssertionError("a mapping broken for every message must fail the micro-batch")
     assert (tmp_path / "all.json").read_bytes() == b""
+
+
+@pytest.mark.parametrize("container", [dict, list])
+def test_the_inlets_nesting_limit_is_exact(container: type) -> None:
+    """64 levels are taken and 65 refused, whichever containers nest (the top one counts as one); a
+    body with few brackets is known shallow without walking it."""
+    from headwater.api.routes.collection import MAX_DEPTH, _check_depth, _shallow
+    from headwater.services.streaming import MessageRejected
+
+    def levels(n: int) -> Any:
+        value: Any = "leaf"
+        for _ in range(n):
+            value = {"k": value} if container is dict else [value]
+        return value
+
+    _check_depth(levels(MAX_DEPTH))
+    _check_depth({"wide": [levels(MAX_DEPTH - 2)] * 3, "flat": list(range(1000))})
+    with pytest.raises(MessageRejected):
+        _check_depth(levels(MAX_DEPTH + 1))
+    with pytest.raises(MessageRejected):
+        _check_depth({"ok": levels(3), "deep": [levels(MAX_DEPTH)]})
+    assert _shallow(orjson.dumps(levels(MAX_DEPTH)))
+    assert not _shallow(orjson.dumps(levels(MAX_DEPTH + 1)))
