@@ -3,10 +3,13 @@ and an in-process activation supervisor scoped to one test's sandbox."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
+from contextlib import contextmanager
 from typing import Any
 
 from headwater.runtime.delivery.supervisor import ActivationSupervisor
+from tests.fakes.sink import SinkFake
 from tests.flows_helpers import created_id
 from tests.streaming_helpers import http_api_source, scope_of, supervising
 from tests.support import ApiClient, LiveServer
@@ -155,3 +158,18 @@ def delivery_totals(api: ApiClient, flow_id: str) -> dict[str, int]:
         for key in totals:
             totals[key] += int(summary.get(key) or 0)
     return totals
+
+
+@contextmanager
+def echoing_sink(server: LiveServer, client_secret: str) -> Iterator[SinkFake]:
+    """An OAuth sink with ``client_secret``, trusted for outbound TLS by ``server`` while it runs, that
+    answers every request with 400 and the request echoed (a careless API)."""
+    with SinkFake(client_secret=client_secret) as fake:
+        settings = server.services.settings
+        before = settings.outbound_ca_file
+        settings.outbound_ca_file = fake.ca_file
+        fake.echo(400)
+        try:
+            yield fake
+        finally:
+            settings.outbound_ca_file = before

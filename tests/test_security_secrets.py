@@ -30,6 +30,7 @@ from tests.activation_helpers import (
     activation_flow,
     connection_body,
     dead_letters,
+    echoing_sink,
     event,
     inlet_source,
 )
@@ -61,15 +62,8 @@ def plants() -> Plants:
 @pytest.fixture
 def echo_sink(server: LiveServer, plants: Plants) -> Iterator[SinkFake]:
     """A sink whose OAuth client secret is planted, trusted for outbound TLS, echoing with 400."""
-    with SinkFake(client_secret=plants["clientSecret"]) as fake:
-        settings = server.services.settings
-        before = settings.outbound_ca_file
-        settings.outbound_ca_file = fake.ca_file
-        fake.echo(400)
-        try:
-            yield fake
-        finally:
-            settings.outbound_ca_file = before
+    with echoing_sink(server, plants["clientSecret"]) as fake:
+        yield fake
 
 
 def save_destination(

@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from headwater.services import destinations
 from headwater.services.ids import new_etag
 from headwater.stores.metadata import Resource
-from tests.activation_helpers import FS, HTTP_DESTINATION, connection_body
+from headwater.stores.metadata.tables import upgrade_marks
+from tests.activation_helpers import FS, HTTP_DESTINATION, connection_body, echoing_sink
 from tests.fakes.sink import SinkFake
 from tests.flows_helpers import created_id
 from tests.support import ApiClient, LiveServer, role_client
@@ -37,15 +39,8 @@ def planted(name: str) -> str:
 @pytest.fixture
 def echo_sink(server: LiveServer) -> Iterator[SinkFake]:
     """An OAuth sink trusted for outbound TLS, echoing every request with 400."""
-    with SinkFake(client_secret=planted("clientSecret")) as fake:
-        settings = server.services.settings
-        before = settings.outbound_ca_file
-        settings.outbound_ca_file = fake.ca_file
-        fake.echo(400)
-        try:
-            yield fake
-        finally:
-            settings.outbound_ca_file = before
+    with echoing_sink(server, planted("clientSecret")) as fake:
+        yield fake
 
 
 def stored(server: LiveServer, kind: str, ident: str) -> Resource:
@@ -153,8 +148,13 @@ def test_a_destination_saved_before_sealing_is_masked_then_sealed_and_still_send
     # Before the upgrade step: masked by the rule in every answer, sent for real
     check_answers_and_delivery()
 
-    # Starting the services seals them; a second start (or a second process) finds nothing to do
+    # Starting the services of a database from before the step (no upgrade mark yet) seals them; a
+    # second start (or a second process) finds the mark and reads nothing
+    with server.services.store.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(delete(upgrade_marks).where(upgrade_marks.c.name == destinations.SEALED_UPGRADE))
+    assert not server.services.store.has_mark(destinations.SEALED_UPGRADE)
     server.services.start()
+    assert server.services.store.has_mark(destinations.SEALED_UPGRADE)
     docs = [stored(server, "connection", conn_id).doc, stored(server, "targetConnection", target_id).doc]
     assert found(json.dumps(docs), plants) == [], docs
     assert all(destinations.SEALED_MARK in json.dumps(doc) for doc in docs)

@@ -240,6 +240,14 @@ class MetadataStoreContract:
 
     # --- resources: reads ---
 
+    def test_an_upgrade_mark_is_kept_and_setting_it_twice_is_fine(self, store: MetadataStore) -> None:
+        name = f"step-{uuid.uuid4().hex}"
+        assert not store.has_mark(name)
+        store.set_mark(name)
+        store.set_mark(name)  # a second process finishing the same step
+        assert store.has_mark(name)
+        assert not store.has_mark(name + "-other")
+
     def test_insert_then_get_round_trips_every_field(self, store: MetadataStore, scope: Scope) -> None:
         doc = {"id": "x", "nested": {"list": [1, 2.5, None, True], "text": "éàü ✓"}, "big": 2**53}
         resource = make_resource(

@@ -202,6 +202,7 @@ def _sealed_request(box: SecretBox, org_id: str, base_id: str, checked: CheckedR
 #: sealed once when services start (:func:`seal_legacy`) and, until then, masked by the rule when shown.
 SEALED_MARK = "secretsSealed"
 SEALED_VERSION = 1
+SEALED_UPGRADE = "destination-request-secrets-sealed-v1"  # the store's upgrade mark of seal_legacy
 
 
 def _is_marked(doc: Any) -> bool:
@@ -362,11 +363,15 @@ def seal_legacy(services: Services) -> int:
     items), and mark each document done. Idempotent: marked documents are left alone, so values marked
     not secret since are never sealed. Safe with several processes starting at once: each document is
     replaced only if its etag is still the one read, and a process that loses the race re-reads it and
-    finds it marked. Returns how many documents were rewritten."""
+    finds it marked. Once every document is done the store keeps an upgrade mark, and later starts
+    return at once without reading any document. Returns how many documents were rewritten."""
+    if services.store.has_mark(SEALED_UPGRADE):
+        return 0  # done once, by this or another process: later starts read nothing
     done = 0
     for kind, seal in (("targetConnection", _seal_target), ("connection", _seal_connection)):
         for resource in services.store.scan_kind(kind):
             done += _seal_one(services, resource, seal)
+    services.store.set_mark(SEALED_UPGRADE)
     return done
 
 

@@ -242,6 +242,15 @@ class MetadataStore(ABC):
     def delete_user_sessions(self, org_id: str, user_id: str) -> int:
         """End every session of a user (password changed, user disabled); how many ended."""
 
+    # --- upgrade marks ---
+    @abstractmethod
+    def has_mark(self, name: str) -> bool:
+        """Whether the one-time upgrade step ``name`` is done."""
+
+    @abstractmethod
+    def set_mark(self, name: str) -> None:
+        """Record the step ``name`` as done (again is fine: several processes may finish it together)."""
+
     # --- resources ---
     @abstractmethod
     def insert(self, resource: Resource) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -227,6 +229,16 @@ class SqlMetadataStore(MetadataStore):
         stmt = delete(t.console_sessions).where(c.org_id == org_id, c.user_id == user_id)
         with self._write() as conn:
             return int(conn.execute(stmt).rowcount)
+
+    # --- upgrade marks ---
+    def has_mark(self, name: str) -> bool:
+        query = select(t.upgrade_marks.c.name).where(t.upgrade_marks.c.name == name)
+        with self.read_engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def set_mark(self, name: str) -> None:
+        with contextlib.suppress(AlreadyExists):
+            self._insert_unique(t.upgrade_marks, name=name, done_at=int(time.time() * 1000))
 
     def _insert_unique(self, table: Any, **values: Any) -> None:
         try:

@@ -140,3 +140,12 @@ console_sessions = Table(
     Index("ix_console_sessions_user", "org_id", "user_id"),
     Index("ix_console_sessions_expires", "expires_at"),
 )
+
+# One-time upgrade steps that need more than SQL (the encryption key, the rules of a service): a row once
+# the step is done, so later starts skip it.
+upgrade_marks = Table(
+    "upgrade_marks",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("done_at", BigInteger, nullable=False),
+)
