@@ -419,7 +419,8 @@ def test_a_mapping_that_raises_fails_only_the_message_it_raises_on(tmp_path: Pat
 def test_the_inlets_nesting_limit_is_exact(container: type) -> None:
     """64 levels are taken and 65 refused, whichever containers nest (the top one counts as one); a
     body with few brackets is known shallow without walking it."""
-    from headwater.api.routes.collection import MAX_DEPTH, _check_depth, _shallow
+    from headwater.api.routes.collection import MAX_DEPTH, _check_depth
+    from headwater.services.jsonbody import shallow
     from headwater.services.streaming import MessageRejected
 
     def levels(n: int) -> Any:
@@ -434,5 +435,5 @@ def test_the_inlets_nesting_limit_is_exact(container: type) -> None:
         _check_depth(levels(MAX_DEPTH + 1))
     with pytest.raises(MessageRejected):
         _check_depth({"ok": levels(3), "deep": [levels(MAX_DEPTH)]})
-    assert _shallow(orjson.dumps(levels(MAX_DEPTH)))
-    assert not _shallow(orjson.dumps(levels(MAX_DEPTH + 1)))
+    assert shallow(orjson.dumps(levels(MAX_DEPTH)))
+    assert not shallow(orjson.dumps(levels(MAX_DEPTH + 1)))

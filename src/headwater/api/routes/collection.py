@@ -29,12 +29,12 @@ from fastapi.responses import Response
 
 from headwater.services import access
 from headwater.services.container import Services
+from headwater.services.jsonbody import MAX_DEPTH, shallow, within_depth
 from headwater.services.streaming import Inlet, MessageRejected
 
 router = APIRouter(tags=["Streaming ingestion"])
 
 MAX_BODY = 1024 * 1024
-MAX_DEPTH = 64  # levels of objects and arrays in one message (the control plane's limit too)
 PROBLEM = "http://ns.adobe.com/adobecloud/problem/data-collection-service"
 _PID = os.getpid() % 10_000
 
@@ -157,37 +157,11 @@ def _parse(body: bytes) -> Any:
 def _check_depth(message: Any) -> None:
     """MessageRejected when ``message`` nests objects and arrays deeper than :data:`MAX_DEPTH` levels
     (the streaming log and the lake could not keep it; refused now rather than acknowledged and lost)."""
-    if not _within(message, MAX_DEPTH):
+    if not within_depth(message, MAX_DEPTH):
         raise MessageRejected(
             f"The message nests objects and arrays more than {MAX_DEPTH} levels deep: at most "
             f"{MAX_DEPTH} are accepted."
         )
-
-
-def _within(value: Any, levels: int) -> bool:
-    """True when ``value`` nests at most ``levels`` levels of objects and arrays (the top one counts).
-    On the ack path of every message: recursion with exact type checks and an early exit costs about a
-    third of a level-by-level walk (2 vs 6 us for an XDM envelope, against 1.2 us to parse it)."""
-    kind = type(value)
-    if kind is dict:
-        children: Any = value.values()
-    elif kind is list:
-        children = value
-    else:
-        return True
-    if levels == 0:
-        return False
-    for child in children:
-        child_kind = type(child)
-        if (child_kind is dict or child_kind is list) and not _within(child, levels - 1):
-            return False
-    return True
-
-
-def _shallow(body: bytes) -> bool:
-    """True when ``body`` cannot nest deeper than :data:`MAX_DEPTH`: it holds no more opening brackets
-    than that (counted in C; brackets inside strings only make the bound looser)."""
-    return body.count(b"{") + body.count(b"[") <= MAX_DEPTH
 
 
 @router.post("/collection/{inlet_id}", summary="Send one message to a streaming inlet")
@@ -202,7 +176,7 @@ async def collect_one(inlet_id: str, request: Request) -> Response:
     received = int(time.time() * 1000)
     try:
         message = _parse(body)
-        if not _shallow(body):
+        if not shallow(body, MAX_DEPTH):
             _check_depth(message)
         flow_id, kind, record = svc.streams.route(inlet, message, _flow_hint(request))
     except MessageRejected as exc:
