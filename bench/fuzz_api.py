@@ -44,6 +44,16 @@ def token(base_url: str, client_id: str, secret: str) -> str:
     return str(answer.json()["access_token"])
 
 
+def platform_headers(base_url: str, creds: dict[str, str]) -> dict[str, str]:
+    """The headers of a platform call in the prod sandbox, with a fresh token for ``creds``."""
+    return {
+        "Authorization": f"Bearer {token(base_url, creds['apiKey'], creds['clientSecret'])}",
+        "x-api-key": creds["apiKey"],
+        "x-gw-ims-org-id": creds["orgId"],
+        "x-sandbox-name": "prod",
+    }
+
+
 def fuzz(base_url: str, headers: dict[str, str], seconds: float, workers: int = 1) -> Outcome:
     """Run schemathesis against ``base_url`` for about ``seconds`` seconds with ``headers`` on every
     request; the outcome's output is schemathesis's report."""
@@ -86,14 +96,7 @@ def _local_server() -> tuple[object, str, dict[str, str]]:
     from tests.support import start_server
 
     live = start_server(make_settings(Path(tempfile.mkdtemp(prefix="headwater-fuzz-home-"))))
-    c = live.creds
-    headers = {
-        "Authorization": f"Bearer {token(live.base_url, c['apiKey'], c['clientSecret'])}",
-        "x-api-key": c["apiKey"],
-        "x-gw-ims-org-id": c["orgId"],
-        "x-sandbox-name": "prod",
-    }
-    return live, live.base_url, headers
+    return live, live.base_url, platform_headers(live.base_url, live.creds)
 
 
 def main() -> int:

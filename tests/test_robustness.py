@@ -187,14 +187,8 @@ def fuzz_server(
 def test_schemathesis_finds_no_server_error(fuzz_server: LiveServer) -> None:
     """Every operation of the OpenAPI, all phases, valid credentials, 30 s a backend (bench/fuzz_api.py
     --seconds N runs longer)."""
-    from bench.fuzz_api import fuzz, token
+    from bench.fuzz_api import fuzz, platform_headers
 
-    c = fuzz_server.creds
-    headers = {
-        "Authorization": f"Bearer {token(fuzz_server.base_url, c['apiKey'], c['clientSecret'])}",
-        "x-api-key": c["apiKey"],
-        "x-gw-ims-org-id": c["orgId"],
-        "x-sandbox-name": "prod",
-    }
+    headers = platform_headers(fuzz_server.base_url, fuzz_server.creds)
     outcome = fuzz(fuzz_server.base_url, headers, seconds=30)
     assert not outcome.server_errors, outcome.output[-6000:]
