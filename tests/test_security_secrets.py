@@ -357,7 +357,7 @@ def test_a_sealed_value_copied_to_another_destination_does_not_open(
     """The associated data binds a sealed request value to its organization, destination and place."""
     from dataclasses import replace
 
-    from headwater.services.destinations import request_of
+    from headwater.services.destination_secrets import request_of
     from headwater.stores.metadata import Scope
 
     params = {"method": "POST", "url": sink.url + "/x", "headers": {"X-Api-Key": planted("copied")}}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete
 
-from headwater.services import destinations
+from headwater.services import destination_secrets, destinations
 from headwater.services.ids import new_etag
 from headwater.stores.metadata import Resource
 from headwater.stores.metadata.tables import upgrade_marks
@@ -61,7 +61,7 @@ def as_old_code_stored(server: LiveServer, conn_id: str, target_id: str, plants:
     client secret sealed as it always was), and neither document marked."""
     conn = stored(server, "connection", conn_id)
     auth = dict(conn.doc["auth"])
-    auth.pop(destinations.SEALED_MARK)
+    auth.pop(destination_secrets.SEALED_MARK)
     auth["params"] = {
         **auth["params"],
         "extraHeaders": {"X-Partner-Key": plants["extraHeader"], "Accept": "application/json"},
@@ -69,7 +69,7 @@ def as_old_code_stored(server: LiveServer, conn_id: str, target_id: str, plants:
     }
     rewrite(server, conn, {**conn.doc, "auth": auth})
     target = stored(server, "targetConnection", target_id)
-    doc = {k: v for k, v in target.doc.items() if k != destinations.SEALED_MARK}
+    doc = {k: v for k, v in target.doc.items() if k != destination_secrets.SEALED_MARK}
     params = {k: v for k, v in doc["params"].items() if k != "urlSecret"}
     params["url"] = params["url"].split("?")[0] + "?api_key=" + plants["query"] + "&n=${amount}"
     params["headers"] = {**params["headers"], "X-Api-Key": plants["header"], "X-Email": "${email}"}
@@ -128,7 +128,7 @@ def test_a_destination_saved_before_sealing_is_masked_then_sealed_and_still_send
         assert shown_auth["extraHeaders"] == {"X-Partner-Key": MASK, "Accept": "application/json"}
         # every form item is a secret unless marked otherwise, and the old code had no marks
         assert shown_auth["formItems"] == {"resource_key": MASK, "audience": MASK}
-        assert destinations.SEALED_MARK not in json.dumps(shown_auth)
+        assert destination_secrets.SEALED_MARK not in json.dumps(shown_auth)
 
         sink.reset()  # forgets what it received, and its echo
         sink.echo(400)
@@ -151,12 +151,12 @@ def test_a_destination_saved_before_sealing_is_masked_then_sealed_and_still_send
     # Starting the services of a database from before the step (no upgrade mark yet) seals them; a
     # second start (or a second process) finds the mark and reads nothing
     with server.services.store.engine.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(delete(upgrade_marks).where(upgrade_marks.c.name == destinations.SEALED_UPGRADE))
-    assert not server.services.store.has_mark(destinations.SEALED_UPGRADE)
+        conn.execute(delete(upgrade_marks).where(upgrade_marks.c.name == destination_secrets.SEALED_UPGRADE))
+    assert not server.services.store.has_mark(destination_secrets.SEALED_UPGRADE)
     server.services.start()
-    assert server.services.store.has_mark(destinations.SEALED_UPGRADE)
+    assert server.services.store.has_mark(destination_secrets.SEALED_UPGRADE)
     docs = [stored(server, "connection", conn_id).doc, stored(server, "targetConnection", target_id).doc]
     assert found(json.dumps(docs), plants) == [], docs
-    assert all(destinations.SEALED_MARK in json.dumps(doc) for doc in docs)
+    assert all(destination_secrets.SEALED_MARK in json.dumps(doc) for doc in docs)
     assert destinations.seal_legacy(server.services) == 0
     check_answers_and_delivery()

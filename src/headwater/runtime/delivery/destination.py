@@ -15,7 +15,7 @@ from headwater.runtime.delivery.auth import AuthError, build_authenticator
 from headwater.runtime.delivery.client import HttpClient, Timeouts, TransportError
 from headwater.runtime.delivery.engine import Destination, Limits
 from headwater.runtime.delivery.template import RenderError, RequestTemplate, TemplateInvalid
-from headwater.services import destinations, validation
+from headwater.services import destination_secrets, destinations, validation
 from headwater.stores.metadata import Resource, Scope
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ def open_destination(
     auth = base.doc.get("auth") or {}
     spec_name = auth.get("specName", "None")
     params = services.connections.secret_params_of(scope, base)
-    request = destinations.request_of(scope, target, services.box)
-    secrets = destinations.auth_secrets(spec_name, auth.get("params") or {}, params)
+    request = destination_secrets.request_of(scope, target, services.box)
+    secrets = destination_secrets.auth_secrets(spec_name, auth.get("params") or {}, params)
     return build(services, spec_name, params, request, secrets, max_connections)
 
 
@@ -44,7 +44,7 @@ def build(
     services: Services,
     spec_name: str,
     auth_params: dict[str, Any],
-    checked: destinations.CheckedRequest,
+    checked: destination_secrets.CheckedRequest,
     auth_secrets: list[str],
     max_connections: int = 64,
 ) -> Destination:
@@ -59,7 +59,7 @@ def build(
         connect=int(request.get("connectionTimeoutMs", 1000)) / 1000,
         read=int(request.get("readTimeoutMs", 1000)) / 1000,
     )
-    secrecy = destinations.secrecy_of(checked, auth_secrets)
+    secrecy = destination_secrets.secrecy_of(checked, auth_secrets)
     return Destination(RequestTemplate.compile(request), authenticator, client, timeouts, secrecy)
 
 
@@ -172,7 +172,11 @@ def _auth_of(
         auth = base.doc.get("auth") or {}
         spec_name = auth.get("specName", "None")
         opened = services.connections.secret_params(actor, base)
-        return spec_name, opened, destinations.auth_secrets(spec_name, auth.get("params") or {}, opened)
+        return (
+            spec_name,
+            opened,
+            destination_secrets.auth_secrets(spec_name, auth.get("params") or {}, opened),
+        )
     auth = body.get("auth", {"specName": "None", "params": {}})
     spec = services.specs.connection_spec(destinations.HTTP_DESTINATION_SPEC_ID)
     assert spec is not None
@@ -189,7 +193,7 @@ def _auth_of(
     params = validation.coerce(params, auth_spec["spec"])
     errors.extend(validation.check(params, auth_spec["spec"], "auth.params"))
     destinations.check_token_url(services, params, errors)
-    plain, extras = destinations.plain_auth(params)
+    plain, extras = destination_secrets.plain_auth(params)
     secret_fields = services.specs.secret_fields(auth_spec)
     secrets = [str(plain[k][n]) for k, n in extras]
     secrets += [plain[k] for k in secret_fields if isinstance(plain.get(k), str)]

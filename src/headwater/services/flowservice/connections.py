@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from headwater.connectors.files import roots
 from headwater.connectors.registry import LOCAL_FILES
 from headwater.errors import Conflict, ValidationFailed
-from headwater.services import access, destinations, validation
+from headwater.services import access, destination_secrets, destinations, validation
 from headwater.services.ids import new_hex
 from headwater.services.resources import Built, ServiceCollection, text_field
 from headwater.services.specs import DATA_LAKE_SPEC_ID, SpecCatalog
@@ -154,7 +154,7 @@ class Connections(FlowServiceCollection):
             place = roots.Place(actor.org.id, actor.sandbox.name)
             errors.extend(roots.save_errors(self.services.settings, place, params))
         if destinations.is_destination(spec["id"]):  # secret token request headers and form items
-            params = destinations.seal_auth(self.services, actor.org.id, params, errors)
+            params = destination_secrets.seal_auth(self.services, actor.org.id, params, errors)
         if errors:
             return None
         stored = dict(params)
@@ -169,7 +169,7 @@ class Connections(FlowServiceCollection):
             stored["inletUrl"] = f"{self.services.settings.base_url}/collection/{inlet}"
         built: dict[str, Any] = {"specName": auth_spec["name"], "params": stored}
         if destinations.is_destination(spec["id"]):  # its extra headers and form items sealed by the rule
-            built[destinations.SEALED_MARK] = destinations.SEALED_VERSION
+            built[destination_secrets.SEALED_MARK] = destination_secrets.SEALED_VERSION
         return built
 
     def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
@@ -220,7 +220,7 @@ class Connections(FlowServiceCollection):
             params = {k: mask_sealed(v) for k, v in auth["params"].items()}
             auth = {**auth, "params": params}
             if destinations.is_destination((doc.get("connectionSpec") or {}).get("id")):
-                auth = destinations.render_auth(auth)
+                auth = destination_secrets.render_auth(auth)
             doc = {**doc, "auth": auth}
         return doc
 
@@ -323,13 +323,13 @@ class TargetConnections(FlowServiceCollection):
             "state": "enabled",
         }
         if destinations.is_destination(spec["id"]):  # its secret places are sealed by the rule
-            doc[destinations.SEALED_MARK] = destinations.SEALED_VERSION
+            doc[destination_secrets.SEALED_MARK] = destination_secrets.SEALED_VERSION
         return Built(doc=doc, refs=refs, name=name)
 
     def render(self, resource: Resource) -> dict[str, Any]:
         doc = super().render(resource)
         if destinations.is_destination(doc["connectionSpec"]["id"]):
-            doc = destinations.render_request(doc)
+            doc = destination_secrets.render_request(doc)
         return doc
 
     def _check_dataset(
