@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from headwater.runtime.delivery.template import (
+from headwater.engines.template import (
     DEFAULT_HEADERS,
     MissingVariable,
     RenderedRequest,

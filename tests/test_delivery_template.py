@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from headwater.runtime.delivery.template import (
+from headwater.engines.template import (
     DEFAULT_HEADERS,
     RequestTemplate,
     TemplateInvalid,

@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from headwater.runtime.mapping.evaluate import Scope, compile_expression, evaluate
-from headwater.runtime.mapping.expressions import Binary, Call, ExpressionError, Field, Literal, Unary, parse
+from headwater.engines.mapping.evaluate import Scope, compile_expression, evaluate
+from headwater.engines.mapping.expressions import Binary, Call, ExpressionError, Field, Literal, Unary, parse
 
 NOW = datetime(2024, 3, 1, 12, 30, 0, tzinfo=UTC)
 JAN5 = datetime(2024, 1, 5, 10, 0, tzinfo=UTC)

@@ -9,9 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from headwater.errors import ValidationFailed
-from headwater.lake.xdm_arrow import arrow_schema, field_paths
-from headwater.runtime.mapping import (
+from headwater.engines.mapping import (
     INVALID_VALUE,
     MAPPING_FAILED,
     REQUIRED_MISSING,
@@ -19,8 +17,10 @@ from headwater.runtime.mapping import (
     compile_mapping,
     identity_compile,
 )
-from headwater.runtime.mapping.arrays import bisect
-from headwater.services.schemas.compose import Composer
+from headwater.engines.mapping.arrays import bisect
+from headwater.engines.xdm_arrow import arrow_schema, field_paths
+from headwater.engines.xdm_compose import Composer
+from headwater.errors import ValidationFailed
 from headwater.services.schemas.registry import header
 from headwater.services.schemas.xdm import global_catalog
 

@@ -384,7 +384,7 @@ class _Crashing:
     def apply(self, batch: Any) -> Any:
         import pyarrow as pa
 
-        from headwater.runtime.mapping.results import MappingResult
+        from headwater.engines.mapping.results import MappingResult
 
         if any(self.crashes(row) for row in batch.to_pylist()):
             raise RuntimeError("unexpected shape")
@@ -392,8 +392,8 @@ class _Crashing:
 
 
 def test_a_mapping_that_raises_fails_only_the_message_it_raises_on(tmp_path: Path) -> None:
-    from headwater.runtime.rowerrors import RowErrorWriter
     from headwater.runtime.streammessages import MappingBroken, _map
+    from headwater.stores.rowerrors import RowErrorWriter
 
     messages = [{"n": i, "boom": i == 37} for i in range(100)]
     with RowErrorWriter(tmp_path / "one.json") as writer:

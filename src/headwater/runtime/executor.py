@@ -24,20 +24,20 @@ from typing import Any
 
 import pyarrow as pa
 
+from headwater.catalog import ids
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError
 from headwater.errors import HeadwaterError
 from headwater.runtime import lookback
 from headwater.runtime.faults import crash_point
-from headwater.runtime.rowerrors import RowErrorWriter, errors_file
 from headwater.runtime.window import Keys, Window, choose_window, overlap_keys
 from headwater.services.container import Services
-from headwater.services.destinations import ACTIVATION_FLOW_SPEC_ID
 from headwater.services.ids import new_etag, now_ms
 from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, new_batch_doc
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import QueuedRun, Resource, StaleWrite
+from headwater.stores.rowerrors import RowErrorWriter, errors_file
 
 log = logging.getLogger("headwater.runtime")
 PROGRESS_EVERY_SECONDS = 1.0
@@ -94,7 +94,7 @@ class RunExecution:
             return run
         actor = worker_actor(self.services, run, run.doc["sandboxName"])
         flow = self.services.store.get("flow", run.scope, run.doc["flowId"])
-        if flow is not None and flow.doc["flowSpec"]["id"] == ACTIVATION_FLOW_SPEC_ID:
+        if flow is not None and flow.doc["flowSpec"]["id"] == ids.ACTIVATION:
             from headwater.runtime.delivery.datasetrun import DatasetActivation
 
             return DatasetActivation(self.services, run, flow).execute()
@@ -204,7 +204,7 @@ class RunExecution:
 
     # --- parts ---
     def _mapping(self, actor: Actor, flow: Resource, resolved: dict[str, Any]) -> Any:
-        from headwater.runtime.mapping import compile_mapping, identity_compile
+        from headwater.engines.mapping import compile_mapping, identity_compile
 
         spec = _transformation(flow, "Mapping")
         if spec is None:

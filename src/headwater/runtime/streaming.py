@@ -40,13 +40,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.runtime.executor import worker_actor
-from headwater.runtime.rowerrors import RowErrorWriter, errors_file
 from headwater.runtime.streammessages import MappingBroken, _corrupt, _decode, _fill, _map
 from headwater.runtime.streamruns import StreamRuns
 from headwater.services.container import Services
 from headwater.services.ids import now_ms
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
+from headwater.stores.rowerrors import RowErrorWriter, errors_file
 
 log = logging.getLogger("headwater.streaming")
 
@@ -113,7 +113,7 @@ class MicroBatcher:
             return None
         if self._plan is not None and self._plan.flow.etag == flow.etag:
             return self._plan
-        from headwater.runtime.mapping import compile_mapping, identity_compile
+        from headwater.engines.mapping import compile_mapping, identity_compile
 
         actor = worker_actor(svc, flow, flow.doc.get("sandboxName") or "")
         target = svc.target_connections.get(actor, flow.doc["targetConnectionIds"][0])

@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.rowerrors import RowErrorWriter
+from headwater.stores.rowerrors import RowErrorWriter
 
 if TYPE_CHECKING:
     from headwater.runtime.streaming import Plan
@@ -275,6 +275,6 @@ def _fill(plan: Plan, rows: pa.Table, positions: list[int], decoded: _Decoded) -
 
 
 def _corrupt(row: int, message: str, code: str = CORRUPT) -> Any:
-    from headwater.runtime.mapping import RowError
+    from headwater.engines.mapping import RowError
 
     return RowError(row=row, code=code, message=message, path=None)

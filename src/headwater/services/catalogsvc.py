@@ -120,7 +120,7 @@ class DataSets(ServiceCollection):
         resource = self.get(actor, ident)
         referrers = self.store.referrers(actor.scope, self.kind, ident)
         if all(kind == "batch" for kind, _ in referrers):
-            from headwater.runtime.rowerrors import errors_file
+            from headwater.stores.rowerrors import errors_file
 
             for _, batch_id in referrers:
                 self.store.delete("batch", actor.scope, batch_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from headwater.engines.mapping.engine import CODE, SOURCE_TYPES
 from headwater.errors import BadRequest, ValidationFailed
 from headwater.services import listing
 from headwater.services.ids import new_hex, now_ms
@@ -25,15 +26,7 @@ from headwater.stores.metadata import AlreadyExists, Resource
 if TYPE_CHECKING:
     pass
 
-CODE = "CONV-1400-400"
 HISTORY_KIND = "mappingSetVersion"
-SOURCE_TYPES = {
-    "attribute": "ATTRIBUTE",
-    "static": "STATIC",
-    "expression": "EXPRESSION",
-    "text/x.schema-path": "ATTRIBUTE",
-    "text/x.aep-xl": "EXPRESSION",
-}
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 _ORDER = {
     "createdDate": "createdDate",
@@ -272,8 +265,8 @@ def _check_expression(text: str, path: str, errors: list[dict[str, str]]) -> Non
     The parser is a pure module of the mapping engine (no I/O, no services); importing it here is the
     one place the domain reaches into the runtime package, deliberately.
     """
-    from headwater.runtime.mapping.evaluate import compile_expression
-    from headwater.runtime.mapping.expressions import ExpressionError
+    from headwater.engines.mapping.evaluate import compile_expression
+    from headwater.engines.mapping.expressions import ExpressionError
 
     try:
         compile_expression(text)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from headwater.catalog import ids
 from headwater.connectors.errors import OutboundRefused
 from headwater.errors import BadRequest, ValidationFailed
 from headwater.runtime.delivery import secrecy
@@ -35,7 +36,6 @@ from headwater.services.destination_secrets import (
     sealed_request,
 )
 from headwater.services.resources import Built, ServiceCollection
-from headwater.services.specs import DATA_LAKE_SPEC_ID
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 from headwater.stores.secrets import SecretBox
@@ -43,8 +43,6 @@ from headwater.stores.secrets import SecretBox
 if TYPE_CHECKING:
     from headwater.services.container import Services
 
-HTTP_DESTINATION_SPEC_ID = "ce55fc04-f79b-4668-a8b7-2565a5c65ad4"
-ACTIVATION_FLOW_SPEC_ID = "cf0ccb51-d329-4dd2-a912-d3c87e068aa4"
 ICONS = (
     "api",
     "email",
@@ -75,7 +73,7 @@ DELIVERY_OPTIONS: dict[str, tuple[float, float, float]] = {
 
 
 def is_destination(spec_id: str | None) -> bool:
-    return spec_id == HTTP_DESTINATION_SPEC_ID
+    return spec_id == ids.HTTP_DESTINATION
 
 
 def refuse_edit() -> BadRequest:
@@ -108,7 +106,7 @@ def check_request(services: Services, params: dict[str, Any], errors: list[dict[
     """A target connection's request params, normalized (default headers and timeouts filled in, values
     given as ``{"value", "secret"}`` unwrapped) and checked: the template compiles, the fixed part of
     the URL passes the outbound policy, no value is the mask."""
-    from headwater.runtime.delivery.template import RequestTemplate, TemplateInvalid, effective_headers
+    from headwater.engines.template import RequestTemplate, TemplateInvalid, effective_headers
 
     params = dict(params)
     headers = params.get("headers")
@@ -290,15 +288,15 @@ def check_activation(
 ) -> None:
     """An activation flow: one source (a dataset, or a streaming source), one destination, bindings for
     every variable of the destination's request."""
-    from headwater.runtime.delivery.bindings import check
-    from headwater.runtime.delivery.template import RequestTemplate, TemplateInvalid
+    from headwater.engines.bindings import check
+    from headwater.engines.template import RequestTemplate, TemplateInvalid
 
     if len(sources) > 1:
         errors.append({"path": "sourceConnectionIds", "message": "an activation flow reads one source"})
     if len(targets) > 1:
         errors.append({"path": "targetConnectionIds", "message": "an activation flow feeds one destination"})
     for index, source in enumerate(sources):
-        if source.doc["connectionSpec"]["id"] == DATA_LAKE_SPEC_ID:
+        if source.doc["connectionSpec"]["id"] == ids.DATA_LAKE:
             dataset_id = (source.doc.get("params") or {}).get("dataSetId")
             if (
                 not isinstance(dataset_id, str)

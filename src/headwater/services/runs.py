@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from headwater.catalog import ids
 from headwater.errors import BadRequest, ValidationFailed
 from headwater.services.ids import new_hex, new_uuid, now_ms
 from headwater.services.resources import Built, ServiceCollection, require_object
@@ -88,8 +89,7 @@ class Runs(ServiceCollection):
         if not isinstance(flow_id, str):
             raise ValidationFailed([{"path": "flowId", "message": "is required"}], code="FLOW-1422-400")
         flow = self.services.flows.get(actor, flow_id)
-        spec = self.services.specs.flow_spec(flow.doc["flowSpec"]["id"]) or {}
-        if (spec.get("attributes") or {}).get("frequency") == "streaming":
+        if ids.flow_kind(flow.doc) is ids.FlowKind.STREAMING:
             raise BadRequest(
                 "Streaming flows run continuously; runs cannot be created for them.",
                 code="FLOW-1423-400",

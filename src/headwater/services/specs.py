@@ -13,8 +13,6 @@ from typing import Any
 
 import orjson
 
-DATA_LAKE_SPEC_ID = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
-
 
 @dataclass(frozen=True)
 class SpecCatalog:

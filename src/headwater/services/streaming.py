@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from headwater.services.destinations import ACTIVATION_FLOW_SPEC_ID
+from headwater.catalog import ids
 from headwater.stores.log import StreamLog, open_log
 from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import is_sealed
@@ -230,7 +230,7 @@ class Streams:
                 signing_key = self.services.box.open(sealed, f"{scope.org_id}:webhookSigningKey")
             elif isinstance(sealed, str) and sealed:
                 signing_key = sealed
-        activation = (flow.doc.get("flowSpec") or {}).get("id") == ACTIVATION_FLOW_SPEC_ID
+        activation = ids.flow_kind(flow.doc) is ids.FlowKind.ACTIVATION
         enabled = flow.doc.get("state") == "enabled"
         return InletFlow(flow.id, enabled, dataset_id, schema_id, signing_key, activation)
 

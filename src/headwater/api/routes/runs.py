@@ -12,9 +12,9 @@ from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
 from headwater.api.routes.crud import list_response
 from headwater.errors import BadRequest, NotFound
-from headwater.runtime.rowerrors import errors_file as row_errors_file
 from headwater.services import listing
 from headwater.services.tenancy import Actor
+from headwater.stores.rowerrors import errors_file as row_errors_file
 
 FS = "/data/foundation/flowservice"
 CATALOG = "/data/foundation/catalog"

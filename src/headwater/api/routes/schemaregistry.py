@@ -16,11 +16,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from headwater.api import calls
 from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, created, json_body
+from headwater.engines.xdm_compose import strip_text
 from headwater.errors import NotFound
 from headwater.services import listing
 from headwater.services.schemas import SchemaRegistry
 from headwater.services.schemas.base import XedCollection, registry_metadata
-from headwater.services.schemas.compose import strip_text
 from headwater.services.schemas.xdm import summary
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from headwater.runtime.delivery.bindings import Bindings
+from headwater.engines.bindings import Bindings
 from headwater.runtime.delivery.engine import (
     DeadLetter,
     Deliverer,
@@ -254,9 +254,9 @@ async def run_stream(services: Services, flow: Resource, stop: Callable[[], bool
 
 def stream_source(services: Services, flow: Resource) -> bool:
     """Whether an activation flow reads a streaming source (its log) rather than a dataset."""
-    from headwater.services.specs import DATA_LAKE_SPEC_ID
+    from headwater.catalog import ids
 
     source = services.store.get(
         "sourceConnection", flow.scope, (flow.doc.get("sourceConnectionIds") or [""])[0]
     )
-    return source is not None and source.doc["connectionSpec"]["id"] != DATA_LAKE_SPEC_ID
+    return source is not None and source.doc["connectionSpec"]["id"] != ids.DATA_LAKE

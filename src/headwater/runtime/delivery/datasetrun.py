@@ -14,14 +14,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from headwater.catalog import ids
+from headwater.engines.mapping.rows import plain
 from headwater.runtime.delivery.activation import Plan, Pump, idempotency_key
 from headwater.runtime.delivery.activationruns import add_stats
 from headwater.runtime.delivery.engine import Stats
 from headwater.runtime.executor import save_resource
-from headwater.runtime.mapping.rows import plain
 from headwater.services.ids import now_ms
 from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS
-from headwater.services.specs import DATA_LAKE_SPEC_ID
 from headwater.stores.metadata import Resource
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class DatasetActivation:
         source = self.services.store.get(
             "sourceConnection", self.flow.scope, self.flow.doc["sourceConnectionIds"][0]
         )
-        if source is None or source.doc["connectionSpec"]["id"] != DATA_LAKE_SPEC_ID:
+        if source is None or source.doc["connectionSpec"]["id"] != ids.DATA_LAKE:
             raise ValueError(
                 "This activation flow reads a streaming source: it delivers continuously and reports one run "
                 "per hour; runs cannot be requested for it."

@@ -9,12 +9,13 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from headwater.catalog import ids
+from headwater.engines.template import RenderError, RequestTemplate, TemplateInvalid
 from headwater.errors import NotFound, ValidationFailed
 from headwater.runtime.delivery import secrecy
 from headwater.runtime.delivery.auth import AuthError, build_authenticator
 from headwater.runtime.delivery.client import HttpClient, Timeouts, TransportError
 from headwater.runtime.delivery.engine import Destination, Limits
-from headwater.runtime.delivery.template import RenderError, RequestTemplate, TemplateInvalid
 from headwater.services import destination_secrets, destinations, validation
 from headwater.stores.metadata import Resource, Scope
 
@@ -136,7 +137,7 @@ async def test_unsaved(services: Services, actor: Actor, body: Any) -> dict[str,
     params = body.get("params")
     if not isinstance(params, dict):
         raise ValidationFailed([{"path": "params", "message": "is required: the request to test"}])
-    spec = services.specs.connection_spec(destinations.HTTP_DESTINATION_SPEC_ID)
+    spec = services.specs.connection_spec(ids.HTTP_DESTINATION)
     assert spec is not None
     schema = spec["targetSpec"]["spec"]
     params = validation.coerce(params, schema)
@@ -178,7 +179,7 @@ def _auth_of(
             destination_secrets.auth_secrets(spec_name, auth.get("params") or {}, opened),
         )
     auth = body.get("auth", {"specName": "None", "params": {}})
-    spec = services.specs.connection_spec(destinations.HTTP_DESTINATION_SPEC_ID)
+    spec = services.specs.connection_spec(ids.HTTP_DESTINATION)
     assert spec is not None
     if not isinstance(auth, dict):
         errors.append({"path": "auth", "message": "must be an object with specName and params"})

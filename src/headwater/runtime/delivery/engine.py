@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.connectors.http import retry_after_seconds
+from headwater.engines.template import RenderedRequest, RenderError, RequestTemplate, masked_headers
 from headwater.runtime.delivery.auth import Authenticator, AuthError
 from headwater.runtime.delivery.client import HttpClient, Response, Timeouts, TransportError
 from headwater.runtime.delivery.secrecy import MASK, NO_SECRETS, Secrecy
-from headwater.runtime.delivery.template import RenderedRequest, RenderError, RequestTemplate, masked_headers
 
 RETRYABLE_STATUS = frozenset({408, 429})
 MAX_SHOWN_BODY = 4096

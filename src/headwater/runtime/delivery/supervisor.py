@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
+from headwater.catalog import ids
 from headwater.runtime.delivery.activation import run_stream, stream_source
 from headwater.runtime.streamsupervisor import _FlowLock
-from headwater.services.destinations import ACTIVATION_FLOW_SPEC_ID
 from headwater.stores.metadata import Resource, Scope
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class ActivationSupervisor:
         for flow in self.services.store.scan_kind("flow"):
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
-            if flow.doc.get("flowSpec", {}).get("id") != ACTIVATION_FLOW_SPEC_ID:
+            if flow.doc.get("flowSpec", {}).get("id") != ids.ACTIVATION:
                 continue
             if flow.doc.get("state") == "enabled" and stream_source(self.services, flow):
                 out[flow.id] = flow

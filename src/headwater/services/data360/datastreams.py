@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from headwater.catalog import ids
 from headwater.errors import Conflict, HeadwaterError, ValidationFailed
 from headwater.services import access
 from headwater.services.catalogsvc import TABLE_TAG
@@ -37,7 +38,6 @@ from headwater.services.data360.generated import (
     CONTENT_TYPE,
     GROUP,
     KEY_PATH,
-    STREAMING_SPEC_ID,
     base_body,
     field_rows,
     flow_body,
@@ -52,7 +52,6 @@ from headwater.services.data360.streamplans import CODE, Plan, Planner, Request,
 from headwater.services.ids import new_uuid
 from headwater.services.resources import Built, require_object
 from headwater.services.runs import iso
-from headwater.services.specs import DATA_LAKE_SPEC_ID
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, Scope
 
@@ -193,7 +192,7 @@ class DataStreams(ByIdOrName):
                     "baseConnectionId": base.id,
                     "data": {"format": "json"},
                     "params": {},
-                    "connectionSpec": {"id": STREAMING_SPEC_ID, "version": "1.0"},
+                    "connectionSpec": {"id": ids.HTTP_API_STREAMING, "version": "1.0"},
                 },
             )
             undo.append(lambda: svc.source_connections.delete(space, source.id))
@@ -203,7 +202,7 @@ class DataStreams(ByIdOrName):
                     "name": f"{plan.label} target",
                     "data": {"schema": {"id": schema.id, "version": CONTENT_TYPE}},
                     "params": {"dataSetId": dataset.id},
-                    "connectionSpec": {"id": DATA_LAKE_SPEC_ID, "version": "1.0"},
+                    "connectionSpec": {"id": ids.DATA_LAKE, "version": "1.0"},
                 },
             )
             undo.append(lambda: svc.target_connections.delete(space, target.id))

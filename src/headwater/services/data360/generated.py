@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.catalog import ids
 from headwater.services.data360 import eventschema
 from headwater.services.data360.streamplans import Plan
 from headwater.stores.metadata import Resource
 
-STREAMING_SPEC_ID = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb"  # http-api-streaming
-FLOW_SPEC_ID = "c1a19761-d2c7-4702-b9fa-fe91f0613e81"  # HttpStreamingWithTransformation
 CLASSES = {
     "Profile": "https://ns.adobe.com/xdm/context/profile",
     "Engagement": "https://ns.adobe.com/xdm/context/experienceevent",
@@ -124,7 +123,7 @@ def base_body(plan: Plan, connector: Resource) -> dict[str, Any]:
                 "authenticationRequired": True,
             },
         },
-        "connectionSpec": {"id": STREAMING_SPEC_ID, "version": "1.0"},
+        "connectionSpec": {"id": ids.HTTP_API_STREAMING, "version": "1.0"},
     }
 
 
@@ -143,7 +142,7 @@ def flow_body(
     return {
         "name": plan.label,
         "description": f"Data stream {plan.name} of server-to-server connector {connector.doc['name']}",
-        "flowSpec": {"id": FLOW_SPEC_ID, "version": "1.0"},
+        "flowSpec": {"id": ids.HTTP_STREAMING_WITH_TRANSFORMATION, "version": "1.0"},
         "sourceConnectionIds": [source],
         "targetConnectionIds": [target],
         "transformations": [{"name": "Mapping", "params": {"mappingId": mapping, "mappingVersion": version}}],

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from headwater.catalog import ids
+from headwater.catalog.ids import LOCAL_FILES
 from headwater.connectors.files import roots
-from headwater.connectors.registry import LOCAL_FILES
 from headwater.errors import Conflict, ValidationFailed
 from headwater.services import access, destination_secrets, destinations, validation
 from headwater.services.ids import new_hex
 from headwater.services.resources import Built, ServiceCollection, text_field
-from headwater.services.specs import DATA_LAKE_SPEC_ID, SpecCatalog
+from headwater.services.specs import SpecCatalog
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import MASK, is_sealed, mask_sealed, open_sealed
@@ -302,7 +303,7 @@ class TargetConnections(FlowServiceCollection):
             errors.append({"path": "data", "message": "must be an object"})
             data = {}
         params = _params(body, spec, "targetSpec", errors)
-        if spec is not None and spec["id"] == DATA_LAKE_SPEC_ID and params is not None:
+        if spec is not None and spec["id"] == ids.DATA_LAKE and params is not None:
             self._check_dataset(actor, data, params, errors, refs)
         if spec is not None and destinations.is_destination(spec["id"]):
             actor.require(access.MANAGE_DESTINATIONS, "a destination's request")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.catalog import ids
 from headwater.connectors.base import lookback_option_errors
 from headwater.errors import BadRequest, NotFound, ValidationFailed
 from headwater.services import access, destinations, validation
@@ -38,7 +39,7 @@ class Flows(FlowServiceCollection):
             errors.append({"path": "state", "message": "must be enabled or disabled"})
         options = self._options(body, flow_spec, existing) if flow_spec is not None else {}
         errors.extend(lookback_option_errors(options))
-        if flow_spec is not None and flow_spec["id"] == destinations.ACTIVATION_FLOW_SPEC_ID:
+        if flow_spec is not None and ids.flow_kind({"flowSpec": flow_spec}).delivers:
             actor.require(access.MANAGE_DESTINATIONS, "an activation flow")
             destinations.check_activation(self.services, actor, sources, targets, transformations, errors)
             options = destinations.delivery_options(options, errors)
@@ -78,17 +79,17 @@ class Flows(FlowServiceCollection):
         """Delete a flow with its runs (as the reference does: 204, the runs go with it). The datasets
         and batches it wrote stay. A streaming flow's unprocessed log goes too."""
         flow = self.get(actor, ident)
-        if flow.doc["flowSpec"]["id"] == destinations.ACTIVATION_FLOW_SPEC_ID:
+        flow_kind = ids.flow_kind(flow.doc)
+        if flow_kind.delivers:
             actor.require(access.MANAGE_DESTINATIONS, "an activation flow")
         store = self.services.store
         for kind, run_id in store.referrers(actor.scope, "flow", ident):
             if kind == "run":
                 store.delete("run", actor.scope, run_id)
         super().delete(actor, ident)
-        activation = flow.doc["flowSpec"]["id"] == destinations.ACTIVATION_FLOW_SPEC_ID
-        if "inletId" in (flow.doc.get("options") or {}) or activation:
+        if flow_kind.consumes_log or flow_kind.delivers:
             self.services.streams.log.drop(ident)
-        if activation:  # its dead letters stay, to be read or replayed while the destination exists
+        if flow_kind.delivers:  # its dead letters stay, to be read or replayed while the destination exists
             store.delete("activationState", actor.scope, ident)
 
     def set_state(self, actor: Actor, ident: str, op: str) -> Resource:
@@ -253,7 +254,7 @@ class Flows(FlowServiceCollection):
     ) -> dict[str, Any]:
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
         options = dict(options or {})
-        if (flow_spec.get("attributes") or {}).get("frequency") == "streaming":
+        if ids.flow_kind({"flowSpec": flow_spec}) is ids.FlowKind.STREAMING:
             old = (existing.doc.get("options") or {}) if existing else {}
             inlet = old.get("inletId") or new_hex(32)
             options["inletId"] = inlet

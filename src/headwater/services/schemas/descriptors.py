@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.engines.xdm_compose import field_at_parts, pointer_parts
 from headwater.errors import Conflict, ValidationFailed
 from headwater.services.ids import new_hex
 from headwater.services.resources import Built, text_field
 from headwater.services.schemas.base import HIDDEN, XedCollection
-from headwater.services.schemas.compose import field_at_parts, pointer_parts
 from headwater.services.schemas.xdm import TENANT_CONTAINER
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource

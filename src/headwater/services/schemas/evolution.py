@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from headwater.services.schemas.compose import describe_type, parent_path, walk
+from headwater.engines.xdm_compose import describe_type, parent_path, walk
 
 
 def incompatible_changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, str]]:

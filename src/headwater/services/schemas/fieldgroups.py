@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.engines.xdm_compose import Composer
 from headwater.errors import ValidationFailed
 from headwater.services.ids import new_hex
 from headwater.services.resources import Built
 from headwater.services.schemas.base import XedCollection, check_header, next_version
-from headwater.services.schemas.compose import Composer
 from headwater.services.schemas.fields import check_json_schema, check_properties
 from headwater.services.schemas.xdm import TENANT_CONTAINER
 from headwater.services.tenancy import Actor

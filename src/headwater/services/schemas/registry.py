@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from headwater.engines import xdm_compose as compose
+from headwater.engines.xdm_compose import Composer, field_at_parts, pointer_parts, require_path
 from headwater.errors import ValidationFailed
-from headwater.services.schemas import compose
-from headwater.services.schemas.compose import Composer, field_at_parts, pointer_parts, require_path
 from headwater.services.schemas.descriptors import Descriptors
 from headwater.services.schemas.evolution import incompatible_changes
 from headwater.services.schemas.fieldgroups import TenantFieldGroups

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from headwater.catalog import ids
 from headwater.runtime.delivery.engine import LATENCY_BOUNDS
-from headwater.services.destinations import ACTIVATION_FLOW_SPEC_ID, HTTP_DESTINATION_SPEC_ID
 from headwater.web.app import page
 
 router = APIRouter(include_in_schema=False)
@@ -21,8 +21,8 @@ async def activations(request: Request) -> Response:
         request,
         "activations/list.html",
         "Activations",
-        spec_id=ACTIVATION_FLOW_SPEC_ID,
-        destination_spec_id=HTTP_DESTINATION_SPEC_ID,
+        spec_id=ids.ACTIVATION,
+        destination_spec_id=ids.HTTP_DESTINATION,
         bounds=BOUNDS,
     )
 

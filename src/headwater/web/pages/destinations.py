@@ -6,7 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from headwater.services.destinations import HTTP_DESTINATION_SPEC_ID, ICONS
+from headwater.catalog import ids
+from headwater.services.destinations import ICONS
 from headwater.web.app import page
 
 router = APIRouter(include_in_schema=False)
@@ -16,7 +17,7 @@ TIMEOUTS_MS = (250, 500, 1000, 2000, 3000, 5000, 10000, 15000, 30000, 60000)
 
 @router.get("/console/destinations")
 async def destinations(request: Request) -> Response:
-    return page(request, "destinations/list.html", "Destinations", spec_id=HTTP_DESTINATION_SPEC_ID)
+    return page(request, "destinations/list.html", "Destinations", spec_id=ids.HTTP_DESTINATION)
 
 
 @router.get("/console/destinations/new")
@@ -25,7 +26,7 @@ async def new_destination(request: Request) -> Response:
         request,
         "destinations/new.html",
         "Add destination",
-        spec_id=HTTP_DESTINATION_SPEC_ID,
+        spec_id=ids.HTTP_DESTINATION,
         icons=ICONS,
         timeouts=TIMEOUTS_MS,
     )
@@ -37,6 +38,6 @@ async def destination(request: Request, connection_id: str) -> Response:
         request,
         "destinations/detail.html",
         "Destination",
-        spec_id=HTTP_DESTINATION_SPEC_ID,
+        spec_id=ids.HTTP_DESTINATION,
         connection_id=connection_id,
     )

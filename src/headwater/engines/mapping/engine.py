@@ -21,28 +21,36 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.errors import ValidationFailed
-from headwater.lake.xdm_arrow import arrow_schema
-from headwater.runtime.mapping import arrays, assemble, coerce, paths
-from headwater.runtime.mapping.evaluate import Scope, compile_expression, evaluate
-from headwater.runtime.mapping.expressions import ExpressionError, Node
-from headwater.runtime.mapping.results import (
+from headwater.engines.mapping import arrays, assemble, coerce, paths
+from headwater.engines.mapping.evaluate import Scope, compile_expression, evaluate
+from headwater.engines.mapping.expressions import ExpressionError, Node
+from headwater.engines.mapping.results import (
     MAPPING_FAILED,
     Describe,
     MappingResult,
     Problems,
     show,
 )
-from headwater.runtime.mapping.validate import validate
-from headwater.services.conversion import CODE, SOURCE_TYPES
-from headwater.services.schemas import field_at
-from headwater.services.schemas.compose import split_path
+from headwater.engines.mapping.validate import validate
+from headwater.engines.xdm_arrow import arrow_schema
+from headwater.engines.xdm_compose import field_at, split_path
+from headwater.errors import ValidationFailed
 
 # (positions within the batch given to ``produce``, offending values, describe)
 Sink = Callable[[pa.Array, pa.Array, Describe], None]
 Produce = Callable[[pa.RecordBatch, datetime, Sink], pa.Array]
 _PLAN_CACHE = 16
 _CRASH_LIMIT = 64  # rows a mapping may crash on before it is taken to fail on every row
+
+# The Conversion Service's validation code and the source types a mapping may name (case-insensitive).
+CODE = "CONV-1400-400"
+SOURCE_TYPES = {
+    "attribute": "ATTRIBUTE",
+    "static": "STATIC",
+    "expression": "EXPRESSION",
+    "text/x.schema-path": "ATTRIBUTE",
+    "text/x.aep-xl": "EXPRESSION",
+}
 
 
 @dataclass(frozen=True)

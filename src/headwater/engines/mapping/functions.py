@@ -1,4 +1,4 @@
-"""The functions of the expression language (documented in :mod:`headwater.runtime.mapping.expressions`).
+"""The functions of the expression language (documented in :mod:`headwater.engines.mapping.expressions`).
 
 Each implementation takes whole Arrow arrays (one value per row) and returns one; arguments the table
 marks constant arrive as Python values. A value a function cannot handle is reported through
@@ -21,8 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.mapping import arrays, coerce, datetimes, values
-from headwater.runtime.mapping.results import Describe, Report, show
+from headwater.engines.mapping import arrays, coerce, datetimes, values
+from headwater.engines.mapping.results import Describe, Report, show
 
 # Sizes an expression may produce. A value (one row's result of one function) is at most MAX_VALUE_BYTES;
 # a longer one fails its row. The functions whose output can be far larger than their input are bounded

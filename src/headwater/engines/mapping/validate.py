@@ -22,8 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.mapping import arrays
-from headwater.runtime.mapping.results import INVALID_VALUE, REQUIRED_MISSING, Describe, show
+from headwater.engines.mapping import arrays
+from headwater.engines.mapping.results import INVALID_VALUE, REQUIRED_MISSING, Describe, show
 
 # (input rows, code, schema path, values, describe)
 Sink = Callable[[pa.Array, str, str, pa.Array | None, Describe], None]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.mapping import arrays
+from headwater.engines.mapping import arrays
 
 EVERY = "[*]"
 _BRACKET = re.compile(r"\[(\*|\d+)\]$")

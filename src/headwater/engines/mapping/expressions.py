@@ -3,7 +3,7 @@ r"""The mapping expression language: reference, tokenizer and parser.
 An EXPRESSION mapping's ``source`` is one expression. It is parsed by the hand-written recursive-descent
 parser below (user text is never given to Python's ``eval``, ``exec`` or ``ast``), checked (functions
 exist, argument counts, constant arguments, date patterns), and evaluated over whole Arrow arrays by
-:mod:`headwater.runtime.mapping.evaluate`: one call per batch, not per row.
+:mod:`headwater.engines.mapping.evaluate`: one call per batch, not per row.
 
 Grammar
 -------
@@ -32,7 +32,7 @@ Precedence, loosest first: ``or``, ``and``, ``not``, comparisons (which do not c
 error), ``+ -``, ``* / %``, unary minus. So ``!a == b`` is ``!(a == b)`` and ``-a * b`` is ``(-a) * b``.
 Words are case-sensitive; function names are not (``UPPER`` is ``upper``).
 
-Field references follow source paths (:mod:`headwater.runtime.mapping.paths`): ``first_name``,
+Field references follow source paths (:mod:`headwater.engines.mapping.paths`): ``first_name``,
 ``data.identifiers.cio_id``, ``items[0].sku``, ``items[*].sku`` (a list), ``a\.b`` (a column named
 ``a.b``), and ``${First Name}`` for names that are not plain identifiers or are reserved words (new,
 mod, or, break, var, lt, for, false, while, eq, gt, div, not, null, continue, else, and, ne, true,
@@ -85,7 +85,7 @@ Numbers and conversion
     ``to_string(x)``                any value as text (date-times as ISO 8601 with Z)
     ``min(a, b, ...)`` ``max(a, b, ...)``  the smallest / largest non-null argument
 
-Dates and times (patterns: see :mod:`headwater.runtime.mapping.datetimes`, e.g. yyyy-MM-dd'T'HH:mm:ssX)
+Dates and times (patterns: see :mod:`headwater.engines.mapping.datetimes`, e.g. yyyy-MM-dd'T'HH:mm:ssX)
     ``now()``                       the time of the run (one value for the whole batch), a date-time
     ``timestamp()``                 the same as epoch milliseconds (int64)
     ``date(s)``                     ISO 8601 text (or epoch seconds / milliseconds) as a date-time
@@ -128,7 +128,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from headwater.runtime.mapping import paths
+from headwater.engines.mapping import paths
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 50  # nested parentheses, calls and unary operators

@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.mapping import arrays, coerce
-from headwater.runtime.mapping.results import Describe
+from headwater.engines.mapping import arrays, coerce
+from headwater.engines.mapping.results import Describe
 
 ITEMS = "[*]"
 # (rule index, input rows of the failing values, the values, describe)

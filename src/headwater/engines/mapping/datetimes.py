@@ -3,7 +3,7 @@
 Every instant is a ``timestamp[us, tz=UTC]``. Parsing is vectorized: a pattern becomes an RE2 regular
 expression with named groups (``pyarrow.compute.extract_regex``), the captured parts are reassembled
 into a canonical ISO string and cast by Arrow. Impossible dates that match the shape (``2024-02-30``)
-are found by :func:`headwater.runtime.mapping.arrays.guarded` and fail only their rows.
+are found by :func:`headwater.engines.mapping.arrays.guarded` and fail only their rows.
 
 Pattern letters (java.time.format.DateTimeFormatter, the subset Data Prep users write):
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.mapping import arrays
-from headwater.runtime.mapping.results import Describe, Report, show
+from headwater.engines.mapping import arrays
+from headwater.engines.mapping.results import Describe, Report, show
 
 UTC = pa.timestamp("us", tz="UTC")
 NAIVE = pa.timestamp("us")

@@ -27,8 +27,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.mapping import arrays, datetimes
-from headwater.runtime.mapping.results import Report, show
+from headwater.engines.mapping import arrays, datetimes
+from headwater.engines.mapping.results import Report, show
 
 _INTEGER_TEXT = r"^[+-]?\d{1,19}(\.0*)?$"
 _NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"

@@ -188,7 +188,7 @@ def guarded(
 ) -> pa.Array:
     """``fn(arr)``; positions where it raises are null in the result and reported.
 
-    ``report`` is a :data:`headwater.runtime.mapping.results.Report`; the message is the offending
+    ``report`` is a :data:`headwater.engines.mapping.results.Report`; the message is the offending
     value and ``reason``, or the error's first line when no reason is given.
     """
     result, failures = bisect(lambda offset, length: fn(arr.slice(offset, length)), len(arr), kind)

@@ -19,9 +19,9 @@ A row that fails any step is left out of ``MappingResult.output`` and reported i
 stable code (MAPPER-3700-400, INGEST-1555-400, INGEST-1401-400); the other rows go on.
 """
 
-from headwater.runtime.mapping.engine import CompiledMapping, Identity, compile_mapping, identity_compile
-from headwater.runtime.mapping.expressions import ExpressionError
-from headwater.runtime.mapping.results import (
+from headwater.engines.mapping.engine import CompiledMapping, Identity, compile_mapping, identity_compile
+from headwater.engines.mapping.expressions import ExpressionError
+from headwater.engines.mapping.results import (
     INVALID_VALUE,
     MAPPING_FAILED,
     REQUIRED_MISSING,

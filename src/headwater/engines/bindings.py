@@ -15,11 +15,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from headwater.runtime.mapping import paths
-from headwater.runtime.mapping.evaluate import Scope, compile_expression, evaluate
-from headwater.runtime.mapping.expressions import ExpressionError, Node
-from headwater.runtime.mapping.results import Describe, show
-from headwater.runtime.mapping.rows import plain, to_batch
+from headwater.engines.mapping import paths
+from headwater.engines.mapping.evaluate import Scope, compile_expression, evaluate
+from headwater.engines.mapping.expressions import ExpressionError, Node
+from headwater.engines.mapping.results import Describe, show
+from headwater.engines.mapping.rows import plain, to_batch
 
 Bound = tuple[dict[str, Any] | None, str | None]  # (variables, error)
 

@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.mapping import arrays, coerce, values
-from headwater.runtime.mapping.expressions import (
+from headwater.engines.mapping import arrays, coerce, values
+from headwater.engines.mapping.expressions import (
     Binary,
     Call,
     ExpressionError,
@@ -30,8 +30,8 @@ from headwater.runtime.mapping.expressions import (
     Unary,
     parse,
 )
-from headwater.runtime.mapping.functions import FUNCTIONS, Budget, Env
-from headwater.runtime.mapping.results import Describe, show
+from headwater.engines.mapping.functions import FUNCTIONS, Budget, Env
+from headwater.engines.mapping.results import Describe, show
 
 # (positions in the batch, offending values, the function or operator, describe)
 Sink = Callable[[pa.Array, pa.Array, str, Describe], None]

@@ -7,8 +7,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.runtime.mapping import arrays, coerce, datetimes
-from headwater.runtime.mapping.results import Describe
+from headwater.engines.mapping import arrays, coerce, datetimes
+from headwater.engines.mapping.results import Describe
 
 
 def ignore(_where: pa.Array, _values: pa.Array, _describe: Describe) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from headwater.runtime.mapping.arrays import mask_at
+from headwater.engines.mapping.arrays import mask_at
 
 MAPPING_FAILED = "MAPPER-3700-400"  # a mapping, an expression or a conversion failed on the row
 REQUIRED_MISSING = "INGEST-1555-400"  # a required field is missing

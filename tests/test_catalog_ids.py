@@ -1,0 +1,100 @@
+"""The ids code names (headwater.catalog.ids) are the catalog's own, and flow kinds follow the specs."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+
+from headwater.catalog import ids
+from headwater.catalog.ids import FlowKind, flow_kind
+
+
+def _specs(folder: str) -> dict[str, dict]:
+    root = resources.files("headwater") / "catalog" / folder
+    docs = [json.loads(p.read_bytes()) for p in root.iterdir() if p.name.endswith(".json")]
+    return {d["id"]: d for d in docs}
+
+
+CONNECTION_SPECS = _specs("connection_specs")
+FLOW_SPECS = _specs("flow_specs")
+
+NAMED_CONNECTIONS = {
+    "SALESFORCE": "salesforce",
+    "SALESFORCE_SERVICE_CLOUD": "salesforce-service-cloud",
+    "DYNAMICS": "microsoft-dynamics",
+    "LOCAL_FILES": "local-files",
+    "UPLOADED_FILES": "uploaded-files",
+    "POSTGRESQL": "postgresql",
+    "HTTP_API_STREAMING": "http-api-streaming",
+    "CUSTOMERIO": "customerio",
+    "DATA_LAKE": "Data Lake",
+    "HTTP_DESTINATION": "http-destination",
+}
+NAMED_FLOWS = {
+    "CRM_TO_AEP": "crm-to-aep.json",
+    "CRM_TO_AEP_LEGACY": "crm-to-aep-legacy.json",
+    "FILES_TO_AEP": "FilesToAEP",
+    "DATABASE_TO_AEP": "DatabaseToAEP",
+    "HTTP_STREAMING_NO_TRANSFORMATION": "HttpStreamingNoTransformation",
+    "HTTP_STREAMING_WITH_TRANSFORMATION": "HttpStreamingWithTransformation",
+    "CUSTOMERIO_STREAMING": "CustomerIOStreaming",
+    "ACTIVATION": "Activation",
+}
+
+
+@pytest.mark.parametrize("constant,name", sorted(NAMED_CONNECTIONS.items()))
+def test_each_connection_spec_constant_is_the_catalog_id_of_its_spec(constant: str, name: str) -> None:
+    spec = CONNECTION_SPECS[getattr(ids, constant)]
+    assert spec["name"] == name
+
+
+def test_each_flow_spec_constant_is_a_catalog_flow_spec() -> None:
+    for constant in NAMED_FLOWS:
+        assert getattr(ids, constant) in FLOW_SPECS, constant
+    # The two CRM specs share a name; their files tell them apart.
+    assert {ids.CRM_TO_AEP, ids.CRM_TO_AEP_LEGACY} == {
+        i for i, d in FLOW_SPECS.items() if d["name"] == "CRMToAEP"
+    }
+    for constant, name in NAMED_FLOWS.items():
+        if not name.endswith(".json"):
+            assert FLOW_SPECS[getattr(ids, constant)]["name"] == name
+
+
+def test_every_catalog_spec_and_provider_has_a_name_in_code() -> None:
+    named = {v for k, v in vars(ids).items() if k.isupper() and isinstance(v, str)}
+    assert set(CONNECTION_SPECS) <= named
+    assert set(FLOW_SPECS) <= named
+    providers = {d["providerId"] for d in [*CONNECTION_SPECS.values(), *FLOW_SPECS.values()]}
+    assert providers <= named
+
+
+def test_streaming_sets_follow_the_spec_attributes() -> None:
+    streaming_flows = {i for i, d in FLOW_SPECS.items() if d["attributes"].get("frequency") == "streaming"}
+    assert streaming_flows == ids.STREAMING_FLOW_SPECS
+    inlets = {i for i, d in CONNECTION_SPECS.items() if (d.get("attributes") or {}).get("isStreaming")}
+    assert inlets == ids.STREAMING_CONNECTION_SPECS
+
+
+def _flow(spec_id: str, *source_specs: str) -> dict:
+    sources = [
+        {"id": f"s{i}", "connectionSpec": {"id": s, "version": "1.0"}} for i, s in enumerate(source_specs)
+    ]
+    return {
+        "flowSpec": {"id": spec_id, "version": "1.0"},
+        "inheritedAttributes": {"sourceConnections": sources},
+    }
+
+
+def test_the_kind_of_every_flow_spec() -> None:
+    assert flow_kind(_flow(ids.CRM_TO_AEP, ids.SALESFORCE)) is FlowKind.BATCH
+    assert flow_kind(_flow(ids.FILES_TO_AEP, ids.LOCAL_FILES)) is FlowKind.BATCH
+    assert flow_kind(_flow(ids.DATABASE_TO_AEP, ids.POSTGRESQL)) is FlowKind.BATCH
+    for spec in ids.STREAMING_FLOW_SPECS:
+        assert flow_kind(_flow(spec, ids.HTTP_API_STREAMING)) is FlowKind.STREAMING
+    assert flow_kind(_flow(ids.ACTIVATION, ids.HTTP_API_STREAMING)) is FlowKind.ACTIVATION
+    assert flow_kind(_flow(ids.ACTIVATION, ids.CUSTOMERIO)) is FlowKind.ACTIVATION
+    assert flow_kind(_flow(ids.ACTIVATION, ids.DATA_LAKE)) is FlowKind.DATASET_ACTIVATION
+    assert [k for k in FlowKind if k.consumes_log] == [FlowKind.STREAMING, FlowKind.ACTIVATION]
+    assert [k for k in FlowKind if k.runs_on_queue] == [FlowKind.BATCH, FlowKind.DATASET_ACTIVATION]
