@@ -2,9 +2,10 @@
 
 Starts the sink (tests/fakes/sink.py) in its own process, then in this process:
 
-1. **Sink capacity**: the same HTTP client Headwater delivers with (runtime/delivery/client.py), with
-   ``--connections`` connections, posting pre-rendered requests of the same size back to back. This is
-   the ceiling: what the sink answers when the sender does nothing else.
+1. **Sink capacity**: the same HTTP client Headwater delivers with
+   (connectors/http_destination/client.py), with ``--connections`` connections, posting pre-rendered
+   requests of the same size back to back. This is the ceiling: what the sink answers when the sender
+   does nothing else.
 2. **Headwater**: a fresh home with an activation flow (HTTP API source -> HTTP destination, three
    variable bindings, one of them a mapping expression, a JSON body template, idempotency keys), its log
    filled with ``--records`` messages beforehand; then the flow's delivery loop (the one a worker runs:
@@ -35,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from headwater.connectors.http_destination.client import HttpClient, Timeouts  # noqa: E402
 from headwater.connectors.outbound import OutboundPolicy  # noqa: E402
-from headwater.runtime.delivery.client import HttpClient, Timeouts  # noqa: E402
 
 BODY = '{"email": "${email}", "name": "${name}", "amount": ${amount}, "source": "headwater"}'
 

@@ -12,16 +12,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from headwater.connectors.outbound import OutboundPolicy
-from headwater.runtime.delivery.auth import (
+from headwater.connectors.http_destination.auth import (
     Authenticator,
-    AuthError,
     BasicAuth,
     ClientCredentials,
     build_authenticator,
     tls_context,
 )
-from headwater.runtime.delivery.client import HttpClient, Response
+from headwater.connectors.http_destination.client import HttpClient, Response
+from headwater.connectors.http_destination.errors import AuthError
+from headwater.connectors.outbound import OutboundPolicy
 from tests.fakes.sink import SinkFake
 
 T = TypeVar("T")
@@ -186,7 +186,7 @@ def test_concurrent_callers_share_one_failed_fetch_and_the_next_call_tries_again
 
     async def test(client: HttpClient) -> list[tuple[str, str]]:
         results = await asyncio.gather(*(auth.headers(client) for _ in range(10)), return_exceptions=True)
-        assert all(isinstance(r, AuthError) and r.retryable and r.status == 503 for r in results)
+        assert all(isinstance(r, AuthError) and r.transient and r.token_status == 503 for r in results)
         return await auth.headers(client)
 
     assert run(auth, test)[0][0] == "Authorization"
@@ -194,16 +194,16 @@ def test_concurrent_callers_share_one_failed_fetch_and_the_next_call_tries_again
     assert sink.count(path="/oauth/token") == 2
 
 
-def test_refused_client_credentials_are_not_retryable(sink: SinkFake) -> None:
+def test_refused_client_credentials_are_not_transient(sink: SinkFake) -> None:
     auth = oauth(sink, clientSecret="not-the-secret")
     with pytest.raises(AuthError) as caught:
         run(auth, lambda client: auth.headers(client))
-    assert (caught.value.retryable, caught.value.status) == (False, 401)
+    assert (caught.value.transient, caught.value.token_status) == (False, 401)
     assert "invalid_client" in str(caught.value)
     assert "not-the-secret" not in str(caught.value)
 
 
-def test_an_unreachable_token_endpoint_is_retryable(sink: SinkFake) -> None:
+def test_an_unreachable_token_endpoint_is_transient(sink: SinkFake) -> None:
     auth = oauth(sink)
     sink.outage()
     try:
@@ -211,15 +211,15 @@ def test_an_unreachable_token_endpoint_is_retryable(sink: SinkFake) -> None:
             run(auth, lambda client: auth.headers(client))
     finally:
         sink.recover()
-    assert (caught.value.retryable, caught.value.status) == (True, None)
+    assert (caught.value.transient, caught.value.token_status) == (True, None)
     assert sink.client_secret not in str(caught.value)
 
 
-def test_a_token_answer_without_access_token_is_not_retryable(sink: SinkFake) -> None:
+def test_a_token_answer_without_access_token_is_not_transient(sink: SinkFake) -> None:
     auth = oauth(sink, accessTokenUrl=sink.https_url + "/not-a-token-endpoint")
     with pytest.raises(AuthError, match="without an access_token") as caught:
         run(auth, lambda client: auth.headers(client))
-    assert caught.value.retryable is False
+    assert caught.value.transient is False
 
 
 @pytest.mark.parametrize(
@@ -241,15 +241,15 @@ def test_unusable_params_are_refused_when_built(
     base = {"accessTokenUrl": sink.token_url, "clientId": "id", "clientSecret": "s3cret-value"}
     with pytest.raises(AuthError, match=message) as caught:
         build_authenticator(spec, base | params if spec == OAUTH else params)
-    assert caught.value.retryable is False
+    assert caught.value.transient is False
     assert "s3cret-value" not in str(caught.value)
 
 
-def test_extra_headers_that_cannot_be_sent_are_not_retryable(sink: SinkFake) -> None:
+def test_extra_headers_that_cannot_be_sent_are_not_transient(sink: SinkFake) -> None:
     auth = oauth(sink, extraHeaders={"X-A": "1\r\nX-Injected: 2"})
     with pytest.raises(AuthError, match="cannot be sent") as caught:
         run(auth, lambda client: auth.headers(client))
-    assert caught.value.retryable is False
+    assert caught.value.transient is False
     assert sink.token_requests == []
 
 

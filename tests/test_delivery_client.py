@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from headwater.connectors.http_destination.auth import tls_context
+from headwater.connectors.http_destination.client import HttpClient, Response, Timeouts
+from headwater.connectors.http_destination.errors import TransportError
 from headwater.connectors.outbound import OutboundPolicy
-from headwater.runtime.delivery.auth import tls_context
-from headwater.runtime.delivery.client import HttpClient, Response, Timeouts, TransportError
 from tests.fakes.sink import SinkFake
 
 T = TypeVar("T")
@@ -228,7 +229,7 @@ def test_https_with_the_sinks_ca(sink: SinkFake) -> None:
 def test_an_untrusted_certificate_is_a_terminal_tls_error(sink: SinkFake) -> None:
     with pytest.raises(TransportError) as caught:
         run(lambda client: post(client, sink.https_url + "/tls"))
-    assert (caught.value.kind, caught.value.retryable) == ("tls", False)
+    assert (caught.value.kind, caught.value.transient) == ("tls", False)
     assert "not trusted" in str(caught.value)
     assert sink.received() == []
 
@@ -246,7 +247,7 @@ def test_mutual_tls_with_and_without_the_client_certificate(sink: SinkFake) -> N
 # -- failures ------------------------------------------------------------------------------------
 
 
-def test_connection_refused_is_a_retryable_connect_error(sink: SinkFake) -> None:
+def test_connection_refused_is_a_transient_connect_error(sink: SinkFake) -> None:
     url = sink.url
     sink.outage()
     try:
@@ -254,7 +255,7 @@ def test_connection_refused_is_a_retryable_connect_error(sink: SinkFake) -> None
             run(lambda client: post(client, url + "/down"))
     finally:
         sink.recover()
-    assert (caught.value.kind, caught.value.retryable) == ("connect", True)
+    assert (caught.value.kind, caught.value.transient) == ("connect", True)
     assert "127.0.0.1" in str(caught.value)
 
 
@@ -266,7 +267,7 @@ def test_read_timeout_closes_the_connection(sink: SinkFake) -> None:
         with pytest.raises(TransportError) as caught:
             await post(client, sink.url + "/slow", timeouts=Timeouts(read=0.1))
         assert 0.09 < time.monotonic() - started < 2.0  # cut at the read timeout, not at the answer
-        assert (caught.value.kind, caught.value.retryable) == ("timeout", True)
+        assert (caught.value.kind, caught.value.transient) == ("timeout", True)
         assert "read timeout after 100 ms" in str(caught.value)
         assert client.open_connections == 0
         return await post(client, sink.url + "/after")
@@ -285,7 +286,7 @@ def test_a_tls_handshake_that_never_completes_is_a_connect_timeout() -> None:
         with pytest.raises(TransportError) as caught:
             run(lambda client: post(client, url, timeouts=Timeouts(connect=0.1)))
     assert time.monotonic() - started < 2.0  # without the timeout it would wait for ever
-    assert (caught.value.kind, caught.value.retryable) == ("timeout", True)
+    assert (caught.value.kind, caught.value.transient) == ("timeout", True)
     assert "connect timeout after 100 ms" in str(caught.value)
 
 
@@ -306,7 +307,7 @@ def test_outbound_policy_refusals(sink: SinkFake, allow: list[str], url: str) ->
     port = sink.url.rsplit(":", 1)[1]
     with pytest.raises(TransportError) as caught:
         run(lambda client: post(client, url.format(port=port)), outbound=OutboundPolicy(allow))
-    assert (caught.value.kind, caught.value.retryable) == ("refused", False)
+    assert (caught.value.kind, caught.value.transient) == ("refused", False)
     assert sink.received() == []
 
 

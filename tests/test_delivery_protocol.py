@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from headwater.runtime.delivery import client as client_module
-from headwater.runtime.delivery.client import HttpClient, Response, TransportError
+from headwater.connectors.http_destination import client as client_module
+from headwater.connectors.http_destination.client import HttpClient, Response
+from headwater.connectors.http_destination.errors import TransportError
 from tests.test_delivery_client import post, run
 
 # -- responses the sink does not send: a scripted server ----------------------------------------
@@ -141,7 +142,7 @@ def test_deflate_and_gzip_bodies_are_decoded(encoding: str) -> None:
 def test_malformed_responses_are_protocol_errors(answer: bytes) -> None:
     with pytest.raises(TransportError) as caught:
         scripted_run([answer])
-    assert (caught.value.kind, caught.value.retryable) == ("protocol", True)
+    assert (caught.value.kind, caught.value.transient) == ("protocol", True)
     assert "127.0.0.1" in str(caught.value)
 
 

@@ -281,6 +281,19 @@ def test_mutual_tls(api: ApiClient, sink: SinkFake) -> None:
     assert refused["response"] is None and refused["error"]["kind"] in ("tls", "connect", "protocol")
 
 
+def test_a_saved_client_certificate_that_does_not_load_is_an_unexpected_error(
+    api: ApiClient, sink: SinkFake
+) -> None:
+    """Saving does not load the PEMs; the Test Request does, and answers the unexpected error (500, logged),
+    not the connector error's own status and words (runtime/delivery/destination.py)."""
+    auth = oauth(sink, clientCertificate="not pem", clientKey="not pem")
+    _, target = destination(api, sink.mtls_url + "/m", auth=auth, body=None, name="Bad PEM")
+    answer = api.post(f"{FS}/targetConnections/{target}/test", json={"variables": {}})
+    assert answer.status_code == 500
+    assert answer.json()["report"]["code"] == "HW-1000-500"
+    assert answer.json()["detail"] == "An unexpected error occurred; it has been logged."
+
+
 def test_read_timeout(api: ApiClient, sink: SinkFake) -> None:
     sink.delay(1.0)
     _, target = destination(api, sink.url + "/slow", body=None, readTimeoutMs=150)

@@ -316,13 +316,13 @@ def test_the_oauth_token_url_is_judged_by_the_outbound_policy_when_saved(
     ],
 )
 def test_which_parts_of_a_url_are_secret(url: str, flag: bool | None, shown: str) -> None:
-    from headwater.runtime.delivery.secrecy import masked_url
+    from headwater.connectors.http_destination.secrecy import masked_url
 
     assert masked_url(url, flag) == shown
 
 
 def test_a_rendered_url_is_shown_with_its_secret_parts_masked() -> None:
-    from headwater.runtime.delivery.secrecy import Secrecy
+    from headwater.connectors.http_destination.secrecy import Secrecy
 
     secrecy = Secrecy.of(query=["key"], values=["pw-123456"])
     shown = secrecy.url("https://u:pw-123456@h/p/ada%40example.com?key=k1&n=3")
@@ -346,7 +346,7 @@ def test_a_rendered_url_is_shown_with_its_secret_parts_masked() -> None:
     ],
 )
 def test_which_header_values_are_secret(name: str, value: str, flag: bool | None, secret: bool) -> None:
-    from headwater.runtime.delivery.secrecy import header_is_secret
+    from headwater.connectors.http_destination.secrecy import header_is_secret
 
     assert header_is_secret(name, value, flag) is secret
 

@@ -1,6 +1,6 @@
 """Headwater's exception tree. Every error a client can cause maps to one HTTP status and a stable code.
 
-    HeadwaterError                  base; carries status, code, title, detail, report
+    HeadwaterError                  base; carries status, code, title, detail, report, ``transient``
     ├── BadRequest (400)            malformed input
     │   └── ValidationFailed (400)  input that parses but breaks a rule; report.errors names each field
     ├── Unauthenticated (401)       no or bad credentials
@@ -11,7 +11,21 @@
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── PreconditionRequired (428)  If-Match missing
-    └── Transient (503)             retrying later may succeed (``transient = True``)
+    ├── Transient (503)             retrying later may succeed (``transient = True``)
+    └── ConnectorError (400, 503 when transient)   an external system refused or failed
+        │                           (connectors/errors.py; codes CONNECTOR-20xx)
+        ├── AuthenticationFailed, InvalidSourceParams, SourceNotFound, OutboundRefused
+        ├── SourceUnavailable, RateLimited, HostUnresolved      transient
+        ├── <connector>/errors.py   each source connector's own, under the ones above
+        └── DestinationError        the HTTP destination (connectors/http_destination/errors.py):
+            ├── TransportError      no HTTP response; transient for connect, timeout, protocol
+            └── AuthError           the destination's credentials could not be obtained
+
+``transient`` is the one word for "retrying later may succeed": retry decisions read it, never a
+message. Outside the tree, by design: the metadata store's StoreError family (AlreadyExists, StaleWrite,
+...: services turn them into Conflict or PreconditionFailed), the request template's TemplateInvalid and
+RenderError (ValueErrors with ``transient = False``: the engines stay free of HTTP), and the streaming
+log's LogUnavailable (a ConnectionError with ``transient = True``, which callers catch as an OSError).
 
 Codes look like ``FLOW-1439-404``: a service prefix, a number per kind of error, the status.
 They are stable: clients may branch on them. Messages say what to do next.

@@ -1,6 +1,7 @@
 """Connector errors. Retry decisions are made by type (``transient``), never by parsing messages.
 
-    ConnectorError                 base; ``transient`` says whether retrying later may succeed
+    ConnectorError                 a HeadwaterError (headwater/errors.py); ``transient`` says whether
+                                   retrying later may succeed
     ├── AuthenticationFailed       credentials refused (terminal: fix the connection)
     ├── InvalidSourceParams        the source connection names something impossible (terminal)
     ├── SourceNotFound             the table, object or file does not exist (terminal)
@@ -9,19 +10,29 @@
     ├── SourceUnavailable          connect errors, timeouts, 5xx (transient)
     └── RateLimited                the source asked us to slow down (transient; ``retry_after`` seconds)
 
-Messages say what to do next. Connector errors never contain secrets.
+Each connector's own errors (connectors/<name>/errors.py) derive from these. Through the API a
+connector error is a 400 ("Connection refused by the source"), a transient one a 503 ("Service
+Unavailable"), with its code and message. Messages say what to do next. Connector errors never contain
+secrets.
 """
 
 from __future__ import annotations
 
+from headwater.errors import HeadwaterError
 
-class ConnectorError(Exception):
+
+class ConnectorError(HeadwaterError):
+    """The external system refused, failed or could not be reached; ``message`` is the detail. The HTTP
+    status follows ``transient`` (503, else 400), whether a class or an instance sets it."""
+
+    status, title, code = 400, "Connection refused by the source", "CONNECTOR-2000-400"
     transient = False
-    code = "CONNECTOR-2000-400"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        if self.transient:
+            self.status, self.title = 503, "Service Unavailable"
 
 
 class AuthenticationFailed(ConnectorError):

@@ -64,7 +64,7 @@ _BodyParts = tuple[bytes, tuple[tuple[int, bool, bytes], ...]]
 class TemplateInvalid(ValueError):
     """The request params cannot be compiled; ``errors`` holds every problem as {path, message}."""
 
-    retryable = False
+    transient = False
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__("; ".join(f"{error['path']} {error['message']}" for error in errors))
@@ -74,7 +74,7 @@ class TemplateInvalid(ValueError):
 class RenderError(ValueError):
     """A record's variables cannot be put into the request; ``where`` is "url", "header" or "body"."""
 
-    retryable = False
+    transient = False
 
     def __init__(self, message: str, variable: str | None, where: str) -> None:
         super().__init__(message)

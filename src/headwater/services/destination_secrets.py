@@ -1,5 +1,5 @@
 """Which values of an HTTP destination are secrets, and what becomes of them (the rule itself:
-runtime/delivery/secrecy.py).
+connectors/http_destination/secrecy.py).
 
 A destination's request (its header values, URL, body) and its connection's OAuth token request
 (``extraHeaders``, ``formItems``) hold values the rule makes secret. Contract:
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from headwater.runtime.delivery import secrecy
+from headwater.connectors.http_destination import secrecy
 from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import SecretBox, is_sealed
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import ids
 from headwater.connectors.errors import OutboundRefused
+from headwater.connectors.http_destination import secrecy
 from headwater.errors import BadRequest, ValidationFailed
-from headwater.runtime.delivery import secrecy
 from headwater.services.destination_secrets import (
     EXTRAS,
     SEALED_MARK,

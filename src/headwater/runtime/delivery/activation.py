@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from headwater.connectors.http_destination.destination import Destination
 from headwater.engines.bindings import Bindings
 from headwater.runtime.delivery.engine import (
     DeadLetter,
     Deliverer,
-    Destination,
     Item,
     Limits,
     Progress,

@@ -1,21 +1,23 @@
-"""A destination made ready to send: the template compiled, the credentials decrypted into an
-authenticator, one HTTP client with its TLS context. Also the two sends a person asks for directly:
-a destination's Test Request and the replay of a dead letter.
+"""A saved HTTP destination made ready to send: its documents read, its credentials and request opened,
+what of it is secret decided (services/destination_secrets.py), and the connector's destination built
+from them (connectors/http_destination/). Also the two sends a person asks for directly: a
+destination's Test Request and the replay of a dead letter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import ids
-from headwater.engines.template import RenderError, RequestTemplate, TemplateInvalid
-from headwater.errors import NotFound, ValidationFailed
-from headwater.runtime.delivery import secrecy
-from headwater.runtime.delivery.auth import AuthError, build_authenticator
-from headwater.runtime.delivery.client import HttpClient, Timeouts, TransportError
-from headwater.runtime.delivery.engine import Destination, Limits
+from headwater.connectors.http_destination import secrecy
+from headwater.connectors.http_destination.destination import Destination, connect, send_once
+from headwater.connectors.http_destination.errors import AuthError
+from headwater.engines.template import TemplateInvalid
+from headwater.errors import HeadwaterError, NotFound, ValidationFailed
+from headwater.runtime.delivery.engine import Limits
 from headwater.services import destination_secrets, destinations, validation
 from headwater.stores.metadata import Resource, Scope
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from headwater.services.container import Services
     from headwater.services.tenancy import Actor
 
+log = logging.getLogger(__name__)
 TEST_KEY = "test-request"
 
 
@@ -51,66 +54,28 @@ def build(
 ) -> Destination:
     """A destination ready to send ``checked`` (plain params) with decrypted ``auth_params``; everything
     secret (``auth_secrets`` and the request's own) is masked and scrubbed from what it shows."""
-    request = checked.params
-    authenticator = build_authenticator(spec_name, auth_params, ca_file=services.settings.outbound_ca_file)
-    client = HttpClient(
-        services.outbound, max_connections=max_connections, ssl_context=authenticator.ssl_context
+    return connect(
+        checked.params,
+        spec_name,
+        auth_params,
+        destination_secrets.secrecy_of(checked, auth_secrets),
+        services.outbound,
+        ca_file=services.settings.outbound_ca_file,
+        max_connections=max_connections,
     )
-    timeouts = Timeouts(
-        connect=int(request.get("connectionTimeoutMs", 1000)) / 1000,
-        read=int(request.get("readTimeoutMs", 1000)) / 1000,
-    )
-    secrecy = destination_secrets.secrecy_of(checked, auth_secrets)
-    return Destination(RequestTemplate.compile(request), authenticator, client, timeouts, secrecy)
 
 
-async def send_once(
-    destination: Destination, variables: dict[str, Any], key: str, key_header: str
-) -> dict[str, Any]:
-    """One request as a person sees it: what was sent (secrets masked), what came back, how long it took.
-    Rendering problems are a 400 naming the variable; transport and auth failures are part of the answer.
-    Every secret of the destination is masked or scrubbed from the answer (a destination may echo)."""
+def _opened_for_a_person(
+    services: Services, scope: Scope, target: Resource, max_connections: int
+) -> Destination:
+    """:func:`open_destination` for a send a person asked for (Test Request, replay). A saved destination
+    whose auth cannot be built (a client certificate that does not load, say) answers the unexpected
+    error it has always answered (logged here), not the connector error's own status and words."""
     try:
-        rendered = destination.template.render(variables)
-    except RenderError as exc:
-        path = f"variables.{exc.variable}" if exc.variable else "variables"
-        raise ValidationFailed([{"path": path, "message": str(exc)}], code="FLOW-1422-400") from exc
-    headers = [*rendered.headers, (key_header, key)]
-    started = time.monotonic()
-    result: dict[str, Any] = {
-        "request": destination.shown_request(rendered, key_header, key),
-        "response": None,
-        "error": None,
-    }
-    client, auth = destination.client, destination.auth
-    try:
-        used = await auth.headers(client)
-        response = await client.request(
-            rendered.method, rendered.url, [*headers, *used], rendered.body, destination.timeouts
-        )
-        if response.status == 401 and await auth.unauthorized(client, used):
-            used = await auth.headers(client)
-            response = await client.request(
-                rendered.method, rendered.url, [*headers, *used], rendered.body, destination.timeouts
-            )
-        result["response"] = destination.shown_response(response)
-    except TransportError as exc:
-        result["error"] = {"kind": exc.kind, "message": str(exc), "retryable": exc.retryable}
+        return open_destination(services, scope, target, max_connections)
     except AuthError as exc:
-        result["error"] = {
-            "kind": "auth",
-            "message": str(exc),
-            "retryable": exc.retryable,
-            "status": exc.status,
-        }
-    except ValueError as exc:  # the client refused to send it: a header value it cannot encode safely
-        raise ValidationFailed(
-            [{"path": "params.headers", "message": destination.scrub(str(exc))}], code="FLOW-1422-400"
-        ) from exc
-    if result["error"] is not None:
-        result["error"] = destination.scrub(result["error"])
-    result["elapsedMs"] = round((time.monotonic() - started) * 1000, 2)
-    return result
+        log.exception("the destination of target connection %s cannot be opened", target.id)
+        raise HeadwaterError("An unexpected error occurred; it has been logged.", code="HW-1000-500") from exc
 
 
 async def test_saved(services: Services, actor: Actor, target_id: str, body: Any) -> dict[str, Any]:
@@ -120,7 +85,7 @@ async def test_saved(services: Services, actor: Actor, target_id: str, body: Any
         raise ValidationFailed(
             [{"path": "id", "message": "only HTTP destination target connections have a test request"}]
         )
-    destination = open_destination(services, actor.scope, target, max_connections=2)
+    destination = _opened_for_a_person(services, actor.scope, target, max_connections=2)
     try:
         return await send_once(destination, _variables(body), TEST_KEY, Limits().idempotency_header)
     finally:
@@ -272,7 +237,7 @@ async def _replay_one(
         if target is None:
             return {"error": {"kind": "gone", "message": f"its destination {target_id} no longer exists"}}
         destination = opened[target_id] = await asyncio.to_thread(
-            open_destination, services, actor.scope, target, 8
+            _opened_for_a_person, services, actor.scope, target, 8
         )
     flow = services.store.get("flow", actor.scope, doc.get("flowId") or "")
     header = str(

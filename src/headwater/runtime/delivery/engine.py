@@ -12,7 +12,8 @@ once. A 401 refreshes an OAuth token and sends again once. Every request carries
 idempotency key, the same on every attempt, after a restart and on replay.
 
 One Deliverer per destination, each with its own limits and its own pending window, so a slow or
-failing destination only ever holds up its own records.
+failing destination only ever holds up its own records. The destination itself (template, auth, client,
+what is shown of a request) is the HTTP destination connector's (connectors/http_destination/).
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.connectors.http import retry_after_seconds
-from headwater.engines.template import RenderedRequest, RenderError, RequestTemplate, masked_headers
-from headwater.runtime.delivery.auth import Authenticator, AuthError
-from headwater.runtime.delivery.client import HttpClient, Response, Timeouts, TransportError
-from headwater.runtime.delivery.secrecy import MASK, NO_SECRETS, Secrecy
+from headwater.connectors.http_destination.client import Response
+from headwater.connectors.http_destination.destination import Destination
+from headwater.connectors.http_destination.errors import AuthError, TransportError
+from headwater.engines.template import RenderedRequest, RenderError
 
-RETRYABLE_STATUS = frozenset({408, 429})
-MAX_SHOWN_BODY = 4096
+TRANSIENT_STATUS = frozenset({408, 429})
 
 
 @dataclass(frozen=True)
@@ -149,37 +149,11 @@ def percentiles(histogram: list[int]) -> dict[str, float | None]:
 
 
 @dataclass
-class Destination:
-    """What a request is made of: the (immutable) template, the authentication and the transport, and
-    what of it is secret (masked and scrubbed from everything shown and kept)."""
-
-    template: RequestTemplate
-    auth: Authenticator
-    client: HttpClient
-    timeouts: Timeouts
-    secrecy: Secrecy = NO_SECRETS
-
-    def scrub(self, value: Any) -> Any:
-        """``value`` (text or a JSON-like document) with every secret of this destination masked, the
-        credentials the authenticator obtained at run time (OAuth tokens) included."""
-        return self.secrecy.scrub_all(value, self.auth.secret_values())
-
-    def shown_request(self, rendered: RenderedRequest, key_header: str, key: str) -> dict[str, Any]:
-        return shown_request(rendered, key_header, key, self.secrecy, self.auth.secret_values())
-
-    def shown_response(self, response: Response) -> dict[str, Any]:
-        return shown_response(response, secrecy=self.secrecy, extra=self.auth.secret_values())
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-@dataclass
 class Attempt:
     rendered: RenderedRequest | None = None
     response: Response | None = None
     error: str | None = None
-    retryable: bool = False
+    transient: bool = False
     retry_after: float | None = None
 
 
@@ -300,9 +274,9 @@ class Deliverer:
         try:
             attempt = await self._send(rendered, headers)
         except AuthError as exc:
-            attempt = Attempt(rendered, None, f"authentication failed: {exc}", exc.retryable)
+            attempt = Attempt(rendered, None, f"authentication failed: {exc}", exc.transient)
         except TransportError as exc:
-            attempt = Attempt(rendered, None, f"{exc.kind}: {exc}", exc.retryable)
+            attempt = Attempt(rendered, None, f"{exc.kind}: {exc}", exc.transient)
         except ValueError as exc:  # the client refused to send it (a header it cannot encode safely)
             attempt = Attempt(rendered, None, f"not sent: {exc}", False)
         response = attempt.response
@@ -313,7 +287,7 @@ class Deliverer:
             return
         self.stats.failed += 1
         reason = attempt.error or _status_reason(response)
-        if not attempt.retryable:
+        if not attempt.transient:
             self._dead(item, reason, rendered, response)
             return
         delay = self._backoff(item.attempts, attempt.retry_after)
@@ -327,16 +301,7 @@ class Deliverer:
         self._timers.add(holder[0])
 
     async def _send(self, rendered: RenderedRequest, headers: list[tuple[str, str]]) -> Attempt:
-        dest = self.destination
-        used = await dest.auth.headers(dest.client)
-        response = await dest.client.request(
-            rendered.method, rendered.url, [*headers, *used], rendered.body, dest.timeouts
-        )
-        if response.status == 401 and await dest.auth.unauthorized(dest.client, used):
-            used = await dest.auth.headers(dest.client)
-            response = await dest.client.request(
-                rendered.method, rendered.url, [*headers, *used], rendered.body, dest.timeouts
-            )
+        response = await self.destination.exchange(rendered, headers)
         status = response.status
         retry_after = (
             retry_after_seconds(response.header("retry-after"), response.header("date"))
@@ -345,8 +310,8 @@ class Deliverer:
         )
         if status == 429 and retry_after:
             self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
-        retryable = status >= 500 or status in RETRYABLE_STATUS
-        return Attempt(rendered, response, None, retryable, retry_after)
+        transient = status >= 500 or status in TRANSIENT_STATUS
+        return Attempt(rendered, response, None, transient, retry_after)
 
     async def _pace(self) -> None:
         """Wait out a destination-wide pause (429) and the requests-per-second limit."""
@@ -382,55 +347,6 @@ class Deliverer:
             int(time.time() * 1000),
         )
         self._finish(item, letter)
-
-
-def shown_request(
-    rendered: RenderedRequest,
-    key_header: str,
-    key: str,
-    secrecy: Secrecy = NO_SECRETS,
-    extra: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """The rendered request as shown to people (test results, dead letters): secret header values, query
-    values and body masked, every other known secret scrubbed."""
-    headers = masked_headers([*rendered.headers, (key_header, key)])
-    secret = secrecy.headers
-    headers = [(name, MASK if name.lower() in secret else value) for name, value in headers]
-    body = rendered.body.decode("utf-8", "replace") if rendered.body is not None else None
-    shown = {
-        "method": rendered.method,
-        "url": secrecy.url(rendered.url),
-        "headers": _header_dict(headers),
-        "body": MASK if secrecy.body and body is not None else body,
-    }
-    return dict(secrecy.scrub_all(shown, extra))
-
-
-def shown_response(
-    response: Response,
-    limit: int = MAX_SHOWN_BODY,
-    *,
-    secrecy: Secrecy = NO_SECRETS,
-    extra: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """A response as shown and kept (test results, dead letters): the body cut to ``limit`` characters
-    after every known secret was scrubbed from it (a destination may echo the request)."""
-    text = secrecy.scrub(response.body.decode("utf-8", "replace"), extra)
-    headers = secrecy.scrub_all(_header_dict(masked_headers(response.headers)), extra)
-    return {
-        "status": response.status,
-        "headers": headers,
-        "body": text[:limit],
-        "truncated": response.truncated or len(text) > limit,
-        "elapsedMs": round(response.elapsed * 1000, 2),
-    }
-
-
-def _header_dict(headers: list[tuple[str, str]]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in headers:
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out
 
 
 def _status_reason(response: Response | None) -> str:

@@ -2,9 +2,10 @@
 token shared by every delivery, fetched once and refreshed shortly before it expires), optionally over
 mutual TLS.
 
-    AuthError      the destination's credentials could not be obtained; ``retryable`` says whether trying
-                   again later may help (token endpoint unreachable, 5xx, 408, 429) or the connection's
-                   auth must be fixed first (4xx, an answer without a token, a bad certificate)
+    AuthError      the destination's credentials could not be obtained (errors.py); ``transient`` says
+                   whether trying again later may help (token endpoint unreachable, 5xx, 408, 429) or
+                   the connection's auth must be fixed first (4xx, an answer without a token, a bad
+                   certificate)
 
 The engine asks ``headers()`` before each request and, when the destination answers 401,
 ``unauthorized(used)`` whether sending again with fresh headers makes sense. Secrets and tokens never
@@ -26,23 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
-from headwater.runtime.delivery.client import HttpClient, Timeouts, TransportError
+from headwater.connectors.http_destination.client import HttpClient, Timeouts
+from headwater.connectors.http_destination.errors import AuthError, TransportError
 
 OAUTH = "OAuth 2 Client Credentials"
 BASIC = "Basic Authentication"
 NONE = "None"
 TOKEN_TIMEOUTS = Timeouts(connect=5.0, read=10.0)
 DEFAULT_EXPIRES_IN = 3600.0  # seconds, when the token endpoint does not say
-
-
-class AuthError(Exception):
-    """The destination's credentials could not be obtained (or are not usable as configured)."""
-
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.status = status  # the token endpoint's status, when it answered
 
 
 class Authenticator:
@@ -108,10 +100,10 @@ class ClientCredentials(Authenticator):
         if urlsplit(token_url).scheme != "https":
             raise AuthError(
                 "the OAuth accessTokenUrl must be an https:// URL (the client secret travels to it).",
-                retryable=False,
+                transient=False,
             )
         if credentials_location not in ("header", "body"):
-            raise AuthError('credentialsLocation must be "header" or "body".', retryable=False)
+            raise AuthError('credentialsLocation must be "header" or "body".', transient=False)
         self.token_url = token_url
         self._client_id, self._secret = client_id, client_secret
         self._in_header = credentials_location == "header"
@@ -162,10 +154,10 @@ class ClientCredentials(Authenticator):
         except TransportError as exc:
             raise AuthError(
                 f"the OAuth token endpoint could not be reached ({exc.kind}: {exc.message})",
-                retryable=exc.retryable,
+                transient=exc.transient,
             ) from exc
         except ValueError as exc:  # extraHeaders that cannot be sent
-            raise AuthError(f"the token request cannot be sent: {exc}", retryable=False) from exc
+            raise AuthError(f"the token request cannot be sent: {exc}", transient=False) from exc
         if response.status != 200:
             raise self._refusal(response.status, response.body, response.header("location"))
         self._token = self._parse_grant(response.body, sent_at)
@@ -197,20 +189,20 @@ class ClientCredentials(Authenticator):
             return AuthError(
                 f"the OAuth token endpoint redirected ({status}) to {location or '(nowhere)'}; "
                 "set accessTokenUrl to the final URL.",
-                retryable=False,
-                status=status,
+                transient=False,
+                token_status=status,
             )
         if status >= 500 or status in (408, 429):
             return AuthError(
                 f"the OAuth token endpoint answered {status}{said}; retrying later.",
-                retryable=True,
-                status=status,
+                transient=True,
+                token_status=status,
             )
         return AuthError(
             f"the OAuth token endpoint refused the client credentials ({status}{said}); check clientId, "
             "clientSecret, credentialsLocation and scope.",
-            retryable=False,
-            status=status,
+            transient=False,
+            token_status=status,
         )
 
     def _parse_grant(self, body: bytes, sent_at: float) -> _Token:
@@ -222,8 +214,8 @@ class ClientCredentials(Authenticator):
             raise AuthError(
                 "the OAuth token endpoint answered 200 without an access_token in a JSON object; check "
                 "accessTokenUrl.",
-                retryable=False,
-                status=200,
+                transient=False,
+                token_status=200,
             )
         token = grant["access_token"]
         kind = str(grant.get("token_type") or "Bearer")
@@ -242,7 +234,7 @@ def build_authenticator(
     """The authenticator of a destination connection. ``spec_name`` is one of "OAuth 2 Client
     Credentials", "Basic Authentication", "None" (the authSpec of http-destination.json); ``params`` are
     already decrypted. ``ca_file``: a PEM bundle trusted for outbound TLS besides the system store.
-    AuthError (not retryable) when the params cannot work."""
+    AuthError (not transient) when the params cannot work."""
     if spec_name == NONE:
         return Authenticator(tls_context(ca_file) if ca_file else None)
     if spec_name == BASIC:
@@ -250,12 +242,12 @@ def build_authenticator(
         return BasicAuth(username, password, tls_context(ca_file) if ca_file else None)
     if spec_name != OAUTH:
         raise AuthError(
-            f"unknown auth spec {spec_name!r}; use one of: {OAUTH}, {BASIC}, {NONE}.", retryable=False
+            f"unknown auth spec {spec_name!r}; use one of: {OAUTH}, {BASIC}, {NONE}.", transient=False
         )
     token_url, client_id, secret = _required(params, spec_name, "accessTokenUrl", "clientId", "clientSecret")
     certificate, key = params.get("clientCertificate"), params.get("clientKey")
     if bool(certificate) != bool(key):
-        raise AuthError("mutual TLS needs both clientCertificate and clientKey.", retryable=False)
+        raise AuthError("mutual TLS needs both clientCertificate and clientKey.", transient=False)
     context = None
     if certificate or ca_file:
         context = tls_context(ca_file, certificate or None, key or None)
@@ -275,16 +267,16 @@ def tls_context(
     ca_file: str | None = None, client_certificate: str | None = None, client_key: str | None = None
 ) -> ssl.SSLContext:
     """Default verification (system CAs) plus ``ca_file`` if given; with a PEM client certificate and key,
-    for mutual TLS. AuthError (not retryable) when a file or PEM cannot be loaded."""
+    for mutual TLS. AuthError (not transient) when a file or PEM cannot be loaded."""
     context = ssl.create_default_context()
     if ca_file:
         try:
             context.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise AuthError(f"the CA bundle {ca_file} cannot be loaded ({exc}).", retryable=False) from exc
+            raise AuthError(f"the CA bundle {ca_file} cannot be loaded ({exc}).", transient=False) from exc
     if client_certificate or client_key:
         if not (client_certificate and client_key):
-            raise AuthError("mutual TLS needs both a client certificate and its key.", retryable=False)
+            raise AuthError("mutual TLS needs both a client certificate and its key.", transient=False)
         _load_client_certificate(context, client_certificate, client_key)
     return context
 
@@ -307,21 +299,21 @@ def _load_client_certificate(context: ssl.SSLContext, certificate: str, key: str
             raise AuthError(
                 "the client certificate or key cannot be loaded: both must be PEM, the key unencrypted and "
                 "matching the certificate.",
-                retryable=False,
+                transient=False,
             ) from exc
 
 
 def _required(params: Mapping[str, Any], spec_name: str, *names: str) -> list[str]:
     missing = [name for name in names if not isinstance(params.get(name), str) or not params.get(name)]
     if missing:
-        raise AuthError(f"{spec_name} needs {', '.join(missing)}.", retryable=False)
+        raise AuthError(f"{spec_name} needs {', '.join(missing)}.", transient=False)
     return [str(params[name]) for name in names]
 
 
 def _strings(params: Mapping[str, Any], name: str) -> dict[str, str]:
     value = params.get(name) or {}
     if not isinstance(value, Mapping):
-        raise AuthError(f"{name} must be an object of strings.", retryable=False)
+        raise AuthError(f"{name} must be an object of strings.", transient=False)
     return {str(k): str(v) for k, v in value.items()}
 
 

@@ -1,7 +1,7 @@
 """One HTTP/1.1 connection of the delivery client: sends a request, parses the response as bytes arrive.
 
-The contract between :class:`_Connection` and the :class:`~headwater.runtime.delivery.client.HttpClient`
-that opens it (its *owner*):
+The contract between :class:`_Connection` and the
+:class:`~headwater.connectors.http_destination.client.HttpClient` that opens it (its *owner*):
 
 - **The transport.** The owner creates the connection and hands it to ``loop.create_connection``; from
   ``connection_made`` on the connection alone writes to, closes and aborts the transport. Whoever closes
@@ -21,8 +21,8 @@ that opens it (its *owner*):
   the body was read to its end, not cut at ``max_body``. A connection that may not be reused has
   already closed itself, as has one that receives bytes while no request is waiting for them.
 
-Response and TransportError live here so that this module needs nothing of the client's at run time;
-client.py re-exports them.
+Response lives here so that this module needs nothing of the client's at run time; client.py
+re-exports it. TransportError is in errors.py.
 """
 
 from __future__ import annotations
@@ -32,25 +32,16 @@ import ssl
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, cast
+
+from headwater.connectors.http_destination.errors import TransportError
 
 if TYPE_CHECKING:
-    from headwater.runtime.delivery.client import HttpClient, _Pool
+    from headwater.connectors.http_destination.client import HttpClient, _Pool
 
-Kind = Literal["connect", "timeout", "tls", "protocol", "refused"]
 MAX_HEAD = 64 * 1024  # status line and headers of one response
 _VERSIONS = ("HTTP/1.1 ", "HTTP/1.0 ")
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
-
-
-class TransportError(Exception):
-    """No HTTP response was obtained. ``kind`` says why; ``retryable`` whether trying again may help."""
-
-    def __init__(self, kind: Kind, message: str) -> None:
-        super().__init__(message)
-        self.kind: Kind = kind
-        self.retryable = kind in ("connect", "timeout", "protocol")
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

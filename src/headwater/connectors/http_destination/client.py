@@ -9,10 +9,11 @@ addresses the policy checked, never resolving the name again. It does not follow
 (except a request that met a keep-alive connection the server had just closed), or add headers beyond
 ``Host`` and ``Content-Length``.
 
-    TransportError        no HTTP response was obtained; ``retryable`` says whether trying again may help
-        kind "connect"    refused, reset or closed before the response was complete (retryable)
-        kind "timeout"    connect (TCP + TLS) or read timeout (retryable)
-        kind "protocol"   the answer was not HTTP/1.1 (retryable)
+    TransportError        no HTTP response was obtained (errors.py); ``transient`` says whether trying
+                          again may help
+        kind "connect"    refused, reset or closed before the response was complete (transient)
+        kind "timeout"    connect (TCP + TLS) or read timeout (transient)
+        kind "protocol"   the answer was not HTTP/1.1 (transient)
         kind "tls"        certificate not trusted or TLS refused (terminal: fix the CA or the client cert)
         kind "refused"    the outbound policy forbids the URL (terminal: HEADWATER_OUTBOUND_ALLOW)
 
@@ -32,12 +33,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from headwater.connectors.errors import OutboundRefused
+from headwater.connectors.http_destination.errors import TransportError
+from headwater.connectors.http_destination.http11 import MAX_HEAD as MAX_HEAD
+from headwater.connectors.http_destination.http11 import Response as Response
+from headwater.connectors.http_destination.http11 import _Connection, _Head, _Stale, _tls_error
 from headwater.connectors.outbound import Address, OutboundPolicy
-from headwater.runtime.delivery.http11 import MAX_HEAD as MAX_HEAD
-from headwater.runtime.delivery.http11 import Kind as Kind
-from headwater.runtime.delivery.http11 import Response as Response
-from headwater.runtime.delivery.http11 import TransportError as TransportError
-from headwater.runtime.delivery.http11 import _Connection, _Head, _Stale, _tls_error
 
 RESOLVE_SECONDS = 30.0  # how long a policy-checked resolution is reused for new connections
 # a response never takes longer than max(TOTAL_SECONDS, TOTAL_READS x the read timeout): a server that
