@@ -22,6 +22,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from headwater.catalog import ids
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import (
@@ -63,9 +64,7 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 @pytest.fixture
 def pg(dsn: str, settings: Settings) -> Iterator[PostgresConnector]:
     auth = {"connectionString": dsn}
-    connector = registry.connector_for(
-        registry.POSTGRESQL, auth, OutboundPolicy.from_settings(settings), settings
-    )
+    connector = registry.connector_for(ids.POSTGRESQL, auth, OutboundPolicy.from_settings(settings), settings)
     assert isinstance(connector, PostgresConnector)
     yield connector
     connector.close()
