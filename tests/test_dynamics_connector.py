@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from headwater.catalog.ids import DYNAMICS
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.dynamics.config import RetryPolicy
 from headwater.connectors.dynamics.errors import DynamicsProtocolError
@@ -23,7 +24,7 @@ from headwater.connectors.errors import (
     SourceUnavailable,
 )
 from headwater.connectors.outbound import OutboundPolicy
-from headwater.connectors.registry import DYNAMICS, connector_for
+from headwater.connectors.registry import connector_for
 from headwater.settings import Settings
 from tests.conftest import make_settings
 from tests.fakes.dynamics import DynamicsFake

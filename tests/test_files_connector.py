@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from headwater.catalog import ids
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError, InvalidSourceParams, SourceNotFound
@@ -39,9 +40,7 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def files(root: Path, settings: Settings) -> Iterator[LocalFilesConnector]:
-    connector = registry.connector_for(
-        registry.LOCAL_FILES, {"rootPath": str(root)}, OutboundPolicy([]), settings
-    )
+    connector = registry.connector_for(ids.LOCAL_FILES, {"rootPath": str(root)}, OutboundPolicy([]), settings)
     assert isinstance(connector, LocalFilesConnector)
     yield connector
     connector.close()
@@ -429,7 +428,7 @@ def test_explore_describe_preview(files: LocalFilesConnector, root: Path) -> Non
 
 def test_uploaded_files_live_in_the_sandbox_files_folder(settings: Settings) -> None:
     auth = {"_connectionId": "abc-123", "_orgId": "ORG1@AdobeOrg", "_sandboxName": "prod"}
-    connector = registry.connector_for(registry.UPLOADED_FILES, auth, OutboundPolicy([]), settings)
+    connector = registry.connector_for(ids.UPLOADED_FILES, auth, OutboundPolicy([]), settings)
     assert isinstance(connector, UploadedFilesConnector)
     assert connector.explore() == []
     write(settings.home / "files" / "ORG1@AdobeOrg" / "prod" / "uploads" / "abc-123" / "u.csv", "a\n1\n")

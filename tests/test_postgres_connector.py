@@ -1,16 +1,12 @@
 """The PostgreSQL connector against the real server on 127.0.0.1, one fresh database per test.
 
 The local server trusts every connection from 127.0.0.1, so a wrong password is accepted there: the
-password test runs against :class:`RefusingServer`, a few lines that speak PostgreSQL's startup protocol
-and refuse the password the way a real server does (SQLSTATE 28P01).
+password test runs against tests/fakes/postgres.py's :class:`RefusingServer`, a few lines that speak
+PostgreSQL's startup protocol and refuse the password the way a real server does (SQLSTATE 28P01).
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import struct
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -22,6 +18,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from headwater.catalog import ids
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import (
@@ -37,6 +34,7 @@ from headwater.connectors.postgresql.config import table_name_parts
 from headwater.connectors.postgresql.reader import PostgresConnector
 from headwater.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.fakes.postgres import RefusingServer
 from tests.support import free_port
 
 pytestmark = pytest.mark.postgres
@@ -63,9 +61,7 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 @pytest.fixture
 def pg(dsn: str, settings: Settings) -> Iterator[PostgresConnector]:
     auth = {"connectionString": dsn}
-    connector = registry.connector_for(
-        registry.POSTGRESQL, auth, OutboundPolicy.from_settings(settings), settings
-    )
+    connector = registry.connector_for(ids.POSTGRESQL, auth, OutboundPolicy.from_settings(settings), settings)
     assert isinstance(connector, PostgresConnector)
     yield connector
     connector.close()
@@ -374,63 +370,6 @@ def test_basic_authentication_fields(dsn: str, settings: Settings, db: psycopg.C
         assert read(connector).column("id").to_pylist() == [7]
     finally:
         connector.close()
-
-
-class RefusingServer:
-    """Speaks PostgreSQL's startup protocol on 127.0.0.1: asks for a cleartext password, records it, and
-    refuses it with SQLSTATE 28P01 as a real server does."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.passwords: list[bytes] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError, struct.error):  # a client giving up mid-handshake
-                self._session(conn)
-
-    def _session(self, conn: socket.socket) -> None:
-        while True:
-            length, code = struct.unpack("!ii", _recv(conn, 8))
-            body = _recv(conn, length - 8)
-            if code in (80877103, 80877104):  # SSLRequest, GSSENCRequest: not offered
-                conn.sendall(b"N")
-                continue
-            user = dict(zip(*[iter(body.split(b"\0"))] * 2, strict=False)).get(b"user", b"?")
-            break
-        conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
-        _kind, length = struct.unpack("!ci", _recv(conn, 5))
-        self.passwords.append(_recv(conn, length - 4).rstrip(b"\0"))
-        fields = [
-            b"SFATAL",
-            b"VFATAL",
-            b"C28P01",
-            b'Mpassword authentication failed for user "' + user + b'"',
-        ]
-        payload = b"\0".join(fields) + b"\0\0"
-        conn.sendall(b"E" + struct.pack("!i", len(payload) + 4) + payload)
-
-    def close(self) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        self.sock.close()
-        self.thread.join(timeout=5)
-
-
-def _recv(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("client went away")
-        data += chunk
-    return data
 
 
 def test_bad_password_is_authentication_failed_without_the_password(settings: Settings) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from headwater.catalog.ids import SALESFORCE, SALESFORCE_SERVICE_CLOUD
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import (
     AuthenticationFailed,
@@ -21,7 +22,7 @@ from headwater.connectors.errors import (
     SourceUnavailable,
 )
 from headwater.connectors.outbound import OutboundPolicy
-from headwater.connectors.registry import SALESFORCE, SALESFORCE_SERVICE_CLOUD, connector_for
+from headwater.connectors.registry import connector_for
 from headwater.connectors.salesforce.config import RetryPolicy
 from headwater.connectors.salesforce.reader import SalesforceConnector
 from headwater.settings import Settings

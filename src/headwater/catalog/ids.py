@@ -1,8 +1,8 @@
 """Every connection spec, flow spec and provider id Headwater's code names, and the kind of a flow.
 
-The ids are the catalog's own (``headwater/catalog/*/*.json``; tests/test_catalog_ids.py checks each
-constant against its file). Code compares ids only through these names, and decides what kind of flow it
-holds only through :func:`flow_kind`.
+The ids are the catalog's own (``catalog/*/*.json`` and ``connectors/*/spec*.json``;
+tests/test_catalog_ids.py checks each constant against its file). Code compares ids only through these
+names, and decides what kind of flow it holds only through :func:`flow_kind`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What the HTTP API connectors (Salesforce, Dynamics) share: the retry policy, one retry loop, reading
-JSON bodies and ``Retry-After`` headers, and scrubbing secrets from server text.
+"""What the HTTP API connectors (Salesforce, Dynamics) share on the wire: the retry policy, one retry
+loop, GETs of JSON with the API's error mapping, paging by next links, reading ``Retry-After`` headers,
+and scrubbing secrets from server text (their shared reader is connectors/httpapi.py).
 
 :meth:`HttpClient.send` sends one request until it gets a response that is not retried, and returns it:
 
@@ -8,8 +9,13 @@ JSON bodies and ``Retry-After`` headers, and scrubbing secrets from server text.
 - 429 is retried after its ``Retry-After``; one longer than ``max_retry_after`` is raised at once;
 - with ``renew``, the first 401 calls it (a fresh login) and sends again without using up an attempt.
 
+:meth:`HttpClient.get_json` sends an authenticated GET (the client's :meth:`~HttpClient.authorized_get`,
+which logs in or renews tokens), maps an error status through :meth:`~HttpClient.api_error` and reads the
+JSON body; :meth:`HttpClient.paged` follows an API's next links from a first page.
+
 Each client names its service in a :class:`Service`: the error types raised when retrying gives up, and
-the wording of their messages. Protocol matters (login, paging, error bodies) stay in the connector.
+the wording of their messages. Protocol matters (login, the shape of pages, error bodies) stay in the
+connector.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import orjson
 from headwater.connectors.errors import ConnectorError, OutboundRefused, RateLimited, SourceUnavailable
 from headwater.connectors.outbound import OutboundPolicy
 
+# One page of records, as an API returned them.
+Records = list[dict[str, Any]]
 # The URL and headers of one attempt, built again on each attempt because a re-login may change both.
 Prepare = Callable[[], tuple[str, Mapping[str, str]]]
 
@@ -151,6 +159,51 @@ class HttpClient:
         elif attempt >= self.retry.attempts or (seconds or 0) > self.retry.max_retry_after:
             raise self.service.unavailable(self.service.down.format(**where))
         return seconds if seconds is not None else self.retry.backoff(attempt)
+
+    def get_json(
+        self,
+        target: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The JSON body of an authenticated GET of ``target`` (a path, or a URL on the API itself);
+        :meth:`api_error` of the response when its status is 400 or above. ``what`` names the step in
+        messages ("listing objects")."""
+        response = self.authorized_get(target, params=params, headers=headers)
+        if response.status_code >= 400:
+            raise self.api_error(response, what)
+        return self.json(response, what)
+
+    def paged(
+        self,
+        first: Any,
+        records: Callable[[Any], Records],
+        next_target: Callable[[Any], str | None],
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[Records]:
+        """The records of ``first`` and of each page after it, one list per page: ``next_target`` of a
+        page names the next (None after the last), fetched by :meth:`get_json` with ``headers``."""
+        page = first
+        while True:
+            yield records(page)
+            target = next_target(page)
+            if target is None:
+                return
+            page = self.get_json(target, headers=headers, what=what)
+
+    def authorized_get(
+        self, target: str, *, params: Mapping[str, str] | None, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        """A GET of ``target`` with the client's credentials (logging in, renewing once on a 401)."""
+        raise NotImplementedError
+
+    def api_error(self, response: httpx.Response, what: str) -> ConnectorError:
+        """The error an error response of the API means."""
+        raise NotImplementedError
 
     def json(self, response: httpx.Response, what: str) -> Any:
         """The JSON body of ``response``; the service's protocol error if it is not JSON."""

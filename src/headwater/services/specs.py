@@ -1,4 +1,6 @@
-"""The catalog of connection specs and flow specs, shipped as JSON files in ``headwater/catalog``.
+"""The catalog of connection specs and flow specs, shipped as JSON files: each connection spec beside its
+connector (``headwater/connectors/<system>/spec*.json``, the files connectors/registry.py names), the
+Data Lake's in ``headwater/catalog/connection_specs``, flow specs in ``headwater/catalog/flow_specs``.
 
 Loaded once; read-only. A connection spec's secret auth params are those whose property schema says
 ``"format": "password"``.
@@ -9,9 +11,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import orjson
+
+from headwater.connectors import registry
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,17 @@ class SpecCatalog:
         return bool((conn_spec.get("attributes") or {}).get("requiresBaseConnection", True))
 
 
-def _load(folder: str) -> dict[str, dict[str, Any]]:
+def _catalog_files(folder: str) -> list[Traversable]:
     root = resources.files("headwater") / "catalog" / folder
-    docs = [orjson.loads(p.read_bytes()) for p in root.iterdir() if p.name.endswith(".json")]
+    return [p for p in root.iterdir() if p.name.endswith(".json")]
+
+
+def _load(files: list[Traversable]) -> dict[str, dict[str, Any]]:
+    docs = [orjson.loads(p.read_bytes()) for p in files]
     return {d["id"]: d for d in sorted(docs, key=lambda d: d["id"])}
 
 
 @functools.lru_cache(maxsize=1)
 def catalog() -> SpecCatalog:
-    return SpecCatalog(_load("connection_specs"), _load("flow_specs"))
+    connection_files = registry.spec_files() + _catalog_files("connection_specs")
+    return SpecCatalog(_load(connection_files), _load(_catalog_files("flow_specs")))

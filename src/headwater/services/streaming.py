@@ -23,8 +23,6 @@ Flow options the micro-batcher (runtime/streaming.py) reads:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import threading
 import time
 from collections.abc import Sequence
@@ -34,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from headwater.catalog import ids
+from headwater.connectors.customerio.webhook import SIGNING_KEY_PARAM
 from headwater.stores.log import StreamLog, open_log
 from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import is_sealed
 
 INLET_CACHE_SECONDS = 2.0
-SIGNATURE_MAX_AGE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -225,9 +223,9 @@ class Streams:
         base_id = source.doc.get("baseConnectionId") if source is not None else None
         base = store.get("connection", scope, base_id) if base_id else None
         if base is not None:
-            sealed = ((base.doc.get("auth") or {}).get("params") or {}).get("webhookSigningKey")
+            sealed = ((base.doc.get("auth") or {}).get("params") or {}).get(SIGNING_KEY_PARAM)
             if is_sealed(sealed):
-                signing_key = self.services.box.open(sealed, f"{scope.org_id}:webhookSigningKey")
+                signing_key = self.services.box.open(sealed, f"{scope.org_id}:{SIGNING_KEY_PARAM}")
             elif isinstance(sealed, str) and sealed:
                 signing_key = sealed
         activation = ids.flow_kind(flow.doc) is ids.FlowKind.ACTIVATION
@@ -298,25 +296,6 @@ class Streams:
             f"{prefix} several dataflows take messages from this inlet: name one with the x-adobe-flow-id "
             "header or header.flowId"
         )
-
-    @staticmethod
-    def check_signature(key: str, body: bytes, signature: str | None, timestamp: str | None) -> str | None:
-        """Customer.io's request signature: hex HMAC-SHA256 of ``v0:{timestamp}:{body}``. None when
-        valid, else why not."""
-        if not signature or not timestamp:
-            return "X-CIO-Signature and X-CIO-Timestamp are required: this inlet verifies signatures"
-        try:
-            sent = int(timestamp)
-        except ValueError:
-            return "X-CIO-Timestamp must be a Unix time in seconds"
-        if abs(time.time() - sent) > SIGNATURE_MAX_AGE_SECONDS:
-            return f"X-CIO-Timestamp is more than {SIGNATURE_MAX_AGE_SECONDS} seconds from now: stale request"
-        expected = hmac.new(
-            key.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256
-        ).hexdigest()
-        if not hmac.compare_digest(expected, signature.strip().lower()):
-            return "X-CIO-Signature does not match the request body"
-        return None
 
     def close(self) -> None:
         if self._log is not None:

@@ -27,6 +27,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from headwater.connectors.customerio import webhook
 from headwater.services import access
 from headwater.services.container import Services
 from headwater.services.jsonbody import MAX_DEPTH, shallow, within_depth
@@ -128,11 +129,11 @@ async def _prepare(request: Request, inlet_id: str) -> tuple[Services, Inlet, by
         return body
     signed = [f for f in inlet.flows if f.signing_key]
     if signed:  # a Customer.io source with a webhook signing key: the request must be signed with it
-        why = svc.streams.check_signature(
+        why = webhook.check_signature(
             signed[0].signing_key or "",
             body,
-            request.headers.get("x-cio-signature"),
-            request.headers.get("x-cio-timestamp"),
+            request.headers.get(webhook.SIGNATURE_HEADER),
+            request.headers.get(webhook.TIMESTAMP_HEADER),
         )
         if why is not None:
             return _problem(401, "Invalid Signature", why, kind="data-collection-service-authorization")

@@ -34,6 +34,7 @@ from headwater.connectors.dynamics.errors import (
 from headwater.connectors.errors import ConnectorError
 from headwater.connectors.http import (
     HttpClient,
+    Records,
     RetryPolicy,
     Service,
     field_named,
@@ -127,38 +128,23 @@ class DynamicsClient(HttpClient):
 
     def query(
         self, entity_set: str, select: list[str], where: str | None, top: int | None = None
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[Records]:
         """The records of one entity set, one list per page (up to ``page_size`` records each)."""
         params = {"$select": ",".join(select)}
         if where:
             params["$filter"] = where
         if top:
             params["$top"] = str(top)
+        # The Prefer header must be sent again with every next link for the page size to hold.
         headers = {"Prefer": f"odata.maxpagesize={self.config.page_size}"}
         what = f"reading {entity_set}"
-        page = self.get_json(f"{API}/{entity_set}", params=params, headers=headers, what=what)
-        while True:
-            yield _value(page)
-            next_link = page.get("@odata.nextLink")
-            if not next_link:
-                return
-            if not isinstance(next_link, str):
-                raise DynamicsProtocolError("Dynamics returned an @odata.nextLink that is not a URL.")
-            # The Prefer header must be sent again with every next link for the page size to hold.
-            page = self.get_json(next_link, headers=headers, what=what)
+        first = self.get_json(f"{API}/{entity_set}", params=params, headers=headers, what=what)
+        yield from self.paged(first, _value, _next_link, what=what, headers=headers)
 
-    def get_json(
-        self,
-        target: str,
-        *,
-        what: str,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        response = self._send(target, params=params, headers=headers)
-        if response.status_code >= 400:
-            raise self._api_error(response, what)
-        return self.json(response, what)
+    def authorized_get(
+        self, target: str, *, params: Mapping[str, str] | None, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        return self._send(target, params=params, headers=headers)
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -258,7 +244,7 @@ class DynamicsClient(HttpClient):
             )
         return target
 
-    def _api_error(self, response: httpx.Response, what: str) -> ConnectorError:
+    def api_error(self, response: httpx.Response, what: str) -> ConnectorError:
         code, message = _error_of(response)
         detail = scrub(message, self.config.secrets)
         status = response.status_code
@@ -294,6 +280,15 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
     if isinstance(error, dict):
         return str(error.get("code") or ""), str(error.get("message") or "")
     return "", response.reason_phrase
+
+
+def _next_link(page: Any) -> str | None:
+    next_link = page.get("@odata.nextLink")
+    if not next_link:
+        return None
+    if not isinstance(next_link, str):
+        raise DynamicsProtocolError("Dynamics returned an @odata.nextLink that is not a URL.")
+    return next_link
 
 
 def _value(body: Any) -> list[Any]:

@@ -1,6 +1,6 @@
 """What a PostgreSQL connection says, checked and turned into libpq connection keywords.
 
-Two auth specs (see ``catalog/connection_specs/postgresql.json``):
+Two auth specs (see ``connectors/postgresql/spec.json``):
 
 - Connection String Based Authentication: ``connectionString``, a ``postgresql://`` URI or a libpq
   ``key=value`` string.

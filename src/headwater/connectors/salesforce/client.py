@@ -22,6 +22,7 @@ import httpx
 from headwater.connectors.errors import ConnectorError
 from headwater.connectors.http import (
     HttpClient,
+    Records,
     RetryPolicy,
     Service,
     field_named,
@@ -110,29 +111,17 @@ class SalesforceClient(HttpClient):
             raise SalesforceProtocolError(f"Salesforce's describe of {name} is not a JSON object.")
         return body
 
-    def query(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+    def query(self, soql: str) -> Iterator[Records]:
         """The records of ``soql``, one list per page (up to ``page_size`` records each)."""
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
         what = "running the query"
-        page = self.get_json(f"{self.data_path}/query", params={"q": soql}, headers=headers, what=what)
-        while True:
-            yield _field(page, "records", list)
-            if page.get("done", True):
-                return
-            page = self.get_json(_field(page, "nextRecordsUrl", str), headers=headers, what=what)
+        first = self.get_json(f"{self.data_path}/query", params={"q": soql}, headers=headers, what=what)
+        yield from self.paged(first, _records, _next_records_url, what=what, headers=headers)
 
-    def get_json(
-        self,
-        target: str,
-        *,
-        what: str,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        response = self._send("GET", target, authenticated=True, params=params, headers=headers)
-        if response.status_code >= 400:
-            raise self._rest_error(response, what)
-        return self.json(response, what)
+    def authorized_get(
+        self, target: str, *, params: Mapping[str, str] | None, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        return self._send("GET", target, authenticated=True, params=params, headers=headers)
 
     # -- login -------------------------------------------------------------------------------------
 
@@ -273,7 +262,7 @@ class SalesforceClient(HttpClient):
         session = self._session or self.login()
         return session.url(target), {**(headers or {}), "Authorization": f"Bearer {session.token}"}
 
-    def _rest_error(self, response: httpx.Response, what: str) -> ConnectorError:
+    def api_error(self, response: httpx.Response, what: str) -> ConnectorError:
         code, message = _error_of(response)
         detail = scrub(message, self.config.secrets)
         status = response.status_code
@@ -322,6 +311,18 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
             body.get("message") or body.get("error_description") or ""
         )
     return "", response.reason_phrase
+
+
+def _records(page: Any) -> Records:
+    records: Records = _field(page, "records", list)
+    return records
+
+
+def _next_records_url(page: Any) -> str | None:
+    if page.get("done", True):
+        return None
+    url: str = _field(page, "nextRecordsUrl", str)
+    return url
 
 
 def _field(body: Any, name: str, kind: type) -> Any:

@@ -16,13 +16,14 @@ carry no fraction) and each batch is then filtered exactly, ``S < delta <= E``, 
 a window boundary with microseconds neither drops nor repeats a row. The delta column defaults to
 SystemModstamp (set by every change, system ones included, and indexed), else LastModifiedDate.
 Row keys: ``Id``; incremental runs re-read 10 minutes before their window by default (runtime/lookback.py).
+Planning, paging into batches and the exact window filter are the shared reader's (connectors/httpapi.py).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
@@ -30,16 +31,10 @@ from urllib.parse import quote_plus
 import orjson
 import pyarrow as pa
 
-from headwater.connectors.arrowing import (
-    TIMESTAMP,
-    ceil_second,
-    column_chunks,
-    typed_array,
-    utc,
-    window_batch,
-)
-from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
+from headwater.connectors.arrowing import TIMESTAMP, ceil_second
+from headwater.connectors.base import ExploreItem, ReadRequest
 from headwater.connectors.http import RetryPolicy
+from headwater.connectors.httpapi import ApiColumn, ApiPlan, HttpApiConnector, Records
 from headwater.connectors.salesforce.client import SalesforceClient
 from headwater.connectors.salesforce.config import SalesforceConfig
 from headwater.connectors.salesforce.errors import (
@@ -72,41 +67,16 @@ def arrow_type(salesforce_type: str) -> pa.DataType:
     return _ARROW_TYPES.get(salesforce_type, pa.string())
 
 
-@dataclass(frozen=True)
-class _Column:
-    name: str  # output name, as the source connection wrote it
-    field: str  # Salesforce's own spelling
-    type: pa.DataType
-    original_type: str
-    label: str
-
-    def arrow_field(self) -> pa.Field:
-        return pa.field(
-            self.name, self.type, metadata={"originalType": self.original_type, "label": self.label}
-        )
-
-
-@dataclass(frozen=True)
-class _Plan:
-    soql: str
-    columns: list[_Column]  # the output columns, then the delta column if only fetched for filtering
-    outputs: int  # how many of ``columns`` are output
-    delta: int | None  # index in ``columns`` of the delta column, when a window is read
-    start: datetime | None
-    end: datetime | None
-
-    @property
-    def schema(self) -> pa.Schema:
-        return pa.schema([c.arrow_field() for c in self.columns[: self.outputs]])
-
-
-class SalesforceConnector(SourceConnector):
+class SalesforceConnector(HttpApiConnector[SalesforceClient]):
     """Reads one Salesforce org. ``retry`` tunes the client's retries (tests make them fast) and
     ``page_size`` the records per query page (200..2000, Salesforce's default and maximum 2000)."""
 
     # SystemModstamp is the transaction's start: a long transaction or a Bulk API job makes rows visible
     # minutes after their stamp (Airbyte's Salesforce source re-reads 10 minutes for the same reason).
     default_lookback_seconds = 600.0
+    service_name = "Salesforce"
+    query_rejected = SalesforceQueryRejected
+    protocol_error = SalesforceProtocolError
 
     def __init__(
         self,
@@ -131,47 +101,15 @@ class SalesforceConnector(SourceConnector):
             if o.get("queryable") and isinstance(o.get("name"), str)
         ]
 
-    def describe(self, name: str) -> pa.Schema:
-        return pa.schema([c.arrow_field() for c in self._columns(name, None)])
-
-    def preview(self, name: str, limit: int = 10) -> pa.Table:
-        request = ReadRequest(
-            params={"tableName": name},
-            data_format="tabular",
-            batch_size=max(1, limit),
-            options={"limit": limit},
-        )
-        batches = list(self.read(request))
-        return pa.Table.from_batches(batches, schema=self.describe(name))
-
-    def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
-        plan = self._plan(request)
-        size = max(1, request.batch_size)
-        keys = [c.field for c in plan.columns]
-        for chunk in column_chunks(self.client.query(plan.soql), keys, size):
-            batch = _batch(plan, chunk)
-            if batch.num_rows:
-                yield batch
-
     def primary_key(self, params: dict[str, Any]) -> tuple[str, ...]:
         return ("Id",)  # every sObject has one
 
-    def close(self) -> None:
-        self.client.close()
+    # -- what the shared reader asks (connectors/httpapi.py) -------------------------------------------
 
-    # -- planning ----------------------------------------------------------------------------------
+    def pages(self, plan: ApiPlan, request: ReadRequest) -> Iterator[Records]:
+        return self.client.query(self._soql(plan, request))
 
-    def _describe(self, name: str) -> dict[str, Any]:
-        if not isinstance(name, str) or not _IDENTIFIER.match(name):
-            raise SalesforceQueryRejected(
-                f"tableName {name!r} is not a Salesforce object name (e.g. Contact, or Custom__c): fix the "
-                "source connection's tableName."
-            )
-        if name not in self._describes:
-            self._describes[name] = self.client.describe(name)
-        return self._describes[name]
-
-    def _columns(self, name: str, wanted: list[str] | None) -> list[_Column]:
+    def columns(self, name: str, wanted: list[str] | None) -> list[ApiColumn]:
         described = self._describe(name)
         fields = [
             f for f in described.get("fields") or [] if isinstance(f, dict) and isinstance(f.get("name"), str)
@@ -200,46 +138,15 @@ class SalesforceConnector(SourceConnector):
             columns.append(_column(column, found))
         return columns
 
-    def _plan(self, request: ReadRequest) -> _Plan:
-        name = request.params.get("tableName")
-        if not name:
-            raise SalesforceQueryRejected("The source connection has no tableName: set params.tableName.")
-        columns = self._columns(str(name), _wanted(request.params.get("columns")))
-        if request.key_columns is not None:  # row keys, then the delta (connectors/base.py)
-            columns += self._columns(str(name), list(request.key_columns))
-            columns.append(self._delta_column(str(name), request.delta_column))
-        outputs = len(columns)
-        start, end = utc(request.window_start), utc(request.window_end)
-        delta: int | None = None
-        where = ""
-        if start is not None or end is not None:
-            delta_column = self._delta_column(str(name), request.delta_column)
-            delta = next((i for i, c in enumerate(columns) if c.field == delta_column.field), None)
-            if delta is None:
-                columns.append(delta_column)
-                delta = len(columns) - 1
-            where = _where(delta_column, start, end)
-        selected = list(dict.fromkeys(c.field for c in columns))
-        soql = f"SELECT {', '.join(selected)} FROM {self._describe(str(name)).get('name', name)}{where}"
-        limit = request.options.get("limit")
-        if isinstance(limit, int) and limit > 0:
-            soql += f" LIMIT {limit}"
-        if len(quote_plus(soql)) > _MAX_QUERY_URL:
-            raise SalesforceQueryRejected(
-                f"Reading {len(selected)} fields of {name} makes a query longer than Salesforce accepts "
-                "in one REST request: list only the columns you need in the source connection's columns."
-            )
-        return _Plan(soql, columns, outputs, delta, start, end)
-
-    def _delta_column(self, name: str, wanted: str | None) -> _Column:
-        fields = {c.field: c for c in self._columns(name, None)}
+    def delta_column(self, name: str, wanted: str | None) -> ApiColumn:
+        fields = {c.source: c for c in self.columns(name, None)}
         if wanted is None:
             wanted = next((d for d in _DEFAULT_DELTAS if d in fields), None)
             if wanted is None:
                 raise SalesforceQueryRejected(
                     f"{name} has neither SystemModstamp nor LastModifiedDate: name the flow's delta column."
                 )
-        column = self._columns(name, [wanted])[0]
+        column = self.columns(name, [wanted])[0]
         if column.original_type not in ("datetime", "date"):
             raise SalesforceQueryRejected(
                 f"Delta column {wanted!r} of {name} is a {column.original_type} field: incremental reads "
@@ -247,71 +154,65 @@ class SalesforceConnector(SourceConnector):
             )
         return column
 
+    def window_filter(self, column: ApiColumn, start: datetime | None, end: datetime | None) -> str:
+        """A SOQL condition that selects a superset of the window; batches are filtered exactly after."""
+        clauses = []
+        if start is not None:
+            if column.original_type == "date":
+                clauses.append(f"{column.source} >= {start.date().isoformat()}")
+            else:
+                clauses.append(f"{column.source} > {_soql_datetime(start.replace(microsecond=0))}")
+        if end is not None:
+            if column.original_type == "date":
+                upper = f"{column.source} <= {end.date().isoformat()}"
+            else:
+                upper = f"{column.source} <= {_soql_datetime(ceil_second(end))}"
+            # Rows whose delta is null belong to reads without a lower bound (connectors/base.py).
+            clauses.append(upper if start is not None else f"({upper} OR {column.source} = null)")
+        return " AND ".join(clauses)
 
-# -- building batches ----------------------------------------------------------------------------------
+    @staticmethod
+    def text(value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, dict | list):
+            return orjson.dumps(value).decode()  # compound fields (address, location)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    # -- SOQL ----------------------------------------------------------------------------------------
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise SalesforceQueryRejected(
+                f"tableName {name!r} is not a Salesforce object name (e.g. Contact, or Custom__c): fix the "
+                "source connection's tableName."
+            )
+        if name not in self._describes:
+            self._describes[name] = self.client.describe(name)
+        return self._describes[name]
+
+    def _soql(self, plan: ApiPlan, request: ReadRequest) -> str:
+        selected = plan.selected
+        where = f" WHERE {plan.where}" if plan.where else ""
+        soql = f"SELECT {', '.join(selected)} FROM {self._describe(plan.name).get('name', plan.name)}{where}"
+        limit = request.options.get("limit")
+        if isinstance(limit, int) and limit > 0:
+            soql += f" LIMIT {limit}"
+        if len(quote_plus(soql)) > _MAX_QUERY_URL:
+            raise SalesforceQueryRejected(
+                f"Reading {len(selected)} fields of {plan.name} makes a query longer than Salesforce accepts "
+                "in one REST request: list only the columns you need in the source connection's columns."
+            )
+        return soql
 
 
-def _column(name: str, described: dict[str, Any]) -> _Column:
+def _column(name: str, described: dict[str, Any]) -> ApiColumn:
     kind = str(described.get("type") or "string")
-    return _Column(name, described["name"], arrow_type(kind), kind, str(described.get("label") or name))
-
-
-def _wanted(columns: Any) -> list[str] | None:
-    if not columns:
-        return None
-    if not isinstance(columns, list):
-        raise SalesforceQueryRejected('The source connection\'s columns must be a list of {"name": ...}.')
-    names: list[str] = []
-    for entry in columns:
-        name = entry.get("name") if isinstance(entry, dict) else entry
-        if not isinstance(name, str) or not name:
-            raise SalesforceQueryRejected("Every entry of the source connection's columns needs a name.")
-        names.append(name)
-    return list(dict.fromkeys(names))
-
-
-def _where(column: _Column, start: datetime | None, end: datetime | None) -> str:
-    """A SOQL filter that selects a superset of the window; batches are filtered exactly afterwards."""
-    clauses = []
-    if start is not None:
-        if column.original_type == "date":
-            clauses.append(f"{column.field} >= {start.date().isoformat()}")
-        else:
-            clauses.append(f"{column.field} > {_soql_datetime(start.replace(microsecond=0))}")
-    if end is not None:
-        if column.original_type == "date":
-            upper = f"{column.field} <= {end.date().isoformat()}"
-        else:
-            upper = f"{column.field} <= {_soql_datetime(ceil_second(end))}"
-        # Rows whose delta is null belong to reads without a lower bound (connectors/base.py).
-        clauses.append(upper if start is not None else f"({upper} OR {column.field} = null)")
-    return " WHERE " + " AND ".join(clauses) if clauses else ""
+    field = str(described["name"])
+    return ApiColumn(name, field, field, arrow_type(kind), kind, str(described.get("label") or name))
 
 
 def _soql_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _batch(plan: _Plan, chunk: list[list[Any]]) -> pa.RecordBatch:
-    arrays = [_array(values, column) for values, column in zip(chunk, plan.columns, strict=True)]
-    return window_batch(arrays, plan.schema, plan.delta, plan.start, plan.end)
-
-
-def _array(values: list[Any], column: _Column) -> pa.Array:
-    try:
-        return typed_array(values, column.type, _text)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
-        raise SalesforceProtocolError(
-            f"Salesforce returned a value for {column.field} that is not a valid {column.original_type} "
-            f"({str(exc)[:200]})."
-        ) from None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()  # compound fields (address, location)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
