@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from headwater.api.app import create_app
 from headwater.api.serving import server_config
+from headwater.server import create_app
 from headwater.services.container import Services
 from headwater.settings import Settings
 

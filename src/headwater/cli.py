@@ -87,7 +87,7 @@ def serve(
     serving.raise_file_limit()
     serving.run(
         serving.server_config(
-            "headwater.api.app:create_app",
+            "headwater.server:create_app",
             settings,
             factory=True,
             workers=workers,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING
 
+from headwater.services.cache import TtlCache
 from headwater.services.specs import SpecCatalog, catalog
 from headwater.services.tenancy import Tenancy
 from headwater.services.tokens import TokenService
@@ -14,35 +12,14 @@ from headwater.settings import Settings
 from headwater.stores.metadata import ApiClient, MetadataStore, Org, Sandbox, open_store
 from headwater.stores.secrets import SecretBox
 
-K = TypeVar("K")
-V = TypeVar("V")
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
 
 
-class TtlCache(Generic[K, V]):
-    """A small read-through cache for hot lookups (API clients, sandboxes) on every request."""
-
-    def __init__(self, ttl_seconds: float, loader: Callable[[K], V], max_size: int = 10_000) -> None:
-        self.ttl = ttl_seconds
-        self.loader = loader
-        self.max_size = max_size
-        self._data: dict[K, tuple[float, V]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V:
-        now = time.monotonic()
-        hit = self._data.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = self.loader(key)
-        with self._lock:
-            if len(self._data) >= self.max_size:
-                self._data.clear()
-            self._data[key] = (now + self.ttl, value)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
+def services(request: HTTPConnection) -> Services:
+    """The container of the application serving ``request`` (headwater/server.py puts it on the state)."""
+    found: Services = request.app.state.services
+    return found
 
 
 class Services:
@@ -96,10 +73,14 @@ class Services:
         from headwater.services.destinations import DeadLetters
 
         self.dead_letters = DeadLetters(self)
-        from headwater.web.session import SessionSigner, Throttle
+        from headwater.edge.auth import Authenticator
+        from headwater.edge.session import SessionSigner, Throttle
 
         self.sessions = SessionSigner(self.tokens.signing_key, self.store)
         self.sign_in_throttle = Throttle()
+        self.authenticator = Authenticator(
+            settings, self.tokens, self.clients, self.sandboxes, self.orgs, self.sessions, self.identity.users
+        )
 
     def start(self) -> bool:
         """Migrate the metadata store and make sure the default organization exists.

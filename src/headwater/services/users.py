@@ -9,7 +9,7 @@ sandbox names (``"*"``: every other sandbox) to roles; ``admin`` makes an organi
 (services/access.py).
 Users are disabled, never deleted, as in Salesforce: tokens already issued to a user stop working
 within :data:`ENABLED_CACHE_SECONDS`. Disabling a user or changing their password (by an admin, through
-the API or the CLI) ends every console session of the user at once (web/session.py keeps them in the
+the API or the CLI) ends every console session of the user at once (edge/session.py keeps them in the
 metadata store); the person signs in again with the new password.
 """
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.errors import Conflict, NotFound, ValidationFailed
 from headwater.services import access, listing
-from headwater.services.container import TtlCache
+from headwater.services.cache import TtlCache
 from headwater.services.resources import Built, ServiceCollection, require_object
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Org, Resource, Sandbox, Scope

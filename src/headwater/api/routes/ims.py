@@ -7,10 +7,10 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 
-from headwater.api import calls
-from headwater.api.auth import services
 from headwater.api.responses import JSONResponse
+from headwater.edge import calls
 from headwater.errors import BadRequest, Unauthenticated
+from headwater.services.container import services
 
 router = APIRouter(tags=["Authentication"])
 

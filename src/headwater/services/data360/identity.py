@@ -51,7 +51,7 @@ import jwt
 
 from headwater.errors import Forbidden
 from headwater.services import access
-from headwater.services.container import TtlCache
+from headwater.services.cache import TtlCache
 from headwater.services.data360 import apppolicy
 from headwater.services.data360.apppolicy import ACCESS_TOKEN_SECONDS as ACCESS_TOKEN_SECONDS
 from headwater.services.data360.apppolicy import IP_RELAXATION as IP_RELAXATION

@@ -9,14 +9,22 @@ PostgreSQL call, which waits on the network, run in the pool and never block the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from headwater.services.container import Services
+from headwater.stores.metadata import MetadataStore
 
 T = TypeVar("T")
+
+
+class Services(Protocol):
+    """What a call needs of the container: the metadata store it reads and writes (whether reads may run
+    inline, whether it takes one writer at a time)."""
+
+    @property
+    def store(self) -> MetadataStore: ...
 
 
 async def read(services: Services, fn: Callable[..., T], *args: Any) -> T:
