@@ -14,8 +14,8 @@ import httpx
 import uvicorn
 
 from headwater.api.serving import server_config
+from headwater.container import Services
 from headwater.server import create_app
-from headwater.services.container import Services
 from headwater.settings import Settings
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from headwater.services.container import Services
+from headwater.container import Services
 from headwater.services.tenancy import Actor
 from headwater.settings import Settings
 

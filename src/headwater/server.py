@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from headwater import __version__, web
 from headwater.api.app import install as install_api
 from headwater.api.responses import JSONResponse
-from headwater.services.container import Services
+from headwater.container import Services
 from headwater.settings import Settings, load_settings
 
 log = logging.getLogger("headwater")

@@ -23,7 +23,7 @@ from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 CODE = "CAT-1400-400"
 TABLE_TAG = "adobe/pqs/table"

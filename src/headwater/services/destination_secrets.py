@@ -28,7 +28,7 @@ from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import SecretBox, is_sealed
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 # --- secrets inside the request -----------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from headwater.stores.metadata import Resource
 from headwater.stores.secrets import SecretBox
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 ICONS = (
     "api",

@@ -18,8 +18,8 @@ from headwater.services.catalogsvc import TABLE_TAG
 from headwater.services.tenancy import Actor
 
 if TYPE_CHECKING:
+    from headwater.container import Services
     from headwater.lake.iceberg import Lake
-    from headwater.services.container import Services
     from headwater.stores.metadata import Scope
 
 

@@ -25,7 +25,7 @@ from headwater.stores.metadata import (
 )
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 SYSTEM_FIELDS = frozenset(
     {

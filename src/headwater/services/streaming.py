@@ -100,7 +100,7 @@ class MessageRejected(Exception):
 
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 
 class Streams:

@@ -31,7 +31,7 @@ from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Org, Resource, Sandbox, Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 ORG_LEVEL = "_org"  # the sandbox id of organization-level resources (no sandbox row has it)
 ENABLED_CACHE_SECONDS = 2.0

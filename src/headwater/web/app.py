@@ -22,12 +22,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from headwater.container import Services, services
 from headwater.edge.audit import writer as audit_writer
 from headwater.edge.auth import client_host, session_of
 from headwater.edge.html import SECURITY_HEADERS
 from headwater.edge.session import COOKIE, LIFETIME_SECONDS, Session
 from headwater.services import access, audit
-from headwater.services.container import Services, services
 from headwater.stores.metadata import Resource
 from headwater.web import HERE
 

@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api.responses import JSONResponse, created, json_body
+from headwater.container import services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.errors import BadRequest
-from headwater.services.container import services
 from headwater.services.conversion import MappingSets
 from headwater.services.tenancy import Actor
 

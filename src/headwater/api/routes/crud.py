@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api.responses import JSONResponse, created, json_body
+from headwater.container import Services, services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.services import listing
-from headwater.services.container import Services, services
 from headwater.services.resources import Collection
 from headwater.services.tenancy import Actor
 

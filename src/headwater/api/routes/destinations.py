@@ -17,12 +17,12 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api.responses import JSONResponse, json_body
 from headwater.api.routes.crud import list_response
+from headwater.container import services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.errors import ValidationFailed
 from headwater.runtime.delivery import destination
 from headwater.services import listing
-from headwater.services.container import services
 from headwater.services.tenancy import Actor
 
 PREFIX = "/data/foundation/flowservice"

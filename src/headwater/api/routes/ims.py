@@ -8,9 +8,9 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 
 from headwater.api.responses import JSONResponse
+from headwater.container import services
 from headwater.edge import calls
 from headwater.errors import BadRequest, Unauthenticated
-from headwater.services.container import services
 
 router = APIRouter(tags=["Authentication"])
 

@@ -16,13 +16,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from headwater.api.responses import JSONResponse, json_body
+from headwater.container import Services, services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.engines.mapping import compile_mapping
 from headwater.engines.mapping.engine import CODE
 from headwater.engines.mapping.rows import to_batch
 from headwater.errors import ValidationFailed
-from headwater.services.container import Services, services
 from headwater.services.tenancy import Actor
 
 PATH = "/data/foundation/conversion/mappingSets/preview"

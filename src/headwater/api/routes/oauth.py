@@ -32,11 +32,11 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api.responses import JSONResponse, created, json_body
 from headwater.api.routes.crud import PATCH_BODY, list_response
+from headwater.container import services
 from headwater.edge import calls
 from headwater.edge.auth import client_host, platform_actor
 from headwater.errors import BadRequest
 from headwater.services import listing
-from headwater.services.container import services
 from headwater.services.data360 import apppolicy
 from headwater.services.data360.consent import GRANT_TYPES
 from headwater.services.data360.identity import (

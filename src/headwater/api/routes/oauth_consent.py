@@ -27,10 +27,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from headwater.api.routes.oauth import NO_STORE, TOKENS_TAG, _field, _form, _refusal
+from headwater.container import services
 from headwater.edge import calls
 from headwater.edge.auth import client_host, session_of
 from headwater.edge.html import SECURITY_HEADERS
-from headwater.services.container import services
 from headwater.services.data360.authorize import SCOPE_LABELS, Authorization, PageError, Redirected
 from headwater.services.data360.identity import OAuthError
 

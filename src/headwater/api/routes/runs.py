@@ -9,11 +9,11 @@ from fastapi.responses import Response
 
 from headwater.api.responses import JSONResponse, json_body
 from headwater.api.routes.crud import list_response
+from headwater.container import services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.errors import BadRequest, NotFound
 from headwater.services import listing
-from headwater.services.container import services
 from headwater.services.tenancy import Actor
 from headwater.stores.rowerrors import errors_file as row_errors_file
 

@@ -14,12 +14,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api.responses import JSONResponse, created, json_body
+from headwater.container import services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.engines.xdm_compose import strip_text
 from headwater.errors import NotFound
 from headwater.services import listing
-from headwater.services.container import services
 from headwater.services.schemas import SchemaRegistry
 from headwater.services.schemas.base import XedCollection, registry_metadata
 from headwater.services.schemas.xdm import summary

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from headwater.api.responses import JSONResponse, json_body
+from headwater.container import services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.services import access
-from headwater.services.container import services
 from headwater.services.tenancy import Actor
 
 router = APIRouter()

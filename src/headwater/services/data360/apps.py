@@ -51,7 +51,7 @@ from headwater.stores.metadata import Resource
 from headwater.stores.secrets import MASK
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 SCOPES = ("api", "refresh_token", "offline_access", "cdp_ingest_api")
 INGEST_SCOPE = "cdp_ingest_api"

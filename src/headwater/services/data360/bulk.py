@@ -38,7 +38,7 @@ from headwater.services.runs import iso
 from headwater.stores.metadata import AlreadyExists, Resource, Scope, StaleWrite
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 log = logging.getLogger("headwater.data360.bulk")
 

@@ -24,7 +24,7 @@ from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, StaleWrite
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 CONNECTOR_TYPE = "StreamingApp"
 APP_TYPE = "ServerToServer"

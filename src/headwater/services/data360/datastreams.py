@@ -56,7 +56,7 @@ from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 KIND = "data360DataStream"
 

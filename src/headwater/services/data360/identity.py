@@ -70,7 +70,7 @@ from headwater.stores.metadata import Resource
 from headwater.stores.secrets import load_or_create_key
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 CDP_EXCHANGE = "urn:salesforce:grant-type:external:cdp"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"

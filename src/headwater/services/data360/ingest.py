@@ -27,7 +27,7 @@ from headwater.services.runs import iso
 from headwater.stores.metadata import Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
     from headwater.services.data360.identity import IngestPrincipal
 
 log = logging.getLogger(__name__)

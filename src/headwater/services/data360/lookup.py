@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from headwater.stores.metadata import Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 TTL = 2.0
 

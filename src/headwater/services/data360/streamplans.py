@@ -23,7 +23,7 @@ from headwater.services.tenancy import SANDBOX_NAME, Actor
 from headwater.stores.metadata import Resource, Sandbox
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 CODE = "SSOT-1422-400"
 DEFAULT_CADENCE = {"Engagement": 900, "Profile": 3600}

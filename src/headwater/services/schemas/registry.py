@@ -25,7 +25,7 @@ from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 EVOLUTION_CODE = "SCHEMA-1422-400"
 # Keys of a stored schema copied to its resolved form.

@@ -1,4 +1,6 @@
-"""The composition root: every service of one Headwater process, built from the settings."""
+"""The composition root: every service of one Headwater process, built from the settings and wired
+together. Wiring only: entry points (server, worker, CLI) and the request entry points of api/ and web/
+import it; services and the HTTP edge never do (tests/test_layering.py)."""
 
 from __future__ import annotations
 
