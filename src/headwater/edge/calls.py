@@ -19,7 +19,7 @@ from headwater.stores.metadata import MetadataStore
 T = TypeVar("T")
 
 
-class Services(Protocol):
+class HasStore(Protocol):
     """What a call needs of the container: the metadata store it reads and writes (whether reads may run
     inline, whether it takes one writer at a time)."""
 
@@ -27,7 +27,7 @@ class Services(Protocol):
     def store(self) -> MetadataStore: ...
 
 
-async def read(services: Services, fn: Callable[..., T], *args: Any) -> T:
+async def read(services: HasStore, fn: Callable[..., T], *args: Any) -> T:
     if services.store.reads_inline:
         return fn(*args)
     return await run_in_threadpool(fn, *args)
@@ -36,7 +36,7 @@ async def read(services: Services, fn: Callable[..., T], *args: Any) -> T:
 _WRITERS: dict[int, anyio.CapacityLimiter] = {}
 
 
-async def write(services: Services, fn: Callable[..., T], *args: Any) -> T:
+async def write(services: HasStore, fn: Callable[..., T], *args: Any) -> T:
     """Run a write in the thread pool. On a single-writer store (SQLite) at most one write per process
     runs at a time: the others wait as tasks on the loop rather than as threads convoying on a lock."""
     if not services.store.single_writer:
