@@ -93,7 +93,7 @@ async def capacity(url: str, records: int, connections: int) -> float:
 
 
 def headwater_setup(home: Path, url: str, records: int, connections: int) -> tuple[Any, Any]:
-    from headwater.services.container import Services
+    from headwater.container import Services
     from headwater.services.tenancy import Actor
     from headwater.settings import Settings
 

@@ -75,7 +75,7 @@ def phase_baseline(csv_path: Path, out: Path) -> dict[str, Any]:
 
 def bench_services(home: Path, **settings: Any) -> tuple[Any, Any]:
     """Services on a fresh home, and an actor in the default organization's prod sandbox."""
-    from headwater.services.container import Services
+    from headwater.container import Services
     from headwater.services.tenancy import Actor
     from headwater.settings import Settings
 

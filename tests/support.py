@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-from headwater.api.app import create_app
 from headwater.api.serving import server_config
-from headwater.services.container import Services
+from headwater.container import Services
+from headwater.server import create_app
 from headwater.settings import Settings
 
 

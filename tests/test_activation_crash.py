@@ -72,7 +72,7 @@ def settle(d: StreamingDeployment, sink: SinkFake, flow: str) -> tuple[set[str],
 def covered_by_checkpoint(d: StreamingDeployment, flow: str) -> set[str]:
     """The emails of the records the flow's saved checkpoint counts as finished (read from the home while
     no worker runs): those before its offset, and those it lists as done after it."""
-    from headwater.services.container import Services
+    from headwater.container import Services
     from headwater.settings import Settings
     from headwater.stores.log.base import StreamLog
 

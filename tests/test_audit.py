@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from headwater.edge.session import COOKIE, CSRF_HEADER
 from headwater.services.users import actor_for
-from headwater.web.session import COOKIE, CSRF_HEADER
 from tests.flows_helpers import FS, SALESFORCE
 from tests.support import ApiClient, LiveServer, role_client
 

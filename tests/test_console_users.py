@@ -16,8 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from headwater.edge.session import COOKIE
 from headwater.services.users import actor_for
-from headwater.web.session import COOKIE
 from tests.conftest import ConsoleOrg, console_org, screenshot
 from tests.support import LiveServer, watch_page
 

@@ -195,7 +195,7 @@ def test_every_write_of_the_api_needs_a_named_permission(server: LiveServer) -> 
     the table complete, and free of routes that no longer exist."""
     from fastapi.routing import APIRoute
 
-    from headwater.api.auth import platform_actor
+    from headwater.edge.auth import platform_actor
 
     def routes(items: Any) -> Iterator[APIRoute]:
         for item in items:

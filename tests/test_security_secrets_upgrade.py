@@ -158,5 +158,5 @@ def test_a_destination_saved_before_sealing_is_masked_then_sealed_and_still_send
     docs = [stored(server, "connection", conn_id).doc, stored(server, "targetConnection", target_id).doc]
     assert found(json.dumps(docs), plants) == [], docs
     assert all(destination_secrets.SEALED_MARK in json.dumps(doc) for doc in docs)
-    assert destinations.seal_legacy(server.services) == 0
+    assert destinations.seal_legacy(server.services.store, server.services.box) == 0
     check_answers_and_delivery()

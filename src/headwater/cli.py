@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from headwater.services.container import Services
+from headwater.container import Services
 from headwater.services.tenancy import Actor
 from headwater.settings import Settings
 
@@ -87,7 +87,7 @@ def serve(
     serving.raise_file_limit()
     serving.run(
         serving.server_config(
-            "headwater.api.app:create_app",
+            "headwater.server:create_app",
             settings,
             factory=True,
             workers=workers,

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
     from headwater.services.tenancy import Actor
 
 keys_app = typer.Typer(no_args_is_help=True, help="RSA key pairs and certificates for the JWT bearer flow.")

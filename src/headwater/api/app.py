@@ -1,10 +1,7 @@
-"""The FastAPI application: one process serving every API of Headwater."""
+"""The platform API: every route of Headwater's HTTP API, installed on the server's application."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -12,13 +9,9 @@ from fastapi.openapi.utils import get_openapi
 
 from headwater import __version__
 from headwater.api import errors
-from headwater.api.audit import AuditTrail
 from headwater.api.limits import BodyLimits
-from headwater.api.responses import JSONResponse
-from headwater.services.container import Services
-from headwater.settings import Settings, load_settings
-
-log = logging.getLogger("headwater")
+from headwater.edge.audit import AuditTrail
+from headwater.settings import Settings
 
 _HEADERS = [
     ("x-api-key", "The client id the access token was issued to."),
@@ -27,46 +20,10 @@ _HEADERS = [
 ]
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
-    settings = settings or load_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = services or Services(settings)
-        svc.start()
-        app.state.services = svc
-        svc.ingestion_connectors.start()  # Data 360 bulk jobs; resumes those a previous process left
-        if services is None:  # a real server process (not a test's in-process app)
-            from headwater.process import tune_garbage_collector
-
-            tune_garbage_collector()
-        worker = None
-        if settings.embedded_worker and services is None:
-            from headwater.runtime.worker import start_in_background
-
-            worker = start_in_background(svc)
-        log.info(
-            "Headwater %s serving; metadata at %s", __version__, _safe_url(settings.resolved_database_url)
-        )
-        try:
-            yield
-        finally:
-            svc.ingestion_connectors.stop()
-            if worker is not None:
-                worker.stop()
-            if services is None:
-                svc.close()
-
-    app = FastAPI(
-        title="Headwater",
-        version=__version__,
-        description="Self-hosted customer data platform core. Paths, headers and payloads follow Adobe "
-        "Experience Platform's Flow Service, Schema Registry, Catalog and Conversion APIs.",
-        lifespan=lifespan,
-        default_response_class=JSONResponse,
-    )
-    if services is not None:
-        app.state.services = services
+def install(app: FastAPI, settings: Settings) -> None:
+    """The platform API on ``app`` (headwater/server.py composes it with the console): error answers,
+    the middleware (body limits, inlet fast path, audit trail), the routers, /health and the OpenAPI
+    document with its security schemes."""
     errors.install(app)
     from headwater.api.routes import (
         audit,
@@ -102,9 +59,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(runs.router)
     app.include_router(sandboxes.router)
     app.include_router(audit.router)
-    from headwater import web
-
-    web.install(app)
     app.include_router(uploads.router)
     app.include_router(oauth.router)
     app.include_router(users.router)
@@ -137,11 +91,3 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
-
-
-def _safe_url(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

@@ -28,11 +28,11 @@ from headwater.catalog import ids
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError
+from headwater.container import Services
 from headwater.errors import HeadwaterError
 from headwater.runtime import lookback
 from headwater.runtime.faults import crash_point
 from headwater.runtime.window import Keys, Window, choose_window, overlap_keys
-from headwater.services.container import Services
 from headwater.services.ids import new_etag, now_ms
 from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, new_batch_doc
 from headwater.services.tenancy import Actor

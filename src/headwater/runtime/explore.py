@@ -6,8 +6,8 @@ from typing import Any
 
 from headwater.connectors import registry
 from headwater.connectors.errors import ConnectorError
+from headwater.container import Services
 from headwater.errors import BadRequest, HeadwaterError
-from headwater.services.container import Services
 from headwater.services.tenancy import Actor
 
 

@@ -39,10 +39,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.container import Services
 from headwater.runtime.executor import worker_actor
 from headwater.runtime.streammessages import MappingBroken, _corrupt, _decode, _fill, _map
 from headwater.runtime.streamruns import StreamRuns
-from headwater.services.container import Services
 from headwater.services.ids import now_ms
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource

@@ -22,8 +22,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from headwater.container import Services
 from headwater.runtime.executor import save_resource
-from headwater.services.container import Services
 from headwater.services.ids import new_etag, now_ms
 from headwater.services.runs import (
     FAILED,

@@ -14,9 +14,9 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
+from headwater.container import Services
 from headwater.errors import NotFound
 from headwater.runtime.streaming import IDLE_POLL_SECONDS, MicroBatcher, is_streaming
-from headwater.services.container import Services
 from headwater.stores.metadata import Resource, Scope
 
 log = logging.getLogger("headwater.streaming")

@@ -7,9 +7,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from headwater.container import Services
 from headwater.runtime.streaming import MicroBatcher
 from headwater.runtime.streammessages import CORRUPT, EMPTY, UNREADABLE, all_null
-from headwater.services.container import Services
 from headwater.stores.metadata import Scope
 
 MAX_VIOLATIONS = 5

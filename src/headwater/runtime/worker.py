@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
+from headwater.container import Services
 from headwater.runtime.executor import Counters, RunExecution
-from headwater.services.container import Services
 from headwater.services.ids import new_hex, now_ms
 from headwater.services.runs import new_run_doc, new_run_id
 from headwater.stores.metadata import QueuedRun, Resource, Scope

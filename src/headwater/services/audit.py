@@ -6,7 +6,7 @@ the permission it needed) and how it ended (``allow`` for a 2xx, ``deny`` for a 
 ``fail`` for anything else). Events render in the shape of AEP's Audit Query API (:func:`render`), whose
 ``property=`` filters :func:`parse_query` turns into the store's ``(field, op, value)`` triples.
 
-The middleware that watches calls is api/audit.py; the route that reads events is api/routes/audit.py.
+The middleware that watches calls is edge/audit.py; the route that reads events is api/routes/audit.py.
 """
 
 from __future__ import annotations

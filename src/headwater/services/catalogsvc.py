@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 from headwater.errors import BadRequest, PreconditionFailed, ValidationFailed
 from headwater.services import jsonpatch, listing
 from headwater.services.ids import etag_matches, new_hex
-from headwater.services.resources import Built, ServiceCollection, text_field
+from headwater.services.resources import Built, Collection, text_field
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import Resource
+from headwater.stores.metadata import MetadataStore, Resource
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.services.schemas import SchemaRegistry
+    from headwater.settings import Settings
 
 CODE = "CAT-1400-400"
 TABLE_TAG = "adobe/pqs/table"
@@ -53,13 +54,15 @@ _ORDER_FIELDS = {"created": "created", "updated": "updated", "name": "name"}
 Hook = Callable[[Actor, Resource], None]
 
 
-class DataSets(ServiceCollection):
+class DataSets(Collection):
     kind = "dataSet"
     label = "dataset"
     service = "CAT"
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
+    def __init__(self, store: MetadataStore, settings: Settings, schemas: SchemaRegistry) -> None:
+        super().__init__(store)
+        self.settings = settings
+        self.schemas = schemas
         self._created_hooks: list[Hook] = []
         self._deleted_hooks: list[Hook] = []
 
@@ -124,7 +127,7 @@ class DataSets(ServiceCollection):
 
             for _, batch_id in referrers:
                 self.store.delete("batch", actor.scope, batch_id)
-                shutil.rmtree(errors_file(self.services.settings.warehouse_dir, batch_id).parent, True)
+                shutil.rmtree(errors_file(self.settings.warehouse_dir, batch_id).parent, True)
         super().delete(actor, ident)
         for hook in self._deleted_hooks:
             hook(actor, resource)
@@ -169,7 +172,7 @@ class DataSets(ServiceCollection):
         if not isinstance(content_type, str):
             errors.append({"path": "schemaRef.contentType", "message": "must be a string"})
             return None
-        schema = self.services.schemas.get_schema(actor, value["id"])
+        schema = self.schemas.get_schema(actor, value["id"])
         if schema is None:
             errors.append(
                 {"path": "schemaRef.id", "message": f"{value['id']!r} is not a schema in this sandbox"}

@@ -18,10 +18,10 @@ from headwater.engines.mapping.engine import CODE, SOURCE_TYPES
 from headwater.errors import BadRequest, ValidationFailed
 from headwater.services import listing
 from headwater.services.ids import new_hex, now_ms
-from headwater.services.resources import Built, ServiceCollection, require_object
-from headwater.services.schemas import field_at
+from headwater.services.resources import Built, Collection, require_object
+from headwater.services.schemas import SchemaRegistry, field_at
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import AlreadyExists, Resource
+from headwater.stores.metadata import AlreadyExists, MetadataStore, Resource
 
 if TYPE_CHECKING:
     pass
@@ -36,10 +36,14 @@ _ORDER = {
 }
 
 
-class MappingSets(ServiceCollection):
+class MappingSets(Collection):
     kind = "mappingSet"
     label = "mapping set"
     service = "CONV"
+
+    def __init__(self, store: MetadataStore, schemas: SchemaRegistry) -> None:
+        super().__init__(store)
+        self.schemas = schemas
 
     def new_id(self) -> str:
         return new_hex(16)
@@ -90,7 +94,7 @@ class MappingSets(ServiceCollection):
         version = int(existing.doc["version"]) + 1 if existing else 0
         mappings: list[dict[str, Any]] = []
         if output is not None:
-            resolved = self.services.schemas.resolve(actor, output["id"])
+            resolved = self.schemas.resolve(actor, output["id"])
             mappings = parse_mappings(body.get("mappings"), resolved, output["id"], version, errors)
         if errors:
             raise ValidationFailed(errors, code=CODE)
@@ -137,11 +141,11 @@ class MappingSets(ServiceCollection):
             return None
         where, schema_id = ("outputSchema.schemaRef.id", ref["id"]) if ref else ("xdmSchema", legacy)
         assert isinstance(schema_id, str)
-        schema = self.services.schemas.get_schema(actor, schema_id)
+        schema = self.schemas.get_schema(actor, schema_id)
         if schema is None:
             errors.append({"path": where, "message": f"{schema_id!r} is not a schema in this sandbox"})
             return None
-        other = self.services.schemas.get_schema(actor, legacy) if ref and isinstance(legacy, str) else schema
+        other = self.schemas.get_schema(actor, legacy) if ref and isinstance(legacy, str) else schema
         if other is None or other.id != schema.id:
             errors.append(
                 {"path": "xdmSchema", "message": "differs from outputSchema.schemaRef.id; send one"}

@@ -21,14 +21,11 @@ imports nothing from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headwater.connectors.http_destination import secrecy
 from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import SecretBox, is_sealed
-
-if TYPE_CHECKING:
-    from headwater.services.container import Services
 
 # --- secrets inside the request -----------------------------------------------------------------------
 
@@ -188,7 +185,7 @@ def plain_auth(params: dict[str, Any]) -> tuple[dict[str, Any], set[tuple[str, s
 
 
 def seal_auth(
-    services: Services, org_id: str, params: dict[str, Any], errors: list[dict[str, str]]
+    box: SecretBox, org_id: str, params: dict[str, Any], errors: list[dict[str, str]]
 ) -> dict[str, Any]:
     """Auth params of a destination as stored: secret ``extraHeaders``/``formItems`` values sealed in
     place (associated data ``{org}:{key}.{name}``, as Connections.secret_params_of opens them)."""
@@ -202,7 +199,7 @@ def seal_auth(
             if value == secrecy.MASK:
                 errors.append({"path": f"auth.params.{key}.{name}", "message": message})
         plain[key] = {
-            name: services.box.seal(value, f"{org_id}:{key}.{name}") if (key, name) in secret else value
+            name: box.seal(value, f"{org_id}:{key}.{name}") if (key, name) in secret else value
             for name, value in items.items()
         }
     return plain

@@ -17,7 +17,7 @@ destination_secrets.py's; the one-time sealing of destinations saved before that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from headwater.catalog import ids
 from headwater.connectors.errors import OutboundRefused
@@ -35,13 +35,22 @@ from headwater.services.destination_secrets import (
     request_of,
     sealed_request,
 )
-from headwater.services.resources import Built, ServiceCollection
+from headwater.services.resources import Built, Collection
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import Resource
+from headwater.stores.metadata import MetadataStore, Resource
 from headwater.stores.secrets import SecretBox
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.connectors.outbound import OutboundPolicy
+
+
+class WithOutbound(Protocol):
+    """What the save-time URL checks need: the outbound policy, held by whoever calls (a connection
+    service; the runtime's delivery passes the container until it receives the policy itself)."""
+
+    @property
+    def outbound(self) -> OutboundPolicy: ...
+
 
 ICONS = (
     "api",
@@ -81,7 +90,7 @@ def refuse_edit() -> BadRequest:
 
 
 def check_connection(
-    services: Services, body: dict[str, Any], errors: list[dict[str, str]]
+    services: WithOutbound, body: dict[str, Any], errors: list[dict[str, str]]
 ) -> dict[str, Any]:
     """The destination fields of a base connection body (``icon``), with the token URL checked against
     the outbound policy now, as the request URL is (not first when a token is fetched)."""
@@ -95,14 +104,16 @@ def check_connection(
     return {"icon": icon}
 
 
-def check_token_url(services: Services, params: dict[str, Any], errors: list[dict[str, str]]) -> None:
+def check_token_url(services: WithOutbound, params: dict[str, Any], errors: list[dict[str, str]]) -> None:
     """``accessTokenUrl`` of OAuth auth params against the outbound policy (400 naming the field)."""
     url = params.get("accessTokenUrl")
     if isinstance(url, str) and url.lower().startswith("https://"):
         _check_outbound(services, url, "auth.params.accessTokenUrl", errors)
 
 
-def check_request(services: Services, params: dict[str, Any], errors: list[dict[str, str]]) -> CheckedRequest:
+def check_request(
+    services: WithOutbound, params: dict[str, Any], errors: list[dict[str, str]]
+) -> CheckedRequest:
     """A target connection's request params, normalized (default headers and timeouts filled in, values
     given as ``{"value", "secret"}`` unwrapped) and checked: the template compiles, the fixed part of
     the URL passes the outbound policy, no value is the mask."""
@@ -163,7 +174,12 @@ def _refuse_masks(params: dict[str, Any], errors: list[dict[str, str]]) -> None:
 
 
 def stored_request(
-    services: Services, org_id: str, base_id: Any, params: dict[str, Any], errors: list[dict[str, str]]
+    services: WithOutbound,
+    box: SecretBox,
+    org_id: str,
+    base_id: Any,
+    params: dict[str, Any],
+    errors: list[dict[str, str]],
 ) -> dict[str, Any]:
     """The request params as stored: checked (:func:`check_request`), secret header values and a secret
     body sealed in place, a URL with secrets kept as its masked form with the real one sealed beside it
@@ -171,13 +187,13 @@ def stored_request(
     checked = check_request(services, params, errors)
     if errors or not isinstance(base_id, str):
         return checked.params
-    return sealed_request(services.box, org_id, base_id, checked)
+    return sealed_request(box, org_id, base_id, checked)
 
 
 # --- sealing destinations saved before the rule (run when services start) ---------------------------
 
 
-def seal_legacy(services: Services) -> int:
+def seal_legacy(store: MetadataStore, box: SecretBox) -> int:
     """Seal, by the rule and with the associated data a save uses now, the secret places of every HTTP
     destination saved before the rule existed (its request and its connection's extra headers and form
     items), and mark each document done. Idempotent: marked documents are left alone, so values marked
@@ -185,22 +201,22 @@ def seal_legacy(services: Services) -> int:
     replaced only if its etag is still the one read, and a process that loses the race re-reads it and
     finds it marked. Once every document is done the store keeps an upgrade mark, and later starts
     return at once without reading any document. Returns how many documents were rewritten."""
-    if services.store.has_mark(SEALED_UPGRADE):
+    if store.has_mark(SEALED_UPGRADE):
         return 0  # done once, by this or another process: later starts read nothing
     done = 0
     for kind, seal in (("targetConnection", _seal_target), ("connection", _seal_connection)):
-        for resource in services.store.scan_kind(kind):
-            done += _seal_one(services, resource, seal)
-    services.store.set_mark(SEALED_UPGRADE)
+        for resource in store.scan_kind(kind):
+            done += _seal_one(store, box, resource, seal)
+    store.set_mark(SEALED_UPGRADE)
     return done
 
 
-def _seal_one(services: Services, resource: Resource | None, seal: Any) -> int:
+def _seal_one(store: MetadataStore, box: SecretBox, resource: Resource | None, seal: Any) -> int:
     from headwater.services.ids import new_etag
     from headwater.stores.metadata import StaleWrite
 
     while resource is not None:
-        doc = seal(services.box, resource)
+        doc = seal(box, resource)
         if doc is None:
             return 0
         updated = Resource(
@@ -208,10 +224,10 @@ def _seal_one(services: Services, resource: Resource | None, seal: Any) -> int:
             resource.created_at, resource.updated_at, refs=list(resource.refs),
         )  # fmt: skip
         try:
-            services.store.update(updated, resource.etag)
+            store.update(updated, resource.etag)
             return 1
         except StaleWrite:  # another process (or a user) changed it meanwhile: look again
-            resource = services.store.get(resource.kind, resource.scope, resource.id)
+            resource = store.get(resource.kind, resource.scope, resource.id)
     return 0
 
 
@@ -253,7 +269,7 @@ def _fixed_part(url: str) -> str:
     return url if cut < 0 else url[:cut]
 
 
-def _check_outbound(services: Services, url: str, path: str, errors: list[dict[str, str]]) -> None:
+def _check_outbound(services: WithOutbound, url: str, path: str, errors: list[dict[str, str]]) -> None:
     try:
         services.outbound.check_url(url)
     except OutboundRefused as exc:
@@ -279,7 +295,8 @@ def delivery_options(options: dict[str, Any], errors: list[dict[str, str]]) -> d
 
 
 def check_activation(
-    services: Services,
+    store: MetadataStore,
+    box: SecretBox,
     actor: Actor,
     sources: list[Resource],
     targets: list[Resource],
@@ -298,10 +315,7 @@ def check_activation(
     for index, source in enumerate(sources):
         if source.doc["connectionSpec"]["id"] == ids.DATA_LAKE:
             dataset_id = (source.doc.get("params") or {}).get("dataSetId")
-            if (
-                not isinstance(dataset_id, str)
-                or services.store.get("dataSet", actor.scope, dataset_id) is None
-            ):
+            if not isinstance(dataset_id, str) or store.get("dataSet", actor.scope, dataset_id) is None:
                 message = f"its dataset {dataset_id!r} does not exist in this sandbox"
                 errors.append({"path": f"sourceConnectionIds[{index}]", "message": message})
     variables: set[str] = set()
@@ -312,7 +326,7 @@ def check_activation(
             errors.extend(check(bindings, f"transformations[{index}].params.bindings"))
     if targets:
         try:
-            request = request_of(actor.scope, targets[0], services.box)
+            request = request_of(actor.scope, targets[0], box)
             template = RequestTemplate.compile(request.params)
             variables = {name.split(".")[0] for name in template.variables}
         except TemplateInvalid:
@@ -330,7 +344,7 @@ def check_activation(
         )
 
 
-class DeadLetters(ServiceCollection):
+class DeadLetters(Collection):
     """Records an activation gave up on, with the rendered request (secrets masked), the last response and
     the reason. Created by the delivery engine only; replayed through the API."""
 

@@ -19,16 +19,19 @@ from headwater.services.tenancy import Actor
 
 if TYPE_CHECKING:
     from headwater.lake.iceberg import Lake
-    from headwater.services.container import Services
-    from headwater.stores.metadata import Scope
+    from headwater.services.catalogsvc import DataSets
+    from headwater.settings import Settings
+    from headwater.stores.metadata import MetadataStore, Scope
 
 
 class Queries:
     """Runs a caller's SQL over the datasets of the caller's sandbox."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.engine = QueryEngine(QueryLimits.from_settings(services.settings))
+    def __init__(self, settings: Settings, store: MetadataStore, datasets: DataSets, lake: Lake) -> None:
+        self.store = store
+        self.datasets = datasets
+        self.lake = lake
+        self.engine = QueryEngine(QueryLimits.from_settings(settings))
 
     def run(self, actor: Actor, sql: str, dataset_id: str | None = None) -> QueryResult:
         """Run one SELECT; ``dataset_id`` (a dataset of the actor's sandbox) is also the table ``dataset``.
@@ -37,12 +40,12 @@ class Queries:
         SQL that cannot run as written, is refused, or passes a limit.
         """
         tables: dict[str, TableSource] = {}
-        for resource in self.services.store.list(self.services.datasets.kind, actor.scope).items:
+        for resource in self.store.list(self.datasets.kind, actor.scope).items:
             for name in resource.doc.get("tags", {}).get(TABLE_TAG, [])[:1]:
-                tables[str(name)] = _DatasetTable(self.services.lake, actor.scope, resource.id, str(name))
+                tables[str(name)] = _DatasetTable(self.lake, actor.scope, resource.id, str(name))
         if dataset_id is not None:
-            named = self.services.datasets.get(actor, dataset_id)
-            tables["dataset"] = _DatasetTable(self.services.lake, actor.scope, named.id, "dataset")
+            named = self.datasets.get(actor, dataset_id)
+            tables["dataset"] = _DatasetTable(self.lake, actor.scope, named.id, "dataset")
         return self.engine.run(sql, tables)
 
 

@@ -25,7 +25,7 @@ from headwater.stores.metadata import (
 )
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 SYSTEM_FIELDS = frozenset(
     {
@@ -198,7 +198,9 @@ class Collection(ABC):
 
 
 class ServiceCollection(Collection):
-    """A collection whose rules consult other services (schemas, datasets, specs, secrets)."""
+    """A collection handed the whole container: left only for services/runs.py (Runs, Batches), which is
+    being rewritten as the run ledger; every other collection takes its collaborators in its constructor
+    (docs/pending/edges.md). Goes, with its import of the container, once runs.py does the same."""
 
     def __init__(self, services: Services) -> None:
         super().__init__(services.store)

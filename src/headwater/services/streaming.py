@@ -2,7 +2,7 @@
 
 CONTRACT used by other modules (keep these signatures):
 
-    Streams(services)
+    Streams(settings, store, box)
         .log -> StreamLog                      the process's streaming log (opened on first use)
         await .publish(scope, flow_id, records, kind="raw") -> list[int]
             Append ``records`` (dicts shaped as the flow's source records) to the flow's log stream.
@@ -27,15 +27,16 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from headwater.catalog import ids
 from headwater.connectors.customerio.webhook import SIGNING_KEY_PARAM
+from headwater.settings import Settings
 from headwater.stores.log import StreamLog, open_log
-from headwater.stores.metadata import Resource, Scope
-from headwater.stores.secrets import is_sealed
+from headwater.stores.metadata import MetadataStore, Resource, Scope
+from headwater.stores.secrets import SecretBox, is_sealed
 
 INLET_CACHE_SECONDS = 2.0
 
@@ -97,13 +98,11 @@ class MessageRejected(Exception):
         self.message = message
 
 
-if TYPE_CHECKING:
-    from headwater.services.container import Services
-
-
 class Streams:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, settings: Settings, store: MetadataStore, box: SecretBox) -> None:
+        self.settings = settings
+        self.store = store
+        self.box = box
         self._log: StreamLog | None = None
         self._lock = threading.Lock()
         self._inlets: dict[str, tuple[float, Inlet | None]] = {}
@@ -116,7 +115,7 @@ class Streams:
         if self._log is None:
             with self._lock:
                 if self._log is None:
-                    settings = self.services.settings
+                    settings = self.settings
                     self._log = open_log(settings.stream_log, str(settings.streams_dir))
         return self._log
 
@@ -163,7 +162,7 @@ class Streams:
 
     def _scan_inlets(self) -> dict[str, tuple[str, Scope, str]]:
         index: dict[str, tuple[str, Scope, str]] = {}
-        store = self.services.store
+        store = self.store
         for flow in store.scan_kind("flow"):
             inlet_id = (flow.doc.get("options") or {}).get("inletId")
             if isinstance(inlet_id, str):
@@ -175,7 +174,7 @@ class Streams:
         return index
 
     def _load_inlet(self, inlet_id: str, kind: str, scope: Scope, resource_id: str) -> Inlet | None:
-        store = self.services.store
+        store = self.store
         resource = store.get(kind, scope, resource_id)
         if resource is None:
             return None
@@ -197,7 +196,7 @@ class Streams:
         )
 
     def _flows_of_connection(self, scope: Scope, connection_id: str) -> list[Resource]:
-        store = self.services.store
+        store = self.store
         flows: list[Resource] = []
         for kind, source_id in store.referrers(scope, "connection", connection_id):
             if kind != "sourceConnection":
@@ -209,7 +208,7 @@ class Streams:
         return flows
 
     def _inlet_flow(self, scope: Scope, flow: Resource) -> InletFlow:
-        store = self.services.store
+        store = self.store
         dataset_id = schema_id = signing_key = None
         targets = flow.doc.get("targetConnectionIds") or []
         target = store.get("targetConnection", scope, targets[0]) if targets else None
@@ -225,7 +224,7 @@ class Streams:
         if base is not None:
             sealed = ((base.doc.get("auth") or {}).get("params") or {}).get(SIGNING_KEY_PARAM)
             if is_sealed(sealed):
-                signing_key = self.services.box.open(sealed, f"{scope.org_id}:{SIGNING_KEY_PARAM}")
+                signing_key = self.box.open(sealed, f"{scope.org_id}:{SIGNING_KEY_PARAM}")
             elif isinstance(sealed, str) and sealed:
                 signing_key = sealed
         activation = ids.flow_kind(flow.doc) is ids.FlowKind.ACTIVATION

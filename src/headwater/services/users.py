@@ -9,7 +9,7 @@ sandbox names (``"*"``: every other sandbox) to roles; ``admin`` makes an organi
 (services/access.py).
 Users are disabled, never deleted, as in Salesforce: tokens already issued to a user stop working
 within :data:`ENABLED_CACHE_SECONDS`. Disabling a user or changing their password (by an admin, through
-the API or the CLI) ends every console session of the user at once (web/session.py keeps them in the
+the API or the CLI) ends every console session of the user at once (edge/session.py keeps them in the
 metadata store); the person signs in again with the new password.
 """
 
@@ -21,17 +21,14 @@ import hmac
 import re
 import secrets
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headwater.errors import Conflict, NotFound, ValidationFailed
 from headwater.services import access, listing
-from headwater.services.container import TtlCache
-from headwater.services.resources import Built, ServiceCollection, require_object
+from headwater.services.cache import TtlCache
+from headwater.services.resources import Built, Collection, require_object
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import Org, Resource, Sandbox, Scope
-
-if TYPE_CHECKING:
-    from headwater.services.container import Services
+from headwater.stores.metadata import MetadataStore, Org, Resource, Sandbox, Scope
 
 ORG_LEVEL = "_org"  # the sandbox id of organization-level resources (no sandbox row has it)
 ENABLED_CACHE_SECONDS = 2.0
@@ -130,11 +127,11 @@ def password_problem(password: Any) -> str | None:
     return None
 
 
-class Users(ServiceCollection):
+class Users(Collection):
     kind, label, service = "user", "user", "IDN"
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
+    def __init__(self, store: MetadataStore) -> None:
+        super().__init__(store)
         # Every console call and every ingestion call reads its user: from here, at most a few seconds old.
         self._recent: TtlCache[tuple[str, str], Resource | None] = TtlCache(
             ENABLED_CACHE_SECONDS, lambda key: self.find(*key)

@@ -1,10 +1,10 @@
 """The web console: server-rendered page shells (Jinja2) whose scripts call the same HTTP API as every
 other client, with the session cookie and its CSRF header. Every asset is served from ``/console/static``;
-nothing comes from a CDN.
+nothing comes from a CDN. The session cookie, its CSRF token and sign-in throttling are the HTTP edge's
+(edge/session.py), which the API shares.
 
     web/app.py          sign-in, sign-out, the page helper (``page()``), the navigation, and what the
                         signed-in person's roles allow (``Access``, carried by each page)
-    web/session.py      the signed session cookie, CSRF token and sign-in throttling
     web/pages/*.py      one module per area (sources, destinations, activations, data360, data, flows,
                         organization: Users and Audit): GET routes that render ``templates/<area>/*.html``;
                         the behaviour is in ``static/<area>.js`` (shared by the area's pages) and

@@ -22,13 +22,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from headwater.api.audit import writer as audit_writer
-from headwater.api.auth import client_host, services
+from headwater.container import Services, services
+from headwater.edge.audit import writer as audit_writer
+from headwater.edge.auth import client_host, session_of
+from headwater.edge.html import SECURITY_HEADERS
+from headwater.edge.session import COOKIE, LIFETIME_SECONDS, Session
 from headwater.services import access, audit
-from headwater.services.container import Services
 from headwater.stores.metadata import Resource
 from headwater.web import HERE
-from headwater.web.session import COOKIE, LIFETIME_SECONDS, Session
 
 log = logging.getLogger("headwater.console")
 
@@ -62,21 +63,6 @@ NAV: Nav = [
 ]
 #: Pages of the navigation shown to organization admins only (the others get a 403 page there).
 ADMIN_PAGES = frozenset({"/console/users", "/console/audit"})
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-
-
-def session_of(request: Request) -> Session | None:
-    svc = services(request)
-    session = svc.sessions.verify(request.cookies.get(COOKIE))
-    if session is None or not svc.identity.users.is_enabled(session.org_id, session.username):
-        return None
-    return session
 
 
 def page(request: Request, template: str, title: str, needs: str | None = None, **context: Any) -> Response:

@@ -1,6 +1,6 @@
 """Audit Query: ``GET /data/foundation/audit/events`` lists the organization's audit events (every
 sandbox), newest first, for organization admins (permission ``view-user-activity-log``). The events are
-written by the api/audit.py middleware; their shape and filters are services/audit.py's."""
+written by the edge/audit.py middleware; their shape and filters are services/audit.py's."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.services import audit
 from headwater.services.tenancy import Actor
 

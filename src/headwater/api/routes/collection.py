@@ -28,8 +28,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from headwater.connectors.customerio import webhook
+from headwater.container import Services
 from headwater.services import access
-from headwater.services.container import Services
 from headwater.services.jsonbody import MAX_DEPTH, shallow, within_depth
 from headwater.services.streaming import Inlet, MessageRejected
 

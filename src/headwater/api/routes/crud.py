@@ -12,11 +12,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, created, json_body
+from headwater.container import Services, services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.services import listing
-from headwater.services.container import Services
 from headwater.services.resources import Collection
 from headwater.services.tenancy import Actor
 

@@ -38,9 +38,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from headwater.api import calls
-from headwater.api.auth import client_host, platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import client_host, platform_actor
 from headwater.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from headwater.services.data360.connectors import IngestionConnectors
 from headwater.services.data360.ingest import MAX_BODY, parse_ids

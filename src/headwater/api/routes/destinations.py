@@ -15,10 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
 from headwater.api.routes.crud import list_response
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.errors import ValidationFailed
 from headwater.runtime.delivery import destination
 from headwater.services import listing

@@ -6,10 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse
 from headwater.api.routes.crud import list_response, register
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.errors import NotFound
 from headwater.services import listing
 from headwater.services.tenancy import Actor

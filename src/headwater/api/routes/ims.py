@@ -7,9 +7,9 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 
-from headwater.api import calls
-from headwater.api.auth import services
 from headwater.api.responses import JSONResponse
+from headwater.container import services
+from headwater.edge import calls
 from headwater.errors import BadRequest, Unauthenticated
 
 router = APIRouter(tags=["Authentication"])

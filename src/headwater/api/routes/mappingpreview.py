@@ -15,14 +15,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
+from headwater.container import Services, services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.engines.mapping import compile_mapping
 from headwater.engines.mapping.engine import CODE
 from headwater.engines.mapping.rows import to_batch
 from headwater.errors import ValidationFailed
-from headwater.services.container import Services
 from headwater.services.tenancy import Actor
 
 PATH = "/data/foundation/conversion/mappingSets/preview"

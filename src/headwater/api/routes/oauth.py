@@ -30,10 +30,11 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from headwater.api import calls
-from headwater.api.auth import client_host, platform_actor, services
 from headwater.api.responses import JSONResponse, created, json_body
 from headwater.api.routes.crud import PATCH_BODY, list_response
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import client_host, platform_actor
 from headwater.errors import BadRequest
 from headwater.services import listing
 from headwater.services.data360 import apppolicy

@@ -18,22 +18,31 @@ consent form carries the session's CSRF token; its CSP lets the form's redirect 
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from headwater.api import calls
-from headwater.api.auth import client_host, services
 from headwater.api.routes.oauth import NO_STORE, TOKENS_TAG, _field, _form, _refusal
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import client_host, session_of
+from headwater.edge.html import SECURITY_HEADERS
 from headwater.services.data360.authorize import SCOPE_LABELS, Authorization, PageError, Redirected
 from headwater.services.data360.identity import OAuthError
-from headwater.web.app import SECURITY_HEADERS, session_of, templates
 
 router = APIRouter()
 AUTHORIZE, RESUME, REVOKE = "/services/oauth2/authorize", "/console/oauth/resume", "/services/oauth2/revoke"
 MAX_FORM_FIELD = 4096
+#: The consent and error pages (api/templates/oauth/), styled by the console's stylesheet.
+templates = Environment(
+    loader=FileSystemLoader(Path(__file__).resolve().parent.parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    auto_reload=False,
+)
 
 
 def _html(template: str, status: int = 200, form_action: str | None = None, **context: Any) -> HTMLResponse:

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
 from headwater.api.routes.crud import list_response
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.errors import BadRequest, NotFound
 from headwater.services import listing
 from headwater.services.tenancy import Actor

@@ -13,9 +13,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, created, json_body
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.engines.xdm_compose import strip_text
 from headwater.errors import NotFound
 from headwater.services import listing

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse
 from headwater.catalog.ids import UPLOADED_FILES
 from headwater.connectors.files import roots
+from headwater.container import Services, services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.errors import BadRequest, Conflict, HeadwaterError, NotFound, PayloadTooLarge
-from headwater.services.container import Services
 from headwater.services.ids import new_hex
 from headwater.services.tenancy import Actor
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from headwater.api import calls
-from headwater.api.auth import platform_actor, services
 from headwater.api.responses import JSONResponse, json_body
+from headwater.container import services
+from headwater.edge import calls
+from headwater.edge.auth import platform_actor
 from headwater.services import access
 from headwater.services.tenancy import Actor
 

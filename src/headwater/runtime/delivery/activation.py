@@ -40,7 +40,7 @@ from headwater.services.ids import new_etag, now_ms
 from headwater.stores.metadata import AlreadyExists, Resource
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 log = logging.getLogger("headwater.activation")
 FLUSH_SECONDS = 0.5

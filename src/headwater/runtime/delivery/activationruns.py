@@ -18,7 +18,7 @@ from headwater.services.runs import IN_PROGRESS, PARTIAL, SUCCESS, iso, new_run_
 from headwater.stores.metadata import AlreadyExists, Resource
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 
 def add_stats(run: Resource, stats: Stats) -> dict[str, Any]:

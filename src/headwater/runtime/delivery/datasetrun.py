@@ -27,7 +27,7 @@ from headwater.stores.metadata import Resource
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 log = logging.getLogger("headwater.activation")
 ROWS_PER_READ = 1000

@@ -22,7 +22,7 @@ from headwater.services import destination_secrets, destinations, validation
 from headwater.stores.metadata import Resource, Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
     from headwater.services.tenancy import Actor
 
 log = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ from headwater.connectors.http import retry_after_seconds
 from headwater.connectors.http_destination.client import Response
 from headwater.connectors.http_destination.destination import Destination
 from headwater.connectors.http_destination.errors import AuthError, TransportError
+from headwater.engines.latency import LATENCY_BOUNDS
 from headwater.engines.template import RenderedRequest, RenderError
 
 TRANSIENT_STATUS = frozenset({408, 429})
@@ -85,14 +86,6 @@ class DeadLetter:
             "firstAttemptAt": self.first_attempt_ms,
             "lastAttemptAt": self.last_attempt_ms,
         }
-
-
-#: Upper bounds (ms) of the latency histogram buckets; the last bucket takes everything above.
-LATENCY_BOUNDS = (
-    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
-    1_000, 1_500, 2_000, 3_000, 5_000, 7_000, 10_000, 20_000, 30_000, 60_000,
-    120_000, 300_000, 600_000, 1_800_000, 3_600_000, 14_400_000,
-)  # fmt: skip
 
 
 class Stats:

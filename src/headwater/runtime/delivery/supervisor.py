@@ -19,7 +19,7 @@ from headwater.runtime.streamsupervisor import _FlowLock
 from headwater.stores.metadata import Resource, Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.container import Services
 
 log = logging.getLogger("headwater.activation")
 REFRESH_SECONDS = 1.0

@@ -18,7 +18,7 @@ FLOWS. An app without ranges restricts nothing. "Relax IP restrictions with seco
 for refresh tokens" lets the refresh_token grant, and the access tokens it issues, through from anywhere.
 The client address is the TCP peer as the ASGI server reports it (``request.client``; uvicorn's
 ``proxy_headers`` off), or, from a peer listed in HEADWATER_TRUSTED_PROXIES, the client that proxy names in
-X-Forwarded-For (api/auth.py ``client_host``).
+X-Forwarded-For (edge/auth.py ``client_host``).
 
 Refresh tokens (:func:`refresh_refusal`) are judged at each refresh by the app's policy as it is then,
 against their family's issue and last-use times, so a tightened policy applies at once.

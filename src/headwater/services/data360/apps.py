@@ -35,7 +35,7 @@ from headwater.services import access, listing
 from headwater.services.data360 import apppolicy
 from headwater.services.data360.apppolicy import choice
 from headwater.services.data360.keys import certificate_info, load_rsa_certificate
-from headwater.services.resources import SYSTEM_FIELDS, Built, ServiceCollection, text_field
+from headwater.services.resources import SYSTEM_FIELDS, Built, Collection, text_field
 from headwater.services.tenancy import Actor
 from headwater.services.users import (
     USERNAME,
@@ -51,7 +51,8 @@ from headwater.stores.metadata import Resource
 from headwater.stores.secrets import MASK
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.stores.metadata import MetadataStore
+    from headwater.stores.secrets import SecretBox
 
 SCOPES = ("api", "refresh_token", "offline_access", "cdp_ingest_api")
 INGEST_SCOPE = "cdp_ingest_api"
@@ -66,14 +67,15 @@ AUTHORIZATION_FIELDS = ("callbackUrl", "certificate", "scopes")
 ADMIN_FIELDS = ("approvedUsers", "permittedUsers")
 
 
-class ExternalClientApps(ServiceCollection):
+class ExternalClientApps(Collection):
     """OAuth-enabled external client apps of an organization (Salesforce's External Client App Manager)."""
 
     kind, label, service = "externalClientApp", "external client app", "IDN"
     protected = SYSTEM_FIELDS | {"consumerKey", "consumerSecret", "certificateInfo", VERSION}
 
-    def __init__(self, services: Services, users: Users) -> None:
-        super().__init__(services)
+    def __init__(self, store: MetadataStore, box: SecretBox, users: Users) -> None:
+        super().__init__(store)
+        self.box = box
         self.users = users
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
@@ -99,7 +101,7 @@ class ExternalClientApps(ServiceCollection):
             key, sealed = existing.doc["consumerKey"], existing.doc["consumerSecret"]
         else:
             key = new_consumer_key(actor.org.id)
-            sealed = self.services.box.seal(secrets.token_hex(32).upper(), _secret_context(key))
+            sealed = self.box.seal(secrets.token_hex(32).upper(), _secret_context(key))
         doc.update({"consumerKey": key, "consumerSecret": sealed, VERSION: _next_version(doc, existing)})
         return Built(doc=doc, name=name, alt_id=key)
 
@@ -133,7 +135,7 @@ class ExternalClientApps(ServiceCollection):
         return {k: v for k, v in doc.items() if k not in self.protected}
 
     def consumer_secret(self, resource: Resource) -> str:
-        return self.services.box.open(resource.doc["consumerSecret"], _secret_context(resource.alt_id or ""))
+        return self.box.open(resource.doc["consumerSecret"], _secret_context(resource.alt_id or ""))
 
     def by_consumer_key(self, consumer_key: str) -> Resource | None:
         org_id = consumer_key_org(consumer_key)

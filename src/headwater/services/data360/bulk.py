@@ -38,7 +38,9 @@ from headwater.services.runs import iso
 from headwater.stores.metadata import AlreadyExists, Resource, Scope, StaleWrite
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.services.streaming import Streams
+    from headwater.settings import Settings
+    from headwater.stores.metadata import MetadataStore
 
 log = logging.getLogger("headwater.data360.bulk")
 
@@ -56,9 +58,12 @@ POLL_SECONDS = 2.0
 
 
 class BulkJobs:
-    def __init__(self, services: Services, lookup: IngestLookup) -> None:
-        self.services = services
-        self.store = services.store
+    def __init__(
+        self, store: MetadataStore, settings: Settings, streams: Streams, lookup: IngestLookup
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.streams = streams
         self.lookup = lookup
         self.owner = f"bulk-{os.getpid()}-{new_hex(4)}"
         self._wake = threading.Event()
@@ -221,7 +226,7 @@ class BulkJobs:
         self._forget(scope, ident)
 
     def folder(self, scope: Scope, ident: str) -> Path:
-        return self.services.settings.home / "ingest-jobs" / _safe(scope.org_id) / scope.sandbox_id / ident
+        return self.settings.home / "ingest-jobs" / _safe(scope.org_id) / scope.sandbox_id / ident
 
     def _forget(self, scope: Scope, ident: str) -> None:
         shutil.rmtree(self.folder(scope, ident), ignore_errors=True)
@@ -344,7 +349,7 @@ class BulkJobs:
         while position["batch"] < len(batches) and not self._stop.is_set():
             path = folder / batches[position["batch"]]["file"]
             for records, done in read_rows(path, route, kind, skip=position["rows"]):
-                asyncio.run(self.services.streams.publish(job.scope, route.flow_id, records, kind=kind))
+                asyncio.run(self.streams.publish(job.scope, route.flow_id, records, kind=kind))
                 position = {"batch": position["batch"], "rows": done}
                 job = self._save(job, lambda d, p=position: _progress(d, p, self.owner))
                 if self._stop.is_set():

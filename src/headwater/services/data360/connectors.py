@@ -18,13 +18,18 @@ from typing import TYPE_CHECKING, Any
 from headwater.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from headwater.services.data360 import eventschema
 from headwater.services.ids import new_etag, new_uuid, now_ms
-from headwater.services.resources import Built, ServiceCollection, require_object
+from headwater.services.resources import Built, Collection, require_object
 from headwater.services.runs import iso
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, StaleWrite
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.services.cache import TtlCache
+    from headwater.services.data360.datastreams import DataStreams, Platform
+    from headwater.services.data360.identity import Data360Identity
+    from headwater.services.streaming import Streams
+    from headwater.settings import Settings
+    from headwater.stores.metadata import MetadataStore, Org, Sandbox
 
 CONNECTOR_TYPE = "StreamingApp"
 APP_TYPE = "ServerToServer"
@@ -33,7 +38,7 @@ _OTHER_APP_TYPES = {"webapp", "mobileapp", "web", "mobile"}
 CODE = "SSOT-1400-400"
 
 
-class ByIdOrName(ServiceCollection):
+class ByIdOrName(Collection):
     """A collection whose members are addressed by id or by developer name (their alternative id)."""
 
     def find(self, actor: Actor, ident: str) -> Resource | None:
@@ -54,6 +59,10 @@ class Connectors(ByIdOrName):
     kind = "data360Connector"
     label = "connector"
     service = "SSOT"
+
+    def __init__(self, store: MetadataStore, data_streams: DataStreams) -> None:
+        super().__init__(store)
+        self.data_streams = data_streams
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
         errors: list[dict[str, str]] = []
@@ -83,7 +92,7 @@ class Connectors(ByIdOrName):
 
     def delete(self, actor: Actor, ident: str) -> None:
         current = self.get(actor, ident)
-        users = self.services.ingestion_connectors.data_streams.of_connector(actor, current.id)
+        users = self.data_streams.of_connector(actor, current.id)
         if users:
             raise Conflict(
                 f"Connector {current.doc['name']!r} still feeds {len(users)} data stream(s); delete them "
@@ -148,9 +157,7 @@ class Connectors(ByIdOrName):
         connector = self.get(actor, ident)
         self.check_if_match(connector, if_match)
         parsed, changes = self._check(connector, document)
-        updated = self.services.ingestion_connectors.data_streams.evolve_connector(
-            actor, connector, parsed.events
-        )
+        updated = self.data_streams.evolve_connector(actor, connector, parsed.events)
         version = (_version(connector) or 0) + 1
         schema = {"version": version, "uploaded": document, "events": parsed.events, "uploadedAt": now_ms()}
         changed = {
@@ -322,18 +329,27 @@ class IngestionConnectors:
     API (streaming and bulk). Routes reach the parts through this object (``services.ingestion_connectors``).
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        settings: Settings,
+        platform: Platform,
+        identity: Data360Identity,
+        sandboxes: TtlCache[tuple[str, str], Sandbox | None],
+        orgs: TtlCache[str, Org | None],
+        streams: Streams,
+    ) -> None:
         from headwater.services.data360.bulk import BulkJobs
         from headwater.services.data360.datastreams import DataStreams
         from headwater.services.data360.ingest import Ingestion
         from headwater.services.data360.lookup import IngestLookup
 
-        self.services = services
-        self.connectors = Connectors(services)
-        self.data_streams = DataStreams(services)
-        self.lookup = IngestLookup(services)
-        self.ingest = Ingestion(services, self.lookup)
-        self.bulk = BulkJobs(services, self.lookup)
+        self.lookup = IngestLookup(store)
+        self.data_streams = DataStreams(store, platform, identity.users, sandboxes, self.lookup)
+        self.connectors = Connectors(store, self.data_streams)
+        self.data_streams.connectors = self.connectors  # the two refer to each other
+        self.ingest = Ingestion(identity, orgs, streams, self.lookup)
+        self.bulk = BulkJobs(store, settings, streams, self.lookup)
 
     def start(self) -> None:
         """Start the bulk job processor (it resumes jobs a previous process left unfinished)."""

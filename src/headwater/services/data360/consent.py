@@ -86,7 +86,7 @@ class OAuthConsent:
     def __init__(self, identity: Data360Identity) -> None:
         self.identity = identity
         self.apps = identity.apps
-        self.store = identity.services.store
+        self.store = identity.store
 
     # --- POST /services/oauth2/authorize: Allow (the request was checked by authorize.py) ---
     def issue_code(self, ask: Authorization, user: Resource) -> str:
@@ -259,7 +259,7 @@ class OAuthConsent:
         """Salesforce's token response. ``signature``: base64(HMAC-SHA256(consumer secret, id + issued_at)).
         The access token carries the grant's id: revoking the grant voids it. ``issued_at`` is its ``iat``
         in epoch ms; it expires the app's sessionTimeoutSeconds later."""
-        base = self.identity.services.settings.base_url
+        base = self.identity.settings.base_url
         ident = f"{base}/id/{app.scope.org_id}/{user.id}"
         now = time.time()
         issued_at = str(int(now * 1000))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import ids
@@ -53,10 +53,32 @@ from headwater.services.ids import new_uuid
 from headwater.services.resources import Built, require_object
 from headwater.services.runs import iso
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import Resource, Scope
+from headwater.stores.metadata import MetadataStore, Resource, Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.services.cache import TtlCache
+    from headwater.services.catalogsvc import DataSets
+    from headwater.services.conversion import MappingSets
+    from headwater.services.data360.connectors import Connectors
+    from headwater.services.data360.lookup import IngestLookup
+    from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+    from headwater.services.schemas import SchemaRegistry
+    from headwater.services.users import Users
+    from headwater.stores.metadata import Sandbox
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The services a data stream's resources are created in (generated.py writes their bodies)."""
+
+    schemas: SchemaRegistry
+    datasets: DataSets
+    connections: Connections
+    source_connections: SourceConnections
+    target_connections: TargetConnections
+    mapping_sets: MappingSets
+    flows: Flows
+
 
 KIND = "data360DataStream"
 
@@ -79,14 +101,28 @@ class DataStreams(ByIdOrName):
             refs.append(("data360Connector", body["connector"]["id"]))
         return Built(doc=dict(body), refs=refs, name=body["label"], alt_id=body["name"])
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
-        self.planner = Planner(services, self.list_in)
+    #: The connectors data streams are deployed from; set by IngestionConnectors once built (each refers
+    #: to the other).
+    connectors: Connectors
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        platform: Platform,
+        users: Users,
+        sandboxes: TtlCache[tuple[str, str], Sandbox | None],
+        lookup: IngestLookup,
+    ) -> None:
+        super().__init__(store)
+        self.platform = platform
+        self.users = users
+        self.lookup = lookup
+        self.planner = Planner(sandboxes, lambda actor, ref: self.connectors.find(actor, ref), self.list_in)
 
     def in_space(self, actor: Actor, dataspace: str | None) -> Actor:
         """The actor acting in a data space (a sandbox of its organization)."""
         sandbox = self.planner.sandbox(actor, dataspace, "dataspace")
-        return self.services.identity.users.acting_in(actor, sandbox)
+        return self.users.acting_in(actor, sandbox)
 
     def list_in(self, actor: Actor, connector: str | None = None) -> list[Resource]:
         items = self.store.list(self.kind, actor.scope).items
@@ -107,9 +143,9 @@ class DataStreams(ByIdOrName):
     def preview(self, actor: Actor, body: Any, dataspace: str | None) -> dict[str, Any]:
         """The review step: the streams a deploy would create or extend, their fields and mappings."""
         request = self.planner.request(actor, body, dataspace)
-        space = self.services.identity.users.acting_in(actor, request.sandbox)
+        space = self.users.acting_in(actor, request.sandbox)
         plans = self.planner.plans(space, request)
-        ns = self.services.schemas.tenant_namespace(actor)
+        ns = self.platform.schemas.tenant_namespace(actor)
         return {
             "dataspace": request.dataspace,
             "sandboxName": request.sandbox.name,
@@ -119,7 +155,7 @@ class DataStreams(ByIdOrName):
     def create_streams(self, actor: Actor, body: Any, dataspace: str | None) -> list[Resource]:
         """Deploy: create (or extend) the data streams of the chosen events. All or nothing per stream."""
         request = self.planner.request(actor, body, dataspace)
-        space = self.services.identity.users.acting_in(actor, request.sandbox)
+        space = self.users.acting_in(actor, request.sandbox)
         # The streams land in the data space: the caller needs the permission there, not only where the
         # call was made.
         space.require(access.MANAGE_DATAFLOWS, f"a data stream in data space {request.sandbox.name!r}")
@@ -154,7 +190,7 @@ class DataStreams(ByIdOrName):
 
     def _deploy(self, space: Actor, request: Request, plan: Plan) -> Resource:
         """Create every resource of a new stream; on failure, remove those already created."""
-        svc = self.services
+        svc = self.platform
         ns = svc.schemas.tenant_namespace(space)
         connector = request.connector
         stream_id = new_uuid()
@@ -265,7 +301,7 @@ class DataStreams(ByIdOrName):
             new = [by_name.get(e["developerName"], e) for e in stream.doc["events"]]
             if new == stream.doc["events"]:
                 continue
-            sandbox = self.services.store.get_sandbox(actor.org.id, sandbox_name)
+            sandbox = self.store.get_sandbox(actor.org.id, sandbox_name)
             if sandbox is None:
                 continue
             # Keeping a stream in step with its connector's additive schema change is part of that change
@@ -279,7 +315,7 @@ class DataStreams(ByIdOrName):
     def _evolve(self, space: Actor, stream: Resource, events: list[dict[str, Any]]) -> Resource:
         """Additive: new XDM fields in the stream's field group, a new mapping set version naming them,
         the flow moved to that version (so running micro-batchers pick it up), then the stream record."""
-        svc = self.services
+        svc = self.platform
         ns = svc.schemas.tenant_namespace(space)
         res = stream.doc["resources"]
         group = svc.schemas.fieldgroups.get(space, res["fieldGroupId"])
@@ -339,10 +375,10 @@ class DataStreams(ByIdOrName):
         if errors:
             raise ValidationFailed(errors, code=CODE)
         if cadence != current.doc["refreshCadenceSeconds"]:
-            flow = self.services.flows.get(space, current.doc["resources"]["flowId"])
-            flow_body = self.services.flows.editable(flow)
+            flow = self.platform.flows.get(space, current.doc["resources"]["flowId"])
+            flow_body = self.platform.flows.editable(flow)
             flow_body["options"] = {**(flow_body.get("options") or {}), "cadenceSeconds": cadence}
-            self.services.flows.replace(space, flow, flow_body)
+            self.platform.flows.replace(space, flow, flow_body)
         return self.replace(
             space, current, {**current.doc, "label": label.strip(), "refreshCadenceSeconds": cadence}
         )
@@ -357,7 +393,7 @@ class DataStreams(ByIdOrName):
         self.delete(space, stream.id)
         self._invalidate(space.scope)
         res = stream.doc["resources"]
-        svc = self.services
+        svc = self.platform
         steps: list[tuple[str, Callable[[], None]]] = [
             ("flow", lambda: self._delete_flow(space, res["flowId"])),
             ("sourceConnection", lambda: svc.source_connections.delete(space, res["sourceConnectionId"])),
@@ -389,14 +425,14 @@ class DataStreams(ByIdOrName):
     def _delete_flow(self, space: Actor, flow_id: str) -> None:
         """Delete the flow; if that fails, leave it disabled so that it stops ingesting."""
         try:
-            self.services.flows.delete(space, flow_id)
+            self.platform.flows.delete(space, flow_id)
         except HeadwaterError:
             with contextlib.suppress(HeadwaterError):
-                self.services.flows.set_state(space, flow_id, "disable")
+                self.platform.flows.set_state(space, flow_id, "disable")
             raise
 
     def _invalidate(self, scope: Scope) -> None:
-        self.services.ingestion_connectors.lookup.invalidate(scope)
+        self.lookup.invalidate(scope)
 
     # --- representation ---
     def render(self, resource: Resource) -> dict[str, Any]:

@@ -4,7 +4,7 @@ the policies every token flow asks of an app and its user, and the Data 360 toke
 CONTRACT used by other modules (keep these signatures):
 
     IngestPrincipal(org_id, sandbox_id, username, scopes)
-    Data360Identity(services)
+    Data360Identity(store, box, settings, tokens, sandboxes)
         .issue_ingestion_token(org_id: str, sandbox_id: str, username: str) -> tuple[str, int]
             an ingestion token (as /services/a360/token returns) and its lifetime in seconds
         .verify_ingestion_token(token: str) -> IngestPrincipal | None
@@ -51,7 +51,7 @@ import jwt
 
 from headwater.errors import Forbidden
 from headwater.services import access
-from headwater.services.container import TtlCache
+from headwater.services.cache import TtlCache
 from headwater.services.data360 import apppolicy
 from headwater.services.data360.apppolicy import ACCESS_TOKEN_SECONDS as ACCESS_TOKEN_SECONDS
 from headwater.services.data360.apppolicy import IP_RELAXATION as IP_RELAXATION
@@ -70,7 +70,10 @@ from headwater.stores.metadata import Resource
 from headwater.stores.secrets import load_or_create_key
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.services.tokens import TokenService
+    from headwater.settings import Settings
+    from headwater.stores.metadata import MetadataStore, Sandbox
+    from headwater.stores.secrets import SecretBox
 
 CDP_EXCHANGE = "urn:salesforce:grant-type:external:cdp"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -127,10 +130,20 @@ class _Claims:
 
 
 class Data360Identity:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.users = Users(services)
-        self.apps = ExternalClientApps(services, self.users)
+    def __init__(
+        self,
+        store: MetadataStore,
+        box: SecretBox,
+        settings: Settings,
+        tokens: TokenService,
+        sandboxes: TtlCache[tuple[str, str], Sandbox | None],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.tokens = tokens
+        self.sandboxes = sandboxes
+        self.users = Users(store)
+        self.apps = ExternalClientApps(store, box, self.users)
         # Ingestion calls check their app's IP policy on every request: its app, from a cache a few
         # seconds old (an admin's change to the ranges applies within that).
         self._apps_by_key: TtlCache[str, Resource | None] = TtlCache(
@@ -138,9 +151,8 @@ class Data360Identity:
         )
         # ...and their user's role in the token's data space (the user from Users.recent), as fresh.
         self._sandbox_names: TtlCache[str, dict[str, str]] = TtlCache(
-            ENABLED_CACHE_SECONDS, lambda org: {s.id: s.name for s in services.store.list_sandboxes(org)}
+            ENABLED_CACHE_SECONDS, lambda org: {s.id: s.name for s in store.list_sandboxes(org)}
         )
-        settings = services.settings
         signing = load_or_create_key(settings.token_signing_key, settings.keys_dir / "token-signing.key")
         self._key = hmac.new(signing, b"headwater-data360-tokens-v1", hashlib.sha256).digest()
         self._decode_cached = functools.lru_cache(maxsize=4096)(self._decode)
@@ -217,9 +229,7 @@ class Data360Identity:
         claims = self._verified(subject_token, "sfdc_access")
         if claims is None:
             hint = (
-                " (this is a platform token from /ims/token/v3)"
-                if self.services.tokens.verify(subject_token)
-                else ""
+                " (this is a platform token from /ims/token/v3)" if self.tokens.verify(subject_token) else ""
             )
             raise invalid_grant(
                 "invalid subject_token: it must be an unexpired access token from POST "
@@ -243,7 +253,7 @@ class Data360Identity:
         if revoked:
             raise invalid_grant(f"invalid subject_token: {revoked}")
         name = "prod" if dataspace in (None, "", "default") else dataspace
-        sandbox = self.services.sandboxes.get((claims.org_id, str(name)))
+        sandbox = self.sandboxes.get((claims.org_id, str(name)))
         if sandbox is None:
             raise OAuthError(
                 "invalid_request",
@@ -266,7 +276,7 @@ class Data360Identity:
         )
         return {
             "access_token": token,
-            "instance_url": self.services.settings.base_url,
+            "instance_url": self.settings.base_url,
             "token_type": "Bearer",
             "issued_token_type": ISSUED_TOKEN_TYPE,
             "expires_in": lifetime,

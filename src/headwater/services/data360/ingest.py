@@ -27,8 +27,10 @@ from headwater.services.runs import iso
 from headwater.stores.metadata import Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
-    from headwater.services.data360.identity import IngestPrincipal
+    from headwater.services.cache import TtlCache
+    from headwater.services.data360.identity import Data360Identity, IngestPrincipal
+    from headwater.services.streaming import Streams
+    from headwater.stores.metadata import Org
 
 log = logging.getLogger(__name__)
 CODE = "INGEST-1422-400"
@@ -82,8 +84,16 @@ def _summary(errors: list[dict[str, str]]) -> str:
 
 
 class Ingestion:
-    def __init__(self, services: Services, lookup: IngestLookup) -> None:
-        self.services = services
+    def __init__(
+        self,
+        identity: Data360Identity,
+        orgs: TtlCache[str, Org | None],
+        streams: Streams,
+        lookup: IngestLookup,
+    ) -> None:
+        self.identity = identity
+        self.orgs = orgs
+        self.streams = streams
         self.lookup = lookup
 
     # --- authentication ---
@@ -99,7 +109,7 @@ class Ingestion:
             )
         scheme, _, token = authorization.partition(" ")
         principal = (
-            self.services.identity.verify_ingestion_token(token.strip())
+            self.identity.verify_ingestion_token(token.strip())
             if scheme.lower() == "bearer" and token.strip()
             else None
         )
@@ -109,7 +119,7 @@ class Ingestion:
                 code="INGEST-1402-401",
                 report={"header": "Authorization"},
             )
-        refusal = self.services.identity.ingestion_refusal(principal, client)
+        refusal = self.identity.ingestion_refusal(principal, client)
         if refusal:
             raise Forbidden(refusal, code="INGEST-1403-403", report={"header": "Authorization"})
         return principal
@@ -194,7 +204,7 @@ class Ingestion:
             if len(errors) >= MAX_ERRORS:
                 break
         if errors:
-            org = self.services.orgs.get(scope.org_id)
+            org = self.orgs.get(scope.org_id)
             raise SchemaMismatch(errors[:MAX_ERRORS], uri, org.tenant_id if org else "", len(records))
         return route, records
 
@@ -241,7 +251,7 @@ class Ingestion:
         cannot take them (unreachable, its disk failing, closing): nothing was acknowledged, so the
         caller retries the whole request, as a streaming inlet's client does."""
         try:
-            await self.services.streams.publish(scope, flow_id, records, kind=kind)
+            await self.streams.publish(scope, flow_id, records, kind=kind)
         except (OSError, RuntimeError) as exc:  # LogUnavailable is an OSError; a closed log a RuntimeError
             log.warning("streaming log of flow %s did not take %d records: %r", flow_id, len(records), exc)
             raise Transient(

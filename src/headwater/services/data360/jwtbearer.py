@@ -43,8 +43,7 @@ class JwtBearer:
     def __init__(self, identity: Data360Identity) -> None:
         self.identity = identity
         self.apps = identity.apps
-        self.services = identity.services
-        settings = identity.services.settings
+        self.settings = settings = identity.settings
         urls = (settings.base_url, settings.public_url or "", f"http://{settings.host}:{settings.port}")
         self._audiences = {_url_key(u) for u in urls if u}
 
@@ -66,7 +65,7 @@ class JwtBearer:
         user = self.identity.authorized_user(app, claims.get("sub"))
         scopes = self.approved_scopes(app, user)
         token = self.identity.issue_access_token(app, user, scopes, flow=apppolicy.JWT_BEARER)
-        base = self.services.settings.base_url
+        base = self.settings.base_url
         return {
             "access_token": token,
             "scope": " ".join(scopes),
@@ -116,7 +115,7 @@ class JwtBearer:
             isinstance(a, str) and _url_key(a) in self._audiences for a in offered
         ):
             raise invalid_grant(
-                f"audience is invalid: aud must be this server's login URL, {self.services.settings.base_url}"
+                f"audience is invalid: aud must be this server's login URL, {self.settings.base_url}"
             )
         return claims
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from headwater.stores.metadata import Scope
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.stores.metadata import MetadataStore
 
 TTL = 2.0
 
@@ -54,8 +54,8 @@ class SourceRoutes:
 
 
 class IngestLookup:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
         self._cache: dict[Scope, tuple[float, dict[str, SourceRoutes]]] = {}
         self._lock = threading.Lock()
 
@@ -88,7 +88,7 @@ class IngestLookup:
 
         out: dict[str, SourceRoutes] = {}
         names: dict[str, set[str]] = {}  # developer name -> Source IDs (connectors of other sandboxes)
-        for stream in self.services.store.list(KIND, scope).items:
+        for stream in self.store.list(KIND, scope).items:
             d = stream.doc
             connector = d["connector"]
             routes = out.get(connector["sourceId"]) or SourceRoutes(connector["sourceId"], connector["name"])

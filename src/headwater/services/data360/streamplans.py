@@ -23,7 +23,10 @@ from headwater.services.tenancy import SANDBOX_NAME, Actor
 from headwater.stores.metadata import Resource, Sandbox
 
 if TYPE_CHECKING:
-    from headwater.services.container import Services
+    from headwater.services.cache import TtlCache
+
+#: Finds a connector of the caller's sandbox by id or developer name (None when there is none).
+FindConnector = Callable[[Actor, str], Resource | None]
 
 CODE = "SSOT-1422-400"
 DEFAULT_CADENCE = {"Engagement": 900, "Profile": 3600}
@@ -54,8 +57,14 @@ class Request:
 
 
 class Planner:
-    def __init__(self, services: Services, streams_in: Callable[[Actor], list[Resource]]) -> None:
-        self.services = services
+    def __init__(
+        self,
+        sandboxes: TtlCache[tuple[str, str], Sandbox | None],
+        find_connector: FindConnector,
+        streams_in: Callable[[Actor], list[Resource]],
+    ) -> None:
+        self.sandboxes = sandboxes
+        self.find_connector = find_connector
         self.streams_in = streams_in
 
     def request(self, actor: Actor, body: Any, dataspace: str | None) -> Request:
@@ -92,7 +101,7 @@ class Planner:
                 }
             )
             return None
-        connector = self.services.ingestion_connectors.connectors.find(actor, ref)
+        connector = self.find_connector(actor, ref)
         if connector is None:
             errors.append({"path": path, "message": f"no connector {ref!r} in this sandbox"})
             return None
@@ -184,7 +193,7 @@ class Planner:
                 code=CODE,
             )
         name = DEFAULT_SANDBOX if dataspace in (None, DEFAULT_DATASPACE) else str(dataspace)
-        sandbox = self.services.sandboxes.get((actor.org.id, name))
+        sandbox = self.sandboxes.get((actor.org.id, name))
         if sandbox is None:
             raise ValidationFailed(
                 [

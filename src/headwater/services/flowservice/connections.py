@@ -10,37 +10,46 @@ from headwater.connectors.files import roots
 from headwater.errors import Conflict, ValidationFailed
 from headwater.services import access, destination_secrets, destinations, validation
 from headwater.services.ids import new_hex
-from headwater.services.resources import Built, ServiceCollection, text_field
+from headwater.services.resources import Built, Collection, text_field
 from headwater.services.specs import SpecCatalog
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, Scope
 from headwater.stores.secrets import MASK, is_sealed, mask_sealed, open_sealed
 
 if TYPE_CHECKING:
-    pass
+    from headwater.connectors.outbound import OutboundPolicy
+    from headwater.services.schemas import SchemaRegistry
+    from headwater.services.streaming import Streams
+    from headwater.settings import Settings
+    from headwater.stores.metadata import MetadataStore
+    from headwater.stores.secrets import SecretBox
 
 FORMATS = ("delimited", "json", "parquet", "tabular")
 
 
-class FlowServiceCollection(ServiceCollection):
-    @property
-    def specs(self) -> SpecCatalog:
-        return self.services.specs
+class FlowServiceCollection(Collection):
+    """A Flow Service collection: checked against the connection and flow specs; every change is told to
+    the streams (which route inlet messages by flows and connections)."""
+
+    def __init__(self, store: MetadataStore, specs: SpecCatalog, streams: Streams) -> None:
+        super().__init__(store)
+        self.specs = specs
+        self.streams = streams
 
     # Flows and connections decide where an inlet's messages go: changes are seen by the next message.
     def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
         resource = super().create(actor, body, ident)
-        self.services.streams.forget_inlets()
+        self.streams.forget_inlets()
         return resource
 
     def replace(self, actor: Actor, current: Resource, body: dict[str, Any]) -> Resource:
         resource = super().replace(actor, current, body)
-        self.services.streams.forget_inlets()
+        self.streams.forget_inlets()
         return resource
 
     def delete(self, actor: Actor, ident: str) -> None:
         super().delete(actor, ident)
-        self.services.streams.forget_inlets()
+        self.streams.forget_inlets()
 
     def spec_ref(
         self, body: dict[str, Any], errors: list[dict[str, str]], required: bool = True
@@ -69,6 +78,22 @@ class FlowServiceCollection(ServiceCollection):
 class Connections(FlowServiceCollection):
     """Base connections: an account at a connector, with credentials encrypted at rest."""
 
+    def __init__(
+        self,
+        store: MetadataStore,
+        specs: SpecCatalog,
+        streams: Streams,
+        settings: Settings,
+        box: SecretBox,
+        outbound: OutboundPolicy,
+        target_connections: TargetConnections,
+    ) -> None:
+        super().__init__(store, specs, streams)
+        self.settings = settings
+        self.box = box
+        self.outbound = outbound
+        self.target_connections = target_connections
+
     kind, label = "connection", "connection"
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
@@ -85,7 +110,7 @@ class Connections(FlowServiceCollection):
             actor.require(access.MANAGE_DESTINATIONS, "a destination connection")
             if existing is not None:
                 raise destinations.refuse_edit()
-            extra = destinations.check_connection(self.services, body, errors)
+            extra = destinations.check_connection(self, body, errors)
         if spec is not None:
             doc_auth = self._auth(actor, spec, auth, existing, errors)
         if errors:
@@ -153,9 +178,9 @@ class Connections(FlowServiceCollection):
         errors.extend(e for e in validation.check(view, schema, "auth.params") if e not in errors)
         if spec["id"] == LOCAL_FILES:  # confined to the allowed folders (connectors/files/roots.py)
             place = roots.Place(actor.org.id, actor.sandbox.name)
-            errors.extend(roots.save_errors(self.services.settings, place, params))
+            errors.extend(roots.save_errors(self.settings, place, params))
         if destinations.is_destination(spec["id"]):  # secret token request headers and form items
-            params = destination_secrets.seal_auth(self.services, actor.org.id, params, errors)
+            params = destination_secrets.seal_auth(self.box, actor.org.id, params, errors)
         if errors:
             return None
         stored = dict(params)
@@ -163,11 +188,11 @@ class Connections(FlowServiceCollection):
             if key in kept:
                 stored[key] = kept[key]
             elif isinstance(params[key], str):
-                stored[key] = self.services.box.seal(params[key], f"{actor.org.id}:{key}")
+                stored[key] = self.box.seal(params[key], f"{actor.org.id}:{key}")
         if self.specs.is_streaming(spec) and "sourceId" in (schema.get("properties") or {}):
             inlet = old.get("inletId") or new_hex(32)
             stored["inletId"] = inlet
-            stored["inletUrl"] = f"{self.services.settings.base_url}/collection/{inlet}"
+            stored["inletUrl"] = f"{self.settings.base_url}/collection/{inlet}"
         built: dict[str, Any] = {"specName": auth_spec["name"], "params": stored}
         if destinations.is_destination(spec["id"]):  # its extra headers and form items sealed by the rule
             built[destination_secrets.SEALED_MARK] = destination_secrets.SEALED_VERSION
@@ -211,7 +236,7 @@ class Connections(FlowServiceCollection):
                     report={"referencedBy": [{"type": k, "id": i} for k, i in users]},
                 )
             for target in targets:
-                self.services.target_connections.delete(actor, target)
+                self.target_connections.delete(actor, target)
         super().delete(actor, ident)
 
     def render(self, resource: Resource) -> dict[str, Any]:
@@ -231,7 +256,7 @@ class Connections(FlowServiceCollection):
 
     def secret_params_of(self, scope: Scope, resource: Resource) -> dict[str, Any]:
         params = ((resource.doc.get("auth") or {}).get("params")) or {}
-        box = self.services.box
+        box = self.box
         return {k: open_sealed(box, v, f"{scope.org_id}:{k}") for k, v in params.items()}
 
 
@@ -280,6 +305,20 @@ class SourceConnections(FlowServiceCollection):
 
 
 class TargetConnections(FlowServiceCollection):
+    def __init__(
+        self,
+        store: MetadataStore,
+        specs: SpecCatalog,
+        streams: Streams,
+        box: SecretBox,
+        outbound: OutboundPolicy,
+        schemas: SchemaRegistry,
+    ) -> None:
+        super().__init__(store, specs, streams)
+        self.box = box
+        self.outbound = outbound
+        self.schemas = schemas
+
     kind, label = "targetConnection", "target connection"
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
@@ -310,7 +349,7 @@ class TargetConnections(FlowServiceCollection):
             if existing is not None:
                 raise destinations.refuse_edit()
             if params is not None and not any(e["path"].startswith("params") for e in errors):
-                params = destinations.stored_request(self.services, actor.org.id, base_id, params, errors)
+                params = destinations.stored_request(self, self.box, actor.org.id, base_id, params, errors)
         if errors:
             raise ValidationFailed(errors, code="FLOW-1422-400")
         assert spec is not None
@@ -363,7 +402,7 @@ class TargetConnections(FlowServiceCollection):
         if not isinstance(schema_id, str):
             errors.append({"path": "data.schema.id", "message": "is required when data.schema is given"})
             return
-        found = self.services.schemas.get_schema(actor, schema_id)
+        found = self.schemas.get_schema(actor, schema_id)
         if found is None:
             errors.append({"path": "data.schema.id", "message": f"schema {schema_id!r} does not exist"})
         elif found.id != dataset_schema:

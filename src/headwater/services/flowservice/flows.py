@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import ids
 from headwater.connectors.base import lookback_option_errors
@@ -14,11 +14,33 @@ from headwater.services.resources import Built, text_field
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 
+if TYPE_CHECKING:
+    from headwater.services.conversion import MappingSets
+    from headwater.services.specs import SpecCatalog
+    from headwater.services.streaming import Streams
+    from headwater.settings import Settings
+    from headwater.stores.metadata import MetadataStore
+    from headwater.stores.secrets import SecretBox
+
 STATES = ("enabled", "disabled")
 
 
 class Flows(FlowServiceCollection):
     kind, label = "flow", "flow"
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        specs: SpecCatalog,
+        streams: Streams,
+        settings: Settings,
+        box: SecretBox,
+        mapping_sets: MappingSets,
+    ) -> None:
+        super().__init__(store, specs, streams)
+        self.settings = settings
+        self.box = box
+        self.mapping_sets = mapping_sets
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
         errors: list[dict[str, str]] = []
@@ -41,7 +63,9 @@ class Flows(FlowServiceCollection):
         errors.extend(lookback_option_errors(options))
         if flow_spec is not None and ids.flow_kind({"flowSpec": flow_spec}).delivers:
             actor.require(access.MANAGE_DESTINATIONS, "an activation flow")
-            destinations.check_activation(self.services, actor, sources, targets, transformations, errors)
+            destinations.check_activation(
+                self.store, self.box, actor, sources, targets, transformations, errors
+            )
             options = destinations.delivery_options(options, errors)
         if errors:
             raise ValidationFailed(errors, code="FLOW-1422-400")
@@ -82,13 +106,13 @@ class Flows(FlowServiceCollection):
         flow_kind = ids.flow_kind(flow.doc)
         if flow_kind.delivers:
             actor.require(access.MANAGE_DESTINATIONS, "an activation flow")
-        store = self.services.store
+        store = self.store
         for kind, run_id in store.referrers(actor.scope, "flow", ident):
             if kind == "run":
                 store.delete("run", actor.scope, run_id)
         super().delete(actor, ident)
         if flow_kind.consumes_log or flow_kind.delivers:
-            self.services.streams.log.drop(ident)
+            self.streams.log.drop(ident)
         if flow_kind.delivers:  # its dead letters stay, to be read or replayed while the destination exists
             store.delete("activationState", actor.scope, ident)
 
@@ -217,7 +241,7 @@ class Flows(FlowServiceCollection):
         mapping_id = params["mappingId"]
         version = params.get("mappingVersion")
         try:
-            self.services.mapping_sets.get(actor, mapping_id, int(version) if version is not None else None)
+            self.mapping_sets.get(actor, mapping_id, int(version) if version is not None else None)
         except (NotFound, ValueError):
             if self.store.get("mappingSet", actor.scope, mapping_id) is None:
                 message = f"mapping set {mapping_id!r} does not exist in this sandbox"
@@ -258,7 +282,7 @@ class Flows(FlowServiceCollection):
             old = (existing.doc.get("options") or {}) if existing else {}
             inlet = old.get("inletId") or new_hex(32)
             options["inletId"] = inlet
-            options["inletUrl"] = f"{self.services.settings.base_url}/collection/{inlet}"
+            options["inletUrl"] = f"{self.settings.base_url}/collection/{inlet}"
         return options
 
 

@@ -11,7 +11,7 @@ accept only additive changes (:mod:`headwater.services.schemas.evolution`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headwater.engines import xdm_compose as compose
 from headwater.engines.xdm_compose import Composer, field_at_parts, pointer_parts, require_path
@@ -22,10 +22,7 @@ from headwater.services.schemas.fieldgroups import TenantFieldGroups
 from headwater.services.schemas.tenantschemas import TenantSchemas
 from headwater.services.schemas.xdm import GlobalCatalog, global_catalog
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import Resource
-
-if TYPE_CHECKING:
-    from headwater.services.container import Services
+from headwater.stores.metadata import MetadataStore, Resource
 
 EVOLUTION_CODE = "SCHEMA-1422-400"
 # Keys of a stored schema copied to its resolved form.
@@ -60,9 +57,8 @@ class Composition:
 
 
 class SchemaRegistry:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.store = services.store
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
         self.catalog: GlobalCatalog = global_catalog()
         self.fieldgroups = TenantFieldGroups(self)
         self.schemas = TenantSchemas(self)

@@ -128,7 +128,7 @@ audit_events = Table(
     Index("ix_audit_events_org_at", "org_id", "at"),
 )
 
-# Signed-in console sessions (web/session.py): a cookie works only while its row exists.
+# Signed-in console sessions (edge/session.py): a cookie works only while its row exists.
 console_sessions = Table(
     "console_sessions",
     metadata,

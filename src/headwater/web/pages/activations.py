@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from headwater.catalog import ids
-from headwater.runtime.delivery.engine import LATENCY_BOUNDS
+from headwater.engines.latency import LATENCY_BOUNDS
 from headwater.web.app import page
 
 router = APIRouter(include_in_schema=False)

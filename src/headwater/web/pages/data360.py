@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from headwater.api.auth import services
+from headwater.container import services
 from headwater.services.data360.apppolicy import (
     ACCESS_TOKEN_SECONDS,
     IP_RELAXATION,

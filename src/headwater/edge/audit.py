@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from headwater.api import calls
+from headwater.edge import calls
 from headwater.services import access, audit
 
 log = logging.getLogger("headwater.audit")

@@ -9,17 +9,25 @@ PostgreSQL call, which waits on the network, run in the pool and never block the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from headwater.services.container import Services
+from headwater.stores.metadata import MetadataStore
 
 T = TypeVar("T")
 
 
-async def read(services: Services, fn: Callable[..., T], *args: Any) -> T:
+class HasStore(Protocol):
+    """What a call needs of the container: the metadata store it reads and writes (whether reads may run
+    inline, whether it takes one writer at a time)."""
+
+    @property
+    def store(self) -> MetadataStore: ...
+
+
+async def read(services: HasStore, fn: Callable[..., T], *args: Any) -> T:
     if services.store.reads_inline:
         return fn(*args)
     return await run_in_threadpool(fn, *args)
@@ -28,7 +36,7 @@ async def read(services: Services, fn: Callable[..., T], *args: Any) -> T:
 _WRITERS: dict[int, anyio.CapacityLimiter] = {}
 
 
-async def write(services: Services, fn: Callable[..., T], *args: Any) -> T:
+async def write(services: HasStore, fn: Callable[..., T], *args: Any) -> T:
     """Run a write in the thread pool. On a single-writer store (SQLite) at most one write per process
     runs at a time: the others wait as tasks on the loop rather than as threads convoying on a lock."""
     if not services.store.single_writer:

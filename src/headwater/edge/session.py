@@ -22,7 +22,7 @@ Sign-in throttling (:class:`Throttle`) never locks a person out because of someo
   few seconds later; a guesser spread over many addresses gets few guesses.
 
 The address is the TCP peer, or the client a trusted proxy names in ``X-Forwarded-For`` when
-``HEADWATER_TRUSTED_PROXIES`` lists that proxy (api/auth.py ``client_host``). Failures are counted in the
+``HEADWATER_TRUSTED_PROXIES`` lists that proxy (edge/auth.py ``client_host``). Failures are counted in the
 memory of each server process: with several processes the limits apply per process.
 """
 

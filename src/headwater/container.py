@@ -1,0 +1,139 @@
+"""The composition root: every service of one Headwater process, built from the settings and wired
+together. Wiring only: entry points (server, worker, CLI) and the request entry points of api/ and web/
+import it; services and the HTTP edge never do (tests/test_layering.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from headwater.services.cache import TtlCache
+from headwater.services.specs import SpecCatalog, catalog
+from headwater.services.tenancy import Tenancy
+from headwater.services.tokens import TokenService
+from headwater.settings import Settings
+from headwater.stores.metadata import ApiClient, MetadataStore, Org, Sandbox, open_store
+from headwater.stores.secrets import SecretBox
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+
+def services(request: HTTPConnection) -> Services:
+    """The container of the application serving ``request`` (headwater/server.py puts it on the state)."""
+    found: Services = request.app.state.services
+    return found
+
+
+class Services:
+    """Every service of the process, each built with the collaborators it uses (in dependency order:
+    stores and caches, then the platform services, Data 360, and the HTTP edge's parts)."""
+
+    def __init__(self, settings: Settings, store: MetadataStore | None = None) -> None:
+        from headwater.process import secure_home
+
+        self.settings = settings
+        # Before anything writes into the home: every file from here on is private (HEADWATER_UMASK).
+        secure_home(settings.home, settings.umask)
+        self.store = store or open_store(settings.resolved_database_url)
+        self.box = SecretBox.from_settings(settings)
+        self.tokens = TokenService(settings)
+        self.tenancy = Tenancy(self.store, self.box, settings)
+        self.specs: SpecCatalog = catalog()
+        self.clients: TtlCache[str, ApiClient | None] = TtlCache(2.0, self.store.get_client)
+        self.sandboxes: TtlCache[tuple[str, str], Sandbox | None] = TtlCache(
+            2.0, lambda key: self.store.get_sandbox(*key)
+        )
+        self.orgs: TtlCache[str, Org | None] = TtlCache(2.0, self.store.get_org)
+        self._platform()
+        self._data360()
+        self._edge()
+
+    def _platform(self) -> None:
+        """Streams, the lake and outbound policy first: the Flow Service, Catalog and Conversion services
+        use them."""
+        from headwater.connectors.outbound import OutboundPolicy
+        from headwater.lake.iceberg import Lake
+        from headwater.services.catalogsvc import DataSets
+        from headwater.services.conversion import MappingSets
+        from headwater.services.destinations import DeadLetters
+        from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+        from headwater.services.queries import Queries
+        from headwater.services.runs import Batches, Runs
+        from headwater.services.schemas import SchemaRegistry
+        from headwater.services.streaming import Streams
+
+        settings, store, box, specs = self.settings, self.store, self.box, self.specs
+        self.streams = Streams(settings, store, box)
+        self.lake = Lake(settings)
+        self.outbound = OutboundPolicy.from_settings(settings)
+        self.schemas = SchemaRegistry(store)
+        self.datasets = DataSets(store, settings, self.schemas)
+        self.mapping_sets = MappingSets(store, self.schemas)
+        self.target_connections = TargetConnections(
+            store, specs, self.streams, box, self.outbound, self.schemas
+        )
+        self.connections = Connections(
+            store, specs, self.streams, settings, box, self.outbound, self.target_connections
+        )
+        self.source_connections = SourceConnections(store, specs, self.streams)
+        self.flows = Flows(store, specs, self.streams, settings, box, self.mapping_sets)
+        self.runs = Runs(self)
+        self.batches = Batches(self)
+        self.queries = Queries(settings, store, self.datasets, self.lake)
+        # A deleted dataset's table goes with it (after the metadata commit), not left behind as orphan files.
+        self.datasets.on_deleted(lambda actor, dataset: self.lake.drop(actor.scope, dataset.id))
+        self.dead_letters = DeadLetters(store)
+
+    def _data360(self) -> None:
+        from headwater.services.data360.connectors import IngestionConnectors
+        from headwater.services.data360.datastreams import Platform
+        from headwater.services.data360.identity import Data360Identity
+
+        self.identity = Data360Identity(self.store, self.box, self.settings, self.tokens, self.sandboxes)
+        platform = Platform(
+            self.schemas,
+            self.datasets,
+            self.connections,
+            self.source_connections,
+            self.target_connections,
+            self.mapping_sets,
+            self.flows,
+        )
+        self.ingestion_connectors = IngestionConnectors(
+            self.store, self.settings, platform, self.identity, self.sandboxes, self.orgs, self.streams
+        )
+
+    def _edge(self) -> None:
+        """The console's sessions and sign-in throttle, and the authenticator of every HTTP request."""
+        from headwater.edge.auth import Authenticator
+        from headwater.edge.session import SessionSigner, Throttle
+
+        self.sessions = SessionSigner(self.tokens.signing_key, self.store)
+        self.sign_in_throttle = Throttle()
+        self.authenticator = Authenticator(
+            self.settings,
+            self.tokens,
+            self.clients,
+            self.sandboxes,
+            self.orgs,
+            self.sessions,
+            self.identity.users,
+        )
+
+    def start(self) -> bool:
+        """Migrate the metadata store and make sure the default organization exists.
+
+        Returns True when this call created the default organization (its first start).
+        """
+        self.store.migrate()
+        from headwater.services.destinations import seal_legacy
+
+        seal_legacy(
+            self.store, self.box
+        )  # destinations saved before their request secrets were sealed (needs the key)
+        _, created = self.tenancy.bootstrap()
+        return created
+
+    def close(self) -> None:
+        self.streams.close()
+        self.store.close()
