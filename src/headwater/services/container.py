@@ -52,6 +52,8 @@ class Services:
         from headwater.services.catalogsvc import DataSets
         from headwater.services.conversion import MappingSets
         from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+        from headwater.services.ledger import RunLedger
+        from headwater.services.plans import Plans
         from headwater.services.runs import Batches, Runs
         from headwater.services.schemas import SchemaRegistry
 
@@ -79,6 +81,17 @@ class Services:
         self.flows = Flows(self)
         self.runs = Runs(self)
         self.batches = Batches(self)
+        self.ledger = RunLedger(self.store)
+        self.plans = Plans(
+            self.store,
+            self.flows,
+            self.connections,
+            self.source_connections,
+            self.target_connections,
+            self.datasets,
+            self.schemas,
+            self.mapping_sets,
+        )
         self.lake = Lake(settings)
         from headwater.services.queries import Queries
 
