@@ -45,7 +45,7 @@ from headwater.runtime.streammessages import MappingBroken, _corrupt, _decode, _
 from headwater.runtime.streamruns import StreamRuns
 from headwater.services.container import Services
 from headwater.services.ids import now_ms
-from headwater.services.plans import FlowPlan
+from headwater.services.plans import FlowPlan, MappingPlan
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 from headwater.stores.rowerrors import RowErrorWriter, errors_file
@@ -90,23 +90,12 @@ class Plan:
     def of(cls, actor: Actor, resolved: FlowPlan) -> Plan:
         """The micro-batcher's plan of ``resolved``: the mappings compiled, deduplication and upserts
         read from the options."""
-        from headwater.engines.mapping import compile_mapping, identity_compile
+        from headwater.engines.mapping import identity_compile
 
         assert resolved.dataset_id is not None and resolved.schema is not None
         schema = dict(resolved.schema)
         xdm = identity_compile(schema)
-        raw: Any = xdm
-        fills: tuple[str, ...] = ()
-        if resolved.mapping is not None:
-            doc = dict(resolved.mapping.doc)
-            mapped = {m.get("destinationXdmPath") for m in doc.get("mappings") or []}
-            # An event schema requires _id and timestamp; a webhook mapping (document 004's) often
-            # maps neither: the batcher fills them (see _fill) instead of failing every message.
-            fills = tuple(
-                f for f in ("_id", "timestamp") if f not in mapped and f in schema.get("required", [])
-            )
-            relaxed = {**schema, "required": [r for r in schema.get("required", []) if r not in fills]}
-            raw = compile_mapping(doc, relaxed)
+        raw, fills = _raw_mapping(schema, resolved.mapping) if resolved.mapping is not None else (xdm, ())
         options = resolved.options
         names = set(xdm.target.names)
         dedup = options.get("dedupPath") or ("_id" if "_id" in names else None)
@@ -127,6 +116,20 @@ class Plan:
             mapped=resolved.mapping is not None,
             version=resolved.version,
         )
+
+
+def _raw_mapping(schema: dict[str, Any], mapping: MappingPlan) -> tuple[Any, tuple[str, ...]]:
+    """The compiled mapping of raw messages, and the required fields it leaves for the batcher to fill."""
+    from headwater.engines.mapping import compile_mapping
+
+    doc = dict(mapping.doc)
+    mapped = {m.get("destinationXdmPath") for m in doc.get("mappings") or []}
+    # An event schema requires _id and timestamp; a webhook mapping (document 004's) often maps
+    # neither: the batcher fills them (see _fill) instead of failing every message.
+    required = schema.get("required", [])
+    fills = tuple(f for f in ("_id", "timestamp") if f not in mapped and f in required)
+    relaxed = {**schema, "required": [r for r in required if r not in fills]}
+    return compile_mapping(doc, relaxed), fills
 
 
 @dataclass
