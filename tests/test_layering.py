@@ -57,7 +57,6 @@ KNOWN: set[tuple[str, str]] = {
     ("headwater.runtime.streamsupervisor", "headwater.container"),
     ("headwater.runtime.streamvalidation", "headwater.container"),
     ("headwater.runtime.worker", "headwater.container"),
-    ("headwater.services.resources", "headwater.container"),
 }
 
 

@@ -95,7 +95,7 @@ def test_expiring_snapshots_keeps_the_rows_and_the_log_position(server: LiveServ
 def test_a_streaming_run_covers_its_window_and_completes_when_the_window_is_over(
     server: LiveServer, api: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from headwater.runtime import streamruns as runtime
+    from headwater.services import ledger as runtime
 
     monkeypatch.setattr(runtime, "RUN_WINDOW_MS", 2000)  # two-second windows instead of hours
     pipeline = http_api_flow(api)

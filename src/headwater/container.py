@@ -57,6 +57,8 @@ class Services:
         from headwater.services.conversion import MappingSets
         from headwater.services.destinations import DeadLetters
         from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+        from headwater.services.ledger import RunLedger
+        from headwater.services.plans import Plans
         from headwater.services.queries import Queries
         from headwater.services.runs import Batches, Runs
         from headwater.services.schemas import SchemaRegistry
@@ -77,12 +79,23 @@ class Services:
         )
         self.source_connections = SourceConnections(store, specs, self.streams)
         self.flows = Flows(store, specs, self.streams, settings, box, self.mapping_sets)
-        self.runs = Runs(self)
-        self.batches = Batches(self)
+        self.runs = Runs(store, self.flows)
+        self.batches = Batches(store)
         self.queries = Queries(settings, store, self.datasets, self.lake)
         # A deleted dataset's table goes with it (after the metadata commit), not left behind as orphan files.
         self.datasets.on_deleted(lambda actor, dataset: self.lake.drop(actor.scope, dataset.id))
         self.dead_letters = DeadLetters(store)
+        self.ledger = RunLedger(store)
+        self.plans = Plans(
+            store,
+            self.flows,
+            self.connections,
+            self.source_connections,
+            self.target_connections,
+            self.datasets,
+            self.schemas,
+            self.mapping_sets,
+        )
 
     def _data360(self) -> None:
         from headwater.services.data360.connectors import IngestionConnectors

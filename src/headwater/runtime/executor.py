@@ -6,6 +6,9 @@ died) first looks for that checkpoint: found means the rows are in and only the 
 absent means nothing of the run is visible and it is read again from the same window. Data files of an
 attempt that never committed are never referenced.
 
+What the run reads comes from its flow's plan (services/plans.py); what the run document says is
+written by the run ledger (services/ledger.py): this module reads, maps, commits and reports.
+
 Windows: a run covers ``(windowStart, windowEnd]`` of the delta column, chosen from the flow and its
 latest checkpoint (runtime/window.py). Rows committed late at the source (stamped inside a past window,
 visible only after it) are caught by re-reading an overlap before the window and dropping the rows
@@ -24,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from headwater.catalog import ids
+from headwater.catalog.ids import flow_kind
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError
@@ -33,10 +36,12 @@ from headwater.errors import HeadwaterError
 from headwater.runtime import lookback
 from headwater.runtime.faults import crash_point
 from headwater.runtime.window import Keys, Window, choose_window, overlap_keys
-from headwater.services.ids import new_etag, now_ms
-from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, new_batch_doc
+from headwater.services import ledger
+from headwater.services.ids import now_ms
+from headwater.services.plans import FlowPlan, SourcePlan
+from headwater.services.runs import FAILED, PARTIAL, SUCCESS, new_batch_doc
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import QueuedRun, Resource, StaleWrite
+from headwater.stores.metadata import QueuedRun, Resource
 from headwater.stores.rowerrors import RowErrorWriter, errors_file
 
 log = logging.getLogger("headwater.runtime")
@@ -81,6 +86,7 @@ class RunExecution:
         on_progress: Callable[[Counters], None] | None = None,
     ) -> None:
         self.services = services
+        self.ledger: ledger.RunLedger = services.ledger
         self.queued = queued
         self.worker = worker
         self.on_progress = on_progress
@@ -89,61 +95,55 @@ class RunExecution:
 
     # --- entry point ---
     def execute(self) -> Resource | None:
-        run = self.services.store.get("run", self.queued.scope, self.queued.run_id)
+        run = self.ledger.get(self.queued.scope, self.queued.run_id)
         if run is None or run.doc.get("state") in (SUCCESS, PARTIAL, FAILED):
             return run
         actor = worker_actor(self.services, run, run.doc["sandboxName"])
         flow = self.services.store.get("flow", run.scope, run.doc["flowId"])
-        if flow is not None and flow.doc["flowSpec"]["id"] == ids.ACTIVATION:
+        if flow is not None and flow_kind(flow.doc).delivers:
             from headwater.runtime.delivery.datasetrun import DatasetActivation
 
             return DatasetActivation(self.services, run, flow).execute()
         started = now_ms()
-        run = self._save(run, {"state": IN_PROGRESS}, started=started)
+        run = self.ledger.start(run, started)
         try:
             return self._run(actor, run, started)
         except (ConnectorError, ThresholdExceeded, HeadwaterError) as exc:
             code = getattr(exc, "code", "INGEST-1212-400")
             if isinstance(exc, ThresholdExceeded):
                 code = "INGEST-1212-400"
-            return self._fail(
-                run, started, code, str(getattr(exc, "message", None) or getattr(exc, "detail", None) or exc)
-            )
+            message = str(getattr(exc, "message", None) or getattr(exc, "detail", None) or exc)
+            return self.ledger.fail_copy(run, started, code, message, self.counters)
         except Exception as exc:  # an unexpected bug: record it on the run, keep the worker alive
             log.exception("run %s failed unexpectedly", run.id)
-            return self._fail(
-                run, started, "HW-1000-500", f"Internal error ({type(exc).__name__}); see the worker log."
-            )
+            message = f"Internal error ({type(exc).__name__}); see the worker log."
+            return self.ledger.fail_copy(run, started, "HW-1000-500", message, self.counters)
 
     def _run(self, actor: Actor, run: Resource, started: int) -> Resource:
         svc = self.services
-        flow = svc.flows.get(actor, run.doc["flowId"])
-        source = svc.source_connections.get(actor, flow.doc["sourceConnectionIds"][0])
-        target = svc.target_connections.get(actor, flow.doc["targetConnectionIds"][0])
-        dataset_id = target.doc["params"]["dataSetId"]
-        dataset = svc.datasets.get(actor, dataset_id)
-        resolved = svc.schemas.resolve(actor, dataset.doc["schemaRef"]["id"])
-        mapping = self._mapping(actor, flow, resolved)
-        table = svc.lake.ensure_table(actor.scope, dataset_id, mapping.target)
+        plan = svc.plans.resolve(actor, run.doc["flowId"])
+        assert plan.source is not None and plan.dataset_id is not None and plan.schema is not None
+        mapping = self._mapping(plan)
+        table = svc.lake.ensure_table(actor.scope, plan.dataset_id, mapping.target)
 
-        done = svc.lake.latest_checkpoint(table, flowId=flow.id, runId=run.id)
+        done = svc.lake.latest_checkpoint(table, flowId=plan.flow_id, runId=run.id)
         if done is not None:  # a previous attempt committed; only the bookkeeping was lost
-            return self._finish_recovered(actor, run, started, done.properties)
+            return self._finish_recovered(run, started, done.properties)
 
-        copy = _transformation(flow, "Copy")
+        copy = plan.transformation("Copy")
         delta = ((copy or {}).get("deltaColumn") or {}).get("name")
-        window = choose_window(svc.lake, run, flow, table, delta)
-        batch = self._batch(actor, run, flow, dataset_id)
-        connector = self._connector(actor, source)
+        window = choose_window(svc.lake, run, plan, table, delta)
+        batch = self._batch(actor, run, plan.flow_id, plan.dataset_id)
+        connector = self._connector(actor, plan.source)
         timezone = ((copy or {}).get("deltaColumn") or {}).get("timezone")
-        params = source.doc.get("params") or {}
+        params = dict(plan.source.params)
         errors_path = errors_file(self.services.settings.warehouse_dir, batch.id)
-        threshold = _threshold(flow)
+        threshold = _threshold(plan)
         try:
-            keys = overlap_keys(svc.settings.warehouse_dir, flow, connector, params, window)
+            keys = overlap_keys(svc.settings.warehouse_dir, plan, connector, params, window)
             request = ReadRequest(
                 params=params,
-                data_format=source.doc["data"]["format"],
+                data_format=plan.source.data_format or "",
                 delta_column=delta,
                 window_start=keys.read_from if keys else window.start,
                 window_end=window.end,
@@ -157,7 +157,7 @@ class RunExecution:
                 files = svc.lake.write_files(table, batches, mapping.target)
         finally:
             connector.close()
-        checkpoint = self._checkpoint(flow, run, batch, window, keys)
+        checkpoint = self._checkpoint(plan.flow_id, run, batch, window, keys)
         crash_point("before_commit")
         # Without a delta column every run reads the whole source: it replaces the dataset's rows rather
         # than appending them a second time (a full refresh).
@@ -166,23 +166,26 @@ class RunExecution:
         )
         crash_point("after_commit")
         if not committed:  # another attempt of this run (its worker was presumed dead) committed first
-            fresh = svc.lake.load(actor.scope, dataset_id)
-            done = svc.lake.latest_checkpoint(fresh, flowId=flow.id, runId=run.id) if fresh else None
-            return self._finish_recovered(actor, run, started, done.properties if done else {})
+            fresh = svc.lake.load(actor.scope, plan.dataset_id)
+            done = svc.lake.latest_checkpoint(fresh, flowId=plan.flow_id, runId=run.id) if fresh else None
+            return self._finish_recovered(run, started, done.properties if done else {})
         previous_keys = window.previous.get("keysFile") if window.previous else None
         if previous_keys and previous_keys != checkpoint.get("keysFile"):
             lookback.remove_keys(svc.settings.warehouse_dir, previous_keys)  # only the newest is read
         self.counters.output_bytes = sum(f.file_size_in_bytes for f in files)
         self.counters.skipped_records = keys.filter.skipped if keys else 0
-        return self._succeed(actor, run, batch, started, snapshot_id, len(files), window.start, window.end)
+        self.ledger.batch_succeeded(batch, snapshot_id, self.counters)
+        crash_point("after_batch_saved")
+        span = ledger.Window(window.start, window.end)
+        return self.ledger.copy_succeeded(run, batch.id, started, len(files), span, self.counters)
 
     def _checkpoint(
-        self, flow: Resource, run: Resource, batch: Resource, window: Window, keys: Keys | None
+        self, flow_id: str, run: Resource, batch: Resource, window: Window, keys: Keys | None
     ) -> dict[str, Any]:
         """What the commit records: the window, where the read began and the keys of the rows a later
         overlap may read again (written now, before the commit, so both are durable together)."""
         checkpoint: dict[str, Any] = {
-            "flowId": flow.id,
+            "flowId": flow_id,
             "runId": run.id,
             "batchId": batch.id,
             "windowStart": _iso(window.start),
@@ -196,47 +199,38 @@ class RunExecution:
             checkpoint.update(
                 readFrom=_iso(keys.read_from),
                 keysFrom=_iso(keys.filter.keys_from),
-                keysFile=lookback.write_keys(warehouse, flow.id, batch.id, digests),
+                keysFile=lookback.write_keys(warehouse, flow_id, batch.id, digests),
                 keyCount=len(digests) // lookback.DIGEST_BYTES,
                 skippedRecords=keys.filter.skipped,
             )
         return checkpoint
 
     # --- parts ---
-    def _mapping(self, actor: Actor, flow: Resource, resolved: dict[str, Any]) -> Any:
+    def _mapping(self, plan: FlowPlan) -> Any:
         from headwater.engines.mapping import compile_mapping, identity_compile
 
-        spec = _transformation(flow, "Mapping")
-        if spec is None:
+        assert plan.schema is not None
+        resolved = dict(plan.schema)
+        if plan.mapping is None:
             return identity_compile(resolved)
-        version = spec.get("mappingVersion")
-        mapping_set = self.services.mapping_sets.get(
-            actor, spec["mappingId"], int(version) if version is not None else None
-        )
-        return compile_mapping(self.services.mapping_sets.render(mapping_set), resolved)
+        return compile_mapping(dict(plan.mapping.doc), resolved)
 
-    def _connector(self, actor: Actor, source: Resource) -> Any:
-        spec_id = source.doc["connectionSpec"]["id"]
-        auth: dict[str, Any] = {}
-        base_id = source.doc.get("baseConnectionId")
-        if base_id:
-            base = self.services.connections.get(actor, base_id)
-            auth = self.services.connections.secret_params(actor, base)
-        auth["_connectionId"] = base_id or source.id
-        # Files connectors are confined to their sandbox's files folder (connectors/files/roots.py).
-        auth["_orgId"], auth["_sandboxName"] = actor.org.id, actor.sandbox.name
-        if not registry.supports(spec_id):
-            raise HeadwaterError(f"Connection spec {spec_id} has no batch reader.", code="CONNECTOR-2007-400")
-        return registry.connector_for(spec_id, auth, self.services.outbound, self.services.settings)
+    def _connector(self, actor: Actor, source: SourcePlan) -> Any:
+        auth = self.services.plans.source_auth(actor, source)
+        if not registry.supports(source.spec_id):
+            raise HeadwaterError(
+                f"Connection spec {source.spec_id} has no batch reader.", code="CONNECTOR-2007-400"
+            )
+        return registry.connector_for(source.spec_id, auth, self.services.outbound, self.services.settings)
 
-    def _batch(self, actor: Actor, run: Resource, flow: Resource, dataset_id: str) -> Resource:
+    def _batch(self, actor: Actor, run: Resource, flow_id: str, dataset_id: str) -> Resource:
         batch_id = run.doc.get("batchId")
         if batch_id:
             existing = self.services.store.get("batch", actor.scope, batch_id)
             if existing is not None:
                 return existing
-        batch = self.services.batches.create(actor, new_batch_doc(dataset_id, flow.id, run.id))
-        self._save(run, {"batchId": batch.id})
+        batch = self.services.batches.create(actor, new_batch_doc(dataset_id, flow_id, run.id))
+        self.ledger.save(run, {"batchId": batch.id})
         return batch
 
     def _mapped(
@@ -274,58 +268,9 @@ class RunExecution:
             self.on_progress(self.counters)
         if time.monotonic() - self._last_progress >= PROGRESS_EVERY_SECONDS:
             self._last_progress = time.monotonic()
-            current = self.services.store.get("run", run.scope, run.id)
-            if current is not None:
-                self._save(current, {"metrics": {**current.doc["metrics"], "recordSummary": self._records()}})
+            self.ledger.progress(run, self.counters)
 
-    # --- outcomes ---
-    def _records(self) -> dict[str, int]:
-        c = self.counters
-        return {
-            "inputRecordCount": c.input_records,
-            "outputRecordCount": c.output_records,
-            "failedRecordCount": c.failed_records,
-        }
-
-    def _succeed(
-        self,
-        actor: Actor,
-        run: Resource,
-        batch: Resource,
-        started: int,
-        snapshot_id: int,
-        files: int,
-        start: datetime | None,
-        end: datetime | None,
-    ) -> Resource:
-        c = self.counters
-        status = PARTIAL if c.failed_records else SUCCESS
-        errors = [
-            {"code": code, "message": _error_text(code), "recordCount": n}
-            for code, n in c.error_codes.items()
-        ]
-        batch_doc = {
-            **batch.doc,
-            "status": "success",
-            "snapshotId": str(snapshot_id),
-            "errors": [
-                {"code": e["code"], "description": e["message"], "recordCount": e["recordCount"]}
-                for e in errors
-            ],
-            "metrics": {
-                "inputRecordCount": c.input_records,
-                "outputRecordCount": c.output_records,
-                "failedRecordCount": c.failed_records,
-                "inputByteSize": c.input_bytes,
-                "inputFileCount": 1,
-            },
-            "completed": now_ms(),
-        }
-        self._save(batch, batch_doc)
-        crash_point("after_batch_saved")
-        return self._complete(run, status, started, errors, batch.id, files, start, end)
-
-    def _finish_recovered(self, actor: Actor, run: Resource, started: int, props: dict[str, str]) -> Resource:
+    def _finish_recovered(self, run: Resource, started: int, props: dict[str, str]) -> Resource:
         def get(key: str) -> str:
             return props.get("headwater." + key) or ""
 
@@ -333,162 +278,16 @@ class RunExecution:
         self.counters.input_records = int(get("inputRecords") or 0)
         self.counters.failed_records = int(get("failedRecords") or 0)
         self.counters.output_records = self.counters.input_records - self.counters.failed_records
-        batch = self.services.store.get("batch", actor.scope, get("batchId") or "")
-        if batch is not None and batch.doc.get("status") != "success":
-            self._save(batch, {**batch.doc, "status": "success", "completed": now_ms()})
         start = datetime.fromisoformat(get("windowStart")) if get("windowStart") else None
         end = datetime.fromisoformat(get("windowEnd")) if get("windowEnd") else None
-        status = PARTIAL if self.counters.failed_records else SUCCESS
-        return self._complete(run, status, started, [], get("batchId"), 0, start, end)
-
-    def _fail(self, run: Resource, started: int, code: str, message: str) -> Resource:
-        current = self.services.store.get("run", run.scope, run.id) or run
-        batch_id = current.doc.get("batchId")
-        if batch_id:
-            batch = self.services.store.get("batch", run.scope, batch_id)
-            if batch is not None:
-                self._save(
-                    batch,
-                    {
-                        **batch.doc,
-                        "status": "failed",
-                        "errors": [
-                            {
-                                "code": code,
-                                "description": message,
-                                "recordCount": self.counters.failed_records,
-                            }
-                        ],
-                    },
-                )
-        return self._complete(
-            current, FAILED, started, [{"code": code, "message": message}], batch_id, 0, None, None
-        )
-
-    def _complete(
-        self,
-        run: Resource,
-        status: str,
-        started: int,
-        errors: list[dict[str, Any]],
-        batch_id: str | None,
-        files: int,
-        start: datetime | None,
-        end: datetime | None,
-    ) -> Resource:
-        completed = now_ms()
-        c = self.counters
-        metrics = {
-            "durationSummary": {
-                "startedAtUTC": started,
-                "completedAtUTC": completed,
-                "extensions": {
-                    "windowStart": start.isoformat() if start else None,
-                    "windowEnd": end.isoformat() if end else None,
-                    # rows re-read in the overlap before the window and dropped: already landed
-                    "skippedRecordCount": c.skipped_records,
-                },
-            },
-            "sizeSummary": {"inputBytes": c.input_bytes, "outputBytes": c.output_bytes},
-            "recordSummary": self._records(),
-            "fileSummary": {"inputFileCount": 1 if c.input_records else 0, "outputFileCount": files},
-            "statusSummary": {"status": status, "errors": errors},
-        }
-        activity = {
-            "id": "copyActivity",
-            "name": "Copy Activity",
-            "updatedAtUTC": completed,
-            "durationSummary": metrics["durationSummary"],
-            "recordSummary": metrics["recordSummary"],
-            "statusSummary": {
-                "status": status,
-                "errors": errors,
-                "extensions": {
-                    "manifest": {
-                        "failedRecords": f"/data/foundation/export/batches/{batch_id}/meta?path=row_errors"
-                    }
-                }
-                if batch_id
-                else {},
-            },
-            "targetInfo": [
-                {
-                    "type": "TargetConnection",
-                    "reference": {"type": "Batch", "ids": [batch_id] if batch_id else []},
-                }
-            ],
-        }
-        current = self.services.store.get("run", run.scope, run.id) or run
-        return self._save(current, {"state": status, "metrics": metrics, "activities": [activity]})
-
-    def _save(self, resource: Resource, changes: dict[str, Any], started: int | None = None) -> Resource:
-        """Update a run or batch document the runtime owns (the worker holds the run's lease)."""
-        if started is not None:
-            metrics = {
-                **resource.doc["metrics"],
-                **(changes.get("metrics") or {}),
-                "durationSummary": {"startedAtUTC": started, "completedAtUTC": None},
-                "statusSummary": {"status": IN_PROGRESS, "errors": []},
-            }
-            changes = {**changes, "metrics": metrics}
-        return save_resource(self.services, resource, changes)
+        span = ledger.Window(start, end)
+        return self.ledger.recover_copy(run, started, get("batchId"), span, self.counters)
 
 
-def save_resource(services: Services, resource: Resource, changes: dict[str, Any]) -> Resource:
-    """Apply ``changes`` to a run or batch document, retrying on concurrent updates."""
-    for _ in range(5):
-        doc = {**resource.doc, **changes, "updatedAt": now_ms()}
-        updated = Resource(
-            resource.kind,
-            resource.id,
-            resource.scope,
-            doc,
-            new_etag(),
-            resource.name,
-            resource.alt_id,
-            resource.created_at,
-            doc["updatedAt"],
-            refs=_refs(resource),
-        )
-        try:
-            services.store.update(updated, resource.etag)
-            return updated
-        except StaleWrite:
-            fresh = services.store.get(resource.kind, resource.scope, resource.id)
-            if fresh is None:
-                return resource
-            resource = fresh
-    raise HeadwaterError(f"could not save {resource.kind} {resource.id}: too many concurrent updates")
-
-
-def _refs(resource: Resource) -> list[tuple[str, str]]:
-    if resource.kind == "run":
-        return [("flow", resource.doc["flowId"])]
-    if resource.kind == "batch":
-        return [("dataSet", resource.doc["relatedObjects"][0]["id"])]
-    return []
-
-
-def _transformation(flow: Resource, name: str) -> dict[str, Any] | None:
-    for item in flow.doc.get("transformations") or []:
-        if item.get("name") == name:
-            params: dict[str, Any] = item.get("params") or {}
-            return params
-    return None
-
-
-def _threshold(flow: Resource) -> float | None:
-    value = (flow.doc.get("options") or {}).get("partialIngestionPercent")
+def _threshold(plan: FlowPlan) -> float | None:
+    value = plan.options.get("partialIngestionPercent")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
-
-
-def _error_text(code: str) -> str:
-    return {
-        "MAPPER-3700-400": "Mapper Transform Error",
-        "INGEST-1555-400": "A required field is missing",
-        "INGEST-1401-400": "A value does not match the schema",
-    }.get(code, "Record errors")

@@ -39,11 +39,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.catalog.ids import FlowKind, flow_kind
 from headwater.container import Services
 from headwater.runtime.executor import worker_actor
 from headwater.runtime.streammessages import MappingBroken, _corrupt, _decode, _fill, _map
 from headwater.runtime.streamruns import StreamRuns
 from headwater.services.ids import now_ms
+from headwater.services.plans import FlowPlan, MappingPlan
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
 from headwater.stores.rowerrors import RowErrorWriter, errors_file
@@ -59,12 +61,13 @@ KEEP_SNAPSHOTS_MS = 3600_000
 
 
 def is_streaming(flow: Resource) -> bool:
-    return "inletId" in (flow.doc.get("options") or {})
+    return flow_kind(flow.doc) is FlowKind.STREAMING
 
 
 @dataclass
 class Plan:
-    """What a flow's micro-batches need, resolved from its resources (rebuilt when the flow changes)."""
+    """What a flow's micro-batches need, built from its resolved plan (services/plans.py; rebuilt when
+    the flow changes)."""
 
     actor: Actor
     flow: Resource
@@ -77,6 +80,56 @@ class Plan:
     upsert_key: str | None
     fills: tuple[str, ...] = ()  # required fields the mapping leaves empty, filled per message
     mapped: bool = False  # raw messages go through a mapping set (not the identity of the schema)
+    version: str = ""  # the resolved plan's (FlowPlan.version)
+
+    @property
+    def sandbox_name(self) -> Any:
+        return self.flow.doc.get("sandboxName")
+
+    @classmethod
+    def of(cls, actor: Actor, resolved: FlowPlan) -> Plan:
+        """The micro-batcher's plan of ``resolved``: the mappings compiled, deduplication and upserts
+        read from the options."""
+        from headwater.engines.mapping import identity_compile
+
+        assert resolved.dataset_id is not None and resolved.schema is not None
+        schema = dict(resolved.schema)
+        xdm = identity_compile(schema)
+        raw, fills = _raw_mapping(schema, resolved.mapping) if resolved.mapping is not None else (xdm, ())
+        options = resolved.options
+        names = set(xdm.target.names)
+        dedup = options.get("dedupPath") or ("_id" if "_id" in names else None)
+        if options.get("deduplicate") is False:
+            dedup = None
+        upsert = options.get("upsertKey")
+        return cls(
+            actor=actor,
+            flow=resolved.flow,
+            dataset_id=resolved.dataset_id,
+            target=xdm.target,
+            raw=raw,
+            xdm=xdm,
+            cadence_ms=int(float(options.get("cadenceSeconds") or 0) * 1000),
+            dedup_path=dedup if isinstance(dedup, str) else None,
+            upsert_key=upsert if isinstance(upsert, str) else None,
+            fills=fills,
+            mapped=resolved.mapping is not None,
+            version=resolved.version,
+        )
+
+
+def _raw_mapping(schema: dict[str, Any], mapping: MappingPlan) -> tuple[Any, tuple[str, ...]]:
+    """The compiled mapping of raw messages, and the required fields it leaves for the batcher to fill."""
+    from headwater.engines.mapping import compile_mapping
+
+    doc = dict(mapping.doc)
+    mapped = {m.get("destinationXdmPath") for m in doc.get("mappings") or []}
+    # An event schema requires _id and timestamp; a webhook mapping (document 004's) often maps
+    # neither: the batcher fills them (see _fill) instead of failing every message.
+    required = schema.get("required", [])
+    fills = tuple(f for f in ("_id", "timestamp") if f not in mapped and f in required)
+    relaxed = {**schema, "required": [r for r in required if r not in fills]}
+    return compile_mapping(doc, relaxed), fills
 
 
 @dataclass
@@ -113,55 +166,8 @@ class MicroBatcher:
             return None
         if self._plan is not None and self._plan.flow.etag == flow.etag:
             return self._plan
-        from headwater.engines.mapping import compile_mapping, identity_compile
-
         actor = worker_actor(svc, flow, flow.doc.get("sandboxName") or "")
-        target = svc.target_connections.get(actor, flow.doc["targetConnectionIds"][0])
-        dataset_id = target.doc["params"]["dataSetId"]
-        dataset = svc.datasets.get(actor, dataset_id)
-        resolved = svc.schemas.resolve(actor, dataset.doc["schemaRef"]["id"])
-        xdm = identity_compile(resolved)
-        raw = xdm
-        fills: tuple[str, ...] = ()
-        mapped_set = False
-        for step in flow.doc.get("transformations") or []:
-            if step.get("name") == "Mapping":
-                params = step.get("params") or {}
-                version = params.get("mappingVersion")
-                mapping_set = svc.mapping_sets.get(
-                    actor, params["mappingId"], int(version) if version is not None else None
-                )
-                doc = svc.mapping_sets.render(mapping_set)
-                mapped = {m.get("destinationXdmPath") for m in doc.get("mappings") or []}
-                # An event schema requires _id and timestamp; a webhook mapping (document 004's) often
-                # maps neither: the batcher fills them (see _fill) instead of failing every message.
-                fills = tuple(
-                    f for f in ("_id", "timestamp") if f not in mapped and f in resolved.get("required", [])
-                )
-                relaxed = {
-                    **resolved,
-                    "required": [r for r in resolved.get("required", []) if r not in fills],
-                }
-                raw = compile_mapping(doc, relaxed)
-                mapped_set = True
-        options = flow.doc.get("options") or {}
-        names = set(xdm.target.names)
-        dedup = options.get("dedupPath") or ("_id" if "_id" in names else None)
-        if options.get("deduplicate") is False:
-            dedup = None
-        self._plan = Plan(
-            actor=actor,
-            flow=flow,
-            dataset_id=dataset_id,
-            target=xdm.target,
-            raw=raw,
-            xdm=xdm,
-            cadence_ms=int(float(options.get("cadenceSeconds") or 0) * 1000),
-            dedup_path=dedup if isinstance(dedup, str) else None,
-            upsert_key=options.get("upsertKey") if isinstance(options.get("upsertKey"), str) else None,
-            fills=fills,
-            mapped=mapped_set,
-        )
+        self._plan = Plan.of(actor, svc.plans.resolve_flow(actor, flow))
         return self._plan
 
     # --- failures that are no message's fault ---

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 from headwater.connectors.base import lookback_seconds
 from headwater.lake.iceberg import Checkpoint, Lake
 from headwater.runtime import lookback
+from headwater.services.plans import FlowPlan
 from headwater.services.runs import parse_time
 from headwater.stores.metadata import Resource
 
@@ -51,7 +53,7 @@ class Keys:
     filter: lookback.KeyFilter
 
 
-def choose_window(lake: Lake, run: Resource, flow: Resource, table: Any, delta: str | None) -> Window:
+def choose_window(lake: Lake, run: Resource, flow: FlowPlan, table: Any, delta: str | None) -> Window:
     """The window of ``run`` of ``flow`` (see the module docstring); ``table`` holds its checkpoints."""
     if not delta:
         return Window(None, None)
@@ -64,16 +66,16 @@ def choose_window(lake: Lake, run: Resource, flow: Resource, table: Any, delta: 
         end = min(end, datetime.now(UTC))
     # Stop short of the end by the flow's settle time, if it has one (the overlap of the next run
     # catches late commits without delaying every row).
-    end -= timedelta(seconds=_settle_seconds(flow))
+    end -= timedelta(seconds=_settle_seconds(flow.options))
     if start is not None:
         return Window(start, end)  # a window the run named: read exactly that
-    previous = lake.latest_checkpoint(table, flowId=flow.id)
+    previous = lake.latest_checkpoint(table, flowId=flow.flow_id)
     if previous is not None and previous.get("windowEnd"):
         start = datetime.fromisoformat(str(previous.get("windowEnd")))
         # Never move back: an end before the previous one (an older slot run late, a longer settle
         # time) would read the rows after it a second time.
         return Window(start, max(start, end), previous=previous)
-    schedule = flow.doc.get("scheduleParams") or {}
+    schedule = flow.schedule
     if schedule.get("backfill") is False and schedule.get("startTime"):
         start = datetime.fromtimestamp(int(schedule["startTime"]), UTC)
         return Window(start, max(start, end))
@@ -81,10 +83,10 @@ def choose_window(lake: Lake, run: Resource, flow: Resource, table: Any, delta: 
 
 
 def overlap_keys(
-    warehouse: Path, flow: Resource, connector: Any, params: dict[str, Any], window: Window
+    warehouse: Path, flow: FlowPlan, connector: Any, params: Mapping[str, Any], window: Window
 ) -> Keys | None:
     """The overlap of this run (runtime/lookback.py), or None when it reads none."""
-    seconds = lookback_seconds(flow.doc.get("options") or {}, connector.default_lookback_seconds)
+    seconds = lookback_seconds(dict(flow.options), connector.default_lookback_seconds)
     if seconds <= 0 or window.end is None:
         return None
     read_from, committed = window.start, Counter[bytes]()
@@ -96,7 +98,7 @@ def overlap_keys(
             int(previous.get("keyCount") or 0),
         )
         if found is None:
-            log.warning("flow %s: its keys file is missing; this run reads no overlap", flow.id)
+            log.warning("flow %s: its keys file is missing; this run reads no overlap", flow.flow_id)
         else:
             previous_from = datetime.fromisoformat(str(previous.get("keysFrom")))
             read_from = lookback.overlap_start(window.start, seconds, previous_from)
@@ -104,12 +106,12 @@ def overlap_keys(
     keys_from = window.end - timedelta(seconds=seconds)
     if read_from is not None:
         keys_from = max(keys_from, read_from)
-    pk = connector.primary_key(params)
+    pk = connector.primary_key(dict(params))
     return Keys(pk, read_from, lookback.KeyFilter(len(pk), window.start, keys_from, committed))
 
 
-def _settle_seconds(flow: Resource) -> float:
-    value = (flow.doc.get("options") or {}).get("lateArrivalSeconds", 0)
+def _settle_seconds(options: Mapping[str, Any]) -> float:
+    value = options.get("lateArrivalSeconds", 0)
     return (
         float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else 0.0
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from headwater.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
 from headwater.services import jsonpatch
@@ -23,9 +23,6 @@ from headwater.stores.metadata import (
     StaleWrite,
     StillReferenced,
 )
-
-if TYPE_CHECKING:
-    from headwater.container import Services
 
 SYSTEM_FIELDS = frozenset(
     {
@@ -195,16 +192,6 @@ class Collection(ABC):
             ],
             code=f"{self.service}-1404-400",
         )
-
-
-class ServiceCollection(Collection):
-    """A collection handed the whole container: left only for services/runs.py (Runs, Batches), which is
-    being rewritten as the run ledger; every other collection takes its collaborators in its constructor
-    (docs/pending/edges.md). Goes, with its import of the container, once runs.py does the same."""
-
-    def __init__(self, services: Services) -> None:
-        super().__init__(services.store)
-        self.services = services
 
 
 def system_fields(

@@ -4,7 +4,8 @@ A run is created queued (by the scheduler or ``POST /runs``), taken by a worker,
 ``partialSuccess`` (some rows failed and were kept as row errors), or ``failed`` (nothing committed).
 Its document follows the reference's monitoring shape (metrics.durationSummary, sizeSummary,
 recordSummary, fileSummary, statusSummary, activities). Each run that writes to a dataset has a batch:
-the catalog's view of one commit.
+the catalog's view of one commit. This module builds a queued run's document and checks requests for
+one; from then on the run ledger (services/ledger.py) writes every change to it.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import ids
 from headwater.errors import BadRequest, ValidationFailed
 from headwater.services.ids import new_hex, new_uuid, now_ms
-from headwater.services.resources import Built, ServiceCollection, require_object
+from headwater.services.resources import Built, Collection, require_object
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import QueuedRun, Resource
+from headwater.stores.metadata import MetadataStore, QueuedRun, Resource
+
+if TYPE_CHECKING:
+    from headwater.services.flowservice import Flows
 
 QUEUED, IN_PROGRESS, SUCCESS, PARTIAL, FAILED = "queued", "inProgress", "success", "partialSuccess", "failed"
 FINAL = frozenset({SUCCESS, PARTIAL, FAILED})
@@ -79,8 +83,15 @@ def epoch_seconds(number: float) -> float | None:
     return seconds if seconds <= _LATEST_SECONDS else None
 
 
-class Runs(ServiceCollection):
+class Runs(Collection):
+    """Flow runs (``/flowservice/runs``): created on demand or by the scheduler, changed only by the run
+    ledger (services/ledger.py)."""
+
     kind, label = "run", "run"
+
+    def __init__(self, store: MetadataStore, flows: Flows) -> None:
+        super().__init__(store)
+        self.flows = flows
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
         if existing is not None:  # runs change only through the runtime (replace_state)
@@ -88,7 +99,7 @@ class Runs(ServiceCollection):
         flow_id = body.get("flowId")
         if not isinstance(flow_id, str):
             raise ValidationFailed([{"path": "flowId", "message": "is required"}], code="FLOW-1422-400")
-        flow = self.services.flows.get(actor, flow_id)
+        flow = self.flows.get(actor, flow_id)
         if ids.flow_kind(flow.doc) is ids.FlowKind.STREAMING:
             raise BadRequest(
                 "Streaming flows run continuously; runs cannot be created for them.",
@@ -133,7 +144,7 @@ def new_run_doc(flow_id: str, params: dict[str, Any], scheduled_for: int | None 
     }
 
 
-class Batches(ServiceCollection):
+class Batches(Collection):
     """Catalog batches: one per run that writes to a dataset (``GET /data/foundation/catalog/batches``)."""
 
     kind, label, service = "batch", "batch", "CAT"

@@ -17,8 +17,7 @@ import contextlib
 import hashlib
 import logging
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +33,10 @@ from headwater.runtime.delivery.engine import (
     Progress,
     Stats,
 )
-from headwater.runtime.executor import save_resource
 from headwater.runtime.faults import crash_point
 from headwater.services.ids import new_etag, now_ms
+from headwater.services.ledger import Hourly, RunLedger
+from headwater.services.plans import FlowPlan
 from headwater.stores.metadata import AlreadyExists, Resource
 
 if TYPE_CHECKING:
@@ -66,23 +66,23 @@ class Plan:
 
     @classmethod
     def open(cls, services: Services, flow: Resource) -> Plan:
+        """The plan of activation flow ``flow``, resolved (services/plans.py) and its destination opened."""
+        return cls.of(services, services.plans.resolve_flow(flow.scope, flow))
+
+    @classmethod
+    def of(cls, services: Services, resolved: FlowPlan) -> Plan:
+        """The deliverer's plan of ``resolved``: its destination opened, its bindings and limits."""
         from headwater.runtime.delivery.destination import open_destination
 
-        scope = flow.scope
-        target = services.store.get("targetConnection", scope, flow.doc["targetConnectionIds"][0])
-        if target is None:
-            raise LookupError(f"the destination of activation flow {flow.id} no longer exists")
-        limits = limits_of(flow)
-        destination = open_destination(services, scope, target, max_connections=limits.max_in_flight)
-        bindings: dict[str, Any] = {}
-        for item in flow.doc.get("transformations") or []:
-            if item.get("name") == "Variables":
-                bindings = (item.get("params") or {}).get("bindings") or {}
-        return cls(flow, target.id, destination, Bindings(bindings), limits)
+        limits = limits_of(resolved.options)
+        target = resolved.target.resource
+        destination = open_destination(services, resolved.scope, target, max_connections=limits.max_in_flight)
+        bindings = (resolved.transformation("Variables") or {}).get("bindings") or {}
+        return cls(resolved.flow, target.id, destination, Bindings(bindings), limits)
 
 
-def limits_of(flow: Resource) -> Limits:
-    options = flow.doc.get("options") or {}
+def limits_of(options: Mapping[str, Any]) -> Limits:
+    """A flow's delivery limits, from its options."""
     return Limits(
         max_in_flight=int(options.get("maxInFlight", 64)),
         requests_per_second=float(options.get("requestsPerSecond", 0)),
@@ -223,17 +223,15 @@ class StreamPump(Pump):
             with contextlib.suppress(AlreadyExists):
                 store.insert(resource)
         else:
-            save_resource(self.services, state, doc)
+            self.services.ledger.save(state, doc)
         crash_point("activation_after_checkpoint")
         with contextlib.suppress(Exception):
             self.services.streams.log.release(flow.id, offset)
 
 
 def stream_run_id(flow_id: str, now: int) -> str:
-    from headwater.runtime.streamruns import RUN_WINDOW_MS
-
-    window = now - now % RUN_WINDOW_MS
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"headwater:activation-run:{flow_id}:{window}"))
+    """The streaming activation run of the hour ``now`` falls in (services/ledger.py)."""
+    return RunLedger.hour_run_id(Hourly.ACTIVATION, flow_id, now)
 
 
 async def run_stream(services: Services, flow: Resource, stop: Callable[[], bool]) -> None:
@@ -250,13 +248,3 @@ async def run_stream(services: Services, flow: Resource, stop: Callable[[], bool
     finally:
         await pump.deliverer.cancel()
         await plan.destination.aclose()
-
-
-def stream_source(services: Services, flow: Resource) -> bool:
-    """Whether an activation flow reads a streaming source (its log) rather than a dataset."""
-    from headwater.catalog import ids
-
-    source = services.store.get(
-        "sourceConnection", flow.scope, (flow.doc.get("sourceConnectionIds") or [""])[0]
-    )
-    return source is not None and source.doc["connectionSpec"]["id"] != ids.DATA_LAKE

@@ -14,14 +14,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from headwater.catalog import ids
+from headwater.catalog.ids import FlowKind, flow_kind
 from headwater.engines.mapping.rows import plain
 from headwater.runtime.delivery.activation import Plan, Pump, idempotency_key
-from headwater.runtime.delivery.activationruns import add_stats
 from headwater.runtime.delivery.engine import Stats
-from headwater.runtime.executor import save_resource
 from headwater.services.ids import now_ms
-from headwater.services.runs import FAILED, IN_PROGRESS, PARTIAL, SUCCESS
+from headwater.services.ledger import RunLedger
+from headwater.services.runs import FAILED, PARTIAL, SUCCESS
 from headwater.stores.metadata import Resource
 
 if TYPE_CHECKING:
@@ -34,8 +33,11 @@ ROWS_PER_READ = 1000
 
 
 class DatasetActivation:
+    """One attempt at one run of a dataset activation flow (the run ledger writes the run)."""
+
     def __init__(self, services: Services, run: Resource, flow: Resource) -> None:
         self.services = services
+        self.ledger: RunLedger = services.ledger
         self.run = run
         self.flow = flow
 
@@ -45,40 +47,33 @@ class DatasetActivation:
             return self._execute(started)
         except Exception as exc:  # recorded on the run; the worker goes on
             log.exception("activation run %s failed", self.run.id)
-            current = self.services.store.get("run", self.run.scope, self.run.id) or self.run
-            return self._finish(current, FAILED, started, [{"code": "ACT-1000-500", "message": str(exc)}])
+            current = self.ledger.current(self.run)
+            return self.ledger.finish(
+                current, FAILED, started, [{"code": "ACT-1000-500", "message": str(exc)}]
+            )
 
     def _execute(self, started: int) -> Resource:
-        source = self.services.store.get(
-            "sourceConnection", self.flow.scope, self.flow.doc["sourceConnectionIds"][0]
-        )
-        if source is None or source.doc["connectionSpec"]["id"] != ids.DATA_LAKE:
+        if flow_kind(self.flow.doc) is not FlowKind.DATASET_ACTIVATION:
             raise ValueError(
                 "This activation flow reads a streaming source: it delivers continuously and reports one run "
                 "per hour; runs cannot be requested for it."
             )
-        dataset_id = source.doc["params"]["dataSetId"]
+        resolved = self.services.plans.resolve_flow(self.flow.scope, self.flow)
+        assert resolved.dataset_id is not None
+        dataset_id = resolved.dataset_id
         run = self.run
         state = run.doc.get("activation")
         if state is None:
             state = self._plan_files(dataset_id)
-            metrics = {
-                **run.doc["metrics"],
-                "durationSummary": {"startedAtUTC": started, "completedAtUTC": None},
-                "statusSummary": {"status": IN_PROGRESS, "errors": []},
-            }
-            run = save_resource(
-                self.services, run, {"state": IN_PROGRESS, "activation": state, "metrics": metrics}
-            )
-        plan = Plan.open(self.services, self.flow)
+            run = self.ledger.start(run, started, activation=state)
+        plan = Plan.of(self.services, resolved)
         pump = RunPump(self.services, plan, run, state)
         table = self.services.lake.load(self.flow.scope, dataset_id)
         asyncio.run(pump.run_all(table))
         run = pump.run
         dead = int(run.doc["metrics"]["recordSummary"].get("failedRecordCount") or 0)
-        return self._finish(
-            run, PARTIAL if dead else SUCCESS, started, run.doc["metrics"]["statusSummary"]["errors"]
-        )
+        errors = run.doc["metrics"]["statusSummary"]["errors"]
+        return self.ledger.finish(run, PARTIAL if dead else SUCCESS, started, errors)
 
     def _plan_files(self, dataset_id: str) -> dict[str, Any]:
         table = self.services.lake.load(self.flow.scope, dataset_id)
@@ -100,9 +95,7 @@ class DatasetActivation:
         return {"files": files, "sequenceFrom": after, "sequenceTo": sequence_to, "offset": 0, "done": []}
 
     def _previous_sequence(self) -> int:
-        store = self.services.store
-        ids = [i for kind, i in store.referrers(self.flow.scope, "flow", self.flow.id) if kind == "run"]
-        runs = store.get_many("run", self.flow.scope, ids).values()
+        runs = self.ledger.flow_runs(self.flow.scope, self.flow.id)
         return max(
             (
                 int(r.doc["activation"]["sequenceTo"])
@@ -111,14 +104,6 @@ class DatasetActivation:
             ),
             default=0,
         )
-
-    def _finish(self, run: Resource, status: str, started: int, errors: list[dict[str, Any]]) -> Resource:
-        metrics = {
-            **run.doc["metrics"],
-            "durationSummary": {"startedAtUTC": started, "completedAtUTC": now_ms()},
-            "statusSummary": {"status": status, "errors": errors},
-        }
-        return save_resource(self.services, run, {"state": status, "metrics": metrics})
 
 
 class RunPump(Pump):
@@ -157,10 +142,11 @@ class RunPump(Pump):
             await self.plan.destination.aclose()
 
     def save_checkpoint(self, offset: int, done: list[int], stats: Stats) -> None:
-        current = self.services.store.get("run", self.run.scope, self.run.id) or self.run
+        ledger: RunLedger = self.services.ledger
+        current = ledger.current(self.run)
         state = {**(current.doc.get("activation") or self.state), "offset": offset, "done": done}
-        changes: dict[str, Any] = {"activation": state}
-        if not stats.empty:
-            changes["metrics"] = add_stats(current, stats)
-        self.run = save_resource(self.services, current, changes)
+        if stats.empty:
+            self.run = ledger.save(current, {"activation": state})
+        else:
+            self.run = ledger.add_delivery(current, stats, activation=state)
         self.state = state

@@ -190,8 +190,6 @@ MAX_REPLAY = 1000
 async def replay(services: Services, actor: Actor, ids: list[str]) -> dict[str, Any]:
     """Send dead letters again, once each, with their idempotency keys; a delivered one is marked
     ``replayed``, another failure updates its response and reason. Each answer says which."""
-    from headwater.runtime.executor import save_resource
-
     if not ids or len(ids) > MAX_REPLAY:
         raise ValidationFailed([{"path": "ids", "message": f"must name 1 to {MAX_REPLAY} dead letters"}])
     letters = services.store.get_many("deadLetter", actor.scope, ids)
@@ -209,7 +207,7 @@ async def replay(services: Services, actor: Actor, ids: list[str]) -> dict[str, 
             outcome = await _replay_one(services, actor, letter, opened)
             changes = _replay_changes(letter, outcome)
             error = changes.pop("error", None)
-            await asyncio.to_thread(save_resource, services, letter, changes)
+            await asyncio.to_thread(services.ledger.save, letter, changes)
             status = (outcome.get("response") or {}).get("status")
             results.append({"id": ident, "state": changes["state"], "status": status, "error": error})
     finally:

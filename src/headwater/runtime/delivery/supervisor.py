@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
-from headwater.catalog import ids
-from headwater.runtime.delivery.activation import run_stream, stream_source
+from headwater.catalog.ids import FlowKind, flow_kind
+from headwater.runtime.delivery.activation import run_stream
 from headwater.runtime.streamsupervisor import _FlowLock
 from headwater.stores.metadata import Resource, Scope
 
@@ -37,9 +37,7 @@ class ActivationSupervisor:
         for flow in self.services.store.scan_kind("flow"):
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
-            if flow.doc.get("flowSpec", {}).get("id") != ids.ACTIVATION:
-                continue
-            if flow.doc.get("state") == "enabled" and stream_source(self.services, flow):
+            if flow.doc.get("state") == "enabled" and flow_kind(flow.doc) is FlowKind.ACTIVATION:
                 out[flow.id] = flow
         return out
 
