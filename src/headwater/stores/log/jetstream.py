@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
+from headwater.stores.log.jsreplies import pull_ended_cleanly, sequence_and_ms
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -114,6 +115,10 @@ class JetStreamLog(StreamLog):
 
     def drop(self, stream: str) -> None:
         self._call(self._purge(self._subject(stream), None))
+
+    def appended(self, token: object = None) -> tuple[object, frozenset[str] | None]:
+        """The stream's last sequence; when it moved, each subject's count against the token's."""
+        return self._call(self._appended(token))
 
     def close(self) -> None:
         """Drain the connection (pending acks and deletes finish), then stop the loop thread."""
@@ -381,9 +386,9 @@ class JetStreamLog(StreamLog):
             if finished.done():
                 return
             if msg.headers and "Status" in msg.headers:
-                finished.set_result(_pull_ended_cleanly(msg.headers))
+                finished.set_result(pull_ended_cleanly(msg.headers))
                 return
-            seq, appended_ms = _sequence_and_ms(msg.reply)
+            seq, appended_ms = sequence_and_ms(msg.reply)
             records.append(LogRecord(seq, seq + 1, msg.data, appended_ms))
             size += len(msg.data)
             if len(records) >= want:
@@ -430,6 +435,21 @@ class JetStreamLog(StreamLog):
             return self.START
         return (last.seq or 0) + 1
 
+    async def _appended(self, token: object) -> tuple[object, frozenset[str] | None]:
+        from nats.js.errors import NotFoundError
+
+        try:
+            last = (await self._jsm().stream_info(self.stream_name)).state.last_seq
+            if isinstance(token, tuple) and token[0] == last:
+                return token, frozenset()
+            info = await self._jsm().stream_info(self.stream_name, subjects_filter=f"{self.subject_prefix}.>")
+        except NotFoundError:
+            return None, None
+        counts, cut = dict(info.state.subjects or {}), len(self.subject_prefix) + 1
+        old = token[1] if isinstance(token, tuple) else None  # counts equal after a purge: any may have
+        changed = frozenset(s[cut:] for s, n in counts.items() if old is not None and old.get(s) != n)
+        return (info.state.last_seq, counts), changed or None
+
     # --- reclaiming ---
     async def _purge(self, subject: str, before: int | None) -> None:
         from nats.js.errors import NotFoundError
@@ -466,21 +486,3 @@ class _Cursor:
 
 class _NoStream(Exception):
     """No JetStream stream listens on the subject (the server answered 'no responders')."""
-
-
-def _sequence_and_ms(reply: str) -> tuple[int, int]:
-    """Stream sequence and timestamp (ms) from a JetStream delivery's reply subject:
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<consumer seq>.<ns>.<pending>``, or with
-    ``<domain>.<account hash>`` after ``ACK`` (and a trailing token) on newer servers."""
-    tokens = reply.split(".")
-    at = 2 if len(tokens) == 9 else 4
-    return int(tokens[at + 3]), int(tokens[at + 5]) // 1_000_000
-
-
-def _pull_ended_cleanly(headers: dict[str, str]) -> bool:
-    """Whether a pull's closing status leaves the consumer right after the last record it delivered."""
-    status, description = headers.get("Status"), headers.get("Description", "")
-    if status in ("404", "408") or (status == "409" and "MaxBytes" in description):
-        return True  # no more records now / the next one did not fit in max_bytes
-    log.warning("JetStream ended a pull with %s %s", status, description)
-    return False
