@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from headwater.errors import NotFound
+from headwater.runtime.flowwatch import FlowWatch
 from headwater.runtime.streaming import IDLE_POLL_SECONDS, MicroBatcher, StepResult, is_streaming
 from headwater.services.container import Services
 from headwater.stores.metadata import Resource, Scope
@@ -124,12 +125,13 @@ class StreamingSupervisor:
         self._mutex = threading.Lock()  # the flows' schedule, between the scheduler and the steps
         self._pool: ThreadPoolExecutor | None = None
         self._flush = services.settings.stream_flush_seconds
+        self._watch = FlowWatch(services.store)
 
     # --- which flows ---
     def refresh(self) -> None:
         """Keep a flow per enabled streaming flow; stand-by flows try their lock again."""
         wanted: dict[str, Resource] = {}
-        for flow in self.services.store.scan_kind("flow"):
+        for flow in self._watch.flows():
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
             if is_streaming(flow) and flow.doc.get("state") == "enabled":

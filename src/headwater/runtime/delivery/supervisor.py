@@ -28,6 +28,7 @@ from headwater.runtime.delivery.activation import (
     StreamPump,
     stream_source,
 )
+from headwater.runtime.flowwatch import FlowWatch
 from headwater.runtime.streamsupervisor import _FlowLock
 from headwater.stores.metadata import Resource, Scope
 
@@ -48,10 +49,11 @@ class ActivationSupervisor:
         self._wakes: dict[str, asyncio.Event] = {}
         self._offsets: dict[str, int] = {}  # flow -> the log position its pump reads from next
         self._streaming: dict[tuple[str, str], bool] = {}  # (flow, etag) -> reads a streaming source
+        self._flows = FlowWatch(services.store)
 
     def wanted(self) -> dict[str, Resource]:
         out: dict[str, Resource] = {}
-        for flow in self.services.store.scan_kind("flow"):
+        for flow in self._flows.flows():
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
             if flow.doc.get("flowSpec", {}).get("id") != ids.ACTIVATION:
