@@ -5,9 +5,10 @@ destination sink on loopback (tests/fakes/sink.py), and measures the server's pr
 ``--seconds`` with no request open:
 
 - baseline: the fresh server, no flow;
-- idle: the same home served again with its worker, after creating ``--flows`` flows (half streaming ingestion from an HTTP API inlet into a dataset
-  of their own, half streaming activation from an inlet to the sink), created concurrently through the
-  API of the server without its worker (quick), and after the supervisors have started them;
+- idle: the same home served again with its worker, after creating ``--flows`` flows (half streaming
+  ingestion from an HTTP API inlet into a dataset of their own, half streaming activation from an inlet
+  to the sink) through the API of the server without its worker (quick), once the supervisors have
+  started them all;
 - one message: posted to one streaming inlet and one activation inlet; the first must show in its
   flow's run (committed) and the second reach the sink, each within the flush interval (plus the time
   a micro-batch takes).
@@ -39,7 +40,6 @@ BENCH = Path(__file__).parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 from stream import FS, HTTP_API, Deployment, Platform, stop  # noqa: E402
-
 from tests.fakes.sink import SinkFake  # noqa: E402
 
 HTTP_DESTINATION = "ce55fc04-f79b-4668-a8b7-2565a5c65ad4"
