@@ -188,15 +188,19 @@ class StreamingSupervisor:
 
     def _woken(self, changed: frozenset[str] | None) -> None:
         """The log gained records in ``changed`` (None: in any stream; each flow looks at its log's end)."""
-        with self._mutex:
-            flows = list(self._flows.items())
-        for flow_id, state in flows:
-            if changed is not None and flow_id not in changed:
-                continue
-            if state.running is not None:
-                state.again = True
-            elif state.due is None and (changed is not None or self._news(state)):
-                state.due = max(time.monotonic(), state.not_before)
+        if changed is None:
+            with self._mutex:
+                flows = list(self._flows.items())
+            changed = frozenset(f for f, state in flows if state.running is not None or self._news(state))
+        with self._mutex:  # the step's end reads ``again`` under it: no wake-up is lost
+            for flow_id in changed:
+                state = self._flows.get(flow_id)
+                if state is None:
+                    continue
+                if state.running is not None:
+                    state.again = True
+                elif state.due is None:
+                    state.due = max(time.monotonic(), state.not_before)
 
     def _news(self, state: _Flow) -> bool:
         try:

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUMER_IDLE_SECONDS = 30.0  # the server deletes a read's consumer after this long without pulls
 CURSOR_ANSWER_SECONDS = 1.0  # a no-wait pull is answered at once; silence means the consumer is gone
+WAKE_POLL_SECONDS = 0.05  # how often a waiter asks for the stream's last sequence
 
 
 class LogUnavailable(ConnectionError):
@@ -119,6 +121,15 @@ class JetStreamLog(StreamLog):
     def appended(self, token: object = None) -> tuple[object, frozenset[str] | None]:
         """The stream's last sequence; when it moved, each subject's count against the token's."""
         return self._call(self._appended(token))
+
+    def wait_appended(self, token: object, timeout: float) -> tuple[object, frozenset[str] | None]:
+        """``appended`` every :data:`WAKE_POLL_SECONDS` (one request each) until a stream gained records."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            token, streams = self.appended(token)
+            if streams is None or streams or time.monotonic() >= deadline:
+                return token, streams
+            time.sleep(min(WAKE_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def close(self) -> None:
         """Drain the connection (pending acks and deletes finish), then stop the loop thread."""
