@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import heapq
+import itertools
 import logging
 import os
 import random
@@ -50,7 +52,7 @@ class _Flow:
     batcher: MicroBatcher
     lock: _FlowLock
     held: bool = False
-    due: float | None = 0.0  # monotonic time of the next step (None: when its log gains records)
+    due: float | None = None  # monotonic time of the next step (None: when its log gains records)
     not_before: float = 0.0  # a commit waits for the flush interval since the one before
     running: Future[None] | None = None
     again: bool = False  # its log gained records while it was being stepped
@@ -126,6 +128,8 @@ class StreamingSupervisor:
         self._pool: ThreadPoolExecutor | None = None
         self._flush = services.settings.stream_flush_seconds
         self._watch = FlowWatch(services.store)
+        self._timers: list[tuple[float, int, _Flow]] = []  # (when, tie, flow): steps and hourly steps
+        self._ties = itertools.count()
 
     # --- which flows ---
     def refresh(self) -> None:
@@ -143,13 +147,20 @@ class StreamingSupervisor:
                 if flow_id not in self._flows:
                     self._flows[flow_id] = self._new_flow(flow)
             for state in self._flows.values():
-                if not state.held and not state.gone:
-                    state.held = state.lock.acquire()
+                if not state.held and not state.gone and state.lock.acquire():
+                    state.held = True
+                    self._arm(state, time.monotonic())  # its first step, once it holds the lock
 
     def _new_flow(self, flow: Resource) -> _Flow:
         path = self.services.settings.streams_dir / ".batchers" / f"{flow.id}.lock"
-        lock = _FlowLock(path).__enter__()
-        return _Flow(MicroBatcher(self.services, flow), lock, held=lock.acquire())
+        state = _Flow(MicroBatcher(self.services, flow), _FlowLock(path).__enter__())
+        heapq.heappush(self._timers, (state.housekeeping, next(self._ties), state))
+        return state
+
+    def _arm(self, state: _Flow, at: float) -> None:
+        """Step ``state`` at ``at`` (under the mutex)."""
+        state.due = at
+        heapq.heappush(self._timers, (at, next(self._ties), state))
 
     def _drop(self, flow_id: str) -> None:
         state = self._flows.pop(flow_id)
@@ -182,9 +193,7 @@ class StreamingSupervisor:
 
     def _next_due(self) -> float:
         with self._mutex:
-            ready = [s for s in self._flows.values() if s.held and s.running is None and not s.gone]
-        dues = [s.due for s in ready if s.due is not None]
-        return min([*dues, *(s.housekeeping for s in ready)], default=float("inf"))
+            return self._timers[0][0] if self._timers else float("inf")
 
     def _woken(self, changed: frozenset[str] | None) -> None:
         """The log gained records in ``changed`` (None: in any stream; each flow looks at its log's end)."""
@@ -200,7 +209,7 @@ class StreamingSupervisor:
                 if state.running is not None:
                     state.again = True
                 elif state.due is None:
-                    state.due = max(time.monotonic(), state.not_before)
+                    self._arm(state, max(time.monotonic(), state.not_before))
 
     def _news(self, state: _Flow) -> bool:
         try:
@@ -209,17 +218,24 @@ class StreamingSupervisor:
             return True
 
     def _start_due(self, now: float) -> None:
+        """Start the steps that are due (timers no longer matching their flow are dropped)."""
         pool = self._pool
         if pool is None:  # stopping
             return
         with self._mutex:
-            for state in self._flows.values():
-                if not state.held or state.running is not None or state.gone:
+            while self._timers and self._timers[0][0] <= now:
+                at, _, state = heapq.heappop(self._timers)
+                if state.gone:
                     continue
-                if state.housekeeping <= now:
+                if at == state.housekeeping:  # the hourly step
                     state.housekeeping = now + _to_next_hour()
+                    heapq.heappush(self._timers, (state.housekeeping, next(self._ties), state))
                     state.due = now
-                if state.due is not None and state.due <= now:
+                elif at != state.due:
+                    continue
+                if state.running is not None:
+                    state.again = True
+                elif state.held:
                     state.due = None
                     with contextlib.suppress(RuntimeError):  # the pool shut down: stopping
                         state.running = pool.submit(self._step, state)
@@ -261,13 +277,13 @@ class StreamingSupervisor:
         state.backoff, state.attempts, state.last_error = FIRST_BACKOFF_SECONDS, 0, ""
         if result.committed:
             state.not_before = batcher.last_commit + self._flush
-            state.due = state.not_before
+            self._arm(state, state.not_before)
         elif result.consumed:
-            state.due = now
+            self._arm(state, now)
         elif result.wait:
-            state.due = now + result.wait
+            self._arm(state, now + result.wait)
         elif state.again:
-            state.due = max(now, state.not_before)
+            self._arm(state, max(now, state.not_before))
         else:
             state.due = None
 
@@ -295,7 +311,7 @@ class StreamingSupervisor:
         _report_failure(batcher, exc, state.attempts, state.backoff)
         batcher.reset()
         with self._mutex:
-            state.due = time.monotonic() + state.backoff
+            self._arm(state, time.monotonic() + state.backoff)
         state.backoff = min(state.backoff * 2, MAX_BACKOFF_SECONDS)
 
     # --- stopping ---
