@@ -17,6 +17,7 @@ Prints each figure as a share of one core, and the ratio idle / baseline. Target
 Exits 1 when a message is not committed or delivered in time.
 
     .venv/bin/python bench/idle.py [--flows 1000] [--seconds 10] [--activation-share 0.5] [--flush 1.0]
+        [--log nats://127.0.0.1:4222] [--wait 0] [--keep]
 """
 
 from __future__ import annotations
@@ -208,13 +209,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--activation-share", type=float, default=0.5)
     parser.add_argument("--flush", type=float, default=1.0, help="HEADWATER_STREAM_FLUSH_SECONDS")
+    parser.add_argument("--log", default="local", help="HEADWATER_STREAM_LOG: local or nats://host:4222")
+    parser.add_argument("--wait", type=float, default=0.0, help="seconds more before measuring the idle")
     parser.add_argument("--keep", action="store_true", help="keep the home (printed) for a closer look")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="hw-bench-idle-logs-"))
-    deployment = Deployment("local", 1, True, args.flush, logs)
+    deployment = Deployment(args.log, 1, True, args.flush, logs)
     deployment.env["HEADWATER_OUTBOUND_ALLOW"] = "127.0.0.1"
     began = time.monotonic()
-    print(f"bench/idle.py  {platform.node()}  {os.cpu_count()} cores  python {platform.python_version()}")
+    machine = f"{platform.node()}  {os.cpu_count()} cores  python {platform.python_version()}"
+    print(f"bench/idle.py  log {args.log}  {machine}")
     with SinkFake() as sink:
         try:
             deployment.start()
@@ -236,7 +240,8 @@ def main() -> int:
             deployment.start()
             assert deployment.server is not None
             pid = deployment.server.pid
-            waited = settle(pid)
+            waited = settle(pid) + args.wait
+            time.sleep(args.wait)
             idle = core_share(pid, args.seconds)
             ratio = idle / baseline if baseline > 0 else float("inf")
             verdict = "ok" if idle < TARGET_SHARE else "MISS"

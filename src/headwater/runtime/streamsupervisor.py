@@ -185,7 +185,11 @@ class StreamingSupervisor:
                         log.exception("streaming supervisor: refresh failed")
                 self._start_due(now)
                 wait = min(next_refresh, self._next_due()) - time.monotonic()
-                token, changed = streams.wait_appended(token, max(0.0, min(wait, IDLE_POLL_SECONDS)))
+                wait = max(0.0, min(wait, IDLE_POLL_SECONDS))
+                if not self._flows:  # nothing to wake: the log is not asked
+                    self.stop_event.wait(wait)
+                    continue
+                token, changed = streams.wait_appended(token, wait)
                 if changed is None or changed:
                     self._woken(changed)
         finally:

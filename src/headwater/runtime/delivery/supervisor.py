@@ -137,6 +137,9 @@ class ActivationSupervisor:
         streams = self.services.streams.log
         token, _ = await asyncio.to_thread(streams.appended, None)
         while not self.stop_event.is_set():
+            if not self._offsets:  # no flow to wake: the log is not asked
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+                continue
             try:
                 token, news = await asyncio.to_thread(self._news, token)
             except Exception:

@@ -38,6 +38,7 @@ import orjson
 
 from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
 from headwater.stores.log.jsreplies import pull_ended_cleanly, sequence_and_ms
+from headwater.stores.log.jswake import StreamState
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -84,6 +85,7 @@ class JetStreamLog(StreamLog):
         self._cursors: dict[str, _Cursor] = {}  # subject -> the consumer the last read on it left idle
         self._next_prune = 0.0
         self._closed = self._closing = False
+        self._wake = StreamState(stream_name, subject_prefix)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="headwater-jetstream", daemon=True
@@ -447,19 +449,7 @@ class JetStreamLog(StreamLog):
         return (last.seq or 0) + 1
 
     async def _appended(self, token: object) -> tuple[object, frozenset[str] | None]:
-        from nats.js.errors import NotFoundError
-
-        try:
-            last = (await self._jsm().stream_info(self.stream_name)).state.last_seq
-            if isinstance(token, tuple) and token[0] == last:
-                return token, frozenset()
-            info = await self._jsm().stream_info(self.stream_name, subjects_filter=f"{self.subject_prefix}.>")
-        except NotFoundError:
-            return None, None
-        counts, cut = dict(info.state.subjects or {}), len(self.subject_prefix) + 1
-        old = token[1] if isinstance(token, tuple) else None  # counts equal after a purge: any may have
-        changed = frozenset(s[cut:] for s, n in counts.items() if old is not None and old.get(s) != n)
-        return (info.state.last_seq, counts), changed or None
+        return await self._wake.changes(self._jsm(), token)
 
     # --- reclaiming ---
     async def _purge(self, subject: str, before: int | None) -> None:
