@@ -21,6 +21,7 @@ from typing import TypeGuard
 
 ROLL_BYTES = 1 << 20
 FOREIGN_POLL_SECONDS = 0.05  # how often a waiter looks at the other processes' files
+FRESH_SECONDS = 0.045  # what one waiter saw of them serves the others meanwhile
 
 Token = tuple[int, tuple[tuple[str, int, int, int], ...]]
 
@@ -36,6 +37,7 @@ class AppendSignal:
         self._fd = -1
         self._size = 0
         self._pid = os.getpid()
+        self._seen: tuple[float, tuple[tuple[str, int, int, int], ...]] = (float("-inf"), ())
 
     def notify(self, stream: str) -> None:
         """``stream`` gained records that are durable now."""
@@ -88,7 +90,15 @@ class AppendSignal:
         self._size += os.write(self._fd, b".")
 
     def _foreign(self) -> tuple[tuple[str, int, int, int], ...]:
-        """(name, size, mtime, inode) of every other process's file."""
+        """(name, size, mtime, inode) of every other process's file, looked at once per
+        :data:`FRESH_SECONDS` whatever the number of waiters."""
+        at, seen = self._seen
+        if time.monotonic() - at < FRESH_SECONDS:
+            return seen
+        self._seen = (time.monotonic(), self._look())
+        return self._seen[1]
+
+    def _look(self) -> tuple[tuple[str, int, int, int], ...]:
         mine = str(os.getpid())
         try:
             names = sorted(os.listdir(self.directory))
