@@ -186,6 +186,20 @@ class StreamLogContract:
         by_offset = {r.offset: r.payload for r in records}
         assert all(by_offset[a] == by_offset[b] == payload(i) for i, (a, b) in enumerate(results))
 
+    def test_an_append_wakes_a_waiter_and_names_its_stream(self, log: StreamLog) -> None:
+        token, _ = log.appended(None)
+        began = time.monotonic()
+        token, quiet = log.wait_appended(token, 0.2)  # nothing appended: times out, naming no stream
+        assert not quiet and 0.15 <= time.monotonic() - began < 5.0
+        woken: list[tuple[object, frozenset[str] | None]] = []
+        waiter = threading.Thread(target=lambda: woken.append(log.wait_appended(token, 10.0)))
+        began = time.monotonic()
+        waiter.start()
+        log.append("flow-w", [payload(0)])
+        waiter.join(timeout=15)
+        assert woken and time.monotonic() - began < 5.0
+        assert woken[0][1] is None or "flow-w" in woken[0][1]  # None: the log cannot tell which
+
 
 class TestLocalLog(StreamLogContract):
     __test__ = True

@@ -55,7 +55,6 @@ log = logging.getLogger("headwater.streaming")
 RUN_WINDOW_MS = 3600_000
 MAX_RECORDS_PER_COMMIT = 50_000
 IDLE_POLL_SECONDS = 0.05
-STANDBY_POLL_SECONDS = 1.0
 EXPIRE_EVERY_COMMITS = 600
 KEEP_SNAPSHOTS_MS = 3600_000
 
@@ -139,6 +138,7 @@ class StepResult:
     output: int = 0
     failed: int = 0
     duplicates: int = 0
+    wait: float = 0.0  # records wait for the flow's cadence: step again in this many seconds
 
 
 class MicroBatcher:
@@ -152,11 +152,18 @@ class MicroBatcher:
         self._commits = 0
         self._reconciled = False
         self._failing = False
+        self._position: int | None = None  # the log position committed, as last seen (None: unknown)
         self.runs = StreamRuns(services, flow.scope, flow.id)
 
     def reset(self) -> None:
         """Forget the resolved plan (after a failure: the flow or its schema may have changed)."""
         self._plan = None
+        self._position = None
+
+    def has_news(self) -> bool:
+        """Whether the flow's log may hold records past the position last seen committed (one cheap look
+        at the log's end; True when the position is unknown): an idle flow is not stepped."""
+        return self._position is None or self.services.streams.log.end_offset(self.flow_id) > self._position
 
     # --- plan ---
     def plan(self) -> Plan | None:
@@ -202,12 +209,15 @@ class MicroBatcher:
             self._reconciled = True
         start = svc.lake.stream_offset(table, self.flow_id)
         records = svc.streams.log.read(self.flow_id, start, max_records=MAX_RECORDS_PER_COMMIT)
+        self._position = None
         if not records:
             self.runs.close_past()
+            self._position = start
             return StepResult()
         now = now_ms()
         if plan.cadence_ms and now - records[0].appended_ms < plan.cadence_ms:
-            return StepResult()  # the flow's refresh cadence is not due yet
+            # the flow's refresh cadence is not due yet
+            return StepResult(wait=(plan.cadence_ms - (now - records[0].appended_ms)) / 1000)
         decoded = _decode(r.payload for r in records)
         result = StepResult(consumed=len(records))
         run, batch = self.runs.run_for(plan, now)
@@ -260,6 +270,7 @@ class MicroBatcher:
             self._reconciled = False
             return StepResult(consumed=0)
         result.committed = True
+        self._position = records[-1].next_offset
         self._remember(plan, rows)
         self.runs.account(run, checkpoint, records[-1].next_offset, codes, stored_after)
         svc.streams.log.release(self.flow_id, records[-1].next_offset)

@@ -1,87 +1,66 @@
-"""Running streaming flows: one micro-batcher thread per enabled streaming flow, in any process that runs
-a worker. Only one process of a deployment steps a flow at a time (a lock file per flow in the home); a
-second one stands by and takes over when the first exits or dies.
+"""Running streaming flows: one scheduler thread for every enabled streaming flow, in any process that
+runs a worker, stepping the flows that have work on a bounded pool of threads. Only one process of a
+deployment steps a flow at a time (a lock file per flow in the home); a second one stands by and takes
+over when the first exits or dies.
+
+When a flow is stepped: when its log gains records (the log wakes the scheduler:
+``StreamLog.wait_appended``), at most every ``HEADWATER_STREAM_FLUSH_SECONDS`` after its last commit (as
+before, a commit waits for the flush interval to pass since the one before), when its cadence makes
+records due, when a failed micro-batch is retried (with backoff), once when the flow starts, and once
+an hour (to complete the run of the hour that is over). An idle flow costs nothing: no thread, no read
+of its plan, its table or its log. The idle cost of the process is one cheap check of the log
+(:data:`IDLE_POLL_SECONDS` apart at most) and a scan of the flows every :data:`REFRESH_SECONDS`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import heapq
+import itertools
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from headwater.container import Services
 from headwater.errors import NotFound
-from headwater.runtime.streaming import IDLE_POLL_SECONDS, MicroBatcher, is_streaming
+from headwater.runtime.flowwatch import FlowWatch
+from headwater.runtime.streaming import IDLE_POLL_SECONDS, MicroBatcher, StepResult, is_streaming
 from headwater.stores.metadata import Resource, Scope
 
 log = logging.getLogger("headwater.streaming")
 
 STANDBY_POLL_SECONDS = 1.0
+REFRESH_SECONDS = 1.0
 BATCHER_NICENESS = 10
 FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
+HOUR_SECONDS = 3600.0
+POOL_THREADS = min(16, 4 * (os.cpu_count() or 1))
 
 
-def drive(batcher: MicroBatcher, stop: threading.Event) -> None:
-    """Step until ``stop``. Only one process of a deployment steps a flow at a time (a lock file per
-    flow in the home): a second one stands by and takes over when the first exits or dies."""
-    _lower_priority()
-    with _FlowLock(batcher.services.settings.streams_dir / ".batchers" / f"{batcher.flow_id}.lock") as lock:
-        while not stop.is_set() and not lock.acquire():
-            stop.wait(STANDBY_POLL_SECONDS)
-        _loop(batcher, stop)
+@dataclass
+class _Flow:
+    """One flow the scheduler keeps: its batcher, its lock, and when it is to be stepped next."""
 
-
-def _loop(batcher: MicroBatcher, stop: threading.Event) -> None:
-    """Step ``batcher`` until ``stop``. A step that raises failed for a reason no message is at fault for
-    (messages that cannot be mapped or validated are row errors inside the step): it is retried with
-    exponential backoff (:data:`FIRST_BACKOFF_SECONDS` doubling to :data:`MAX_BACKOFF_SECONDS`), and the
-    flow's run shows it failing meanwhile. The traceback is logged once per failing episode and when the
-    error changes, then one line per retry."""
-    flush = batcher.services.settings.stream_flush_seconds
-    backoff = FIRST_BACKOFF_SECONDS
-    attempts = 0
-    last_error = ""
-    while not stop.is_set():
-        try:
-            result = batcher.step()
-        except NotFound:
-            return  # the flow, its dataset or its schema is gone
-        except Exception as exc:
-            attempts += 1
-            error = f"{type(exc).__name__}: {exc}"
-            if error != last_error:
-                log.exception(
-                    "streaming flow %s: micro-batch failed; retrying in %.0fs", batcher.flow_id, backoff
-                )
-            else:
-                log.warning(
-                    "streaming flow %s: micro-batch failed again (%d attempts): %s; retrying in %.0fs",
-                    batcher.flow_id,
-                    attempts,
-                    error,
-                    backoff,
-                )
-            last_error = error
-            _report_failure(batcher, exc, attempts, backoff)
-            batcher.reset()
-            stop.wait(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            continue
-        if attempts:
-            log.info(
-                "streaming flow %s: micro-batches succeed again after %d failed", batcher.flow_id, attempts
-            )
-        backoff, attempts, last_error = FIRST_BACKOFF_SECONDS, 0, ""
-        if result.committed:
-            stop.wait(max(0.0, flush - (time.monotonic() - batcher.last_commit)))
-        elif not result.consumed:
-            stop.wait(IDLE_POLL_SECONDS)
+    batcher: MicroBatcher
+    lock: _FlowLock
+    held: bool = False
+    due: float | None = None  # monotonic time of the next step (None: when its log gains records)
+    not_before: float = 0.0  # a commit waits for the flush interval since the one before
+    running: Future[None] | None = None
+    again: bool = False  # its log gained records while it was being stepped
+    gone: bool = False  # no longer wanted: closed once its step is over
+    housekeeping: float = field(default_factory=lambda: time.monotonic() + _to_next_hour())
+    backoff: float = FIRST_BACKOFF_SECONDS
+    attempts: int = 0
+    last_error: str = ""
 
 
 def _report_failure(batcher: MicroBatcher, error: Exception, attempts: int, retry_in: float) -> None:
@@ -101,6 +80,13 @@ def _lower_priority() -> None:
     keeps the inlets' tail latency down, and the micro-batches catch up in the idle time."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BATCHER_NICENESS)
+
+
+def _to_next_hour() -> float:
+    """Seconds to a moment in the first minute of the next hour (spread, so flows do not all step at
+    once): a flow's run of the hour is completed then."""
+    now = time.time()
+    return HOUR_SECONDS - now % HOUR_SECONDS + random.uniform(1.0, 59.0)
 
 
 class _FlowLock:
@@ -130,52 +116,217 @@ class _FlowLock:
 
 
 class StreamingSupervisor:
-    """Keeps one micro-batcher thread per enabled streaming flow (of ``scopes``, when given)."""
+    """Steps every enabled streaming flow (of ``scopes``, when given) from one scheduler thread (see the
+    module's docstring); the steps run on a pool of :data:`POOL_THREADS`, one step of a flow at a time."""
 
     def __init__(self, services: Services, scopes: Collection[Scope] | None = None) -> None:
         self.services = services
         self.scopes = scopes
         self.stop_event = threading.Event()
-        self._threads: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._flows: dict[str, _Flow] = {}
+        self._mutex = threading.Lock()  # the flows' schedule, between the scheduler and the steps
+        self._pool: ThreadPoolExecutor | None = None
+        self._flush = services.settings.stream_flush_seconds
+        self._watch = FlowWatch(services.store)
+        self._timers: list[tuple[float, int, _Flow]] = []  # (when, tie, flow): steps and hourly steps
+        self._ties = itertools.count()
 
+    # --- which flows ---
     def refresh(self) -> None:
+        """Keep a flow per enabled streaming flow; stand-by flows try their lock again."""
         wanted: dict[str, Resource] = {}
-        for flow in self.services.store.scan_kind("flow"):
+        for flow in self._watch.flows():
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
             if is_streaming(flow) and flow.doc.get("state") == "enabled":
                 wanted[flow.id] = flow
-        for flow_id in list(self._threads):
-            thread, stop = self._threads[flow_id]
-            if flow_id not in wanted or not thread.is_alive():
-                stop.set()
-                del self._threads[flow_id]
-        for flow_id, flow in wanted.items():
-            if flow_id not in self._threads:
-                stop = threading.Event()
-                batcher = MicroBatcher(self.services, flow)
-                thread = threading.Thread(
-                    target=drive, args=(batcher, stop), name=f"stream-{flow_id[:8]}", daemon=True
-                )
-                thread.start()
-                self._threads[flow_id] = (thread, stop)
+        with self._mutex:
+            for flow_id in [f for f in self._flows if f not in wanted]:
+                self._drop(flow_id)
+            for flow_id, flow in wanted.items():
+                if flow_id not in self._flows:
+                    self._flows[flow_id] = self._new_flow(flow)
+            for state in self._flows.values():
+                if not state.held and not state.gone and state.lock.acquire():
+                    state.held = True
+                    self._arm(state, time.monotonic())  # its first step, once it holds the lock
 
+    def _new_flow(self, flow: Resource) -> _Flow:
+        path = self.services.settings.streams_dir / ".batchers" / f"{flow.id}.lock"
+        state = _Flow(MicroBatcher(self.services, flow), _FlowLock(path).__enter__())
+        heapq.heappush(self._timers, (state.housekeeping, next(self._ties), state))
+        return state
+
+    def _arm(self, state: _Flow, at: float) -> None:
+        """Step ``state`` at ``at`` (under the mutex)."""
+        state.due = at
+        heapq.heappush(self._timers, (at, next(self._ties), state))
+
+    def _drop(self, flow_id: str) -> None:
+        state = self._flows.pop(flow_id)
+        state.gone = True
+        if state.running is None:
+            state.lock.__exit__()
+
+    # --- the scheduler ---
     def run_forever(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self.refresh()
-            except Exception:
-                log.exception("streaming supervisor: refresh failed")
-            self.stop_event.wait(1.0)
-        self.stop_all()
-        self._threads.clear()
+        self._pool = ThreadPoolExecutor(POOL_THREADS, "stream", initializer=_lower_priority)
+        streams = self.services.streams.log
+        token, _ = streams.appended(None)
+        next_refresh = 0.0
+        try:
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                if now >= next_refresh:
+                    next_refresh = now + REFRESH_SECONDS
+                    try:
+                        self.refresh()
+                    except Exception:
+                        log.exception("streaming supervisor: refresh failed")
+                self._start_due(now)
+                wait = min(next_refresh, self._next_due()) - time.monotonic()
+                wait = max(0.0, min(wait, IDLE_POLL_SECONDS))
+                if not self._flows:  # nothing to wake: the log is not asked
+                    self.stop_event.wait(wait)
+                    continue
+                token, changed = streams.wait_appended(token, wait)
+                if changed is None or changed:
+                    self._woken(changed)
+        finally:
+            self.stop_all()
 
+    def _next_due(self) -> float:
+        with self._mutex:
+            return self._timers[0][0] if self._timers else float("inf")
+
+    def _woken(self, changed: frozenset[str] | None) -> None:
+        """The log gained records in ``changed`` (None: in any stream; each flow looks at its log's end)."""
+        if changed is None:
+            with self._mutex:
+                flows = list(self._flows.items())
+            changed = frozenset(f for f, state in flows if state.running is not None or self._news(state))
+        with self._mutex:  # the step's end reads ``again`` under it: no wake-up is lost
+            for flow_id in changed:
+                state = self._flows.get(flow_id)
+                if state is None:
+                    continue
+                if state.running is not None:
+                    state.again = True
+                elif state.due is None:
+                    self._arm(state, max(time.monotonic(), state.not_before))
+
+    def _news(self, state: _Flow) -> bool:
+        try:
+            return state.batcher.has_news()
+        except Exception:  # the log is unavailable: the step will say so
+            return True
+
+    def _start_due(self, now: float) -> None:
+        """Start the steps that are due (timers no longer matching their flow are dropped)."""
+        pool = self._pool
+        if pool is None:  # stopping
+            return
+        with self._mutex:
+            while self._timers and self._timers[0][0] <= now:
+                at, _, state = heapq.heappop(self._timers)
+                if state.gone:
+                    continue
+                if at == state.housekeeping:  # the hourly step
+                    state.housekeeping = now + _to_next_hour()
+                    heapq.heappush(self._timers, (state.housekeeping, next(self._ties), state))
+                    state.due = now
+                elif at != state.due:
+                    continue
+                if state.running is not None:
+                    state.again = True
+                elif state.held:
+                    state.due = None
+                    with contextlib.suppress(RuntimeError):  # the pool shut down: stopping
+                        state.running = pool.submit(self._step, state)
+
+    # --- one step of one flow ---
+    def _step(self, state: _Flow) -> None:
+        """Step the flow and decide when it is stepped next (see :func:`_next_step`)."""
+        batcher = state.batcher
+        try:
+            result: StepResult | None = batcher.step()
+        except NotFound:  # the flow, its dataset or its schema is gone: taken up again by a refresh
+            result = None
+            with self._mutex:
+                if self._flows.get(batcher.flow_id) is state:
+                    self._drop(batcher.flow_id)
+        except Exception as exc:
+            result = None
+            self._failed(state, exc)
+        with self._mutex:
+            state.running = None
+            if state.gone:
+                state.lock.__exit__()
+                return
+            if result is not None:
+                self._next_step(state, result)
+            state.again = False
+
+    def _next_step(self, state: _Flow, result: StepResult) -> None:
+        """After a commit: again once the flush interval has passed; records not committed (another
+        batcher was first): at once; records waiting for the cadence: when due; nothing: when the log
+        gains records."""
+        batcher, now = state.batcher, time.monotonic()
+        if state.attempts:
+            log.info(
+                "streaming flow %s: micro-batches succeed again after %d failed",
+                batcher.flow_id,
+                state.attempts,
+            )
+        state.backoff, state.attempts, state.last_error = FIRST_BACKOFF_SECONDS, 0, ""
+        if result.committed:
+            state.not_before = batcher.last_commit + self._flush
+            self._arm(state, state.not_before)
+        elif result.consumed:
+            self._arm(state, now)
+        elif result.wait:
+            self._arm(state, now + result.wait)
+        elif state.again:
+            self._arm(state, max(now, state.not_before))
+        else:
+            state.due = None
+
+    def _failed(self, state: _Flow, exc: Exception) -> None:
+        """A step raised: not one message's fault (those are row errors inside the step). Retried with
+        exponential backoff (:data:`FIRST_BACKOFF_SECONDS` doubling to :data:`MAX_BACKOFF_SECONDS`),
+        the flow's run shows it failing meanwhile. The traceback is logged once per failing episode and
+        when the error changes, then one line per retry."""
+        batcher = state.batcher
+        state.attempts += 1
+        error = f"{type(exc).__name__}: {exc}"
+        if error != state.last_error:
+            log.exception(
+                "streaming flow %s: micro-batch failed; retrying in %.0fs", batcher.flow_id, state.backoff
+            )
+        else:
+            log.warning(
+                "streaming flow %s: micro-batch failed again (%d attempts): %s; retrying in %.0fs",
+                batcher.flow_id,
+                state.attempts,
+                error,
+                state.backoff,
+            )
+        state.last_error = error
+        _report_failure(batcher, exc, state.attempts, state.backoff)
+        batcher.reset()
+        with self._mutex:
+            self._arm(state, time.monotonic() + state.backoff)
+        state.backoff = min(state.backoff * 2, MAX_BACKOFF_SECONDS)
+
+    # --- stopping ---
     def stop_all(self) -> None:
-        threads = list(self._threads.values())
-        for _, stop in threads:
-            stop.set()
-        for thread, _ in threads:
-            thread.join(timeout=10)
+        """Let the steps in progress finish, then release every flow's lock."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        with self._mutex:
+            for flow_id in list(self._flows):
+                self._drop(flow_id)
 
     def stop(self) -> None:
         self.stop_event.set()

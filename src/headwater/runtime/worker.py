@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from headwater.container import Services
 from headwater.runtime.executor import Counters, RunExecution
+from headwater.runtime.flowwatch import FlowWatch
 from headwater.services.ids import new_hex, now_ms
 from headwater.services.runs import new_run_doc, new_run_id
 from headwater.stores.metadata import QueuedRun, Resource, Scope
@@ -57,6 +58,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_hex(3)}"
         self.settings = services.settings
         self.stop_event = threading.Event()
+        self._watch = FlowWatch(services.store)
 
     # --- loop ---
     def run_forever(self) -> None:
@@ -101,7 +103,7 @@ class Worker:
         now = now or datetime.now(UTC)
         store = self.services.store
         queued = 0
-        for flow in store.scan_kind("flow"):
+        for flow in self._watch.flows():
             if scopes is not None and flow.scope not in scopes:
                 continue
             schedule = flow.doc.get("scheduleParams")

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -232,19 +232,3 @@ class StreamPump(Pump):
 def stream_run_id(flow_id: str, now: int) -> str:
     """The streaming activation run of the hour ``now`` falls in (services/ledger.py)."""
     return RunLedger.hour_run_id(Hourly.ACTIVATION, flow_id, now)
-
-
-async def run_stream(services: Services, flow: Resource, stop: Callable[[], bool]) -> None:
-    """Deliver a streaming activation flow's records until ``stop()`` says so."""
-    plan = Plan.open(services, flow)
-    pump = StreamPump(services, plan)
-    try:
-        while not stop():
-            if not await pump.step():
-                await asyncio.sleep(IDLE_POLL_SECONDS)
-            if time.monotonic() - pump._last_flush >= FLUSH_SECONDS:
-                await pump.flush()
-        await pump.flush()
-    finally:
-        await pump.deliverer.cancel()
-        await plan.destination.aclose()

@@ -3,18 +3,31 @@
 Across processes, a flow is delivered by one worker at a time: each task holds an exclusive flock on
 ``HOME/streams/.activations/<flow>.lock`` (released by the kernel when the process dies, however it
 dies). A flow whose document changes (bindings, limits, state) is restarted with the new version.
+
+An idle flow costs nothing: one watcher waits on the log (``StreamLog.wait_appended``) and wakes the
+flows whose streams gained records. A flow with deliveries in progress, or a checkpoint to save, looks
+at its log every :data:`IDLE_POLL_SECONDS` and saves its checkpoint every ``FLUSH_SECONDS`` (as
+before); one with neither waits for its wake-up, and saves nothing (its checkpoint has not moved).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from headwater.catalog.ids import FlowKind, flow_kind
-from headwater.runtime.delivery.activation import run_stream
+from headwater.runtime.delivery.activation import (
+    FLUSH_SECONDS,
+    IDLE_POLL_SECONDS,
+    Plan,
+    StreamPump,
+)
+from headwater.runtime.flowwatch import FlowWatch
 from headwater.runtime.streamsupervisor import _FlowLock
 from headwater.stores.metadata import Resource, Scope
 
@@ -23,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("headwater.activation")
 REFRESH_SECONDS = 1.0
+_Stop = list[bool]
 
 
 class ActivationSupervisor:
@@ -30,11 +44,14 @@ class ActivationSupervisor:
         self.services = services
         self.scopes = scopes
         self.stop_event = threading.Event()
-        self._tasks: dict[str, tuple[asyncio.Task[None], str, list[bool]]] = {}
+        self._tasks: dict[str, tuple[asyncio.Task[None], str, _Stop]] = {}
+        self._wakes: dict[str, asyncio.Event] = {}
+        self._offsets: dict[str, int] = {}  # flow -> the log position its pump reads from next
+        self._flows = FlowWatch(services.store)
 
     def wanted(self) -> dict[str, Resource]:
         out: dict[str, Resource] = {}
-        for flow in self.services.store.scan_kind("flow"):
+        for flow in self._flows.flows():
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
             if flow.doc.get("state") == "enabled" and flow_kind(flow.doc) is FlowKind.ACTIVATION:
@@ -48,6 +65,7 @@ class ActivationSupervisor:
             flow = wanted.get(flow_id)
             if flow is None or flow.etag != etag or task.done():
                 stop[0] = True
+                self._wake(flow_id)
                 if task.done() or flow is None or flow.etag != etag:
                     del self._tasks[flow_id]
         for flow_id, flow in wanted.items():
@@ -64,20 +82,82 @@ class ActivationSupervisor:
                     return
                 await asyncio.sleep(REFRESH_SECONDS)
             try:
-                await run_stream(self.services, flow, lambda: stop[0] or self.stop_event.is_set())
+                await self._deliver(flow, lambda: stop[0] or self.stop_event.is_set())
             except Exception:
                 log.exception("activation flow %s stopped on an error; restarting", flow.id)
                 await asyncio.sleep(REFRESH_SECONDS)
 
+    async def _deliver(self, flow: Resource, stop: Callable[[], bool]) -> None:
+        """Deliver a streaming activation flow's records until ``stop()`` says so (see the module)."""
+        plan = Plan.open(self.services, flow)
+        pump = StreamPump(self.services, plan)
+        wake = self._wakes.setdefault(flow.id, asyncio.Event())
+        saved = pump.progress.checkpoint()
+        try:
+            while not stop():
+                wake.clear()
+                self._offsets[flow.id] = pump.read_offset
+                progressed = await pump.step()
+                if time.monotonic() - pump._last_flush >= FLUSH_SECONDS and _moved(pump, saved):
+                    saved = pump.progress.checkpoint()
+                    await pump.flush()
+                if progressed:
+                    continue
+                if pump.deliverer.pending > 0 or _moved(pump, saved):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), IDLE_POLL_SECONDS)
+                else:  # idle: until the log gains records for it, or it is stopped (both wake it)
+                    await wake.wait()
+            await pump.flush()
+        finally:
+            self._offsets.pop(flow.id, None)
+            await pump.deliverer.cancel()
+            await plan.destination.aclose()
+
+    def _wake(self, flow_id: str) -> None:
+        event = self._wakes.get(flow_id)
+        if event is not None:
+            event.set()
+
+    async def _watch(self) -> None:
+        """Wake the flows whose streams gained records (see ``StreamLog.wait_appended``)."""
+        streams = self.services.streams.log
+        token, _ = await asyncio.to_thread(streams.appended, None)
+        while not self.stop_event.is_set():
+            if not self._offsets:  # no flow to wake: the log is not asked
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+                continue
+            try:
+                token, news = await asyncio.to_thread(self._news, token)
+            except Exception:
+                log.exception("activation supervisor: watching the log failed")
+                await asyncio.sleep(REFRESH_SECONDS)
+                continue
+            for flow_id in news:
+                self._wake(flow_id)
+
+    def _news(self, token: object) -> tuple[object, list[str]]:
+        """(the next token, the flows to wake): the streams the log names, or, when it cannot tell,
+        the flows whose log ends past the position their pump reads from."""
+        streams = self.services.streams.log
+        token, changed = streams.wait_appended(token, IDLE_POLL_SECONDS)
+        offsets = dict(self._offsets)
+        if changed is not None:
+            return token, [f for f in changed if f in offsets]
+        return token, [f for f, at in offsets.items() if streams.end_offset(f) > at]
+
     async def main(self) -> None:
+        watcher = asyncio.create_task(self._watch(), name="activation-watch")
         while not self.stop_event.is_set():
             try:
                 await self.refresh()
             except Exception:
                 log.exception("activation supervisor: refresh failed")
             await asyncio.sleep(REFRESH_SECONDS)
-        for _, _, stop in self._tasks.values():
+        for flow_id, (_, _, stop) in self._tasks.items():
             stop[0] = True
+            self._wake(flow_id)
+        await asyncio.gather(watcher, return_exceptions=True)
         await asyncio.gather(*(t for t, _, _ in self._tasks.values()), return_exceptions=True)
         self._tasks.clear()
 
@@ -87,6 +167,11 @@ class ActivationSupervisor:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def _moved(pump: StreamPump, saved: tuple[int, list[int]]) -> bool:
+    """Whether the pump has something to save: dead letters, counts, or a checkpoint that moved."""
+    return bool(pump.dead) or not pump.stats.empty or pump.progress.checkpoint() != saved
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -6,6 +6,14 @@ may answer 2xx. Each record gets an ``offset``; ``read`` returns records in appe
 each with the offset to resume after it (``next_offset``). Consumers keep their position themselves (the
 micro-batcher stores it in the Iceberg snapshot it commits), so the log needs no consumer state and a
 restart resumes exactly where the last commit left off.
+
+Waking readers: ``appended(token)`` says which streams gained records since ``token`` (an opaque value
+it returned before), without blocking, and ``wait_appended(token, timeout)`` blocks until some did. A
+reader of many streams (the supervisors) calls it instead of polling every stream: its idle cost is one
+cheap check, whatever the number of streams. ``None`` for the streams means "any may have" (a backend
+that cannot tell, or the first call): check each. A change may be reported that brought nothing new
+(a release, another process's append to a stream read elsewhere), never the other way round: a record
+appended after ``appended`` returned ``token`` is reported by a later call given that token.
 """
 
 from __future__ import annotations
@@ -66,6 +74,19 @@ class StreamLog(ABC):
     @abstractmethod
     def drop(self, stream: str) -> None:
         """Forget a stream entirely (its flow was deleted)."""
+
+    def appended(self, token: object = None) -> tuple[object, frozenset[str] | None]:
+        """(a new token, the streams appended to since ``token``, or None: unknown, any may have). This
+        default cannot tell: every call says any may have (readers then check each stream)."""
+        return None, None
+
+    def wait_appended(self, token: object, timeout: float) -> tuple[object, frozenset[str] | None]:
+        """``appended(token)`` once a stream gained records since ``token``, or after ``timeout``
+        seconds (then possibly with no stream). The default sleeps ``timeout`` and cannot tell."""
+        import time
+
+        time.sleep(max(0.0, timeout))
+        return self.appended(token)
 
     def close(self) -> None:  # noqa: B027 - optional: logs holding nothing need not override it
         """Release connections and files."""

@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
@@ -36,6 +37,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
+from headwater.stores.log.jsreplies import pull_ended_cleanly, sequence_and_ms
+from headwater.stores.log.jswake import StreamState
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUMER_IDLE_SECONDS = 30.0  # the server deletes a read's consumer after this long without pulls
 CURSOR_ANSWER_SECONDS = 1.0  # a no-wait pull is answered at once; silence means the consumer is gone
+WAKE_POLL_SECONDS = 0.05  # how often a waiter asks for the stream's last sequence
 
 
 class LogUnavailable(ConnectionError):
@@ -81,6 +85,7 @@ class JetStreamLog(StreamLog):
         self._cursors: dict[str, _Cursor] = {}  # subject -> the consumer the last read on it left idle
         self._next_prune = 0.0
         self._closed = self._closing = False
+        self._wake = StreamState(stream_name, subject_prefix)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="headwater-jetstream", daemon=True
@@ -114,6 +119,19 @@ class JetStreamLog(StreamLog):
 
     def drop(self, stream: str) -> None:
         self._call(self._purge(self._subject(stream), None))
+
+    def appended(self, token: object = None) -> tuple[object, frozenset[str] | None]:
+        """The stream's last sequence; when it moved, each subject's count against the token's."""
+        return self._call(self._appended(token))
+
+    def wait_appended(self, token: object, timeout: float) -> tuple[object, frozenset[str] | None]:
+        """``appended`` every :data:`WAKE_POLL_SECONDS` (one request each) until a stream gained records."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            token, streams = self.appended(token)
+            if streams is None or streams or time.monotonic() >= deadline:
+                return token, streams
+            time.sleep(min(WAKE_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def close(self) -> None:
         """Drain the connection (pending acks and deletes finish), then stop the loop thread."""
@@ -381,9 +399,9 @@ class JetStreamLog(StreamLog):
             if finished.done():
                 return
             if msg.headers and "Status" in msg.headers:
-                finished.set_result(_pull_ended_cleanly(msg.headers))
+                finished.set_result(pull_ended_cleanly(msg.headers))
                 return
-            seq, appended_ms = _sequence_and_ms(msg.reply)
+            seq, appended_ms = sequence_and_ms(msg.reply)
             records.append(LogRecord(seq, seq + 1, msg.data, appended_ms))
             size += len(msg.data)
             if len(records) >= want:
@@ -430,6 +448,9 @@ class JetStreamLog(StreamLog):
             return self.START
         return (last.seq or 0) + 1
 
+    async def _appended(self, token: object) -> tuple[object, frozenset[str] | None]:
+        return await self._wake.changes(self._jsm(), token)
+
     # --- reclaiming ---
     async def _purge(self, subject: str, before: int | None) -> None:
         from nats.js.errors import NotFoundError
@@ -466,21 +487,3 @@ class _Cursor:
 
 class _NoStream(Exception):
     """No JetStream stream listens on the subject (the server answered 'no responders')."""
-
-
-def _sequence_and_ms(reply: str) -> tuple[int, int]:
-    """Stream sequence and timestamp (ms) from a JetStream delivery's reply subject:
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.<consumer seq>.<ns>.<pending>``, or with
-    ``<domain>.<account hash>`` after ``ACK`` (and a trailing token) on newer servers."""
-    tokens = reply.split(".")
-    at = 2 if len(tokens) == 9 else 4
-    return int(tokens[at + 3]), int(tokens[at + 5]) // 1_000_000
-
-
-def _pull_ended_cleanly(headers: dict[str, str]) -> bool:
-    """Whether a pull's closing status leaves the consumer right after the last record it delivered."""
-    status, description = headers.get("Status"), headers.get("Description", "")
-    if status in ("404", "408") or (status == "409" and "MaxBytes" in description):
-        return True  # no more records now / the next one did not fit in max_bytes
-    log.warning("JetStream ended a pull with %s %s", status, description)
-    return False

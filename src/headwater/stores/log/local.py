@@ -46,18 +46,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from headwater.stores.log.appends import AppendSignal
 from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
-from headwater.stores.log.frames import (
-    END,
-    FULL,
-    HEADER,
-    MAGIC,
-    MAX_PAYLOAD,
-    NEED_MORE,
-    encode,
-    parse,
-    resync,
-)
+from headwater.stores.log.frames import HEADER, MAGIC, MAX_PAYLOAD, encode
+from headwater.stores.log.segments import read_segment, segment_path
 
 __all__ = ["HEADER", "MAGIC", "LocalLog", "check_stream_name", "encode"]
 
@@ -65,7 +57,6 @@ log = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 64 << 20
 MAX_WRITE_BYTES = 16 << 20  # one group commit writes at most about this much
-READ_CHUNK = 1 << 20
 WRITER_IDLE_SECONDS = 30.0  # a stream's writer thread ends after this long without appends
 
 _SEGMENT_NAME = re.compile(r"(\d{20})\.log")
@@ -85,6 +76,7 @@ class LocalLog(StreamLog):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
+        self._appends = AppendSignal(self.root)
         if not self.root.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
             _fsync_dir(self.root.parent)
@@ -144,9 +136,10 @@ class LocalLog(StreamLog):
                     raise RuntimeError("the streaming log is closed")
                 if self._pid != os.getpid():  # forked: the parent's threads and locks are not ours
                     self._writers, self._pid = {}, os.getpid()
+                    self._appends = AppendSignal(self.root)
                 writer = self._writers.get(stream)
                 if writer is None:
-                    writer = _StreamWriter(self.root / stream, self.segment_bytes)
+                    writer = _StreamWriter(self.root / stream, self.segment_bytes, self._appends)
                     self._writers[stream] = writer
         return writer
 
@@ -170,7 +163,7 @@ class LocalLog(StreamLog):
                     # Listed before reading: a segment with a successor is complete, so an unreadable tail
                     # in it is torn, not in progress.
                     complete = i + 1 < len(bases)
-                    offset, full = _read_segment(directory, bases[i], offset, out, budget, complete)
+                    offset, full = read_segment(directory, bases[i], offset, out, budget, complete)
                     if full or not complete:
                         return out
                     offset = bases[i + 1]
@@ -185,9 +178,18 @@ class LocalLog(StreamLog):
         if not bases:
             return self.START
         try:
-            return bases[-1] + os.stat(_segment_path(directory, bases[-1])).st_size
+            return bases[-1] + os.stat(segment_path(directory, bases[-1])).st_size
         except FileNotFoundError:  # dropped meanwhile
             return self.START
+
+    # --- waking readers ---
+    def appended(self, token: object = None) -> tuple[object, frozenset[str] | None]:
+        """See base.py; appends of this process are told by stream, other processes' as "any" (see
+        appends.py)."""
+        return self._appends.appended(token)
+
+    def wait_appended(self, token: object, timeout: float) -> tuple[object, frozenset[str] | None]:
+        return self._appends.wait(token, timeout)
 
     # --- reclaiming ---
     def release(self, stream: str, before: int) -> None:
@@ -198,7 +200,7 @@ class LocalLog(StreamLog):
             if successor > before:
                 break
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(_segment_path(directory, base))
+                os.unlink(segment_path(directory, base))
 
     def drop(self, stream: str) -> None:
         """Delete the stream's directory. Taken under its lock, so no append is half-written into it;
@@ -224,6 +226,7 @@ class LocalLog(StreamLog):
             self._writers.clear()
         for writer in writers:
             writer.close()
+        self._appends.close()
 
 
 class _Pending:
@@ -238,9 +241,10 @@ class _Pending:
 class _StreamWriter:
     """One stream's appends in this process: a thread that group-commits whatever is queued."""
 
-    def __init__(self, directory: Path, segment_bytes: int) -> None:
+    def __init__(self, directory: Path, segment_bytes: int, appends: AppendSignal) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.appends = appends
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._thread: threading.Thread | None = None
@@ -315,6 +319,7 @@ class _StreamWriter:
             if not isinstance(error, Exception):
                 raise
             return
+        self.appends.notify(self.directory.name)
         for pending, result in zip(batch, offsets, strict=True):
             pending.done(result, None)
 
@@ -357,7 +362,7 @@ class _StreamWriter:
         while True:
             size = os.fstat(self._segment_fd).st_size
             successor = self._segment_base + size
-            if size == 0 or not _segment_path(self.directory, successor).exists():
+            if size == 0 or not segment_path(self.directory, successor).exists():
                 break
             self._open_segment(successor, create=False)  # another process rolled it
         if size >= self.segment_bytes:
@@ -369,7 +374,7 @@ class _StreamWriter:
         if self._segment_fd >= 0:
             os.close(self._segment_fd)
             self._segment_fd = -1
-        path = _segment_path(self.directory, base)
+        path = segment_path(self.directory, base)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
         self._segment_fd = os.open(path, flags | (os.O_CREAT if create else 0), 0o644)
         self._segment_base = base
@@ -390,10 +395,6 @@ def _checked(payloads: Sequence[bytes]) -> list[bytes]:
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"a log record holds at most {MAX_PAYLOAD} bytes, not {len(payload)}")
     return batch
-
-
-def _segment_path(directory: Path, base: int) -> Path:
-    return directory / f"{base:020d}.log"
 
 
 def _segments(directory: Path) -> list[int]:
@@ -451,58 +452,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-# --- parsing ---
-def _read_segment(
-    directory: Path, base: int, offset: int, out: list[LogRecord], budget: list[int], complete: bool
-) -> tuple[int, bool]:
-    """Append the segment's records from ``offset`` to ``out``; return where it stopped and whether
-    ``budget`` ([records, bytes] left) ran out. ``complete``: a later segment exists, so nothing more
-    will be appended to this one. Raises FileNotFoundError if the segment was deleted."""
-    fd = os.open(_segment_path(directory, base), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        position = offset - base
-        chunk = READ_CHUNK
-        while True:
-            data = os.pread(fd, chunk, position)
-            at_eof = len(data) < chunk
-            used, status, need = parse(data, base + position, out, budget)
-            position += used
-            if status == FULL:
-                return base + position, True
-            if status == END and at_eof:
-                return base + position, False
-            if status == END:
-                continue
-            if status == NEED_MORE and not at_eof and need <= os.fstat(fd).st_size - position:
-                chunk = max(READ_CHUNK, need)
-                continue
-            # A bad record, or one longer than the data there is: in progress, torn or corrupt. Read what
-            # is there now: a record that was still being written a moment ago is complete by now, and
-            # must be read, not skipped as torn.
-            rest = os.pread(fd, max(0, os.fstat(fd).st_size - position), position)
-            used, status, _ = parse(rest, base + position, out, budget)
-            if used:
-                position += used
-                if status == FULL:
-                    return base + position, True
-                continue
-            skip = resync(rest)
-            if skip is None:  # an append in progress, or torn with nothing valid after it (yet)
-                if complete and rest:
-                    _skipped(directory, base + position, len(rest))
-                return base + position, False
-            _skipped(directory, base + position, skip)
-            position += skip
-    finally:
-        os.close(fd)
-
-
-def _skipped(directory: Path, offset: int, size: int) -> None:
-    log.warning(
-        "streaming log %s: skipped %d bytes of a torn or corrupt record at offset %d",
-        directory.name,
-        size,
-        offset,
-    )
