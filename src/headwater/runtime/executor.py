@@ -31,9 +31,9 @@ from headwater.catalog.ids import flow_kind
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError
-from headwater.container import Services
 from headwater.errors import HeadwaterError
 from headwater.runtime import lookback
+from headwater.runtime.context import Runtime
 from headwater.runtime.faults import crash_point
 from headwater.runtime.window import Keys, Window, choose_window, overlap_keys
 from headwater.services import ledger
@@ -67,7 +67,7 @@ class Counters:
     error_codes: dict[str, int] = field(default_factory=dict)
 
 
-def worker_actor(services: Services, run: QueuedRun | Resource, sandbox_name: str) -> Actor:
+def worker_actor(services: Runtime, run: QueuedRun | Resource, sandbox_name: str) -> Actor:
     org = services.store.get_org(run.scope.org_id)
     sandbox = services.store.get_sandbox(run.scope.org_id, sandbox_name)
     if org is None or sandbox is None:
@@ -80,7 +80,7 @@ class RunExecution:
 
     def __init__(
         self,
-        services: Services,
+        services: Runtime,
         queued: QueuedRun,
         worker: str,
         on_progress: Callable[[Counters], None] | None = None,

@@ -6,13 +6,13 @@ from typing import Any
 
 from headwater.connectors import registry
 from headwater.connectors.errors import ConnectorError
-from headwater.container import Services
 from headwater.errors import BadRequest, HeadwaterError
+from headwater.runtime.context import Runtime
 from headwater.services.tenancy import Actor
 
 
 def explore_connection(
-    services: Services, actor: Actor, ident: str, object_type: str, name: str | None
+    services: Runtime, actor: Actor, ident: str, object_type: str, name: str | None
 ) -> dict[str, Any] | list[dict[str, Any]]:
     connection = services.connections.get(actor, ident)
     spec_id = connection.doc["connectionSpec"]["id"]

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.catalog.ids import FlowKind, flow_kind
-from headwater.container import Services
+from headwater.runtime.context import Runtime
 from headwater.runtime.executor import worker_actor
 from headwater.runtime.streammessages import MappingBroken, _corrupt, _decode, _fill, _map
 from headwater.runtime.streamruns import StreamRuns
@@ -142,7 +142,7 @@ class StepResult:
 
 
 class MicroBatcher:
-    def __init__(self, services: Services, flow: Resource) -> None:
+    def __init__(self, services: Runtime, flow: Resource) -> None:
         self.services = services
         self.flow_id = flow.id
         self.scope = flow.scope
@@ -358,7 +358,7 @@ def _column(rows: pa.Table, path: str) -> pa.ChunkedArray | None:
     return result
 
 
-def _ids_in_table(services: Services, table: Any, path: str) -> Iterable[Any]:
+def _ids_in_table(services: Runtime, table: Any, path: str) -> Iterable[Any]:
     if table.current_snapshot() is None:
         return []
     top = path.split(".")[0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headwater.container import Services
+from headwater.runtime.context import Runtime
 from headwater.services.ids import now_ms
 from headwater.services.ledger import Hourly, RunLedger
 from headwater.services.ledger_hourly import (
@@ -41,7 +41,7 @@ CLOSE_CHECK_MS = 60_000
 
 
 class StreamRuns:
-    def __init__(self, services: Services, scope: Scope, flow_id: str) -> None:
+    def __init__(self, services: Runtime, scope: Scope, flow_id: str) -> None:
         self.ledger: RunLedger = services.ledger
         self.lake = services.lake
         self.scope = scope

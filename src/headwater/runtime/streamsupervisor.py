@@ -28,8 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headwater.container import Services
 from headwater.errors import NotFound
+from headwater.runtime.context import Runtime
 from headwater.runtime.flowwatch import FlowWatch
 from headwater.runtime.streaming import IDLE_POLL_SECONDS, MicroBatcher, StepResult, is_streaming
 from headwater.stores.metadata import Resource, Scope
@@ -119,7 +119,7 @@ class StreamingSupervisor:
     """Steps every enabled streaming flow (of ``scopes``, when given) from one scheduler thread (see the
     module's docstring); the steps run on a pool of :data:`POOL_THREADS`, one step of a flow at a time."""
 
-    def __init__(self, services: Services, scopes: Collection[Scope] | None = None) -> None:
+    def __init__(self, services: Runtime, scopes: Collection[Scope] | None = None) -> None:
         self.services = services
         self.scopes = scopes
         self.stop_event = threading.Event()
@@ -332,7 +332,7 @@ class StreamingSupervisor:
         self.stop_event.set()
 
 
-def start_in_background(services: Services, scopes: Collection[Scope] | None = None) -> StreamingSupervisor:
+def start_in_background(services: Runtime, scopes: Collection[Scope] | None = None) -> StreamingSupervisor:
     supervisor = StreamingSupervisor(services, scopes)
     threading.Thread(target=supervisor.run_forever, name="headwater-streaming", daemon=True).start()
     return supervisor

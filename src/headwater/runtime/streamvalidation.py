@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from headwater.container import Services
+from headwater.runtime.context import Runtime
 from headwater.runtime.streaming import MicroBatcher
 from headwater.runtime.streammessages import CORRUPT, EMPTY, UNREADABLE, all_null
 from headwater.stores.metadata import Scope
@@ -17,7 +17,7 @@ _KEYWORDS = {EMPTY: "required", "MAPPER-3700-400": "mapping", CORRUPT: "type"}
 
 
 def validate_message(
-    services: Services, scope: Scope, flow_id: str, kind: str, record: dict[str, Any]
+    services: Runtime, scope: Scope, flow_id: str, kind: str, record: dict[str, Any]
 ) -> dict[str, Any] | None:
     """The reference's ``_streamingValidation`` report for one message, or None when it is valid. The
     message is judged as the micro-batch judges it (runtime/streammessages.py ``_map``): what fails here

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
-from headwater.container import Services
+from headwater.runtime.context import Runtime
 from headwater.runtime.executor import Counters, RunExecution
 from headwater.runtime.flowwatch import FlowWatch
 from headwater.services.ids import new_hex, now_ms
@@ -50,7 +50,7 @@ def latest_due_slot(schedule: dict[str, object], now: datetime) -> int | None:
 
 class Worker:
     def __init__(
-        self, services: Services, name: str | None = None, schedule: bool = True, streaming: bool = True
+        self, services: Runtime, name: str | None = None, schedule: bool = True, streaming: bool = True
     ) -> None:
         self.services = services
         self.schedule = schedule
@@ -173,7 +173,7 @@ class Worker:
                 return
 
 
-def start_in_background(services: Services) -> Worker:
+def start_in_background(services: Runtime) -> Worker:
     """Start an embedded worker thread (the server's default)."""
     worker = Worker(services)
     thread = threading.Thread(target=worker.run_forever, name="headwater-worker", daemon=True)

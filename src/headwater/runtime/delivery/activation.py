@@ -40,7 +40,7 @@ from headwater.services.plans import FlowPlan
 from headwater.stores.metadata import AlreadyExists, Resource
 
 if TYPE_CHECKING:
-    from headwater.container import Services
+    from headwater.runtime.context import Runtime
 
 log = logging.getLogger("headwater.activation")
 FLUSH_SECONDS = 0.5
@@ -65,12 +65,12 @@ class Plan:
     limits: Limits
 
     @classmethod
-    def open(cls, services: Services, flow: Resource) -> Plan:
+    def open(cls, services: Runtime, flow: Resource) -> Plan:
         """The plan of activation flow ``flow``, resolved (services/plans.py) and its destination opened."""
         return cls.of(services, services.plans.resolve_flow(flow.scope, flow))
 
     @classmethod
-    def of(cls, services: Services, resolved: FlowPlan) -> Plan:
+    def of(cls, services: Runtime, resolved: FlowPlan) -> Plan:
         """The deliverer's plan of ``resolved``: its destination opened, its bindings and limits."""
         from headwater.runtime.delivery.destination import open_destination
 
@@ -97,7 +97,7 @@ class Pump:
     """Moves one feed's records into a deliverer and keeps the checkpoint; subclasses say where records
     come from and where the checkpoint and the counts go."""
 
-    def __init__(self, services: Services, plan: Plan, offset: int, done: Sequence[int]) -> None:
+    def __init__(self, services: Runtime, plan: Plan, offset: int, done: Sequence[int]) -> None:
         self.services = services
         self.plan = plan
         self.progress = Progress(offset, set(done))
@@ -174,7 +174,7 @@ class StreamPump(Pump):
     """A streaming activation: the flow's log, checkpoint in an ``activationState`` resource, counts in
     one run per hour (as streaming ingestion flows have)."""
 
-    def __init__(self, services: Services, plan: Plan) -> None:
+    def __init__(self, services: Runtime, plan: Plan) -> None:
         state = services.store.get("activationState", plan.flow.scope, plan.flow.id)
         doc = state.doc if state is not None else {}
         super().__init__(services, plan, int(doc.get("offset", 0)), doc.get("done") or [])

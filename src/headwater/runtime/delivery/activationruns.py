@@ -18,10 +18,10 @@ from headwater.services.ledger_hourly import close_activation_hours
 from headwater.stores.metadata import Resource
 
 if TYPE_CHECKING:
-    from headwater.container import Services
+    from headwater.runtime.context import Runtime
 
 
-def account(services: Services, flow: Resource, stats: Stats) -> None:
+def account(services: Runtime, flow: Resource, stats: Stats) -> None:
     """Add a period's counts to the streaming activation run of the current hour."""
     ledger: RunLedger = services.ledger
     now = now_ms()

@@ -26,7 +26,7 @@ from headwater.stores.metadata import Resource
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-    from headwater.container import Services
+    from headwater.runtime.context import Runtime
 
 log = logging.getLogger("headwater.activation")
 ROWS_PER_READ = 1000
@@ -35,7 +35,7 @@ ROWS_PER_READ = 1000
 class DatasetActivation:
     """One attempt at one run of a dataset activation flow (the run ledger writes the run)."""
 
-    def __init__(self, services: Services, run: Resource, flow: Resource) -> None:
+    def __init__(self, services: Runtime, run: Resource, flow: Resource) -> None:
         self.services = services
         self.ledger: RunLedger = services.ledger
         self.run = run
@@ -107,7 +107,7 @@ class DatasetActivation:
 
 
 class RunPump(Pump):
-    def __init__(self, services: Services, plan: Plan, run: Resource, state: dict[str, Any]) -> None:
+    def __init__(self, services: Runtime, plan: Plan, run: Resource, state: dict[str, Any]) -> None:
         super().__init__(services, plan, int(state.get("offset", 0)), state.get("done") or [])
         self.run = run
         self.state = state

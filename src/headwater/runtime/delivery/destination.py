@@ -22,7 +22,7 @@ from headwater.services import destination_secrets, destinations, validation
 from headwater.stores.metadata import Resource, Scope
 
 if TYPE_CHECKING:
-    from headwater.container import Services
+    from headwater.runtime.context import Runtime
     from headwater.services.tenancy import Actor
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ TEST_KEY = "test-request"
 
 
 def open_destination(
-    services: Services, scope: Scope, target: Resource, max_connections: int = 64
+    services: Runtime, scope: Scope, target: Resource, max_connections: int = 64
 ) -> Destination:
     """The destination of ``target`` (an HTTP destination target connection), ready to send."""
     base = services.store.get("connection", scope, target.doc.get("baseConnectionId") or "")
@@ -45,7 +45,7 @@ def open_destination(
 
 
 def build(
-    services: Services,
+    services: Runtime,
     spec_name: str,
     auth_params: dict[str, Any],
     checked: destination_secrets.CheckedRequest,
@@ -66,7 +66,7 @@ def build(
 
 
 def _opened_for_a_person(
-    services: Services, scope: Scope, target: Resource, max_connections: int
+    services: Runtime, scope: Scope, target: Resource, max_connections: int
 ) -> Destination:
     """:func:`open_destination` for a send a person asked for (Test Request, replay). A saved destination
     whose auth cannot be built (a client certificate that does not load, say) answers the unexpected
@@ -78,7 +78,7 @@ def _opened_for_a_person(
         raise HeadwaterError("An unexpected error occurred; it has been logged.", code="HW-1000-500") from exc
 
 
-async def test_saved(services: Services, actor: Actor, target_id: str, body: Any) -> dict[str, Any]:
+async def test_saved(services: Runtime, actor: Actor, target_id: str, body: Any) -> dict[str, Any]:
     """``POST /targetConnections/{id}/test``: the saved destination's request with the given variables."""
     target = services.target_connections.get(actor, target_id)
     if not destinations.is_destination(target.doc["connectionSpec"]["id"]):
@@ -92,7 +92,7 @@ async def test_saved(services: Services, actor: Actor, target_id: str, body: Any
         await destination.aclose()
 
 
-async def test_unsaved(services: Services, actor: Actor, body: Any) -> dict[str, Any]:
+async def test_unsaved(services: Runtime, actor: Actor, body: Any) -> dict[str, Any]:
     """``POST /targetConnections/test``: the wizard's Test Request before anything is saved. The body holds
     ``auth`` (specName and params, secrets in clear) or ``baseConnectionId``, ``params`` (the request)
     and ``variables``."""
@@ -126,7 +126,7 @@ async def test_unsaved(services: Services, actor: Actor, body: Any) -> dict[str,
 
 
 def _auth_of(
-    services: Services, actor: Actor, body: dict[str, Any], errors: list[dict[str, str]]
+    services: Runtime, actor: Actor, body: dict[str, Any], errors: list[dict[str, str]]
 ) -> tuple[str, dict[str, Any], list[str]]:
     """The auth to test with (spec name, plain params, their secret values): a saved destination's, or
     the one in the body, checked as saving it would check it (the token URL against the policy too)."""
@@ -187,7 +187,7 @@ def _variables(body: Any) -> dict[str, Any]:
 MAX_REPLAY = 1000
 
 
-async def replay(services: Services, actor: Actor, ids: list[str]) -> dict[str, Any]:
+async def replay(services: Runtime, actor: Actor, ids: list[str]) -> dict[str, Any]:
     """Send dead letters again, once each, with their idempotency keys; a delivered one is marked
     ``replayed``, another failure updates its response and reason. Each answer says which."""
     if not ids or len(ids) > MAX_REPLAY:
@@ -217,7 +217,7 @@ async def replay(services: Services, actor: Actor, ids: list[str]) -> dict[str, 
 
 
 async def _replay_one(
-    services: Services, actor: Actor, letter: Resource, opened: dict[str, Destination]
+    services: Runtime, actor: Actor, letter: Resource, opened: dict[str, Destination]
 ) -> dict[str, Any]:
     doc = letter.doc
     variables = doc.get("variables")

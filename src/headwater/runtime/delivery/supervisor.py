@@ -32,7 +32,7 @@ from headwater.runtime.streamsupervisor import _FlowLock
 from headwater.stores.metadata import Resource, Scope
 
 if TYPE_CHECKING:
-    from headwater.container import Services
+    from headwater.runtime.context import Runtime
 
 log = logging.getLogger("headwater.activation")
 REFRESH_SECONDS = 1.0
@@ -40,7 +40,7 @@ _Stop = list[bool]
 
 
 class ActivationSupervisor:
-    def __init__(self, services: Services, scopes: Collection[Scope] | None = None) -> None:
+    def __init__(self, services: Runtime, scopes: Collection[Scope] | None = None) -> None:
         self.services = services
         self.scopes = scopes
         self.stop_event = threading.Event()
@@ -184,7 +184,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def start_in_background(
-    services: Services, scopes: Collection[Scope] | None = None
+    services: Runtime, scopes: Collection[Scope] | None = None
 ) -> tuple[ActivationSupervisor, threading.Thread]:
     supervisor = ActivationSupervisor(services, scopes)
     thread = threading.Thread(target=supervisor.run_forever, name="headwater-activation", daemon=True)
