@@ -4,8 +4,10 @@ Across processes, a flow is delivered by one worker at a time: each task holds a
 ``HOME/streams/.activations/<flow>.lock`` (released by the kernel when the process dies, however it
 dies). A flow whose document changes (bindings, limits, state) is restarted with the new version.
 
-An idle flow costs nothing: one watcher waits on the log (``StreamLog.wait_appended``) and wakes the
-flows whose streams gained records. A flow with deliveries in progress, or a checkpoint to save, looks
+An idle flow costs nothing: one watcher thread waits on the log (``StreamLog.wait_appended``, up to
+:data:`WATCH_SECONDS` a call) and wakes the flows whose streams gained records; the event loop is not
+woken while nothing is appended. The flows wanted are filtered again only when the flows were
+rescanned (runtime/flowwatch.py). A flow with deliveries in progress, or a checkpoint to save, looks
 at its log every :data:`IDLE_POLL_SECONDS` and saves its checkpoint every ``FLUSH_SECONDS`` (as
 before); one with neither waits for its wake-up, and saves nothing (its checkpoint has not moved).
 """
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("headwater.activation")
 REFRESH_SECONDS = 1.0
+WATCH_SECONDS = 0.5  # the longest the watcher waits on the log before it looks at the stop flag
 _Stop = list[bool]
 
 
@@ -48,14 +51,21 @@ class ActivationSupervisor:
         self._wakes: dict[str, asyncio.Event] = {}
         self._offsets: dict[str, int] = {}  # flow -> the log position its pump reads from next
         self._flows = FlowWatch(services.store)
+        self._scanned: list[Resource] | None = None  # the scan ``_wanted`` was filtered from
+        self._wanted: dict[str, Resource] = {}
 
     def wanted(self) -> dict[str, Resource]:
+        """The enabled activation flows (of ``scopes``), filtered again when the flows were rescanned."""
+        flows = self._flows.flows()
+        if flows is self._scanned:
+            return self._wanted
         out: dict[str, Resource] = {}
-        for flow in self._flows.flows():
+        for flow in flows:
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
             if flow.doc.get("state") == "enabled" and flow_kind(flow.doc) is FlowKind.ACTIVATION:
                 out[flow.id] = flow
+        self._scanned, self._wanted = flows, out
         return out
 
     async def refresh(self) -> None:
@@ -119,35 +129,43 @@ class ActivationSupervisor:
         if event is not None:
             event.set()
 
-    async def _watch(self) -> None:
-        """Wake the flows whose streams gained records (see ``StreamLog.wait_appended``)."""
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a thread of its own: wake the flows whose streams gained records (see
+        ``StreamLog.wait_appended``), until the supervisor stops."""
         streams = self.services.streams.log
-        token, _ = await asyncio.to_thread(streams.appended, None)
-        while not self.stop_event.is_set():
+        token, _ = streams.appended(None)
+        while not self.stop_event.is_set() and not loop.is_closed():
             if not self._offsets:  # no flow to wake: the log is not asked
-                await asyncio.sleep(IDLE_POLL_SECONDS)
+                self.stop_event.wait(IDLE_POLL_SECONDS)
                 continue
             try:
-                token, news = await asyncio.to_thread(self._news, token)
+                token, news = self._news(token)
             except Exception:
                 log.exception("activation supervisor: watching the log failed")
-                await asyncio.sleep(REFRESH_SECONDS)
+                self.stop_event.wait(REFRESH_SECONDS)
                 continue
-            for flow_id in news:
-                self._wake(flow_id)
+            if news:
+                with contextlib.suppress(RuntimeError):  # the loop closed: the supervisor is gone
+                    loop.call_soon_threadsafe(self._wake_all, news)
+
+    def _wake_all(self, flow_ids: list[str]) -> None:
+        for flow_id in flow_ids:
+            self._wake(flow_id)
 
     def _news(self, token: object) -> tuple[object, list[str]]:
         """(the next token, the flows to wake): the streams the log names, or, when it cannot tell,
         the flows whose log ends past the position their pump reads from."""
         streams = self.services.streams.log
-        token, changed = streams.wait_appended(token, IDLE_POLL_SECONDS)
+        token, changed = streams.wait_appended(token, WATCH_SECONDS)
         offsets = dict(self._offsets)
         if changed is not None:
             return token, [f for f in changed if f in offsets]
         return token, [f for f, at in offsets.items() if streams.end_offset(f) > at]
 
     async def main(self) -> None:
-        watcher = asyncio.create_task(self._watch(), name="activation-watch")
+        loop = asyncio.get_running_loop()
+        watcher = threading.Thread(target=self._watch, args=(loop,), name="activation-watch", daemon=True)
+        watcher.start()
         while not self.stop_event.is_set():
             try:
                 await self.refresh()
@@ -157,7 +175,7 @@ class ActivationSupervisor:
         for flow_id, (_, _, stop) in self._tasks.items():
             stop[0] = True
             self._wake(flow_id)
-        await asyncio.gather(watcher, return_exceptions=True)
+        await asyncio.to_thread(watcher.join)
         await asyncio.gather(*(t for t, _, _ in self._tasks.values()), return_exceptions=True)
         self._tasks.clear()
 
