@@ -40,7 +40,7 @@ import orjson
 BENCH = Path(__file__).parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
-from stream import FS, HTTP_API, Deployment, Platform, stop  # noqa: E402
+from stream import FS, Deployment, Platform, stop  # noqa: E402
 from tests.fakes.sink import SinkFake  # noqa: E402
 
 HTTP_DESTINATION = "ce55fc04-f79b-4668-a8b7-2565a5c65ad4"
@@ -117,27 +117,7 @@ class Flows(Platform):
 
     def activation(self, name: str) -> tuple[str, str]:
         """(inlet id, flow id) of a streaming activation flow from a fresh raw inlet to the sink."""
-        conn = self._post(
-            f"{FS}/connections",
-            {
-                "name": name,
-                "connectionSpec": {"id": HTTP_API, "version": "1.0"},
-                "auth": {
-                    "specName": "Streaming Connection",
-                    "params": {"name": name, "sourceId": name, "dataType": "raw"},
-                },
-            },
-        )
-        params = self.client.get(f"{FS}/connections/{conn}").json()["items"][0]["auth"]["params"]
-        source = self._post(
-            f"{FS}/sourceConnections",
-            {
-                "name": f"{name} source",
-                "baseConnectionId": conn,
-                "connectionSpec": {"id": HTTP_API, "version": "1.0"},
-                "data": {"format": "json"},
-            },
-        )
+        inlet_id, source = self.inlet(name, "raw")
         flow = self._post(
             f"{FS}/flows",
             {
@@ -151,7 +131,7 @@ class Flows(Platform):
                 "options": {},
             },
         )
-        return str(params["inletId"]), flow
+        return inlet_id, flow
 
 
 def create_flows(flows: Flows, count: int, activation_share: float) -> tuple[Any, tuple[str, str]]:

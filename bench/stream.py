@@ -311,8 +311,8 @@ class Platform:
             "$id",
         )
 
-    def pipeline(self, name: str) -> Pipeline:
-        """A fresh HTTP API inlet with its own flow into its own dataset (duplicate suppression off)."""
+    def inlet(self, name: str, data_type: str) -> tuple[str, str]:
+        """(inlet id, source connection id) of a fresh HTTP API inlet taking ``data_type`` messages."""
         conn = self._post(
             f"{FS}/connections",
             {
@@ -320,7 +320,7 @@ class Platform:
                 "connectionSpec": {"id": HTTP_API, "version": "1.0"},
                 "auth": {
                     "specName": "Streaming Connection",
-                    "params": {"name": name, "sourceId": name, "dataType": "xdm"},
+                    "params": {"name": name, "sourceId": name, "dataType": data_type},
                 },
             },
         )
@@ -334,6 +334,11 @@ class Platform:
                 "data": {"format": "json"},
             },
         )
+        return str(params["inletId"]), source
+
+    def pipeline(self, name: str) -> Pipeline:
+        """A fresh HTTP API inlet with its own flow into its own dataset (duplicate suppression off)."""
+        inlet_id, source = self.inlet(name, "xdm")
         dataset = self._post(
             "/data/foundation/catalog/dataSets",
             {"name": name, "schemaRef": {"id": self.schema_id, "contentType": XED}},
@@ -357,7 +362,7 @@ class Platform:
                 "options": {"deduplicate": False},
             },
         )
-        return Pipeline(params["inletId"], flow, dataset, self._template(dataset, flow))
+        return Pipeline(inlet_id, flow, dataset, self._template(dataset, flow))
 
     def _template(self, dataset_id: str, flow_id: str) -> bytes:
         mark = ID_MARK.decode()
