@@ -12,6 +12,10 @@
     ├── UnsupportedMediaType (415)
     ├── PreconditionRequired (428)  If-Match missing
     ├── Transient (503)             retrying later may succeed (``transient = True``)
+    │   └── Unavailable (503)       a backend did not answer; a safe detail, the specifics in ``internal``
+    │       ├── LogUnavailable      the streaming log (local segments, JetStream); also a ConnectionError
+    │       ├── MetadataUnavailable the metadata database (SQLite, PostgreSQL)
+    │       └── LakeUnavailable     the lake's files
     └── ConnectorError (400, 503 when transient)   an external system refused or failed
         │                           (connectors/errors.py; codes CONNECTOR-20xx)
         ├── AuthenticationFailed, InvalidSourceParams, SourceNotFound, OutboundRefused
@@ -23,9 +27,12 @@
 
 ``transient`` is the one word for "retrying later may succeed": retry decisions read it, never a
 message. Outside the tree, by design: the metadata store's StoreError family (AlreadyExists, StaleWrite,
-...: services turn them into Conflict or PreconditionFailed), the request template's TemplateInvalid and
-RenderError (ValueErrors with ``transient = False``: the engines stay free of HTTP), and the streaming
-log's LogUnavailable (a ConnectionError with ``transient = True``, which callers catch as an OSError).
+...: services turn them into Conflict or PreconditionFailed), and the request template's TemplateInvalid
+and RenderError (ValueErrors with ``transient = False``: the engines stay free of HTTP).
+
+A backend's unavailability is shown to clients and in run documents by its ``detail``, which names the
+backend and nothing more (a Viewer reads runs: no host, URL, path or credential); ``str()`` of the error,
+which logs and tracebacks print, adds the ``internal`` specifics.
 
 Codes look like ``FLOW-1439-404``: a service prefix, a number per kind of error, the status.
 They are stable: clients may branch on them. Messages say what to do next.
@@ -130,6 +137,43 @@ class PreconditionRequired(HeadwaterError):
 
 class Transient(HeadwaterError):
     status, title, code, transient = 503, "Service unavailable", "HW-1503-503", True
+
+
+class Unavailable(Transient):
+    """A backend did not answer or refused: nothing was done that the caller must undo, and retrying later
+    may succeed. ``detail`` is safe to show; ``internal`` (the host, the path, the driver's message) only
+    reaches logs, through ``str()``."""
+
+    backend = "A backend"
+
+    def __init__(self, internal: str = "", *, detail: str | None = None, code: str | None = None) -> None:
+        super().__init__(detail or f"{self.backend} is not available; retry later.", code=code)
+        self.internal = internal
+
+    def __str__(self) -> str:
+        return f"{self.detail} ({self.internal})" if self.internal else self.detail
+
+
+class LogUnavailable(Unavailable, ConnectionError):
+    """The streaming log (local segments or JetStream) did not take or give records. An append was not
+    acknowledged (some of its records may be stored anyway and be read twice after a retry). Also a
+    ConnectionError, so code that guards I/O with ``except OSError`` keeps catching it."""
+
+    backend, code = "The streaming log", "LOG-1503-503"
+
+
+class MetadataUnavailable(Unavailable):
+    """The metadata database did not answer (PostgreSQL unreachable or restarting, SQLite locked past its
+    timeout or its disk failing). The statement's transaction did not commit."""
+
+    backend, code = "The metadata database", "META-1503-503"
+
+
+class LakeUnavailable(Unavailable):
+    """The lake's files could not be read or written (disk full or failing, a path gone). A commit that
+    raises this did not happen: Iceberg's snapshot is swapped only after every file is written."""
+
+    backend, code = "The lake", "LAKE-1503-503"
 
 
 def not_found(kind: str, ident: str, service: str = "FLOW") -> NotFound:

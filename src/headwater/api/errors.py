@@ -23,8 +23,8 @@ def _render(request: Request, error: HeadwaterError) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(HeadwaterError)
     async def _headwater(request: Request, exc: HeadwaterError) -> JSONResponse:
-        if exc.status >= 500:
-            log.error("%s %s failed: %s", request.method, request.url.path, exc.code)
+        if exc.status >= 500:  # str() of a backend's Unavailable adds what only operators may read
+            log.error("%s %s failed: %s %s", request.method, request.url.path, exc.code, exc)
         return _render(request, exc)
 
     @app.exception_handler(RequestValidationError)

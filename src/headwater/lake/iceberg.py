@@ -7,23 +7,31 @@ both in the table, or neither is. Data files written by a run that never committ
 visible (removing them, and expiring old snapshots, is not implemented yet).
 
 Reads always go through the table's current snapshot (``scan``), never through the folder's files.
+
+A lake that cannot be written (disk full or failing, a path gone) raises
+:class:`~headwater.errors.LakeUnavailable`; its catalog database, MetadataUnavailable. Either way the
+commit did not happen. An error of the rows' own source (the batches handed to ``write_files``) passes
+through as it was raised: it is not the lake's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
+import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pyarrow as pa
 
+from headwater.errors import LakeUnavailable, Unavailable
 from headwater.settings import Settings
-from headwater.stores.metadata import Scope
+from headwater.stores.metadata import Scope, unavailable
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog
@@ -42,6 +50,8 @@ TABLE_PROPERTIES = {
     "commit.manifest-merge.enabled": "true",
 }
 _COMMIT_ATTEMPTS = 20
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -64,11 +74,54 @@ def _open_catalog(url: str, warehouse: str) -> SqlCatalog:
 
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
-            return SqlCatalog("headwater", uri=url, warehouse=warehouse)
+            catalog = SqlCatalog("headwater", uri=url, warehouse=warehouse)
+            unavailable.install(catalog.engine)
+            return catalog
         except (IntegrityError, ProgrammingError):
             if attempt == _COMMIT_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+class _SourceFailed(Exception):
+    """Carries an OSError of the batches being written past :func:`_lake_io` (it is the source's)."""
+
+
+def _from_source(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from batches
+    except OSError as exc:
+        raise _SourceFailed() from exc
+
+
+@contextlib.contextmanager
+def _lake_io(doing: str) -> Iterator[None]:
+    """Name the lake's own I/O failures :class:`LakeUnavailable`, with what it was doing."""
+    try:
+        yield
+    except _SourceFailed as wrapped:
+        assert wrapped.__cause__ is not None
+        raise wrapped.__cause__ from None
+    except OSError as exc:
+        if isinstance(exc, Unavailable):
+            raise
+        kind = os.strerror(exc.errno) if isinstance(exc.errno, int) else "unavailable"
+        detail = f"The lake failed {doing} ({type(exc).__name__}: {kind}); retry later."
+        raise LakeUnavailable(f"{doing}: {exc!r}", detail=detail) from exc
+
+
+def _lake_failures(doing: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a method whose OSErrors are the lake's: they become LakeUnavailable."""
+
+    def decorate(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with _lake_io(doing):
+                return method(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 class Lake:
@@ -105,6 +158,7 @@ class Lake:
         except NoSuchTableError:
             return None
 
+    @_lake_failures("creating or evolving a table")
     def ensure_table(self, scope: Scope, dataset_id: str, schema: pa.Schema) -> Table:
         """The dataset's table with at least ``schema``'s columns: created, or evolved additively."""
         from pyiceberg.exceptions import (
@@ -151,17 +205,19 @@ class Lake:
         """Write ``batches`` as Parquet data files of ``table`` (not yet visible). Memory stays bounded."""
         from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
-        reader = pa.RecordBatchReader.from_batches(schema, iter(batches))
-        return list(
-            _dataframe_to_data_files(
-                table_metadata=table.metadata,
-                df=reader,
-                io=table.io,
-                write_uuid=uuid.uuid4(),
-                counter=itertools.count(0),
+        reader = pa.RecordBatchReader.from_batches(schema, _from_source(batches))
+        with _lake_io("writing data files"):
+            return list(
+                _dataframe_to_data_files(
+                    table_metadata=table.metadata,
+                    df=reader,
+                    io=table.io,
+                    write_uuid=uuid.uuid4(),
+                    counter=itertools.count(0),
+                )
             )
-        )
 
+    @_lake_failures("committing a snapshot")
     def commit(
         self,
         table: Table,
@@ -213,6 +269,7 @@ class Lake:
         """Where ``flow_id``'s streaming log is committed up to in ``table`` (0: nothing yet)."""
         return int(table.properties.get(f"{PREFIX}stream.{flow_id}.offset", "0"))
 
+    @_lake_failures("committing a micro-batch")
     def commit_stream(
         self,
         table: Table,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from headwater.errors import LogUnavailable
 from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
 from headwater.stores.log.jsreplies import pull_ended_cleanly, sequence_and_ms
 from headwater.stores.log.jswake import StreamState
@@ -51,13 +52,6 @@ T = TypeVar("T")
 CONSUMER_IDLE_SECONDS = 30.0  # the server deletes a read's consumer after this long without pulls
 CURSOR_ANSWER_SECONDS = 1.0  # a no-wait pull is answered at once; silence means the consumer is gone
 WAKE_POLL_SECONDS = 0.05  # how often a waiter asks for the stream's last sequence
-
-
-class LogUnavailable(ConnectionError):
-    """JetStream did not answer in time, or refused. An append was not acknowledged (some of its records
-    may be stored anyway and be read twice after a retry); retrying later may succeed."""
-
-    transient = True
 
 
 class JetStreamLog(StreamLog):

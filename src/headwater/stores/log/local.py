@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from headwater.errors import LogUnavailable
 from headwater.stores.log.appends import AppendSignal
 from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
 from headwater.stores.log.frames import HEADER, MAGIC, MAX_PAYLOAD, encode
@@ -314,6 +315,10 @@ class _StreamWriter:
             offsets = self._write(batch)
         except BaseException as error:  # each caller gets the error; the next batch reopens the files
             self._close_files()
+            if isinstance(error, OSError) and not isinstance(error, LogUnavailable):
+                cause = error
+                error = LogUnavailable(f"appending to {self.directory}: {cause!r}")
+                error.__cause__ = cause
             for pending in batch:
                 pending.done(None, error)
             if not isinstance(error, Exception):

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from sqlalchemy.exc import IntegrityError
 
 from headwater.stores.metadata import tables as t
+from headwater.stores.metadata import unavailable
 from headwater.stores.metadata.base import (
     AUDIT_FILTERS,
     AlreadyExists,
@@ -113,6 +114,7 @@ class SqlMetadataStore(MetadataStore):
     """Shared implementation. ``engine`` must be created with :func:`json_dumps` / ``orjson.loads``."""
 
     def __init__(self, engine: Engine) -> None:
+        unavailable.install(engine)
         self.engine = engine
         self.read_engine = engine  # subclasses may use a cheaper mode for single-statement reads
 
