@@ -124,6 +124,27 @@ def _lake_failures(doing: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorate
 
 
+class CommitSignal:
+    """Wakes this process's readers of the lake when one of its commits lands (commits of other
+    processes are found by polling the catalog). A counter, so that a commit between two waits is not
+    missed."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._count = 0
+
+    def notify(self) -> None:
+        with self._changed:
+            self._count += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Return the commit count once it differs from ``seen``, or after ``timeout`` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._count != seen, timeout)
+            return self._count
+
+
 class Lake:
     """Thread-safe facade over the Iceberg catalog. Create one per process."""
 
@@ -131,6 +152,7 @@ class Lake:
         self.settings = settings
         self._catalog: SqlCatalog | None = None
         self._lock = threading.Lock()
+        self.commits = CommitSignal()
 
     @property
     def catalog(self) -> SqlCatalog:
@@ -256,6 +278,7 @@ class Lake:
                             add.append_data_file(data_file)
                 snapshot = table.current_snapshot()
                 assert snapshot is not None
+                self.commits.notify()
                 return snapshot.snapshot_id, True
             except CommitFailedException:
                 if attempt == _COMMIT_ATTEMPTS - 1:
@@ -317,6 +340,7 @@ class Lake:
                         with tx.update_snapshot(snapshot_properties=properties).merge_append() as add:
                             for data_file in data_files:
                                 add.append_data_file(data_file)
+                self.commits.notify()
                 return table, True
             except CommitFailedException:
                 if attempt == _COMMIT_ATTEMPTS - 1:
