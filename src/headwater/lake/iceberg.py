@@ -214,6 +214,19 @@ class Lake:
             table = self.catalog.load_table((namespace, name))
         return table
 
+    def metadata_locations(self) -> dict[tuple[str, str], str]:
+        """Every table's current metadata file, by identifier: one query of the catalog, for readers
+        that look for tables that moved (a commit changes the pointer)."""
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables"
+            " WHERE catalog_name = :catalog"
+        )
+        with self.catalog.engine.connect() as conn:
+            rows = conn.execute(query, {"catalog": self.catalog.name}).all()
+        return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
+
     def drop(self, scope: Scope, dataset_id: str) -> None:
         from pyiceberg.exceptions import NoSuchTableError
 

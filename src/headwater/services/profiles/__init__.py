@@ -1,0 +1,1 @@
+"""Unified profiles: which datasets feed them, their projection from the lake, and lookups."""

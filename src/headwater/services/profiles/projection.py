@@ -1,0 +1,227 @@
+"""The profile projection: the lake's profile-enabled datasets, kept in the profile store.
+
+Each profile-enabled dataset has a cursor in the profile store: the last lake snapshot projected.
+:meth:`Projection.step` reads what the dataset's table gained since (lake/increments.py) and, in ONE
+profile-store transaction that also moves the cursor:
+
+- links the identities of each new row (the identity graph, under its limits);
+- writes each profile row as its dataset's fragment of the row's anchor identity (its primary identity,
+  else its first), timestamped by the record's ``extSourceSystemAudit.lastUpdatedDate`` when it has one,
+  else by the commit that brought it to the lake;
+- writes each event row as an experience event of its anchor identity (its ``_id`` and ``timestamp``).
+
+After a rewrite of the table (a full refresh, a deletion, a Profile delete), the dataset's fragments and
+events are replaced by the table's current rows in the same way. A crash at any point leaves the cursor
+where the last finished step put it: the next step reads the same rows again, and writing a fragment
+or an event twice changes nothing.
+
+Identities that fail their namespace's format are not linked and the row is kept only through its other
+identities; rows without any identity are counted, not projected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from headwater.engines.identity.extract import identities, links
+from headwater.engines.identity.graph import Limits
+from headwater.engines.identity.namespaces import check_value
+from headwater.lake.iceberg import Lake
+from headwater.lake.increments import increment
+from headwater.services.profiles.graphstep import link
+from headwater.services.profiles.sources import ProfileSource
+from headwater.stores.profiles.base import ExperienceEvent, Fragment, GraphUpdate, ProfileStore, StaleCursor
+
+CHUNK_ROWS = 50_000  # rows per profile-store transaction during a first read or a rebuild
+PARTIAL = "partial"
+
+
+@dataclass
+class StepReport:
+    """What one step did (for logs and the bench)."""
+
+    rows: int = 0
+    fragments: int = 0
+    events: int = 0
+    without_identity: int = 0
+    refused_links: int = 0
+    rebuilt: bool = False
+    snapshot_id: int | None = None
+
+
+class Projection:
+    def __init__(
+        self,
+        lake: Lake,
+        profiles: ProfileStore,
+        namespace_id: Callable[[str], int],
+        limits: Limits | None = None,
+    ) -> None:
+        self.lake = lake
+        self.profiles = profiles
+        self.namespace_id = namespace_id
+        self.limits = limits or Limits()
+
+    def step(self, source: ProfileSource) -> StepReport:
+        """Project what ``source``'s table gained since its cursor. Raises StaleCursor when another
+        projector moved the cursor meanwhile (nothing written: step again)."""
+        report = StepReport()
+        table = self.lake.load(source.scope, source.dataset_id)
+        if table is None:
+            return report
+        cursor = self.profiles.cursor(source.scope, source.dataset_id)
+        if cursor is not None and cursor.state == PARTIAL:  # a rebuild or first read that did not finish
+            self.profiles.drop_dataset(source.scope, source.dataset_id)
+            cursor = None
+        step = increment(table, cursor.snapshot_id if cursor is not None else None)
+        if step.empty:
+            return report
+        if step.rebuild:  # the table was rewritten: start over from its current rows
+            self.profiles.drop_dataset(source.scope, source.dataset_id)
+            cursor = None
+        report.rebuilt, report.snapshot_id = step.rebuild, step.snapshot_id
+        snapshot = table.snapshot_by_id(step.snapshot_id) if step.snapshot_id is not None else None
+        committed_ms = snapshot.timestamp_ms if snapshot is not None else int(time.time() * 1000)
+        target = step.snapshot_id if step.snapshot_id is not None else -1
+        expected = cursor.snapshot_id if cursor is not None else None
+        chunks = _chunks(step.reader) if step.reader is not None else iter(())
+        chunk = next(chunks, None)
+        while True:
+            following = next(chunks, None)
+            # Until the last chunk of a first read, the cursor says PARTIAL: a crash restarts the read.
+            partial = following is not None
+            written = self._write(source, chunk, committed_ms, str(target), report)
+            self.profiles.project(
+                source.scope,
+                source.dataset_id,
+                target,
+                at_ms=int(time.time() * 1000),
+                fragments=written[0],
+                events=written[1],
+                graph=written[2],
+                state=PARTIAL if partial else "",
+                expected_snapshot_id=expected,
+            )
+            expected = target
+            if following is None:
+                return report
+            chunk = following
+
+    def _write(
+        self,
+        source: ProfileSource,
+        chunk: pa.Table | None,
+        committed_ms: int,
+        batch_id: str,
+        report: StepReport,
+    ) -> tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None]:
+        if chunk is None or chunk.num_rows == 0:
+            return [], [], None
+        now = int(time.time() * 1000)
+        found = _valid(identities(chunk, source.fields))
+        anchors = _anchors(found)
+        report.rows += chunk.num_rows
+        report.without_identity += chunk.num_rows - len(anchors)
+        graph = link(
+            self.profiles,
+            source.scope,
+            found,
+            links(found),
+            self.limits,
+            self.namespace_id,
+            now,
+            source.dataset_id,
+        ).update
+        report.refused_links += len(graph.refused)
+        records = _records(chunk)
+        fragments: list[Fragment] = []
+        events: list[ExperienceEvent] = []
+        for row, (namespace, ident) in anchors.items():
+            record = records[row]
+            if source.kind == "event":
+                events.append(_event(source.dataset_id, namespace, ident, record, batch_id, row))
+            else:
+                ts = _ms(_get(record, "extSourceSystemAudit", "lastUpdatedDate")) or committed_ms
+                fragments.append(Fragment(source.dataset_id, namespace, ident, record, ts, batch_id))
+        report.fragments += len(fragments)
+        report.events += len(events)
+        return fragments, events, graph
+
+
+def _chunks(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        pending.append(batch)
+        size += batch.num_rows
+        if size >= CHUNK_ROWS:
+            yield pa.Table.from_batches(pending)
+            pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _valid(found: pa.Table) -> pa.Table:
+    """Drop identities whose value fails their namespace's format."""
+    if found.num_rows == 0:
+        return found
+    namespaces, values = found.column("namespace").to_pylist(), found.column("id").to_pylist()
+    keep = [check_value(n, v) is None for n, v in zip(namespaces, values, strict=True)]
+    return found.filter(pa.array(keep)) if not all(keep) else found
+
+
+def _anchors(found: pa.Table) -> dict[int, tuple[str, str]]:
+    """Each row's anchor identity: its first primary identity, else its first."""
+    anchors: dict[int, tuple[str, str]] = {}
+    primary_seen: set[int] = set()
+    rows = found.column("row").to_pylist()
+    namespaces, values = found.column("namespace").to_pylist(), found.column("id").to_pylist()
+    primaries = found.column("primary").to_pylist()
+    for row, namespace, value, primary in zip(rows, namespaces, values, primaries, strict=True):
+        if row not in anchors or (primary and row not in primary_seen):
+            anchors[row] = (namespace, value)
+            if primary:
+                primary_seen.add(row)
+    return anchors
+
+
+def _records(chunk: pa.Table) -> list[dict[str, Any]]:
+    """Rows as JSON-ready documents (timestamps as ISO 8601 text, as the API shows them)."""
+    rows = chunk.to_pylist()
+    return [orjson.loads(orjson.dumps(r, default=str, option=orjson.OPT_NAIVE_UTC)) for r in rows]
+
+
+def _event(dataset_id: str, namespace: str, ident: str, record: dict[str, Any], batch: str, row: int) -> ExperienceEvent:
+    event_id = record.get("_id")
+    ts = _ms(record.get("timestamp")) or 0
+    return ExperienceEvent(
+        dataset_id, namespace, ident, ts, str(event_id) if event_id else f"{batch}:{row}", batch, record
+    )
+
+
+def _get(record: dict[str, Any], *path: str) -> Any:
+    value: Any = record
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _ms(value: Any) -> int | None:
+    if isinstance(value, str) and value:
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
+__all__ = ["Projection", "StaleCursor", "StepReport"]
