@@ -58,12 +58,15 @@ class MergePolicies(Collection):
     # --- what other services call ---
     def default_policy(self, scope: Actor | Scope, schema_class: str = PROFILE) -> dict[str, Any]:
         """The default policy of ``schema_class`` in the sandbox, rendered: the stored one, else the
-        implicit one (timestampOrdered attributes, the pdg identity graph)."""
-        scope = scope.scope if isinstance(scope, Actor) else scope
-        stored = self.store.get_by_alt_id(self.kind, scope, _default_key(schema_class))
+        implicit one (timestampOrdered attributes, the pdg identity graph). One indexed read given an
+        Actor; given a bare Scope, the implicit default also reads the organization's sandboxes (for its
+        ``sandbox`` object)."""
+        where = scope.scope if isinstance(scope, Actor) else scope
+        stored = self.store.get_by_alt_id(self.kind, where, _default_key(schema_class))
         if stored is not None:
             return self.render(stored)
-        return self._implicit(scope, self._sandbox(scope), schema_class)
+        sandbox = scope.sandbox if isinstance(scope, Actor) else self._sandbox(where)
+        return self._implicit(where, sandbox, schema_class)
 
     # --- the API ---
     def query(self, actor: Actor, params: list[tuple[str, str]]) -> dict[str, Any]:
