@@ -57,7 +57,9 @@ class Services:
         from headwater.services.conversion import MappingSets
         from headwater.services.destinations import DeadLetters
         from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+        from headwater.services.identity_namespaces import IdentityNamespaces
         from headwater.services.ledger import RunLedger
+        from headwater.services.merge_policies import MergePolicies
         from headwater.services.plans import Plans
         from headwater.services.queries import Queries
         from headwater.services.runs import Batches, Runs
@@ -68,9 +70,11 @@ class Services:
         self.streams = Streams(settings, store, box)
         self.lake = Lake(settings)
         self.outbound = OutboundPolicy.from_settings(settings)
-        self.schemas = SchemaRegistry(store)
+        self.namespaces = IdentityNamespaces(store)
+        self.schemas = SchemaRegistry(store, self.namespaces)
         self.datasets = DataSets(store, settings, self.schemas)
-        self.mapping_sets = MappingSets(store, self.schemas)
+        self.merge_policies = MergePolicies(store, self.datasets)
+        self.mapping_sets = MappingSets(store, self.schemas, self.namespaces)
         self.target_connections = TargetConnections(
             store, specs, self.streams, box, self.outbound, self.schemas
         )
@@ -111,6 +115,7 @@ class Services:
             self.target_connections,
             self.mapping_sets,
             self.flows,
+            self.namespaces,
         )
         self.ingestion_connectors = IngestionConnectors(
             self.store, self.settings, platform, self.identity, self.sandboxes, self.orgs, self.streams

@@ -33,8 +33,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         data360,
         destinations,
         flowservice,
+        identity_namespaces,
         ims,
         mappingpreview,
+        merge_policies,
         oauth,
         oauth_consent,
         runs,
@@ -64,6 +66,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(users.router)
     app.include_router(oauth_consent.router)
     app.include_router(data360.router)
+    app.include_router(identity_namespaces.router)
+    app.include_router(merge_policies.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:

@@ -31,11 +31,23 @@ MANAGE_APPS = "manage-apps"  # external client apps
 MANAGE_USERS = "manage-users"  # organization-wide
 MANAGE_SANDBOXES = "manage-sandboxes"  # organization-wide
 VIEW_AUDIT_LOG = "view-user-activity-log"  # organization-wide (AEP's name for the permission)
+# Issue 14, with AEP's permission ids (/permissions/<id> in its access-control API):
+MANAGE_IDENTITY_NAMESPACES = "manage-identity-namespaces"  # custom identity namespaces
+MANAGE_PROFILE_CONFIGS = "manage-profile-configs"  # merge policies
+VIEW_PROFILES = "view-profiles"  # read merged profiles and their events: personal data, not for Viewers
+MANAGE_SEGMENTS = "manage-segments"  # segment definitions and their jobs
 
 ORG_PERMISSIONS = frozenset({MANAGE_USERS, MANAGE_SANDBOXES, VIEW_AUDIT_LOG})
 VIEWER = frozenset({READ})
-USER = VIEWER | {MANAGE_SOURCES, MANAGE_DATAFLOWS, RUN_DATAFLOWS, INGEST_DATA}
-DEVELOPER = USER | {MANAGE_SCHEMAS, MANAGE_DATASETS, MANAGE_DESTINATIONS, MANAGE_APPS}
+USER = VIEWER | {MANAGE_SOURCES, MANAGE_DATAFLOWS, RUN_DATAFLOWS, INGEST_DATA, VIEW_PROFILES, MANAGE_SEGMENTS}
+DEVELOPER = USER | {
+    MANAGE_SCHEMAS,
+    MANAGE_DATASETS,
+    MANAGE_DESTINATIONS,
+    MANAGE_APPS,
+    MANAGE_IDENTITY_NAMESPACES,
+    MANAGE_PROFILE_CONFIGS,
+}
 ADMIN = DEVELOPER
 ROLES: Mapping[str, frozenset[str]] = {
     "Admin": ADMIN,
@@ -50,6 +62,8 @@ EVERY_SANDBOX = "*"
 FS = "/data/foundation/flowservice"
 SR = "/data/foundation/schemaregistry/tenant"
 IDN = "/data/core/identity"
+IDNS = "/data/core/idnamespace/identities"
+MERGE_POLICIES = "/data/core/ups/config/mergePolicies"
 SSOT = "/services/data/{version}/ssot"
 
 
@@ -99,6 +113,9 @@ ROUTES: Mapping[str, str] = {
     f"POST {IDN}/users/{{ident}}/action": MANAGE_USERS,
     **_crud(f"{IDN}/externalClientApps", MANAGE_APPS),
     "GET /data/foundation/audit/events": VIEW_AUDIT_LOG,
+    f"POST {IDNS}": MANAGE_IDENTITY_NAMESPACES,
+    f"PUT {IDNS}/{{ident}}": MANAGE_IDENTITY_NAMESPACES,
+    **_crud(MERGE_POLICIES, MANAGE_PROFILE_CONFIGS, ("PUT", "PATCH", "DELETE")),
     **_crud(f"{SSOT}/connections", MANAGE_SOURCES),
     f"PUT {SSOT}/connections/{{ident}}/schema": MANAGE_SOURCES,
     f"POST {SSOT}/connections/{{ident}}/schema/actions/preview": READ,

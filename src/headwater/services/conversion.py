@@ -12,6 +12,7 @@ flows and runs name the version they use.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from headwater.engines.mapping.engine import CODE, SOURCE_TYPES
@@ -24,7 +25,10 @@ from headwater.services.tenancy import Actor
 from headwater.stores.metadata import AlreadyExists, MetadataStore, Resource
 
 if TYPE_CHECKING:
-    pass
+    from headwater.services.identity_namespaces import NamespaceLookup
+
+# A namespace code -> the namespace (the API's rendering), or None when the sandbox has no such namespace.
+Namespaces = Callable[[str], dict[str, Any] | None]
 
 HISTORY_KIND = "mappingSetVersion"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
@@ -41,9 +45,10 @@ class MappingSets(Collection):
     label = "mapping set"
     service = "CONV"
 
-    def __init__(self, store: MetadataStore, schemas: SchemaRegistry) -> None:
+    def __init__(self, store: MetadataStore, schemas: SchemaRegistry, namespaces: NamespaceLookup) -> None:
         super().__init__(store)
         self.schemas = schemas
+        self.namespaces = namespaces
 
     def new_id(self) -> str:
         return new_hex(16)
@@ -95,7 +100,8 @@ class MappingSets(Collection):
         mappings: list[dict[str, Any]] = []
         if output is not None:
             resolved = self.schemas.resolve(actor, output["id"])
-            mappings = parse_mappings(body.get("mappings"), resolved, output["id"], version, errors)
+            known = lambda code: self.namespaces.resolve(actor, code)  # noqa: E731
+            mappings = parse_mappings(body.get("mappings"), resolved, output["id"], version, errors, known)
         if errors:
             raise ValidationFailed(errors, code=CODE)
         assert output is not None
@@ -218,7 +224,12 @@ class MappingSets(Collection):
 
 
 def parse_mappings(
-    value: Any, resolved: dict[str, Any], schema_id: str, version: int, errors: list[dict[str, str]]
+    value: Any,
+    resolved: dict[str, Any],
+    schema_id: str,
+    version: int,
+    errors: list[dict[str, str]],
+    namespaces: Namespaces,
 ) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         errors.append(
@@ -233,7 +244,7 @@ def parse_mappings(
     destinations: dict[str, int] = {}
     primary_at: int | None = None
     for index, item in enumerate(value):
-        mapping = parse_mapping(item, f"mappings[{index}]", resolved, schema_id, errors)
+        mapping = parse_mapping(item, f"mappings[{index}]", resolved, schema_id, errors, namespaces)
         if mapping is None:
             continue
         where = f"mappings[{index}]"
@@ -279,7 +290,12 @@ def _check_expression(text: str, path: str, errors: list[dict[str, str]]) -> Non
 
 
 def parse_mapping(
-    item: Any, where: str, resolved: dict[str, Any], schema_id: str, errors: list[dict[str, str]]
+    item: Any,
+    where: str,
+    resolved: dict[str, Any],
+    schema_id: str,
+    errors: list[dict[str, str]],
+    namespaces: Namespaces,
 ) -> dict[str, Any] | None:
     if not isinstance(item, dict):
         errors.append({"path": where, "message": "must be an object with source and destination"})
@@ -308,7 +324,9 @@ def parse_mapping(
         errors.append(
             {"path": f"{where}.namespaceCode", "message": "must be a namespace code such as Email, or null"}
         )
-    elif identity and namespace is None:
+    elif namespace is not None:
+        namespace = _namespace_code(namespace, f"{where}.namespaceCode", namespaces, errors)
+    elif identity:
         errors.append(
             {
                 "path": f"{where}.namespaceCode",
@@ -338,6 +356,22 @@ def parse_mapping(
         if isinstance(item.get(key), str):
             mapping[key] = item[key]
     return mapping
+
+
+def _namespace_code(code: str, path: str, namespaces: Namespaces, errors: list[dict[str, str]]) -> str | None:
+    """The namespace's own code for ``code`` (codes compare case-insensitively), or an error naming
+    ``path`` when the sandbox has no such namespace."""
+    found = namespaces(code)
+    if found is None:
+        errors.append(
+            {
+                "path": path,
+                "message": f"{code!r} is not an identity namespace of this sandbox: use a standard code "
+                "(Email, Phone, ECID, CRMID) or create it with POST /data/core/idnamespace/identities",
+            }
+        )
+        return None
+    return str(found["code"])
 
 
 def _synonym(

@@ -44,6 +44,7 @@ from headwater.services.data360.generated import (
     group_body,
     group_fields,
     identity_body,
+    key_namespace_code,
     mapping_body,
     mapping_rows,
     schema_body,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from headwater.services.data360.connectors import Connectors
     from headwater.services.data360.lookup import IngestLookup
     from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+    from headwater.services.identity_namespaces import IdentityNamespaces
     from headwater.services.schemas import SchemaRegistry
     from headwater.services.users import Users
     from headwater.stores.metadata import Sandbox
@@ -78,6 +80,7 @@ class Platform:
     target_connections: TargetConnections
     mapping_sets: MappingSets
     flows: Flows
+    namespaces: IdentityNamespaces
 
 
 KIND = "data360DataStream"
@@ -188,6 +191,27 @@ class DataStreams(ByIdOrName):
             "dataLakeObjectInfo": {"class": CLASSES[plan.category], "category": plan.category},
         }
 
+    def _key_namespace(self, space: Actor, plan: Plan) -> str:
+        """The identity namespace of a Profile stream's primary key: the sandbox's namespace of that code if
+        there is one (a key named ``email`` is an Email), else a custom CROSS_DEVICE namespace made for it.
+        Namespaces are never deleted, so removing the stream leaves it."""
+        key = str(plan.events[0]["primaryKey"])
+        code = key_namespace_code(key)
+        namespaces = self.platform.namespaces
+        found = namespaces.resolve(space, code)
+        if found is None:
+            body = {
+                "name": f"{plan.label} {key}",
+                "code": code,
+                "idType": "CROSS_DEVICE",
+                "description": f"Primary key {key!r} of Data 360 data stream {plan.label!r}",
+            }
+            with contextlib.suppress(Conflict):  # made meanwhile by a concurrent deploy
+                return str(namespaces.create(space, body).doc["code"])
+            found = namespaces.resolve(space, code)
+        assert found is not None
+        return str(found["code"])
+
     def _deploy(self, space: Actor, request: Request, plan: Plan) -> Resource:
         """Create every resource of a new stream; on failure, remove those already created."""
         svc = self.platform
@@ -204,8 +228,9 @@ class DataStreams(ByIdOrName):
             undo.append(lambda: svc.schemas.schemas.delete(space, schema.id))
             descriptor_id: str | None = None
             if plan.category == "Profile":
+                namespace = self._key_namespace(space, plan)
                 descriptor = svc.schemas.descriptors.create(
-                    space, identity_body(schema.id, plan.events[0], ns)
+                    space, identity_body(schema.id, plan.events[0], ns, namespace)
                 )
                 descriptor_id = descriptor.id
                 undo.append(lambda: svc.schemas.descriptors.delete(space, descriptor.id))

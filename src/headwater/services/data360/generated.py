@@ -7,6 +7,7 @@ event's ``dateTime`` also to ``timestamp`` (the two fields XDM ExperienceEvent r
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from headwater.catalog import ids
@@ -86,17 +87,25 @@ def schema_body(label: str, category: str, group_id: str) -> dict[str, Any]:
     }
 
 
-def identity_body(schema_id: str, event: dict[str, Any], ns: str) -> dict[str, Any]:
+def identity_body(schema_id: str, event: dict[str, Any], ns: str, namespace: str) -> dict[str, Any]:
+    """The primary identity descriptor of a Profile stream's schema: its primary key, in ``namespace``."""
     key = event["primaryKey"]
     return {
         "@type": "xdm:descriptorIdentity",
         "xdm:sourceSchema": schema_id,
         "xdm:sourceVersion": 1,
         "xdm:sourceProperty": f"/{ns}/{key}",
-        "xdm:namespace": key,
+        "xdm:namespace": namespace,
         "xdm:property": "xdm:code",
         "xdm:isPrimary": True,
     }
+
+
+def key_namespace_code(key: str) -> str:
+    """The identity namespace code of a primary key named ``key`` (a code is a letter, then letters,
+    digits and underscores)."""
+    code = re.sub(r"[^A-Za-z0-9_]", "_", key)
+    return (code if code[:1].isalpha() else "k" + code)[:64]
 
 
 def mapping_body(

@@ -58,7 +58,7 @@ class Descriptors(XedCollection):
         prop = body.get("xdm:sourceProperty")
         if schema is not None:
             self._property(actor, schema, prop, errors)
-        namespace = text_field(body, "xdm:namespace", errors)
+        namespace = self._namespace(actor, text_field(body, "xdm:namespace", errors), errors)
         id_property = body.get("xdm:property", "xdm:code")
         if id_property not in ID_PROPERTIES:
             errors.append({"path": "xdm:property", "message": "must be one of " + ", ".join(ID_PROPERTIES)})
@@ -92,6 +92,22 @@ class Descriptors(XedCollection):
                 }
             )
         return schema
+
+    def _namespace(self, actor: Actor, code: str | None, errors: list[dict[str, str]]) -> str | None:
+        """The namespace's own code for ``code`` (compared case-insensitively), or an error."""
+        if code is None:
+            return None
+        found = self.registry.namespaces.resolve(actor, code)
+        if found is None:
+            errors.append(
+                {
+                    "path": "xdm:namespace",
+                    "message": f"{code!r} is not an identity namespace of this sandbox: use a standard code "
+                    "(Email, Phone, ECID, CRMID) or create it with POST /data/core/idnamespace/identities",
+                }
+            )
+            return None
+        return str(found["code"])
 
     def _property(self, actor: Actor, schema: Resource, prop: Any, errors: list[dict[str, str]]) -> None:
         where = "xdm:sourceProperty"

@@ -11,7 +11,7 @@ accept only additive changes (:mod:`headwater.services.schemas.evolution`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.engines import xdm_compose as compose
 from headwater.engines.xdm_compose import Composer, field_at_parts, pointer_parts, require_path
@@ -23,6 +23,9 @@ from headwater.services.schemas.tenantschemas import TenantSchemas
 from headwater.services.schemas.xdm import GlobalCatalog, global_catalog
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import MetadataStore, Resource
+
+if TYPE_CHECKING:
+    from headwater.services.identity_namespaces import NamespaceLookup
 
 EVOLUTION_CODE = "SCHEMA-1422-400"
 # Keys of a stored schema copied to its resolved form.
@@ -57,8 +60,9 @@ class Composition:
 
 
 class SchemaRegistry:
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(self, store: MetadataStore, namespaces: NamespaceLookup) -> None:
         self.store = store
+        self.namespaces = namespaces  # identity descriptors name one (xdm:namespace)
         self.catalog: GlobalCatalog = global_catalog()
         self.fieldgroups = TenantFieldGroups(self)
         self.schemas = TenantSchemas(self)
