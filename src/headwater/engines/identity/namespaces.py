@@ -126,8 +126,10 @@ STANDARD: tuple[Namespace, ...] = (
     _ns(411, "AdCloud", "AdCloud", "Adobe AdCloud - ID Syncing Partner", IdType.COOKIE),
     _ns(20914, "GAID", "Google Ad ID (GAID)", "Google Advertising ID", IdType.DEVICE),
     _ns(20915, "IDFA", "Apple IDFA (ID for Advertisers)", "Apple ID for Advertisers", IdType.DEVICE),
-    _ns(20919, "FCM", "Firebase Cloud Messaging", "Identities collected via Google for push", IdType.DEVICE),
-    _ns(20920, "APNS", "Apple Push Notification service", "Identities collected via Apple for push", IdType.DEVICE),
+    _ns(20919, "FCM", "Firebase Cloud Messaging", "Push identities collected via Google", IdType.DEVICE),
+    _ns(
+        20920, "APNS", "Apple Push Notification service", "Push identities collected via Apple", IdType.DEVICE
+    ),
     _ns(CRMID_ID, "CRMID", "CRMID", "CRM customer id", IdType.CROSS_DEVICE, custom=True),
 )
 _BY_CODE = {n.code.lower(): n for n in STANDARD}
