@@ -39,6 +39,7 @@ from scipy.sparse.csgraph import connected_components
 
 Ints = NDArray[np.int64]
 _NO_CLUSTER = np.iinfo(np.int64).max
+_NONE: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,10 @@ def assign_ids(update: Update, cluster: Ints, next_id: int) -> Assignment:
     count = int(np.count_nonzero(fresh))
     smallest[fresh] = np.arange(next_id, next_id + count, dtype=np.int64)
     ids = smallest[label]
-    moved = known & (ids != cluster)
-    merged = np.unique(np.stack([cluster[moved], ids[moved]], axis=1), axis=0)
-    return Assignment(ids, next_id + count, merged.reshape(-1, 2))
+    moved = np.flatnonzero(known & (ids != cluster))
+    old, first = np.unique(cluster[moved], return_index=True)  # an existing cluster moves whole
+    merged = np.stack([old, ids[moved[first]]], axis=1)
+    return Assignment(ids, next_id + count, merged)
 
 
 @dataclass
@@ -150,12 +152,14 @@ def apply_links(index: ClusterIndex, links: Ints, limits: Limits, identities: In
     """
     links = np.asarray(links, np.int64).reshape(-1, 2)
     seen = links.ravel() if identities is None else np.concatenate([links.ravel(), identities])
-    nodes = np.unique(seen)
-    touched = np.unique(index.cluster[nodes])
-    touched = touched[touched >= 0]
-    if touched.size:
-        members = np.flatnonzero(np.isin(index.cluster, touched))
-        nodes = np.union1d(nodes, members)
+    # Boolean masks over the index instead of sorting: one vectorized pass over its arrays.
+    # ``touched[-1]`` (index next_id) stays False, so identities with no cluster (-1) are not members.
+    touched = np.zeros(index.next_id + 1, np.bool_)
+    touched[index.cluster[seen]] = True
+    touched[-1] = False
+    taking = touched[index.cluster]
+    taking[seen] = True
+    nodes = np.flatnonzero(taking)
     local = np.searchsorted(nodes, links)
     cluster = index.cluster[nodes]
     update = components(nodes.size, local, cluster, index.namespace[nodes], limits)
@@ -213,9 +217,9 @@ def _resolve(
     nodes = np.flatnonzero(bad[label])
     order = np.flatnonzero(bad[label[links[:, 0]]])
     local = np.searchsorted(nodes, links[order])
-    uf = _Ordered(cluster[nodes].tolist(), namespace[nodes].tolist(), limits)
-    refused = [int(i) for i, (a, b) in zip(order.tolist(), local.tolist(), strict=True) if not uf.union(a, b)]
-    roots = np.array([uf.find(i) for i in range(nodes.size)], np.int64)
+    uf = _Ordered(cluster[nodes], namespace[nodes], limits)
+    refused = [i for i, (a, b) in zip(order.tolist(), local.tolist(), strict=True) if not uf.union(a, b)]
+    roots = uf.roots()
     label = label.copy()
     label[nodes] = _relabel(label[nodes], roots, k)
     return Update(label, np.array(refused, np.int64))
@@ -243,24 +247,33 @@ class _Ordered:
     (the limits were lowered since) may not grow.
     """
 
-    def __init__(self, cluster: list[int], namespace: list[int], limits: Limits) -> None:
+    def __init__(self, cluster: Ints, namespace: Ints, limits: Limits) -> None:
         self.limits = limits
-        self.parent = list(range(len(cluster)))
-        first: dict[int, int] = {}
-        for i, c in enumerate(cluster):
-            if c >= 0:
-                self.parent[i] = first.setdefault(c, i)
-        self.size = [0] * len(cluster)
-        self.held: list[set[int]] = [set() for _ in cluster]
-        self.broken = [False] * len(cluster)
-        for i, ns in enumerate(namespace):
-            root = self.parent[i]
-            self.size[root] += 1
-            if ns in limits.unique_namespaces:
-                self.broken[root] |= ns in self.held[root]
-                self.held[root].add(ns)
-        for root in set(self.parent):
-            self.broken[root] |= self.size[root] > limits.max_identities
+        parent = np.arange(cluster.size, dtype=np.int64)
+        known = np.flatnonzero(cluster >= 0)
+        if known.size:
+            members, first = _cluster_ties(known, cluster[known])
+            parent[members] = first
+        size = np.bincount(parent, minlength=cluster.size)
+        broken = size > limits.max_identities
+        self.held: dict[int, set[int]] = {}
+        unique = np.flatnonzero(np.isin(namespace, list(limits.unique_namespaces)))
+        for root, ns in zip(parent[unique].tolist(), namespace[unique].tolist(), strict=True):
+            held = self.held.setdefault(root, set())
+            broken[root] |= ns in held
+            held.add(ns)
+        self.parent: list[int] = parent.tolist()
+        self.size: list[int] = size.tolist()
+        self.broken: list[bool] = broken.tolist()
+
+    def roots(self) -> Ints:
+        """The root of every node (pointer jumping over the parent array, vectorized)."""
+        parent = np.array(self.parent, np.int64)
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                return parent
+            parent = grand
 
     def find(self, i: int) -> int:
         parent = self.parent
@@ -278,12 +291,13 @@ class _Ordered:
             self.broken[a]
             or self.broken[b]
             or self.size[a] + self.size[b] > self.limits.max_identities
-            or not self.held[a].isdisjoint(self.held[b])
+            or not self.held.get(a, _NONE).isdisjoint(self.held.get(b, _NONE))
         ):
             return False
         if self.size[a] < self.size[b]:
             a, b = b, a
         self.parent[b] = a
         self.size[a] += self.size[b]
-        self.held[a] |= self.held[b]
+        if b in self.held:
+            self.held.setdefault(a, set()).update(self.held.pop(b))
         return True
