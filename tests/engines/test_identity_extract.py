@@ -152,8 +152,8 @@ def test_one_json_record_gives_what_its_row_gives() -> None:
         assert pairs == list(zip(*(one.column(c).to_pylist() for c in one.column_names[:4]), strict=True))
 
 
-def test_a_million_rows_take_well_under_a_second_or_two() -> None:
-    n = 1_000_000
+def test_half_a_million_rows_take_about_a_second_with_no_loop_over_rows() -> None:
+    n = 500_000
     numbers = pa.array(np.arange(n)).cast(pa.string())
     table = pa.table(
         {
