@@ -15,7 +15,18 @@ from tests.flows_helpers import CONV, SR, profile_schema
 from tests.support import ApiClient, LiveServer, role_client
 
 IDNS = "/data/core/idnamespace/identities"
-FIELDS = {"updateTime", "code", "status", "description", "id", "createTime", "idType", "name", "custom"}
+FIELDS = {
+    "updateTime",
+    "code",
+    "status",
+    "description",
+    "id",
+    "createTime",
+    "idType",
+    "name",
+    "namespaceType",
+    "custom",
+}
 
 
 def loyalty(**change: Any) -> dict[str, Any]:
@@ -54,7 +65,12 @@ def test_the_standard_namespaces_are_listed_in_aeps_shape(api: ApiClient) -> Non
         "ECID": (4, "COOKIE"),
     }
     assert by_code["CRMID"]["idType"] == "CROSS_DEVICE"
-    assert all(set(n) == FIELDS and n["custom"] is False and n["status"] == "ACTIVE" for n in listed)
+    assert all(set(n) - {"hashFunction"} == FIELDS and n["status"] == "ACTIVE" for n in listed)
+    # AEP's own are Standard; CRMID is the custom namespace AEP organizations make, shipped in every sandbox
+    assert all(
+        (n["custom"], n["namespaceType"]) == (False, "Standard") for n in listed if n["code"] != "CRMID"
+    )
+    assert (by_code["CRMID"]["custom"], by_code["CRMID"]["namespaceType"]) == (True, "Custom")
     email = api.get(f"{IDNS}/6")
     assert email.status_code == 200 and email.json() == by_code["Email"]
 

@@ -17,6 +17,7 @@ import re
 import secrets
 from typing import Any, Protocol
 
+from headwater.engines.identity.namespaces import CRMID_ID, STANDARD
 from headwater.errors import Conflict, NotFound, ValidationFailed
 from headwater.services.resources import Built, Collection, require_object, text_field
 from headwater.services.tenancy import Actor
@@ -28,39 +29,14 @@ ID_TYPES = ("COOKIE", "CROSS_DEVICE", "DEVICE", "EMAIL", "MOBILE", "NON_PEOPLE",
 # AEP's reference says "letters and numbers"; underscores are allowed too, as standard codes have them.
 CODE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 # Custom ids are drawn above every standard id, as AEP's custom ids (e.g. 10093197) are.
-CUSTOM_ID_MIN, CUSTOM_ID_MAX = 10_000_000, 2**31 - 1
-_STANDARD_TIME = 1495153678000  # createTime/updateTime shown for the standard namespaces
+CUSTOM_ID_MIN, CUSTOM_ID_MAX = CRMID_ID + 1, 2**31 - 1  # CRMID holds the range's first id
 _EDITABLE = ("name", "description")
 
 
 def standard_namespaces() -> list[dict[str, Any]]:
-    """The standard namespaces every sandbox has, rendered as the API shows them (``custom: false``).
-
-    TODO(lead): point this at engines/identity/namespaces.py (the standard list as data, written on
-    another branch) when merging; callers only use this function.
-    """
-    rows = (
-        (4, "ECID", "ECID", "COOKIE", "Adobe Experience Cloud ID"),
-        (6, "Email", "Email", "EMAIL", "Email addresses"),
-        (7, "Phone", "Phone", "PHONE", "Phone numbers"),
-        # AEP has no standard CRMID (organizations create it as a custom namespace); Headwater ships it as
-        # standard with an id of its own, below the custom range.
-        (1000, "CRMID", "CRM ID", "CROSS_DEVICE", "Customer ids of a CRM"),
-    )
-    return [
-        {
-            "updateTime": _STANDARD_TIME,
-            "code": code,
-            "status": "ACTIVE",
-            "description": description,
-            "id": ident,
-            "createTime": _STANDARD_TIME,
-            "idType": id_type,
-            "name": name,
-            "custom": False,
-        }
-        for ident, code, name, id_type, description in rows
-    ]
+    """The namespaces every sandbox has (engines/identity/namespaces.py), rendered as the API shows them:
+    AEP's standard ones, and CRMID, which AEP organizations create themselves and Headwater ships."""
+    return [n.to_aep() for n in STANDARD]
 
 
 class NamespaceLookup(Protocol):
@@ -178,6 +154,7 @@ class IdentityNamespaces(Collection):
             "createTime": resource.created_at,
             "idType": d["idType"],
             "name": d["name"],
+            "namespaceType": "Custom",
             "custom": True,
         }
 

@@ -76,5 +76,5 @@ def _keys(namespaces: Sequence[str | None], values: Sequence[str | None]) -> lis
 
 
 def _reason(limits: Limits) -> str:
-    unique = f" or more than one identity of a unique namespace" if limits.unique_namespaces else ""
+    unique = " or more than one identity of a unique namespace" if limits.unique_namespaces else ""
     return f"graph limit: a cluster holds at most {limits.max_identities} identities{unique}"

@@ -69,7 +69,9 @@ class ProfileLookup:
         """The experience events of a profile, newest first, paged."""
         actor.require(access.VIEW_PROFILES, "read profiles")
         id_key, ns_key = (
-            ("relatedEntityId", "relatedEntityIdNS") if "relatedEntityId" in params else ("entityId", "entityIdNS")
+            ("relatedEntityId", "relatedEntityIdNS")
+            if "relatedEntityId" in params
+            else ("entityId", "entityIdNS")
         )
         profile = self._profile(actor, params, id_key, ns_key)
         limit = _limit(params.get("limit"))
@@ -86,7 +88,12 @@ class ProfileLookup:
             for e in events
         ]
         token = _token(following) if following is not None else ""
-        page = {"orderby": "-timestamp", "start": params.get("start", ""), "count": len(children), "next": token}
+        page = {
+            "orderby": "-timestamp",
+            "start": params.get("start", ""),
+            "count": len(children),
+            "next": token,
+        }
         links: dict[str, Any] = {}
         if token:
             query = "&".join(f"{k}={v}" for k, v in params.items() if k != "start")
@@ -120,7 +127,8 @@ class ProfileLookup:
         return {
             "xid": f"hw{cluster}",
             "history": [
-                {"from": f"hw{m.cluster_from}", "to": f"hw{m.cluster_to}", "timestamp": m.at_ms} for m in merges
+                {"from": f"hw{m.cluster_from}", "to": f"hw{m.cluster_to}", "timestamp": m.at_ms}
+                for m in merges
             ],
         }
 

@@ -198,7 +198,9 @@ def _records(chunk: pa.Table) -> list[dict[str, Any]]:
     return [orjson.loads(orjson.dumps(r, default=str, option=orjson.OPT_NAIVE_UTC)) for r in rows]
 
 
-def _event(dataset_id: str, namespace: str, ident: str, record: dict[str, Any], batch: str, row: int) -> ExperienceEvent:
+def _event(
+    dataset_id: str, namespace: str, ident: str, record: dict[str, Any], batch: str, row: int
+) -> ExperienceEvent:
     event_id = record.get("_id")
     ts = _ms(record.get("timestamp")) or 0
     return ExperienceEvent(

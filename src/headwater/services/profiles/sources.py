@@ -67,7 +67,11 @@ class ProfileSources:
 
     def _schema(self, scope: Scope, ref: str) -> Resource | None:
         schema = self.store.get("schema", scope, ref) if ref else None
-        return schema if schema is not None else (self.store.get_by_alt_id("schema", scope, ref) if ref else None)
+        return (
+            schema
+            if schema is not None
+            else (self.store.get_by_alt_id("schema", scope, ref) if ref else None)
+        )
 
     def _profile_stream(self, scope: Scope, dataset_id: str) -> bool:
         for kind, ident in self.store.referrers(scope, "dataSet", dataset_id):
