@@ -116,6 +116,9 @@ ROUTES: Mapping[str, str] = {
     f"POST {IDNS}": MANAGE_IDENTITY_NAMESPACES,
     f"PUT {IDNS}/{{ident}}": MANAGE_IDENTITY_NAMESPACES,
     **_crud(MERGE_POLICIES, MANAGE_PROFILE_CONFIGS, ("PUT", "PATCH", "DELETE")),
+    "GET /data/core/ups/access/entities": VIEW_PROFILES,  # merged profiles are personal data
+    f"GET {IDN}/cluster/members": VIEW_PROFILES,
+    f"GET {IDN}/cluster/history": VIEW_PROFILES,
     **_crud(f"{SSOT}/connections", MANAGE_SOURCES),
     f"PUT {SSOT}/connections/{{ident}}/schema": MANAGE_SOURCES,
     f"POST {SSOT}/connections/{{ident}}/schema/actions/preview": READ,
