@@ -1,0 +1,1 @@
+"""The profile serving store."""
