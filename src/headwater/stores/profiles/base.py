@@ -227,7 +227,7 @@ class ProfileStore(ABC):
         graph: GraphUpdate | None = None,
         delete_batch_ids: Sequence[str] = (),
         state: str = "",
-        expected_snapshot_id: int | None | _Unchecked = UNCHECKED,
+        expected_snapshot_id: int | _Unchecked | None = UNCHECKED,
     ) -> None:
         """In one transaction: move the dataset's cursor to ``snapshot_id`` (with ``state``), delete the
         fragments and events of ``delete_batch_ids``, apply ``graph``, write ``fragments`` and

@@ -165,7 +165,9 @@ class SqlProfileStore(ProfileStore):
             index_elements=["scope_key", "dataset_id", "event_id"]
         )
         cursor = ins(t.profile_projection_cursors)
-        self._insert_cursor = cursor.on_conflict_do_nothing(index_elements=["scope_key", "dataset_id"])
+        self._insert_cursor = cursor.on_conflict_do_nothing(
+            index_elements=["scope_key", "dataset_id"]
+        ).returning(t.profile_projection_cursors.c.snapshot_id)
         self._upsert_cursor = cursor.on_conflict_do_update(
             index_elements=["scope_key", "dataset_id"],
             set_={
@@ -333,7 +335,9 @@ class SqlProfileStore(ProfileStore):
                 return found
             for condition in _key_filters(_F.namespace, _F.id, keys):
                 query = select(_F.dataset_id, _F.namespace, _F.id, _F.ts_ms, _F.batch_id, _F.attributes)
-                for ds, ns, ident, ts, batch, attrs in conn.execute(query.where(_F.scope_key == key, condition)):
+                for ds, ns, ident, ts, batch, attrs in conn.execute(
+                    query.where(_F.scope_key == key, condition)
+                ):
                     found.append(Fragment(ds, ns, ident, orjson.loads(attrs), int(ts), batch))
         return sorted(found, key=_fragment_order)
 
@@ -406,7 +410,7 @@ class SqlProfileStore(ProfileStore):
         graph: GraphUpdate | None = None,
         delete_batch_ids: Sequence[str] = (),
         state: str = "",
-        expected_snapshot_id: int | None | _Unchecked = UNCHECKED,
+        expected_snapshot_id: int | _Unchecked | None = UNCHECKED,
     ) -> None:
         fragment_rows = self._fragment_rows(dataset_id, fragments)
         event_rows = self._event_rows(dataset_id, events)
@@ -425,15 +429,13 @@ class SqlProfileStore(ProfileStore):
             self._write_fragments(conn, key, fragment_rows)
             self._write_events(conn, key, event_rows)
 
-    def _move_cursor(
-        self, conn: Connection, row: dict[str, Any], expected: int | None | _Unchecked
-    ) -> None:
+    def _move_cursor(self, conn: Connection, row: dict[str, Any], expected: int | _Unchecked | None) -> None:
         if isinstance(expected, _Unchecked):
             conn.execute(self._upsert_cursor, row)
             return
         if expected is None:
             # A concurrent first projection waits for this one's commit, then inserts nothing.
-            if conn.execute(self._insert_cursor, row).rowcount != 1:
+            if conn.execute(self._insert_cursor, row).first() is None:
                 raise StaleCursor(f"dataset {row['dataset_id']} has a projection cursor already")
             return
         moved = conn.execute(
@@ -446,7 +448,9 @@ class SqlProfileStore(ProfileStore):
             .values(snapshot_id=row["snapshot_id"], state=row["state"], updated_ms=row["updated_ms"])
         )
         if moved.rowcount != 1:
-            raise StaleCursor(f"dataset {row['dataset_id']}'s projection cursor is not at snapshot {expected}")
+            raise StaleCursor(
+                f"dataset {row['dataset_id']}'s projection cursor is not at snapshot {expected}"
+            )
 
     def cursor(self, scope: Scope, dataset_id: str) -> ProjectionCursor | None:
         with self.read_engine.connect() as conn:
@@ -599,7 +603,13 @@ def _refused_row(link: RefusedLink) -> dict[str, Any]:
 
 def _refused(row: Any) -> RefusedLink:
     return RefusedLink(
-        row["ns_a"], row["id_a"], row["ns_b"], row["id_b"], row["reason"], int(row["at_ms"]), row["dataset_id"]
+        row["ns_a"],
+        row["id_a"],
+        row["ns_b"],
+        row["id_b"],
+        row["reason"],
+        int(row["at_ms"]),
+        row["dataset_id"],
     )
 
 

@@ -73,7 +73,9 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.String(200), nullable=False),
         sa.Column("attributes", sa.Text, nullable=False),
     )
-    op.create_index("ix_profile_fragments_batch", "profile_fragments", ["scope_key", "dataset_id", "batch_id"])
+    op.create_index(
+        "ix_profile_fragments_batch", "profile_fragments", ["scope_key", "dataset_id", "batch_id"]
+    )
     op.create_table(
         "profile_events",
         sa.Column("scope_key", sa.Integer, primary_key=True),
