@@ -178,6 +178,20 @@ class ProfileStoreContract:
         }
         assert found == {"b": "newest", "c": "two"}
 
+    def test_large_writes_keep_the_same_rules(self, store: ProfileStore, scope: Scope) -> None:
+        # Thousands of rows per call: PostgreSQL stages them through COPY (postgresql.COPY_FROM_ROWS).
+        n = 3_000
+        store.put_fragments(scope, DS, [fragment("Email", f"p{i}", 10, name="first") for i in range(n)])
+        changes = [fragment("Email", f"p{i}", 10 + (1 if i % 2 else -1), name="second") for i in range(n)]
+        store.put_fragments(scope, DS, changes)
+        found = store.fragments_of(scope, [("Email", f"p{i}") for i in range(n)])
+        names = {f.id: f.attributes["name"] for f in found}
+        assert names == {f"p{i}": "second" if i % 2 else "first" for i in range(n)}
+        events = [event("Email", "p0", i % 2_500, f"e{i % 2_500}") for i in range(n)]  # 500 repeats
+        store.put_events(scope, DS, events)
+        store.put_events(scope, DS, events)
+        assert len(store.events_of(scope, [("Email", "p0")], limit=n)[0]) == 2_500
+
     def test_each_dataset_keeps_its_own_fragment_of_a_key(self, store: ProfileStore, scope: Scope) -> None:
         store.put_fragments(scope, "ds-b", [fragment("Email", "a", 30, ds="ds-b", tier="gold")])
         store.put_fragments(scope, DS, [fragment("Email", "a", 10, name="Ann")])

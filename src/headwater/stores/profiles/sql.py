@@ -78,9 +78,25 @@ _LOOKUP = (
     )
     .where(_I.scope_key == bindparam("k"), _I.namespace == bindparam("ns"), _I.id == bindparam("id"))
 )
+# Reads of many keys: one namespace and up to _CHUNK ids (or clusters) per execution, built once.
+_CLUSTERS_OF = select(_I.namespace, _I.id, _I.cluster_id).where(
+    _I.scope_key == bindparam("k"),
+    _I.namespace == bindparam("ns"),
+    _I.id.in_(bindparam("ids", expanding=True)),
+)
+_MEMBERS = select(_I.cluster_id, _I.namespace, _I.id).where(
+    _I.scope_key == bindparam("k"), _I.cluster_id.in_(bindparam("clusters", expanding=True))
+)
+_FRAGMENTS_OF = select(_F.dataset_id, _F.namespace, _F.id, _F.ts_ms, _F.batch_id, _F.attributes).where(
+    _F.scope_key == bindparam("k"),
+    _F.namespace == bindparam("ns"),
+    _F.id.in_(bindparam("ids", expanding=True)),
+)
 _CURSOR = select(_C.snapshot_id, _C.state, _C.updated_ms).where(
     _C.scope_key == bindparam("k"), _C.dataset_id == bindparam("ds")
 )
+#: Tables written in bulk (tuples in column order), each with its rule for keys stored already.
+BULK_TABLES = (t.profile_identities, t.profile_fragments, t.profile_events)
 _SCOPED_TABLES = (
     t.profile_identities,
     t.profile_refused_links,
@@ -107,11 +123,17 @@ def _by_namespace(keys: Iterable[IdentityKey]) -> dict[str, list[str]]:
     return {namespace: list(ids) for namespace, ids in grouped.items()}
 
 
-def _key_filters(namespace_col: Any, id_col: Any, keys: Iterable[IdentityKey]) -> Iterator[Any]:
-    """Conditions selecting ``keys``, at most ``_CHUNK`` ids each, one namespace each."""
+def _key_chunks(keys: Iterable[IdentityKey]) -> Iterator[tuple[str, Sequence[str]]]:
+    """``keys`` as (namespace, up to ``_CHUNK`` of its ids)."""
     for namespace, ids in _by_namespace(keys).items():
         for chunk in _chunks(ids):
-            yield and_(namespace_col == namespace, id_col.in_(chunk))
+            yield namespace, chunk
+
+
+def _key_filters(namespace_col: Any, id_col: Any, keys: Iterable[IdentityKey]) -> Iterator[Any]:
+    """Conditions selecting ``keys``, at most ``_CHUNK`` ids each, one namespace each."""
+    for namespace, chunk in _key_chunks(keys):
+        yield and_(namespace_col == namespace, id_col.in_(chunk))
 
 
 def _final_targets(merged: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -133,6 +155,10 @@ class SqlProfileStore(ProfileStore):
 
     #: The dialect's ``insert`` construct (``sqlalchemy.dialects.<name>.insert``).
     dialect_insert: InsertFactory
+    #: The driver's paramstyles for named and positional parameters: hot statements (the lookup, bulk
+    #: upserts) run on the driver directly, past SQLAlchemy's per-row parameter processing.
+    named_paramstyle: str
+    positional_paramstyle: str
 
     def __init__(self, engine: Engine, write: WriteTransaction, read_engine: Engine | None = None) -> None:
         self.engine = engine
@@ -142,28 +168,25 @@ class SqlProfileStore(ProfileStore):
         self._keys_lock = threading.Lock()
         self._build_statements()
 
+    def _driver_dialect(self, paramstyle: str) -> Any:
+        """This engine's dialect, rendering parameters in ``paramstyle`` (for SQL run on the driver)."""
+        dialect_class: Any = type(self.engine.dialect)
+        return dialect_class(paramstyle=paramstyle)
+
     def _build_statements(self) -> None:
+        named = self._driver_dialect(self.named_paramstyle)
+        self._lookup_sql = str(_LOOKUP.compile(dialect=named))
         ins = self.dialect_insert
         self._insert_scope = ins(t.profile_scopes).on_conflict_do_nothing(
             index_elements=["org_id", "sandbox_id"]
         )
-        ident = ins(t.profile_identities)
-        self._upsert_identities = ident.on_conflict_do_update(
-            index_elements=["scope_key", "namespace", "id"], set_={"cluster_id": ident.excluded.cluster_id}
-        )
-        frag = ins(t.profile_fragments)
-        self._upsert_fragments = frag.on_conflict_do_update(
-            index_elements=["scope_key", "namespace", "id", "dataset_id"],
-            set_={
-                "ts_ms": frag.excluded.ts_ms,
-                "batch_id": frag.excluded.batch_id,
-                "attributes": frag.excluded.attributes,
-            },
-            where=frag.excluded.ts_ms >= t.profile_fragments.c.ts_ms,
-        )
-        self._insert_events = ins(t.profile_events).on_conflict_do_nothing(
-            index_elements=["scope_key", "dataset_id", "event_id"]
-        )
+        # Bulk writes take tuples in the table's column order.
+        positional = self._driver_dialect(self.positional_paramstyle)
+        self._bulk_sql = {}
+        for table in BULK_TABLES:
+            compiled = self.on_conflict(table, ins(table)).compile(dialect=positional)
+            assert list(compiled.positiontup or ()) == [c.name for c in table.columns], table.name
+            self._bulk_sql[table.name] = str(compiled)
         cursor = ins(t.profile_projection_cursors)
         self._insert_cursor = cursor.on_conflict_do_nothing(
             index_elements=["scope_key", "dataset_id"]
@@ -176,6 +199,23 @@ class SqlProfileStore(ProfileStore):
                 "updated_ms": cursor.excluded.updated_ms,
             },
         )
+
+    def on_conflict(self, table: Any, insert: Any) -> Any:
+        """``insert`` into one of :data:`BULK_TABLES` with the table's rule for a key stored already:
+        identities take the new cluster; fragments the new row when its ts_ms is at least the stored
+        one; events stay as they were."""
+        new = insert.excluded
+        if table is t.profile_identities:
+            return insert.on_conflict_do_update(
+                index_elements=["scope_key", "namespace", "id"], set_={"cluster_id": new.cluster_id}
+            )
+        if table is t.profile_fragments:
+            return insert.on_conflict_do_update(
+                index_elements=["scope_key", "namespace", "id", "dataset_id"],
+                set_={"ts_ms": new.ts_ms, "batch_id": new.batch_id, "attributes": new.attributes},
+                where=new.ts_ms >= t.profile_fragments.c.ts_ms,
+            )
+        return insert.on_conflict_do_nothing(index_elements=["scope_key", "dataset_id", "event_id"])
 
     # --- scopes ---
     def _read_key(self, conn: Connection, scope: Scope) -> int | None:
@@ -210,9 +250,9 @@ class SqlProfileStore(ProfileStore):
             key = self._read_key(conn, scope)
             if key is None:
                 return found
-            for condition in _key_filters(_I.namespace, _I.id, keys):
-                query = select(_I.namespace, _I.id, _I.cluster_id).where(_I.scope_key == key, condition)
-                found.update(((ns, ident), int(cluster)) for ns, ident, cluster in conn.execute(query))
+            for namespace, ids in _key_chunks(keys):
+                rows = conn.execute(_CLUSTERS_OF, {"k": key, "ns": namespace, "ids": ids})
+                found.update(((ns, ident), int(cluster)) for ns, ident, cluster in rows)
         return found
 
     def members(self, scope: Scope, cluster_ids: Sequence[int]) -> list[tuple[int, str, str]]:
@@ -222,10 +262,8 @@ class SqlProfileStore(ProfileStore):
             if key is None:
                 return rows
             for chunk in _chunks(sorted(set(cluster_ids))):
-                query = select(_I.cluster_id, _I.namespace, _I.id).where(
-                    _I.scope_key == key, _I.cluster_id.in_(chunk)
-                )
-                rows.extend((int(c), ns, ident) for c, ns, ident in conn.execute(query))
+                found = conn.execute(_MEMBERS, {"k": key, "clusters": chunk})
+                rows.extend((int(c), ns, ident) for c, ns, ident in found)
         return sorted(rows)
 
     def apply_graph(self, scope: Scope, update: GraphUpdate, at_ms: int) -> None:
@@ -242,12 +280,8 @@ class SqlProfileStore(ProfileStore):
                 [{"scope_key": key, "cluster_from": a, "cluster_to": b, "at_ms": at_ms} for a, b in merges],
             )
         latest = {(ns, ident): cluster for ns, ident, cluster in update.assignments}
-        rows = [
-            {"scope_key": key, "namespace": ns, "id": ident, "cluster_id": cluster, "first_seen_ms": at_ms}
-            for (ns, ident), cluster in latest.items()
-        ]
-        for chunk in _chunks(rows, 5_000):
-            conn.execute(self._upsert_identities, chunk)
+        rows = [(key, ns, ident, cluster, at_ms) for (ns, ident), cluster in latest.items()]
+        self._executemany(conn, t.profile_identities, rows)
         if update.refused:
             conn.execute(
                 t.profile_refused_links.insert(),
@@ -291,15 +325,15 @@ class SqlProfileStore(ProfileStore):
 
     # --- fragments ---
     def put_fragments(self, scope: Scope, dataset_id: str, fragments: Sequence[Fragment]) -> None:
-        rows = self._fragment_rows(dataset_id, fragments)
-        if not rows:
+        if not fragments:
             return
         key = self._write_key(scope)
+        rows = self._fragment_rows(key, dataset_id, fragments)
         with self._write() as conn:
-            self._write_fragments(conn, key, rows)
+            self._executemany(conn, t.profile_fragments, rows)
 
     @staticmethod
-    def _fragment_rows(dataset_id: str, fragments: Sequence[Fragment]) -> list[dict[str, Any]]:
+    def _fragment_rows(key: int, dataset_id: str, fragments: Sequence[Fragment]) -> list[tuple[Any, ...]]:
         """Rows to upsert (serialized before any transaction opens), one per key: the newest by
         ``ts_ms``, the later one on a tie (one statement may not update a row twice on PostgreSQL)."""
         latest: dict[IdentityKey, Fragment] = {}
@@ -309,20 +343,20 @@ class SqlProfileStore(ProfileStore):
             if held is None or fragment.ts_ms >= held.ts_ms:
                 latest[fragment.namespace, fragment.id] = fragment
         return [
-            {
-                "namespace": f.namespace,
-                "id": f.id,
-                "dataset_id": dataset_id,
-                "ts_ms": f.ts_ms,
-                "batch_id": f.batch_id,
-                "attributes": _dumps(f.attributes),
-            }
+            (key, f.namespace, f.id, dataset_id, f.ts_ms, f.batch_id, _dumps(f.attributes))
             for f in latest.values()
         ]
 
-    def _write_fragments(self, conn: Connection, key: int, rows: list[dict[str, Any]]) -> None:
-        for chunk in _chunks(rows, 5_000):
-            conn.execute(self._upsert_fragments, [{**row, "scope_key": key} for row in chunk])
+    def _executemany(self, conn: Connection, table: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Write ``rows`` (tuples in ``table``'s column order) with its bulk statement, in chunks."""
+        if not rows:
+            return
+        cursor = conn.connection.cursor()
+        try:
+            for chunk in _chunks(rows, 10_000):
+                cursor.executemany(self._bulk_sql[table.name], chunk)
+        finally:
+            cursor.close()
 
     def delete_fragments(self, scope: Scope, dataset_id: str, batch_ids: Sequence[str] | None = None) -> int:
         return self._delete_batches(scope, t.profile_fragments, dataset_id, batch_ids)
@@ -333,44 +367,34 @@ class SqlProfileStore(ProfileStore):
             key = self._read_key(conn, scope)
             if key is None:
                 return found
-            for condition in _key_filters(_F.namespace, _F.id, keys):
-                query = select(_F.dataset_id, _F.namespace, _F.id, _F.ts_ms, _F.batch_id, _F.attributes)
-                for ds, ns, ident, ts, batch, attrs in conn.execute(
-                    query.where(_F.scope_key == key, condition)
-                ):
-                    found.append(Fragment(ds, ns, ident, orjson.loads(attrs), int(ts), batch))
+            for namespace, ids in _key_chunks(keys):
+                rows = conn.execute(_FRAGMENTS_OF, {"k": key, "ns": namespace, "ids": ids})
+                found.extend(
+                    Fragment(ds, ns, ident, orjson.loads(attrs), int(ts), batch)
+                    for ds, ns, ident, ts, batch, attrs in rows
+                )
         return sorted(found, key=_fragment_order)
 
     # --- experience events ---
     def put_events(self, scope: Scope, dataset_id: str, events: Sequence[ExperienceEvent]) -> None:
-        rows = self._event_rows(dataset_id, events)
-        if not rows:
+        if not events:
             return
         key = self._write_key(scope)
+        rows = self._event_rows(key, dataset_id, events)
         with self._write() as conn:
-            self._write_events(conn, key, rows)
+            self._write_events(conn, rows)
 
     @staticmethod
-    def _event_rows(dataset_id: str, events: Sequence[ExperienceEvent]) -> list[dict[str, Any]]:
-        rows = []
+    def _event_rows(key: int, dataset_id: str, events: Sequence[ExperienceEvent]) -> list[tuple[Any, ...]]:
         for e in events:
             _check_dataset(dataset_id, e.dataset_id)
-            rows.append(
-                {
-                    "dataset_id": dataset_id,
-                    "event_id": e.event_id,
-                    "namespace": e.namespace,
-                    "id": e.id,
-                    "ts_ms": e.ts_ms,
-                    "batch_id": e.batch_id,
-                    "body": _dumps(e.body),
-                }
-            )
-        return rows
+        return [
+            (key, dataset_id, e.event_id, e.namespace, e.id, e.ts_ms, e.batch_id, _dumps(e.body))
+            for e in events
+        ]
 
-    def _write_events(self, conn: Connection, key: int, rows: list[dict[str, Any]]) -> None:
-        for chunk in _chunks(rows, 5_000):
-            conn.execute(self._insert_events, [{**row, "scope_key": key} for row in chunk])
+    def _write_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        self._executemany(conn, t.profile_events, rows)
 
     def delete_events(self, scope: Scope, dataset_id: str, batch_ids: Sequence[str] | None = None) -> int:
         return self._delete_batches(scope, t.profile_events, dataset_id, batch_ids)
@@ -412,9 +436,9 @@ class SqlProfileStore(ProfileStore):
         state: str = "",
         expected_snapshot_id: int | _Unchecked | None = UNCHECKED,
     ) -> None:
-        fragment_rows = self._fragment_rows(dataset_id, fragments)
-        event_rows = self._event_rows(dataset_id, events)
         key = self._write_key(scope)
+        fragment_rows = self._fragment_rows(key, dataset_id, fragments)
+        event_rows = self._event_rows(key, dataset_id, events)
         cursor = {"scope_key": key, "dataset_id": dataset_id, "snapshot_id": snapshot_id}
         cursor.update(state=state, updated_ms=at_ms)
         with self._write() as conn:
@@ -426,8 +450,8 @@ class SqlProfileStore(ProfileStore):
                     conn.execute(_batch_delete(table, key, dataset_id, delete_batch_ids))
             if graph is not None:
                 self._write_graph(conn, key, graph, at_ms)
-            self._write_fragments(conn, key, fragment_rows)
-            self._write_events(conn, key, event_rows)
+            self._executemany(conn, t.profile_fragments, fragment_rows)
+            self._write_events(conn, event_rows)
 
     def _move_cursor(self, conn: Connection, row: dict[str, Any], expected: int | _Unchecked | None) -> None:
         if isinstance(expected, _Unchecked):
@@ -466,7 +490,11 @@ class SqlProfileStore(ProfileStore):
             scope_key = self._read_key(conn, scope)
             if scope_key is None:
                 return None
-            rows = conn.execute(_LOOKUP, {"k": scope_key, "ns": key[0], "id": key[1]}).all()
+            # The hot path: the driver's own execute (SQLAlchemy's costs several times SQLite's query).
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            params = {"k": scope_key, "ns": key[0], "id": key[1]}
+            rows = driver.execute(self._lookup_sql, params).fetchall()
         if not rows:
             return None
         members = sorted({(ns, ident) for _, ns, ident, *_ in rows})

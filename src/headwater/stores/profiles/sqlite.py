@@ -9,3 +9,5 @@ from headwater.stores.profiles.sql import SqlProfileStore
 
 class SqliteProfileStore(SqlProfileStore):
     dialect_insert = staticmethod(insert)
+    positional_paramstyle = "qmark"
+    named_paramstyle = "named"
