@@ -143,6 +143,14 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="class")
+def postgres_class_url() -> Iterator[str]:
+    """A fresh PostgreSQL database shared by the tests of one class (each isolates its rows otherwise,
+    e.g. by a scope of its own), dropped afterwards."""
+    with _postgres_database() as url:
+        yield url
+
+
 @pytest.fixture
 def sink(server: LiveServer) -> Iterator[SinkFake]:
     """A destination sink on 127.0.0.1 whose test CA the server trusts for outbound TLS (as

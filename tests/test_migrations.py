@@ -25,6 +25,7 @@ from headwater.stores.metadata import (
 )
 from headwater.stores.metadata.migrate import alembic_config, upgrade
 from headwater.stores.metadata.tables import metadata
+from headwater.stores.profiles.tables import metadata as profile_metadata
 
 PREVIOUS = "0001"
 T0 = 1_750_000_000_000
@@ -161,11 +162,13 @@ def test_head_creates_exactly_the_declared_tables(engine: Engine, store: Metadat
 
     inspector = inspect(engine)
     created = set(inspector.get_table_names()) - {"alembic_version"}
-    assert created == set(metadata.tables)
-    for name, table in metadata.tables.items():
+    # The profile serving store's tables share the database and its history.
+    declared = {**metadata.tables, **profile_metadata.tables}
+    assert created == set(declared)
+    for name, table in declared.items():
         columns = {c["name"] for c in inspector.get_columns(name)}
         assert columns == {c.name for c in table.columns}, name
     # Beyond names: types, nullability, indexes and unique constraints agree too.
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(context, metadata) == []
+        assert compare_metadata(context, [metadata, profile_metadata]) == []  # type: ignore[arg-type]

@@ -439,6 +439,11 @@ class SqlMetadataStore(MetadataStore):
             value = conn.execute(select(func.max(q.scheduled_for)).where(q.flow_id == flow_id)).scalar()
         return int(value) if value is not None else None
 
+    def write_transaction(self) -> AbstractContextManager[Connection]:
+        """A write transaction queued like the store's own: for another store that shares this
+        database (the profile store), so that its writers and these wait in one line."""
+        return self._write()
+
     # --- helpers ---
     def _write(self) -> AbstractContextManager[Connection]:
         """A write transaction. Databases with a single writer override this to queue writers."""

@@ -7,12 +7,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from headwater.stores.metadata.migrate import upgrade
@@ -42,15 +42,36 @@ class SqliteMetadataStore(SqlMetadataStore):
         )
         event.listen(engine, "connect", _on_connect)
         super().__init__(engine)
+        self._writers = WriteQueue(engine, self.path if parsed.database else None)
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return self._writers.transaction()
+
+    def close(self) -> None:
+        super().close()
+        self._writers.close()
+
+    def migrate(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".migrate-lock")
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            upgrade(self.engine)
+
+
+class WriteQueue:
+    """Write transactions on one SQLite database, one at a time across threads (a thread lock) and
+    processes (a file lock beside the database, ``<file>.write-lock``). Every writer of the file (the
+    metadata store, the profile store opened on a bare engine) queues on the same lock file."""
+
+    def __init__(self, engine: Engine, path: Path | None) -> None:
+        self.engine = engine
         self._thread_lock = threading.Lock()
         self._lock_fd: int | None = None
-        if parsed.database:
-            self._lock_fd = os.open(
-                self.path.with_name(self.path.name + ".write-lock"), os.O_RDWR | os.O_CREAT, 0o600
-            )
+        if path is not None:
+            self._lock_fd = os.open(path.with_name(path.name + ".write-lock"), os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
         with self._thread_lock:
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -62,16 +83,9 @@ class SqliteMetadataStore(SqlMetadataStore):
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        super().close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
-    def migrate(self) -> None:
-        lock_path = self.path.with_name(self.path.name + ".migrate-lock")
-        with open(lock_path, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            upgrade(self.engine)
 
 
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:

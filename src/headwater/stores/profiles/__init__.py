@@ -1,0 +1,38 @@
+"""The profile serving store: identities and clusters, profile fragments, experience events.
+
+``base.ProfileStore`` is the interface; ``sql.SqlProfileStore`` implements it once for SQLAlchemy;
+``sqlite`` and ``postgresql`` hold what differs per database; ``tables`` the tables, which live in the
+metadata database and its migrations. ``open_profile_store`` opens it on the metadata store's engine.
+"""
+
+from headwater.stores.profiles.base import (
+    UNCHECKED,
+    ClusterMerge,
+    EventCursor,
+    ExperienceEvent,
+    Fragment,
+    GraphUpdate,
+    IdentityKey,
+    Profile,
+    ProfileStore,
+    ProjectionCursor,
+    RefusedLink,
+    StaleCursor,
+)
+from headwater.stores.profiles.factory import open_profile_store
+
+__all__ = [
+    "UNCHECKED",
+    "ClusterMerge",
+    "EventCursor",
+    "ExperienceEvent",
+    "Fragment",
+    "GraphUpdate",
+    "IdentityKey",
+    "Profile",
+    "ProfileStore",
+    "ProjectionCursor",
+    "RefusedLink",
+    "StaleCursor",
+    "open_profile_store",
+]
