@@ -101,6 +101,45 @@ class Services:
             self.mapping_sets,
         )
 
+        self._profiles()
+
+    def _profiles(self) -> None:
+        """The profile store on the metadata database, the lake's projection into it, and lookups."""
+        from headwater.engines.identity.graph import Limits
+        from headwater.services.profiles.lookup import ProfileLookup
+        from headwater.services.profiles.projection import Projection
+        from headwater.stores.metadata.sql import SqlMetadataStore
+        from headwater.stores.profiles.factory import open_profile_store
+
+        assert isinstance(self.store, SqlMetadataStore)
+        self.profiles = open_profile_store(self.store)
+        crmid = self.namespace_number("CRMID")
+        limits = Limits(self.settings.identity_graph_max_identities, frozenset({crmid}))
+        self.projection = Projection(self.lake, self.profiles, self.namespace_number, limits)
+        self.profile_lookup = ProfileLookup(self.profiles, self.merge_policies)
+        from headwater.runtime.profiles import ProfileProjector
+
+        self.profile_projector = ProfileProjector(
+            self.store, self.lake, self.projection
+        )  # a worker starts it
+
+    @staticmethod
+    def namespace_number(code: str) -> int:
+        """A namespace code as the graph numbers it: a standard namespace's id, else a stable hash."""
+        import zlib
+
+        from headwater.engines.identity.namespaces import standard
+
+        found = standard(code)
+        return found.id if found is not None else -(zlib.crc32(code.lower().encode()) + 1)
+
+    def namespaces_by_id(self, ident: str) -> str | None:
+        """The code of the standard namespace numbered ``ident`` (AEP's ``nsId``)."""
+        from headwater.engines.identity.namespaces import standard
+
+        found = standard(int(ident)) if ident.strip().isdigit() else None
+        return found.code if found is not None else None
+
     def _data360(self) -> None:
         from headwater.services.data360.connectors import IngestionConnectors
         from headwater.services.data360.datastreams import Platform

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
         description="How long a worker holds a run without renewing; after that another takes it over.",
     )
     worker_poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for runs.")
+    identity_graph_max_identities: int = Field(
+        50,
+        ge=2,
+        le=10_000,
+        description="The identity graph's limit: identities per cluster (AEP's graph limit is 50). A link"
+        " that would make a cluster larger is refused and recorded, so a shared device id or a test email"
+        " does not merge many people into one profile.",
+    )
     stream_log: str = Field(
         "local",
         description="Where acknowledged streaming messages are kept until committed to datasets: 'local' (a "

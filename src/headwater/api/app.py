@@ -39,6 +39,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         merge_policies,
         oauth,
         oauth_consent,
+        profiles,
         runs,
         sandboxes,
         schemaregistry,
@@ -68,6 +69,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(data360.router)
     app.include_router(identity_namespaces.router)
     app.include_router(merge_policies.router)
+    app.include_router(profiles.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:

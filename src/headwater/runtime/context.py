@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from headwater.connectors.outbound import OutboundPolicy
     from headwater.lake.iceberg import Lake
+    from headwater.runtime.profiles import ProfileProjector
     from headwater.services.flowservice import Connections, TargetConnections
     from headwater.services.ledger import RunLedger
     from headwater.services.plans import Plans
@@ -36,6 +37,9 @@ class Runtime(Protocol):
 
     @property
     def lake(self) -> Lake: ...
+
+    @property
+    def profile_projector(self) -> ProfileProjector: ...
 
     @property
     def streams(self) -> Streams: ...

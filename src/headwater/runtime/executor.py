@@ -41,7 +41,7 @@ from headwater.services.ids import now_ms
 from headwater.services.plans import FlowPlan, SourcePlan
 from headwater.services.runs import FAILED, PARTIAL, SUCCESS, new_batch_doc
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import QueuedRun, Resource
+from headwater.stores.metadata import QueuedRun, Resource, Scope
 from headwater.stores.rowerrors import RowErrorWriter, errors_file
 
 log = logging.getLogger("headwater.runtime")
@@ -174,10 +174,19 @@ class RunExecution:
             lookback.remove_keys(svc.settings.warehouse_dir, previous_keys)  # only the newest is read
         self.counters.output_bytes = sum(f.file_size_in_bytes for f in files)
         self.counters.skipped_records = keys.filter.skipped if keys else 0
+        self._project_profiles(actor.scope, plan.dataset_id)
         self.ledger.batch_succeeded(batch, snapshot_id, self.counters)
         crash_point("after_batch_saved")
         span = ledger.Window(window.start, window.end)
         return self.ledger.copy_succeeded(run, batch.id, started, len(files), span, self.counters)
+
+    def _project_profiles(self, scope: Scope, dataset_id: str) -> None:
+        """A profile-enabled dataset's new rows reach the profiles before the run shows success. A
+        failure here does not fail the run (its rows are in the lake): the projector retries."""
+        try:
+            self.services.profile_projector.catch_up(scope, dataset_id)
+        except Exception:
+            log.exception("profile projection of dataset %s failed; the projector retries", dataset_id)
 
     def _checkpoint(
         self, flow_id: str, run: Resource, batch: Resource, window: Window, keys: Keys | None

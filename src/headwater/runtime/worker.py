@@ -70,9 +70,12 @@ class Worker:
 
             supervisor = start_streaming(self.services)
             activations = start_activations(self.services)
+            self.services.profile_projector.start()  # profile-enabled datasets into the profile store
         try:
             self._loop()
         finally:
+            if self.streaming:
+                self.services.profile_projector.stop()
             if supervisor is not None:
                 supervisor.stop()
                 supervisor.stop_all()

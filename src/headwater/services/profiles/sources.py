@@ -62,7 +62,7 @@ class ProfileSources:
         return ProfileSource(scope, dataset.id, schema.id, kind, tuple(self._fields(scope, schema)))
 
     def all(self, scope: Scope) -> list[ProfileSource]:
-        found = (self.enabled(scope, d) for d in self.store.list("dataSet", scope))
+        found = (self.enabled(scope, d) for d in self.store.list("dataSet", scope).items)
         return [s for s in found if s is not None]
 
     def _schema(self, scope: Scope, ref: str) -> Resource | None:

@@ -1,0 +1,164 @@
+"""Unified profiles: records of profile-enabled datasets, projected from the lake, merge through the
+identity graph into one profile that the AEP entities API returns, under the graph's limits.
+
+The records are written into the datasets' Iceberg tables as a flow commits them; the projection is
+stepped as a batch run steps it before it ends (``catch_up``). The lookups go through the real server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.streaming_helpers import scope_of
+from tests.support import ApiClient, LiveServer, role_client
+
+SR = "/data/foundation/schemaregistry/tenant/schemas"
+DATASETS = "/data/foundation/catalog/dataSets"
+ENTITIES = "/data/core/ups/access/entities"
+PROFILE = "https://ns.adobe.com/xdm/context/profile"
+PERSON = "https://ns.adobe.com/xdm/context/profile-person-details"
+
+IDENTITY = pa.struct([("id", pa.string()), ("primary", pa.bool_())])
+ROWS = pa.schema(
+    [
+        ("identityMap", pa.map_(pa.string(), pa.list_(IDENTITY))),
+        ("person", pa.struct([("name", pa.struct([("firstName", pa.string()), ("lastName", pa.string())]))])),
+        ("extSourceSystemAudit", pa.struct([("lastUpdatedDate", pa.string())])),
+    ]
+)
+
+
+def _dataset(api: ApiClient, name: str) -> str:
+    schema = api.post(
+        SR,
+        json={
+            "type": "object",
+            "title": f"{name} {uuid.uuid4().hex[:6]}",
+            "allOf": [{"$ref": PROFILE}, {"$ref": PERSON}],
+            "meta:immutableTags": ["union"],
+        },
+    )
+    assert schema.status_code == 201, schema.text
+    created = api.post(
+        DATASETS,
+        json={
+            "name": f"{name} {uuid.uuid4().hex[:6]}",
+            "schemaRef": {"id": schema.json()["$id"], "contentType": "application/vnd.adobe.xed-full+json"},
+            "tags": {"unifiedProfile": ["enabled:true"]},
+        },
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()[0].split("/")[-1])
+
+
+def _person(identities: dict[str, str], primary: str, first: str | None, updated: str) -> dict[str, Any]:
+    return {
+        "identityMap": [(ns, [{"id": value, "primary": ns == primary}]) for ns, value in identities.items()],
+        "person": {"name": {"firstName": first, "lastName": "Doe"}},
+        "extSourceSystemAudit": {"lastUpdatedDate": updated},
+    }
+
+
+def _land(server: LiveServer, api: ApiClient, dataset_id: str, rows: list[dict[str, Any]]) -> None:
+    """Commit ``rows`` to the dataset's table as a flow's run does, then project them as its run does."""
+    lake, scope = server.services.lake, scope_of(server, api)
+    table = lake.ensure_table(scope, dataset_id, ROWS)
+    batch = pa.RecordBatch.from_pylist(rows, schema=ROWS)
+    files = lake.write_files(table, iter([batch]), ROWS)
+    lake.commit(table, files, {"runId": uuid.uuid4().hex})
+    report = server.services.profile_projector.catch_up(scope, dataset_id)
+    assert report is not None and report.rows == len(rows)
+
+
+def _profile(api: ApiClient, namespace: str, value: str) -> dict[str, Any]:
+    response = api.get(
+        ENTITIES, params={"schema.name": "_xdm.context.profile", "entityIdNS": namespace, "entityId": value}
+    )
+    assert response.status_code == 200, response.text
+    (entity,) = response.json().values()
+    return dict(entity)
+
+
+def test_two_sources_about_one_person_give_one_merged_profile(server: LiveServer, api: ApiClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    crm, web = _dataset(api, "CRM"), _dataset(api, "Web")
+    email, crmid, ecid = f"jane.{tag}@example.com", f"CRM-{tag}", f"{uuid.uuid4().int:038d}"[:38]
+    _land(
+        server, api, crm, [_person({"CRMID": crmid, "Email": email}, "CRMID", "Jane", "2026-01-01T00:00:00Z")]
+    )
+    _land(
+        server, api, web, [_person({"ECID": ecid, "Email": email}, "ECID", "Janet", "2026-03-01T00:00:00Z")]
+    )
+
+    by_ecid, by_crmid = _profile(api, "ECID", ecid), _profile(api, "CRMID", crmid)
+    assert by_ecid == by_crmid  # one profile whichever identity asks
+    assert by_ecid["entity"]["person"]["name"] == {"firstName": "Janet", "lastName": "Doe"}  # newest wins
+    assert sorted(by_ecid["entity"]["identityMap"]) == ["CRMID", "ECID", "Email"]
+    assert sorted(by_ecid["sources"]) == sorted([crm, web])
+
+    members = api.get("/data/core/identity/cluster/members", params={"namespace": "email", "id": email})
+    assert members.status_code == 200, members.text
+    assert sorted(m["namespace"]["code"] for m in members.json()["members"]) == ["CRMID", "ECID", "Email"]
+
+
+def test_a_shared_identity_beyond_the_graph_limit_does_not_merge_people(
+    server: LiveServer, api: ApiClient
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    dataset = _dataset(api, "Shared")
+    shared = "+1555" + "".join(c if c.isdigit() else "7" for c in tag)
+    people = [
+        _person(
+            {"Email": f"p{i}.{tag}@example.com", "Phone": shared}, "Email", f"P{i}", "2026-01-01T00:00:00Z"
+        )
+        for i in range(60)
+    ]
+    _land(server, api, dataset, people)
+    members = api.get(
+        "/data/core/identity/cluster/members", params={"namespace": "Phone", "id": shared}
+    ).json()
+    limit = server.services.settings.identity_graph_max_identities
+    assert len(members["members"]) == limit  # the 51st identity and later stay apart
+    last = _profile(api, "Email", f"p59.{tag}@example.com")
+    assert last["entity"]["person"]["name"]["firstName"] == "P59"
+    assert sorted(last["entity"]["identityMap"]) == ["Email"]  # its link to the shared phone was refused
+    store, scope = server.services.profiles, scope_of(server, api)
+    refused, _ = store.refused_links(scope, 100)
+    assert sum(1 for r in refused if shared in (r.id_a, r.id_b)) == 60 - (limit - 1)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"schema.name": "_xdm.context.profile", "entityIdNS": "Email"}, "entityId"),
+        (
+            {"schema.name": "_xdm.context.profile", "entityIdNS": "Email", "entityId": "not-an-email"},
+            "entityId",
+        ),
+        ({"schema.name": "_xdm.context.profile", "entityId": "x@example.com"}, "entityIdNS"),
+        (
+            {"schema.name": "_xdm.context.nothing", "entityIdNS": "Email", "entityId": "x@example.com"},
+            "schema.name",
+        ),
+    ],
+)
+def test_a_bad_lookup_is_a_400_naming_the_parameter(
+    api: ApiClient, params: dict[str, str], field: str
+) -> None:
+    response = api.get(ENTITIES, params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["report"]["errors"][0]["path"] == field
+
+
+def test_an_unknown_identity_is_a_404_and_viewers_may_not_read_profiles(
+    server: LiveServer, api: ApiClient
+) -> None:
+    params = {"schema.name": "_xdm.context.profile", "entityIdNS": "Email", "entityId": "nobody@example.com"}
+    assert api.get(ENTITIES, params=params).status_code == 404
+    viewer = role_client(server, api, "Viewer")
+    response = viewer.get(ENTITIES, params=params)
+    assert response.status_code == 403 and "view-profiles" in response.text
