@@ -19,7 +19,7 @@ from headwater.runtime.context import Runtime
 from headwater.runtime.executor import Counters, RunExecution
 from headwater.runtime.flowwatch import FlowWatch
 from headwater.services.ids import new_hex, now_ms
-from headwater.services.runs import new_run_doc, new_run_id
+from headwater.services.runs import new_run_id
 from headwater.stores.metadata import QueuedRun, Resource, Scope
 
 log = logging.getLogger("headwater.worker")
@@ -120,30 +120,10 @@ class Worker:
         return queued
 
     def _enqueue_scheduled(self, flow: Resource, slot: int) -> bool:
-        from headwater.services.ids import new_etag
-
         run_id = new_run_id()
         if not self.services.store.enqueue_run(QueuedRun(run_id, flow.scope, flow.id, slot, now_ms())):
             return False  # another worker queued this slot first
-        now = now_ms()
-        doc = {
-            **new_run_doc(flow.id, {}, slot),
-            "id": run_id,
-            "createdAt": now,
-            "updatedAt": now,
-            "createdBy": "scheduler",
-            "updatedBy": "scheduler",
-            "createdClient": "headwater-scheduler",
-            "updatedClient": "headwater-scheduler",
-            "sandboxId": flow.scope.sandbox_id,
-            "sandboxName": flow.doc.get("sandboxName"),
-            "imsOrgId": flow.scope.org_id,
-        }
-        self.services.store.insert(
-            Resource(
-                "run", run_id, flow.scope, doc, new_etag(), None, None, now, now, refs=[("flow", flow.id)]
-            )
-        )
+        self.services.ledger.queued_scheduled(flow, run_id, slot)
         return True
 
     # --- execution ---

@@ -4,8 +4,9 @@ A run is created queued (by the scheduler or ``POST /runs``), taken by a worker,
 ``partialSuccess`` (some rows failed and were kept as row errors), or ``failed`` (nothing committed).
 Its document follows the reference's monitoring shape (metrics.durationSummary, sizeSummary,
 recordSummary, fileSummary, statusSummary, activities). Each run that writes to a dataset has a batch:
-the catalog's view of one commit. This module builds a queued run's document and checks requests for
-one; from then on the run ledger (services/ledger.py) writes every change to it.
+the catalog's view of one commit. This module builds the document of a run a request queues and checks
+requests for one (the run ledger, services/ledger.py, writes one the scheduler queues); from then on the
+ledger writes every change to it.
 """
 
 from __future__ import annotations
