@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -84,15 +86,40 @@ def epoch_seconds(number: float) -> float | None:
     return seconds if seconds <= _LATEST_SECONDS else None
 
 
+class QueuedSignal:
+    """Tells this process's idle workers that a run was queued, so they look at the run queue at once
+    (a worker of another process finds it at its next look). Listeners run in the queuing thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def forget(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    def notify(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
+
+
 class Runs(Collection):
     """Flow runs (``/flowservice/runs``): created on demand or by the scheduler, changed only by the run
-    ledger (services/ledger.py)."""
+    ledger (services/ledger.py). ``queued`` is notified whenever a run of this process is queued."""
 
     kind, label = "run", "run"
 
     def __init__(self, store: MetadataStore, flows: Flows) -> None:
         super().__init__(store)
         self.flows = flows
+        self.queued = QueuedSignal()
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
         if existing is not None:  # runs change only through the runtime (replace_state)
@@ -122,6 +149,7 @@ class Runs(Collection):
         """``POST /runs``: an on-demand run, queued for a worker."""
         run = self.create(actor, body)
         self.store.enqueue_run(QueuedRun(run.id, actor.scope, run.doc["flowId"], None, now_ms()))
+        self.queued.notify()
         return run
 
     def render(self, resource: Resource) -> dict[str, Any]:
