@@ -206,10 +206,11 @@ class StreamLogContract:
         token, _ = log.appended(None)
         for n in range(3):
             woken: list[tuple[object, frozenset[str] | None]] = []
-            waiters = [
-                threading.Thread(target=lambda: woken.append(log.wait_appended(token, 10.0)))
-                for _ in range(2)
-            ]
+
+            def wait(since: object = token, into: list[tuple[object, frozenset[str] | None]] = woken) -> None:
+                into.append(log.wait_appended(since, 10.0))
+
+            waiters = [threading.Thread(target=wait) for _ in range(2)]
             began = time.monotonic()
             for waiter in waiters:
                 waiter.start()
