@@ -200,6 +200,27 @@ class StreamLogContract:
         assert woken and time.monotonic() - began < 5.0
         assert woken[0][1] is None or "flow-w" in woken[0][1]  # None: the log cannot tell which
 
+    def test_each_append_wakes_every_waiter(self, log: StreamLog) -> None:
+        """Two waiters of one process (the two supervisors) are both woken, append after append: a
+        wake-up path that served only one waiter, or only the first append, makes one wait 10 s."""
+        token, _ = log.appended(None)
+        for n in range(3):
+            woken: list[tuple[object, frozenset[str] | None]] = []
+
+            def wait(since: object = token, into: list[tuple[object, frozenset[str] | None]] = woken) -> None:
+                into.append(log.wait_appended(since, 10.0))
+
+            waiters = [threading.Thread(target=wait) for _ in range(2)]
+            began = time.monotonic()
+            for waiter in waiters:
+                waiter.start()
+            log.append(f"flow-{n}", [payload(n)])
+            for waiter in waiters:
+                waiter.join(timeout=15)
+            assert len(woken) == 2 and time.monotonic() - began < 5.0, n
+            assert all(streams is None or f"flow-{n}" in streams for _, streams in woken)
+            token = woken[0][0]
+
 
 class TestLocalLog(StreamLogContract):
     __test__ = True

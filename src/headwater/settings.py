@@ -85,7 +85,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a worker holds a run without renewing; after that another takes it over.",
     )
-    worker_poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for runs.")
+    worker_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often an idle worker looks for runs queued by other processes, at first: while "
+        "none come it looks less often, down to every 4x this. Runs queued in its own process start at once.",
+    )
     identity_graph_max_identities: int = Field(
         50,
         ge=2,

@@ -66,6 +66,8 @@ class ProfileProjector:
 
     # --- the loop ---
     def start(self) -> None:
+        """Start the loop (again after :meth:`stop`)."""
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="headwater-profiles", daemon=True)
         self._thread.start()
 

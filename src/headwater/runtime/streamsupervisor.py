@@ -8,8 +8,10 @@ When a flow is stepped: when its log gains records (the log wakes the scheduler:
 before, a commit waits for the flush interval to pass since the one before), when its cadence makes
 records due, when a failed micro-batch is retried (with backoff), once when the flow starts, and once
 an hour (to complete the run of the hour that is over). An idle flow costs nothing: no thread, no read
-of its plan, its table or its log. The idle cost of the process is one cheap check of the log
-(:data:`IDLE_POLL_SECONDS` apart at most) and a scan of the flows every :data:`REFRESH_SECONDS`.
+of its plan, its table or its log. The idle cost of the process is a watcher thread waiting on the log
+(``wait_appended``, up to :data:`WATCH_SECONDS` a call) and a look at the flows' version every
+:data:`REFRESH_SECONDS` (the flows wanted are filtered again only after a rescan). The scheduler thread
+sleeps until its next timer, or until a step, the watcher or a refresh arms an earlier one (``_kick``).
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from pathlib import Path
 from headwater.errors import NotFound
 from headwater.runtime.context import Runtime
 from headwater.runtime.flowwatch import FlowWatch
-from headwater.runtime.streaming import IDLE_POLL_SECONDS, MicroBatcher, StepResult, is_streaming
+from headwater.runtime.streaming import MicroBatcher, StepResult, is_streaming
 from headwater.stores.metadata import Resource, Scope
 
 log = logging.getLogger("headwater.streaming")
 
 STANDBY_POLL_SECONDS = 1.0
 REFRESH_SECONDS = 1.0
+WATCH_SECONDS = 0.5  # the longest the watcher waits on the log before it looks at the stop flag
 BATCHER_NICENESS = 10
 FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -119,7 +122,9 @@ class StreamingSupervisor:
     """Steps every enabled streaming flow (of ``scopes``, when given) from one scheduler thread (see the
     module's docstring); the steps run on a pool of :data:`POOL_THREADS`, one step of a flow at a time."""
 
-    def __init__(self, services: Runtime, scopes: Collection[Scope] | None = None) -> None:
+    def __init__(
+        self, services: Runtime, scopes: Collection[Scope] | None = None, watch: FlowWatch | None = None
+    ) -> None:
         self.services = services
         self.scopes = scopes
         self.stop_event = threading.Event()
@@ -127,19 +132,31 @@ class StreamingSupervisor:
         self._mutex = threading.Lock()  # the flows' schedule, between the scheduler and the steps
         self._pool: ThreadPoolExecutor | None = None
         self._flush = services.settings.stream_flush_seconds
-        self._watch = FlowWatch(services.store)
+        self._watch = watch or FlowWatch(services.store)
         self._timers: list[tuple[float, int, _Flow]] = []  # (when, tie, flow): steps and hourly steps
         self._ties = itertools.count()
+        self._kick = threading.Event()  # a timer was armed: the scheduler looks at its timers again
+        self._scanned: list[Resource] | None = None  # the scan ``_wanted`` was filtered from
+        self._wanted: dict[str, Resource] = {}
 
     # --- which flows ---
-    def refresh(self) -> None:
-        """Keep a flow per enabled streaming flow; stand-by flows try their lock again."""
-        wanted: dict[str, Resource] = {}
-        for flow in self._watch.flows():
+    def wanted(self) -> dict[str, Resource]:
+        """The enabled streaming flows (of ``scopes``), filtered again when the flows were rescanned."""
+        flows = self._watch.flows()
+        if flows is self._scanned:
+            return self._wanted
+        out: dict[str, Resource] = {}
+        for flow in flows:
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
-            if is_streaming(flow) and flow.doc.get("state") == "enabled":
-                wanted[flow.id] = flow
+            if flow.doc.get("state") == "enabled" and is_streaming(flow):
+                out[flow.id] = flow
+        self._scanned, self._wanted = flows, out
+        return out
+
+    def refresh(self) -> None:
+        """Keep a flow per enabled streaming flow; stand-by flows try their lock again."""
+        wanted = self.wanted()
         with self._mutex:
             for flow_id in [f for f in self._flows if f not in wanted]:
                 self._drop(flow_id)
@@ -158,9 +175,11 @@ class StreamingSupervisor:
         return state
 
     def _arm(self, state: _Flow, at: float) -> None:
-        """Step ``state`` at ``at`` (under the mutex)."""
+        """Step ``state`` at ``at`` (under the mutex); the scheduler is woken when that is its next timer."""
         state.due = at
         heapq.heappush(self._timers, (at, next(self._ties), state))
+        if self._timers[0][2] is state:
+            self._kick.set()
 
     def _drop(self, flow_id: str) -> None:
         state = self._flows.pop(flow_id)
@@ -170,12 +189,14 @@ class StreamingSupervisor:
 
     # --- the scheduler ---
     def run_forever(self) -> None:
+        """Schedule the steps until :meth:`stop`; the watcher thread wakes the flows whose log grew."""
         self._pool = ThreadPoolExecutor(POOL_THREADS, "stream", initializer=_lower_priority)
-        streams = self.services.streams.log
-        token, _ = streams.appended(None)
+        watcher = threading.Thread(target=self._watch_log, name="streaming-watch", daemon=True)
+        watcher.start()
         next_refresh = 0.0
         try:
             while not self.stop_event.is_set():
+                self._kick.clear()  # before looking at the timers: one armed from now on sets it again
                 now = time.monotonic()
                 if now >= next_refresh:
                     next_refresh = now + REFRESH_SECONDS
@@ -184,16 +205,30 @@ class StreamingSupervisor:
                     except Exception:
                         log.exception("streaming supervisor: refresh failed")
                 self._start_due(now)
-                wait = min(next_refresh, self._next_due()) - time.monotonic()
-                wait = max(0.0, min(wait, IDLE_POLL_SECONDS))
-                if not self._flows:  # nothing to wake: the log is not asked
-                    self.stop_event.wait(wait)
-                    continue
-                token, changed = streams.wait_appended(token, wait)
-                if changed is None or changed:
-                    self._woken(changed)
+                self._kick.wait(max(0.0, min(next_refresh, self._next_due()) - time.monotonic()))
         finally:
+            self.stop_event.set()
+            watcher.join(timeout=WATCH_SECONDS * 4)
             self.stop_all()
+
+    def _watch_log(self) -> None:
+        """In a thread of its own: wake the flows whose streams gained records (see
+        ``StreamLog.wait_appended``), until the supervisor stops."""
+        streams, token = self.services.streams.log, None
+        with contextlib.suppress(Exception):  # else the first wait says "any may have": each is checked
+            token, _ = streams.appended(None)
+        while not self.stop_event.is_set():
+            if not self._flows:  # nothing to wake: the log is not asked
+                self.stop_event.wait(WATCH_SECONDS)
+                continue
+            try:
+                token, changed = streams.wait_appended(token, WATCH_SECONDS)
+            except Exception:  # the log is unavailable: the steps say so; watch again later
+                log.warning("streaming supervisor: watching the log failed", exc_info=True)
+                self.stop_event.wait(REFRESH_SECONDS)
+                continue
+            if changed is None or changed:
+                self._woken(changed)
 
     def _next_due(self) -> float:
         with self._mutex:
@@ -330,9 +365,13 @@ class StreamingSupervisor:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._kick.set()
 
 
-def start_in_background(services: Runtime, scopes: Collection[Scope] | None = None) -> StreamingSupervisor:
-    supervisor = StreamingSupervisor(services, scopes)
+def start_in_background(
+    services: Runtime, scopes: Collection[Scope] | None = None, watch: FlowWatch | None = None
+) -> StreamingSupervisor:
+    """A supervisor in a daemon thread; ``watch`` is the process's shared view of the flows, if any."""
+    supervisor = StreamingSupervisor(services, scopes, watch)
     threading.Thread(target=supervisor.run_forever, name="headwater-streaming", daemon=True).start()
     return supervisor

@@ -4,6 +4,11 @@ Several workers may share one database: a run is claimed with one conditional UP
 lease renewed while it executes, and taken over by another worker when the lease expires (its worker
 died). The scheduler enqueues each flow's latest due schedule slot; a slot is queued once, whichever
 worker sees it first.
+
+Idle, a worker looks at the run queue every ``worker_poll_seconds``, then less and less often (up to
+:data:`IDLE_BACKOFF` times that) while nothing comes; a run queued in its own process (``POST /runs``,
+the scheduler) wakes it at once (``Runs.queued``). It looks for due schedule slots every
+:data:`SCHEDULE_SECONDS`, and shares its view of the flows with its supervisors (runtime/flowwatch.py).
 """
 
 from __future__ import annotations
@@ -12,19 +17,22 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
 from headwater.runtime.context import Runtime
 from headwater.runtime.executor import Counters, RunExecution
-from headwater.runtime.flowwatch import FlowWatch
+from headwater.runtime.flowwatch import SHARED_FRESH_SECONDS, FlowWatch
 from headwater.services.ids import new_hex, now_ms
-from headwater.services.runs import new_run_doc, new_run_id
+from headwater.services.runs import new_run_id
 from headwater.stores.metadata import QueuedRun, Resource, Scope
 
 log = logging.getLogger("headwater.worker")
 
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+IDLE_BACKOFF = 4  # an idle worker's longest wait, in worker_poll_seconds
+SCHEDULE_SECONDS = 1.0  # how often the scheduler looks for due slots (slots are whole seconds apart)
 
 
 def latest_due_slot(schedule: dict[str, object], now: datetime) -> int | None:
@@ -58,22 +66,30 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_hex(3)}"
         self.settings = services.settings
         self.stop_event = threading.Event()
-        self._watch = FlowWatch(services.store)
+        self._wake = threading.Event()  # a run was queued in this process, or the worker stops
+        self._watch = FlowWatch(services.store)  # run_forever shares a less fresh one
+        self._scanned: list[Resource] | None = None  # the scan ``_scheduled`` was filtered from
+        self._scheduled: list[Resource] = []
+        self._known_slots: dict[str, int] = {}  # flow -> a slot known to be queued (by any worker)
 
     # --- loop ---
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
+        # One view of the flows for the scheduler and the supervisors: its version asked once a second.
+        self._watch = FlowWatch(self.services.store, fresh=SHARED_FRESH_SECONDS)
         supervisor = activations = None
         if self.streaming:  # streaming flows: a micro-batcher per flow, beside the run loop
             from headwater.runtime.delivery.supervisor import start_in_background as start_activations
             from headwater.runtime.streamsupervisor import start_in_background as start_streaming
 
-            supervisor = start_streaming(self.services)
-            activations = start_activations(self.services)
+            supervisor = start_streaming(self.services, watch=self._watch)
+            activations = start_activations(self.services, watch=self._watch)
             self.services.profile_projector.start()  # profile-enabled datasets into the profile store
+        self.services.runs.queued.listen(self._wake.set)
         try:
             self._loop()
         finally:
+            self.services.runs.queued.forget(self._wake.set)
             if self.streaming:
                 self.services.profile_projector.stop()
             if supervisor is not None:
@@ -85,19 +101,33 @@ class Worker:
         log.info("worker %s stopped", self.name)
 
     def _loop(self) -> None:
+        """Schedule every :data:`SCHEDULE_SECONDS`; claim runs while there are some, else look again
+        after a wait that doubles up to ``IDLE_BACKOFF`` polls, or at once when woken."""
+        poll = self.settings.worker_poll_seconds
+        backoff, next_claim, next_schedule = poll, 0.0, 0.0
         while not self.stop_event.is_set():
+            self._wake.clear()  # before looking: a run queued from now on ends the wait below
+            now = time.monotonic()
             try:
-                if self.schedule:
-                    self.schedule_due()
-                worked = self.run_one()
+                if self.schedule and now >= next_schedule:
+                    next_schedule = now + SCHEDULE_SECONDS
+                    if self.schedule_due():
+                        next_claim = now
+                if now >= next_claim:
+                    if self.run_one():
+                        backoff = poll
+                        continue
+                    next_claim, backoff = now + backoff, min(backoff * 2, poll * IDLE_BACKOFF)
             except Exception:  # keep the loop alive; the failure is logged with its traceback
                 log.exception("worker %s: iteration failed", self.name)
-                worked = False
-            if not worked:
-                self.stop_event.wait(self.settings.worker_poll_seconds)
+                next_claim = now + poll
+            until = min(next_claim, next_schedule) if self.schedule else next_claim
+            if self._wake.wait(max(0.0, until - time.monotonic())):
+                backoff, next_claim = poll, 0.0
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._wake.set()
 
     # --- scheduling ---
     def schedule_due(self, now: datetime | None = None, scopes: Collection[Scope] | None = None) -> int:
@@ -106,47 +136,39 @@ class Worker:
         now = now or datetime.now(UTC)
         store = self.services.store
         queued = 0
-        for flow in self._watch.flows():
+        for flow in self._enabled_scheduled():
             if scopes is not None and flow.scope not in scopes:
                 continue
-            schedule = flow.doc.get("scheduleParams")
-            if flow.doc.get("state") != "enabled" or not isinstance(schedule, dict):
-                continue
-            slot = latest_due_slot(schedule, now)
-            if slot is None:
+            slot = latest_due_slot(flow.doc["scheduleParams"], now)
+            if slot is None or self._known_slots.get(flow.id, -1) >= slot:
                 continue
             last = store.last_slot(flow.id)
-            if last is not None and last >= slot:
-                continue
-            if self._enqueue_scheduled(flow, slot):
-                queued += 1
+            if last is None or last < slot:
+                if self._enqueue_scheduled(flow, slot):
+                    queued += 1
+                last = store.last_slot(flow.id)
+            if last is not None:
+                self._known_slots[flow.id] = last
         return queued
 
-    def _enqueue_scheduled(self, flow: Resource, slot: int) -> bool:
-        from headwater.services.ids import new_etag
+    def _enabled_scheduled(self) -> list[Resource]:
+        """The enabled flows with a schedule, filtered again when the flows were rescanned."""
+        flows = self._watch.flows()
+        if flows is not self._scanned:
+            self._scheduled = [
+                flow
+                for flow in flows
+                if flow.doc.get("state") == "enabled" and isinstance(flow.doc.get("scheduleParams"), dict)
+            ]
+            self._scanned = flows
+        return self._scheduled
 
+    def _enqueue_scheduled(self, flow: Resource, slot: int) -> bool:
         run_id = new_run_id()
         if not self.services.store.enqueue_run(QueuedRun(run_id, flow.scope, flow.id, slot, now_ms())):
             return False  # another worker queued this slot first
-        now = now_ms()
-        doc = {
-            **new_run_doc(flow.id, {}, slot),
-            "id": run_id,
-            "createdAt": now,
-            "updatedAt": now,
-            "createdBy": "scheduler",
-            "updatedBy": "scheduler",
-            "createdClient": "headwater-scheduler",
-            "updatedClient": "headwater-scheduler",
-            "sandboxId": flow.scope.sandbox_id,
-            "sandboxName": flow.doc.get("sandboxName"),
-            "imsOrgId": flow.scope.org_id,
-        }
-        self.services.store.insert(
-            Resource(
-                "run", run_id, flow.scope, doc, new_etag(), None, None, now, now, refs=[("flow", flow.id)]
-            )
-        )
+        self.services.ledger.queued_scheduled(flow, run_id, slot)
+        self.services.runs.queued.notify()
         return True
 
     # --- execution ---

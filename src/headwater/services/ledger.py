@@ -1,8 +1,10 @@
 """The run ledger: the one writer of a run's life cycle and metrics, for every kind of flow.
 
 Runners report to it; it builds every run document and every change to one (the shapes
-``GET /runs`` returns, see services/runs.py for the run a request or the scheduler queues):
+``GET /runs`` returns):
 
+- a run the scheduler queues is written by :meth:`RunLedger.queued_scheduled` (one a request queues
+  is built by services/runs.py);
 - a queued run (batch ingestion, dataset activation) is :meth:`RunLedger.start`\\ ed (``inProgress``,
   started now), shows records as it goes (:meth:`RunLedger.progress`), and ends with its copy activity
   (:meth:`RunLedger.copy_succeeded`, :meth:`RunLedger.fail_copy`, :meth:`RunLedger.recover_copy`) or
@@ -88,6 +90,29 @@ class RunLedger:
         return self.store.get(run.kind, run.scope, run.id) or run
 
     # --- queued runs ---
+    def queued_scheduled(self, flow: Resource, run_id: str, slot: int) -> Resource:
+        """The document of run ``run_id`` of ``flow``, queued by the scheduler for the schedule slot
+        ``slot`` (epoch ms); written after the run is in the run queue, which decides whose slot it is."""
+        now = now_ms()
+        doc = {
+            **new_run_doc(flow.id, {}, slot),
+            "id": run_id,
+            "createdAt": now,
+            "updatedAt": now,
+            "createdBy": "scheduler",
+            "updatedBy": "scheduler",
+            "createdClient": "headwater-scheduler",
+            "updatedClient": "headwater-scheduler",
+            "sandboxId": flow.scope.sandbox_id,
+            "sandboxName": flow.doc.get("sandboxName"),
+            "imsOrgId": flow.scope.org_id,
+        }
+        run = Resource(
+            "run", run_id, flow.scope, doc, new_etag(), None, None, now, now, refs=[("flow", flow.id)]
+        )
+        self.store.insert(run)
+        return run
+
     def start(self, run: Resource, started: int, **changes: Any) -> Resource:
         """The run taken by a worker: ``inProgress`` since ``started`` (with ``changes``)."""
         metrics = {

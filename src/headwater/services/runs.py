@@ -4,14 +4,17 @@ A run is created queued (by the scheduler or ``POST /runs``), taken by a worker,
 ``partialSuccess`` (some rows failed and were kept as row errors), or ``failed`` (nothing committed).
 Its document follows the reference's monitoring shape (metrics.durationSummary, sizeSummary,
 recordSummary, fileSummary, statusSummary, activities). Each run that writes to a dataset has a batch:
-the catalog's view of one commit. This module builds a queued run's document and checks requests for
-one; from then on the run ledger (services/ledger.py) writes every change to it.
+the catalog's view of one commit. This module builds the document of a run a request queues and checks
+requests for one (the run ledger, services/ledger.py, writes one the scheduler queues); from then on the
+ledger writes every change to it.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -83,15 +86,40 @@ def epoch_seconds(number: float) -> float | None:
     return seconds if seconds <= _LATEST_SECONDS else None
 
 
+class QueuedSignal:
+    """Tells this process's idle workers that a run was queued, so they look at the run queue at once
+    (a worker of another process finds it at its next look). Listeners run in the queuing thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def forget(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    def notify(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
+
+
 class Runs(Collection):
     """Flow runs (``/flowservice/runs``): created on demand or by the scheduler, changed only by the run
-    ledger (services/ledger.py)."""
+    ledger (services/ledger.py). ``queued`` is notified whenever a run of this process is queued."""
 
     kind, label = "run", "run"
 
     def __init__(self, store: MetadataStore, flows: Flows) -> None:
         super().__init__(store)
         self.flows = flows
+        self.queued = QueuedSignal()
 
     def build(self, actor: Actor, body: dict[str, Any], existing: Resource | None) -> Built:
         if existing is not None:  # runs change only through the runtime (replace_state)
@@ -121,6 +149,7 @@ class Runs(Collection):
         """``POST /runs``: an on-demand run, queued for a worker."""
         run = self.create(actor, body)
         self.store.enqueue_run(QueuedRun(run.id, actor.scope, run.doc["flowId"], None, now_ms()))
+        self.queued.notify()
         return run
 
     def render(self, resource: Resource) -> dict[str, Any]:

@@ -43,14 +43,16 @@ _Stop = list[bool]
 
 
 class ActivationSupervisor:
-    def __init__(self, services: Runtime, scopes: Collection[Scope] | None = None) -> None:
+    def __init__(
+        self, services: Runtime, scopes: Collection[Scope] | None = None, watch: FlowWatch | None = None
+    ) -> None:
         self.services = services
         self.scopes = scopes
         self.stop_event = threading.Event()
         self._tasks: dict[str, tuple[asyncio.Task[None], str, _Stop]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._offsets: dict[str, int] = {}  # flow -> the log position its pump reads from next
-        self._flows = FlowWatch(services.store)
+        self._flows = watch or FlowWatch(services.store)
         self._scanned: list[Resource] | None = None  # the scan ``_wanted`` was filtered from
         self._wanted: dict[str, Resource] = {}
 
@@ -202,9 +204,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def start_in_background(
-    services: Runtime, scopes: Collection[Scope] | None = None
+    services: Runtime, scopes: Collection[Scope] | None = None, watch: FlowWatch | None = None
 ) -> tuple[ActivationSupervisor, threading.Thread]:
-    supervisor = ActivationSupervisor(services, scopes)
+    """A supervisor in a daemon thread; ``watch`` is the process's shared view of the flows, if any."""
+    supervisor = ActivationSupervisor(services, scopes, watch)
     thread = threading.Thread(target=supervisor.run_forever, name="headwater-activation", daemon=True)
     thread.start()
     return supervisor, thread

@@ -39,7 +39,7 @@ import orjson
 from headwater.errors import LogUnavailable
 from headwater.stores.log.base import LogRecord, StreamLog, check_stream_name
 from headwater.stores.log.jsreplies import pull_ended_cleanly, sequence_and_ms
-from headwater.stores.log.jswake import StreamState
+from headwater.stores.log.jswake import AppendWake, StreamState
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUMER_IDLE_SECONDS = 30.0  # the server deletes a read's consumer after this long without pulls
 CURSOR_ANSWER_SECONDS = 1.0  # a no-wait pull is answered at once; silence means the consumer is gone
-WAKE_POLL_SECONDS = 0.05  # how often a waiter asks for the stream's last sequence
 
 
 class JetStreamLog(StreamLog):
@@ -80,6 +79,7 @@ class JetStreamLog(StreamLog):
         self._next_prune = 0.0
         self._closed = self._closing = False
         self._wake = StreamState(stream_name, subject_prefix)
+        self._waker = AppendWake(self._wake)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="headwater-jetstream", daemon=True
@@ -119,13 +119,15 @@ class JetStreamLog(StreamLog):
         return self._call(self._appended(token))
 
     def wait_appended(self, token: object, timeout: float) -> tuple[object, frozenset[str] | None]:
-        """``appended`` every :data:`WAKE_POLL_SECONDS` (one request each) until a stream gained records."""
+        """``appended`` once a record is published on the stream's subjects, or after ``timeout``: the
+        waiters of the process share one subscription, and nothing is asked while none comes (see
+        jswake.py). Waits of more than ``self.timeout`` are made of several."""
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            token, streams = self.appended(token)
+            wait = min(max(0.0, deadline - time.monotonic()), self.timeout)
+            token, streams = self._call(self._wait_appended(token, wait))
             if streams is None or streams or time.monotonic() >= deadline:
                 return token, streams
-            time.sleep(min(WAKE_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def close(self) -> None:
         """Drain the connection (pending acks and deletes finish), then stop the loop thread."""
@@ -444,6 +446,10 @@ class JetStreamLog(StreamLog):
 
     async def _appended(self, token: object) -> tuple[object, frozenset[str] | None]:
         return await self._wake.changes(self._jsm(), token)
+
+    async def _wait_appended(self, token: object, timeout: float) -> tuple[object, frozenset[str] | None]:
+        assert self._nc is not None
+        return await self._waker.wait(self._nc, self._jsm(), token, timeout)
 
     # --- reclaiming ---
     async def _purge(self, subject: str, before: int | None) -> None:
