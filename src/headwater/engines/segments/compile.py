@@ -56,6 +56,7 @@ from headwater.engines.segments.nodes import (
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 _OFFSET = r"'\d:\d\d(\.\d+)?([zZ]|[+-]\d\d(:?\d\d)?)$'"
+_LEAF = r"""':(?:"|[-0-9tf\[])'"""
 _ANCHOR = {"today": 0, "yesterday": -DAY_MS, "tomorrow": DAY_MS}
 
 
@@ -271,8 +272,7 @@ class _Builder:
         )
         frag = f"frag AS (SELECT cluster_id, {self.key} AS k, {self.keep} AS keep{extract} FROM fragments)"
         picks = [
-            f"arg_max(v[{i + 1}], k) FILTER (WHERE keep AND v[{i + 1}] IS NOT NULL"
-            f" AND json_type(v[{i + 1}]) <> 'NULL' AND v[{i + 1}] <> '{{}}') AS p{i}"
+            f"arg_max(v[{i + 1}], k) FILTER (WHERE keep AND {_present(f'v[{i + 1}]')}) AS p{i}"
             for i in range(len(paths))
         ]
         merged = f"merged AS (SELECT {', '.join(['cluster_id', *picks])} FROM frag GROUP BY cluster_id)"
@@ -301,6 +301,16 @@ def _kind(value: Value) -> str:
     if isinstance(value, float):
         return "n"
     return "s" if isinstance(value, str) else "t"
+
+
+def _present(json: str) -> str:
+    """Whether a fragment's value counts for the merge, as profile_merge's leaves do: not JSON null, and
+    an object only when it holds a leaf (a key whose value is a string, number, boolean or array; the
+    extracted JSON is minified, so a leaf follows a ':' directly)."""
+    return (
+        f"({json} IS NOT NULL AND json_type({json}) <> 'NULL'"
+        f" AND (json_type({json}) <> 'OBJECT' OR regexp_matches({json}, {_LEAF})))"
+    )
 
 
 def _typed(json: str, kind: str, *, event: bool = False) -> str:
