@@ -21,7 +21,7 @@ from tests.support import ApiClient, LiveServer, wait_until
 from tests.test_batch_runs import run_and_wait
 from tests.test_data360_connectors import SSOT, create_connector, deploy, event, field, upload
 from tests.test_data360_ingest import ingestion_token
-from tests.test_tutorials import DOC_002_FLOW, DOC_002_SOURCE, _send
+from tests.test_tutorials import DOC_002_FLOW, _send
 
 FS = "/data/foundation/flowservice"
 SR = "/data/foundation/schemaregistry/tenant"
@@ -115,9 +115,17 @@ def _crm(api: ApiClient, salesforce: SalesforceFake) -> tuple[str, str]:
         },
     )
     assert base.status_code == 201, base.text
-    source = _send(
-        api, "POST", f"{FS}/sourceConnections", DOC_002_SOURCE, BASE_CONNECTION_ID=base.json()["id"], TABLE_PATH="Person"
-    )
+    columns = [{"name": c, "type": "string"} for c in ("crm_id", "first_name", "email")]
+    source = api.post(
+        f"{FS}/sourceConnections",
+        json={
+            "name": "People",
+            "baseConnectionId": base.json()["id"],
+            "data": {"format": "tabular"},
+            "params": {"tableName": "Person", "columns": columns},
+            "connectionSpec": {"id": "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5", "version": "1.0"},
+        },
+    ).json()
     target = target_connection(api, schema_id, dataset_id)
     mapping = api.post(
         "/data/foundation/conversion/mappingSets",
@@ -144,7 +152,7 @@ def _crm(api: ApiClient, salesforce: SalesforceFake) -> tuple[str, str]:
         f"{FS}/flows",
         DOC_002_FLOW.replace('"updatedAt"', '"LastModifiedDate"'),
         SOURCE_ID=source["id"],
-        TARGET_ID=target["id"],
+        TARGET_ID=target,
         MAPPING_ID=mapping.json()["id"],
     )
     return flow["id"], dataset_id
@@ -176,13 +184,16 @@ def _inlet(api: ApiClient) -> tuple[str, str, str]:
 def _data360(server: LiveServer, api: ApiClient) -> tuple[str, str, str]:
     """A Data 360 connector whose Profile event is keyed by email, deployed into the api's sandbox."""
     connector = create_connector(api, f"Members {uuid.uuid4().hex[:6]}")
-    member = event("member", "Profile", [field("email", "Email"), field("tier")], pk="email")
-    assert upload(api, connector["id"], {"events": [member]}).status_code == 200
+    member = event("member", "Profile", [field("email", "Email", True, True), field("tier")], pk="email")
+    uploaded = upload(api, connector["id"], {"events": [member]})
+    assert uploaded.status_code == 200, uploaded.text
     made = deploy(api, connector["id"], ["member"], api.sandbox_name)
     assert made.status_code == 201, made.text
     (stream,) = made.json()["dataStreams"]
     faster = api.patch(
-        f"{SSOT}/data-streams/{stream['id']}", params={"dataspace": api.sandbox_name}, json={"refreshCadenceSeconds": 0}
+        f"{SSOT}/data-streams/{stream['id']}",
+        params={"dataspace": api.sandbox_name},
+        json={"refreshCadenceSeconds": 0},
     )
     assert faster.status_code == 200, faster.text
     return connector["sourceId"], stream["dataSetId"], ingestion_token(server, api)
@@ -264,7 +275,10 @@ def test_three_sources_about_one_person_are_one_profile(
             "name": f"CRM first {tag}",
             "schema": {"name": "_xdm.context.profile"},
             "identityGraph": {"type": "pdg"},
-            "attributeMerge": {"type": "dataSetPrecedence", "order": [crm_dataset, web_dataset, d360_dataset]},
+            "attributeMerge": {
+                "type": "dataSetPrecedence",
+                "order": [crm_dataset, web_dataset, d360_dataset],
+            },
         },
     )
     assert policy.status_code == 200, policy.text

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -266,6 +267,8 @@ def _to_struct(arr: pa.Array, target: pa.DataType, report: Report) -> pa.Array:
 
 
 def _to_map(arr: pa.Array, target: pa.DataType, report: Report) -> pa.Array:
+    if pa.types.is_struct(arr.type):
+        return _struct_to_map(arr, target, report)
     if not pa.types.is_map(arr.type):
         return _fail_all(arr, target, report)
     entries = arrays.map_entries(arr)
@@ -274,6 +277,25 @@ def _to_map(arr: pa.Array, target: pa.DataType, report: Report) -> pa.Array:
     keys = coerce(pc.struct_field(flat, [0]), pa.string(), _shifted(report, parents))
     items = coerce(pc.struct_field(flat, [1]), target.item_type, _shifted(report, parents))
     offsets = arrays.list_offsets(arrays.list_lengths(entries))
+    return pa.MapArray.from_arrays(offsets, keys, items, type=target, mask=pc.is_null(arr))
+
+
+def _struct_to_map(arr: pa.Array, target: pa.DataType, report: Report) -> pa.Array:
+    """A JSON object read as a struct (its keys became fields), as a map: each row's entries are its
+    fields that hold a value, in field order (``identityMap`` sent as ``{"ECID": [...], "Email": [...]}``)."""
+    names = [arr.type.field(i).name for i in range(arr.type.num_fields)]
+    rows = len(arr)
+    present = np.zeros((rows, len(names)), dtype=bool)
+    values = []
+    for j, name in enumerate(names):
+        child = pc.struct_field(arr, [j])
+        present[:, j] = pc.and_(pc.is_valid(arr), pc.is_valid(child)).to_numpy(zero_copy_only=False)
+        values.append(coerce(child, target.item_type, report))
+    row_of, field_of = np.nonzero(present)  # row-major: each row's fields in order
+    flat = pa.concat_arrays(values) if values else pa.array([], target.item_type)
+    items = flat.take(pa.array(field_of * rows + row_of, pa.int64()))
+    keys = pa.array(names, pa.string()).take(pa.array(field_of, pa.int64()))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int32))
     return pa.MapArray.from_arrays(offsets, keys, items, type=target, mask=pc.is_null(arr))
 
 
