@@ -18,10 +18,9 @@ def test_an_object_of_identities_becomes_an_identity_map() -> None:
         {"ECID": [{"id": "1", "primary": True}], "Email": [{"id": "a@example.com"}]},
         None,
         {"Email": [{"id": "b@example.com"}, {"id": "c@example.com"}]},
-        {},
     ]
     reported: list[Any] = []
-    landed = coerce(pa.array(sent[:3] + [None]), IDENTITY_MAP, lambda *a: reported.append(a))
+    landed = coerce(pa.array([*sent, None]), IDENTITY_MAP, lambda *a: reported.append(a))
     assert reported == []
     assert landed.type == IDENTITY_MAP
     assert landed.to_pylist() == [

@@ -287,7 +287,7 @@ def _struct_to_map(arr: pa.Array, target: pa.DataType, report: Report) -> pa.Arr
     rows = len(arr)
     present = np.zeros((rows, len(names)), dtype=bool)
     values = []
-    for j, name in enumerate(names):
+    for j in range(len(names)):
         child = pc.struct_field(arr, [j])
         present[:, j] = pc.and_(pc.is_valid(arr), pc.is_valid(child)).to_numpy(zero_copy_only=False)
         values.append(coerce(child, target.item_type, report))
