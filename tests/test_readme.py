@@ -51,11 +51,13 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     activations = ActivationSupervisor(server.services, scopes={Scope(org, sandbox.id)})
     activation_thread = threading.Thread(target=activations.run_forever, daemon=True)
     activation_thread.start()
+    server.services.profile_projector.start()  # as `make run`'s worker does
     try:
         result = subprocess.run(
             ["bash", "-c", script], env=env, cwd=README.parent, capture_output=True, text=True, timeout=280
         )
     finally:
+        server.services.profile_projector.stop()
         supervisor.stop()
         activations.stop()
         thread.join(timeout=15)
@@ -76,6 +78,16 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     # Streaming: the single message and the batch (207) were acknowledged; two rows, web-1 once.
     assert '"syncValidation":{"skipped":true}' in result.stdout
     assert result.stdout.count("mary@example.com") == 1 and "ike@example.com" in result.stdout
+    # Profiles: the CSV row and the streamed message are one profile, found by the ECID; its cluster.
+    profile = re.search(r'\{"hw\d+":\{"entityId":.*', result.stdout)
+    assert profile, result.stdout[-3000:]
+    for part in (
+        '"lastName":"Lovelace"',
+        '"ECID":[{"id":"12345678901234567890123456789012345678"}]',
+        '"Email":',
+    ):
+        assert part in profile.group(0), profile.group(0)
+    assert '"members":[' in result.stdout and '"code":"ECID"' in result.stdout
     # Activation: the test request answered 200, and the streamed event was delivered to the sink.
     assert '"status":200' in result.stdout.replace(" ", "")
     assert "'delivered': 1" in result.stdout
