@@ -261,13 +261,30 @@ def test_three_sources_about_one_person_are_one_profile(
             return found if found is not None and len(found["sources"]) == 3 else None
 
         profile = wait_until(merged, timeout=30, interval=0.2)
+        # A Profile delete through the Ingestion API takes that stream's record out of the profile.
+        deleted = httpx.request(
+            "DELETE",
+            f"{server.base_url}/api/v1/ingest/sources/{source_id}/member",
+            headers={"Authorization": f"Bearer {token}"},
+            params={"ids": email},
+        )
+        assert deleted.status_code == 202, deleted.text
+
+        def without_member() -> dict[str, Any] | None:
+            found = _lookup(api, "ECID", ecid)
+            return found if found is not None and d360_dataset not in found["sources"] else None
+
+        after_delete = wait_until(without_member, timeout=30, interval=0.2)
 
     assert sorted(profile["sources"]) == sorted([crm_dataset, web_dataset, d360_dataset])
-    assert _lookup(api, "CRMID", crmid) == profile == _lookup(api, "Email", email)
+    assert _lookup(api, "CRMID", crmid) == after_delete == _lookup(api, "Email", email)
     entity = profile["entity"]
     assert sorted(entity["identityMap"]) == ["CRMID", "ECID", "Email"]
     assert entity["person"]["name"]["firstName"] == "Ada L."  # timestamp-ordered: the newest record wins
     assert entity["_headwater"]["tier"] == "gold"  # the Data 360 stream's attributes join it
+
+    assert "tier" not in after_delete["entity"].get("_headwater", {})
+    assert sorted(after_delete["sources"]) == sorted([crm_dataset, web_dataset])
 
     policy = api.post(
         "/data/core/ups/config/mergePolicies",
