@@ -3,7 +3,7 @@
 The test reads every import of every module under src/headwater (those under ``if TYPE_CHECKING:`` and
 inside functions too: a lazy import is still a dependency) and fails on one that points up. The rules:
 
-- foundation (errors, settings, process, catalog) imports nothing else of Headwater;
+- foundation (errors, faults, settings, process, catalog) imports nothing else of Headwater;
 - the pure engines import only the foundation;
 - stores, the lake and connectors import the foundation and the engines (the lake reads the stores);
 - services import those, never runtime, api, web or the container;
@@ -23,7 +23,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-FOUNDATION = {"headwater", "headwater.errors", "headwater.settings", "headwater.process"}
+FOUNDATION = {"headwater", "headwater.errors", "headwater.faults", "headwater.settings", "headwater.process"}
 ENTRY = {"headwater.cli", "headwater.cli_data360", "headwater.server"}
 CONTAINER = {"headwater.container"}
 

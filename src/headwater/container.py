@@ -115,7 +115,9 @@ class Services:
         self.profiles = open_profile_store(self.store)
         crmid = self.namespace_number("CRMID")
         limits = Limits(self.settings.identity_graph_max_identities, frozenset({crmid}))
-        self.projection = Projection(self.lake, self.profiles, self.namespace_number, limits)
+        self.projection = Projection(
+            self.lake, self.profiles, self.namespace_number, limits, self.settings.profile_chunk_rows
+        )
         self.profile_lookup = ProfileLookup(self.profiles, self.merge_policies)
         from headwater.runtime.profiles import ProfileProjector
 

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         " that would make a cluster larger is refused and recorded, so a shared device id or a test email"
         " does not merge many people into one profile.",
     )
+    profile_chunk_rows: int = Field(
+        50_000,
+        ge=100,
+        description="Rows per profile-store transaction when a dataset is first read into the profiles or"
+        " rebuilt after a rewrite: on SQLite each holds the one write lock, shared with the API's writes.",
+    )
     stream_log: str = Field(
         "local",
         description="Where acknowledged streaming messages are kept until committed to datasets: 'local' (a "

@@ -32,9 +32,9 @@ from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
 from headwater.connectors.errors import ConnectorError
 from headwater.errors import HeadwaterError
+from headwater.faults import crash_point
 from headwater.runtime import lookback
 from headwater.runtime.context import Runtime
-from headwater.runtime.faults import crash_point
 from headwater.runtime.window import Keys, Window, choose_window, overlap_keys
 from headwater.services import ledger
 from headwater.services.ids import now_ms

@@ -258,7 +258,7 @@ class MicroBatcher:
             "outputRecords": result.output,
             "failedRecords": result.failed,
         }
-        from headwater.runtime.faults import crash_point
+        from headwater.faults import crash_point
 
         crash_point("stream_before_commit")
         table, committed = svc.lake.commit_stream(

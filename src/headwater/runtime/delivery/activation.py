@@ -25,6 +25,7 @@ import orjson
 
 from headwater.connectors.http_destination.destination import Destination
 from headwater.engines.bindings import Bindings
+from headwater.faults import crash_point
 from headwater.runtime.delivery.engine import (
     DeadLetter,
     Deliverer,
@@ -33,7 +34,6 @@ from headwater.runtime.delivery.engine import (
     Progress,
     Stats,
 )
-from headwater.runtime.faults import crash_point
 from headwater.services.ids import new_etag, now_ms
 from headwater.services.ledger import Hourly, RunLedger
 from headwater.services.plans import FlowPlan

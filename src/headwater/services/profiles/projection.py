@@ -33,13 +33,14 @@ import pyarrow as pa
 from headwater.engines.identity.extract import identities, links
 from headwater.engines.identity.graph import Limits
 from headwater.engines.identity.namespaces import check_value
+from headwater.faults import crash_point
 from headwater.lake.iceberg import Lake
 from headwater.lake.increments import increment
 from headwater.services.profiles.graphstep import link
 from headwater.services.profiles.sources import ProfileSource
 from headwater.stores.profiles.base import ExperienceEvent, Fragment, GraphUpdate, ProfileStore, StaleCursor
 
-CHUNK_ROWS = 50_000  # rows per profile-store transaction during a first read or a rebuild
+CHUNK_ROWS = 50_000  # default rows per profile-store transaction during a first read or a rebuild
 PARTIAL = "partial"
 
 
@@ -63,11 +64,13 @@ class Projection:
         profiles: ProfileStore,
         namespace_id: Callable[[str], int],
         limits: Limits | None = None,
+        chunk_rows: int = CHUNK_ROWS,
     ) -> None:
         self.lake = lake
         self.profiles = profiles
         self.namespace_id = namespace_id
         self.limits = limits or Limits()
+        self.chunk_rows = chunk_rows
 
     def step(self, source: ProfileSource) -> StepReport:
         """Project what ``source``'s table gained since its cursor. Raises StaleCursor when another
@@ -91,7 +94,7 @@ class Projection:
         committed_ms = snapshot.timestamp_ms if snapshot is not None else int(time.time() * 1000)
         target = step.snapshot_id if step.snapshot_id is not None else -1
         expected = cursor.snapshot_id if cursor is not None else None
-        chunks = _chunks(step.reader) if step.reader is not None else iter(())
+        chunks = _chunks(step.reader, self.chunk_rows) if step.reader is not None else iter(())
         chunk = next(chunks, None)
         while True:
             following = next(chunks, None)
@@ -112,6 +115,7 @@ class Projection:
             expected = target
             if following is None:
                 return report
+            crash_point("profile_chunk")  # the crash tests: between two chunks of a first read
             chunk = following
 
     def _write(
@@ -155,15 +159,18 @@ class Projection:
         return fragments, events, graph
 
 
-def _chunks(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
+def _chunks(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
+    """The reader's rows in tables of at most ``rows`` (a data file's batch may be larger)."""
     pending: list[pa.RecordBatch] = []
     size = 0
     for batch in reader:
-        pending.append(batch)
-        size += batch.num_rows
-        if size >= CHUNK_ROWS:
-            yield pa.Table.from_batches(pending)
-            pending, size = [], 0
+        while batch.num_rows:
+            take = min(batch.num_rows, rows - size)
+            pending.append(batch.slice(0, take))
+            batch, size = batch.slice(take), size + take
+            if size == rows:
+                yield pa.Table.from_batches(pending)
+                pending, size = [], 0
     if pending:
         yield pa.Table.from_batches(pending)
 
