@@ -59,6 +59,7 @@ NAV: Nav = [
         ],
     ),
     ("Movement", [("Dataflows", "/console/flows"), ("Activations", "/console/activations")]),
+    ("Customers", [("Profiles", "/console/profiles")]),
     ("Organization", [("Users", "/console/users"), ("Audit", "/console/audit")]),
 ]
 #: Pages of the navigation shown to organization admins only (the others get a 403 page there).

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from headwater.web.pages import activations, data, data360, destinations, flows, organization, sources
+from headwater.web.pages import (
+    activations,
+    data,
+    data360,
+    destinations,
+    flows,
+    organization,
+    profiles,
+    sources,
+)
 
 ROUTERS = [
     sources.router,
@@ -11,5 +20,6 @@ ROUTERS = [
     data.router,
     flows.router,
     activations.router,
+    profiles.router,
     organization.router,
 ]

@@ -1,0 +1,16 @@
+"""Console pages: profiles. Look a profile up by any of its identities and see its merged attributes, the
+identities of its cluster and the datasets it came from; the behaviour is in ``static/profiles.js``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from headwater.web.app import page
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/console/profiles")
+async def profiles(request: Request) -> Response:
+    return page(request, "profiles/lookup.html", "Profiles")
