@@ -50,20 +50,35 @@ class ProfileSources:
 
     def enabled(self, scope: Scope, dataset: Resource) -> ProfileSource | None:
         """The dataset as a profile source, or None when it does not feed profiles."""
+        stream = self._profile_stream(scope, dataset.id) if not _tagged(dataset) else False
+        return self._source(scope, dataset, stream)
+
+    def all(self, scope: Scope) -> list[ProfileSource]:
+        """The sandbox's profile sources. Two list queries whatever the number of datasets; only the
+        tagged datasets and those of Data 360 Profile streams cost more (their schema and identities),
+        so a server holding many datasets that do not feed profiles pays nothing for them."""
+        streams = {
+            (s.doc.get("resources") or {}).get("dataSetId")
+            for s in self.store.list(DATA_STREAM, scope).items
+            if s.doc.get("category") == "Profile"
+        }
+        found = (
+            self._source(scope, d, d.id in streams)
+            for d in self.store.list("dataSet", scope).items
+            if _tagged(d) or d.id in streams
+        )
+        return [s for s in found if s is not None]
+
+    def _source(self, scope: Scope, dataset: Resource, profile_stream: bool) -> ProfileSource | None:
         ref = ((dataset.doc.get("schemaRef") or {}).get("id")) or ""
         schema = self._schema(scope, ref)
         if schema is None:
             return None
-        tagged = ENABLED in ((dataset.doc.get("tags") or {}).get(PROFILE_TAG) or [])
         union = UNION in (schema.doc.get("meta:immutableTags") or [])
-        if not ((tagged and union) or self._profile_stream(scope, dataset.id)):
+        if not ((_tagged(dataset) and union) or profile_stream):
             return None
         kind: Kind = "event" if schema.doc.get("meta:class") == EVENT_CLASS else "profile"
         return ProfileSource(scope, dataset.id, schema.id, kind, tuple(self._fields(scope, schema)))
-
-    def all(self, scope: Scope) -> list[ProfileSource]:
-        found = (self.enabled(scope, d) for d in self.store.list("dataSet", scope).items)
-        return [s for s in found if s is not None]
 
     def _schema(self, scope: Scope, ref: str) -> Resource | None:
         schema = self.store.get("schema", scope, ref) if ref else None
@@ -102,6 +117,10 @@ class ProfileSources:
             return {}
         resource = self.store.get(kind, scope, ident)
         return resource.doc if resource is not None else {}
+
+
+def _tagged(dataset: Resource) -> bool:
+    return ENABLED in ((dataset.doc.get("tags") or {}).get(PROFILE_TAG) or [])
 
 
 def _dotted(pointer: Any) -> str:
