@@ -53,6 +53,9 @@ class ProfileLookup:
         policy = self._policy(actor, params.get("mergePolicyId"))
         entity = merge(profile.fragments, policy)
         entity["identityMap"] = _identity_map(profile.members)
+        membership = self.profiles.memberships_of(actor.scope, [profile.cluster_id]).get(profile.cluster_id)
+        if membership:
+            entity["segmentMembership"] = _segment_membership(membership)
         modified = max((f.ts_ms for f in profile.fragments), default=0)
         entity_id = f"hw{profile.cluster_id}"
         return {
@@ -183,6 +186,16 @@ def _identity_map(members: list[tuple[str, str]]) -> dict[str, list[dict[str, An
     for namespace, ident in members:
         found.setdefault(namespace, []).append({"id": ident})
     return found
+
+
+def _segment_membership(held: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    """AEP's ``segmentMembership`` map: the "ups" namespace, each segment's status and when it changed."""
+    return {
+        "ups": {
+            segment: {"status": status, "lastQualificationTime": _iso(since)}
+            for segment, (status, since) in sorted(held.items())
+        }
+    }
 
 
 def _fields(entity: dict[str, Any], fields: str | None) -> dict[str, Any]:

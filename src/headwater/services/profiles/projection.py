@@ -37,6 +37,7 @@ from headwater.lake.iceberg import Lake
 from headwater.lake.increments import increment
 from headwater.services.profiles.graphstep import link
 from headwater.services.profiles.sources import ProfileSource
+from headwater.stores.metadata import Scope
 from headwater.stores.profiles.base import ExperienceEvent, Fragment, GraphUpdate, ProfileStore, StaleCursor
 
 CHUNK_ROWS = 50_000  # rows per profile-store transaction during a first read or a rebuild
@@ -63,11 +64,14 @@ class Projection:
         profiles: ProfileStore,
         namespace_id: Callable[[str], int],
         limits: Limits | None = None,
+        on_changed: Callable[[Scope, set[int], int], None] | None = None,
     ) -> None:
         self.lake = lake
         self.profiles = profiles
         self.namespace_id = namespace_id
         self.limits = limits or Limits()
+        #: Called after each committed chunk with the clusters it touched (streaming segments).
+        self.on_changed = on_changed
 
     def step(self, source: ProfileSource) -> StepReport:
         """Project what ``source``'s table gained since its cursor. Raises StaleCursor when another
@@ -110,9 +114,24 @@ class Projection:
                 expected_snapshot_id=expected,
             )
             expected = target
+            self._changed(source, written)
             if following is None:
                 return report
             chunk = following
+
+    def _changed(
+        self, source: ProfileSource, written: tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None]
+    ) -> None:
+        """Tell ``on_changed`` which clusters a committed chunk touched: every cluster the graph assigned
+        or merged into, and the clusters of the rows' anchor identities."""
+        fragments, events, graph = written
+        if self.on_changed is None or not (fragments or events or graph):
+            return
+        clusters = {c for _, _, c in graph.assignments} | {b for _, b in graph.merged} if graph else set()
+        anchors = {(f.namespace, f.id) for f in fragments} | {(e.namespace, e.id) for e in events}
+        clusters.update(self.profiles.clusters_of(source.scope, list(anchors)).values())
+        if clusters:
+            self.on_changed(source.scope, clusters, int(time.time() * 1000))
 
     def _write(
         self,
