@@ -387,6 +387,29 @@ def test_a_second_job_exits_who_no_longer_qualifies(server: LiveServer, api: Api
     assert listed["children"][0]["id"] == job["id"] and listed["_page"]["totalCount"] == 2
 
 
+def test_a_preview_counts_and_shows_the_audience(server: LiveServer, api: ApiClient) -> None:
+    tag = uuid.uuid4().hex[:6]
+    crm = _dataset(api, "CRM")
+    now = datetime.now(UTC)
+    rows = [
+        _person(f"q{i}.{tag}@example.com", now, "Q", 1990, ["Oslo", "Rome"][i % 2], "NO") for i in range(7)
+    ]
+    _land(server, api, crm, PEOPLE, rows)
+    created = api.post("/data/core/ups/preview", json={"predicateExpression": 'homeAddress.city = "Oslo"'})
+    assert created.status_code == 200, created.text
+    preview_id = created.json()["previewId"]
+    estimate = api.get(f"/data/core/ups/estimate/{preview_id}").json()
+    assert estimate["estimatedSize"] == 4 and estimate["profilesReadSoFar"] == 7
+    page = api.get(f"/data/core/ups/preview/{preview_id}", params={"limit": "3"}).json()
+    assert len(page["results"]) == 3 and page["links"]["next"]
+    assert {r["entity"]["homeAddress"]["city"] for r in page["results"]} == {"Oslo"}
+    bad = api.post("/data/core/ups/preview", json={"predicateExpression": "a =="})
+    assert bad.status_code == 400 and bad.json()["report"]["errors"][0]["path"] == "predicateExpression"
+    viewer = role_client(server, api, "Viewer")
+    assert viewer.get(f"/data/core/ups/estimate/{preview_id}").status_code == 200  # a count, no profiles
+    assert viewer.get(f"/data/core/ups/preview/{preview_id}").status_code == 403
+
+
 # --- streaming ---
 
 

@@ -132,10 +132,12 @@ class Services:
         from headwater.services.segments.definitions import SegmentDefinitions
         from headwater.services.segments.evaluation import Segments
         from headwater.services.segments.jobs import SegmentJobs
+        from headwater.services.segments.previews import Previews
 
         self.segment_definitions = SegmentDefinitions(self.store, self.merge_policies, self.profiles)
         self.segments = Segments(self.profiles, self.segment_definitions, self.merge_policies)
         self.segment_jobs = SegmentJobs(self.store, self.segment_definitions, self.segments)
+        self.segment_previews = Previews(self.store, self.segments)
         self.segment_job_runner = SegmentJobRunner(self.segment_jobs)  # a worker starts it
 
     @staticmethod

@@ -122,6 +122,9 @@ ROUTES: Mapping[str, str] = {
     f"GET {IDN}/cluster/history": VIEW_PROFILES,
     **_crud(SEGMENT_DEFINITIONS, MANAGE_SEGMENTS),  # reading definitions needs read only
     "POST /data/core/ups/segment/jobs": MANAGE_SEGMENTS,
+    "POST /data/core/ups/preview": VIEW_PROFILES,  # a preview lists profiles; an estimate only counts
+    "GET /data/core/ups/preview/{ident}": VIEW_PROFILES,
+    "DELETE /data/core/ups/preview/{ident}": VIEW_PROFILES,
     **_crud(f"{SSOT}/connections", MANAGE_SOURCES),
     f"PUT {SSOT}/connections/{{ident}}/schema": MANAGE_SOURCES,
     f"POST {SSOT}/connections/{{ident}}/schema/actions/preview": READ,

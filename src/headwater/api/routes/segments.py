@@ -4,7 +4,9 @@ jobs (``/data/core/ups/segment/jobs``), in AEP's shapes.
 Definitions: create answers 200 with the definition (AEP's answer), list is ``{"segments", "page",
 "link"}``, PATCH takes a JSON Patch (no If-Match needed), DELETE answers 200 with an empty body. Jobs:
 create answers 200 with the job (status ``NEW``), list is ``{"_page", "children", "_links"}``.
-Writes need ``manage-segments`` (services/access.py).
+Previews and estimates (``/data/core/ups/preview``, ``/estimate``): POST answers 200 ``{"state":
+"RESULT_READY", "previewId"}``. Writes need ``manage-segments``; previews, which show profiles, need
+``view-profiles`` (services/access.py).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.services.segments.definitions import SegmentDefinitions
 from headwater.services.segments.jobs import SegmentJobs
+from headwater.services.segments.previews import Previews
 from headwater.services.tenancy import Actor
 
 DEFINITIONS = "/data/core/ups/segment/definitions"
 JOBS = "/data/core/ups/segment/jobs"
+PREVIEW = "/data/core/ups/preview"
+ESTIMATE = "/data/core/ups/estimate"
 TAG = "Segmentation Service"
 router = APIRouter()
 
@@ -133,3 +138,49 @@ async def create_job(request: Request, actor: Actor = Depends(platform_actor)) -
 @router.get(f"{JOBS}/{{ident}}", tags=[TAG], summary="Get a segment job")
 async def get_job(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     return JSONResponse(await calls.read(services(request), _jobs(request).find, actor, ident))
+
+
+_PREVIEW = {
+    "type": "object",
+    "required": ["predicateExpression"],
+    "properties": {
+        "predicateExpression": {"type": "string", "example": 'homeAddress.city = "Oslo"'},
+        "predicateType": {"type": "string", "enum": ["pql/text"]},
+        "predicateModel": {"type": "string", "enum": ["_xdm.context.profile"]},
+        "mergePolicyId": {"type": "string"},
+    },
+}
+
+
+def _previews(request: Request) -> Previews:
+    return services(request).segment_previews
+
+
+@router.post(
+    PREVIEW,
+    tags=[TAG],
+    summary="Preview an audience (evaluates every profile)",
+    openapi_extra=_body(_PREVIEW),
+)
+async def create_preview(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    coll = _previews(request)
+    body = await json_body(request)
+    return JSONResponse(coll.render(await calls.pooled(coll.create, actor, body)))
+
+
+@router.get(f"{PREVIEW}/{{ident}}", tags=[TAG], summary="The qualifying profiles of a preview, paged")
+async def get_preview(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    coll = _previews(request)
+    params = dict(request.query_params)
+    return JSONResponse(await calls.pooled(coll.results, actor, ident, params))
+
+
+@router.delete(f"{PREVIEW}/{{ident}}", tags=[TAG], summary="Forget a preview")
+async def delete_preview(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> Response:
+    await calls.write(services(request), _previews(request).delete, actor, ident)
+    return Response(status_code=200)
+
+
+@router.get(f"{ESTIMATE}/{{ident}}", tags=[TAG], summary="The size of a preview's audience")
+async def get_estimate(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    return JSONResponse(await calls.read(services(request), _previews(request).estimate, actor, ident))

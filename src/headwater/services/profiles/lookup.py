@@ -6,6 +6,9 @@ fragment of them, merged under a merge policy (engines/profile_merge.py). Its ``
 (``hw`` and the cluster's number): when two clusters merge, the profile keeps the smaller one's id, as the
 graph does.
 
+A profile with segment memberships shows them as AEP does: ``segmentMembership: {"ups": {"<segment id>":
+{"status": "realized" | "exited", "lastQualificationTime"}}}``.
+
 Events of a profile come newest first. A page holds ``limit`` of them (default 10, at most 1000); the
 ``_page.next`` token and ``_links.next.href`` fetch the next.
 """

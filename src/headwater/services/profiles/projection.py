@@ -15,6 +15,9 @@ events are replaced by the table's current rows in the same way. A crash at any 
 where the last finished step put it: the next step reads the same rows again, and writing a fragment
 or an event twice changes nothing.
 
+After each committed chunk, ``on_changed`` (the container gives ``Segments.reevaluate_quietly``) is told
+the clusters it touched, so that streaming segments re-evaluate those profiles within the step.
+
 Identities that fail their namespace's format are not linked and the row is kept only through its other
 identities; rows without any identity are counted, not projected.
 """

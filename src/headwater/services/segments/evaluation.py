@@ -91,6 +91,16 @@ class Segments:
         import time
 
         started = time.monotonic()
+        clusters, qualifying = self.qualifying(scope, definitions, now_ms)
+        evaluation_ms = int((time.monotonic() - started) * 1000)
+        results = {d.id: self._apply_batch(scope, d, clusters, qualifying[d.id], now_ms) for d in definitions}
+        return SandboxResult(len(clusters), results, evaluation_ms)
+
+    def qualifying(
+        self, scope: Scope, definitions: Sequence[Definition], now_ms: int
+    ) -> tuple[list[int], dict[str, set[int]]]:
+        """Every cluster of the sandbox that has a fragment, and the clusters each definition qualifies
+        at ``now_ms`` (nothing written)."""
         with duckdb.connect() as con:
             _load(con, "fragments", _FRAGMENTS, self.profiles.iter_fragments(scope))
             if any(depends_on_events(d.expr) for d in definitions):
@@ -98,15 +108,15 @@ class Segments:
             else:
                 con.execute(f"CREATE TABLE events ({_EVENTS})")
             tables = self._run(con, scope, definitions, now_ms)
-        evaluation_ms = int((time.monotonic() - started) * 1000)
-        results: dict[str, SegmentResult] = {}
-        clusters: list[int] = []
+            everyone = [
+                int(c)
+                for (c,) in con.execute("SELECT DISTINCT cluster_id FROM fragments ORDER BY 1").fetchall()
+            ]
+        found: dict[str, set[int]] = {}
         for group, table in tables:
-            clusters = table.column("cluster_id").to_pylist()
             for d in group:
-                qualifying = set(table.filter(table.column(d.id)).column("cluster_id").to_pylist())
-                results[d.id] = self._apply_batch(scope, d, clusters, qualifying, now_ms)
-        return SandboxResult(len(clusters), results, evaluation_ms)
+                found[d.id] = set(table.filter(table.column(d.id)).column("cluster_id").to_pylist())
+        return everyone, found
 
     def _run(
         self, con: duckdb.DuckDBPyConnection, scope: Scope, definitions: Sequence[Definition], now_ms: int
