@@ -1,7 +1,8 @@
 """The profile serving store: identities and clusters, profile fragments, experience events,
 segment membership and its transitions.
 
-``base.ProfileStore`` is the interface; ``sql.SqlProfileStore`` implements it once for SQLAlchemy;
+``base.ProfileStore`` is the interface; ``sql.SqlProfileStore`` implements it once for SQLAlchemy (its
+segment membership in ``membership``);
 ``sqlite`` and ``postgresql`` hold what differs per database; ``tables`` the tables, which live in the
 metadata database and its migrations. ``open_profile_store`` opens it on the metadata store's engine.
 """
