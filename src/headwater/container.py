@@ -115,8 +115,14 @@ class Services:
         self.profiles = open_profile_store(self.store)
         crmid = self.namespace_number("CRMID")
         limits = Limits(self.settings.identity_graph_max_identities, frozenset({crmid}))
+        self._segments()
         self.projection = Projection(
-            self.lake, self.profiles, self.namespace_number, limits, self.settings.profile_chunk_rows
+            self.lake,
+            self.profiles,
+            self.namespace_number,
+            limits,
+            self.settings.profile_chunk_rows,
+            self.segments.reevaluate_quietly,
         )
         self.profile_lookup = ProfileLookup(self.profiles, self.merge_policies)
         from headwater.runtime.profiles import ProfileProjector
@@ -124,6 +130,20 @@ class Services:
         self.profile_projector = ProfileProjector(
             self.store, self.lake, self.projection
         )  # a worker starts it
+
+    def _segments(self) -> None:
+        """Segment definitions, their evaluation (batch and streaming) and segment jobs."""
+        from headwater.runtime.segmentjobs import SegmentJobRunner
+        from headwater.services.segments.definitions import SegmentDefinitions
+        from headwater.services.segments.evaluation import Segments
+        from headwater.services.segments.jobs import SegmentJobs
+        from headwater.services.segments.previews import Previews
+
+        self.segment_definitions = SegmentDefinitions(self.store, self.merge_policies, self.profiles)
+        self.segments = Segments(self.profiles, self.segment_definitions, self.merge_policies)
+        self.segment_jobs = SegmentJobs(self.store, self.segment_definitions, self.segments)
+        self.segment_previews = Previews(self.store, self.segments)
+        self.segment_job_runner = SegmentJobRunner(self.segment_jobs)  # a worker starts it
 
     @staticmethod
     def namespace_number(code: str) -> int:

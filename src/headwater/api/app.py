@@ -43,6 +43,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         runs,
         sandboxes,
         schemaregistry,
+        segments,
         uploads,
         users,
     )
@@ -70,6 +71,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(identity_namespaces.router)
     app.include_router(merge_policies.router)
     app.include_router(profiles.router)
+    app.include_router(segments.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:

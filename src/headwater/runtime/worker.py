@@ -85,6 +85,7 @@ class Worker:
             supervisor = start_streaming(self.services, watch=self._watch)
             activations = start_activations(self.services, watch=self._watch)
             self.services.profile_projector.start()  # profile-enabled datasets into the profile store
+            self.services.segment_job_runner.start()  # segment jobs, beside the projector
         self.services.runs.queued.listen(self._wake.set)
         try:
             self._loop()
@@ -92,6 +93,7 @@ class Worker:
             self.services.runs.queued.forget(self._wake.set)
             if self.streaming:
                 self.services.profile_projector.stop()
+                self.services.segment_job_runner.stop()
             if supervisor is not None:
                 supervisor.stop()
                 supervisor.stop_all()

@@ -64,6 +64,7 @@ SR = "/data/foundation/schemaregistry/tenant"
 IDN = "/data/core/identity"
 IDNS = "/data/core/idnamespace/identities"
 MERGE_POLICIES = "/data/core/ups/config/mergePolicies"
+SEGMENT_DEFINITIONS = "/data/core/ups/segment/definitions"
 SSOT = "/services/data/{version}/ssot"
 
 
@@ -119,6 +120,11 @@ ROUTES: Mapping[str, str] = {
     "GET /data/core/ups/access/entities": VIEW_PROFILES,  # merged profiles are personal data
     f"GET {IDN}/cluster/members": VIEW_PROFILES,
     f"GET {IDN}/cluster/history": VIEW_PROFILES,
+    **_crud(SEGMENT_DEFINITIONS, MANAGE_SEGMENTS),  # reading definitions needs read only
+    "POST /data/core/ups/segment/jobs": MANAGE_SEGMENTS,
+    "POST /data/core/ups/preview": VIEW_PROFILES,  # a preview lists profiles; an estimate only counts
+    "GET /data/core/ups/preview/{ident}": VIEW_PROFILES,
+    "DELETE /data/core/ups/preview/{ident}": VIEW_PROFILES,
     **_crud(f"{SSOT}/connections", MANAGE_SOURCES),
     f"PUT {SSOT}/connections/{{ident}}/schema": MANAGE_SOURCES,
     f"POST {SSOT}/connections/{{ident}}/schema/actions/preview": READ,

@@ -6,6 +6,9 @@ fragment of them, merged under a merge policy (engines/profile_merge.py). Its ``
 (``hw`` and the cluster's number): when two clusters merge, the profile keeps the smaller one's id, as the
 graph does.
 
+A profile with segment memberships shows them as AEP does: ``segmentMembership: {"ups": {"<segment id>":
+{"status": "realized" | "exited", "lastQualificationTime"}}}``.
+
 Events of a profile come newest first. A page holds ``limit`` of them (default 10, at most 1000); the
 ``_page.next`` token and ``_links.next.href`` fetch the next.
 """
@@ -53,6 +56,9 @@ class ProfileLookup:
         policy = self._policy(actor, params.get("mergePolicyId"))
         entity = merge(profile.fragments, policy)
         entity["identityMap"] = _identity_map(profile.members)
+        membership = self.profiles.memberships_of(actor.scope, [profile.cluster_id]).get(profile.cluster_id)
+        if membership:
+            entity["segmentMembership"] = _segment_membership(membership)
         modified = max((f.ts_ms for f in profile.fragments), default=0)
         entity_id = f"hw{profile.cluster_id}"
         return {
@@ -183,6 +189,16 @@ def _identity_map(members: list[tuple[str, str]]) -> dict[str, list[dict[str, An
     for namespace, ident in members:
         found.setdefault(namespace, []).append({"id": ident})
     return found
+
+
+def _segment_membership(held: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    """AEP's ``segmentMembership`` map: the "ups" namespace, each segment's status and when it changed."""
+    return {
+        "ups": {
+            segment: {"status": status, "lastQualificationTime": _iso(since)}
+            for segment, (status, since) in sorted(held.items())
+        }
+    }
 
 
 def _fields(entity: dict[str, Any], fields: str | None) -> dict[str, Any]:

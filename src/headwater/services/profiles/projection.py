@@ -15,6 +15,9 @@ events are replaced by the table's current rows in the same way. A crash at any 
 where the last finished step put it: the next step reads the same rows again, and writing a fragment
 or an event twice changes nothing.
 
+After each committed chunk, ``on_changed`` (the container gives ``Segments.reevaluate_quietly``) is told
+the clusters it touched, so that streaming segments re-evaluate those profiles within the step.
+
 Identities that fail their namespace's format are not linked and the row is kept only through its other
 identities; rows without any identity are counted, not projected.
 """
@@ -38,6 +41,7 @@ from headwater.lake.iceberg import Lake
 from headwater.lake.increments import increment
 from headwater.services.profiles.graphstep import link
 from headwater.services.profiles.sources import ProfileSource
+from headwater.stores.metadata import Scope
 from headwater.stores.profiles.base import ExperienceEvent, Fragment, GraphUpdate, ProfileStore, StaleCursor
 
 CHUNK_ROWS = 50_000  # default rows per profile-store transaction during a first read or a rebuild
@@ -65,12 +69,15 @@ class Projection:
         namespace_id: Callable[[str], int],
         limits: Limits | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        on_changed: Callable[[Scope, set[int], int], None] | None = None,
     ) -> None:
         self.lake = lake
         self.profiles = profiles
         self.namespace_id = namespace_id
         self.limits = limits or Limits()
         self.chunk_rows = chunk_rows
+        #: Called after each committed chunk with the clusters it touched (streaming segments).
+        self.on_changed = on_changed
 
     def step(self, source: ProfileSource) -> StepReport:
         """Project what ``source``'s table gained since its cursor. Raises StaleCursor when another
@@ -113,10 +120,25 @@ class Projection:
                 expected_snapshot_id=expected,
             )
             expected = target
+            self._changed(source, written)
             if following is None:
                 return report
             crash_point("profile_chunk")  # the crash tests: between two chunks of a first read
             chunk = following
+
+    def _changed(
+        self, source: ProfileSource, written: tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None]
+    ) -> None:
+        """Tell ``on_changed`` which clusters a committed chunk touched: every cluster the graph assigned
+        or merged into, and the clusters of the rows' anchor identities."""
+        fragments, events, graph = written
+        if self.on_changed is None or not (fragments or events or graph):
+            return
+        clusters = {c for _, _, c in graph.assignments} | {b for _, b in graph.merged} if graph else set()
+        anchors = {(f.namespace, f.id) for f in fragments} | {(e.namespace, e.id) for e in events}
+        clusters.update(self.profiles.clusters_of(source.scope, list(anchors)).values())
+        if clusters:
+            self.on_changed(source.scope, clusters, int(time.time() * 1000))
 
     def _write(
         self,

@@ -32,6 +32,7 @@ from headwater.stores.profiles.base import (
     StaleCursor,
     _Unchecked,
 )
+from headwater.stores.profiles.membership import SqlMembership
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -96,7 +97,13 @@ _CURSOR = select(_C.snapshot_id, _C.state, _C.updated_ms).where(
     _C.scope_key == bindparam("k"), _C.dataset_id == bindparam("ds")
 )
 #: Tables written in bulk (tuples in column order), each with its rule for keys stored already.
-BULK_TABLES = (t.profile_identities, t.profile_fragments, t.profile_events)
+BULK_TABLES = (
+    t.profile_identities,
+    t.profile_fragments,
+    t.profile_events,
+    t.profile_segment_members,
+    t.profile_segment_transitions,
+)
 _SCOPED_TABLES = (
     t.profile_identities,
     t.profile_refused_links,
@@ -104,6 +111,8 @@ _SCOPED_TABLES = (
     t.profile_fragments,
     t.profile_events,
     t.profile_projection_cursors,
+    t.profile_segment_members,
+    t.profile_segment_transitions,
 )
 
 
@@ -149,7 +158,7 @@ def _final_targets(merged: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return resolved
 
 
-class SqlProfileStore(ProfileStore):
+class SqlProfileStore(SqlMembership, ProfileStore):
     """Shared implementation on ``engine`` (usually the metadata store's). ``write`` opens a write
     transaction (the metadata store's queue, on SQLite); ``read_engine`` runs single-statement reads."""
 
@@ -203,7 +212,7 @@ class SqlProfileStore(ProfileStore):
     def on_conflict(self, table: Any, insert: Any) -> Any:
         """``insert`` into one of :data:`BULK_TABLES` with the table's rule for a key stored already:
         identities take the new cluster; fragments the new row when its ts_ms is at least the stored
-        one; events stay as they were."""
+        one; memberships the new status; events and transitions stay as they were."""
         new = insert.excluded
         if table is t.profile_identities:
             return insert.on_conflict_do_update(
@@ -215,6 +224,13 @@ class SqlProfileStore(ProfileStore):
                 set_={"ts_ms": new.ts_ms, "batch_id": new.batch_id, "attributes": new.attributes},
                 where=new.ts_ms >= t.profile_fragments.c.ts_ms,
             )
+        if table is t.profile_segment_members:
+            return insert.on_conflict_do_update(
+                index_elements=["scope_key", "segment_id", "cluster_id"],
+                set_={"status": new.status, "since_ms": new.since_ms},
+            )
+        if table is t.profile_segment_transitions:
+            return insert.on_conflict_do_nothing(index_elements=["seq"])
         return insert.on_conflict_do_nothing(index_elements=["scope_key", "dataset_id", "event_id"])
 
     # --- scopes ---
@@ -275,6 +291,7 @@ class SqlProfileStore(ProfileStore):
         merges = _final_targets(update.merged)
         if merges:
             conn.execute(_MOVE_CLUSTER, [{"k": key, "c_from": a, "c_to": b} for a, b in merges])
+            self._fold_memberships(conn, key, merges)
             conn.execute(
                 t.profile_cluster_history.insert(),
                 [{"scope_key": key, "cluster_from": a, "cluster_to": b, "at_ms": at_ms} for a, b in merges],

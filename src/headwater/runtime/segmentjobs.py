@@ -1,0 +1,70 @@
+"""The segment job runner: one thread beside each worker that evaluates segment jobs.
+
+It wakes at once when this process creates a job (``SegmentJobs.created``), and otherwise looks for jobs
+every :data:`POLL_SECONDS` (jobs created by another process, and jobs whose runner died: their lease
+expired). Idle, it costs that one look. Jobs run one at a time per process: a job already uses every
+core DuckDB is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from headwater.services.segments.jobs import SegmentJobs
+
+log = logging.getLogger("headwater.segments")
+
+POLL_SECONDS = 5.0
+
+
+class SegmentJobRunner:
+    def __init__(self, jobs: SegmentJobs, worker: str | None = None) -> None:
+        self.jobs = jobs
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:segments"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the loop (again after :meth:`stop`); nothing when it runs already."""
+        if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
+            return
+        self._stop.clear()
+        self.jobs.created.listen(self._wake.set)
+        self._thread = threading.Thread(target=self._run, name="headwater-segment-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the job in progress (if any) ends."""
+        self._stop.set()
+        self._wake.set()
+        self.jobs.created.forget(self._wake.set)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def run_pending(self) -> int:
+        """Run every job there is now, one after another; how many ran."""
+        ran = 0
+        while not self._stop.is_set():
+            job = self.jobs.claim_next(self.worker)
+            if job is None:
+                return ran
+            ended = self.jobs.run(job)
+            ran += 1
+            if ended is not None:
+                log.info("segment job %s %s", job.id, ended.doc["status"])
+        return ran
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()  # before looking: a job created from now on ends the wait below
+            try:
+                self.run_pending()
+            except Exception:  # the store may be away for a moment: logged, looked at again
+                log.exception("segment job runner failed; retrying")
+            self._wake.wait(POLL_SECONDS)
