@@ -59,7 +59,7 @@ NAV: Nav = [
         ],
     ),
     ("Movement", [("Dataflows", "/console/flows"), ("Activations", "/console/activations")]),
-    ("Customers", [("Profiles", "/console/profiles")]),
+    ("Customers", [("Profiles", "/console/profiles"), ("Audiences", "/console/audiences")]),
     ("Organization", [("Users", "/console/users"), ("Audit", "/console/audit")]),
 ]
 #: Pages of the navigation shown to organization admins only (the others get a 403 page there).

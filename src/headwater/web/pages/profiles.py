@@ -14,3 +14,8 @@ router = APIRouter(include_in_schema=False)
 @router.get("/console/profiles")
 async def profiles(request: Request) -> Response:
     return page(request, "profiles/lookup.html", "Profiles")
+
+
+@router.get("/console/audiences")
+async def audiences(request: Request) -> Response:
+    return page(request, "profiles/audiences.html", "Audiences")
