@@ -52,12 +52,14 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     activation_thread = threading.Thread(target=activations.run_forever, daemon=True)
     activation_thread.start()
     server.services.profile_projector.start()  # as `make run`'s worker does
+    server.services.segment_job_runner.start()
     try:
         result = subprocess.run(
             ["bash", "-c", script], env=env, cwd=README.parent, capture_output=True, text=True, timeout=280
         )
     finally:
         server.services.profile_projector.stop()
+        server.services.segment_job_runner.stop()
         supervisor.stop()
         activations.stop()
         thread.join(timeout=15)
@@ -88,6 +90,7 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     ):
         assert part in profile.group(0), profile.group(0)
     assert '"members":[' in result.stdout and '"code":"ECID"' in result.stdout
+    assert re.search(r'"segmentMembership":\{"ups":\{"[^"]+":\{"status":"realized"', result.stdout), result.stdout[-2000:]
     # Activation: the test request answered 200, and the streamed event was delivered to the sink.
     assert '"status":200' in result.stdout.replace(" ", "")
     assert "'delivered': 1" in result.stdout

@@ -66,7 +66,9 @@ class ProfileProjector:
 
     # --- the loop ---
     def start(self) -> None:
-        """Start the loop (again after :meth:`stop`)."""
+        """Start the loop (again after :meth:`stop`); nothing when it runs already."""
+        if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
+            return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="headwater-profiles", daemon=True)
         self._thread.start()
