@@ -90,7 +90,8 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     ):
         assert part in profile.group(0), profile.group(0)
     assert '"members":[' in result.stdout and '"code":"ECID"' in result.stdout
-    assert re.search(r'"segmentMembership":\{"ups":\{"[^"]+":\{"status":"realized"', result.stdout), result.stdout[-2000:]
+    realized = r'"segmentMembership":\{"ups":\{"[^"]+":\{"status":"realized"'
+    assert re.search(realized, result.stdout), result.stdout[-2000:]
     # Activation: the test request answered 200, and the streamed event was delivered to the sink.
     assert '"status":200' in result.stdout.replace(" ", "")
     assert "'delivered': 1" in result.stdout
