@@ -24,6 +24,7 @@ from headwater.stores.profiles import (
     ExperienceEvent,
     Fragment,
     GraphUpdate,
+    MembershipMoved,
     ProfileStore,
     RefusedLink,
     StaleCursor,
@@ -426,6 +427,138 @@ class ProfileStoreContract:
         assert [f.dataset_id for f in store.fragments_of(scope, [("Email", "ann")])] == ["web"]
         assert store.events_of(scope, [("Email", "ann")], 5) == ([], None)
         assert ("Email", "ann") in store.clusters_of(scope, [("Email", "ann")])
+
+    # --- segment membership ---
+
+    def entity(self, cluster: int) -> dict[str, Any]:
+        return {"person": {"name": f"p{cluster}"}, "identityMap": {"Email": [{"id": f"{cluster}@x"}]}}
+
+    def apply(
+        self,
+        store: ProfileStore,
+        scope: Scope,
+        segment: str,
+        evaluated: list[int],
+        qualifying: set[int],
+        at: int,
+    ) -> list[tuple[int, str]]:
+        profiles = {c: self.entity(c) for c in evaluated}
+        made = store.apply_membership(scope, segment, evaluated, qualifying, profiles, T0 + at)
+        return [(m.cluster_id, m.status) for m in made]
+
+    def test_membership_changes_write_transitions_and_nothing_else(
+        self, store: ProfileStore, scope: Scope
+    ) -> None:
+        assert self.apply(store, scope, "s1", [1, 2, 3], {1, 2}, 10) == [(1, "realized"), (2, "realized")]
+        # 1 stays, 2 exits, 3 enters; then the same evaluation again writes nothing.
+        assert self.apply(store, scope, "s1", [1, 2, 3], {1, 3}, 20) == [(2, "exited"), (3, "realized")]
+        assert self.apply(store, scope, "s1", [1, 2, 3], {1, 3}, 30) == []
+        # An exited member enters again; a cluster never realized and not qualifying writes nothing.
+        assert self.apply(store, scope, "s1", [2, 4], {2}, 40) == [(2, "realized")]
+        assert store.memberships_of(scope, [1, 2, 3, 4, 99]) == {
+            1: {"s1": ("realized", T0 + 10)},
+            2: {"s1": ("realized", T0 + 40)},
+            3: {"s1": ("realized", T0 + 20)},
+        }
+        assert store.segment_count(scope, "s1") == 3
+        moves = store.transitions(scope, "s1", 0, 100)
+        assert [(m.cluster_id, m.status, m.at_ms) for m in moves] == [
+            (1, "realized", T0 + 10),
+            (2, "realized", T0 + 10),
+            (2, "exited", T0 + 20),
+            (3, "realized", T0 + 20),
+            (2, "realized", T0 + 40),
+        ]
+        assert moves[2].profile == self.entity(2)
+        assert [m.seq for m in moves] == sorted({m.seq for m in moves})
+        assert store.last_transition_seq(scope, "s1") == moves[-1].seq
+        assert [m.cluster_id for m in store.transitions(scope, "s1", moves[1].seq, 2)] == [2, 3]
+
+    def test_seq_increases_across_segments_and_scopes(self, store: ProfileStore, scope: Scope) -> None:
+        other = Scope(scope.org_id, str(uuid.uuid4()))
+        made = [
+            store.apply_membership(s, segment, [7], {7}, {7: {}}, T0)[0].seq
+            for s, segment in ((scope, "a"), (other, "a"), (scope, "b"))
+        ]
+        assert made == sorted(set(made))
+        assert store.last_transition_seq(scope, "nothing") == 0
+        assert store.transitions(other, "b", 0, 10) == []
+        assert [m.seq for m in store.transitions(other, "a", 0, 10)] == [made[1]]
+
+    def test_membership_of_a_changing_cluster_needs_its_profile(
+        self, store: ProfileStore, scope: Scope
+    ) -> None:
+        store.apply_membership(scope, "s", [1], {1}, {1: {}}, T0)
+        with pytest.raises(MembershipMoved):
+            # 2 enters and 1 exits, but only 2 has a profile: nothing is written.
+            store.apply_membership(scope, "s", [1, 2], {2}, {2: {}}, T0 + 1)
+        with pytest.raises(ValueError, match="not evaluated"):
+            store.apply_membership(scope, "s", [1], {1, 5}, {5: {}}, T0 + 1)
+        assert store.memberships_of(scope, [1, 2]) == {1: {"s": ("realized", T0)}}
+        assert len(store.transitions(scope, "s", 0, 10)) == 1
+
+    def test_members_page_in_cluster_order(self, store: ProfileStore, scope: Scope) -> None:
+        clusters = list(range(1, 7_001))
+        qualifying = {c for c in clusters if c % 3}
+        made = store.apply_membership(scope, "big", clusters, qualifying, {c: {} for c in clusters}, T0)
+        assert len(made) == len(qualifying) == store.segment_count(scope, "big")
+        # More clusters than a chunk: the whole segment is read; exits come out right.
+        made = store.apply_membership(scope, "big", clusters, {1, 2}, {c: {} for c in clusters}, T0 + 1)
+        assert len(made) == len(qualifying) - 2
+        assert store.segment_members(scope, "big", 10) == [1, 2]
+        store.apply_membership(scope, "big", clusters[:5], {1, 2, 3, 4, 5}, {c: {} for c in clusters}, T0 + 2)
+        assert store.segment_members(scope, "big", 2) == [1, 2]
+        assert store.segment_members(scope, "big", 2, after_cluster=2) == [3, 4]
+        assert store.segment_members(scope, "big", 0) == []
+
+    def test_concurrent_writers_get_distinct_ordered_seqs(self, store: ProfileStore, scope: Scope) -> None:
+        results = in_threads(
+            4,
+            lambda i: store.apply_membership(
+                scope,
+                "race",
+                [i * 10 + n for n in range(50)],
+                {i * 10 + n for n in range(50)},
+                {i * 10 + n: {} for n in range(50)},
+                T0,
+            ),
+        )
+        assert not [r for r in results if isinstance(r, Exception)]
+        seqs = [m.seq for m in store.transitions(scope, "race", 0, 1_000)]
+        assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
+        # Overlapping clusters (i*10+n): each cluster entered exactly once.
+        clusters = [m.cluster_id for m in store.transitions(scope, "race", 0, 1_000)]
+        assert sorted(clusters) == sorted({i * 10 + n for i in range(4) for n in range(50)})
+
+    def test_merged_clusters_fold_their_memberships(self, store: ProfileStore, scope: Scope) -> None:
+        a, b, c = self.clusters(store, scope, [("Email", "a")], [("Email", "b")], [("Email", "c")])
+        everyone = [a, b, c]
+        self.apply(store, scope, "in-a", everyone, {a}, 1)  # only the merged-away one is in
+        self.apply(store, scope, "in-c", everyone, {c}, 2)  # only the survivor is in
+        self.apply(store, scope, "both", everyone, {a, c}, 3)
+        self.apply(store, scope, "gone", everyone, {a, b}, 4)
+        self.apply(store, scope, "gone", everyone, set(), 5)  # a and b exited
+        before = store.last_transition_seq(scope, "in-a")
+        store.apply_graph(scope, GraphUpdate(merged=[(a, b), (b, c)]), at_ms=T0 + 9)
+        assert store.memberships_of(scope, everyone) == {
+            c: {
+                "in-a": ("realized", T0 + 1),
+                "in-c": ("realized", T0 + 2),
+                "both": ("realized", T0 + 3),
+                "gone": ("exited", T0 + 5),
+            }
+        }
+        assert store.last_transition_seq(scope, "in-a") == before
+        assert store.segment_count(scope, "in-a") == store.segment_count(scope, "both") == 1
+
+    def test_drop_segment_and_sandbox_remove_membership(self, store: ProfileStore, scope: Scope) -> None:
+        self.apply(store, scope, "x", [1, 2], {1, 2}, 1)
+        self.apply(store, scope, "y", [1], {1}, 1)
+        store.drop_segment(scope, "x")
+        assert store.memberships_of(scope, [1, 2]) == {1: {"y": ("realized", T0 + 1)}}
+        assert store.transitions(scope, "x", 0, 10) == [] and store.segment_count(scope, "x") == 0
+        store.drop_sandbox(scope)
+        assert store.memberships_of(scope, [1]) == {} and store.transitions(scope, "y", 0, 10) == []
 
 
 class TestSqliteProfileStore(ProfileStoreContract):

@@ -1,4 +1,5 @@
-"""The profile serving store: identities and clusters, profile fragments, experience events.
+"""The profile serving store: identities and clusters, profile fragments, experience events,
+segment membership and its transitions.
 
 ``base.ProfileStore`` is the interface; ``sql.SqlProfileStore`` implements it once for SQLAlchemy;
 ``sqlite`` and ``postgresql`` hold what differs per database; ``tables`` the tables, which live in the
@@ -6,6 +7,8 @@ metadata database and its migrations. ``open_profile_store`` opens it on the met
 """
 
 from headwater.stores.profiles.base import (
+    EXITED,
+    REALIZED,
     UNCHECKED,
     ClusterMerge,
     EventCursor,
@@ -13,15 +16,19 @@ from headwater.stores.profiles.base import (
     Fragment,
     GraphUpdate,
     IdentityKey,
+    MembershipMoved,
     Profile,
     ProfileStore,
     ProjectionCursor,
     RefusedLink,
     StaleCursor,
+    Transition,
 )
 from headwater.stores.profiles.factory import open_profile_store
 
 __all__ = [
+    "EXITED",
+    "REALIZED",
     "UNCHECKED",
     "ClusterMerge",
     "EventCursor",
@@ -29,10 +36,12 @@ __all__ = [
     "Fragment",
     "GraphUpdate",
     "IdentityKey",
+    "MembershipMoved",
     "Profile",
     "ProfileStore",
     "ProjectionCursor",
     "RefusedLink",
     "StaleCursor",
+    "Transition",
     "open_profile_store",
 ]

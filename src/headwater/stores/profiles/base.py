@@ -10,18 +10,25 @@ another's rows.
   replaces the whole stored fragment when its ``ts_ms`` is at least the stored one: the last write by
   timestamp wins, and on a tie the later arrival.
 - **Experience events**: once per ``(dataset, event_id)``; writing one again (a replay) changes nothing.
+- **Segment membership**: per (segment, cluster) a status, ``realized`` or ``exited``, and the time of
+  its last change. :meth:`ProfileStore.apply_membership` writes the changes of one evaluation and appends
+  one :class:`Transition` each, in one transaction; transitions are read in ``seq`` order (activation).
+  When the graph merges cluster a into c, a's memberships fold into c's (realized wins, see
+  :meth:`ProfileStore.apply_graph`) without a transition: the caller re-evaluates c.
 - **Projection cursors**: per dataset, the last lake snapshot projected. :meth:`ProfileStore.project`
   writes a snapshot's rows and moves the cursor in one transaction, so a crash never loses or doubles
   a snapshot.
 
 Errors: :class:`StaleCursor` (a ``StoreError`` of the metadata store's family) when ``project`` expected
-another cursor; ``ValueError`` for rows that do not belong to the dataset being written.
+another cursor; :class:`MembershipMoved` (the same family) when ``apply_membership`` finds a cluster
+changing status that it was given no profile for; ``ValueError`` for rows that do not belong to the
+dataset being written.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "EXITED",
+    "REALIZED",
     "UNCHECKED",
     "ClusterMerge",
     "EventCursor",
@@ -38,13 +47,19 @@ __all__ = [
     "Fragment",
     "GraphUpdate",
     "IdentityKey",
+    "MembershipMoved",
     "Profile",
     "ProfileStore",
     "ProjectionCursor",
     "RefusedLink",
     "Scope",
     "StaleCursor",
+    "Transition",
 ]
+
+#: Membership statuses, as AEP's segmentMembership has them.
+REALIZED = "realized"
+EXITED = "exited"
 
 #: An identity: (namespace code, id).
 IdentityKey = tuple[str, str]
@@ -132,6 +147,24 @@ class Profile:
     fragments: list[Fragment] = field(default_factory=list)  # sorted by ts_ms, then dataset, key
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of a cluster's membership in a segment, as activation delivers it."""
+
+    seq: int  # strictly increasing per store across all segments (gaps allowed), in commit order
+    segment_id: str
+    cluster_id: int
+    status: str  # REALIZED (entered) or EXITED
+    at_ms: int
+    profile: dict[str, Any]  # the merged profile entity at that moment (attributes + identityMap)
+
+
+class MembershipMoved(StoreError):
+    """``apply_membership`` found a cluster changing status that ``profiles`` has no entity for: another
+    writer changed the membership since the caller read it. Nothing was written; read the memberships
+    again (``memberships_of``), merge the profiles of the clusters that now change, and call again."""
+
+
 class StaleCursor(StoreError):
     """``project`` expected another projection cursor: another projector moved it first. Nothing was
     written; read the cursor again and project from there."""
@@ -163,7 +196,12 @@ class ProfileStore(ABC):
     @abstractmethod
     def apply_graph(self, scope: Scope, update: GraphUpdate, at_ms: int) -> None:
         """Write the graph's decisions in one transaction (see :class:`GraphUpdate`); merges are recorded
-        in the cluster history and refused links appended, both at ``at_ms``."""
+        in the cluster history and refused links appended, both at ``at_ms``.
+
+        Segment memberships of a merged-away cluster move to the cluster it ends in, per segment: realized
+        if either was realized (since the earlier realization), else exited (since the later exit). No
+        transition is written: the caller re-evaluates the surviving cluster, whose transitions then
+        carry the merged profile."""
 
     @abstractmethod
     def next_cluster_ids(self, count: int) -> int:
@@ -257,6 +295,58 @@ class ProfileStore(ABC):
     def iter_events(self, scope: Scope, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
         """Every event of the scope as Arrow batches of columns cluster_id, dataset_id, namespace, id,
         ts_ms, event_id, body (JSON text); as :meth:`iter_fragments`."""
+
+    # --- segment membership ---
+    @abstractmethod
+    def apply_membership(
+        self,
+        scope: Scope,
+        segment_id: str,
+        evaluated: Sequence[int],
+        qualifying: Collection[int],
+        profiles: Mapping[int, dict[str, Any]],
+        at_ms: int,
+    ) -> list[Transition]:
+        """Record one evaluation of ``segment_id`` over the clusters ``evaluated``, in one transaction.
+
+        Each evaluated cluster in ``qualifying`` that is not realized (no row, or exited) becomes
+        realized; each evaluated cluster not in ``qualifying`` that is realized becomes exited; each
+        such change writes the membership row (since ``at_ms``) and appends a :class:`Transition` with
+        ``profiles[cluster]``. Unchanged clusters write nothing. Returns the transitions written, in seq
+        order. Writers of membership are serialized store-wide (the seq counter's row), so seq order is
+        commit order.
+
+        ``ValueError`` when ``qualifying`` holds a cluster not in ``evaluated``; :class:`MembershipMoved`
+        when a changing cluster has no entry in ``profiles`` (nothing is written either way)."""
+
+    @abstractmethod
+    def memberships_of(
+        self, scope: Scope, cluster_ids: Sequence[int]
+    ) -> dict[int, dict[str, tuple[str, int]]]:
+        """cluster -> segment -> (status, since_ms) for each of ``cluster_ids`` with any membership."""
+
+    @abstractmethod
+    def segment_count(self, scope: Scope, segment_id: str) -> int:
+        """How many clusters are realized in ``segment_id``."""
+
+    @abstractmethod
+    def segment_members(
+        self, scope: Scope, segment_id: str, limit: int, after_cluster: int | None = None
+    ) -> list[int]:
+        """Realized clusters of ``segment_id`` in ascending order, ``limit`` of them, above
+        ``after_cluster`` (None: from the first)."""
+
+    @abstractmethod
+    def transitions(self, scope: Scope, segment_id: str, after_seq: int, limit: int) -> list[Transition]:
+        """The segment's transitions with ``seq > after_seq``, ascending, at most ``limit``."""
+
+    @abstractmethod
+    def last_transition_seq(self, scope: Scope, segment_id: str) -> int:
+        """The seq of the segment's last transition; 0 when it has none."""
+
+    @abstractmethod
+    def drop_segment(self, scope: Scope, segment_id: str) -> None:
+        """Delete the segment's memberships and transitions."""
 
     # --- life cycle ---
     @abstractmethod

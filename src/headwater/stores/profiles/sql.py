@@ -8,16 +8,18 @@ grouped by namespace so that every query is an index range over ``(scope_key, na
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, tuple_, update
 
 from headwater.stores.metadata.base import Scope
 from headwater.stores.profiles import tables as t
 from headwater.stores.profiles.base import (
+    EXITED,
+    REALIZED,
     UNCHECKED,
     ClusterMerge,
     EventCursor,
@@ -25,11 +27,13 @@ from headwater.stores.profiles.base import (
     Fragment,
     GraphUpdate,
     IdentityKey,
+    MembershipMoved,
     Profile,
     ProfileStore,
     ProjectionCursor,
     RefusedLink,
     StaleCursor,
+    Transition,
     _Unchecked,
 )
 
@@ -45,6 +49,9 @@ _F = t.profile_fragments.c
 _E = t.profile_events.c
 _S = t.profile_scopes.c
 _C = t.profile_projection_cursors.c
+_M = t.profile_segment_members.c
+_T = t.profile_segment_transitions.c
+_COUNTER = t.profile_counters.c
 
 _SCOPE_KEY = select(_S.scope_key).where(_S.org_id == bindparam("org"), _S.sandbox_id == bindparam("sandbox"))
 _NEXT_IDS = (
@@ -52,6 +59,13 @@ _NEXT_IDS = (
     .where(t.profile_counters.c.name == "cluster_id")
     .values(value=t.profile_counters.c.value + bindparam("n"))
     .returning(t.profile_counters.c.value)
+)
+# Takes the transition counter's row lock (held to commit): membership writers run one at a time.
+_LOCK_TRANSITIONS = (
+    update(t.profile_counters)
+    .where(_COUNTER.name == "transition_seq")
+    .values(value=_COUNTER.value)
+    .returning(_COUNTER.value)
 )
 _MOVE_CLUSTER = (
     update(t.profile_identities)
@@ -95,8 +109,20 @@ _FRAGMENTS_OF = select(_F.dataset_id, _F.namespace, _F.id, _F.ts_ms, _F.batch_id
 _CURSOR = select(_C.snapshot_id, _C.state, _C.updated_ms).where(
     _C.scope_key == bindparam("k"), _C.dataset_id == bindparam("ds")
 )
+_MEMBERSHIPS_OF = select(_M.cluster_id, _M.segment_id, _M.status, _M.since_ms).where(
+    _M.scope_key == bindparam("k"), _M.cluster_id.in_(bindparam("clusters", expanding=True))
+)
+#: Above this many evaluated clusters, apply_membership reads the segment's whole membership (one index
+#: range) rather than the clusters in chunks.
+_WHOLE_SEGMENT_ABOVE = 5_000
 #: Tables written in bulk (tuples in column order), each with its rule for keys stored already.
-BULK_TABLES = (t.profile_identities, t.profile_fragments, t.profile_events)
+BULK_TABLES = (
+    t.profile_identities,
+    t.profile_fragments,
+    t.profile_events,
+    t.profile_segment_members,
+    t.profile_segment_transitions,
+)
 _SCOPED_TABLES = (
     t.profile_identities,
     t.profile_refused_links,
@@ -104,6 +130,8 @@ _SCOPED_TABLES = (
     t.profile_fragments,
     t.profile_events,
     t.profile_projection_cursors,
+    t.profile_segment_members,
+    t.profile_segment_transitions,
 )
 
 
@@ -203,7 +231,7 @@ class SqlProfileStore(ProfileStore):
     def on_conflict(self, table: Any, insert: Any) -> Any:
         """``insert`` into one of :data:`BULK_TABLES` with the table's rule for a key stored already:
         identities take the new cluster; fragments the new row when its ts_ms is at least the stored
-        one; events stay as they were."""
+        one; memberships the new status; events and transitions stay as they were."""
         new = insert.excluded
         if table is t.profile_identities:
             return insert.on_conflict_do_update(
@@ -215,6 +243,13 @@ class SqlProfileStore(ProfileStore):
                 set_={"ts_ms": new.ts_ms, "batch_id": new.batch_id, "attributes": new.attributes},
                 where=new.ts_ms >= t.profile_fragments.c.ts_ms,
             )
+        if table is t.profile_segment_members:
+            return insert.on_conflict_do_update(
+                index_elements=["scope_key", "segment_id", "cluster_id"],
+                set_={"status": new.status, "since_ms": new.since_ms},
+            )
+        if table is t.profile_segment_transitions:
+            return insert.on_conflict_do_nothing(index_elements=["seq"])
         return insert.on_conflict_do_nothing(index_elements=["scope_key", "dataset_id", "event_id"])
 
     # --- scopes ---
@@ -275,6 +310,7 @@ class SqlProfileStore(ProfileStore):
         merges = _final_targets(update.merged)
         if merges:
             conn.execute(_MOVE_CLUSTER, [{"k": key, "c_from": a, "c_to": b} for a, b in merges])
+            self._fold_memberships(conn, key, merges)
             conn.execute(
                 t.profile_cluster_history.insert(),
                 [{"scope_key": key, "cluster_from": a, "cluster_to": b, "at_ms": at_ms} for a, b in merges],
@@ -287,6 +323,25 @@ class SqlProfileStore(ProfileStore):
                 t.profile_refused_links.insert(),
                 [{"scope_key": key, **_refused_row(link)} for link in update.refused],
             )
+
+    def _fold_memberships(self, conn: Connection, key: int, merges: Sequence[tuple[int, int]]) -> None:
+        """Move merged-away clusters' memberships into their targets (see ``apply_graph``)."""
+        held = _read_memberships(conn, key, {c for pair in merges for c in pair})
+        if not any(a in held for a, _ in merges):
+            return
+        changed: dict[tuple[int, str], tuple[str, int]] = {}
+        for source, target in merges:
+            into = held.setdefault(target, {})
+            for segment, membership in held.pop(source, {}).items():
+                into[segment] = _fold(into.get(segment), membership)
+                changed[target, segment] = into[segment]
+        sources = sorted({a for a, _ in merges})
+        for chunk in _chunks(sources):
+            conn.execute(
+                delete(t.profile_segment_members).where(_M.scope_key == key, _M.cluster_id.in_(chunk))
+            )
+        rows = [(key, seg, cluster, status, since) for (cluster, seg), (status, since) in changed.items()]
+        self._executemany(conn, t.profile_segment_members, rows)
 
     def next_cluster_ids(self, count: int) -> int:
         if count < 1:
@@ -573,6 +628,127 @@ class SqlProfileStore(ProfileStore):
                 arrays = [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)]
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
+    # --- segment membership ---
+    def apply_membership(
+        self,
+        scope: Scope,
+        segment_id: str,
+        evaluated: Sequence[int],
+        qualifying: Collection[int],
+        profiles: Mapping[int, dict[str, Any]],
+        at_ms: int,
+    ) -> list[Transition]:
+        clusters = sorted(set(evaluated))
+        entering = set(qualifying)
+        stray = entering.difference(clusters)
+        if stray:
+            raise ValueError(f"qualifying clusters {sorted(stray)[:5]} were not evaluated")
+        if not clusters:
+            return []
+        key = self._write_key(scope)
+        with self._write() as conn:
+            last = int(conn.execute(_LOCK_TRANSITIONS).scalar_one())
+            realized = self._realized(conn, key, segment_id, clusters)
+            changes = [c for c in clusters if (c in entering) != (c in realized)]
+            missing = [c for c in changes if c not in profiles]
+            if missing:
+                raise MembershipMoved(
+                    f"clusters {missing[:5]} change membership of segment {segment_id} but no profile was "
+                    "given for them: read their memberships again and retry"
+                )
+            if not changes:
+                return []
+            made = [
+                Transition(last + n, segment_id, c, REALIZED if c in entering else EXITED, at_ms, profiles[c])
+                for n, c in enumerate(changes, start=1)
+            ]
+            self._write_transitions(conn, key, made)
+        return made
+
+    def _realized(self, conn: Connection, key: int, segment_id: str, clusters: Sequence[int]) -> set[int]:
+        """Which of ``clusters`` are realized in the segment (inside the writing transaction)."""
+        query = select(_M.cluster_id).where(
+            _M.scope_key == key, _M.segment_id == segment_id, _M.status == REALIZED
+        )
+        if len(clusters) > _WHOLE_SEGMENT_ABOVE:
+            wanted = set(clusters)
+            return {int(c) for (c,) in conn.execute(query) if int(c) in wanted}
+        found: set[int] = set()
+        for chunk in _chunks(clusters):
+            found.update(int(c) for (c,) in conn.execute(query.where(_M.cluster_id.in_(chunk))))
+        return found
+
+    def _write_transitions(self, conn: Connection, key: int, made: Sequence[Transition]) -> None:
+        members = [(key, m.segment_id, m.cluster_id, m.status, m.at_ms) for m in made]
+        self._executemany(conn, t.profile_segment_members, members)
+        rows = [(m.seq, key, m.segment_id, m.cluster_id, m.status, m.at_ms, _dumps(m.profile)) for m in made]
+        self._executemany(conn, t.profile_segment_transitions, rows)
+        conn.execute(
+            update(t.profile_counters).where(_COUNTER.name == "transition_seq").values(value=made[-1].seq)
+        )
+
+    def memberships_of(
+        self, scope: Scope, cluster_ids: Sequence[int]
+    ) -> dict[int, dict[str, tuple[str, int]]]:
+        with self.read_engine.connect() as conn:
+            key = self._read_key(conn, scope)
+            if key is None:
+                return {}
+            return _read_memberships(conn, key, set(cluster_ids))
+
+    def segment_count(self, scope: Scope, segment_id: str) -> int:
+        with self.read_engine.connect() as conn:
+            key = self._read_key(conn, scope)
+            if key is None:
+                return 0
+            query = select(func.count()).where(
+                _M.scope_key == key, _M.segment_id == segment_id, _M.status == REALIZED
+            )
+            return int(conn.execute(query).scalar_one())
+
+    def segment_members(
+        self, scope: Scope, segment_id: str, limit: int, after_cluster: int | None = None
+    ) -> list[int]:
+        query = select(_M.cluster_id).where(_M.segment_id == segment_id, _M.status == REALIZED)
+        if after_cluster is not None:
+            query = query.where(_M.cluster_id > after_cluster)
+        with self.read_engine.connect() as conn:
+            key = self._read_key(conn, scope)
+            if key is None or limit < 1:
+                return []
+            rows = conn.execute(query.where(_M.scope_key == key).order_by(_M.cluster_id).limit(limit))
+            return [int(c) for (c,) in rows]
+
+    def transitions(self, scope: Scope, segment_id: str, after_seq: int, limit: int) -> list[Transition]:
+        query = select(_T.seq, _T.segment_id, _T.cluster_id, _T.status, _T.at_ms, _T.profile).where(
+            _T.segment_id == segment_id, _T.seq > after_seq
+        )
+        with self.read_engine.connect() as conn:
+            key = self._read_key(conn, scope)
+            if key is None or limit < 1:
+                return []
+            rows = conn.execute(query.where(_T.scope_key == key).order_by(_T.seq).limit(limit)).all()
+        return [
+            Transition(int(q), seg, int(c), st, int(at), orjson.loads(p)) for q, seg, c, st, at, p in rows
+        ]
+
+    def last_transition_seq(self, scope: Scope, segment_id: str) -> int:
+        with self.read_engine.connect() as conn:
+            key = self._read_key(conn, scope)
+            if key is None:
+                return 0
+            query = select(func.max(_T.seq)).where(_T.scope_key == key, _T.segment_id == segment_id)
+            return int(conn.execute(query).scalar() or 0)
+
+    def drop_segment(self, scope: Scope, segment_id: str) -> None:
+        with self.read_engine.connect() as conn:
+            key = self._read_key(conn, scope)
+        if key is None:
+            return
+        with self._write() as conn:
+            for table in (t.profile_segment_members, t.profile_segment_transitions):
+                conn.execute(delete(table).where(table.c.scope_key == key, table.c.segment_id == segment_id))
+
     # --- life cycle ---
     def drop_dataset(self, scope: Scope, dataset_id: str) -> None:
         with self.read_engine.connect() as conn:
@@ -601,6 +777,27 @@ class SqlProfileStore(ProfileStore):
             return 0
         with self._write() as conn:
             return int(conn.execute(_batch_delete(table, key, dataset_id, batch_ids)).rowcount)
+
+
+def _read_memberships(
+    conn: Connection, key: int, clusters: set[int]
+) -> dict[int, dict[str, tuple[str, int]]]:
+    found: dict[int, dict[str, tuple[str, int]]] = {}
+    for chunk in _chunks(sorted(clusters)):
+        for cluster, segment, status, since in conn.execute(_MEMBERSHIPS_OF, {"k": key, "clusters": chunk}):
+            found.setdefault(int(cluster), {})[segment] = (status, int(since))
+    return found
+
+
+def _fold(kept: tuple[str, int] | None, moved: tuple[str, int]) -> tuple[str, int]:
+    """One segment's membership of a merged cluster: realized if either is (since the earlier
+    realization), else exited (since the later exit)."""
+    if kept is None:
+        return moved
+    realized = [since for status, since in (kept, moved) if status == REALIZED]
+    if realized:
+        return REALIZED, min(realized)
+    return EXITED, max(kept[1], moved[1])
 
 
 def _batch_delete(table: Any, key: int, dataset_id: str, batch_ids: Sequence[str] | None) -> Any:

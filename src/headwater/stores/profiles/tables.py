@@ -26,7 +26,8 @@ profile_scopes = Table(
     UniqueConstraint("org_id", "sandbox_id", name="uq_profile_scopes_scope"),
 )
 
-# Store-wide counters (one row, "cluster_id": the last cluster id handed out).
+# Store-wide counters: "cluster_id", the last cluster id handed out; "transition_seq", the last segment
+# transition's seq.
 profile_counters = Table(
     "profile_counters",
     metadata,
@@ -117,4 +118,35 @@ profile_projection_cursors = Table(
     Column("snapshot_id", BigInteger, nullable=False),
     Column("state", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+)
+
+# Segment membership: one row per (segment, cluster) that ever qualified; status "realized" or "exited",
+# since_ms the time of its last transition. The status index serves counts and member pages; the
+# cluster index a profile's segmentMembership.
+profile_segment_members = Table(
+    "profile_segment_members",
+    metadata,
+    Column("scope_key", Integer, primary_key=True),
+    Column("segment_id", String(200), primary_key=True),
+    Column("cluster_id", BigInteger, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    Index("ix_profile_segment_members_status", "scope_key", "segment_id", "status", "cluster_id"),
+    Index("ix_profile_segment_members_cluster", "scope_key", "cluster_id"),
+)
+
+# Every membership change, in the order activation delivers them. ``seq`` comes from the
+# "transition_seq" row of profile_counters, taken in the writing transaction (that row lock orders the
+# writers), so seq order is commit order: a reader that has seen seq n never later finds a smaller one.
+profile_segment_transitions = Table(
+    "profile_segment_transitions",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("scope_key", Integer, nullable=False),
+    Column("segment_id", String(200), nullable=False),
+    Column("cluster_id", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("profile", Text, nullable=False),
+    Index("ix_profile_segment_transitions_segment", "scope_key", "segment_id", "seq"),
 )
