@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from headwater.services.tenancy import Tenancy
     from headwater.settings import Settings
     from headwater.stores.metadata import MetadataStore
+    from headwater.stores.profiles import ProfileStore
     from headwater.stores.secrets import SecretBox
 
 
@@ -40,6 +41,9 @@ class Runtime(Protocol):
 
     @property
     def profile_projector(self) -> ProfileProjector: ...
+
+    @property
+    def profiles(self) -> ProfileStore: ...
 
     @property
     def streams(self) -> Streams: ...

@@ -34,6 +34,7 @@ from headwater.stores.profiles.base import (
     RefusedLink,
     StaleCursor,
     Transition,
+    TransitionSignal,
     _Unchecked,
 )
 
@@ -194,6 +195,7 @@ class SqlProfileStore(ProfileStore):
         self._write = write
         self._keys: dict[Scope, int] = {}
         self._keys_lock = threading.Lock()
+        self.transitions_written = TransitionSignal()
         self._build_statements()
 
     def _driver_dialect(self, paramstyle: str) -> Any:
@@ -663,6 +665,7 @@ class SqlProfileStore(ProfileStore):
                 for n, c in enumerate(changes, start=1)
             ]
             self._write_transitions(conn, key, made)
+        self.transitions_written.notify(scope, segment_id)
         return made
 
     def _realized(self, conn: Connection, key: int, segment_id: str, clusters: Sequence[int]) -> set[int]:
