@@ -239,4 +239,3 @@ def test_runs_cannot_be_requested_for_an_audience_activation(
     response = api.post(f"{FS}/runs", json={"flowId": flow})
     assert response.status_code == 400, response.text
     assert "flowId" in response.text
-

@@ -130,7 +130,9 @@ class Runs(Collection):
         flow = self.flows.get(actor, flow_id)
         kind = ids.flow_kind(flow.doc)
         if kind is ids.FlowKind.STREAMING or kind.delivers_continuously:
-            what = "Streaming flows" if kind is ids.FlowKind.STREAMING else "Streaming and audience activations"
+            what = (
+                "Streaming flows" if kind is ids.FlowKind.STREAMING else "Streaming and audience activations"
+            )
             raise BadRequest(
                 f"{what} run continuously; runs cannot be created for them.",
                 code="FLOW-1423-400",

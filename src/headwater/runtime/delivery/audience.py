@@ -59,7 +59,9 @@ class AudiencePump(StreamPump):
         transitions = await asyncio.to_thread(read, flow.scope, self.segment_id, after, limit)
         if not transitions:
             return False
-        items = [(t.seq, t.seq + 1, idempotency_key(flow.id, f"seq:{t.seq}"), record_of(t)) for t in transitions]
+        items = [
+            (t.seq, t.seq + 1, idempotency_key(flow.id, f"seq:{t.seq}"), record_of(t)) for t in transitions
+        ]
         self.read_offset = transitions[-1].seq + 1
         await self.feed(items, stream_run_id(flow.id, now_ms()))
         return True
@@ -79,7 +81,10 @@ def record_of(transition: Transition) -> dict[str, Any]:
     membership = entity.get("segmentMembership")
     membership = dict(membership) if isinstance(membership, dict) else {}
     ups = dict(membership["ups"]) if isinstance(membership.get("ups"), dict) else {}
-    ups[transition.segment_id] = {"status": transition.status, "lastQualificationTime": _iso(transition.at_ms)}
+    ups[transition.segment_id] = {
+        "status": transition.status,
+        "lastQualificationTime": _iso(transition.at_ms),
+    }
     return {**entity, "segmentMembership": {**membership, "ups": ups}}
 
 
