@@ -42,6 +42,7 @@ NAMED_CONNECTIONS = {
     "HTTP_API_STREAMING": "http-api-streaming",
     "CUSTOMERIO": "customerio",
     "DATA_LAKE": "Data Lake",
+    "PROFILE_SERVICE": "Profile Service",
     "HTTP_DESTINATION": "http-destination",
 }
 NAMED_FLOWS = {
@@ -115,5 +116,17 @@ def test_the_kind_of_every_flow_spec() -> None:
     assert flow_kind(_flow(ids.ACTIVATION, ids.HTTP_API_STREAMING)) is FlowKind.ACTIVATION
     assert flow_kind(_flow(ids.ACTIVATION, ids.CUSTOMERIO)) is FlowKind.ACTIVATION
     assert flow_kind(_flow(ids.ACTIVATION, ids.DATA_LAKE)) is FlowKind.DATASET_ACTIVATION
+    assert flow_kind(_flow(ids.ACTIVATION, ids.PROFILE_SERVICE)) is FlowKind.AUDIENCE_ACTIVATION
+    # A flow spec alone (a flow being built) is an activation: it delivers, whatever its source.
+    assert flow_kind({"flowSpec": {"id": ids.ACTIVATION}}) is FlowKind.ACTIVATION
     assert [k for k in FlowKind if k.consumes_log] == [FlowKind.STREAMING, FlowKind.ACTIVATION]
     assert [k for k in FlowKind if k.runs_on_queue] == [FlowKind.BATCH, FlowKind.DATASET_ACTIVATION]
+    assert [k for k in FlowKind if k.delivers] == [
+        FlowKind.ACTIVATION,
+        FlowKind.DATASET_ACTIVATION,
+        FlowKind.AUDIENCE_ACTIVATION,
+    ]
+    assert [k for k in FlowKind if k.delivers_continuously] == [
+        FlowKind.ACTIVATION,
+        FlowKind.AUDIENCE_ACTIVATION,
+    ]

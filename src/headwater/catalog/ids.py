@@ -20,8 +20,10 @@ UPLOADED_FILES = "f86cfe35-a63a-41ad-818c-7924dda79033"
 POSTGRESQL = "deb251f1-86be-44d2-ae93-634cd683b572"
 HTTP_API_STREAMING = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb"
 CUSTOMERIO = "96479064-7b8a-4d69-b9ed-21c5683837ea"
-# Connection specs: the lake (target of ingestion, source of dataset activation) and destinations.
+# Connection specs: the lake (target of ingestion, source of dataset activation), the unified profiles
+# (source of audience activation: AEP's "Profile Service" spec) and destinations.
 DATA_LAKE = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
+PROFILE_SERVICE = "8a9c3494-9708-43d7-ae3f-cda01e5030e1"
 HTTP_DESTINATION = "ce55fc04-f79b-4668-a8b7-2565a5c65ad4"
 
 # Flow specs.
@@ -49,13 +51,15 @@ STREAMING_CONNECTION_SPECS = frozenset({HTTP_API_STREAMING, CUSTOMERIO})
 
 class FlowKind(StrEnum):
     """What runs a flow: the run queue (batch), a stream consumer writing the lake (streaming), a stream
-    consumer delivering to a destination (activation), or the run queue reading a dataset and delivering
-    it (dataset activation)."""
+    consumer delivering to a destination (activation), the run queue reading a dataset and delivering
+    it (dataset activation), or a reader of an audience's membership transitions delivering them
+    (audience activation)."""
 
     BATCH = "batch"
     STREAMING = "streaming"
     ACTIVATION = "activation"
     DATASET_ACTIVATION = "datasetActivation"
+    AUDIENCE_ACTIVATION = "audienceActivation"
 
     @property
     def consumes_log(self) -> bool:
@@ -65,7 +69,13 @@ class FlowKind(StrEnum):
     @property
     def delivers(self) -> bool:
         """Whether flows of this kind deliver to a destination (an activation flow spec)."""
-        return self in (FlowKind.ACTIVATION, FlowKind.DATASET_ACTIVATION)
+        return self in (FlowKind.ACTIVATION, FlowKind.DATASET_ACTIVATION, FlowKind.AUDIENCE_ACTIVATION)
+
+    @property
+    def delivers_continuously(self) -> bool:
+        """Whether the activation supervisor delivers flows of this kind as their feed grows (a streaming
+        log, an audience's transitions), reporting one run per hour."""
+        return self in (FlowKind.ACTIVATION, FlowKind.AUDIENCE_ACTIVATION)
 
     @property
     def runs_on_queue(self) -> bool:
@@ -77,7 +87,10 @@ def flow_kind(flow: Mapping[str, Any]) -> FlowKind:
     """The kind of the flow document ``flow`` (as stored: flowSpec, inheritedAttributes)."""
     spec_id = (flow.get("flowSpec") or {}).get("id")
     if spec_id == ACTIVATION:
-        return FlowKind.DATASET_ACTIVATION if DATA_LAKE in _source_specs(flow) else FlowKind.ACTIVATION
+        sources = _source_specs(flow)
+        if DATA_LAKE in sources:
+            return FlowKind.DATASET_ACTIVATION
+        return FlowKind.AUDIENCE_ACTIVATION if PROFILE_SERVICE in sources else FlowKind.ACTIVATION
     if spec_id in STREAMING_FLOW_SPECS:
         return FlowKind.STREAMING
     return FlowKind.BATCH

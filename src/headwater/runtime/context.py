@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from headwater.services.tenancy import Tenancy
     from headwater.settings import Settings
     from headwater.stores.metadata import MetadataStore
+    from headwater.stores.profiles import ProfileStore
     from headwater.stores.secrets import SecretBox
 
 
@@ -44,6 +45,9 @@ class Runtime(Protocol):
 
     @property
     def segment_job_runner(self) -> SegmentJobRunner: ...
+
+    @property
+    def profiles(self) -> ProfileStore: ...
 
     @property
     def streams(self) -> Streams: ...

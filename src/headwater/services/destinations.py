@@ -302,35 +302,38 @@ def check_activation(
     targets: list[Resource],
     transformations: list[dict[str, Any]],
     errors: list[dict[str, str]],
+    refs: list[tuple[str, str]],
 ) -> None:
-    """An activation flow: one source (a dataset, or a streaming source), one destination, bindings for
-    every variable of the destination's request."""
+    """An activation flow: one source (a dataset, a streaming source, or the Profile Service with the
+    audience its GeneralTransform selects: services/audience_activation.py), one destination, bindings
+    for every variable of the destination's request (of both requests, for an audience's exits)."""
     from headwater.engines.bindings import check
-    from headwater.engines.template import RequestTemplate, TemplateInvalid
+    from headwater.services import audience_activation
 
     if len(sources) > 1:
         errors.append({"path": "sourceConnectionIds", "message": "an activation flow reads one source"})
-    if len(targets) > 1:
-        errors.append({"path": "targetConnectionIds", "message": "an activation flow feeds one destination"})
+    audience = any(s.doc["connectionSpec"]["id"] == ids.PROFILE_SERVICE for s in sources)
+    if audience:
+        audience_activation.check_audience(store, actor.scope, targets, transformations, errors, refs)
+    else:
+        audience_activation.refuse_selectors(transformations, errors)
+        if len(targets) > 1:
+            message = "an activation flow feeds one destination"
+            errors.append({"path": "targetConnectionIds", "message": message})
     for index, source in enumerate(sources):
         if source.doc["connectionSpec"]["id"] == ids.DATA_LAKE:
             dataset_id = (source.doc.get("params") or {}).get("dataSetId")
             if not isinstance(dataset_id, str) or store.get("dataSet", actor.scope, dataset_id) is None:
                 message = f"its dataset {dataset_id!r} does not exist in this sandbox"
                 errors.append({"path": f"sourceConnectionIds[{index}]", "message": message})
-    variables: set[str] = set()
     bindings: Any = None
     for index, item in enumerate(transformations):
         if item["name"] == "Variables":
             bindings = item["params"].get("bindings")
             errors.extend(check(bindings, f"transformations[{index}].params.bindings"))
-    if targets:
-        try:
-            request = request_of(actor.scope, targets[0], box)
-            template = RequestTemplate.compile(request.params)
-            variables = {name.split(".")[0] for name in template.variables}
-        except TemplateInvalid:
-            pass
+    variables: set[str] = set()
+    for target in targets[:2]:
+        variables |= _request_variables(box, actor, target)
     bound = set(bindings) if isinstance(bindings, dict) else set()
     missing = sorted(variables - bound)
     if missing:
@@ -342,6 +345,18 @@ def check_activation(
                 + ' (add a "Variables" transformation with {"bindings": {name: {"source": path}}})',
             }
         )
+
+
+def _request_variables(box: SecretBox, actor: Actor, target: Resource) -> set[str]:
+    """The top-level variables of a destination request (none when it does not compile)."""
+    from headwater.engines.template import RequestTemplate, TemplateInvalid
+
+    try:
+        request = request_of(actor.scope, target, box)
+        template = RequestTemplate.compile(request.params)
+    except TemplateInvalid:
+        return set()
+    return {name.split(".")[0] for name in template.variables}
 
 
 class DeadLetters(Collection):

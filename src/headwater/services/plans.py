@@ -1,10 +1,12 @@
 """Flow plans: one call resolves a flow into everything a runner needs, typed.
 
 :meth:`Plans.resolve` reads the flow and, by its kind (catalog/ids.py :func:`flow_kind`), the documents
-its runner uses, in this order: the source connection (batch and dataset activation), the target
-connection, the dataset and its resolved schema (batch and streaming ingestion), the mapping set (when
-the flow maps). A missing document raises what its collection's ``get`` raises (NotFound naming it),
-except an activation flow's destination: LookupError (the deliverer's own message).
+its runner uses, in this order: the source connection (batch, dataset and audience activation), the
+target connection, the dataset and its resolved schema (batch and streaming ingestion), the mapping set
+(when the flow maps). An audience activation's plan also names its segment and, when it has one, the request
+sent on exits (its second target connection). A missing document raises what its collection's ``get``
+raises (NotFound naming it), except an activation flow's destination: LookupError (the deliverer's own
+message).
 
 A plan is frozen and holds no secret: a source's credentials are opened only when a connector is built
 (:meth:`Plans.source_auth`), so a cached plan keeps none in memory. ``version`` is a digest of the etags
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.catalog.ids import FlowKind, flow_kind
 from headwater.errors import HeadwaterError
+from headwater.services.audience_activation import segment_of
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import MetadataStore, Resource, Scope
 
@@ -66,7 +69,9 @@ class MappingPlan:
 @dataclass(frozen=True)
 class FlowPlan:
     """A flow resolved for its runner. ``dataset_id`` is the dataset written (ingestion) or read
-    (dataset activation); ``schema`` is the dataset's resolved schema (ingestion only)."""
+    (dataset activation); ``schema`` is the dataset's resolved schema (ingestion only). An audience
+    activation has ``segment_id`` (the audience it delivers) and ``exit_target`` (the request sent when
+    a profile exits; None: exits send nothing)."""
 
     flow: Resource
     kind: FlowKind
@@ -78,6 +83,8 @@ class FlowPlan:
     options: Mapping[str, Any]
     documents: tuple[tuple[str, str, str], ...]  # (kind, id, etag) of every document read
     version: str
+    segment_id: str | None = None
+    exit_target: TargetPlan | None = None
 
     @property
     def flow_id(self) -> str:
@@ -162,9 +169,14 @@ class Plans:
         kind = flow_kind(flow.doc)
         scope = flow.scope
         source = None
-        if kind in (FlowKind.BATCH, FlowKind.DATASET_ACTIVATION):
+        if kind in (FlowKind.BATCH, FlowKind.DATASET_ACTIVATION, FlowKind.AUDIENCE_ACTIVATION):
             source = _source(self._first(self.source_connections, scope, flow, "sourceConnectionIds", read))
         target = self._target(scope, flow, kind, read)
+        segment_id = exit_target = None
+        if kind is FlowKind.AUDIENCE_ACTIVATION:
+            segment_id = segment_of(flow.doc.get("transformations"))
+            if len(flow.doc.get("targetConnectionIds") or []) > 1:
+                exit_target = self._target(scope, flow, kind, read, index=1)
         dataset_id: str | None = None
         schema: dict[str, Any] | None = None
         mapping = None
@@ -179,11 +191,16 @@ class Plans:
         documents = tuple((r.kind, r.id, r.etag) for r in read)
         version = hashlib.sha1(repr(documents).encode()).hexdigest()
         options = flow.doc.get("options") or {}
-        return FlowPlan(flow, kind, source, target, dataset_id, schema, mapping, options, documents, version)
+        return FlowPlan(
+            flow, kind, source, target, dataset_id, schema, mapping, options, documents, version,
+            segment_id, exit_target,
+        )  # fmt: skip
 
-    def _target(self, scope: Scope, flow: Resource, kind: FlowKind, read: list[Resource]) -> TargetPlan:
+    def _target(
+        self, scope: Scope, flow: Resource, kind: FlowKind, read: list[Resource], index: int = 0
+    ) -> TargetPlan:
         if kind.delivers:
-            ident = flow.doc["targetConnectionIds"][0]
+            ident = flow.doc["targetConnectionIds"][index]
             resource = self.store.get(self.target_connections.kind, scope, ident)
             if resource is None:
                 raise LookupError(f"the destination of activation flow {flow.id} no longer exists")

@@ -128,9 +128,13 @@ class Runs(Collection):
         if not isinstance(flow_id, str):
             raise ValidationFailed([{"path": "flowId", "message": "is required"}], code="FLOW-1422-400")
         flow = self.flows.get(actor, flow_id)
-        if ids.flow_kind(flow.doc) is ids.FlowKind.STREAMING:
+        kind = ids.flow_kind(flow.doc)
+        if kind is ids.FlowKind.STREAMING or kind.delivers_continuously:
+            what = (
+                "Streaming flows" if kind is ids.FlowKind.STREAMING else "Streaming and audience activations"
+            )
             raise BadRequest(
-                "Streaming flows run continuously; runs cannot be created for them.",
+                f"{what} run continuously; runs cannot be created for them.",
                 code="FLOW-1423-400",
                 report={"field": "flowId"},
             )

@@ -2,8 +2,9 @@
 checkpoint that survives ``kill -9``.
 
 A feed is ordered and replayable: the activation flow's own streaming log (an inlet appends every
-message to it before answering 2xx), or the data files a dataset gained since the flow's last run.
-Each record has a position. The checkpoint is the first position not yet finished (delivered or
+message to it before answering 2xx), the data files a dataset gained since the flow's last run, or an
+audience's membership transitions in the profile store (runtime/delivery/audience.py). Each record has
+a position. The checkpoint is the first position not yet finished (delivered or
 dead-lettered) plus the finished positions beyond it; it is saved at most every ``FLUSH_SECONDS``,
 after the dead letters it covers. After a crash the feed resumes from the checkpoint and skips what
 was finished, so a record is delivered, dead-lettered, or sent again: only requests in flight at the
@@ -56,13 +57,17 @@ def idempotency_key(flow_id: str, where: str) -> str:
 
 @dataclass
 class Plan:
-    """What one activation flow needs, resolved from its resources."""
+    """What one activation flow needs, resolved from its resources. ``exit_destination`` is the request
+    an audience activation sends when a profile exits (None: exits send nothing)."""
 
     flow: Resource
     target_id: str
     destination: Destination
     bindings: Bindings
     limits: Limits
+    segment_id: str | None = None
+    exit_destination: Destination | None = None
+    exit_target_id: str | None = None
 
     @classmethod
     def open(cls, services: Runtime, flow: Resource) -> Plan:
@@ -77,8 +82,23 @@ class Plan:
         limits = limits_of(resolved.options)
         target = resolved.target.resource
         destination = open_destination(services, resolved.scope, target, max_connections=limits.max_in_flight)
+        exit_destination = exit_id = None
+        if resolved.exit_target is not None:
+            exit_id = resolved.exit_target.id
+            exit_destination = open_destination(
+                services, resolved.scope, resolved.exit_target.resource, max_connections=limits.max_in_flight
+            )
         bindings = (resolved.transformation("Variables") or {}).get("bindings") or {}
-        return cls(resolved.flow, target.id, destination, Bindings(bindings), limits)
+        return cls(
+            resolved.flow, target.id, destination, Bindings(bindings), limits,
+            resolved.segment_id, exit_destination, exit_id,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        """Close the destinations' connections."""
+        await self.destination.aclose()
+        if self.exit_destination is not None:
+            await self.exit_destination.aclose()
 
 
 def limits_of(options: Mapping[str, Any]) -> Limits:
@@ -95,21 +115,52 @@ def limits_of(options: Mapping[str, Any]) -> Limits:
 
 class Pump:
     """Moves one feed's records into a deliverer and keeps the checkpoint; subclasses say where records
-    come from and where the checkpoint and the counts go."""
+    come from, which deliverer each goes to (:meth:`deliverer_for`), and where the checkpoint and the
+    counts go. Every deliverer shares the one checkpoint and the one period's counts."""
 
     def __init__(self, services: Runtime, plan: Plan, offset: int, done: Sequence[int]) -> None:
         self.services = services
         self.plan = plan
         self.progress = Progress(offset, set(done))
         self.stats = Stats()
-        self.dead: list[DeadLetter] = []
-        self.deliverer = Deliverer(plan.destination, plan.limits, self._finished, self.stats)
+        self.dead: list[tuple[DeadLetter, str]] = []  # and the target connection of its request
+        self.deliverers: list[Deliverer] = []
+        self.deliverer = self.add_deliverer(plan.destination, plan.target_id)
         self._last_flush = time.monotonic()
         self.delivered_total = self.dead_total = 0  # since this pump started
 
-    def _finished(self, item: Item, dead: DeadLetter | None) -> None:
+    def add_deliverer(self, destination: Destination, target_id: str) -> Deliverer:
+        """A deliverer of another request (target connection ``target_id``), sharing this pump's
+        checkpoint and counts; its dead letters name ``target_id``."""
+
+        def finished(item: Item, dead: DeadLetter | None) -> None:
+            self._finished(item, dead, target_id)
+
+        deliverer = Deliverer(destination, self.plan.limits, finished, self.stats)
+        self.deliverers.append(deliverer)
+        return deliverer
+
+    @property
+    def pending(self) -> int:
+        """Records taken and not finished, in every deliverer."""
+        return sum(d.pending for d in self.deliverers)
+
+    def deliverer_for(self, record: Any) -> Deliverer | None:
+        """Where ``record`` goes; None: it sends nothing and is finished as it is fed."""
+        return self.deliverer
+
+    async def cancel(self) -> None:
+        """Stop every deliverer (what is pending is sent again by the next pump, from the checkpoint)."""
+        for deliverer in self.deliverers:
+            await deliverer.cancel()
+
+    async def drain(self) -> None:
+        for deliverer in self.deliverers:
+            await deliverer.drain()
+
+    def _finished(self, item: Item, dead: DeadLetter | None, target_id: str) -> None:
         if dead is not None:
-            self.dead.append(dead)
+            self.dead.append((dead, target_id))
             self.dead_total += 1
         else:
             self.delivered_total += 1
@@ -118,11 +169,14 @@ class Pump:
     async def feed(self, items: Sequence[tuple[int, int, str, Any]], run_id: str | None) -> None:
         """Hand records (position, next position, key, record) to the deliverer, in feed order."""
         bound = self.plan.bindings.bind([record for *_, record in items])
-        deliverer = self.deliverer
-        for (position, next_position, key, _), (variables, error) in zip(items, bound, strict=True):
+        for (position, next_position, key, record), (variables, error) in zip(items, bound, strict=True):
             self.progress.add(position, next_position)
             if position in self.progress.skip:  # finished before a restart
                 self.progress.skip.discard(position)
+                self.progress.finish(position)
+                continue
+            deliverer = self.deliverer_for(record)
+            if deliverer is None:  # nothing to send for it
                 self.progress.finish(position)
                 continue
             item = Item(position, next_position, key, variables, error, run_id)
@@ -141,13 +195,15 @@ class Pump:
         stats = self.stats.take()
         await asyncio.to_thread(self._persist, dead, offset, done, stats)
 
-    def _persist(self, dead: list[DeadLetter], offset: int, done: list[int], stats: Stats) -> None:
-        for letter in dead:
-            self._keep(letter)
+    def _persist(
+        self, dead: list[tuple[DeadLetter, str]], offset: int, done: list[int], stats: Stats
+    ) -> None:
+        for letter, target_id in dead:
+            self._keep(letter, target_id)
         crash_point("activation_before_checkpoint")
         self.save_checkpoint(offset, done, stats)
 
-    def _keep(self, letter: DeadLetter) -> None:
+    def _keep(self, letter: DeadLetter, target_id: str) -> None:
         flow = self.plan.flow
         ident = idempotency_key(flow.id, f"dead:{letter.item.key}")
         now = now_ms()
@@ -155,7 +211,7 @@ class Pump:
             **letter.doc(),
             "flowId": flow.id,
             "runId": letter.item.run_id,
-            "targetConnectionId": self.plan.target_id,
+            "targetConnectionId": target_id,
             "state": "dead",
             "createdAt": now,
             "updatedAt": now,
@@ -182,7 +238,7 @@ class StreamPump(Pump):
 
     async def step(self) -> bool:
         """Read and hand over what the log holds; False when there was nothing new."""
-        room = self.plan.limits.max_pending - self.deliverer.pending
+        room = self.plan.limits.max_pending - self.pending
         if room <= 0:
             await asyncio.sleep(IDLE_POLL_SECONDS)
             return True
@@ -225,8 +281,12 @@ class StreamPump(Pump):
         else:
             self.services.ledger.save(state, doc)
         crash_point("activation_after_checkpoint")
+        self.release(offset)
+
+    def release(self, offset: int) -> None:
+        """The log may drop what is before ``offset`` (every record there is finished)."""
         with contextlib.suppress(Exception):
-            self.services.streams.log.release(flow.id, offset)
+            self.services.streams.log.release(self.plan.flow.id, offset)
 
 
 def stream_run_id(flow_id: str, now: int) -> str:

@@ -53,9 +53,11 @@ class DatasetActivation:
             )
 
     def _execute(self, started: int) -> Resource:
-        if flow_kind(self.flow.doc) is not FlowKind.DATASET_ACTIVATION:
+        kind = flow_kind(self.flow.doc)
+        if kind is not FlowKind.DATASET_ACTIVATION:
+            source = "an audience" if kind is FlowKind.AUDIENCE_ACTIVATION else "a streaming source"
             raise ValueError(
-                "This activation flow reads a streaming source: it delivers continuously and reports one run "
+                f"This activation flow reads {source}: it delivers continuously and reports one run "
                 "per hour; runs cannot be requested for it."
             )
         resolved = self.services.plans.resolve_flow(self.flow.scope, self.flow)
@@ -135,11 +137,11 @@ class RunPump(Pump):
                         position += len(rows)
                         if items:
                             await self.feed(items, self.run.id)
-            await self.deliverer.drain()
+            await self.drain()
             await self.flush()
         finally:
-            await self.deliverer.cancel()
-            await self.plan.destination.aclose()
+            await self.cancel()
+            await self.plan.aclose()
 
     def save_checkpoint(self, offset: int, done: list[int], stats: Stats) -> None:
         ledger: RunLedger = self.services.ledger

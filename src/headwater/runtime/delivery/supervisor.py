@@ -1,4 +1,5 @@
-"""Keeps one delivery task per enabled streaming activation flow, all in one event loop thread.
+"""Keeps one delivery task per enabled streaming or audience activation flow, all in one event loop
+thread.
 
 Across processes, a flow is delivered by one worker at a time: each task holds an exclusive flock on
 ``HOME/streams/.activations/<flow>.lock`` (released by the kernel when the process dies, however it
@@ -10,6 +11,11 @@ woken while nothing is appended. The flows wanted are filtered again only when t
 rescanned (runtime/flowwatch.py). A flow with deliveries in progress, or a checkpoint to save, looks
 at its log every :data:`IDLE_POLL_SECONDS` and saves its checkpoint every ``FLUSH_SECONDS`` (as
 before); one with neither waits for its wake-up, and saves nothing (its checkpoint has not moved).
+
+Audience activation flows (runtime/delivery/audience.py) are woken by a second watcher thread: at once
+when this process writes their segment's transitions (``ProfileStore.transitions_written``), and by a
+poll every :data:`AUDIENCE_POLL_SECONDS` of each waiting flow's ``last_transition_seq`` for transitions
+other processes wrote. With no audience flow, the poll asks nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from headwater.runtime.delivery.activation import (
     Plan,
     StreamPump,
 )
+from headwater.runtime.delivery.audience import AudiencePump
 from headwater.runtime.flowwatch import FlowWatch
 from headwater.runtime.streamsupervisor import _FlowLock
 from headwater.stores.metadata import Resource, Scope
@@ -39,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("headwater.activation")
 REFRESH_SECONDS = 1.0
 WATCH_SECONDS = 0.5  # the longest the watcher waits on the log before it looks at the stop flag
+AUDIENCE_POLL_SECONDS = 1.0  # how often waiting audience flows look for other processes' transitions
 _Stop = list[bool]
 
 
@@ -52,12 +60,15 @@ class ActivationSupervisor:
         self._tasks: dict[str, tuple[asyncio.Task[None], str, _Stop]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._offsets: dict[str, int] = {}  # flow -> the log position its pump reads from next
+        self._seqs: dict[str, int] = {}  # audience flow -> the transition seq its pump reads from next
+        self._segments: dict[str, tuple[Scope, str]] = {}  # audience flow -> its scope and segment
         self._flows = watch or FlowWatch(services.store)
         self._scanned: list[Resource] | None = None  # the scan ``_wanted`` was filtered from
         self._wanted: dict[str, Resource] = {}
 
     def wanted(self) -> dict[str, Resource]:
-        """The enabled activation flows (of ``scopes``), filtered again when the flows were rescanned."""
+        """The enabled streaming and audience activation flows (of ``scopes``), filtered again when the
+        flows were rescanned."""
         flows = self._flows.flows()
         if flows is self._scanned:
             return self._wanted
@@ -65,7 +76,7 @@ class ActivationSupervisor:
         for flow in flows:
             if self.scopes is not None and flow.scope not in self.scopes:
                 continue
-            if flow.doc.get("state") == "enabled" and flow_kind(flow.doc) is FlowKind.ACTIVATION:
+            if flow.doc.get("state") == "enabled" and flow_kind(flow.doc).delivers_continuously:
                 out[flow.id] = flow
         self._scanned, self._wanted = flows, out
         return out
@@ -100,31 +111,37 @@ class ActivationSupervisor:
                 await asyncio.sleep(REFRESH_SECONDS)
 
     async def _deliver(self, flow: Resource, stop: Callable[[], bool]) -> None:
-        """Deliver a streaming activation flow's records until ``stop()`` says so (see the module)."""
+        """Deliver an activation flow's feed until ``stop()`` says so (see the module)."""
         plan = Plan.open(self.services, flow)
-        pump = StreamPump(self.services, plan)
+        audience = flow_kind(flow.doc) is FlowKind.AUDIENCE_ACTIVATION
+        pump = AudiencePump(self.services, plan) if audience else StreamPump(self.services, plan)
+        positions = self._seqs if audience else self._offsets
+        if isinstance(pump, AudiencePump):
+            self._segments[flow.id] = (flow.scope, pump.segment_id)
         wake = self._wakes.setdefault(flow.id, asyncio.Event())
         saved = pump.progress.checkpoint()
         try:
             while not stop():
                 wake.clear()
-                self._offsets[flow.id] = pump.read_offset
+                positions[flow.id] = pump.read_offset
                 progressed = await pump.step()
+                positions[flow.id] = pump.read_offset
                 if time.monotonic() - pump._last_flush >= FLUSH_SECONDS and _moved(pump, saved):
                     saved = pump.progress.checkpoint()
                     await pump.flush()
                 if progressed:
                     continue
-                if pump.deliverer.pending > 0 or _moved(pump, saved):
+                if pump.pending > 0 or _moved(pump, saved):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), IDLE_POLL_SECONDS)
-                else:  # idle: until the log gains records for it, or it is stopped (both wake it)
+                else:  # idle: until its feed gains records, or it is stopped (both wake it)
                     await wake.wait()
             await pump.flush()
         finally:
-            self._offsets.pop(flow.id, None)
-            await pump.deliverer.cancel()
-            await plan.destination.aclose()
+            positions.pop(flow.id, None)
+            self._segments.pop(flow.id, None)
+            await pump.cancel()
+            await plan.aclose()
 
     def _wake(self, flow_id: str) -> None:
         event = self._wakes.get(flow_id)
@@ -164,10 +181,44 @@ class ActivationSupervisor:
             return token, [f for f in changed if f in offsets]
         return token, [f for f, at in offsets.items() if streams.end_offset(f) > at]
 
+    def _watch_audiences(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a thread of its own: wake the audience flows whose segment gained transitions (see the
+        module), until the supervisor stops."""
+        signal = self.services.profiles.transitions_written
+        seen = signal.count()
+        polled = time.monotonic()
+        while not self.stop_event.is_set() and not loop.is_closed():
+            seen, written = signal.wait(seen, WATCH_SECONDS)
+            segments = dict(self._segments)
+            wake = [f for f, where in segments.items() if where in written]
+            if segments and time.monotonic() - polled >= AUDIENCE_POLL_SECONDS:
+                polled = time.monotonic()
+                try:
+                    wake += self._grown(segments, set(wake))
+                except Exception:
+                    log.exception("activation supervisor: looking for new transitions failed")
+            if wake:
+                with contextlib.suppress(RuntimeError):  # the loop closed: the supervisor is gone
+                    loop.call_soon_threadsafe(self._wake_all, wake)
+
+    def _grown(self, segments: dict[str, tuple[Scope, str]], skip: set[str]) -> list[str]:
+        """The audience flows (not in ``skip``) whose segment has a transition at or past the seq their
+        pump reads from next."""
+        last = self.services.profiles.last_transition_seq
+        seqs = dict(self._seqs)
+        return [
+            f for f, (scope, segment) in segments.items()
+            if f not in skip and f in seqs and last(scope, segment) >= seqs[f]
+        ]  # fmt: skip
+
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
         watcher = threading.Thread(target=self._watch, args=(loop,), name="activation-watch", daemon=True)
         watcher.start()
+        audiences = threading.Thread(
+            target=self._watch_audiences, args=(loop,), name="audience-watch", daemon=True
+        )
+        audiences.start()
         while not self.stop_event.is_set():
             try:
                 await self.refresh()
@@ -178,6 +229,7 @@ class ActivationSupervisor:
             stop[0] = True
             self._wake(flow_id)
         await asyncio.to_thread(watcher.join)
+        await asyncio.to_thread(audiences.join)
         await asyncio.gather(*(t for t, _, _ in self._tasks.values()), return_exceptions=True)
         self._tasks.clear()
 

@@ -64,7 +64,7 @@ class Flows(FlowServiceCollection):
         if flow_spec is not None and ids.flow_kind({"flowSpec": flow_spec}).delivers:
             actor.require(access.MANAGE_DESTINATIONS, "an activation flow")
             destinations.check_activation(
-                self.store, self.box, actor, sources, targets, transformations, errors
+                self.store, self.box, actor, sources, targets, transformations, errors, refs
             )
             options = destinations.delivery_options(options, errors)
         if errors:

@@ -24,6 +24,7 @@ from headwater.stores.profiles.base import (
     RefusedLink,
     StaleCursor,
     Transition,
+    TransitionSignal,
 )
 from headwater.stores.profiles.factory import open_profile_store
 
@@ -44,5 +45,6 @@ __all__ = [
     "RefusedLink",
     "StaleCursor",
     "Transition",
+    "TransitionSignal",
     "open_profile_store",
 ]

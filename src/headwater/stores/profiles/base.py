@@ -27,6 +27,7 @@ dataset being written.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ __all__ = [
     "Scope",
     "StaleCursor",
     "Transition",
+    "TransitionSignal",
 ]
 
 #: Membership statuses, as AEP's segmentMembership has them.
@@ -170,6 +172,37 @@ class StaleCursor(StoreError):
     written; read the cursor again and project from there."""
 
 
+class TransitionSignal:
+    """Wakes this process's readers of transitions (audience activation) once ``apply_membership`` has
+    committed some; readers in other processes poll ``last_transition_seq``. A counter, and per (scope,
+    segment) the count at its last write, so that a write between two waits is not missed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+        self._last: dict[tuple[Scope, str], int] = {}
+
+    def notify(self, scope: Scope, segment_id: str) -> None:
+        """The segment's new transitions are durable (called after the commit)."""
+        with self._cond:
+            self._count += 1
+            self._last[scope, segment_id] = self._count
+            self._cond.notify_all()
+
+    def count(self) -> int:
+        """How many writes were notified so far (the ``seen`` of a first :meth:`wait`)."""
+        with self._cond:
+            return self._count
+
+    def wait(self, seen: int, timeout: float) -> tuple[int, frozenset[tuple[Scope, str]]]:
+        """Once the count differs from ``seen``, or after ``timeout`` seconds: (the count now, the
+        segments written since ``seen``). Pass the count returned as the next ``seen``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._count != seen, timeout)
+            written = frozenset(key for key, n in self._last.items() if n > seen)
+            return self._count, written
+
+
 class _Unchecked:
     def __repr__(self) -> str:
         return "UNCHECKED"
@@ -183,6 +216,10 @@ class ProfileStore(ABC):
     """The serving store. Implementations are thread-safe; every write call is one transaction, durable
     when it returns. Batched calls take sequences (hundreds of thousands of rows are fine: they are
     written in chunks inside the one transaction)."""
+
+    #: Notified after each ``apply_membership`` that wrote transitions, once they are durable (this
+    #: process's writes only).
+    transitions_written: TransitionSignal
 
     # --- identities and the graph ---
     @abstractmethod

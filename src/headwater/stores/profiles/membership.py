@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, select, upda
 
 from headwater.stores.metadata.base import Scope
 from headwater.stores.profiles import tables as t
-from headwater.stores.profiles.base import EXITED, REALIZED, MembershipMoved, Transition
+from headwater.stores.profiles.base import EXITED, REALIZED, MembershipMoved, Transition, TransitionSignal
 
 _CHUNK = 500
 _M = t.profile_segment_members.c
@@ -44,6 +44,7 @@ class SqlMembership:
 
     read_engine: Engine
     _write: Callable[[], AbstractContextManager[Connection]]
+    transitions_written: TransitionSignal
 
     def _write_key(self, scope: Scope) -> int:
         raise NotImplementedError
@@ -108,6 +109,7 @@ class SqlMembership:
                 for n, c in enumerate(changes, start=1)
             ]
             self._write_transitions(conn, key, made)
+        self.transitions_written.notify(scope, segment_id)  # durable now: wake this process's readers
         return made
 
     def _realized(self, conn: Connection, key: int, segment_id: str, clusters: Sequence[int]) -> set[int]:

@@ -30,6 +30,7 @@ from headwater.stores.profiles.base import (
     ProjectionCursor,
     RefusedLink,
     StaleCursor,
+    TransitionSignal,
     _Unchecked,
 )
 from headwater.stores.profiles.membership import SqlMembership
@@ -175,6 +176,7 @@ class SqlProfileStore(SqlMembership, ProfileStore):
         self._write = write
         self._keys: dict[Scope, int] = {}
         self._keys_lock = threading.Lock()
+        self.transitions_written = TransitionSignal()
         self._build_statements()
 
     def _driver_dialect(self, paramstyle: str) -> Any:
