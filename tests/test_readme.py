@@ -95,6 +95,8 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     # Activation: the test request answered 200, and the streamed event was delivered to the sink.
     assert '"status":200' in result.stdout.replace(" ", "")
     assert "'delivered': 1" in result.stdout
+    # The audience: Ada entered it and was sent once, to the sink's audience path.
+    assert "audience delivered:" in result.stdout
     # Roles: the Viewer client's write was refused naming the permission, and the audit log holds it.
     assert "does not have the permission 'manage-sources'" in result.stdout
     compact = result.stdout.replace(" ", "")
