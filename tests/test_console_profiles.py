@@ -38,8 +38,8 @@ def test_a_profile_is_looked_up_by_identity_with_its_cluster_and_attributes(
 
     problems = watch_page(console)
     console.goto("/console/profiles")
-    console.get_by_label("Namespace").select_option("CRMID")
-    console.get_by_label("Identity").fill(crmid)
+    console.get_by_label("Namespace", exact=True).select_option("CRMID")
+    console.get_by_label("Identity", exact=True).fill(crmid)
     console.get_by_role("button", name="Look up").click()
     result = console.locator("#profile-result")
     expect(result.get_by_role("heading", name="Identities")).to_be_visible()
@@ -50,8 +50,8 @@ def test_a_profile_is_looked_up_by_identity_with_its_cluster_and_attributes(
     expect(result.get_by_role("link", name=crm)).to_be_visible()
     expect(result.get_by_role("link", name=web)).to_be_visible()
 
-    console.get_by_label("Namespace").select_option("Email")
-    console.get_by_label("Identity").fill("nobody@example.com")
+    console.get_by_label("Namespace", exact=True).select_option("Email")
+    console.get_by_label("Identity", exact=True).fill("nobody@example.com")
     console.get_by_role("button", name="Look up").click()
     expect(result.get_by_role("alert")).to_have_text("No profile has this identity.")
     assert problems == [], problems
