@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tests.profile_helpers import land, profile_dataset
 from tests.streaming_helpers import scope_of
 from tests.support import ApiClient, LiveServer, role_client
 
@@ -33,26 +34,7 @@ ROWS = pa.schema(
 
 
 def _dataset(api: ApiClient, name: str) -> str:
-    schema = api.post(
-        SR,
-        json={
-            "type": "object",
-            "title": f"{name} {uuid.uuid4().hex[:6]}",
-            "allOf": [{"$ref": PROFILE}, {"$ref": PERSON}],
-            "meta:immutableTags": ["union"],
-        },
-    )
-    assert schema.status_code == 201, schema.text
-    created = api.post(
-        DATASETS,
-        json={
-            "name": f"{name} {uuid.uuid4().hex[:6]}",
-            "schemaRef": {"id": schema.json()["$id"], "contentType": "application/vnd.adobe.xed-full+json"},
-            "tags": {"unifiedProfile": ["enabled:true"]},
-        },
-    )
-    assert created.status_code == 201, created.text
-    return str(created.json()[0].split("/")[-1])
+    return profile_dataset(api, name, PERSON)[1]
 
 
 def _person(identities: dict[str, str], primary: str, first: str | None, updated: str) -> dict[str, Any]:
@@ -64,14 +46,7 @@ def _person(identities: dict[str, str], primary: str, first: str | None, updated
 
 
 def _land(server: LiveServer, api: ApiClient, dataset_id: str, rows: list[dict[str, Any]]) -> None:
-    """Commit ``rows`` to the dataset's table as a flow's run does, then project them as its run does."""
-    lake, scope = server.services.lake, scope_of(server, api)
-    table = lake.ensure_table(scope, dataset_id, ROWS)
-    batch = pa.RecordBatch.from_pylist(rows, schema=ROWS)
-    files = lake.write_files(table, iter([batch]), ROWS)
-    lake.commit(table, files, {"runId": uuid.uuid4().hex})
-    report = server.services.profile_projector.catch_up(scope, dataset_id)
-    assert report is not None and report.rows == len(rows)
+    land(server, api, dataset_id, ROWS, rows)
 
 
 def _profile(api: ApiClient, namespace: str, value: str) -> dict[str, Any]:

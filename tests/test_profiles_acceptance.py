@@ -16,6 +16,7 @@ import pytest
 
 from headwater.runtime.worker import Worker
 from tests.fakes.salesforce import SalesforceFake
+from tests.profile_helpers import profile_dataset
 from tests.streaming_helpers import http_api_source, streaming, target_connection
 from tests.support import ApiClient, LiveServer, wait_until
 from tests.test_batch_runs import run_and_wait
@@ -46,26 +47,6 @@ def projector(server: LiveServer) -> Iterator[None]:
     server.services.profile_projector.stop()
 
 
-def _profile_dataset(api: ApiClient, name: str, *groups: str, tags: bool = True) -> tuple[str, str]:
-    schema = api.post(
-        f"{SR}/schemas",
-        json={
-            "type": "object",
-            "title": f"{name} {uuid.uuid4().hex[:6]}",
-            "allOf": [{"$ref": PROFILE}, *({"$ref": g} for g in groups)],
-            "meta:immutableTags": ["union"],
-        },
-    )
-    assert schema.status_code == 201, schema.text
-    schema_id = schema.json()["$id"]
-    body: dict[str, Any] = {"name": f"{name} {uuid.uuid4().hex[:6]}", "schemaRef": {"id": schema_id}}
-    if tags:
-        body["tags"] = {"unifiedProfile": ["enabled:true"]}
-    dataset = api.post("/data/foundation/catalog/dataSets", json=body)
-    assert dataset.status_code == 201, dataset.text
-    return schema_id, dataset.json()[0].split("/")[-1]
-
-
 def _crm(api: ApiClient, salesforce: SalesforceFake) -> tuple[str, str]:
     """A CRM flow: Salesforce Person → a profile dataset whose crmId is the primary identity (a descriptor)
     and whose email is an Email identity (the mapping's flag)."""
@@ -86,7 +67,7 @@ def _crm(api: ApiClient, salesforce: SalesforceFake) -> tuple[str, str]:
         },
     )
     assert group.status_code == 201, group.text
-    schema_id, dataset_id = _profile_dataset(
+    schema_id, dataset_id = profile_dataset(
         api,
         "CRM people",
         "https://ns.adobe.com/xdm/context/profile-person-details",
@@ -161,7 +142,7 @@ def _crm(api: ApiClient, salesforce: SalesforceFake) -> tuple[str, str]:
 def _inlet(api: ApiClient) -> tuple[str, str, str]:
     """An HTTP API streaming flow (XDM, no mapping) into a profile dataset with an identityMap."""
     _, params, source = http_api_source(api, "Web profiles", "xdm")
-    schema_id, dataset_id = _profile_dataset(
+    schema_id, dataset_id = profile_dataset(
         api,
         "Web people",
         "https://ns.adobe.com/xdm/context/profile-person-details",

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 
 from headwater.engines.segments import brute, pql
+from tests.profile_helpers import land, profile_dataset
 from tests.streaming_helpers import scope_of
 from tests.support import ApiClient, LiveServer, role_client
 
@@ -59,38 +60,7 @@ def job_runner(server: LiveServer) -> Iterator[None]:
 
 
 def _dataset(api: ApiClient, name: str, klass: str = PROFILE_CLASS) -> str:
-    schema = api.post(
-        SR,
-        json={
-            "type": "object",
-            "title": f"{name} {uuid.uuid4().hex[:6]}",
-            "allOf": [{"$ref": klass}],
-            "meta:immutableTags": ["union"],
-        },
-    )
-    assert schema.status_code == 201, schema.text
-    created = api.post(
-        DATASETS,
-        json={
-            "name": f"{name} {uuid.uuid4().hex[:6]}",
-            "schemaRef": {"id": schema.json()["$id"], "contentType": "application/vnd.adobe.xed-full+json"},
-            "tags": {"unifiedProfile": ["enabled:true"]},
-        },
-    )
-    assert created.status_code == 201, created.text
-    return str(created.json()[0].split("/")[-1])
-
-
-def _land(
-    server: LiveServer, api: ApiClient, dataset_id: str, schema: pa.Schema, rows: list[dict[str, Any]]
-) -> None:
-    """Commit ``rows`` to the dataset's table as a flow's run does, then project them as its run does."""
-    lake, scope = server.services.lake, scope_of(server, api)
-    table = lake.ensure_table(scope, dataset_id, schema)
-    files = lake.write_files(table, iter([pa.RecordBatch.from_pylist(rows, schema=schema)]), schema)
-    lake.commit(table, files, {"runId": uuid.uuid4().hex})
-    report = server.services.profile_projector.catch_up(scope, dataset_id)
-    assert report is not None and report.rows == len(rows)
+    return profile_dataset(api, name, klass=klass)[1]
 
 
 def _iso(dt: datetime) -> str:
@@ -298,9 +268,9 @@ def test_a_segment_job_qualifies_exactly_what_brute_force_evaluation_does(
             activity.append(
                 _event(email, now - timedelta(days=days), rng.choice(["commerce.purchases", "web.visit"]))
             )
-    _land(server, api, crm, PEOPLE, people)
-    _land(server, api, web, PEOPLE, later)
-    _land(server, api, events, EVENTS, activity)
+    land(server, api, crm, PEOPLE, people)
+    land(server, api, web, PEOPLE, later)
+    land(server, api, events, EVENTS, activity)
     texts = [
         'homeAddress.city = "Paris" and person.birthYear >= 1985',
         'person.name.firstName.startsWith("a", false) or homeAddress.countryCode in ["DE", "FR"]',
@@ -363,7 +333,7 @@ def test_a_second_job_exits_who_no_longer_qualifies(server: LiveServer, api: Api
     crm = _dataset(api, "CRM")
     now = datetime.now(UTC)
     ann, bob = f"ann.{tag}@example.com", f"bob.{tag}@example.com"
-    _land(
+    land(
         server,
         api,
         crm,
@@ -374,7 +344,7 @@ def test_a_second_job_exits_who_no_longer_qualifies(server: LiveServer, api: Api
     _run_job(api, [segment])
     assert _members(server, api, segment) == {ann, bob}
     assert _membership(api, ann)[segment]["status"] == "realized"
-    _land(server, api, crm, PEOPLE, [_person(bob, now - timedelta(days=1), "B", 1990, "Bergen", "NO")])
+    land(server, api, crm, PEOPLE, [_person(bob, now - timedelta(days=1), "B", 1990, "Bergen", "NO")])
     job = _run_job(api, ["*"])
     assert _members(server, api, segment) == {ann}
     assert _membership(api, bob)[segment]["status"] == "exited"
@@ -394,7 +364,7 @@ def test_a_preview_counts_and_shows_the_audience(server: LiveServer, api: ApiCli
     rows = [
         _person(f"q{i}.{tag}@example.com", now, "Q", 1990, ["Oslo", "Rome"][i % 2], "NO") for i in range(7)
     ]
-    _land(server, api, crm, PEOPLE, rows)
+    land(server, api, crm, PEOPLE, rows)
     created = api.post("/data/core/ups/preview", json={"predicateExpression": 'homeAddress.city = "Oslo"'})
     assert created.status_code == 200, created.text
     preview_id = created.json()["previewId"]
@@ -426,15 +396,15 @@ def test_streaming_segments_enter_on_a_new_event_and_exit_on_an_update(
     ]
     oslo = _define(api, 'homeAddress.city = "Oslo"', evaluationInfo=streaming)["id"]
     batch_only = _define(api, 'homeAddress.city = "Oslo"')["id"]
-    _land(server, api, crm, PEOPLE, [_person(eve, now - timedelta(days=3), "Eve", 1990, "Oslo", "NO")])
+    land(server, api, crm, PEOPLE, [_person(eve, now - timedelta(days=3), "Eve", 1990, "Oslo", "NO")])
     _poll("eve enters the Oslo segment", lambda: _membership(api, eve).get(oslo))
     assert buyers not in _membership(api, eve) and batch_only not in _membership(api, eve)
 
-    _land(server, api, events, EVENTS, [_event(eve, now, "commerce.purchases")])
+    land(server, api, events, EVENTS, [_event(eve, now, "commerce.purchases")])
     entered = _poll("eve enters the buyers", lambda: _membership(api, eve).get(buyers))
     assert entered["status"] == "realized" and entered["lastQualificationTime"].endswith("Z")
 
-    _land(server, api, crm, PEOPLE, [_person(eve, now - timedelta(days=1), "Eve", 1990, "Bergen", "NO")])
+    land(server, api, crm, PEOPLE, [_person(eve, now - timedelta(days=1), "Eve", 1990, "Bergen", "NO")])
 
     def exited() -> dict[str, Any] | None:
         held = _membership(api, eve).get(oslo)
