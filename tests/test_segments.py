@@ -54,9 +54,10 @@ NAMES = ["Ada", "alan", "Grace", "Bob", None]
 
 @pytest.fixture(autouse=True)
 def job_runner(server: LiveServer) -> Iterator[None]:
-    """The segment job runner a worker starts (idempotent: a worker of another test may run it too)."""
+    """The segment job runner a worker starts, for the test (start is idempotent)."""
     server.services.segment_job_runner.start()
     yield
+    server.services.segment_job_runner.stop()  # not left polling a database the session drops
 
 
 def _dataset(api: ApiClient, name: str, klass: str = PROFILE_CLASS) -> str:
