@@ -23,7 +23,9 @@ from headwater.stores.profiles import (
     EventCursor,
     ExperienceEvent,
     Fragment,
+    GraphSplit,
     GraphUpdate,
+    IdentityLink,
     MembershipMoved,
     ProfileStore,
     RefusedLink,
@@ -427,6 +429,45 @@ class ProfileStoreContract:
         assert [f.dataset_id for f in store.fragments_of(scope, [("Email", "ann")])] == ["web"]
         assert store.events_of(scope, [("Email", "ann")], 5) == ([], None)
         assert ("Email", "ann") in store.clusters_of(scope, [("Email", "ann")])
+
+    def test_links_are_kept_per_dataset_at_the_generation_that_wrote_them(
+        self, store: ProfileStore, scope: Scope
+    ) -> None:
+        ann, crm = IdentityLink("Email", "ann", "Email", "ann"), IdentityLink("CRMID", "c1", "Email", "ann")
+        store.project(scope, DS, 3, at_ms=T0, links=[ann, crm, crm])  # a repeat in one call is fine
+        store.project(scope, "web", 7, at_ms=T0, links=[ann])
+        store.project(scope, DS, 5, at_ms=T0, links=[ann])  # seen again by a later snapshot
+        found = sorted(
+            (s.dataset_id, s.link, s.generation) for s in store.links_of(scope, [("Email", "ann")])
+        )
+        assert found == [(DS, ann, 5), ("web", ann, 7)]
+        assert [(s.link, s.generation) for s in store.stale_links(scope, DS, 5)] == [(crm, 3)]
+        assert len(store.stale_links(scope, DS, None)) == 2
+        assert store.links_of(scope, [("Email", "nobody")]) == []
+
+    def test_a_sweep_removes_stale_links_and_applies_the_split_in_one_go(
+        self, store: ProfileStore, scope: Scope
+    ) -> None:
+        (c,) = self.clusters(store, scope, [("Email", "ann"), ("CRMID", "c1")])
+        crm = IdentityLink("CRMID", "c1", "Email", "ann")
+        store.project(scope, DS, 3, at_ms=T0, links=[crm], fragments=[fragment("Email", "ann", 1)])
+        store.project(
+            scope, DS, 4, at_ms=T0, links=[IdentityLink("Email", "ann", "Email", "ann")], state="sweep"
+        )
+        split = GraphSplit(assignments=[("Email", "ann", c + 1000)], removed=[("CRMID", "c1")])
+        with pytest.raises(StaleCursor):  # the cursor moved on: nothing is written
+            store.sweep(scope, DS, 4, split, at_ms=T0, expected_snapshot_id=3)
+        assert len(store.stale_links(scope, DS, 4)) == 1
+        store.sweep(scope, DS, 4, split, at_ms=T0, expected_snapshot_id=4)
+        assert store.stale_links(scope, DS, 4) == []
+        assert store.clusters_of(scope, [("Email", "ann"), ("CRMID", "c1")]) == {("Email", "ann"): c + 1000}
+        cursor = store.cursor(scope, DS)
+        assert cursor is not None and (cursor.snapshot_id, cursor.state) == (4, "")
+        store.sweep(scope, DS, None, GraphSplit(removed=[("Email", "ann")]), at_ms=T0, drop=True)
+        assert store.cursor(scope, DS) is None and store.fragments_of(scope, [("Email", "ann")]) == []
+        assert (
+            store.links_of(scope, [("Email", "ann")]) == [] and store.lookup(scope, ("Email", "ann")) is None
+        )
 
     # --- segment membership ---
 

@@ -137,3 +137,70 @@ def test_an_unknown_identity_is_a_404_and_viewers_may_not_read_profiles(
     viewer = role_client(server, api, "Viewer")
     response = viewer.get(ENTITIES, params=params)
     assert response.status_code == 403 and "view-profiles" in response.text
+
+
+def _rewrite(server: LiveServer, api: ApiClient, dataset_id: str, rows: list[dict[str, Any]]) -> Any:
+    """A full refresh of the dataset's table (its rows replaced in one commit), projected as a run does."""
+    lake, scope = server.services.lake, scope_of(server, api)
+    table = lake.ensure_table(scope, dataset_id, ROWS)
+    files = lake.write_files(table, iter([pa.RecordBatch.from_pylist(rows, schema=ROWS)]), ROWS)
+    lake.commit(table, files, {"runId": uuid.uuid4().hex}, replace=True)
+    return server.services.profile_projector.catch_up(scope, dataset_id)
+
+
+def _lookup_status(api: ApiClient, namespace: str, value: str) -> int:
+    params = {"schema.name": "_xdm.context.profile", "entityIdNS": namespace, "entityId": value}
+    return api.get(ENTITIES, params=params).status_code
+
+
+def test_a_rewrite_takes_a_deleted_records_identities_out_of_the_profile(
+    server: LiveServer, api: ApiClient
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    crm, web = _dataset(api, "CRM"), _dataset(api, "Web")
+    ann, bob, ecid = f"ann.{tag}@example.com", f"bob.{tag}@example.com", f"{uuid.uuid4().int:038d}"[:38]
+    bob_row = _person({"CRMID": f"B-{tag}", "Email": bob}, "CRMID", "Bob", "2026-01-01T00:00:00Z")
+    _land(
+        server,
+        api,
+        crm,
+        [_person({"CRMID": f"A-{tag}", "Email": ann}, "CRMID", "Ann", "2026-01-01T00:00:00Z"), bob_row],
+    )
+    _land(server, api, web, [_person({"ECID": ecid, "Email": ann}, "ECID", "Annie", "2026-02-01T00:00:00Z")])
+    assert sorted(_profile(api, "ECID", ecid)["entity"]["identityMap"]) == ["CRMID", "ECID", "Email"]
+
+    report = _rewrite(server, api, crm, [bob_row])  # Ann's CRM record is deleted at the source
+    assert report is not None and report.rebuilt and report.removed_identities == 1
+
+    assert _lookup_status(api, "CRMID", f"A-{tag}") == 404  # her CRM identity left the graph
+    annie = _profile(api, "ECID", ecid)
+    assert sorted(annie["entity"]["identityMap"]) == ["ECID", "Email"]
+    assert annie["sources"] == [web] and annie["entity"]["person"]["name"]["firstName"] == "Annie"
+    assert _profile(api, "CRMID", f"B-{tag}")["entity"]["person"]["name"]["firstName"] == "Bob"
+
+
+def test_a_deleted_dataset_splits_the_profiles_it_joined(server: LiveServer, api: ApiClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    people, joins = _dataset(api, "People"), _dataset(api, "Household")
+    ann, bob = f"ann.{tag}@example.com", f"bob.{tag}@example.com"
+    _land(
+        server,
+        api,
+        people,
+        [
+            _person({"Email": ann}, "Email", "Ann", "2026-01-01T00:00:00Z"),
+            _person({"Email": bob}, "Email", "Bob", "2026-01-01T00:00:00Z"),
+        ],
+    )
+    household = _person({"Email": ann}, "Email", None, "2026-01-01T00:00:00Z")
+    household["identityMap"] = [("Email", [{"id": ann, "primary": True}, {"id": bob, "primary": False}])]
+    _land(server, api, joins, [household])
+    assert _profile(api, "Email", ann) == _profile(api, "Email", bob)  # the household record joined them
+
+    assert api.delete(f"{DATASETS}/{joins}").status_code in (200, 204)
+
+    by_ann, by_bob = _profile(api, "Email", ann), _profile(api, "Email", bob)
+    assert by_ann["entity"]["person"]["name"]["firstName"] == "Ann" and by_ann["sources"] == [people]
+    assert by_bob["entity"]["person"]["name"]["firstName"] == "Bob" and by_bob["sources"] == [people]
+    members = api.get("/data/core/identity/cluster/members", params={"namespace": "Email", "id": ann})
+    assert [m["id"] for m in members.json()["members"]] == [ann]

@@ -1,6 +1,7 @@
 """The profile projection survives kill -9: a worker killed between two chunks of a dataset's first read
-into the profiles leaves, after a restart, every row in the profiles exactly once (a real `headwater
-worker` process, SIGKILLed by its own crash point)."""
+into the profiles, and another killed after its last chunk but before its sweep, leave, after a restart,
+every row in the profiles exactly once and the sweep finished (real `headwater worker` processes,
+SIGKILLed by their own crash points)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,14 @@ def _profiles(home: Path) -> tuple[int, int, int]:
     return int(fragments), int(keys), int(identities)
 
 
+def _links_and_cursors(home: Path) -> tuple[int, list[str]]:
+    """(stored identity links, the projection cursors' states)."""
+    with sqlite3.connect(home / "metadata.db") as db:
+        (links,) = db.execute("SELECT count(*) FROM profile_links").fetchone()
+        states = [row[0] for row in db.execute("SELECT state FROM profile_projection_cursors")]
+    return int(links), states
+
+
 def test_kill_9_between_projection_chunks_then_restart_projects_every_row_once(
     deployment: Deployment,  # noqa: F811
     tmp_path: Path,
@@ -63,12 +72,17 @@ def test_kill_9_between_projection_chunks_then_restart_projects_every_row_once(
     doomed = deployment.worker("profile_chunk:2")  # after two of the three chunks
     assert doomed.wait(timeout=120) == -signal.SIGKILL, deployment.worker_logs()
     assert _profiles(deployment.home)[0] < ROWS  # it died with the first read half done
+    # The next one reads it all again and dies after the last chunk, before the read's sweep.
+    doomed = deployment.worker("profile_sweep:1")
+    assert doomed.wait(timeout=120) == -signal.SIGKILL, deployment.worker_logs()
+    assert _links_and_cursors(deployment.home) == (ROWS, ["sweep"])
 
     survivor = deployment.worker()
     try:
         run = _finished(deployment, run_id)
         assert run["state"] == "success", run["metrics"]["statusSummary"]
         wait_until(lambda: _profiles(deployment.home) == (ROWS, ROWS, ROWS), timeout=120, interval=0.5)
+        wait_until(lambda: _links_and_cursors(deployment.home) == (ROWS, [""]), timeout=60, interval=0.5)
     finally:
         survivor.terminate()
         survivor.wait(timeout=30)

@@ -11,11 +11,13 @@ from headwater.services.specs import SpecCatalog, catalog
 from headwater.services.tenancy import Tenancy
 from headwater.services.tokens import TokenService
 from headwater.settings import Settings
-from headwater.stores.metadata import ApiClient, MetadataStore, Org, Sandbox, open_store
+from headwater.stores.metadata import ApiClient, MetadataStore, Org, Resource, Sandbox, open_store
 from headwater.stores.secrets import SecretBox
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
+
+    from headwater.services.tenancy import Actor
 
 
 def services(request: HTTPConnection) -> Services:
@@ -125,6 +127,11 @@ class Services:
             self.segments.reevaluate_quietly,
         )
         self.profile_lookup = ProfileLookup(self.profiles, self.merge_policies)
+        # A deleted dataset leaves profiles: its fragments, events, and the identities only it held.
+        self.datasets.on_deleted(self._forget_dataset)
+
+    def _forget_dataset(self, actor: Actor, dataset: Resource) -> None:
+        self.projection.forget(actor.scope, dataset.id)
         from headwater.runtime.profiles import ProfileProjector
 
         self.profile_projector = ProfileProjector(

@@ -10,10 +10,16 @@ profile-store transaction that also moves the cursor:
   else by the commit that brought it to the lake;
 - writes each event row as an experience event of its anchor identity (its ``_id`` and ``timestamp``).
 
+Each identity is also written beside its row's anchor, per dataset (the store's ``profile_links``, at
+the generation of the snapshot), which is what lets a dataset take its identities back out of the graph.
+
 After a rewrite of the table (a full refresh, a deletion, a Profile delete), the dataset's fragments and
-events are replaced by the table's current rows in the same way. A crash at any point leaves the cursor
-where the last finished step put it: the next step reads the same rows again, and writing a fragment
-or an event twice changes nothing.
+events are replaced by the table's current rows in the same way; then a *sweep* removes the dataset's
+links that the rewrite did not see again and splits the clusters they held together (graphstep.split),
+so a deleted record's identities leave the profile too. :meth:`Projection.forget` does the same for a
+deleted dataset. A crash at any point leaves the cursor where the last finished step put it: the next
+step reads the same rows again (or finishes the sweep, state ``sweep``), and writing a fragment, an
+event or a link twice changes nothing.
 
 After each committed chunk, ``on_changed`` (the container gives ``Segments.reevaluate_quietly``) is told
 the clusters it touched, so that streaming segments re-evaluate those profiles within the step.
@@ -39,13 +45,34 @@ from headwater.engines.identity.namespaces import check_value
 from headwater.faults import crash_point
 from headwater.lake.iceberg import Lake
 from headwater.lake.increments import increment
-from headwater.services.profiles.graphstep import link
+from headwater.services.profiles.graphstep import link, seen, split
 from headwater.services.profiles.sources import ProfileSource
 from headwater.stores.metadata import Scope
-from headwater.stores.profiles.base import ExperienceEvent, Fragment, GraphUpdate, ProfileStore, StaleCursor
+from headwater.stores.profiles.base import (
+    ExperienceEvent,
+    Fragment,
+    GraphUpdate,
+    IdentityLink,
+    ProfileStore,
+    StaleCursor,
+)
 
 CHUNK_ROWS = 50_000  # default rows per profile-store transaction during a first read or a rebuild
 PARTIAL = "partial"
+SWEEP = "sweep"  # a first read or rebuild committed its last chunk; its sweep has not finished
+
+
+@dataclass
+class Written:
+    """What one chunk wrote."""
+
+    fragments: list[Fragment]
+    events: list[ExperienceEvent]
+    graph: GraphUpdate | None
+    links: list[IdentityLink]
+
+
+NOTHING = Written([], [], None, [])
 
 
 @dataclass
@@ -57,6 +84,7 @@ class StepReport:
     events: int = 0
     without_identity: int = 0
     refused_links: int = 0
+    removed_identities: int = 0
     rebuilt: bool = False
     snapshot_id: int | None = None
 
@@ -90,12 +118,16 @@ class Projection:
         if cursor is not None and cursor.state == PARTIAL:  # a rebuild or first read that did not finish
             self.profiles.drop_dataset(source.scope, source.dataset_id)
             cursor = None
+        elif cursor is not None and cursor.state == SWEEP:  # its sweep did not finish
+            self._sweep(source, cursor.snapshot_id, report)
         step = increment(table, cursor.snapshot_id if cursor is not None else None)
         if step.empty:
             return report
         if step.rebuild:  # the table was rewritten: start over from its current rows
             self.profiles.drop_dataset(source.scope, source.dataset_id)
             cursor = None
+        # A first read, a rebuild, or a restart of either: the dataset's links not seen again go after.
+        sweeping = cursor is None
         report.rebuilt, report.snapshot_id = step.rebuild, step.snapshot_id
         snapshot = table.snapshot_by_id(step.snapshot_id) if step.snapshot_id is not None else None
         committed_ms = snapshot.timestamp_ms if snapshot is not None else int(time.time() * 1000)
@@ -113,25 +145,59 @@ class Projection:
                 source.dataset_id,
                 target,
                 at_ms=int(time.time() * 1000),
-                fragments=written[0],
-                events=written[1],
-                graph=written[2],
-                state=PARTIAL if partial else "",
+                fragments=written.fragments,
+                events=written.events,
+                graph=written.graph,
+                links=written.links,
+                state=PARTIAL if partial else (SWEEP if sweeping else ""),
                 expected_snapshot_id=expected,
             )
             expected = target
             self._changed(source, written)
             if following is None:
+                if sweeping:
+                    crash_point("profile_sweep")  # the crash tests: the last chunk in, its sweep not
+                    self._sweep(source, target, report)
                 return report
             crash_point("profile_chunk")  # the crash tests: between two chunks of a first read
             chunk = following
 
-    def _changed(
-        self, source: ProfileSource, written: tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None]
-    ) -> None:
+    def forget(self, scope: Scope, dataset_id: str) -> int:
+        """Take a deleted dataset out of profiles: its fragments, events and cursor, and the identities
+        and links only it held (clusters split where its links held them together). How many identities
+        left the graph."""
+        found = split(self.profiles, scope, dataset_id, None, self.limits, self.namespace_id)
+        if not found.changed and self.profiles.cursor(scope, dataset_id) is None:
+            return 0  # it never fed profiles
+        now = int(time.time() * 1000)
+        self.profiles.sweep(scope, dataset_id, None, found.split, at_ms=now, drop=True)
+        if found.changed and self.on_changed is not None:
+            self.on_changed(scope, found.changed, now)
+        return len(found.split.removed)
+
+    def _sweep(self, source: ProfileSource, generation: int, report: StepReport) -> None:
+        """Remove the dataset's links of generations before ``generation`` (what its rewrite no longer
+        holds), split the clusters they held together, and clear the cursor's SWEEP state."""
+        found = split(
+            self.profiles, source.scope, source.dataset_id, generation, self.limits, self.namespace_id
+        )
+        now = int(time.time() * 1000)
+        self.profiles.sweep(
+            source.scope,
+            source.dataset_id,
+            generation,
+            found.split,
+            at_ms=now,
+            expected_snapshot_id=generation,
+        )
+        report.removed_identities += len(found.split.removed)
+        if found.changed and self.on_changed is not None:
+            self.on_changed(source.scope, found.changed, now)
+
+    def _changed(self, source: ProfileSource, written: Written) -> None:
         """Tell ``on_changed`` which clusters a committed chunk touched: every cluster the graph assigned
         or merged into, and the clusters of the rows' anchor identities."""
-        fragments, events, graph = written
+        fragments, events, graph = written.fragments, written.events, written.graph
         if self.on_changed is None or not (fragments or events or graph):
             return
         clusters = {c for _, _, c in graph.assignments} | {b for _, b in graph.merged} if graph else set()
@@ -147,9 +213,9 @@ class Projection:
         committed_ms: int,
         batch_id: str,
         report: StepReport,
-    ) -> tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None]:
+    ) -> Written:
         if chunk is None or chunk.num_rows == 0:
-            return [], [], None
+            return NOTHING
         now = int(time.time() * 1000)
         found = _valid(identities(chunk, source.fields))
         anchors = _anchors(found)
@@ -178,7 +244,7 @@ class Projection:
                 fragments.append(Fragment(source.dataset_id, namespace, ident, record, ts, batch_id))
         report.fragments += len(fragments)
         report.events += len(events)
-        return fragments, events, graph
+        return Written(fragments, events, graph, seen(found, anchors, graph.refused))
 
 
 def _chunks(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:

@@ -2,7 +2,7 @@
 segment membership and its transitions.
 
 ``base.ProfileStore`` is the interface; ``sql.SqlProfileStore`` implements it once for SQLAlchemy (its
-segment membership in ``membership``);
+identity graph in ``graph``, its segment membership in ``membership``);
 ``sqlite`` and ``postgresql`` hold what differs per database; ``tables`` the tables, which live in the
 metadata database and its migrations. ``open_profile_store`` opens it on the metadata store's engine.
 """
@@ -15,14 +15,17 @@ from headwater.stores.profiles.base import (
     EventCursor,
     ExperienceEvent,
     Fragment,
+    GraphSplit,
     GraphUpdate,
     IdentityKey,
+    IdentityLink,
     MembershipMoved,
     Profile,
     ProfileStore,
     ProjectionCursor,
     RefusedLink,
     StaleCursor,
+    StoredLink,
     Transition,
     TransitionSignal,
 )
@@ -36,14 +39,17 @@ __all__ = [
     "EventCursor",
     "ExperienceEvent",
     "Fragment",
+    "GraphSplit",
     "GraphUpdate",
     "IdentityKey",
+    "IdentityLink",
     "MembershipMoved",
     "Profile",
     "ProfileStore",
     "ProjectionCursor",
     "RefusedLink",
     "StaleCursor",
+    "StoredLink",
     "Transition",
     "TransitionSignal",
     "open_profile_store",

@@ -46,8 +46,10 @@ __all__ = [
     "EventCursor",
     "ExperienceEvent",
     "Fragment",
+    "GraphSplit",
     "GraphUpdate",
     "IdentityKey",
+    "IdentityLink",
     "MembershipMoved",
     "Profile",
     "ProfileStore",
@@ -55,6 +57,7 @@ __all__ = [
     "RefusedLink",
     "Scope",
     "StaleCursor",
+    "StoredLink",
     "Transition",
     "TransitionSignal",
 ]
@@ -131,6 +134,46 @@ class GraphUpdate:
     assignments: Sequence[tuple[str, str, int]] = ()  # (namespace, id, cluster_id)
     merged: Sequence[tuple[int, int]] = ()  # (cluster_from, cluster_to)
     refused: Sequence[RefusedLink] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    """An identity of a record beside the record's anchor (its primary identity, else its first; the
+    anchor beside itself): where the graph saw the identity, and the link that joined it to the anchor
+    unless the graph refused that link (then the identity is written beside itself)."""
+
+    namespace: str
+    id: str
+    anchor_namespace: str
+    anchor_id: str
+
+    @property
+    def key(self) -> IdentityKey:
+        return (self.namespace, self.id)
+
+    @property
+    def anchor(self) -> IdentityKey:
+        return (self.anchor_namespace, self.anchor_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLink:
+    """An :class:`IdentityLink` as stored: by a dataset, at the generation (lake snapshot) of the step
+    that last wrote it."""
+
+    dataset_id: str
+    link: IdentityLink
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSplit:
+    """What a sweep decided (services/profiles/graphstep.py ``split``): the identities that move to
+    another cluster (a cluster that lost the links holding it together splits), and those no dataset
+    holds any more (they leave the graph)."""
+
+    assignments: Sequence[tuple[str, str, int]] = ()  # (namespace, id, cluster_id)
+    removed: Sequence[IdentityKey] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +300,31 @@ class ProfileStore(ABC):
     def cluster_history(self, scope: Scope, cluster_id: int) -> list[ClusterMerge]:
         """Merges into or out of ``cluster_id``, newest first."""
 
+    @abstractmethod
+    def links_of(self, scope: Scope, keys: Sequence[IdentityKey]) -> list[StoredLink]:
+        """Every dataset's stored links whose identity (not anchor) is among ``keys``."""
+
+    @abstractmethod
+    def stale_links(self, scope: Scope, dataset_id: str, keep: int | None) -> list[StoredLink]:
+        """The dataset's stored links of a generation other than ``keep`` (None: all of them)."""
+
+    @abstractmethod
+    def sweep(
+        self,
+        scope: Scope,
+        dataset_id: str,
+        keep: int | None,
+        split: GraphSplit,
+        *,
+        at_ms: int,
+        expected_snapshot_id: int | None = None,
+        drop: bool = False,
+    ) -> None:
+        """In one transaction: delete the dataset's links of a generation other than ``keep`` (None: all),
+        apply ``split`` (assignments; removed identities deleted), and either (``drop``) delete the
+        dataset's fragments, events and cursor, or (``expected_snapshot_id``) clear the cursor's state,
+        which must be at that snapshot (else :class:`StaleCursor`, nothing written)."""
+
     # --- fragments ---
     @abstractmethod
     def put_fragments(self, scope: Scope, dataset_id: str, fragments: Sequence[Fragment]) -> None:
@@ -300,13 +368,15 @@ class ProfileStore(ABC):
         fragments: Sequence[Fragment] = (),
         events: Sequence[ExperienceEvent] = (),
         graph: GraphUpdate | None = None,
+        links: Sequence[IdentityLink] = (),
         delete_batch_ids: Sequence[str] = (),
         state: str = "",
         expected_snapshot_id: int | _Unchecked | None = UNCHECKED,
     ) -> None:
         """In one transaction: move the dataset's cursor to ``snapshot_id`` (with ``state``), delete the
-        fragments and events of ``delete_batch_ids``, apply ``graph``, write ``fragments`` and
-        ``events``. All of it or nothing is durable when the call ends.
+        fragments and events of ``delete_batch_ids``, apply ``graph``, write ``fragments``, ``events``
+        and ``links`` (at generation ``snapshot_id``). All of it or nothing is durable when the call
+        ends.
 
         With ``expected_snapshot_id`` (None: no cursor yet), the cursor moves only from that snapshot:
         otherwise :class:`StaleCursor` and nothing is written. Two projectors of one dataset thus never
@@ -388,8 +458,8 @@ class ProfileStore(ABC):
     # --- life cycle ---
     @abstractmethod
     def drop_dataset(self, scope: Scope, dataset_id: str) -> None:
-        """Delete the dataset's fragments, events and projection cursor (identities stay: the graph spans
-        datasets)."""
+        """Delete the dataset's fragments, events and projection cursor. Its identities and links stay
+        (the graph spans datasets) until a :meth:`sweep` takes out those no rewrite saw again."""
 
     @abstractmethod
     def drop_sandbox(self, scope: Scope) -> None:

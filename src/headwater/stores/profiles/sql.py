@@ -8,7 +8,7 @@ grouped by namespace so that every query is an index range over ``(scope_key, na
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -19,20 +19,21 @@ from headwater.stores.metadata.base import Scope
 from headwater.stores.profiles import tables as t
 from headwater.stores.profiles.base import (
     UNCHECKED,
-    ClusterMerge,
     EventCursor,
     ExperienceEvent,
     Fragment,
     GraphUpdate,
     IdentityKey,
+    IdentityLink,
     Profile,
     ProfileStore,
     ProjectionCursor,
-    RefusedLink,
     StaleCursor,
     TransitionSignal,
     _Unchecked,
 )
+from headwater.stores.profiles.graph import SqlGraph
+from headwater.stores.profiles.keys import chunks, dumps, key_chunks, key_filters
 from headwater.stores.profiles.membership import SqlMembership
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 WriteTransaction = Callable[[], AbstractContextManager[Connection]]
 InsertFactory = Callable[[Any], Any]  # the dialect's ``insert`` (it has ``on_conflict_do_*``)
 
-_CHUNK = 500  # keys per IN list; rows per executemany
 _I = t.profile_identities.c
 _F = t.profile_fragments.c
 _E = t.profile_events.c
@@ -49,17 +49,6 @@ _S = t.profile_scopes.c
 _C = t.profile_projection_cursors.c
 
 _SCOPE_KEY = select(_S.scope_key).where(_S.org_id == bindparam("org"), _S.sandbox_id == bindparam("sandbox"))
-_NEXT_IDS = (
-    update(t.profile_counters)
-    .where(t.profile_counters.c.name == "cluster_id")
-    .values(value=t.profile_counters.c.value + bindparam("n"))
-    .returning(t.profile_counters.c.value)
-)
-_MOVE_CLUSTER = (
-    update(t.profile_identities)
-    .where(_I.scope_key == bindparam("k"), _I.cluster_id == bindparam("c_from"))
-    .values(cluster_id=bindparam("c_to"))
-)
 # The profile of one identity in one statement: its cluster's members, each with its fragments (if any).
 _member = t.profile_identities.alias("member")
 _LOOKUP = (
@@ -80,15 +69,6 @@ _LOOKUP = (
     )
     .where(_I.scope_key == bindparam("k"), _I.namespace == bindparam("ns"), _I.id == bindparam("id"))
 )
-# Reads of many keys: one namespace and up to _CHUNK ids (or clusters) per execution, built once.
-_CLUSTERS_OF = select(_I.namespace, _I.id, _I.cluster_id).where(
-    _I.scope_key == bindparam("k"),
-    _I.namespace == bindparam("ns"),
-    _I.id.in_(bindparam("ids", expanding=True)),
-)
-_MEMBERS = select(_I.cluster_id, _I.namespace, _I.id).where(
-    _I.scope_key == bindparam("k"), _I.cluster_id.in_(bindparam("clusters", expanding=True))
-)
 _FRAGMENTS_OF = select(_F.dataset_id, _F.namespace, _F.id, _F.ts_ms, _F.batch_id, _F.attributes).where(
     _F.scope_key == bindparam("k"),
     _F.namespace == bindparam("ns"),
@@ -104,9 +84,11 @@ BULK_TABLES = (
     t.profile_events,
     t.profile_segment_members,
     t.profile_segment_transitions,
+    t.profile_links,
 )
 _SCOPED_TABLES = (
     t.profile_identities,
+    t.profile_links,
     t.profile_refused_links,
     t.profile_cluster_history,
     t.profile_fragments,
@@ -117,49 +99,7 @@ _SCOPED_TABLES = (
 )
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _chunks(rows: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def _by_namespace(keys: Iterable[IdentityKey]) -> dict[str, list[str]]:
-    grouped: dict[str, dict[str, None]] = {}
-    for namespace, ident in keys:
-        grouped.setdefault(namespace, {})[ident] = None
-    return {namespace: list(ids) for namespace, ids in grouped.items()}
-
-
-def _key_chunks(keys: Iterable[IdentityKey]) -> Iterator[tuple[str, Sequence[str]]]:
-    """``keys`` as (namespace, up to ``_CHUNK`` of its ids)."""
-    for namespace, ids in _by_namespace(keys).items():
-        for chunk in _chunks(ids):
-            yield namespace, chunk
-
-
-def _key_filters(namespace_col: Any, id_col: Any, keys: Iterable[IdentityKey]) -> Iterator[Any]:
-    """Conditions selecting ``keys``, at most ``_CHUNK`` ids each, one namespace each."""
-    for namespace, chunk in _key_chunks(keys):
-        yield and_(namespace_col == namespace, id_col.in_(chunk))
-
-
-def _final_targets(merged: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Each merged-away cluster with the cluster it ends in (a->b, b->c: a->c, b->c)."""
-    target = dict(merged)
-    resolved = []
-    for source in target:
-        end, seen = target[source], {source}
-        while end in target and end not in seen:
-            seen.add(end)
-            end = target[end]
-        resolved.append((source, end))
-    return resolved
-
-
-class SqlProfileStore(SqlMembership, ProfileStore):
+class SqlProfileStore(SqlMembership, SqlGraph, ProfileStore):
     """Shared implementation on ``engine`` (usually the metadata store's). ``write`` opens a write
     transaction (the metadata store's queue, on SQLite); ``read_engine`` runs single-statement reads."""
 
@@ -214,7 +154,8 @@ class SqlProfileStore(SqlMembership, ProfileStore):
     def on_conflict(self, table: Any, insert: Any) -> Any:
         """``insert`` into one of :data:`BULK_TABLES` with the table's rule for a key stored already:
         identities take the new cluster; fragments the new row when its ts_ms is at least the stored
-        one; memberships the new status; events and transitions stay as they were."""
+        one; memberships the new status; links the new generation; events and transitions stay as they
+        were."""
         new = insert.excluded
         if table is t.profile_identities:
             return insert.on_conflict_do_update(
@@ -230,6 +171,11 @@ class SqlProfileStore(SqlMembership, ProfileStore):
             return insert.on_conflict_do_update(
                 index_elements=["scope_key", "segment_id", "cluster_id"],
                 set_={"status": new.status, "since_ms": new.since_ms},
+            )
+        if table is t.profile_links:
+            return insert.on_conflict_do_update(
+                index_elements=[c.name for c in t.profile_links.primary_key.columns],
+                set_={"generation": new.generation},
             )
         if table is t.profile_segment_transitions:
             return insert.on_conflict_do_nothing(index_elements=["seq"])
@@ -261,87 +207,6 @@ class SqlProfileStore(SqlMembership, ProfileStore):
                 self._keys[scope] = key
             return key
 
-    # --- identities and the graph ---
-    def clusters_of(self, scope: Scope, keys: Sequence[IdentityKey]) -> dict[IdentityKey, int]:
-        found: dict[IdentityKey, int] = {}
-        with self.read_engine.connect() as conn:
-            key = self._read_key(conn, scope)
-            if key is None:
-                return found
-            for namespace, ids in _key_chunks(keys):
-                rows = conn.execute(_CLUSTERS_OF, {"k": key, "ns": namespace, "ids": ids})
-                found.update(((ns, ident), int(cluster)) for ns, ident, cluster in rows)
-        return found
-
-    def members(self, scope: Scope, cluster_ids: Sequence[int]) -> list[tuple[int, str, str]]:
-        rows: list[tuple[int, str, str]] = []
-        with self.read_engine.connect() as conn:
-            key = self._read_key(conn, scope)
-            if key is None:
-                return rows
-            for chunk in _chunks(sorted(set(cluster_ids))):
-                found = conn.execute(_MEMBERS, {"k": key, "clusters": chunk})
-                rows.extend((int(c), ns, ident) for c, ns, ident in found)
-        return sorted(rows)
-
-    def apply_graph(self, scope: Scope, update: GraphUpdate, at_ms: int) -> None:
-        key = self._write_key(scope)
-        with self._write() as conn:
-            self._write_graph(conn, key, update, at_ms)
-
-    def _write_graph(self, conn: Connection, key: int, update: GraphUpdate, at_ms: int) -> None:
-        merges = _final_targets(update.merged)
-        if merges:
-            conn.execute(_MOVE_CLUSTER, [{"k": key, "c_from": a, "c_to": b} for a, b in merges])
-            self._fold_memberships(conn, key, merges)
-            conn.execute(
-                t.profile_cluster_history.insert(),
-                [{"scope_key": key, "cluster_from": a, "cluster_to": b, "at_ms": at_ms} for a, b in merges],
-            )
-        latest = {(ns, ident): cluster for ns, ident, cluster in update.assignments}
-        rows = [(key, ns, ident, cluster, at_ms) for (ns, ident), cluster in latest.items()]
-        self._executemany(conn, t.profile_identities, rows)
-        if update.refused:
-            conn.execute(
-                t.profile_refused_links.insert(),
-                [{"scope_key": key, **_refused_row(link)} for link in update.refused],
-            )
-
-    def next_cluster_ids(self, count: int) -> int:
-        if count < 1:
-            raise ValueError(f"count must be at least 1, not {count}")
-        with self._write() as conn:
-            last = int(conn.execute(_NEXT_IDS, {"n": count}).scalar_one())
-        return last - count + 1
-
-    def refused_links(
-        self, scope: Scope, limit: int, before: int | None = None
-    ) -> tuple[list[RefusedLink], int | None]:
-        r = t.profile_refused_links.c
-        with self.read_engine.connect() as conn:
-            key = self._read_key(conn, scope)
-            if key is None:
-                return [], None
-            query = select(t.profile_refused_links).where(r.scope_key == key)
-            if before is not None:
-                query = query.where(r.seq < before)
-            rows = conn.execute(query.order_by(r.seq.desc()).limit(limit + 1)).mappings().all()
-        links = [_refused(row) for row in rows[:limit]]
-        return links, (int(rows[limit - 1]["seq"]) if len(rows) > limit else None)
-
-    def cluster_history(self, scope: Scope, cluster_id: int) -> list[ClusterMerge]:
-        h = t.profile_cluster_history.c
-        with self.read_engine.connect() as conn:
-            key = self._read_key(conn, scope)
-            if key is None:
-                return []
-            query = (
-                select(h.cluster_from, h.cluster_to, h.at_ms)
-                .where(h.scope_key == key, or_(h.cluster_to == cluster_id, h.cluster_from == cluster_id))
-                .order_by(h.seq.desc())
-            )
-            return [ClusterMerge(int(a), int(b), int(at)) for a, b, at in conn.execute(query)]
-
     # --- fragments ---
     def put_fragments(self, scope: Scope, dataset_id: str, fragments: Sequence[Fragment]) -> None:
         if not fragments:
@@ -362,7 +227,7 @@ class SqlProfileStore(SqlMembership, ProfileStore):
             if held is None or fragment.ts_ms >= held.ts_ms:
                 latest[fragment.namespace, fragment.id] = fragment
         return [
-            (key, f.namespace, f.id, dataset_id, f.ts_ms, f.batch_id, _dumps(f.attributes))
+            (key, f.namespace, f.id, dataset_id, f.ts_ms, f.batch_id, dumps(f.attributes))
             for f in latest.values()
         ]
 
@@ -372,7 +237,7 @@ class SqlProfileStore(SqlMembership, ProfileStore):
             return
         cursor = conn.connection.cursor()
         try:
-            for chunk in _chunks(rows, 10_000):
+            for chunk in chunks(rows, 10_000):
                 cursor.executemany(self._bulk_sql[table.name], chunk)
         finally:
             cursor.close()
@@ -386,7 +251,7 @@ class SqlProfileStore(SqlMembership, ProfileStore):
             key = self._read_key(conn, scope)
             if key is None:
                 return found
-            for namespace, ids in _key_chunks(keys):
+            for namespace, ids in key_chunks(keys):
                 rows = conn.execute(_FRAGMENTS_OF, {"k": key, "ns": namespace, "ids": ids})
                 found.extend(
                     Fragment(ds, ns, ident, orjson.loads(attrs), int(ts), batch)
@@ -408,7 +273,7 @@ class SqlProfileStore(SqlMembership, ProfileStore):
         for e in events:
             _check_dataset(dataset_id, e.dataset_id)
         return [
-            (key, dataset_id, e.event_id, e.namespace, e.id, e.ts_ms, e.batch_id, _dumps(e.body))
+            (key, dataset_id, e.event_id, e.namespace, e.id, e.ts_ms, e.batch_id, dumps(e.body))
             for e in events
         ]
 
@@ -421,7 +286,7 @@ class SqlProfileStore(SqlMembership, ProfileStore):
     def events_of(
         self, scope: Scope, keys: Sequence[IdentityKey], limit: int, after: EventCursor | None = None
     ) -> tuple[list[ExperienceEvent], EventCursor | None]:
-        conditions = list(_key_filters(_E.namespace, _E.id, keys))
+        conditions = list(key_filters(_E.namespace, _E.id, keys))
         if not conditions or limit < 1:
             return [], None
         order = (_E.ts_ms, _E.event_id, _E.dataset_id)
@@ -451,6 +316,7 @@ class SqlProfileStore(SqlMembership, ProfileStore):
         fragments: Sequence[Fragment] = (),
         events: Sequence[ExperienceEvent] = (),
         graph: GraphUpdate | None = None,
+        links: Sequence[IdentityLink] = (),
         delete_batch_ids: Sequence[str] = (),
         state: str = "",
         expected_snapshot_id: int | _Unchecked | None = UNCHECKED,
@@ -469,6 +335,7 @@ class SqlProfileStore(SqlMembership, ProfileStore):
                     conn.execute(_batch_delete(table, key, dataset_id, delete_batch_ids))
             if graph is not None:
                 self._write_graph(conn, key, graph, at_ms)
+            self._write_links(conn, key, dataset_id, links, snapshot_id)
             self._executemany(conn, t.profile_fragments, fragment_rows)
             self._write_events(conn, event_rows)
 
@@ -599,8 +466,11 @@ class SqlProfileStore(SqlMembership, ProfileStore):
         if key is None:
             return
         with self._write() as conn:
-            for table in (t.profile_fragments, t.profile_events, t.profile_projection_cursors):
-                conn.execute(delete(table).where(table.c.scope_key == key, table.c.dataset_id == dataset_id))
+            self._drop_dataset(conn, key, dataset_id)
+
+    def _drop_dataset(self, conn: Connection, key: int, dataset_id: str) -> None:
+        for table in (t.profile_fragments, t.profile_events, t.profile_projection_cursors):
+            conn.execute(delete(table).where(table.c.scope_key == key, table.c.dataset_id == dataset_id))
 
     def drop_sandbox(self, scope: Scope) -> None:
         with self.read_engine.connect() as conn:
@@ -634,30 +504,6 @@ def _check_dataset(expected: str, found: str) -> None:
 
 def _fragment_order(f: Fragment) -> tuple[int, str, str, str]:
     return (f.ts_ms, f.dataset_id, f.namespace, f.id)
-
-
-def _refused_row(link: RefusedLink) -> dict[str, Any]:
-    return {
-        "ns_a": link.ns_a,
-        "id_a": link.id_a,
-        "ns_b": link.ns_b,
-        "id_b": link.id_b,
-        "reason": link.reason,
-        "at_ms": link.at_ms,
-        "dataset_id": link.dataset_id,
-    }
-
-
-def _refused(row: Any) -> RefusedLink:
-    return RefusedLink(
-        row["ns_a"],
-        row["id_a"],
-        row["ns_b"],
-        row["id_b"],
-        row["reason"],
-        int(row["at_ms"]),
-        row["dataset_id"],
-    )
 
 
 def _event(row: Any) -> ExperienceEvent:

@@ -49,6 +49,26 @@ profile_identities = Table(
     sqlite_with_rowid=False,
 )
 
+# Where each identity was seen: per dataset, each identity of a record beside the record's anchor (its
+# primary identity, else its first; the anchor beside itself). The rows with anchor != identity are the
+# graph's accepted links; an identity whose link the graph refused is kept beside itself only. A
+# dataset's rewrite (or deletion) removes its rows that the rewrite did not see again (``generation``,
+# the lake snapshot of the step that last wrote the row), and the graph splits where they held it
+# together (services/profiles/graphstep.py ``split``).
+profile_links = Table(
+    "profile_links",
+    metadata,
+    Column("scope_key", Integer, primary_key=True),
+    Column("dataset_id", String(200), primary_key=True),
+    Column("namespace", String(100), primary_key=True),
+    Column("id", String(1000), primary_key=True),
+    Column("anchor_namespace", String(100), primary_key=True),
+    Column("anchor_id", String(1000), primary_key=True),
+    Column("generation", BigInteger, nullable=False),
+    Index("ix_profile_links_identity", "scope_key", "namespace", "id"),
+    sqlite_with_rowid=False,
+)
+
 # Links the graph refused (its limits), newest last; listed newest first.
 profile_refused_links = Table(
     "profile_refused_links",
