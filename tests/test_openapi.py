@@ -1,12 +1,14 @@
-"""The OpenAPI document is valid OpenAPI and self-contained: every reference resolves inside it."""
+"""The OpenAPI document is valid OpenAPI and self-contained: every reference resolves inside it; the docs
+page that shows it works offline."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from openapi_spec_validator import validate
 
-from tests.support import ApiClient
+from tests.support import ApiClient, LiveServer
 
 # Keys whose values are data, never schemas or references: examples of every kind, defaults, constants.
 _DATA_KEYS = frozenset({"examples", "example", "default", "const", "enum", "value", "x-examples"})
@@ -65,3 +67,24 @@ def test_schema_registry_bodies_keep_their_examples_as_examples(api: ApiClient) 
         media = paths[path][method]["requestBody"]["content"]["application/json"]
         assert "example" not in media["schema"]
         assert media["examples"]["example"]["value"]["allOf"][0]["$ref"].startswith("https://ns.adobe.com/")
+
+
+def test_the_api_docs_page_works_offline(server: LiveServer, browser: Any) -> None:
+    """/docs renders Swagger UI from Headwater's own assets: the page asks nothing of any other host."""
+    page = browser.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    try:
+        page.goto(f"{server.base_url}/docs")
+        title = page.locator(".swagger-ui .info .title")
+        title.wait_for(timeout=15_000)
+        assert "Headwater" in title.inner_text()
+        assert page.locator(".opblock").count() > 100  # the operations are listed
+    finally:
+        page.close()
+    origin = server.base_url.rstrip("/")
+    assert asked and all(url.startswith(origin) for url in asked), [
+        u for u in asked if not u.startswith(origin)
+    ]
+    headers = httpx.get(f"{origin}/docs").headers
+    assert "script-src 'self'" in headers["content-security-policy"]

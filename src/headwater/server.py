@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from headwater import __version__, web
+from headwater.api import docs as api_docs
 from headwater.api.app import install as install_api
 from headwater.api.responses import JSONResponse
 from headwater.container import Services
@@ -62,10 +63,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         "Experience Platform's Flow Service, Schema Registry, Catalog and Conversion APIs.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # api/docs.py serves /docs from the package's own assets (offline)
+        redoc_url=None,
     )
     if services is not None:
         app.state.services = services
     install_api(app, settings)
+    api_docs.install(app)
     web.install(app)
     return app
 
