@@ -104,6 +104,7 @@ def test_users_create_list_and_disable(home: Path) -> None:
     [ada] = lines(run(home, "users", "create", "Ada@Example.com", "--admin"))
     assert ada["username"] == "ada@example.com" and ada["email"] == "Ada@Example.com"
     assert ada["admin"] is True and ada["enabled"] is True
+    assert ada["roles"] == {"*": "Admin"}  # what the console shows, not the stored default
     [bot] = lines(run(home, "users", "create", "bot@example.com", "--email", "ops@example.com"))
     assert bot["email"] == "ops@example.com" and bot["admin"] is False
     assert bot["roles"] == {"*": "Viewer"}

@@ -165,14 +165,16 @@ def test_explore_a_folder_and_a_file(api: ApiClient, tmp_path: Path) -> None:
     assert api.get(f"{FS}/connections/{conn}/explore", params={"objectType": "table"}).status_code == 400
 
 
-def test_cli_runs_a_flow_and_waits(server: LiveServer, api: ApiClient, tmp_path: Path) -> None:
+def test_cli_asks_the_server_to_run_a_flow_and_waits(
+    server: LiveServer, api: ApiClient, worker: Worker, tmp_path: Path
+) -> None:
+    """`headwater flows run --wait` runs the flow in the server (its files roots and outbound policy),
+    not in the CLI process: the CLI has none of the server's settings but its home and its URL."""
     write_csv(tmp_path / "contacts.csv", [contact(i, "2024-01-01 00:00:00") for i in range(25)])
     ids = files_flow(api, tmp_path)
     env = {
         "HEADWATER_HOME": str(server.settings.home),
-        "HEADWATER_FILES_ROOTS": server.settings.files_roots,  # the CLI runs the flow: tmp_path's files
-        "HEADWATER_ENVIRONMENT": "development",
-        "HEADWATER_OUTBOUND_ALLOW": "127.0.0.1",
+        "HEADWATER_URL": server.base_url,
         "PATH": "/usr/bin:/bin",
         "COLUMNS": "200",
     }
@@ -201,3 +203,29 @@ def test_cli_runs_a_flow_and_waits(server: LiveServer, api: ApiClient, tmp_path:
     assert len(rows(api, ids["dataset"])) == 25
     batches = api.get(f"{CAT}/batches", params={"dataSet": ids["dataset"]}).json()
     assert [b["status"] for b in batches.values()] == ["success"]
+
+    listed = subprocess.run(
+        [exe, "flows", "list", "--sandbox", api.sandbox_name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [ids["flow"]]
+    datasets = subprocess.run(
+        [exe, "datasets", "list", "--sandbox", api.sandbox_name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ids["dataset"] in [json.loads(line)["id"] for line in datasets.stdout.splitlines()]
+
+    nobody = subprocess.run(
+        [exe, "flows", "run", ids["flow"], "--sandbox", api.sandbox_name, "--server", "http://127.0.0.1:9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert nobody.returncode == 1 and "No Headwater server answers at http://127.0.0.1:9" in nobody.stderr

@@ -14,6 +14,7 @@ import pytest
 
 from headwater.runtime.delivery.supervisor import ActivationSupervisor
 from headwater.runtime.streamsupervisor import StreamingSupervisor
+from headwater.runtime.worker import Worker
 from headwater.stores.metadata import Scope
 from tests.support import LiveServer
 
@@ -32,12 +33,15 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     script = script.replace("http://127.0.0.1:8080", server.base_url)
     script = script.replace(".venv/bin/headwater", str(Path(sys.executable).with_name("headwater")))
     script = script.replace(".venv/bin/python", sys.executable)
-    script = "set -euo pipefail\n" + script + '\necho "FLOW=$FLOW"\n'
+    # The servers the README starts in the background serve until the reader stops them; so does the test.
+    script = "set -euo pipefail\n" + script + '\necho "FLOW=$FLOW"\nkill $SF_PID $SINK_PID\n'
+    # A reader's CLI has the home (the default `.headwater` there) and reaches the server at its default
+    # address; the server's own variables (development, loopback outbound) are the server's only, as the
+    # README sets them for `make run`.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")},
         "HEADWATER_HOME": str(server.settings.home),
-        "HEADWATER_ENVIRONMENT": "development",
-        "HEADWATER_OUTBOUND_ALLOW": "127.0.0.1",
+        "HEADWATER_URL": server.base_url,
     }
     if server.settings.database_url:
         env["HEADWATER_DATABASE_URL"] = server.settings.database_url
@@ -51,6 +55,11 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     activations = ActivationSupervisor(server.services, scopes={Scope(org, sandbox.id)})
     activation_thread = threading.Thread(target=activations.run_forever, daemon=True)
     activation_thread.start()
+    # `make run`'s worker executes the runs `headwater flows run` queues (it does not schedule here: other
+    # tests' flows share the server).
+    runner = Worker(server.services, name="readme-worker", schedule=False, streaming=False)
+    runner_thread = threading.Thread(target=runner.run_forever, daemon=True)
+    runner_thread.start()
     server.services.profile_projector.start()  # as `make run`'s worker does
     server.services.segment_job_runner.start()
     try:
@@ -60,6 +69,8 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     finally:
         server.services.profile_projector.stop()
         server.services.segment_job_runner.stop()
+        runner.stop()
+        runner_thread.join(timeout=15)
         supervisor.stop()
         activations.stop()
         thread.join(timeout=15)

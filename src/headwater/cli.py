@@ -14,17 +14,32 @@ from headwater.container import Services
 from headwater.services.tenancy import Actor
 from headwater.settings import Settings
 
+
+def _flags_without_a_type() -> None:
+    """``--help`` shows ``<bool>`` beside every flag (typer 0.29 gives flags a value type they do not
+    take: ``--wait <bool>`` reads as if it wanted a value). Flags show no type; options keep theirs."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
 app = typer.Typer(no_args_is_help=True, help="Headwater: a self-hosted customer data platform core.")
 sandboxes_app = typer.Typer(no_args_is_help=True, help="Sandboxes of the default organization.")
 clients_app = typer.Typer(no_args_is_help=True, help="API clients of the default organization.")
 app.add_typer(sandboxes_app, name="sandboxes")
 app.add_typer(clients_app, name="clients")
-flows_app = typer.Typer(no_args_is_help=True, help="Dataflows of the default organization.")
-datasets_app = typer.Typer(no_args_is_help=True, help="Datasets of the default organization.")
-app.add_typer(flows_app, name="flows")
-app.add_typer(datasets_app, name="datasets")
 console = Console(stderr=True)
 from headwater.cli_data360 import keys_app, users_app  # noqa: E402
+from headwater.cli_flows import datasets_app, flows_app  # noqa: E402
+
+app.add_typer(flows_app, name="flows")
+app.add_typer(datasets_app, name="datasets")
 
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
@@ -203,143 +218,6 @@ def worker() -> None:
         runner.stop()
     finally:
         services.close()
-
-
-@flows_app.command("run")
-def flows_run(
-    flow_id: str,
-    wait: Annotated[
-        bool, typer.Option("--wait/--no-wait", help="Wait for the run and show its progress.")
-    ] = False,
-    sandbox: Annotated[str, typer.Option(help="Sandbox of the flow.")] = "prod",
-    window_start: Annotated[str | None, typer.Option(help="windowStartTime (epoch s or ISO 8601).")] = None,
-    window_end: Annotated[str | None, typer.Option(help="windowEndTime (epoch s or ISO 8601).")] = None,
-) -> None:
-    """Trigger a run of a flow now; with --wait, execute it here with a progress bar, then summarize."""
-    import time
-
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from headwater.errors import HeadwaterError
-    from headwater.runtime.worker import Worker
-
-    services = _services()
-    try:
-        actor = _actor(services, sandbox)
-        params = {k: v for k, v in (("windowStartTime", window_start), ("windowEndTime", window_end)) if v}
-        try:
-            run = services.runs.create_and_queue(actor, {"flowId": flow_id, "params": params})
-        except HeadwaterError as exc:
-            console.print(f"[red]{exc.detail}[/red]")
-            raise typer.Exit(1) from exc
-        if not wait:
-            sys.stdout.write(json.dumps({"id": run.id, "flowId": flow_id}) + "\n")
-            return
-        columns = (
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.completed:,.0f} records"),
-            TextColumn("{task.fields[rate]:,.0f} records/s"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(f"run {run.id[:8]}", total=None, rate=0.0)
-            started = time.monotonic()
-
-            def show(counters: Any) -> None:
-                elapsed = max(time.monotonic() - started, 1e-6)
-                progress.update(task, completed=counters.input_records, rate=counters.input_records / elapsed)
-
-            if not Worker(services, name="cli").run_one(run.id, show):
-                while (current := services.runs.get(actor, run.id)).doc.get("state") not in FINAL_STATES:
-                    show_records = current.doc["metrics"]["recordSummary"]["inputRecordCount"]
-                    progress.update(task, completed=show_records)
-                    time.sleep(0.5)
-        final = services.runs.get(actor, run.id).doc
-        _print_summary(final)
-        if final["state"] == "failed":
-            raise typer.Exit(1)
-    finally:
-        services.close()
-
-
-FINAL_STATES = ("success", "partialSuccess", "failed")
-
-
-def _print_summary(run: dict[str, Any]) -> None:
-    records = run["metrics"]["recordSummary"]
-    status = run["metrics"]["statusSummary"]
-    table = Table(title=f"run {run['id']}", show_header=False)
-    table.add_row("status", run["state"])
-    table.add_row("records in", f"{records['inputRecordCount']:,}")
-    table.add_row("records out", f"{records['outputRecordCount']:,}")
-    table.add_row("records failed", f"{records['failedRecordCount']:,}")
-    window = run["metrics"]["durationSummary"].get("extensions") or {}
-    table.add_row("window", f"{window.get('windowStart') or '-'} .. {window.get('windowEnd') or '-'}")
-    for error in status.get("errors") or []:
-        table.add_row("error", f"{error.get('code')}: {error.get('message')}")
-    Console().print(table)
-
-
-@datasets_app.command("query")
-def datasets_query(
-    dataset_id: str,
-    sql: str,
-    sandbox: Annotated[str, typer.Option(help="Sandbox of the dataset.")] = "prod",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
-) -> None:
-    """Query a dataset with one DuckDB SELECT over its current snapshot; the table is named `dataset`.
-
-    The other datasets of the sandbox are tables too, by their table name (tag adobe/pqs/table). The
-    query reads nothing else (no files, extensions or settings) and is bounded by the HEADWATER_QUERY_*
-    settings.
-    """
-    from rich.markup import escape
-
-    from headwater.errors import HeadwaterError
-    from headwater.lake.query import bound_address_space
-
-    services = _services()
-    try:
-        actor = _actor(services, sandbox)
-        try:
-            services.datasets.get(actor, dataset_id)
-        except HeadwaterError as exc:
-            console.print(f"[red]{exc.detail}[/red]")
-            raise typer.Exit(1) from exc
-        if services.lake.load(actor.scope, dataset_id) is None:
-            console.print("[yellow]The dataset has no data yet.[/yellow]")
-            raise typer.Exit(0)
-        # A one-shot process: bound its whole address space, so values DuckDB does not count stop too.
-        bound_address_space(services.settings.query_memory_mb)
-        try:
-            result = services.queries.run(actor, sql, dataset_id)
-        except HeadwaterError as exc:
-            console.print(f"[red]Query failed:[/red] {escape(exc.detail)}", highlight=False)
-            raise typer.Exit(1) from exc
-        _print_rows(result.table, as_json)
-        if result.truncated:
-            console.print(
-                f"[yellow]Showing the first {result.table.num_rows:,} rows; the query has more "
-                "(HEADWATER_QUERY_MAX_ROWS, HEADWATER_QUERY_MAX_RESULT_MB). Add a LIMIT or aggregate."
-                "[/yellow]"
-            )
-    finally:
-        services.close()
-
-
-def _print_rows(result: Any, as_json: bool) -> None:
-    if as_json:
-        for row in result.to_pylist():
-            sys.stdout.write(json.dumps(row, default=str) + "\n")
-        return
-    out = Table()
-    for name in result.column_names:
-        out.add_column(name)
-    for row in result.to_pylist():
-        cells = (json.dumps(v, default=str) if isinstance(v, dict | list) else str(v) for v in row.values())
-        out.add_row(*cells)
-    Console().print(out)
 
 
 def _safe_db(url: str) -> str:

@@ -82,8 +82,13 @@ def _org_actor(services: Services) -> Actor:
 
 
 def _print_user(doc: dict[str, object]) -> None:
+    """The user as one JSON line. ``roles`` are the roles in effect: an organization admin is Admin in
+    every sandbox whatever roles are stored (as the console shows it)."""
     keys = ("id", "username", "email", "enabled", "admin", "roles")
-    sys.stdout.write(json.dumps({k: doc.get(k) for k in keys}) + "\n")
+    shown = {k: doc.get(k) for k in keys}
+    if doc.get("admin") is True:
+        shown["roles"] = {"*": "Admin"}
+    sys.stdout.write(json.dumps(shown) + "\n")
 
 
 @users_app.command("create")

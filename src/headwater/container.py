@@ -129,14 +129,14 @@ class Services:
         self.profile_lookup = ProfileLookup(self.profiles, self.merge_policies)
         # A deleted dataset leaves profiles: its fragments, events, and the identities only it held.
         self.datasets.on_deleted(self._forget_dataset)
-
-    def _forget_dataset(self, actor: Actor, dataset: Resource) -> None:
-        self.projection.forget(actor.scope, dataset.id)
         from headwater.runtime.profiles import ProfileProjector
 
         self.profile_projector = ProfileProjector(
             self.store, self.lake, self.projection
         )  # a worker starts it
+
+    def _forget_dataset(self, actor: Actor, dataset: Resource) -> None:
+        self.projection.forget(actor.scope, dataset.id)
 
     def _segments(self) -> None:
         """Segment definitions, their evaluation (batch and streaming) and segment jobs."""

@@ -98,7 +98,9 @@ def parse_query(
             offset = int_param("start", value, 0, 10**9, service)
     order = order.strip()
     descending = order.startswith("-")
-    order = order.lstrip("+-").strip() or default_order
+    if not order.lstrip("+-").strip():  # an empty orderby: the default, in its direction
+        order, descending = default_order, default_order.startswith("-")
+    order = order.lstrip("+-").strip()
     return ListQuery(tuple(filters), _split_path(order), descending, limit, offset, count, passthrough)
 
 

@@ -67,7 +67,8 @@ async def create_run(request: Request, actor: Actor = Depends(platform_actor)) -
 @router.get(f"{FS}/runs", tags=["Flow Service"], summary="List runs (e.g. ?property=flowId==ID)")
 async def list_runs(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     svc = services(request)
-    query = listing.parse_query(request.query_params.multi_items())
+    # Newest first, as AEP's monitoring lists runs; ?orderby=createdAt lists the oldest first.
+    query = listing.parse_query(request.query_params.multi_items(), default_order="-createdAt")
     docs, next_offset, total = await calls.pooled(
         listing.run, svc.store, "run", actor.scope, query, svc.runs.render
     )
