@@ -168,7 +168,7 @@ def _follow(client: ServerClient, run_id: str) -> dict[str, Any]:
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"run {run_id[:8]} queued", total=None, rate=0.0)
         while True:
-            run = client.call("GET", f"{FS}/runs/{run_id}")["items"][0]  # AEP's shape: a list of one
+            run: dict[str, Any] = client.call("GET", f"{FS}/runs/{run_id}")["items"][0]  # AEP: a list of one
             summary = (run.get("metrics") or {}).get("recordSummary") or {}
             records = int(summary.get("inputRecordCount") or 0)
             elapsed = max(time.monotonic() - started, 1e-6)
