@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -95,9 +96,11 @@ def _people(server: LiveServer, api: ApiClient, cities: dict[str, str]) -> tuple
     return crm, emails
 
 
-def _export_dataset(api: ApiClient, *groups: str, klass: str = PROFILE_CLASS, enabled: bool = False) -> str:
+def _export_dataset(
+    api: ApiClient, *groups: str, klass: str = PROFILE_CLASS, enabled: bool = False, primary: str = ""
+) -> str:
     """A dataset for exports: a schema of ``klass`` and ``groups``, not enabled for profile (unless
-    ``enabled``)."""
+    ``enabled``), with the field at the JSON pointer ``primary`` its primary identity (an Email)."""
     body: dict[str, Any] = {
         "type": "object",
         "title": f"Export {uuid.uuid4().hex[:6]}",
@@ -109,6 +112,18 @@ def _export_dataset(api: ApiClient, *groups: str, klass: str = PROFILE_CLASS, en
         tags["unifiedProfile"] = ["enabled:true"]
     schema = api.post(SCHEMAS, json=body)
     assert schema.status_code == 201, schema.text
+    if primary:
+        descriptor = {
+            "@type": "xdm:descriptorIdentity",
+            "xdm:sourceSchema": schema.json()["$id"],
+            "xdm:sourceVersion": 1,
+            "xdm:sourceProperty": primary,
+            "xdm:namespace": "Email",
+            "xdm:property": "xdm:code",
+            "xdm:isPrimary": True,
+        }
+        made = api.post(f"{SCHEMAS[: -len('/schemas')]}/descriptors", json=descriptor)
+        assert made.status_code == 201, made.text
     created = api.post(
         DATASETS,
         json={
@@ -272,6 +287,24 @@ def test_exited_members_every_profile_and_evaluation_first(server: LiveServer, a
     statuses = sorted(dict(dict(r["segmentMembership"])["ups"])[oslo]["status"] for r in ben)
     assert statuses == ["exited", "exited"]  # the exited export, and every profile's export
 
+    # A profile that does not conform to the destination's schema is a row error of the batch.
+    dot = f"dot.{uuid.uuid4().hex[:6]}@example.com"
+    land(server, api, crm, PEOPLE, [{**_person(dot, "Dot", "Oslo"), "personalEmail": None}])
+    strict = _export_dataset(api, IDENTITY_MAP, PERSONAL, primary="/personalEmail/address")
+    partial = _run(api, {"destination": {"datasetId": strict}})
+    assert partial["status"] == "SUCCEEDED" and partial["metrics"]["totalExportedProfileCounter"] == 3
+    (warning,) = partial["errors"]
+    assert warning["type"] == "Warning" and "row_errors" in warning["msg"]
+    batch_id = partial["destination"]["batchId"]
+    batch = api.get(f"/data/foundation/catalog/batches/{batch_id}").json()[batch_id]
+    assert batch["metrics"]["failedRecordCount"] == 1 and batch["metrics"]["outputRecordCount"] == 3
+    meta = api.get(
+        f"/data/foundation/export/batches/{batch_id}/meta", params={"path": "row_errors/row_errors.json"}
+    )
+    (failed,) = [orjson.loads(line) for line in meta.content.splitlines()]
+    assert failed["_corrupt_record"]["identityMap"] == {"Email": [{"id": dot}]}
+    assert dot not in _emails(_rows(api, strict))
+
 
 # --- bad requests, roles, sandboxes ---
 
@@ -417,10 +450,14 @@ def test_a_crash_around_the_commit_and_a_second_attempt_write_the_rows_once(
     _, emails = _people(server, api, {"Eva": "Oslo", "Fox": "Oslo", "Gil": "Rome"})
     oslo = _segment(api, 'homeAddress.city = "Oslo"')
     _evaluate(api, oslo)
-    target = _export_dataset(api, IDENTITY_MAP, PERSONAL, SEGMENTATION)
-    created = _export(
-        api, {"filter": {"segments": [{"segmentId": oslo}]}, "destination": {"datasetId": target}}
-    )
+    # Its primary identity is required: exported whatever ``fields`` says, or no row would conform.
+    target = _export_dataset(api, IDENTITY_MAP, PERSONAL, SEGMENTATION, primary="/personalEmail/address")
+    body = {
+        "fields": "homeAddress.city",
+        "filter": {"segments": [{"segmentId": oslo}]},
+        "destination": {"datasetId": target},
+    }
+    created = _export(api, body)
     jobs, services = server.services.profile_exports, _services(server)
 
     def attempt(lake: Any = None) -> Any:
@@ -456,4 +493,6 @@ def test_a_crash_around_the_commit_and_a_second_attempt_write_the_rows_once(
     assert api.get(f"/data/foundation/catalog/batches/{batch_id}").json()[batch_id]["status"] == "success"
     rows = _rows(api, target)
     assert len(rows) == 2 and _emails(rows) == {emails["Eva"], emails["Fox"]}
+    assert {r["personalEmail"]["address"] for r in rows} == {emails["Eva"], emails["Fox"]}
+    assert {r["homeAddress"]["city"] for r in rows} == {"Oslo"}
     assert _commits(server, api, target, key) == 1

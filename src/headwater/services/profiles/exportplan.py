@@ -73,7 +73,7 @@ class ExportPlan:
             dataset_id=d["destination"]["datasetId"],
             schema_id=d["schemaId"],
             merge_policy_id=d["mergePolicy"]["id"],
-            fields=tuple(p for p in str(d.get("fields") or "").split(",") if p),
+            fields=_fields(d),
             segments=segments,
             empty_profiles=bool(flt.get("emptyProfiles")),
             qualified_from_ms=ms(window.get("startTime")),
@@ -81,6 +81,15 @@ class ExportPlan:
             updated_after_ms=ms(flt.get("fromIngestTimestamp")),
             evaluate=bool((d.get("evaluationInfo") or {}).get("segmentation")),
         )
+
+
+def _fields(doc: dict[str, Any]) -> tuple[str, ...]:
+    """The paths to export: the request's ``fields`` and the schema's required fields; none (every
+    attribute) when the request names no fields."""
+    asked = [p for p in str(doc.get("fields") or "").split(",") if p]
+    if not asked:
+        return ()
+    return tuple(dict.fromkeys([*asked, *(doc.get("requiredFields") or [])]))
 
 
 def ms(value: Any) -> int | None:

@@ -78,7 +78,7 @@ class ExportRequests:
             )
         _schema_name(body.get("schema"), errors)
         dataset, schema = self._destination(actor, body.get("destination"), errors)
-        fields = self._fields(actor, body.get("fields"), schema, errors)
+        fields, required = self._fields(actor, body.get("fields"), schema, errors)
         flt, segments = self._filter(actor, body.get("filter"), errors)
         evaluate = _evaluation(body.get("evaluationInfo"), bool(flt.get("segments")), errors)
         policy = self._policy(actor, body.get("mergePolicy"), segments, errors)
@@ -99,6 +99,7 @@ class ExportRequests:
         }
         if fields:
             doc["fields"] = fields
+            doc["requiredFields"] = required  # exported whatever ``fields`` says, or no row would pass
         return doc
 
     def destination_problem(self, actor: Actor, dataset_id: str) -> str | None:
@@ -148,20 +149,23 @@ class ExportRequests:
             return None, None
         return dataset, schema
 
-    def _fields(self, actor: Actor, value: Any, schema: Resource | None, errors: Errors) -> str:
+    def _fields(
+        self, actor: Actor, value: Any, schema: Resource | None, errors: Errors
+    ) -> tuple[str, list[str]]:
+        """The ``fields`` to store, and the schema's required fields (its primary identity)."""
         if value is None or value == "":
-            return ""
+            return "", []
         if not isinstance(value, str):
             errors.append({"path": "fields", "message": "must be a string of comma-separated field paths"})
-            return ""
+            return "", []
         paths = [p.strip() for p in value.split(",")]
         if any(not p or not all(_NAME.match(part) for part in p.split(".")) for p in paths):
             errors.append(
                 {"path": "fields", "message": "must be comma-separated dotted paths such as person.name"}
             )
-            return ""
+            return "", []
         if schema is None:
-            return ""  # the destination's own error says why
+            return "", []  # the destination's own error says why
         resolved = self.schemas.resolved(actor, schema)
         missing = [p for p in paths if self.schemas.field_at(resolved, p) is None]
         if missing:
@@ -171,8 +175,8 @@ class ExportRequests:
                     "message": f"{', '.join(missing)}: not a field of the destination dataset's schema",
                 }
             )
-            return ""
-        return ",".join(dict.fromkeys(paths))
+            return "", []
+        return ",".join(dict.fromkeys(paths)), _required(resolved)
 
     def _filter(self, actor: Actor, value: Any, errors: Errors) -> tuple[dict[str, Any], list[Resource]]:
         if value is None:
@@ -313,6 +317,19 @@ def _unfit(dataset: Resource, schema: Resource | None) -> str | None:
             "exported profiles would be merged back into themselves; export into a dataset without that tag"
         )
     return None
+
+
+def _required(node: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the required fields of a resolved schema (the deepest required ones)."""
+    found: list[str] = []
+    properties = node.get("properties") or {}
+    for name in node.get("required") or []:
+        child = properties.get(name)
+        if not isinstance(child, dict):
+            continue
+        below = _required(child, f"{prefix}{name}.")
+        found.extend(below or [f"{prefix}{name}"])
+    return found
 
 
 def _unknown_top(key: str) -> str:
