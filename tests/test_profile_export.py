@@ -356,10 +356,11 @@ def test_bad_export_requests_are_a_400_naming_the_field_and_create_nothing(
     assert stale.status_code == 400 and stale.json()["report"]["errors"][0]["path"] == "mergePolicy.version"
     assert api.get(EXPORTS).json()["records"] == []  # nothing was created
     assert server.services.store.list("batch", scope_of(server, api)).items == []
-    for path in (f"{EXPORTS}/1", f"{EXPORTS}/abc"):
+    for path in (f"{EXPORTS}/1", f"{EXPORTS}/abc", f"{EXPORTS}/\u00b2"):  # "²" is a digit to str.isdigit
         assert api.get(path).status_code == 404 and api.delete(path).status_code == 404
     for params, name in (
         ({"limit": "0"}, "limit"),
+        ({"limit": "\u00b2"}, "limit"),
         ({"offset": "x"}, "offset"),
         ({"status": "nope"}, "status"),
     ):

@@ -20,6 +20,7 @@ anyone with ``read`` can query) and ``manage-segments`` (it activates audiences)
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -46,6 +47,7 @@ LEASE_MS = 30 * 60 * 1000  # a job runs at most this long before another runner 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 _ID_ATTEMPTS = 20
 _SAVE_ATTEMPTS = 10
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class ProfileExportJobs(Collection):
@@ -64,7 +66,7 @@ class ProfileExportJobs(Collection):
         actor.require(access.VIEW_PROFILES, "export profiles")
         actor.require(access.MANAGE_SEGMENTS, "export audiences")
         doc = self.build(actor, require_object(body), None).doc
-        number = int(ident) if ident and ident.isdigit() else self._next_id(actor)
+        number = int(ident) if ident and _whole(ident) else self._next_id(actor)
         now = now_ms()
         for _ in range(_ID_ATTEMPTS):
             name = str(number)
@@ -96,7 +98,7 @@ class ProfileExportJobs(Collection):
         limit, before, status = DEFAULT_LIMIT, None, None
         for key, value in params:
             if key == "limit":
-                if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+                if not _whole(value) or not 1 <= int(value) <= MAX_LIMIT:
                     raise _bad("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
                 limit = int(value)
             elif key == "offset":
@@ -144,7 +146,7 @@ class ProfileExportJobs(Collection):
         raise Conflict("The export job kept changing while it was cancelled; retry.", code="UPS-1409-409")
 
     def get(self, actor: Actor, ident: str) -> Resource:
-        if not ident.isdigit():  # AEP's ids are integers: another id names no job
+        if not _whole(ident):  # AEP's ids are integers: another id names no job
             raise self.not_found(ident)
         return super().get(actor, ident)
 
@@ -235,13 +237,18 @@ class ProfileExportJobs(Collection):
         return out
 
 
+def _whole(text: str) -> bool:
+    """A whole number in ASCII digits (``str.isdigit`` takes "²" too, which ``int`` refuses)."""
+    return _DIGITS.fullmatch(text) is not None
+
+
 def _number(ident: str) -> int:
-    return int(ident) if ident.isdigit() else 0
+    return int(ident) if _whole(ident) else 0
 
 
 def _offset(value: str) -> tuple[int, int]:
     created, _, ident = value.partition("_")
-    if not created.isdigit() or not ident.isdigit():
+    if not _whole(created) or not _whole(ident):
         raise _bad("offset", "is not a page offset this API gave (take it from page.pageOffset)")
     return int(created), int(ident)
 
