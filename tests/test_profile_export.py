@@ -378,7 +378,14 @@ def test_roles_and_sandboxes(server: LiveServer, api: ApiClient, other_sandbox_a
     assert cancel.status_code == 403 and cancel.json()["report"]["permission"] == "manage-segments"
     assert viewer.get(f"{EXPORTS}/{job['id']}").status_code == 200  # a job holds no profile data
     user = role_client(server, api, "User")
-    assert user.post(EXPORTS, json={"destination": {"datasetId": target}}).status_code == 200
+    second = user.post(EXPORTS, json={"destination": {"datasetId": target}})
+    assert second.status_code == 200 and second.json()["id"] == job["id"] + 1
+    first_page = api.get(EXPORTS, params={"limit": "1"}).json()
+    assert [r["id"] for r in first_page["records"]] == [job["id"] + 1]
+    offset = first_page["page"]["pageOffset"]
+    assert first_page["link"]["next"] == f"/export/jobs/?limit=1&offset={offset}"
+    last_page = api.get(EXPORTS, params={"limit": "1", "offset": offset}).json()
+    assert [r["id"] for r in last_page["records"]] == [job["id"]] and last_page["link"]["next"] == ""
 
     assert other_sandbox_api.get(f"{EXPORTS}/{job['id']}").status_code == 404
     assert other_sandbox_api.get(EXPORTS).json()["records"] == []

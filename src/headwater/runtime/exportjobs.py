@@ -14,7 +14,8 @@ One attempt at a claimed job (:class:`ExportExecution`):
    error of the batch, with its reason) and written as data files;
 4. one commit adds the files with the checkpoint ``{exportJobKey, exportJobId, batchId, counts}``, once
    per key (``Lake.commit(once_per=...)``: Iceberg's compare-and-swap makes two attempts of one job unable
-   to both commit); a job cancelled before this point ends ``CANCELLED`` and commits nothing;
+   to both commit); a job cancelled before this point ends ``CANCELLED`` and commits nothing, and an
+   attempt whose job was taken over meanwhile (its lease ran out) stops without committing;
 5. the batch succeeds (its snapshot and counts), then the job (``SUCCEEDED``, its metrics).
 
 A crash anywhere leaves either no commit (the next attempt writes everything again; data files of the
@@ -170,7 +171,10 @@ class ExportExecution:
             )
             codes = dict(row_errors.codes)
         crash_point("export_before_commit")
-        if self.jobs.current(self.job).doc.get("cancelRequested"):
+        current = self.jobs.current(self.job)
+        if current.doc.get("attempt") != self.job.doc.get("attempt"):
+            raise Stopped()  # taken over (this attempt's lease ran out): the new attempt commits
+        if current.doc.get("cancelRequested"):
             return self._cancelled(batch)
         checkpoint = {
             CHECKPOINT_KEY: plan.key,
