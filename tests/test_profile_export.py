@@ -428,7 +428,22 @@ class _CrashingLake:
         raise _Crash()
 
 
-def test_cancelling_a_new_and_a_processing_job(server: LiveServer, api: ApiClient) -> None:
+class _TakeOverLake:
+    """The server's lake, on which ``meanwhile`` happens while an attempt writes its files."""
+
+    def __init__(self, lake: Any, meanwhile: Callable[[], None]) -> None:
+        self._lake, self._meanwhile = lake, meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lake, name)
+
+    def write_files(self, *args: Any, **kwargs: Any) -> Any:
+        files = self._lake.write_files(*args, **kwargs)
+        self._meanwhile()
+        return files
+
+
+def test_cancelling_and_an_attempt_taken_over(server: LiveServer, api: ApiClient) -> None:
     server.services.export_job_runner.stop()  # the jobs wait for this test to run them
     target = _export_dataset(api, IDENTITY_MAP, PERSON)
     waiting = _export(api, {"destination": {"datasetId": target}})
@@ -449,6 +464,26 @@ def test_cancelling_a_new_and_a_processing_job(server: LiveServer, api: ApiClien
     batch_id = ended.doc["destination"]["batchId"]
     assert api.get(f"/data/foundation/catalog/batches/{batch_id}").json()[batch_id]["status"] == "aborted"
     assert _commits(server, api, target, ended.doc["key"]) == 0
+
+    # An attempt whose lease runs out while it writes, and whose job is taken over, stops before its
+    # commit; the attempt that took it over commits.
+    taken = _export(api, {"destination": {"datasetId": target}})
+    late = jobs.claim_next("late")
+    assert late is not None and late.id == str(taken["id"])
+    took: list[Any] = []
+
+    def take_over() -> None:
+        held = jobs.current(late)
+        assert jobs.save(held, leaseUntil=0) is not None
+        took.append(jobs.claim_next("taker"))
+
+    slow = dataclasses.replace(_services(server), lake=_TakeOverLake(server.services.lake, take_over))
+    assert ExportExecution(slow, late).execute() is None
+    assert _commits(server, api, target, late.doc["key"]) == 0
+    (taker,) = took
+    finished = ExportExecution(_services(server), taker).execute()
+    assert finished is not None and finished.doc["status"] == "SUCCEEDED"
+    assert _commits(server, api, target, late.doc["key"]) == 1
 
 
 def test_a_crash_around_the_commit_and_a_second_attempt_write_the_rows_once(

@@ -226,7 +226,11 @@ class ExportExecution:
             "tags": {"exportJobId": [plan.job_id]},
         }
         batch = self.services.batches.create(actor, doc)
-        self._save(destination={**self.job.doc["destination"], "batchId": batch.id})
+        try:
+            self._save(destination={**self.job.doc["destination"], "batchId": batch.id})
+        except Stopped:  # taken over meanwhile: the new attempt makes its own batch
+            save_document(self.services.store, batch, {"status": "aborted", "completed": now_ms()})
+            raise
         return batch
 
     def _evaluate(self, plan: ExportPlan) -> int:
