@@ -129,6 +129,7 @@ class Services:
         self.profile_lookup = ProfileLookup(self.profiles, self.merge_policies)
         # A deleted dataset leaves profiles: its fragments, events, and the identities only it held.
         self.datasets.on_deleted(self._forget_dataset)
+        self._exports()
         from headwater.runtime.profiles import ProfileProjector
 
         self.profile_projector = ProfileProjector(
@@ -151,6 +152,29 @@ class Services:
         self.segment_jobs = SegmentJobs(self.store, self.segment_definitions, self.segments)
         self.segment_previews = Previews(self.store, self.segments)
         self.segment_job_runner = SegmentJobRunner(self.segment_jobs)  # a worker starts it
+
+    def _exports(self) -> None:
+        """Profile export jobs (``/data/core/ups/export/jobs``) and their runner."""
+        from headwater.runtime.exportjobs import ExportServices, export_job_runner
+        from headwater.services.profiles.exportrequest import ExportRequests
+        from headwater.services.profiles.exports import ProfileExportJobs
+
+        requests = ExportRequests(self.datasets, self.schemas, self.segment_definitions, self.merge_policies)
+        self.profile_exports = ProfileExportJobs(self.store, requests)
+        self.export_job_runner = export_job_runner(  # a worker starts it
+            ExportServices(
+                settings=self.settings,
+                store=self.store,
+                jobs=self.profile_exports,
+                lake=self.lake,
+                profiles=self.profiles,
+                schemas=self.schemas,
+                batches=self.batches,
+                policies=self.merge_policies,
+                definitions=self.segment_definitions,
+                segments=self.segments,
+            )
+        )
 
     @staticmethod
     def namespace_number(code: str) -> int:

@@ -39,6 +39,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         merge_policies,
         oauth,
         oauth_consent,
+        profile_exports,
         profiles,
         runs,
         sandboxes,
@@ -72,6 +73,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(merge_policies.router)
     app.include_router(profiles.router)
     app.include_router(segments.router)
+    app.include_router(profile_exports.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from headwater.connectors.outbound import OutboundPolicy
     from headwater.lake.iceberg import Lake
     from headwater.runtime.profiles import ProfileProjector
-    from headwater.runtime.segmentjobs import SegmentJobRunner
+    from headwater.runtime.segmentjobs import JobRunner, SegmentJobRunner
     from headwater.services.flowservice import Connections, TargetConnections
     from headwater.services.ledger import RunLedger
     from headwater.services.plans import Plans
@@ -45,6 +45,9 @@ class Runtime(Protocol):
 
     @property
     def segment_job_runner(self) -> SegmentJobRunner: ...
+
+    @property
+    def export_job_runner(self) -> JobRunner: ...
 
     @property
     def profiles(self) -> ProfileStore: ...

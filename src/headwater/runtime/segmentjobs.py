@@ -1,9 +1,9 @@
-"""The segment job runner: one thread beside each worker that evaluates segment jobs.
+"""The job runners: one thread beside each worker for segment jobs, one for profile export jobs.
 
-It wakes at once when this process creates a job (``SegmentJobs.created``), and otherwise looks for jobs
-every :data:`POLL_SECONDS` (jobs created by another process, and jobs whose runner died: their lease
-expired). Idle, it costs that one look. Jobs run one at a time per process: a job already uses every
-core DuckDB is given.
+A runner wakes at once when this process creates a job (its collection's ``created`` signal), and
+otherwise looks for jobs every :data:`POLL_SECONDS` (jobs created by another process, and jobs whose
+runner died: their lease expired). Idle, it costs that one look. Jobs run one at a time per runner: a
+segment job already uses every core DuckDB is given.
 """
 
 from __future__ import annotations
@@ -12,20 +12,33 @@ import logging
 import os
 import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from headwater.services.segments.jobs import SegmentJobs
+    from headwater.services.runs import QueuedSignal
+    from headwater.stores.metadata import Resource
 
 log = logging.getLogger("headwater.segments")
 
 POLL_SECONDS = 5.0
 
 
-class SegmentJobRunner:
-    def __init__(self, jobs: SegmentJobs, worker: str | None = None) -> None:
+class Jobs(Protocol):
+    """What a runner needs of a kind of job: claim one, run a claimed one, hear of new ones."""
+
+    @property
+    def created(self) -> QueuedSignal: ...
+
+    def claim_next(self, worker: str) -> Resource | None: ...
+
+    def run(self, job: Resource) -> Resource | None: ...
+
+
+class JobRunner:
+    def __init__(self, jobs: Jobs, worker: str | None = None, name: str = "segment") -> None:
         self.jobs = jobs
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:segments"
+        self.name = name
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{name}s"
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -36,7 +49,7 @@ class SegmentJobRunner:
             return
         self._stop.clear()
         self.jobs.created.listen(self._wake.set)
-        self._thread = threading.Thread(target=self._run, name="headwater-segment-jobs", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"headwater-{self.name}-jobs", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -57,7 +70,7 @@ class SegmentJobRunner:
             ended = self.jobs.run(job)
             ran += 1
             if ended is not None:
-                log.info("segment job %s %s", job.id, ended.doc["status"])
+                log.info("%s job %s %s", self.name, job.id, ended.doc["status"])
         return ran
 
     def _run(self) -> None:
@@ -66,5 +79,8 @@ class SegmentJobRunner:
             try:
                 self.run_pending()
             except Exception:  # the store may be away for a moment: logged, looked at again
-                log.exception("segment job runner failed; retrying")
+                log.exception("%s job runner failed; retrying", self.name)
             self._wake.wait(POLL_SECONDS)
+
+
+SegmentJobRunner = JobRunner  # the name the worker and the wiring know it by

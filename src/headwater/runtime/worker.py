@@ -86,6 +86,7 @@ class Worker:
             activations = start_activations(self.services, watch=self._watch)
             self.services.profile_projector.start()  # profile-enabled datasets into the profile store
             self.services.segment_job_runner.start()  # segment jobs, beside the projector
+            self.services.export_job_runner.start()  # profile export jobs
         self.services.runs.queued.listen(self._wake.set)
         try:
             self._loop()
@@ -94,6 +95,7 @@ class Worker:
             if self.streaming:
                 self.services.profile_projector.stop()
                 self.services.segment_job_runner.stop()
+                self.services.export_job_runner.stop()
             if supervisor is not None:
                 supervisor.stop()
                 supervisor.stop_all()

@@ -35,7 +35,7 @@ VIEW_AUDIT_LOG = "view-user-activity-log"  # organization-wide (AEP's name for t
 MANAGE_IDENTITY_NAMESPACES = "manage-identity-namespaces"  # custom identity namespaces
 MANAGE_PROFILE_CONFIGS = "manage-profile-configs"  # merge policies
 VIEW_PROFILES = "view-profiles"  # read merged profiles and their events: personal data, not for Viewers
-MANAGE_SEGMENTS = "manage-segments"  # segment definitions and their jobs
+MANAGE_SEGMENTS = "manage-segments"  # segment definitions, their jobs, profile export jobs
 
 ORG_PERMISSIONS = frozenset({MANAGE_USERS, MANAGE_SANDBOXES, VIEW_AUDIT_LOG})
 VIEWER = frozenset({READ})
@@ -125,6 +125,10 @@ ROUTES: Mapping[str, str] = {
     "POST /data/core/ups/preview": VIEW_PROFILES,  # a preview lists profiles; an estimate only counts
     "GET /data/core/ups/preview/{ident}": VIEW_PROFILES,
     "DELETE /data/core/ups/preview/{ident}": VIEW_PROFILES,
+    # An export copies merged profiles into a dataset (readable with read): the service asks for
+    # manage-segments as well (services/profiles/exports.py).
+    "POST /data/core/ups/export/jobs": VIEW_PROFILES,
+    "DELETE /data/core/ups/export/jobs/{ident}": MANAGE_SEGMENTS,
     **_crud(f"{SSOT}/connections", MANAGE_SOURCES),
     f"PUT {SSOT}/connections/{{ident}}/schema": MANAGE_SOURCES,
     f"POST {SSOT}/connections/{{ident}}/schema/actions/preview": READ,

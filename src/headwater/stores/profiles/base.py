@@ -438,10 +438,16 @@ class ProfileStore(ABC):
 
     @abstractmethod
     def segment_members(
-        self, scope: Scope, segment_id: str, limit: int, after_cluster: int | None = None
+        self,
+        scope: Scope,
+        segment_id: str,
+        limit: int,
+        after_cluster: int | None = None,
+        status: str = REALIZED,
     ) -> list[int]:
-        """Realized clusters of ``segment_id`` in ascending order, ``limit`` of them, above
-        ``after_cluster`` (None: from the first)."""
+        """Clusters of ``segment_id`` whose membership is ``status`` (realized by default; EXITED for
+        those that left it), in ascending order, ``limit`` of them, above ``after_cluster`` (None: from
+        the first)."""
 
     @abstractmethod
     def transitions(self, scope: Scope, segment_id: str, after_seq: int, limit: int) -> list[Transition]:

@@ -154,9 +154,14 @@ class SqlMembership:
             return int(conn.execute(query).scalar_one())
 
     def segment_members(
-        self, scope: Scope, segment_id: str, limit: int, after_cluster: int | None = None
+        self,
+        scope: Scope,
+        segment_id: str,
+        limit: int,
+        after_cluster: int | None = None,
+        status: str = REALIZED,
     ) -> list[int]:
-        query = select(_M.cluster_id).where(_M.segment_id == segment_id, _M.status == REALIZED)
+        query = select(_M.cluster_id).where(_M.segment_id == segment_id, _M.status == status)
         if after_cluster is not None:
             query = query.where(_M.cluster_id > after_cluster)
         with self.read_engine.connect() as conn:
