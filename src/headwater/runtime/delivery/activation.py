@@ -159,6 +159,7 @@ class Pump:
             await deliverer.drain()
 
     def _finished(self, item: Item, dead: DeadLetter | None, target_id: str) -> None:
+        self.stats.finished(target_id, dead is not None)
         if dead is not None:
             self.dead.append((dead, target_id))
             self.dead_total += 1

@@ -90,14 +90,21 @@ class DeadLetter:
 
 class Stats:
     """Counts of one accounting period, and a latency histogram (ms from record taken to 2xx) that adds up
-    across periods and processes, for p50/p99 over a run."""
+    across periods and processes, for p50/p99 over a run. ``requests`` splits what finished by the
+    request that carried it (a target connection id): an audience activation sends entering and exiting
+    profiles with two requests, and says how many of each went out."""
 
     def __init__(self) -> None:
         self.delivered = self.retried = self.failed = self.dead = self.taken = 0
         self.histogram = [0] * (len(LATENCY_BOUNDS) + 1)
+        self.requests: dict[str, list[int]] = {}  # target connection id -> [delivered, dead-lettered]
 
     def latency(self, ms: float) -> None:
         self.histogram[bisect.bisect_left(LATENCY_BOUNDS, ms)] += 1
+
+    def finished(self, target_id: str, dead: bool) -> None:
+        """One record of request ``target_id`` finished: delivered, or dead-lettered."""
+        self.requests.setdefault(target_id, [0, 0])[1 if dead else 0] += 1
 
     def take(self) -> Stats:
         """This period's stats, starting a new one."""
@@ -122,7 +129,21 @@ class Stats:
             "deadLettered": int(summary.get("deadLettered", 0)) + self.dead,
             "latencyMs": percentiles(histogram),
             "latencyHistogram": histogram,
+            "requests": self._requests_added(summary.get("requests")),
         }
+
+    def _requests_added(self, before: Any) -> list[dict[str, Any]]:
+        """``deliverySummary.requests`` (one entry per request, in first-use order) with this period's."""
+        rows = [dict(r) for r in before if isinstance(r, dict)] if isinstance(before, list) else []
+        by_id = {r.get("targetConnectionId"): r for r in rows}
+        for target_id, (delivered, dead) in self.requests.items():
+            row = by_id.get(target_id)
+            if row is None:
+                row = by_id[target_id] = {"targetConnectionId": target_id, "delivered": 0, "deadLettered": 0}
+                rows.append(row)
+            row["delivered"] = int(row.get("delivered", 0)) + delivered
+            row["deadLettered"] = int(row.get("deadLettered", 0)) + dead
+        return rows
 
 
 def percentiles(histogram: list[int]) -> dict[str, float | None]:

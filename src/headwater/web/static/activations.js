@@ -1,6 +1,8 @@
 /* Activations: activation flows with their delivery counts (the sum of their runs'
  * metrics.deliverySummary) and latency p50/p99; one flow's runs and dead letters, with Replay and Replay
- * all. Uses the Flow Service API through HW.api; icons and list paging come from destinations.js. */
+ * all. An audience's activation also shows its audience, both its requests, and what entering and exiting
+ * profiles delivered (activations-audience.js). Uses the Flow Service API through HW.api; icons and list
+ * paging come from destinations.js. */
 (function () {
   "use strict";
 
@@ -11,9 +13,14 @@
     ["failed", "Failed attempts"],
     ["deadLettered", "Dead-lettered"],
   ];
-  const SHORT = { failed: "Failed" };
+  const SHORT = { failed: "Failed", entered: "Entered", exited: "Exited" };
+  const AUDIENCE_COUNTS = [
+    ["entered", "Entered, delivered"],
+    ["exited", "Exited, delivered"],
+  ];
   const { api, el } = window.HW;
   const { iconBox, listAll } = window.HWDestinations;
+  const AUD = window.HWAudienceActivations;
 
   function boundsOf(root) {
     return (root.dataset.bounds || "").split(",").filter(Boolean).map(Number);
@@ -59,6 +66,10 @@
 
   function badge(state) {
     return el("span", { class: "badge " + (state || ""), text: state || "unknown" });
+  }
+
+  function requestLine(target) {
+    return target && target.params ? el("code", { text: `${target.params.method} ${target.params.url}` }) : "—";
   }
 
   function numeric(label, key) {
@@ -146,9 +157,10 @@
     document.title = `${f.name} · Headwater`;
     const targetId = (f.targetConnectionIds || [])[0];
     const sourceId = (f.sourceConnectionIds || [])[0];
-    const [target, source] = await Promise.all([
+    const [target, source, audience] = await Promise.all([
       targetId ? api("GET", `${FS}/targetConnections/${encodeURIComponent(targetId)}`) : null,
       sourceId ? api("GET", `${FS}/sourceConnections/${encodeURIComponent(sourceId)}`) : null,
+      AUD.describe(f),
     ]);
     const t = target && target.ok ? target.data.items[0] : null;
     const conn = t ? await api("GET", `${FS}/connections/${encodeURIComponent(t.baseConnectionId)}`) : null;
@@ -171,7 +183,7 @@
         { class: "row flow-line" },
         badge(f.state),
         "From ",
-        el("strong", { text: s ? s.name : sourceId || "?" }),
+        audience ? ["audience ", AUD.audienceLink(audience)] : el("strong", { text: s ? s.name : sourceId || "?" }),
         " to ",
         c ? iconBox(c.icon, 18) : null,
         c ? el("a", { href: "/console/destinations/" + encodeURIComponent(c.id), text: c.name }) : el("strong", { text: targetId || "?" })
@@ -196,12 +208,12 @@
           { class: "facts" },
           el("dt", { text: "State" }),
           el("dd", {}, badge(f.state)),
-          el("dt", { text: "Source" }),
-          el("dd", { text: s ? s.name : sourceId || "—" }),
+          audience ? [el("dt", { text: "Audience" }), el("dd", {}, AUD.audienceLink(audience))] : [el("dt", { text: "Source" }), el("dd", { text: s ? s.name : sourceId || "—" })],
           el("dt", { text: "Destination" }),
           el("dd", {}, c ? el("span", { class: "named" }, iconBox(c.icon, 18), el("a", { href: "/console/destinations/" + encodeURIComponent(c.id), text: c.name })) : targetId || "—"),
-          el("dt", { text: "Request" }),
-          el("dd", {}, t && t.params ? el("code", { text: `${t.params.method} ${t.params.url}` }) : "—"),
+          el("dt", { text: audience ? "When a profile enters" : "Request" }),
+          el("dd", {}, requestLine(t)),
+          audience ? [el("dt", { text: "When a profile exits" }), el("dd", {}, audience.exitId ? requestLine(audience.exit) : el("span", { class: "muted", text: "nothing is sent" }))] : null,
           el("dt", { text: "Variables" }),
           el(
             "dd",
@@ -219,13 +231,15 @@
     async function loadRuns() {
       const runs = await listAll(`${FS}/runs?property=flowId==${encodeURIComponent(id)}&orderby=-createdAt&limit=100`);
       if (!runs.ok) return window.HW.showErrors(null, runs.data);
-      const sum = totals(runs.items, bounds);
+      const sum = Object.assign(totals(runs.items, bounds), audienceCounts(runs.items));
+      const metric = (key, label, text) => el("div", { class: "metric", dataset: { metric: key } }, el("span", { class: "value", text }), el("span", { class: "label", text: label }));
       metrics.replaceChildren(
-        ...COUNTS.map(([key, label]) => el("div", { class: "metric", dataset: { metric: key } }, el("span", { class: "value", text: num(sum[key]) }), el("span", { class: "label", text: label }))),
+        ...AUDIENCE_COUNTS.filter(([key]) => audience && (key === "entered" || audience.exitId)).map(([key, label]) => metric(key, label, num(sum[key]))),
+        ...COUNTS.map(([key, label]) => metric(key, label, num(sum[key]))),
         el("div", { class: "metric", dataset: { metric: "p50" } }, el("span", { class: "value", text: ms(sum.p50) }), el("span", { class: "label", text: "Latency p50" })),
         el("div", { class: "metric", dataset: { metric: "p99" } }, el("span", { class: "value", text: ms(sum.p99) }), el("span", { class: "label", text: "Latency p99" }))
       );
-      const rows = runs.items.map((run) => Object.assign({ run }, ((run.metrics || {}).deliverySummary) || {}, { latency: (((run.metrics || {}).deliverySummary || {}).latencyMs) || {} }));
+      const rows = runs.items.map((run) => Object.assign({ run }, ((run.metrics || {}).deliverySummary) || {}, audienceCounts([run]), { latency: (((run.metrics || {}).deliverySummary || {}).latencyMs) || {} }));
       runsBox.replaceChildren(
         window.HW.table(
           [
@@ -233,6 +247,7 @@
             { label: "Window", value: (r) => window_(r.run) },
             { label: "State", value: (r) => badge(r.run.state) },
             { label: "Taken", value: (r) => el("span", { class: "num", text: num(r.taken) }) },
+            ...AUDIENCE_COUNTS.filter(([key]) => audience && (key === "entered" || audience.exitId)).map(([key, label]) => numeric(SHORT[key] || label, key)),
             ...COUNTS.map(([key, label]) => numeric(SHORT[key] || label, key)),
             { label: "p50", value: (r) => el("span", { class: "num", text: ms(r.latency.p50) }) },
             { label: "p99", value: (r) => el("span", { class: "num", text: ms(r.latency.p99) }) },
@@ -242,6 +257,12 @@
         )
       );
       numericCells(runsBox);
+    }
+
+    /* An audience's runs: delivered with the entering request, and with the exiting one. */
+    function audienceCounts(runs) {
+      if (!audience) return {};
+      return { entered: AUD.byRequest(runs, audience.enterId).delivered, exited: audience.exitId ? AUD.byRequest(runs, audience.exitId).delivered : 0 };
     }
 
     function window_(run) {
@@ -265,6 +286,7 @@
           [
             { label: "When", value: (l) => window.HW.when(l.lastAttemptAt || l.createdAt) },
             { label: "State", value: (l) => badge(l.state) },
+            ...(audience ? [{ label: "Profile", value: (l) => (l.targetConnectionId === audience.exitId ? "exiting" : "entering") }] : []),
             { label: "Reason", value: (l) => el("span", { id: "reason-" + l.id, class: "reason", text: l.reason || "" }) },
             { label: "Response", value: (l) => (l.response ? el("span", { class: "badge " + (l.response.status < 300 ? "ok" : "failed"), text: String(l.response.status) }) : el("span", { class: "muted", text: "none" })) },
             { label: "Attempts", value: (l) => el("span", { class: "num", text: num(l.attempts) }) },

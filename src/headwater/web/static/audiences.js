@@ -1,9 +1,28 @@
 /* Audiences: segment definitions (/data/core/ups/segment/definitions) with a live count and a preview of
- * their members (POST /data/core/ups/preview, GET /preview/{id}), a segment job to record memberships
+ * their members (POST /data/core/ups/preview, GET /preview/{id}), the activation flows that send each one
+ * to a destination (activations-audience.js), a segment job to record memberships
  * (POST /data/core/ups/segment/jobs), and a form to create one (PQL errors shown next to the field). */
 (function () {
   "use strict";
   const { api, el, table, showErrors, clearErrors, toast } = window.HW;
+  const AUD = window.HWAudienceActivations;
+
+  function badge(state) {
+    return el("span", { class: "badge " + (state || ""), text: state || "unknown" });
+  }
+
+  /* The activations of one audience: each flow's name (to its page), destination and state. */
+  function activationsCell(found) {
+    if (!found) return el("span", { class: "muted", text: "—" });
+    if (!found.length) return el("span", { class: "muted", text: "none" });
+    return el(
+      "ul",
+      { class: "plain activations" },
+      found.map(({ flow, conn }) =>
+        el("li", { dataset: { flow: flow.id } }, el("a", { href: "/console/activations/" + encodeURIComponent(flow.id), text: flow.name }), " to ", AUD.destinationLink(conn), " ", badge(flow.state))
+      )
+    );
+  }
 
   async function preview(definition, cell, box) {
     const started = await api("POST", "/data/core/ups/preview", {
@@ -42,9 +61,14 @@
 
   async function load(list, box) {
     const listed = await api("GET", "/data/core/ups/segment/definitions?limit=100");
-    list.setAttribute("aria-busy", "false");
-    if (!listed.ok) return list.replaceChildren(el("p", { class: "error", role: "alert", text: HW.problemText(listed.data) }));
+    if (!listed.ok) {
+      list.setAttribute("aria-busy", "false");
+      return list.replaceChildren(el("p", { class: "error", role: "alert", text: HW.problemText(listed.data) }));
+    }
     const definitions = listed.data.segments || listed.data.children || [];
+    const activations = await AUD.activationsOf(list.dataset.spec, definitions.map((d) => d.id));
+    list.setAttribute("aria-busy", "false");
+    if (!activations.ok) toast(activations.data);
     const counts = new Map();
     list.replaceChildren(
       table(
@@ -53,6 +77,7 @@
           { label: "PQL", value: (d) => el("code", { text: d.expression.value }) },
           { label: "Streaming", value: (d) => (d.evaluationInfo.continuous && d.evaluationInfo.continuous.enabled ? "yes" : "no") },
           { label: "Profiles now", value: (d) => { const cell = el("span", { class: "count", text: "…" }); counts.set(d.id, cell); return cell; } },
+          { label: "Activations", value: (d) => activationsCell(activations.ok ? activations.bySegment[d.id] : null) },
           {
             label: "Actions",
             value: (d) => [
@@ -72,6 +97,14 @@
         { empty: "No audience yet." }
       )
     );
+    list.querySelectorAll("tbody tr").forEach((tr, i) => definitions[i] && (tr.id = "audience-" + definitions[i].id));
+    const linked = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    if (linked) {
+      linked.classList.add("linked");
+      linked.setAttribute("tabindex", "-1");
+      linked.scrollIntoView({ block: "center" });
+      linked.focus({ preventScroll: true });
+    }
     for (const d of definitions) preview(d, counts.get(d.id), box);
   }
 
