@@ -336,12 +336,15 @@ class Platform:
         )
         return str(params["inletId"]), source
 
-    def pipeline(self, name: str) -> Pipeline:
-        """A fresh HTTP API inlet with its own flow into its own dataset (duplicate suppression off)."""
+    def pipeline(
+        self, name: str, tags: dict[str, list[str]] | None = None, options: dict[str, Any] | None = None
+    ) -> Pipeline:
+        """A fresh HTTP API inlet with its own flow into its own dataset with ``tags``; the flow's
+        ``options`` default to duplicate suppression off."""
         inlet_id, source = self.inlet(name, "xdm")
         dataset = self._post(
             "/data/foundation/catalog/dataSets",
-            {"name": name, "schemaRef": {"id": self.schema_id, "contentType": XED}},
+            {"name": name, "schemaRef": {"id": self.schema_id, "contentType": XED}, "tags": tags or {}},
         )
         target = self._post(
             f"{FS}/targetConnections",
@@ -359,7 +362,7 @@ class Platform:
                 "flowSpec": {"id": HTTP_NO_MAPPING, "version": "1.0"},
                 "sourceConnectionIds": [source],
                 "targetConnectionIds": [target],
-                "options": {"deduplicate": False},
+                "options": {"deduplicate": False} if options is None else options,
             },
         )
         return Pipeline(inlet_id, flow, dataset, self._template(dataset, flow))
@@ -501,8 +504,9 @@ def paced(load: Load, start_wall: float) -> list[Ack]:
     return run_loop(_paced(load, start_wall))
 
 
-async def _paced(load: Load, start_wall: float) -> list[Ack]:
-    factory = request_factory(load)
+async def _paced(load: Load, start_wall: float, factory: Callable[[int], bytes] | None = None) -> list[Ack]:
+    """:func:`paced`'s loop; request ``i`` is ``factory(i)`` (default: the load's template with ids)."""
+    factory = factory or request_factory(load)
     per_conn = load.rate / load.connections
     count = int(per_conn * load.seconds)
     acks: list[Ack] = []
