@@ -140,6 +140,7 @@ class Deployment:
         }
         self.server: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
+        self.worker_command = [EXE, "worker"]  # bench/profiled.py's, to profile the worker
 
     def start(self) -> None:
         args = [EXE, "serve", "--workers", str(self.workers)]
@@ -149,7 +150,7 @@ class Deployment:
         self.server = spawn(args, stderr, self.env)
         wait_healthy(self.port, self.server, "headwater serve", stderr)
         if not self.embedded:
-            self.worker = spawn([EXE, "worker"], self.logs / f"{self.name}-worker.log", self.env)
+            self.worker = spawn(self.worker_command, self.logs / f"{self.name}-worker.log", self.env)
 
     def set_flush(self, flush: float) -> None:
         """Restart whatever runs the micro-batchers with HEADWATER_STREAM_FLUSH_SECONDS=``flush``."""
@@ -159,7 +160,7 @@ class Deployment:
             self.start()
         else:
             stop(self.worker)
-            self.worker = spawn([EXE, "worker"], self.logs / f"{self.name}-worker.log", self.env)
+            self.worker = spawn(self.worker_command, self.logs / f"{self.name}-worker.log", self.env)
         time.sleep(1.5)  # the worker's supervisor starts a batcher per flow within about a second
 
     def credentials(self) -> dict[str, str]:
