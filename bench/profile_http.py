@@ -21,7 +21,7 @@ Target (issue 14): p99 <= 20 ms at 32 concurrent clients with 1 million profiles
 (this is a measurement); a wrong answer, or an answer with another status, exits 1.
 
     PYTHONPATH=src .venv/bin/python bench/profile_http.py [--backend sqlite|postgresql]
-        [--profiles 1000000] [--concurrency 32] [--workers 2] [--requests 10000] [--rate 500,1000]
+        [--profiles 1000000] [--concurrency 32] [--workers 2] [--requests 10000] [--rate 200,500]
         [--seconds 5] [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--quick]
 """
 
@@ -283,7 +283,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of headwater serve")
     parser.add_argument("--requests", type=int, default=10_000, help="closed-loop requests per endpoint")
-    parser.add_argument("--rate", default="500,1000", help="open-loop offered requests/s, comma-separated")
+    parser.add_argument("--rate", default="200,500", help="open-loop offered requests/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=5.0, help="open-loop duration per endpoint")
     parser.add_argument("--quick", action="store_true", help="20,000 profiles, short loads (a smoke run)")
     args = parser.parse_args()
