@@ -107,36 +107,39 @@ class Projection:
             following = next(chunks, None)
             # Until the last chunk of a first read, the cursor says PARTIAL: a crash restarts the read.
             partial = following is not None
-            written = self._write(source, chunk, committed_ms, str(target), report)
+            fragments, events, graph, anchored = self._write(source, chunk, committed_ms, str(target), report)
             self.profiles.project(
                 source.scope,
                 source.dataset_id,
                 target,
                 at_ms=int(time.time() * 1000),
-                fragments=written[0],
-                events=written[1],
-                graph=written[2],
+                fragments=fragments,
+                events=events,
+                graph=graph,
                 state=PARTIAL if partial else "",
                 expected_snapshot_id=expected,
             )
             expected = target
-            self._changed(source, written)
+            self._changed(source, (fragments, events, graph), anchored)
             if following is None:
                 return report
             crash_point("profile_chunk")  # the crash tests: between two chunks of a first read
             chunk = following
 
     def _changed(
-        self, source: ProfileSource, written: tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None]
+        self,
+        source: ProfileSource,
+        written: tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None],
+        anchored: set[int],
     ) -> None:
         """Tell ``on_changed`` which clusters a committed chunk touched: every cluster the graph assigned
-        or merged into, and the clusters of the rows' anchor identities."""
+        or merged into, and ``anchored``, the clusters of the rows' anchor identities after the step (the
+        graph step knows them: every anchor is one of its identities, so the store is not asked again)."""
         fragments, events, graph = written
         if self.on_changed is None or not (fragments or events or graph):
             return
         clusters = {c for _, _, c in graph.assignments} | {b for _, b in graph.merged} if graph else set()
-        anchors = {(f.namespace, f.id) for f in fragments} | {(e.namespace, e.id) for e in events}
-        clusters.update(self.profiles.clusters_of(source.scope, list(anchors)).values())
+        clusters.update(anchored)
         if clusters:
             self.on_changed(source.scope, clusters, int(time.time() * 1000))
 
@@ -147,15 +150,17 @@ class Projection:
         committed_ms: int,
         batch_id: str,
         report: StepReport,
-    ) -> tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None]:
+    ) -> tuple[list[Fragment], list[ExperienceEvent], GraphUpdate | None, set[int]]:
+        """The chunk's fragments, events and graph update, and the clusters of its anchor identities
+        after the update."""
         if chunk is None or chunk.num_rows == 0:
-            return [], [], None
+            return [], [], None, set()
         now = int(time.time() * 1000)
         found = _valid(identities(chunk, source.fields))
         anchors = _anchors(found)
         report.rows += chunk.num_rows
         report.without_identity += chunk.num_rows - len(anchors)
-        graph = link(
+        step = link(
             self.profiles,
             source.scope,
             found,
@@ -164,7 +169,8 @@ class Projection:
             self.namespace_id,
             now,
             source.dataset_id,
-        ).update
+        )
+        graph = step.update
         report.refused_links += len(graph.refused)
         records = _records(chunk)
         fragments: list[Fragment] = []
@@ -178,7 +184,7 @@ class Projection:
                 fragments.append(Fragment(source.dataset_id, namespace, ident, record, ts, batch_id))
         report.fragments += len(fragments)
         report.events += len(events)
-        return fragments, events, graph
+        return fragments, events, graph, {step.cluster[key] for key in anchors.values()}
 
 
 def _chunks(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
