@@ -18,6 +18,7 @@ class Result:
     latencies_ms: list[float]
     seconds: float
     errors: int
+    wrong: int = 0  # answers with the expected status that ``check`` refused
 
     @property
     def count(self) -> int:
@@ -38,11 +39,13 @@ class Result:
         return (
             f"{self.name:<28} {self.count:>7} req {self.rate:>9.0f} req/s  p50 {self.pct(50):6.2f} ms  "
             f"p99 {self.pct(99):6.2f} ms  mean {statistics.fmean(self.latencies_ms or [0]):6.2f} ms  "
-            f"errors {self.errors}"
+            f"errors {self.errors}" + (f"  WRONG {self.wrong}" if self.wrong else "")
         )
 
 
 RequestFactory = Callable[[int], bytes]
+#: ``check(i, body)``: whether the answer to request ``i`` (with the expected status) is the right one.
+ResponseCheck = Callable[[int, bytes], bool]
 
 
 def build_request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
@@ -85,32 +88,36 @@ async def run(
     total: int,
     expect: int = 200,
     warmup: int = 0,
+    check: ResponseCheck | None = None,
 ) -> Result:
-    """Send ``total`` requests over ``concurrency`` connections; ``factory(i)`` builds request ``i``."""
+    """Send ``total`` requests over ``concurrency`` connections; ``factory(i)`` builds request ``i``
+    (and ``check``, when given, judges its answer)."""
     counter = iter(range(total + warmup))
     latencies: list[float] = []
-    errors = 0
+    errors = wrong = 0
 
     async def worker() -> None:
-        nonlocal errors
+        nonlocal errors, wrong
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for i in counter:
                 payload = factory(i)
                 start = time.perf_counter()
                 writer.write(payload)
-                status, _ = await _read_response(reader)
+                status, body = await _read_response(reader)
                 elapsed = (time.perf_counter() - start) * 1000
                 if i >= warmup:
                     latencies.append(elapsed)
                     if status != expect:
                         errors += 1
+                    elif check is not None and not check(i, body):
+                        wrong += 1
         finally:
             writer.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, latencies, time.perf_counter() - started, errors)
+    return Result(name, latencies, time.perf_counter() - started, errors, wrong)
 
 
 async def run_rate(
@@ -122,6 +129,7 @@ async def run_rate(
     rate: float,
     seconds: float,
     expect: int = 200,
+    check: ResponseCheck | None = None,
 ) -> Result:
     """Open loop: ``concurrency`` connections together offer ``rate`` requests/s for ``seconds``.
 
@@ -131,11 +139,11 @@ async def run_rate(
     per_worker = rate / concurrency
     total_per_worker = int(per_worker * seconds)
     latencies: list[float] = []
-    errors = 0
+    errors = wrong = 0
     counter = iter(range(10**9))
 
     async def worker(offset: float) -> None:
-        nonlocal errors
+        nonlocal errors, wrong
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         start = time.perf_counter() + offset
         try:
@@ -144,14 +152,17 @@ async def run_rate(
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                writer.write(factory(next(counter)))
-                status, _ = await _read_response(reader)
+                i = next(counter)
+                writer.write(factory(i))
+                status, body = await _read_response(reader)
                 latencies.append((time.perf_counter() - scheduled) * 1000)
                 if status != expect:
                     errors += 1
+                elif check is not None and not check(i, body):
+                    wrong += 1
         finally:
             writer.close()
 
     began = time.perf_counter()
     await asyncio.gather(*(worker(i / rate) for i in range(concurrency)))
-    return Result(name, latencies, time.perf_counter() - began, errors)
+    return Result(name, latencies, time.perf_counter() - began, errors, wrong)

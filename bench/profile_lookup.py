@@ -67,9 +67,11 @@ def attributes(i: int) -> dict[str, object]:
     }
 
 
-def load(store: SqlProfileStore, profiles: int) -> tuple[float, float]:
-    """Write ``profiles`` profiles in chunks (graph, then fragments, per chunk); the seconds taken in
-    all, and in the store's calls alone (the rest makes the synthetic rows)."""
+def load(store: SqlProfileStore, profiles: int, scope: Scope = SCOPE) -> tuple[float, float]:
+    """Write ``profiles`` profiles into ``scope`` in chunks (graph, then fragments, per chunk); the seconds
+    taken in all, and in the store's calls alone (the rest makes the synthetic rows). Profile ``i`` has
+    :func:`identities` ``(i)`` and one fragment of :func:`attributes` ``(i)`` (bench/profile_http.py
+    loads the same profiles into a server's sandbox)."""
     started = time.perf_counter()
     in_store = 0.0
     for start in range(0, profiles, CHUNK):
@@ -82,8 +84,8 @@ def load(store: SqlProfileStore, profiles: int) -> tuple[float, float]:
         begun = time.perf_counter()
         first = store.next_cluster_ids(count)
         update = GraphUpdate(assignments=[(ns, ident, first + n) for ns, ident, n in assignments])
-        store.apply_graph(SCOPE, update, at_ms=T0)
-        store.put_fragments(SCOPE, DATASET, fragments)
+        store.apply_graph(scope, update, at_ms=T0)
+        store.put_fragments(scope, DATASET, fragments)
         in_store += time.perf_counter() - begun
         done = start + count
         print(

@@ -140,6 +140,7 @@ class Deployment:
         }
         self.server: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
+        self.worker_command = [EXE, "worker"]  # bench/profiled.py's, to profile the worker
 
     def start(self) -> None:
         args = [EXE, "serve", "--workers", str(self.workers)]
@@ -149,7 +150,7 @@ class Deployment:
         self.server = spawn(args, stderr, self.env)
         wait_healthy(self.port, self.server, "headwater serve", stderr)
         if not self.embedded:
-            self.worker = spawn([EXE, "worker"], self.logs / f"{self.name}-worker.log", self.env)
+            self.worker = spawn(self.worker_command, self.logs / f"{self.name}-worker.log", self.env)
 
     def set_flush(self, flush: float) -> None:
         """Restart whatever runs the micro-batchers with HEADWATER_STREAM_FLUSH_SECONDS=``flush``."""
@@ -159,7 +160,7 @@ class Deployment:
             self.start()
         else:
             stop(self.worker)
-            self.worker = spawn([EXE, "worker"], self.logs / f"{self.name}-worker.log", self.env)
+            self.worker = spawn(self.worker_command, self.logs / f"{self.name}-worker.log", self.env)
         time.sleep(1.5)  # the worker's supervisor starts a batcher per flow within about a second
 
     def credentials(self) -> dict[str, str]:
@@ -336,12 +337,15 @@ class Platform:
         )
         return str(params["inletId"]), source
 
-    def pipeline(self, name: str) -> Pipeline:
-        """A fresh HTTP API inlet with its own flow into its own dataset (duplicate suppression off)."""
+    def pipeline(
+        self, name: str, tags: dict[str, list[str]] | None = None, options: dict[str, Any] | None = None
+    ) -> Pipeline:
+        """A fresh HTTP API inlet with its own flow into its own dataset with ``tags``; the flow's
+        ``options`` default to duplicate suppression off."""
         inlet_id, source = self.inlet(name, "xdm")
         dataset = self._post(
             "/data/foundation/catalog/dataSets",
-            {"name": name, "schemaRef": {"id": self.schema_id, "contentType": XED}},
+            {"name": name, "schemaRef": {"id": self.schema_id, "contentType": XED}, "tags": tags or {}},
         )
         target = self._post(
             f"{FS}/targetConnections",
@@ -359,7 +363,7 @@ class Platform:
                 "flowSpec": {"id": HTTP_NO_MAPPING, "version": "1.0"},
                 "sourceConnectionIds": [source],
                 "targetConnectionIds": [target],
-                "options": {"deduplicate": False},
+                "options": {"deduplicate": False} if options is None else options,
             },
         )
         return Pipeline(inlet_id, flow, dataset, self._template(dataset, flow))
@@ -501,8 +505,9 @@ def paced(load: Load, start_wall: float) -> list[Ack]:
     return run_loop(_paced(load, start_wall))
 
 
-async def _paced(load: Load, start_wall: float) -> list[Ack]:
-    factory = request_factory(load)
+async def _paced(load: Load, start_wall: float, factory: Callable[[int], bytes] | None = None) -> list[Ack]:
+    """:func:`paced`'s loop; request ``i`` is ``factory(i)`` (default: the load's template with ids)."""
+    factory = factory or request_factory(load)
     per_conn = load.rate / load.connections
     count = int(per_conn * load.seconds)
     acks: list[Ack] = []

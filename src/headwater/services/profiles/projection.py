@@ -70,9 +70,10 @@ class Written:
     events: list[ExperienceEvent]
     graph: GraphUpdate | None
     links: list[IdentityLink]
+    anchored: set[int]  # the clusters of the rows' anchor identities after the graph step
 
 
-NOTHING = Written([], [], None, [])
+NOTHING = Written([], [], None, [], set())
 
 
 @dataclass
@@ -196,13 +197,13 @@ class Projection:
 
     def _changed(self, source: ProfileSource, written: Written) -> None:
         """Tell ``on_changed`` which clusters a committed chunk touched: every cluster the graph assigned
-        or merged into, and the clusters of the rows' anchor identities."""
+        or merged into, and the clusters of the rows' anchor identities after the step (the graph step
+        knows them: every anchor is one of its identities, so the store is not asked again)."""
         fragments, events, graph = written.fragments, written.events, written.graph
         if self.on_changed is None or not (fragments or events or graph):
             return
         clusters = {c for _, _, c in graph.assignments} | {b for _, b in graph.merged} if graph else set()
-        anchors = {(f.namespace, f.id) for f in fragments} | {(e.namespace, e.id) for e in events}
-        clusters.update(self.profiles.clusters_of(source.scope, list(anchors)).values())
+        clusters.update(written.anchored)
         if clusters:
             self.on_changed(source.scope, clusters, int(time.time() * 1000))
 
@@ -221,7 +222,7 @@ class Projection:
         anchors = _anchors(found)
         report.rows += chunk.num_rows
         report.without_identity += chunk.num_rows - len(anchors)
-        graph = link(
+        step = link(
             self.profiles,
             source.scope,
             found,
@@ -230,7 +231,8 @@ class Projection:
             self.namespace_id,
             now,
             source.dataset_id,
-        ).update
+        )
+        graph = step.update
         report.refused_links += len(graph.refused)
         records = _records(chunk)
         fragments: list[Fragment] = []
@@ -244,7 +246,8 @@ class Projection:
                 fragments.append(Fragment(source.dataset_id, namespace, ident, record, ts, batch_id))
         report.fragments += len(fragments)
         report.events += len(events)
-        return Written(fragments, events, graph, seen(found, anchors, graph.refused))
+        anchored = {step.cluster[key] for key in anchors.values()}
+        return Written(fragments, events, graph, seen(found, anchors, graph.refused), anchored)
 
 
 def _chunks(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
