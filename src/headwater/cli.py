@@ -24,10 +24,13 @@ datasets_app = typer.Typer(no_args_is_help=True, help="Datasets of the default o
 app.add_typer(flows_app, name="flows")
 app.add_typer(datasets_app, name="datasets")
 console = Console(stderr=True)
+from headwater.cli_backup import backup, restore  # noqa: E402
 from headwater.cli_data360 import keys_app, users_app  # noqa: E402
 
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.command()(backup)
+app.command()(restore)
 
 
 def _settings() -> Settings:
@@ -36,6 +39,16 @@ def _settings() -> Settings:
     except ValueError as exc:
         console.print(f"[red]Invalid settings:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _refuse_moved_home(settings: Settings) -> None:
+    """Stop a server or worker on a home moved by hand: its lake names the old folder (cli_backup.py)."""
+    from headwater.services.backup.location import moved_home
+
+    problem = moved_home(settings)
+    if problem:
+        console.print(f"[red]{problem}[/red]", highlight=False)
+        raise typer.Exit(1)
 
 
 def _services() -> Services:
@@ -69,6 +82,7 @@ def serve(
     if not run_flows:
         os.environ["HEADWATER_EMBEDDED_WORKER"] = "false"
     settings = _settings()
+    _refuse_moved_home(settings)
     services = Services(settings)
     created = services.start()  # migrate and bootstrap once, before any worker starts
     creds, _ = services.tenancy.bootstrap()
@@ -190,6 +204,7 @@ def worker() -> None:
 
     from headwater.runtime.worker import Worker
 
+    _refuse_moved_home(_settings())
     services = _services()
     runner = Worker(services)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
