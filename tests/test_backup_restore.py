@@ -9,6 +9,7 @@ original home is deleted before the restored one is read: nothing can still poin
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -30,9 +31,11 @@ import pytest
 from headwater.lake.iceberg import warehouse_location
 from headwater.lake.references import table_files
 from headwater.runtime.worker import Worker
-from headwater.services.backup import Damaged, NotABackup, Refused, backup_home, restore_home
+from headwater.services.backup import Damaged, NotABackup, Raced, Refused, backup_home, restore_home
 from headwater.services.backup.catalog import below, catalog_tables, locator
 from headwater.services.backup.location import moved_home
+from headwater.services.backup.streams import LogCopy
+from headwater.stores.log.local import LocalLog
 from tests.conftest import make_settings
 from tests.flows_helpers import CAT
 from tests.streaming_helpers import FS, cio_event, customerio_flow, rows, streaming, wait_rows
@@ -68,7 +71,8 @@ def running_worker(live: LiveServer) -> tuple[Worker, threading.Thread]:
 
 @dataclass
 class Made:
-    """The backup, and what the original home held when it was made."""
+    """The backup, and what the original home held when it was made: ``acked_as_of``, the messages
+    acknowledged before the backup's moment (its database copy); ``acked_during``, those after it."""
 
     base: Path
     original: Path
@@ -81,7 +85,7 @@ class Made:
     batch_rows: list[dict[str, Any]]
     runs: dict[str, str]  # run id -> state
     row_errors: str
-    acked_before: set[str] = field(default_factory=set)
+    acked_as_of: set[str] = field(default_factory=set)
     acked_during: set[str] = field(default_factory=set)
 
 
@@ -91,7 +95,7 @@ class Sender(threading.Thread):
     def __init__(self, url: str, key: str) -> None:
         super().__init__(daemon=True)
         self.url, self.key = url, key
-        self.acked: list[str] = []
+        self.acked: list[tuple[str, float]] = []  # (event id, when its 200 arrived: durable by then)
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -99,7 +103,7 @@ class Sender(threading.Thread):
         while not self.halt.wait(0.005):  # a steady trickle, not a flood of the 2-core machine
             n += 1
             if post_event(self.url, self.key, f"during-{n}") == 200:
-                self.acked.append(f"during-{n}")
+                self.acked.append((f"during-{n}", time.time()))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +148,8 @@ def _populate_and_back_up(base: Path, home: Path, live: LiveServer) -> Made:
         sender = Sender(stream["inletUrl"], key)
         sender.start()
         wait_until(lambda: len(sender.acked) >= 3)
-        acked_before = {"landed-1", "landed-2", "pending-1", *sender.acked}
+        acked_as_of = {"landed-1", "landed-2", "pending-1"}
+        started = time.time()
         # The backup runs in its own process while the inlet acknowledges and the batcher commits.
         backup = base / "backup"
         done = subprocess.run(
@@ -159,6 +164,11 @@ def _populate_and_back_up(base: Path, home: Path, live: LiveServer) -> Made:
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["tables"] == 2 and summary["streams"] == 2, summary
+    # The backup holds the home as of the moment its database was copied: every message acknowledged
+    # before then is in it (committed, or in the copied log), whether or not it was committed.
+    as_of = dt.datetime.fromisoformat(summary["asOf"]).timestamp()
+    acked_as_of.update(event for event, at in sender.acked if at < as_of)
+    assert any(started < at < as_of for _, at in sender.acked), "no message arrived during the backup"
     runs = api.get(f"{FS}/runs", params={"property": f"flowId=={batch['flow']}"}).json()["items"]
     return Made(
         base=base,
@@ -172,8 +182,8 @@ def _populate_and_back_up(base: Path, home: Path, live: LiveServer) -> Made:
         batch_rows=_preview(api, batch["dataset"]),
         runs={r["id"]: r["state"] for r in runs},
         row_errors=row_errors,
-        acked_before=acked_before,
-        acked_during=set(sender.acked) - acked_before,
+        acked_as_of=acked_as_of,
+        acked_during={event for event, _ in sender.acked} - acked_as_of,
     )
 
 
@@ -270,7 +280,7 @@ def _check_stream(live: LiveServer, api: ApiClient, made: Made) -> None:
     with streaming(live, api):
         # Every message acknowledged before the backup began lands (from the table or the copied log),
         # with the one sent after the restore; none twice, and none that was never acknowledged.
-        wanted = made.acked_before | {"after-restore"}
+        wanted = made.acked_as_of | {"after-restore"}
         wait_until(
             lambda: wanted <= {r["_headwater"]["event_id"] for r in rows(live, api, dataset)},
             timeout=20,
@@ -354,3 +364,67 @@ def test_a_home_moved_by_hand_is_refused_at_start_with_what_to_do(made: Made, tm
     )
     assert done.returncode == 1
     assert "moved" in done.stderr
+
+
+# --- the streaming log's copy, pass by pass (services/backup/streams.py) ---
+
+
+def test_the_log_copy_keeps_segments_released_between_its_passes(tmp_path: Path) -> None:
+    log = LocalLog(str(tmp_path / "log"), segment_bytes=200)  # 70-byte records: three to a segment
+    try:
+        log.append("s", [b"a" * 50] * 3)
+        held = log.append("s", [b"b" * 50] * 3)  # the database copy will hold "a" committed, "b" not
+        copy = LogCopy(tmp_path / "log", tmp_path / "copy")
+        copy.copy()  # before the database copy
+        later = log.append("s", [b"c" * 50] * 3)
+        log.release("s", later[0])  # after it, a batcher commits "b" and releases its segments
+        copy.copy()
+        ends = copy.finish()
+    finally:
+        log.close()
+    assert not (tmp_path / "log" / "s" / f"{held[0]:020d}.log").exists()
+    restored = LocalLog(str(tmp_path / "copy"))
+    try:
+        payloads = [r.payload for r in restored.read("s", held[0])]
+        assert payloads == [b"b" * 50] * 3 + [b"c" * 50] * 3
+        assert ends == {"s": restored.end_offset("s")}
+    finally:
+        restored.close()
+
+
+def test_the_log_copy_refuses_a_segment_released_after_it_was_copied_in_part(tmp_path: Path) -> None:
+    log = LocalLog(str(tmp_path / "log"), segment_bytes=200)
+    try:
+        log.append("s", [b"a" * 50] * 3)
+        log.append("s", [b"b" * 50])
+        copy = LogCopy(tmp_path / "log", tmp_path / "copy")
+        copy.copy()  # the second segment holds one record now
+        log.append("s", [b"b" * 50] * 2)
+        later = log.append("s", [b"c" * 50] * 3)
+        log.release("s", later[0])  # and is gone, with the two records the first pass did not see
+        copy.copy()
+        with pytest.raises(Raced, match="released while it was copied"):
+            copy.finish()
+    finally:
+        log.close()
+
+
+def test_the_log_copy_ends_on_the_last_whole_record(tmp_path: Path) -> None:
+    log = LocalLog(str(tmp_path / "log"))
+    try:
+        offsets = log.append("s", [b"x" * 10, b"y" * 10])
+        end = log.end_offset("s")
+    finally:
+        log.close()
+    with (tmp_path / "log" / "s" / f"{0:020d}.log").open("ab") as segment:
+        segment.write(b"\xff\xfeHW\x00\x00")  # an append in progress while the copy reads
+    copy = LogCopy(tmp_path / "log", tmp_path / "copy")
+    copy.copy()
+    copy.copy()
+    assert copy.finish() == {"s": end}
+    restored = LocalLog(str(tmp_path / "copy"))
+    try:
+        assert restored.append("s", [b"z" * 10]) == [end]
+        assert [r.offset for r in restored.read("s", 0)] == [*offsets, end]
+    finally:
+        restored.close()

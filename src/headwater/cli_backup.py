@@ -80,6 +80,11 @@ def backup(
     console.print(
         f"Backed up {settings.home} into {dest}. It holds the home's keys: keep it as safe as the home."
     )
+    if settings.stream_log != "local":
+        console.print(
+            "[yellow]Streaming messages not yet committed are in JetStream, not in the backup: a restore "
+            "beside the same JetStream resumes them.[/yellow]"
+        )
 
 
 def restore(

@@ -25,6 +25,7 @@ import os
 import shutil
 import sqlite3
 import uuid
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,9 @@ def backup_home(settings: Settings, dest: Path, progress: Progress | None = None
                 dest.rmdir()  # empty, checked above
             os.rename(partial, dest)
             return manifest
-        except Raced:
+        except Raced as exc:
             if attempt == ATTEMPTS:
-                raise
+                raise Raced(f"{exc} ({ATTEMPTS} attempts): run the backup again.") from exc
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     raise AssertionError("unreachable")
@@ -122,6 +123,7 @@ def _copy(source: Source, partial: Path, progress: Progress) -> Manifest:
 
     progress.stage("metadata database", source.database.stat().st_size)
     database = root / "metadata.db"
+    as_of = _now()
     migration = _snapshot_database(source.database, database)
     progress.advance(source.database.stat().st_size)
 
@@ -136,7 +138,8 @@ def _copy(source: Source, partial: Path, progress: Progress) -> Manifest:
     from headwater import __version__
 
     return Manifest(
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created_at=_now(),
+        as_of=as_of,
         headwater_version=__version__,
         source_home=str(source.home),
         warehouse=warehouse_location(source.warehouse),
@@ -148,6 +151,10 @@ def _copy(source: Source, partial: Path, progress: Progress) -> Manifest:
     )
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
 def _other_files(source: Source, root: Path, progress: Progress) -> None:
     found = list(other_files(source.home, source.database))
     progress.stage("home files", None)
@@ -157,9 +164,9 @@ def _other_files(source: Source, root: Path, progress: Progress) -> None:
 
 def _snapshot_database(path: Path, target: Path) -> str | None:
     """Copy the SQLite database at ``path`` as of one moment; returns its migration revision."""
-    with sqlite3.connect(path, timeout=30) as live, sqlite3.connect(target) as copy:
+    with closing(sqlite3.connect(path, timeout=30)) as live, closing(sqlite3.connect(target)) as copy:
         live.backup(copy)  # pages=-1: one step, one read transaction
-    with sqlite3.connect(target) as copy:
+    with closing(sqlite3.connect(target)) as copy:
         check = copy.execute("PRAGMA quick_check").fetchone()
         if not check or check[0] != "ok":
             raise Refused(f"The metadata database {path} fails SQLite's integrity check ({check}).")
@@ -229,4 +236,4 @@ def _entries(root: Path, digests: dict[str, str], progress: Progress) -> list[Fi
 
 def summary(manifest: Manifest, dest: Path) -> dict[str, Any]:
     """What the CLI prints of a finished backup."""
-    return {"backup": str(dest), "createdAt": manifest.created_at, **manifest.counts}
+    return {"backup": str(dest), "asOf": manifest.as_of, "createdAt": manifest.created_at, **manifest.counts}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -26,7 +27,7 @@ class TableRow:
 
 def catalog_tables(database: Path) -> list[TableRow]:
     """The tables of the catalog in the SQLite file ``database`` (none when the lake was never used)."""
-    with sqlite3.connect(database) as conn:
+    with closing(sqlite3.connect(database)) as conn, conn:
         try:
             rows = conn.execute(
                 "SELECT catalog_name, table_namespace, table_name, metadata_location,"

@@ -62,7 +62,8 @@ class Manifest:
     restore moves both. ``keys``: which generated keys are files of the backup (a key given by
     HEADWATER_ENCRYPTION_KEY or HEADWATER_TOKEN_SIGNING_KEY is not, and must be given again)."""
 
-    created_at: str
+    created_at: str  # when the backup finished
+    as_of: str  # when the metadata database was copied: the backup holds the home as it was then
     headwater_version: str
     source_home: str
     warehouse: str
@@ -122,6 +123,7 @@ def _parse(path: Path, doc: Any) -> Manifest:
         files = [_entry(item) for item in doc["files"]]
         manifest = Manifest(
             created_at=_text(doc, "created_at"),
+            as_of=_text(doc, "as_of"),
             headwater_version=_text(doc, "headwater_version"),
             source_home=_text(doc, "source_home"),
             warehouse=_text(doc, "warehouse"),

@@ -24,6 +24,7 @@ import os
 import shutil
 import sqlite3
 import uuid
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ class Restored:
         return {
             "home": str(self.home),
             "from": self.manifest.source_home,
-            "backupCreatedAt": self.manifest.created_at,
+            "backupAsOf": self.manifest.as_of,
             "tables": self.tables,
             "files": len(self.manifest.files),
             "documentsMoved": self.documents,
@@ -124,7 +125,7 @@ def _relocate(partial: Path, manifest: Manifest, home: Path) -> tuple[int, int]:
     except FileNotFoundError as exc:
         raise Damaged(f"The backup lacks {exc.filename}, which its lake needs: it is incomplete.") from exc
     _check_tables(moved, new_location, partial)
-    with sqlite3.connect(database) as conn:
+    with closing(sqlite3.connect(database)) as conn, conn:
         for table, metadata in moved:
             previous = table.previous_metadata_location
             conn.execute(

@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from headwater.services.backup.copying import copy_growth
 from headwater.services.backup.manifest import Raced
 from headwater.stores.log.base import check_stream_name
 from headwater.stores.log.frames import BAD, END, FULL, NEED_MORE, parse, resync
@@ -55,8 +56,6 @@ class LogCopy:
         return max(total, 0)
 
     def copy(self, advance: Callable[[int], None] | None = None) -> None:
-        from headwater.services.backup.copying import copy_growth
-
         self._passes += 1
         for stream in streams(self.source):
             if self._passes == 1:
