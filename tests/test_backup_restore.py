@@ -428,3 +428,30 @@ def test_the_log_copy_ends_on_the_last_whole_record(tmp_path: Path) -> None:
         assert [r.offset for r in restored.read("s", 0)] == [*offsets, end]
     finally:
         restored.close()
+
+
+def test_a_table_purged_while_the_backup_runs_makes_it_start_over(
+    made: Made, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headwater.lake.iceberg import Lake
+    from headwater.services.backup import backup as module
+
+    home = tmp_path / "home"
+    restore_home(made.backup, home)
+    settings = make_settings(home)
+    lake = Lake(settings)
+    tables = catalog_tables(home / "metadata.db")
+    copies: list[Path] = []
+    snapshot = module._snapshot_database
+
+    def then_purge(path: Path, target: Path) -> str | None:
+        copies.append(target)
+        revision = snapshot(path, target)
+        if len(copies) == 1:  # a dataset deleted just after the first attempt's database copy
+            lake.catalog.purge_table((tables[0].namespace, tables[0].name))
+        return revision
+
+    monkeypatch.setattr(module, "_snapshot_database", then_purge)
+    manifest = backup_home(settings, tmp_path / "backup")
+    assert len(copies) == 2 and manifest.counts["tables"] == len(tables) - 1
+    assert not copies[0].exists()  # the first attempt's folder is gone

@@ -43,8 +43,12 @@ def _settings() -> Settings:
 
 def _refuse_moved_home(settings: Settings) -> None:
     """Stop a server or worker on a home moved by hand: its lake names the old folder (cli_backup.py)."""
+    import os
+
+    from headwater.process import file_mask
     from headwater.services.backup.location import moved_home
 
+    os.umask(file_mask(settings.umask))  # opening the database may create its -shm and -wal files
     problem = moved_home(settings)
     if problem:
         console.print(f"[red]{problem}[/red]", highlight=False)
