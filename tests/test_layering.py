@@ -24,7 +24,13 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 FOUNDATION = {"headwater", "headwater.errors", "headwater.faults", "headwater.settings", "headwater.process"}
-ENTRY = {"headwater.cli", "headwater.cli_data360", "headwater.cli_flows", "headwater.server"}
+ENTRY = {
+    "headwater.cli",
+    "headwater.cli_data360",
+    "headwater.cli_flows",
+    "headwater.cli_backup",
+    "headwater.server",
+}
 CONTAINER = {"headwater.container"}
 
 BELOW_SERVICES = {"foundation", "engines", "stores", "lake", "connectors"}

@@ -35,6 +35,7 @@ clients_app = typer.Typer(no_args_is_help=True, help="API clients of the default
 app.add_typer(sandboxes_app, name="sandboxes")
 app.add_typer(clients_app, name="clients")
 console = Console(stderr=True)
+from headwater.cli_backup import backup, restore  # noqa: E402
 from headwater.cli_data360 import keys_app, users_app  # noqa: E402
 from headwater.cli_flows import datasets_app, flows_app  # noqa: E402
 
@@ -43,6 +44,8 @@ app.add_typer(datasets_app, name="datasets")
 
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.command()(backup)
+app.command()(restore)
 
 
 def _settings() -> Settings:
@@ -51,6 +54,20 @@ def _settings() -> Settings:
     except ValueError as exc:
         console.print(f"[red]Invalid settings:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _refuse_moved_home(settings: Settings) -> None:
+    """Stop a server or worker on a home moved by hand: its lake names the old folder (cli_backup.py)."""
+    import os
+
+    from headwater.process import file_mask
+    from headwater.services.backup.location import moved_home
+
+    os.umask(file_mask(settings.umask))  # opening the database may create its -shm and -wal files
+    problem = moved_home(settings)
+    if problem:
+        console.print(f"[red]{problem}[/red]", highlight=False)
+        raise typer.Exit(1)
 
 
 def _services() -> Services:
@@ -84,6 +101,7 @@ def serve(
     if not run_flows:
         os.environ["HEADWATER_EMBEDDED_WORKER"] = "false"
     settings = _settings()
+    _refuse_moved_home(settings)
     services = Services(settings)
     created = services.start()  # migrate and bootstrap once, before any worker starts
     creds, _ = services.tenancy.bootstrap()
@@ -205,6 +223,7 @@ def worker() -> None:
 
     from headwater.runtime.worker import Worker
 
+    _refuse_moved_home(_settings())
     services = _services()
     runner = Worker(services)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())

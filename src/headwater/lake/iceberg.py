@@ -25,6 +25,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pyarrow as pa
@@ -81,6 +82,12 @@ def _open_catalog(url: str, warehouse: str) -> SqlCatalog:
             if attempt == _COMMIT_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def warehouse_location(warehouse_dir: Path) -> str:
+    """The location the catalog is opened with: the prefix of every path it writes (lake/relocate.py
+    moves them when a home moves)."""
+    return warehouse_dir.resolve().as_uri()
 
 
 class _SourceFailed(Exception):
@@ -162,7 +169,7 @@ class Lake:
                 url = self.settings.resolved_database_url
                 if url.startswith(("postgresql://", "postgres://")):
                     url = "postgresql+psycopg://" + url.split("://", 1)[1]
-                self._catalog = _open_catalog(url, self.settings.warehouse_dir.resolve().as_uri())
+                self._catalog = _open_catalog(url, warehouse_location(self.settings.warehouse_dir))
             return self._catalog
 
     # --- tables ---

@@ -1,0 +1,40 @@
+"""Whether a home's lake is where its catalog says: a home moved or copied by hand (not restored) still
+names its old folder in every path Iceberg wrote, and would fail on its first read of a dataset."""
+
+from __future__ import annotations
+
+from headwater.lake.iceberg import warehouse_location
+from headwater.services.backup.catalog import below
+from headwater.settings import Settings
+
+
+def moved_home(settings: Settings) -> str | None:
+    """A message for the operator when the lake's catalog names files outside this home's warehouse;
+    None when it does not (or has no tables yet)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    url = make_url(settings.resolved_database_url)
+    if url.drivername.startswith("sqlite"):
+        if not url.database or not settings.home.joinpath(url.database).is_file():
+            return None  # a new home: nothing written yet (and the check must not create the file)
+    elif url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    location = warehouse_location(settings.warehouse_dir)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT metadata_location FROM iceberg_tables")).all()
+    except DBAPIError:
+        return None  # no catalog yet; an unreachable database is reported by the server's start
+    finally:
+        engine.dispose()
+    for (path,) in rows:
+        if below(location, str(path)) is None:
+            return (
+                f"The lake's catalog names {path}, outside this home's warehouse {location}: the home "
+                "was moved or copied by hand, and Iceberg keeps absolute paths. Move it back, then use "
+                "`headwater backup` and `headwater restore` to move it (docs/operations.md)."
+            )
+    return None
