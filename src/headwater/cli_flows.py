@@ -19,8 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from headwater.container import Services
     from headwater.services.tenancy import Actor
+    from headwater.stores.metadata import Resource
 
 flows_app = typer.Typer(no_args_is_help=True, help="Dataflows of the default organization.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets of the default organization.")
@@ -203,48 +206,47 @@ def _print_summary(run: dict[str, Any]) -> None:
 @flows_app.command("list")
 def flows_list(sandbox: Annotated[str, typer.Option(help="Sandbox of the flows.")] = "prod") -> None:
     """List the sandbox's flows, one JSON object a line (newest first)."""
-    services = _services()
-    try:
-        actor = _actor(services, sandbox)
-        flows = sorted(
-            services.store.list("flow", actor.scope).items, key=lambda r: r.created_at, reverse=True
-        )
-        for flow in flows:
-            doc = flow.doc
-            shown = {
-                "id": flow.id,
-                "name": doc.get("name"),
-                "state": doc.get("state"),
-                "flowSpec": (doc.get("flowSpec") or {}).get("id"),
-                "sourceConnectionIds": doc.get("sourceConnectionIds"),
-                "targetConnectionIds": doc.get("targetConnectionIds"),
-                "scheduleParams": doc.get("scheduleParams"),
-            }
-            sys.stdout.write(json.dumps(shown) + "\n")
-    finally:
-        services.close()
+
+    def shown(flow: Resource) -> dict[str, Any]:
+        doc = flow.doc
+        return {
+            "id": flow.id,
+            "name": doc.get("name"),
+            "state": doc.get("state"),
+            "flowSpec": (doc.get("flowSpec") or {}).get("id"),
+            "sourceConnectionIds": doc.get("sourceConnectionIds"),
+            "targetConnectionIds": doc.get("targetConnectionIds"),
+            "scheduleParams": doc.get("scheduleParams"),
+        }
+
+    _print_newest_first("flow", sandbox, shown)
 
 
 @datasets_app.command("list")
 def datasets_list(sandbox: Annotated[str, typer.Option(help="Sandbox of the datasets.")] = "prod") -> None:
     """List the sandbox's datasets, one JSON object a line (newest first)."""
+
+    def shown(dataset: Resource) -> dict[str, Any]:
+        doc, tags = dataset.doc, dataset.doc.get("tags") or {}
+        return {
+            "id": dataset.id,
+            "name": doc.get("name"),
+            "schema": (doc.get("schemaRef") or {}).get("id"),
+            "table": (tags.get("adobe/pqs/table") or [None])[0],
+            "profileEnabled": "enabled:true" in (tags.get("unifiedProfile") or []),
+        }
+
+    _print_newest_first("dataSet", sandbox, shown)
+
+
+def _print_newest_first(kind: str, sandbox: str, shown: Callable[[Resource], dict[str, Any]]) -> None:
+    """Every ``kind`` resource of the sandbox as ``shown`` gives it, one JSON line each, newest first."""
     services = _services()
     try:
         actor = _actor(services, sandbox)
-        datasets = sorted(
-            services.store.list("dataSet", actor.scope).items, key=lambda r: r.created_at, reverse=True
-        )
-        for dataset in datasets:
-            doc = dataset.doc
-            tags = doc.get("tags") or {}
-            shown = {
-                "id": dataset.id,
-                "name": doc.get("name"),
-                "schema": (doc.get("schemaRef") or {}).get("id"),
-                "table": (tags.get("adobe/pqs/table") or [None])[0],
-                "profileEnabled": "enabled:true" in (tags.get("unifiedProfile") or []),
-            }
-            sys.stdout.write(json.dumps(shown) + "\n")
+        found = services.store.list(kind, actor.scope).items
+        for resource in sorted(found, key=lambda r: r.created_at, reverse=True):
+            sys.stdout.write(json.dumps(shown(resource)) + "\n")
     finally:
         services.close()
 

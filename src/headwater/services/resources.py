@@ -8,7 +8,7 @@ every kind: ids, etags, system fields, optimistic concurrency and references.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from headwater.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
@@ -160,6 +160,18 @@ class Collection(ABC):
             ) from exc
         except MissingReference as exc:
             raise self.missing(exc) from exc
+        return updated
+
+    def save_if_unchanged(self, resource: Resource, **changes: Any) -> Resource | None:
+        """``resource`` with ``changes`` (and a new ``updatedAt``), stored if nobody changed it since it
+        was read; None otherwise (the job runners' compare-and-set on a job's document)."""
+        now = now_ms()
+        doc = {**resource.doc, **changes, "updatedAt": now}
+        updated = replace(resource, doc=doc, etag=new_etag(), updated_at=now)
+        try:
+            self.store.update(updated, resource.etag)
+        except StaleWrite:
+            return None
         return updated
 
     def delete(self, actor: Actor, ident: str) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from headwater.errors import Conflict, NotFound, ValidationFailed
@@ -41,7 +40,7 @@ from headwater.services.profiles.exportrequest import ExportRequests
 from headwater.services.resources import Built, Collection, require_object, system_fields
 from headwater.services.runs import QueuedSignal
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import AlreadyExists, MetadataStore, Resource, StaleWrite
+from headwater.stores.metadata import AlreadyExists, MetadataStore, Resource
 
 LEASE_MS = 30 * 60 * 1000  # a job runs at most this long before another runner may take it over
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
@@ -141,7 +140,7 @@ class ProfileExportJobs(Collection):
             changes: dict[str, Any] = (
                 {"status": CANCELLED, "leaseUntil": 0} if status == NEW else {"cancelRequested": True}
             )
-            if self._store_changes(job, changes) is not None:
+            if self.save_if_unchanged(job, **changes) is not None:
                 return {"status": True, "message": "Export job has been marked for cancelling"}
         raise Conflict("The export job kept changing while it was cancelled; retry.", code="UPS-1409-409")
 
@@ -173,7 +172,7 @@ class ProfileExportJobs(Collection):
                     "leaseUntil": now + LEASE_MS,
                     "startedAt": int(job.doc.get("startedAt") or now),
                 }
-                claimed = self._store_changes(job, changes)
+                claimed = self.save_if_unchanged(job, **changes)
                 if claimed is not None:
                     return claimed
         return None
@@ -183,7 +182,7 @@ class ProfileExportJobs(Collection):
         job); None when another attempt holds the job now (this one must stop)."""
         attempt = job.doc.get("attempt")
         for _ in range(_SAVE_ATTEMPTS):
-            saved = self._store_changes(job, changes)
+            saved = self.save_if_unchanged(job, **changes)
             if saved is not None:
                 return saved
             fresh = self.store.get(self.kind, job.scope, job.id)
@@ -195,17 +194,6 @@ class ProfileExportJobs(Collection):
     def current(self, job: Resource) -> Resource:
         """The job as stored now (itself when it is gone)."""
         return self.store.get(self.kind, job.scope, job.id) or job
-
-    def _store_changes(self, job: Resource, changes: dict[str, Any]) -> Resource | None:
-        """``job`` with ``changes``, stored if nobody changed it since it was read; None otherwise."""
-        now = now_ms()
-        doc = {**job.doc, **changes, "updatedAt": now}
-        updated = replace(job, doc=doc, etag=new_etag(), updated_at=now)
-        try:
-            self.store.update(updated, job.etag)
-        except StaleWrite:
-            return None
-        return updated
 
     def _next_id(self, actor: Actor) -> int:
         newest = self.store.list(self.kind, actor.scope, descending=True, limit=1).items

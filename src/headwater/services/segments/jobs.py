@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from headwater.errors import ValidationFailed
 from headwater.services import access
-from headwater.services.ids import new_etag, now_ms
+from headwater.services.ids import now_ms
 from headwater.services.resources import Built, Collection, require_object
 from headwater.services.runs import QueuedSignal
 from headwater.services.segments.definitions import SegmentDefinitions, sandbox_doc
 from headwater.services.segments.evaluation import SandboxResult, Segments
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import MetadataStore, Resource, StaleWrite
+from headwater.stores.metadata import MetadataStore, Resource
 
 log = logging.getLogger("headwater.segments")
 
@@ -126,7 +125,7 @@ class SegmentJobs(Collection):
         for job in self.store.scan_kind(self.kind):
             status, lease = job.doc.get("status"), int(job.doc.get("leaseUntil") or 0)
             if status in (NEW, QUEUED) or (status == PROCESSING and lease < now):
-                claimed = self._save(
+                claimed = self.save_if_unchanged(
                     job, status=PROCESSING, worker=worker, leaseUntil=now + LEASE_MS, startedAt=now
                 )
                 if claimed is not None:
@@ -143,7 +142,7 @@ class SegmentJobs(Collection):
         except Exception as exc:  # the job fails, the runner goes on
             log.exception("segment job %s failed", job.id)
             error = {"code": "UPS-1500-500", "msg": f"{type(exc).__name__}: {exc}", "type": "Error"}
-            return self._save(job, status=FAILED, errors=[error], leaseUntil=0)
+            return self.save_if_unchanged(job, status=FAILED, errors=[error], leaseUntil=0)
         ended = started + int((time.monotonic() - clock) * 1000)
         metrics = _metrics(result, started, ended)
         missing = [i for i in job.doc["segmentIds"] if i not in result.segments]
@@ -151,18 +150,7 @@ class SegmentJobs(Collection):
             {"code": "UPS-1404-404", "msg": f"segment definition {i} was deleted", "type": "Warning"}
             for i in missing
         ]
-        return self._save(job, status=SUCCEEDED, metrics=metrics, errors=errors, leaseUntil=0)
-
-    def _save(self, job: Resource, **changes: Any) -> Resource | None:
-        """``job`` with ``changes``, stored if nobody changed it since it was read; None otherwise."""
-        now = now_ms()
-        doc = {**job.doc, **changes, "updatedAt": now}
-        updated = replace(job, doc=doc, etag=new_etag(), updated_at=now)
-        try:
-            self.store.update(updated, job.etag)
-        except StaleWrite:
-            return None
-        return updated
+        return self.save_if_unchanged(job, status=SUCCEEDED, metrics=metrics, errors=errors, leaseUntil=0)
 
     # --- representation ---
     def render(self, resource: Resource) -> dict[str, Any]:
