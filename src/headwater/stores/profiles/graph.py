@@ -84,16 +84,21 @@ class SqlGraph:
         raise NotImplementedError
 
     # --- reads ---
-    def clusters_of(self, scope: Scope, keys: Sequence[IdentityKey]) -> dict[IdentityKey, int]:
-        found: dict[IdentityKey, int] = {}
+    def _rows_of_keys(self, scope: Scope, statement: Any, keys: Sequence[IdentityKey]) -> list[Any]:
+        """The rows ``statement`` (parameters ``k``, ``ns``, ``ids``) gives for ``keys``: one execution
+        per namespace and chunk of ids, on one connection."""
+        found: list[Any] = []
         with self.read_engine.connect() as conn:
             key = self._read_key(conn, scope)
             if key is None:
                 return found
             for namespace, ids in key_chunks(keys):
-                rows = conn.execute(_CLUSTERS_OF, {"k": key, "ns": namespace, "ids": ids})
-                found.update(((ns, ident), int(cluster)) for ns, ident, cluster in rows)
+                found.extend(conn.execute(statement, {"k": key, "ns": namespace, "ids": ids}))
         return found
+
+    def clusters_of(self, scope: Scope, keys: Sequence[IdentityKey]) -> dict[IdentityKey, int]:
+        rows = self._rows_of_keys(scope, _CLUSTERS_OF, keys)
+        return {(ns, ident): int(cluster) for ns, ident, cluster in rows}
 
     def members(self, scope: Scope, cluster_ids: Sequence[int]) -> list[tuple[int, str, str]]:
         rows: list[tuple[int, str, str]] = []
@@ -107,15 +112,7 @@ class SqlGraph:
         return sorted(rows)
 
     def links_of(self, scope: Scope, keys: Sequence[IdentityKey]) -> list[StoredLink]:
-        found: list[StoredLink] = []
-        with self.read_engine.connect() as conn:
-            key = self._read_key(conn, scope)
-            if key is None:
-                return found
-            for namespace, ids in key_chunks(keys):
-                rows = conn.execute(_LINKS_OF, {"k": key, "ns": namespace, "ids": ids})
-                found.extend(_stored(row) for row in rows)
-        return found
+        return [_stored(row) for row in self._rows_of_keys(scope, _LINKS_OF, keys)]
 
     def stale_links(self, scope: Scope, dataset_id: str, keep: int | None) -> list[StoredLink]:
         with self.read_engine.connect() as conn:

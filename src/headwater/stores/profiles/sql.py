@@ -33,7 +33,7 @@ from headwater.stores.profiles.base import (
     _Unchecked,
 )
 from headwater.stores.profiles.graph import SqlGraph
-from headwater.stores.profiles.keys import chunks, dumps, key_chunks, key_filters
+from headwater.stores.profiles.keys import chunks, dumps, key_filters
 from headwater.stores.profiles.membership import SqlMembership
 
 if TYPE_CHECKING:
@@ -246,17 +246,10 @@ class SqlProfileStore(SqlMembership, SqlGraph, ProfileStore):
         return self._delete_batches(scope, t.profile_fragments, dataset_id, batch_ids)
 
     def fragments_of(self, scope: Scope, keys: Sequence[IdentityKey]) -> list[Fragment]:
-        found: list[Fragment] = []
-        with self.read_engine.connect() as conn:
-            key = self._read_key(conn, scope)
-            if key is None:
-                return found
-            for namespace, ids in key_chunks(keys):
-                rows = conn.execute(_FRAGMENTS_OF, {"k": key, "ns": namespace, "ids": ids})
-                found.extend(
-                    Fragment(ds, ns, ident, orjson.loads(attrs), int(ts), batch)
-                    for ds, ns, ident, ts, batch, attrs in rows
-                )
+        found = [
+            Fragment(ds, ns, ident, orjson.loads(attrs), int(ts), batch)
+            for ds, ns, ident, ts, batch, attrs in self._rows_of_keys(scope, _FRAGMENTS_OF, keys)
+        ]
         return sorted(found, key=_fragment_order)
 
     # --- experience events ---
