@@ -177,3 +177,67 @@ def test_build_a_profile_schema_extend_it_and_make_datasets(console: Any, consol
     resolved = console_api.get(f"{SR}/tenant/schemas/{enc(built['$id'])}", headers=FULL).json()
     assert resolved["properties"][tenant]["properties"]["clickCount"]["type"] == "integer"
     assert problems == []
+
+
+def test_the_wizard_components_mount_in_any_page_and_save_through_the_api(
+    console: Any, console_api: ApiClient
+) -> None:
+    """HWDatasetTarget (with HWSchemaBuilder inside) as a dataflow wizard's step uses them: mounted twice
+    on one page, offered source columns, driven by validate() / describe() / save()."""
+    tenant = "_" + console_api.tenant_id
+    name, title = unique("Signups"), unique("Signups")
+    problems = watch_page(console)
+    console.goto("/console/datasets")
+    for script in ("schema-builder.js", "dataset-target.js"):
+        console.add_script_tag(url=f"/console/static/{script}")
+    mount = """(id) => {
+      const box = document.createElement("div");
+      box.id = id;
+      document.querySelector("#main").append(box);
+      const columns = [{name: "email", type: "string"}, {name: "visits", type: "int64"},
+                       {name: "signed up", type: "timestamp"}];
+      window[id] = HWDatasetTarget.mount(box, {columns});
+      return window[id].ready;
+    }"""
+    console.evaluate(mount, "first")
+    assert console.evaluate("first.validate()") == "Choose the dataset to write to."
+    step = console.locator("#first")
+    step.get_by_label("New dataset").check()
+    step.get_by_label("Dataset name").fill(name)
+    step.get_by_label("Build a new schema").check()
+    expect(step.locator("[data-schema-builder]")).to_have_attribute("data-ready", "true")
+    assert console.evaluate("first.validate()") == "Give the schema a title."
+    step.get_by_label("Schema title").fill(title)
+    step.get_by_label("Class").select_option(label="XDM Individual Profile")
+    step.get_by_role("button", name="Add all columns").click()
+    expect(step.get_by_label("Field name 3")).to_have_value("signed_up")
+    expect(step.get_by_label("Field type 2")).to_have_value("integer")
+    expect(step.get_by_label("Field type 3")).to_have_value("date-time")
+    expect(step.get_by_role("button", name="Add column email as a field")).to_be_disabled()
+    step.get_by_role("button", name="Add identity").click()
+    step.get_by_label("Identity field 1").select_option(f"{tenant}.email")
+    step.get_by_label("Identity namespace 1").select_option("Email")
+    assert console.evaluate("first.describe()") == f"New dataset “{name}” with a new schema “{title}”"
+    result = console.evaluate("first.save()")
+    assert result["ok"] is True and result["schemaTitle"] == title, result
+    assert console.evaluate("first.save()") == result  # saved once: the same answer again
+    dataset = console_api.get(f"{CATALOG}/dataSets/{result['datasetId']}").json()[result["datasetId"]]
+    assert dataset["name"] == name and dataset["schemaRef"]["id"] == result["schemaId"]
+    resolved = console_api.get(f"{SR}/tenant/schemas/{enc(result['schemaId'])}", headers=FULL).json()
+    custom = resolved["properties"][tenant]["properties"]
+    assert (custom["visits"]["type"], custom["signed_up"]["format"]) == ("integer", "date-time")
+    descriptors = console_api.get(f"{SR}/tenant/descriptors?limit=1000").json()["results"]
+    assert [
+        (d["xdm:sourceProperty"], d["xdm:isPrimary"])
+        for d in descriptors
+        if d["xdm:sourceSchema"] == result["schemaId"]
+    ] == [(f"/{tenant}/email", True)]
+
+    # a second step on the same page: the existing dataset just answers its ids
+    console.evaluate(mount, "second")
+    second = console.locator("#second")
+    second.get_by_label("Choose a dataset").select_option(result["datasetId"])
+    expect(second.locator(".help", has_text="Schema: ")).to_have_text(f"Schema: {title}")
+    assert console.evaluate("second.describe()") == f"Existing dataset “{name}” (schema “{title}”)"
+    assert console.evaluate("second.save()") == result
+    assert problems == []
