@@ -126,7 +126,13 @@ def test_build_a_profile_schema_extend_it_and_make_datasets(console: Any, consol
     # ...and a second identity, marked on the schema's page
     console.get_by_label("Identity field", exact=True).select_option(f"{tenant}.loyaltyId")
     console.get_by_label("Identity namespace", exact=True).select_option("CRMID")
-    expect(console.get_by_label("Primary identity", exact=True)).not_to_be_checked()
+    primary = console.get_by_label("Primary identity", exact=True)
+    expect(primary).not_to_be_checked()
+    primary.check()  # a second primary identity: refused by the API, in words next to the box
+    console.get_by_role("button", name="Mark as identity").click()
+    expect(console.locator("[data-add-identity] .field-error")).to_contain_text("at most one")
+    expect(primary).to_have_attribute("aria-invalid", "true")
+    primary.uncheck()
     console.get_by_role("button", name="Mark as identity").click()
     expect(console.locator(f'li[data-field="{tenant}.loyaltyId"] .badge.identity')).to_have_text(
         "Identity: CRMID"
@@ -186,6 +192,19 @@ def test_the_wizard_components_mount_in_any_page_and_save_through_the_api(
     on one page, offered source columns, driven by validate() / describe() / save()."""
     tenant = "_" + console_api.tenant_id
     name, title = unique("Signups"), unique("Signups")
+    clash = console_api.post(
+        f"{SR}/tenant/fieldgroups",
+        json={
+            "title": unique("Emails as numbers"),
+            "meta:intendedToExtend": [PROFILE],
+            "definitions": {
+                "n": {
+                    "properties": {tenant: {"type": "object", "properties": {"email": {"type": "integer"}}}}
+                }
+            },
+            "allOf": [{"$ref": "#/definitions/n"}],
+        },
+    ).json()
     problems = watch_page(console)
     console.goto("/console/datasets")
     for script in ("schema-builder.js", "dataset-target.js"):
@@ -218,6 +237,18 @@ def test_the_wizard_components_mount_in_any_page_and_save_through_the_api(
     step.get_by_label("Identity field 1").select_option(f"{tenant}.email")
     step.get_by_label("Identity namespace 1").select_option("Email")
     assert console.evaluate("first.describe()") == f"New dataset “{name}” with a new schema “{title}”"
+
+    # a field group of the sandbox whose email is a number clashes with the custom text field email:
+    # refused next to the field, and the field group made for the schema is deleted again
+    groups = len(console_api.get(f"{SR}/tenant/fieldgroups?limit=1000").json()["results"])
+    step.get_by_label(f"{clash['title']} (this sandbox)").check()
+    refused = console.evaluate("first.save()")
+    assert refused["ok"] is False and refused["problem"]["status"] == 400, refused
+    expect(step.get_by_label("Field name 1")).to_have_attribute("aria-invalid", "true")
+    expect(step.locator(".field-error").first).to_contain_text("integer")
+    assert len(console_api.get(f"{SR}/tenant/fieldgroups?limit=1000").json()["results"]) == groups
+    step.get_by_label(f"{clash['title']} (this sandbox)").uncheck()
+
     result = console.evaluate("first.save()")
     assert result["ok"] is True and result["schemaTitle"] == title, result
     assert console.evaluate("first.save()") == result  # saved once: the same answer again

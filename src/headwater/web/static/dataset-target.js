@@ -87,6 +87,9 @@
       newPart
     );
     container.append(root);
+    const fixed = (event) => event.target.getAttribute && event.target.getAttribute("aria-invalid") && HW.clearErrors(root);
+    root.addEventListener("input", fixed);
+    root.addEventListener("change", fixed);
 
     const mode = () => (opts.newOnly || useNew.checked ? "new" : "existing");
     const schemaMode = () => (schemaNew.checked ? "new" : "existing");

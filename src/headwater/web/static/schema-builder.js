@@ -201,6 +201,10 @@
       )
     );
     container.append(root);
+    // An error note goes once the person changes what it was about.
+    const fixed = (event) => event.target.getAttribute && event.target.getAttribute("aria-invalid") && HW.clearErrors(root);
+    root.addEventListener("input", fixed);
+    root.addEventListener("change", fixed);
 
     // --- custom fields ---
     function addField(name, type, focus) {
@@ -523,7 +527,14 @@
       if (!made.ok) {
         if (group) await remove("/tenant/fieldgroups/" + encodeURIComponent(group.$id));
         const problem = made.data || { detail: "The server answered " + made.status };
-        HW.showErrors(root, withErrors(problem, ""));
+        // A clash the schema's composition names by the field's path (_tenant.name, e.g. one name with
+        // two types in two field groups) goes next to that custom field.
+        const shown = withErrors(problem, "");
+        for (const e of (shown.report && shown.report.errors) || []) {
+          const f = fields.find((x) => e.path === "_" + tid + "." + x.name);
+          if (f) e.path = f.row.querySelector(".sb-field-name").dataset.path;
+        }
+        HW.showErrors(root, shown);
         return { ok: false, problem };
       }
       const schema = made.data;
