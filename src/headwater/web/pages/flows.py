@@ -1,5 +1,6 @@
 """Console pages: dataflows (list with state, schedule and last run; a detail page with the runs chart,
-errors and row samples, enable/disable and schedule edits). The behaviour is in ``static/flows.js``."""
+errors and row samples, enable/disable and schedule edits; the Create dataflow wizard). The behaviour is in
+``static/flows.js`` and ``static/flow-wizard.js``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ router = APIRouter(include_in_schema=False)
 @router.get("/console/flows")
 async def flows(request: Request) -> Response:
     return page(request, "flows/list.html", "Dataflows")
+
+
+@router.get("/console/flows/new")
+async def new(request: Request, connection: str = "") -> Response:
+    """The Create dataflow wizard; ``connection`` preselects an account (the sources wizard returns here)."""
+    return page(request, "flows/new.html", "Create dataflow", connection=connection)
 
 
 @router.get("/console/flows/{ident}")

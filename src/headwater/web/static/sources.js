@@ -374,7 +374,10 @@
     }
 
     finish() {
-      location.href = "/console/sources/" + encodeURIComponent(this.connection.id);
+      // Sent here by the Create dataflow wizard (?next=/console/flows/new): back to it, with this account.
+      const next = new URLSearchParams(location.search).get("next") || "";
+      if (next === "/console/flows/new") location.href = next + "?connection=" + encodeURIComponent(this.connection.id);
+      else location.href = "/console/sources/" + encodeURIComponent(this.connection.id);
     }
 
     /* Leave the wizard; a connection the test step created is deleted. */
