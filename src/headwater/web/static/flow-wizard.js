@@ -352,11 +352,12 @@
     // --- Mapping ---
     function enterMapping() {
       const box = $(form, "#fw-mapping");
-      if (!state.editor) state.editor = HWMappingEditor.mount(box, { schemaId: state.saved.schemaId });
+      if (!state.editor) state.editor = HWMappingEditor.mount(box, { schemaId: state.saved.schemaId, previewBox: $(form, "#fw-mapping-result") });
       else state.editor.setSchema(state.saved.schemaId);
       state.editor.setColumns(state.columns.map((c) => c.name));
       state.editor.setSample(state.sample);
       $(form, "#fw-mapping-preview").hidden = streaming();
+      $(form, "#fw-mapping-result").hidden = streaming();
       $(form, "#fw-mapping-note").textContent = streaming()
         ? "Optional. Messages sent as XDM need no mapping; raw JSON messages are mapped by these rows (sources are the messages' attributes)."
         : "Map the source's columns to fields of the dataset's schema “" + state.saved.schemaTitle + "”. The preview maps the sample rows of the previous step.";
