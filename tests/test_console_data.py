@@ -174,7 +174,9 @@ def test_mapping_editor_validates_next_to_the_row_and_previews_rows(
     # The source's columns are offered as sources of Attribute rows.
     source_list = console.get_by_label("Source of mapping 1").get_attribute("list")
     offered = console.locator(f"datalist#{source_list} option")
-    assert {"id", "first_name", "email", "updatedAt"} <= set(offered.evaluate_all("os => os.map(o => o.value)"))
+    assert {"id", "first_name", "email", "updatedAt"} <= set(
+        offered.evaluate_all("os => os.map(o => o.value)")
+    )
     console.get_by_role("button", name="Remove mapping 2").click()
     console.get_by_role("button", name="Preview").click()
     expect(result).to_contain_text("2 of 3 rows mapped; 1 failed")

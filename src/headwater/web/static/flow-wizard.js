@@ -402,12 +402,9 @@
       return out;
     }
 
+    /* The schedule's rules (an interval of at least 15 for minutes, a start time) are the API's: a refusal
+     * at Save brings the person back here, the words next to the field. */
     function leaveSchedule() {
-      const s = schedule();
-      if (!s.startTime) return invalid("flow.scheduleParams.startTime", "is required: when the first run starts");
-      if (s.frequency === "once") return true;
-      if (!Number.isInteger(s.interval) || s.interval < 1) return invalid("flow.scheduleParams.interval", "must be a whole number >= 1");
-      if (s.frequency === "minute" && s.interval < 15) return invalid("flow.scheduleParams.interval", "must be >= 15");
       return true;
     }
 
@@ -427,7 +424,7 @@
       rows.push(["Mapping", maps.length ? maps.map((m) => (m.sourceType === "STATIC" ? "“" + m.source + "”" : m.source) + " → " + m.destination) : ["None"]]);
       if (!streaming()) {
         const s = schedule();
-        const when = new Date(s.startTime * 1000).toLocaleString();
+        const when = s.startTime ? new Date(s.startTime * 1000).toLocaleString() : "now";
         rows.push(["Schedule", s.frequency === "once" ? "Once, at " + when : "Every " + (s.interval === 1 ? s.frequency : s.interval + " " + s.frequency + "s") + ", from " + when]);
         rows.push(["Delta column", $(form, "#fw-delta").value || "None: every run reads everything"]);
       } else {
@@ -597,7 +594,8 @@
       ]);
       const options = (flow.ok && flow.data.items[0].options) || {};
       const auth = (conn.ok && conn.data.items[0].auth) || {};
-      const inlet = options.inletUrl || (auth.params || {}).inletUrl || "";
+      // The account's inlet (HTTP API) takes messages for any of its dataflows; Customer.io's is the flow's.
+      const inlet = (auth.params || {}).inletUrl || options.inletUrl || "";
       const href = "/console/flows/" + encodeURIComponent(flowId);
       const body = $(root, "#fw-done-body");
       body.replaceChildren(
