@@ -22,6 +22,7 @@ from tests.fakes.salesforce import SalesforceFake
 from tests.flows_helpers import CAT, CONV, FS, created_id
 from tests.streaming_helpers import HTTP_API, streaming
 from tests.support import ApiClient, LiveServer, unique, watch_page
+from tests.test_console import UNLABELLED
 from tests.test_console_flows import profile_schema, running_worker, tall_screenshot
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -96,8 +97,10 @@ def map_rows(page: Any, rows: list[tuple[str, str, str]]) -> None:
 
 
 def next_step(page: Any, heading: str) -> None:
+    """Next, onto the step with this heading (it takes the focus); every control there has a label."""
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_role("heading", name=heading, exact=True)).to_be_focused()
+    assert page.evaluate(UNLABELLED) == [], heading
 
 
 def run_from_the_flow_page(page: Any) -> None:

@@ -344,8 +344,11 @@
         return false;
       }
       state.saved = saved;
-      const note = el("p", { class: "outcome ok", "data-target-saved": "" }, state.target.describe() + " — ready. Going back here does not change it.");
+      // Made (or picked) for good: the component stays as a record of it, no longer editable.
+      const note = el("p", { class: "outcome ok", "data-target-saved": "" }, state.target.describe() + " — ready. This dataflow writes to it.");
       $(form, "#fw-target").before(note);
+      state.target.element.inert = true;
+      state.target.element.classList.add("saved");
       return true;
     }
 
