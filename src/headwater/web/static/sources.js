@@ -190,6 +190,10 @@
       this.save = el("button", { type: "button", class: "primary", text: "Save", hidden: true, onclick: () => this.finish() });
       this.cancel = el("button", { type: "button", class: "secondary", text: "Cancel", onclick: () => this.abandon() });
       buttons.append(this.save, this.cancel);
+      // Next waits for a passing connection test: while it cannot be used, the words beside it say why.
+      this.next = Array.from(buttons.querySelectorAll("button.primary")).find((b) => b !== this.save);
+      this.nextWhy = el("p", { class: "help next-why", id: "next-why", role: "status", hidden: true });
+      buttons.after(this.nextWhy);
       this.testAgain.addEventListener("click", () => this.test());
       // Enter in a field moves on (Next, or Save on the last step); the form is never submitted.
       root.addEventListener("submit", (event) => event.preventDefault());
@@ -257,7 +261,25 @@
       return true;
     }
 
+    /* Next on the test step: usable once the test passed; else aria-disabled with the reason beside it. */
+    gate(why) {
+      const blocked = this.wizard.current() === "test" && !this.found;
+      if (!this.next) return;
+      if (blocked) {
+        this.next.setAttribute("aria-disabled", "true");
+        this.next.setAttribute("aria-describedby", "next-why");
+        this.nextWhy.textContent = why || "Next is disabled until the connection test passes: it is running now.";
+        this.nextWhy.hidden = false;
+      } else {
+        this.next.removeAttribute("aria-disabled");
+        this.next.removeAttribute("aria-describedby");
+        this.nextWhy.hidden = true;
+        this.nextWhy.textContent = "";
+      }
+    }
+
     entered(step) {
+      this.gate();
       this.save.hidden = step !== "review";
       if (step === "test") this.test();
       if (step === "review") this.review();
@@ -319,6 +341,7 @@
       this.found = null;
       this.testAgain.hidden = true;
       this.result.replaceChildren(el("p", { class: "muted", text: "Testing the connection…" }));
+      this.gate();
       let outcome;
       if (!explorable(this.spec)) {
         this.found = [];
@@ -353,6 +376,10 @@
       }
       this.result.replaceChildren(outcome);
       this.testAgain.hidden = false;
+      this.gate(
+        "Next is disabled because the connection test failed: go Back to Authenticate to correct the credentials, " +
+          "or press Test again once the source is reachable."
+      );
     }
 
     review() {
