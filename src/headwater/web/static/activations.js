@@ -124,7 +124,7 @@
           { label: "Last run", value: (r) => (r.last ? window.HW.when(r.last.updatedAt || r.last.createdAt) : "never") },
         ],
         rows,
-        { caption: "p50 and p99: the latency from a record taken to its delivery, over every run.", empty: "No activation flows in this sandbox yet. Create one with POST /data/foundation/flowservice/flows (flow spec cf0ccb51-…) from a source to a destination." }
+        { caption: "p50 and p99: the latency from a record taken to its delivery, over every run.", empty: "No activation flows in this sandbox yet: Create activation sends a source's records or an audience to a destination." }
       )
     );
     numericCells(box);
@@ -154,6 +154,7 @@
     }
     const f = flow.data.items[0];
     document.getElementById("act-heading").textContent = f.name;
+    if (new URLSearchParams(location.search).get("created")) window.HW.toast(`Activation ${f.name} created.`);
     document.title = `${f.name} · Headwater`;
     const targetId = (f.targetConnectionIds || [])[0];
     const sourceId = (f.sourceConnectionIds || [])[0];
