@@ -64,7 +64,9 @@ def test_an_org_admin_creates_a_sandbox_and_the_picker_offers_it(
     assert problems == []
 
 
-def test_someone_not_an_org_admin_gets_the_403_page(acme: ConsoleOrg, console_as: Any, console_server: LiveServer) -> None:
+def test_someone_not_an_org_admin_gets_the_403_page(
+    acme: ConsoleOrg, console_as: Any, console_server: LiveServer
+) -> None:
     dev = acme.add_user(console_server, f"dev-{uuid.uuid4().hex[:6]}@acme.example", roles={"*": "Admin"})
     page = console_as(dev["username"], acme.password)
     nav = page.get_by_role("navigation", name="Console")

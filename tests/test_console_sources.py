@@ -190,7 +190,9 @@ def test_wizard_shows_errors_next_to_fields_and_cancel_deletes(
     expect(failure).to_contain_text("Salesforce refused the login")
     next_button = console.get_by_role("button", name="Next")
     expect(next_button).to_have_attribute("aria-disabled", "true")  # and the words beside it say why
-    expect(next_button).to_have_accessible_description(re.compile("because the connection test failed: go Back"))
+    expect(next_button).to_have_accessible_description(
+        re.compile("because the connection test failed: go Back")
+    )
     expect(console.locator("#next-why")).to_be_visible()
     next_button.click(force=True)  # cannot go on with a failing test
     expect(failure).to_be_focused()

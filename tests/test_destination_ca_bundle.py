@@ -83,7 +83,10 @@ def test_a_bundle_that_is_not_pem_is_a_400_naming_the_field(
 ) -> None:
     for auth in (
         {"specName": "None", "params": {"caCertificate": bad}},
-        {"specName": "Basic Authentication", "params": {"username": "u", "password": "p", "caCertificate": bad}},
+        {
+            "specName": "Basic Authentication",
+            "params": {"username": "u", "password": "p", "caCertificate": bad},
+        },
         oauth(private_sink, caCertificate=bad),
     ):
         response = api.post(f"{FS}/connections", json=connection_body("Bad CA", auth))

@@ -14,6 +14,7 @@
   const SR = "/data/foundation/schemaregistry";
   const CATALOG = "/data/foundation/catalog";
   const FULL = { Accept: "application/vnd.adobe.xed-full+json; version=1" };
+  const DEFAULT_HEADERS = { Accept: "application/json", "Accept-Encoding": "gzip", "Content-Type": "application/json" };
   const KINDS = { streaming: "Streaming source", dataset: "Dataset", audience: "Audience" };
 
   /* The top-level ${variables} of a request (url, header names and values, body), in order of first use:
@@ -395,7 +396,7 @@
           { class: "review-part" },
           el("h3", {}, "Destination ", change("destination", "destination")),
           el("p", { class: "named" }, conn ? iconBox(conn.icon, 24) : null, el("strong", { text: conn ? conn.name : "?" }), mode() === "new" ? el("span", { class: "muted", text: `new request ${$("r-name").value.trim()}` }) : null),
-          requestFacts(Object.assign({ headers: {} }, params))
+          requestFacts(mode() === "new" ? Object.assign({}, params, { headers: Object.assign({}, DEFAULT_HEADERS, params.headers || {}) }) : params)
         ),
         el(
           "div",
