@@ -14,13 +14,15 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.activation_helpers import FS, connection_body
+from tests.activation_helpers import FS, activating, connection_body, destination
 from tests.conftest import screenshot
 from tests.fakes.sink import SinkFake
 from tests.flows_helpers import created_id
 from tests.profile_helpers import profile_dataset
+from tests.streaming_helpers import http_api_source
 from tests.support import ApiClient, LiveServer, unique, wait_until, watch_page
 from tests.test_profiles import PERSON, _land, _person
 
@@ -172,4 +174,88 @@ def test_the_destination_wizard_takes_a_ca_bundle_and_refuses_one_that_is_not_pe
     page.get_by_role("button", name="Save").click()
     expect(ca).to_have_accessible_description(re.compile("must be one or more PEM certificates"))
     expect(ca).to_be_visible()  # back on the Authenticate step
+    assert problems == []
+
+
+def _pick_destination(page: Any, name: str) -> None:
+    page.get_by_role("combobox", name="Destination", exact=True).select_option(label=name)
+    expect(page.get_by_label("A request of this destination")).to_be_checked()  # it has one: picked
+    expect(page.locator("#w-request-facts")).to_contain_text("POST")
+
+
+def test_a_streaming_source_to_an_existing_request(
+    console: Any, console_server: LiveServer, console_api: ApiClient
+) -> None:
+    page = console
+    problems = watch_page(page)
+    flow_name, dest_name = unique("Wizard stream"), unique("Wizard hook")
+    source_name = unique("Wizard inlet")
+    _, params, _ = http_api_source(console_api, source_name, "raw")
+    with SinkFake() as sink, activating(console_server, console_api):
+        destination(console_api, sink.url + "/hook/${who}", body='{"n": "${n}"}', name=dest_name)
+        page.goto("/console/activations/new")
+        expect(page.locator("#act-wizard")).to_have_attribute("data-ready", "true")
+        page.get_by_role("textbox", name="Name", exact=True).fill(flow_name)
+        page.get_by_role("combobox", name="Streaming source").select_option(label=f"{source_name} source")
+        page.get_by_role("button", name="Next").click()
+        _pick_destination(page, dest_name)
+        page.get_by_role("button", name="Next").click()
+        page.get_by_label("${who}", exact=True).fill("user.id")
+        page.get_by_label("How ${n} is bound").select_option("expression")
+        page.get_by_label("${n}", exact=True).fill("upper(user.id)")
+        page.get_by_role("button", name="Next").click()
+        page.get_by_role("button", name="Save").click()
+        page.wait_for_url(FLOW_PAGE)
+        message = {"user": {"id": "u-7"}}
+        answer = httpx.post(console_server.base_url + "/collection/" + params["inletId"], json=message)
+        assert answer.status_code == 200, answer.text
+        (got,) = sink.wait_for(1, timeout=15, path="/hook/")
+    assert got.path == "/hook/u-7" and got.json() == {"n": "U-7"}
+    assert problems == []
+
+
+def test_an_audience_to_an_existing_request(console: Any, console_api: ApiClient) -> None:
+    page = console
+    problems = watch_page(page)
+    audience, flow_name, dest_name = (
+        unique("Wizard Lovelaces"),
+        unique("Wizard audience"),
+        unique("Wizard CRM"),
+    )
+    segment = console_api.post(
+        "/data/core/ups/segment/definitions",
+        json={
+            "name": audience,
+            "schema": {"name": "_xdm.context.profile"},
+            "expression": {"type": "PQL", "format": "pql/text", "value": 'person.name.lastName = "Lovelace"'},
+        },
+    )
+    assert segment.status_code == 200, segment.text
+    segment_id = segment.json()["id"]
+    _, target = destination(console_api, "http://127.0.0.1:9/members/${email}", body=None, name=dest_name)
+    page.goto("/console/activations/new")
+    expect(page.locator("#act-wizard")).to_have_attribute("data-ready", "true")
+    page.get_by_role("textbox", name="Name", exact=True).fill(flow_name)
+    page.get_by_label("Each profile entering an audience").check()
+    page.get_by_role("combobox", name="Audience").select_option(label=audience)
+    page.get_by_role("button", name="Next").click()
+    _pick_destination(page, dest_name)
+    page.get_by_role("button", name="Next").click()
+    email = page.get_by_label("${email}", exact=True)
+    assert page.locator('#w-fields option[value="identityMap.Email[0].id"]').count() == 1
+    email.fill("identityMap.Email[0].id")
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#w-review")).to_contain_text(audience)
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(FLOW_PAGE)
+    expect(page.locator("#act-detail")).to_contain_text(f"From audience {audience}")
+    flow_id = page.url.split("/")[-1].split("?")[0]
+    flow = console_api.get(f"{FS}/flows/{flow_id}").json()["items"][0]
+    assert flow["targetConnectionIds"] == [target]
+    general, variables = flow["transformations"]
+    assert general["params"]["segmentSelectors"]["selectors"][0]["value"]["id"] == segment_id
+    assert variables["params"]["bindings"] == {"email": {"source": "identityMap.Email[0].id"}}
+    (source,) = flow["sourceConnectionIds"]
+    spec = console_api.get(f"{FS}/sourceConnections/{source}").json()["items"][0]["connectionSpec"]["id"]
+    assert spec == "8a9c3494-9708-43d7-ae3f-cda01e5030e1"  # the Profiles source connection
     assert problems == []
