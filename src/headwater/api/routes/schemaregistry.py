@@ -211,6 +211,28 @@ def _global_routes(
         )
 
 
+@router.get(f"{PREFIX}/stats", tags=[TAG], summary="The tenant id and how many resources the sandbox has")
+async def stats(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    """As on the platform: ``tenantId`` names the namespace ``_{tenantId}`` of tenant fields (a client
+    building a tenant field group needs it), ``counts`` the sandbox's tenant resources."""
+    registry = _registry(request)
+
+    def count() -> dict[str, int]:
+        schemas = registry.schemas.store.list(registry.schemas.kind, actor.scope).items
+        groups = registry.fieldgroups.store.list(registry.fieldgroups.kind, actor.scope).items
+        unions = sum(1 for s in schemas if "union" in (s.doc.get("meta:immutableTags") or []))
+        return {
+            "schemas": len(schemas),
+            "mixins": len(groups),
+            "datatypes": 0,
+            "classes": 0,
+            "unions": unions,
+        }
+
+    counts = await calls.pooled(count)
+    return JSONResponse({"imsOrg": actor.org.id, "tenantId": actor.org.tenant_id, "counts": counts})
+
+
 _global_routes("classes", lambda r: r.catalog.classes, "class", "classes")
 _global_routes(
     "fieldgroups", lambda r: r.catalog.fieldgroups, "field group", "field groups", aliases=("mixins",)
