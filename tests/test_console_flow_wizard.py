@@ -40,7 +40,10 @@ def salesforce() -> Iterator[SalesforceFake]:
     fake.add_object("Person", {"first_name": "string", "last_name": "string", "email": "email"})
     fake.insert(
         "Person",
-        [{"first_name": f"Ada{i}", "last_name": "Lovelace", "email": f"ada{i}@example.com"} for i in range(5)],
+        [
+            {"first_name": f"Ada{i}", "last_name": "Lovelace", "email": f"ada{i}@example.com"}
+            for i in range(5)
+        ],
     )
     yield fake
     fake.stop()
@@ -81,7 +84,9 @@ def new_dataset_with_new_schema(page: Any, dataset: str, schema: str) -> None:
     step.get_by_label("Personal Contact Details").check()
 
 
-def mapping_row(page: Any, n: int, destination: str, source: str | None = None, kind: str | None = None) -> None:
+def mapping_row(
+    page: Any, n: int, destination: str, source: str | None = None, kind: str | None = None
+) -> None:
     if kind:
         page.get_by_label(f"Source type of mapping {n}").select_option(label=kind)
     if source is not None:
@@ -188,7 +193,10 @@ def test_the_readme_csv_flow_built_in_the_console(
     run = run_flow(console, console_api, flow)
     assert run["state"] == "success", run
     dataset = target_dataset(console_api, flow)
-    got = sorted((r["_id"], r["person"]["name"]["firstName"], r["personalEmail"]["address"]) for r in rows(console_api, dataset))
+    got = sorted(
+        (r["_id"], r["person"]["name"]["firstName"], r["personalEmail"]["address"])
+        for r in rows(console_api, dataset)
+    )
     assert got == [("1", "Ada", "ada@example.com"), ("2", "Grace", "grace@example.com")]
     datasets = console_api.get(f"{CAT}/dataSets?limit=1000").json()
     assert datasets[dataset]["name"] == dataset_name
@@ -259,7 +267,10 @@ def test_a_streaming_flow_shows_its_inlet_and_lands_what_is_sent(
         json={
             "name": name,
             "connectionSpec": {"id": "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb", "version": "1.0"},
-            "auth": {"specName": "Streaming Connection", "params": {"name": name, "sourceId": "web", "dataType": "xdm"}},
+            "auth": {
+                "specName": "Streaming Connection",
+                "params": {"name": name, "sourceId": "web", "dataType": "xdm"},
+            },
         },
     )
     assert created.status_code == 201, created.text
