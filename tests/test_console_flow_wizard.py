@@ -1,5 +1,6 @@
 """The README's pipelines built purely in the console (Debian's Chromium through Playwright): a Local Folder
-account and its CSV into a new dataset with a new schema, Document 002's Salesforce flow against the local
+account and its CSV into a new dataset with a new schema, then that dataset activated to a destination on
+a sink, Document 002's Salesforce flow against the local
 Salesforce-compatible server, and a streaming flow whose inlet the wizard shows. Each is run and its rows
 are read back through the API."""
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.salesforce import SalesforceFake
+from tests.fakes.sink import SinkFake
 from tests.streaming_helpers import streaming
 from tests.support import ApiClient, LiveServer, unique, wait_until, watch_page
 from tests.test_console_flows import running_worker, tall_screenshot
@@ -117,7 +119,7 @@ def target_dataset(api: ApiClient, flow: str) -> str:
     return str(target["params"]["dataSetId"])
 
 
-def test_the_readme_csv_flow_built_in_the_console(
+def test_the_readme_csv_flow_and_its_activation_built_in_the_console(
     console: Any, console_api: ApiClient, console_server: LiveServer, worker: None
 ) -> None:
     problems = watch_page(console)
@@ -200,6 +202,44 @@ def test_the_readme_csv_flow_built_in_the_console(
     assert got == [("1", "Ada", "ada@example.com"), ("2", "Grace", "grace@example.com")]
     datasets = console_api.get(f"{CAT}/dataSets?limit=1000").json()
     assert datasets[dataset]["name"] == dataset_name
+
+    # The README's activation, in the console too: a destination on a sink, the dataset activated to it.
+    with SinkFake() as sink:
+        destination = unique("Welcome emails")
+        console.goto("/console/destinations/new")
+        console.get_by_role("textbox", name="Name", exact=True).fill(destination)
+        console.get_by_role("button", name="Next").click()
+        console.get_by_label("None").check()
+        console.get_by_role("button", name="Next").click()
+        console.get_by_label("Request URL").fill(sink.url + "/emails/${email}")
+        console.get_by_label("Request", exact=True).fill(
+            '{"to": "${email}", "template": "welcome", "ref": "${id}"}'
+        )
+        console.get_by_role("button", name="Next").click()
+        console.get_by_role("button", name="Save").click()
+        console.wait_for_url(re.compile(r"/console/destinations/[0-9a-f-]{36}"))
+
+        console.goto("/console/activations")
+        console.get_by_role("link", name="Create activation").click()
+        expect(console.locator("#act-wizard")).to_have_attribute("data-ready", "true")
+        console.get_by_label("The rows added to a dataset, at each run").check()
+        activation = unique("Welcome the contacts")
+        console.get_by_role("textbox", name="Name", exact=True).fill(activation)
+        console.get_by_role("combobox", name="Dataset", exact=True).select_option(label=dataset_name)
+        console.get_by_role("button", name="Next").click()
+        console.get_by_role("combobox", name="Destination", exact=True).select_option(label=destination)
+        expect(console.get_by_label("A request of this destination")).to_be_checked()
+        console.get_by_role("button", name="Next").click()
+        console.get_by_label("${email}", exact=True).fill("personalEmail.address")
+        console.get_by_label("${id}", exact=True).fill("_id")
+        console.get_by_role("button", name="Next").click()
+        console.get_by_role("button", name="Save").click()
+        console.wait_for_url(re.compile(r"/console/activations/[0-9a-f-]{36}\?created=1$"))
+        console.get_by_role("button", name="Run now").click()
+        got = sink.wait_for(2, timeout=30, path="/emails/")
+    assert sorted(r.json()["to"] for r in got) == ["ada@example.com", "grace@example.com"]
+    assert sorted(r.json()["ref"] for r in got) == ["1", "2"]
+    assert {r.json()["template"] for r in got} == {"welcome"}
     assert problems == []
 
 

@@ -175,6 +175,9 @@
     const replayAll = el("button", { type: "button", class: "secondary", text: "Replay all", "data-needs": "manage-destinations" });
     const replaySummary = el("p", { class: "outcome", role: "status" });
     const refresh = el("button", { type: "button", class: "secondary small", text: "Refresh" });
+    // A dataset's activation delivers the rows added since its last run: Run now starts one.
+    const fromDataset = Boolean(s && s.params && s.params.dataSetId);
+    const runNow = fromDataset ? el("button", { type: "button", class: "secondary small", text: "Run now", "data-needs": "run-dataflows" }) : null;
     const outcomes = {};
 
     const bindings = ((f.transformations || []).find((x) => x.name === "Variables") || { params: {} }).params.bindings || {};
@@ -189,7 +192,7 @@
         c ? iconBox(c.icon, 18) : null,
         c ? el("a", { href: "/console/destinations/" + encodeURIComponent(c.id), text: c.name }) : el("strong", { text: targetId || "?" })
       ),
-      el("section", { "aria-labelledby": "counts-h" }, el("h2", { id: "counts-h", class: "row" }, "Delivery ", refresh), metrics),
+      el("section", { "aria-labelledby": "counts-h" }, el("h2", { id: "counts-h", class: "row" }, "Delivery ", refresh, runNow), metrics),
       el(
         "section",
         { "aria-labelledby": "letters-h" },
@@ -372,6 +375,16 @@
 
     refresh.setAttribute("aria-label", "Refresh counts, runs and dead letters");
     refresh.addEventListener("click", () => Promise.all([loadRuns(), loadLetters()]));
+    if (runNow) {
+      runNow.addEventListener("click", async () => {
+        runNow.disabled = true;
+        const started = await api("POST", `${FS}/runs`, { flowId: id });
+        runNow.disabled = false;
+        if (!started.ok) return window.HW.showErrors(null, started.data);
+        window.HW.toast("Run started: it sends the rows added since the last run.");
+        loadRuns();
+      });
+    }
     await Promise.all([loadRuns(), loadLetters()]);
   }
 
