@@ -488,7 +488,7 @@ class DataStreams(ByIdOrName):
             reverse=True,
         )
         totals = {"received": 0, "processed": 0, "failed": 0}
-        history = []
+        history: list[dict[str, Any]] = []
         for run in runs:
             records = run.doc["metrics"]["recordSummary"]
             counts = {
