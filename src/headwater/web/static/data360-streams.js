@@ -323,7 +323,7 @@
           ["Records processed", el("span", { dataset: { count: "processed" }, text: number(m.totalRecordsProcessed) })],
           ["Records failed", el("span", { dataset: { count: "failed" }, text: number(m.totalRecordsFailed) })],
           ["Waiting", waiting],
-          ["Last refresh", m.lastRefreshDate ? el("span", {}, HW.when(m.lastRefreshDate), " ", refreshBadge(m.lastRunStatus)) : "Not yet"],
+          ["Last update", m.lastRefreshDate ? el("span", {}, HW.when(m.lastRefreshDate), " ", refreshBadge(m.lastRunStatus)) : "Not yet"],
         ])
       );
       historyBox.replaceChildren(
@@ -337,7 +337,7 @@
               { label: "Failed", value: (h) => number(h.recordsFailed) },
             ],
             m.refreshHistory || [],
-            { caption: "Refreshes (one per hour, newest first)", empty: "No refresh has written records yet." }
+            { caption: "Refresh windows (one per hour, newest first)", empty: "No refresh has written records yet." }
           )
         )
       );
