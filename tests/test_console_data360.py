@@ -333,6 +333,11 @@ def test_a_data_stream_page_shows_its_ingestion_counts(
     shot(console, "data360-stream-detail")
     console.set_viewport_size({"width": 1280, "height": 800})
 
+    # Its dataflow's open hourly run is receiving too.
+    console.locator("#stream-facts").get_by_role("link", name="Open dataflow").click()
+    expect(console.locator("[data-runs] tbody tr").first.locator(".badge")).to_have_text("receiving")
+    console.go_back()
+
     # The stream's dataset: its open streaming batch is receiving, not loading, with the records so far.
     console.locator("#stream-facts").get_by_role("link", name=stream["dataLakeObjectInfo"]["name"]).click()
     batch = console.locator("[data-batches] tbody tr").first
