@@ -139,6 +139,7 @@ def test_salesforce_source_created_through_the_wizard_and_explored(
 
     console.get_by_role("button", name="Person").click()
     expect(console.get_by_role("list", name="Columns of Person")).to_contain_text("first_name")
+    expect(console.get_by_role("list", name="Columns of Person")).to_contain_text("string")  # XDM's word
     preview = console.get_by_role("table", name="Preview of Person")
     expect(preview.locator("tbody tr")).to_have_count(10)
     expect(preview).to_contain_text("Ada0")
@@ -152,6 +153,7 @@ def test_salesforce_source_created_through_the_wizard_and_explored(
 
     console.get_by_role("link", name="All sources").click()
     expect(console.get_by_role("link", name=name)).to_be_visible()  # listed among the sandbox's sources
+    expect(console.get_by_role("heading", name="Accounts in this sandbox")).to_be_visible()  # AEP's name
     screenshot(console, "sources-catalog")
 
 

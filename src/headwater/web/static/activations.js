@@ -271,7 +271,7 @@
 
     function window_(run) {
       const params = run.params || {};
-      if (params.windowStartTime) return `${window.HW.when(params.windowStartTime)} – ${new Date(params.windowEndTime).toLocaleTimeString()}`;
+      if (params.windowStartTime) return `${window.HW.when(params.windowStartTime)} – ${window.HW.time(params.windowEndTime)}`;
       return run.streaming ? "streaming" : "on demand";
     }
 

@@ -134,7 +134,7 @@
     const r = await listAll(`${FS}/connections?orderby=-createdAt&property=${encodeURIComponent("connectionSpec.id==" + ids)}`);
     box.removeAttribute("aria-busy");
     if (!r.ok) {
-      box.replaceChildren(errorBox("The connections could not be listed.", r.data));
+      box.replaceChildren(errorBox("The accounts could not be listed.", r.data));
       return;
     }
     const columns = [
@@ -144,7 +144,7 @@
       { label: "State", value: (c) => el("span", { class: "badge " + (c.state || ""), text: c.state || "" }) },
       { label: "Created", value: (c) => HW.when(c.createdAt) },
     ];
-    box.replaceChildren(HW.table(columns, r.data, { empty: "No source connection in this sandbox yet." }));
+    box.replaceChildren(HW.table(columns, r.data, { empty: "No accounts in this sandbox yet: add one from the catalog above." }));
   }
 
   // --- the wizard -----------------------------------------------------------------------------------
@@ -426,7 +426,7 @@
     const dl = root.querySelector("#conn-facts");
     if (!r.ok) {
       dl.removeAttribute("aria-busy");
-      dl.replaceWith(errorBox("This connection could not be read.", r.data));
+      dl.replaceWith(errorBox("This account could not be read.", r.data));
       return;
     }
     const conn = r.data.items[0];
@@ -452,7 +452,7 @@
     if (!explorable(spec)) {
       section.querySelector(".toolbar").hidden = true;
       root.querySelector("#explore-status").replaceChildren(
-        el("p", { class: "muted", text: `${specLabel(spec)} connections receive the data sent to them; there is nothing to explore.` })
+        el("p", { class: "muted", text: `${specLabel(spec)} accounts receive the data sent to them; there is nothing to explore.` })
       );
       return;
     }
@@ -472,13 +472,13 @@
     }
 
     async load() {
-      this.status.replaceChildren(el("p", { class: "muted", text: "Exploring the connection…" }));
+      this.status.replaceChildren(el("p", { class: "muted", text: "Exploring the account…" }));
       this.tree.setAttribute("aria-busy", "true");
       const r = await api("GET", `${FS}/connections/${this.id}/explore?objectType=root`);
       this.tree.removeAttribute("aria-busy");
       if (!r.ok) {
         this.tree.replaceChildren();
-        this.status.replaceChildren(errorBox("The connection could not be explored.", r.data));
+        this.status.replaceChildren(errorBox("The account could not be explored.", r.data));
         return;
       }
       const items = Array.isArray(r.data) ? r.data : [];
