@@ -249,7 +249,7 @@
           [
             { label: "Started", value: (r) => window.HW.when(r.run.createdAt) },
             { label: "Window", value: (r) => window_(r.run) },
-            { label: "State", value: (r) => badge(r.run.state) },
+            { label: "State", value: (r) => badge(window.HW.runState(r.run) === "receiving" ? "delivering" : r.run.state) }, // an open hour of a streaming activation
             { label: "Taken", value: (r) => el("span", { class: "num", text: num(r.taken) }) },
             ...AUDIENCE_COUNTS.filter(([key]) => audience && (key === "entered" || audience.exitId)).map(([key, label]) => numeric(SHORT[key] || label, key)),
             ...COUNTS.map(([key, label]) => numeric(SHORT[key] || label, key)),
