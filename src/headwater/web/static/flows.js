@@ -4,6 +4,18 @@
 (function () {
   "use strict";
 
+  /* A flow spec in words (its name is an internal one, e.g. FilesToAEP). */
+  const FLOW_TYPES = {
+    FilesToAEP: "Files",
+    CRMToAEP: "CRM",
+    DatabaseToAEP: "Database",
+    HttpStreamingNoTransformation: "Streaming (XDM messages)",
+    HttpStreamingWithTransformation: "Streaming (mapped messages)",
+    CustomerIOStreaming: "Streaming (Customer.io webhooks)",
+    Activation: "Activation",
+  };
+  const flowType = (spec) => (spec ? FLOW_TYPES[spec.name] || spec.name : "—");
+
   const FS = "/data/foundation/flowservice";
   const CAT = "/data/foundation/catalog";
   const SVG = "http://www.w3.org/2000/svg";
@@ -84,7 +96,7 @@
       HW.table(
         [
           { label: "Name", value: (f) => el("a", { href: "/console/flows/" + encodeURIComponent(f.id), text: f.name || f.id }) },
-          { label: "Type", value: (f) => ((specs[f.flowSpec.id] || {}).name || f.flowSpec.id) },
+          { label: "Type", value: (f) => flowType(specs[f.flowSpec.id]) },
           { label: "State", value: (f) => badge(f.state) },
           { label: "Schedule", value: (f) => scheduleText(f, specs[f.flowSpec.id]) },
           {
@@ -319,7 +331,7 @@
       document.title = (f.name || f.id) + " · Headwater";
       $(root, "[data-facts]").replaceChildren(
         ...fact("State", badge(f.state)),
-        ...fact("Type", (state.spec || {}).name || f.flowSpec.id),
+        ...fact("Type", flowType(state.spec)),
         ...fact("Schedule", scheduleText(f, state.spec)),
         ...related,
         ...fact("Id", el("code", { text: f.id }), " ", HW.copyButton(f.id, "Copy id"))
