@@ -99,6 +99,8 @@ def test_a_dataset_shows_its_schema_batches_and_sample_rows(
     expect(rows.locator("tbody tr")).to_have_count(2)
     expect(rows.locator("tbody")).to_contain_text("First3")
     expect(rows.locator("tbody")).to_contain_text("person1@example.com")
+    expect(rows.locator("thead th", has_text="person.name.firstName")).to_contain_text("string")  # XDM type
+    assert "timestamp[" not in console.locator("#main").inner_text()
     tall_screenshot(console, "datasets")
     assert problems == []
 

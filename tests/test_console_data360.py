@@ -275,3 +275,77 @@ def test_connector_schema_upload_refused_update_and_data_streams(
     console.get_by_role("button", name="Deploy").click()
     expect(console.locator("#stream-wizard [data-errors]")).to_contain_text("already flows into data stream")
     assert problems == []
+
+
+def test_a_data_stream_page_shows_its_ingestion_counts(
+    console: Any, console_api: ApiClient, console_server: Any
+) -> None:
+    """The Ingestion API's records, counted on the data stream's page (linked from the list), and the
+    stream's open streaming batch on its dataset's page: receiving with its counts, typed columns."""
+    import httpx
+    from playwright.sync_api import expect
+
+    from tests.streaming_helpers import streaming
+    from tests.support import wait_until
+    from tests.test_data360_connectors import create_connector, deploy, upload
+    from tests.test_data360_ingest import cart, ingestion_token
+
+    problems = watch(console)
+    connector = create_connector(console_api, unique("Acme Counts"))
+    assert upload(console_api, connector["id"], acme_schema()).status_code == 200
+    made = deploy(console_api, connector["id"], ["cartAdd"], "default")
+    assert made.status_code == 201, made.text
+    [stream] = made.json()["dataStreams"]
+    space = {"dataspace": "default"}
+    fast = console_api.patch(
+        f"{SSOT}/data-streams/{stream['id']}", params=space, json={"refreshCadenceSeconds": 0}
+    )
+    assert fast.status_code == 200, fast.text
+    token = ingestion_token(console_server, console_api)
+    events = {"events": [cart("count-1"), cart("count-2"), cart("count-3")]}
+    with streaming(console_server, console_api):
+        sent = httpx.post(
+            f"{console_server.base_url}/server/events/{connector['sourceId']}",
+            json=events,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert sent.status_code == 204, sent.text
+        metrics = f"{SSOT}/data-streams/{stream['id']}/metrics"
+        wait_until(
+            lambda: console_api.get(metrics, params=space).json()["totalRecordsProcessed"] == 3, timeout=20
+        )
+
+    console.goto("/console/data360/streams?dataspace=default")
+    console.get_by_role("link", name=stream["label"], exact=True).click()
+    console.wait_for_url(f"**/console/data360/streams/{stream['id']}?dataspace=default")
+    expect(console.locator("#main h1")).to_have_text(stream["label"])
+    expect(console.locator("#stream-facts")).to_contain_text(stream["name"])
+    expect(console.locator("#stream-facts")).to_contain_text("Continuous")
+    counts = console.locator("#stream-counts")
+    expect(counts.locator('[data-count="received"]')).to_have_text("3")
+    expect(counts.locator('[data-count="processed"]')).to_have_text("3")
+    expect(counts.locator('[data-count="failed"]')).to_have_text("0")
+    hour = console.locator("#stream-history tbody tr")
+    expect(hour).to_have_count(1)
+    expect(hour.locator(".badge")).to_have_text("Receiving")  # the hour's run is open, not stuck
+    console.set_viewport_size({"width": 1280, "height": 1100})
+    console.evaluate("window.scrollTo(0, 0)")
+    shot(console, "data360-stream-detail")
+    console.set_viewport_size({"width": 1280, "height": 800})
+
+    # Its dataflow's open hourly run is receiving too.
+    console.locator("#stream-facts").get_by_role("link", name="Open dataflow").click()
+    expect(console.locator("[data-runs] tbody tr").first.locator(".badge")).to_have_text("receiving")
+    console.go_back()
+
+    # The stream's dataset: its open streaming batch is receiving, not loading, with the records so far.
+    console.locator("#stream-facts").get_by_role("link", name=stream["dataLakeObjectInfo"]["name"]).click()
+    batch = console.locator("[data-batches] tbody tr").first
+    expect(batch.locator(".badge")).to_have_text("receiving")
+    cells = batch.locator("td")
+    expect(cells.nth(3)).to_have_text("3")
+    expect(cells.nth(4)).to_have_text("3")
+    head = console.locator("[data-rows] table thead")
+    expect(head).to_contain_text("date-time")  # XDM type names under the column names
+    assert "timestamp[" not in console.locator("#main").inner_text()
+    assert problems == []

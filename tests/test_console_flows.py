@@ -218,6 +218,8 @@ def test_a_dataflow_run_shows_its_counts_chart_and_failed_rows(
     assert drawn == [["3", "2", "1"], ["2", "2", "0"]]
     bar = chart.locator('g[data-run] rect[data-series="in"]')
     assert float(bar.nth(0).get_attribute("height") or 0) > float(bar.nth(1).get_attribute("height") or 0) > 0
+    axis = chart.locator('text[y="236"]').all_text_contents()  # the time axis: two runs a few seconds apart
+    assert axis and len(axis) == len(set(axis)), axis
 
     # The failed row of the first run, as it was read, with why it failed.
     older.get_by_role("button", name="Show failed rows").focus()

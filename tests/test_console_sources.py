@@ -139,6 +139,7 @@ def test_salesforce_source_created_through_the_wizard_and_explored(
 
     console.get_by_role("button", name="Person").click()
     expect(console.get_by_role("list", name="Columns of Person")).to_contain_text("first_name")
+    expect(console.get_by_role("list", name="Columns of Person")).to_contain_text("string")  # XDM's word
     preview = console.get_by_role("table", name="Preview of Person")
     expect(preview.locator("tbody tr")).to_have_count(10)
     expect(preview).to_contain_text("Ada0")
@@ -152,6 +153,7 @@ def test_salesforce_source_created_through_the_wizard_and_explored(
 
     console.get_by_role("link", name="All sources").click()
     expect(console.get_by_role("link", name=name)).to_be_visible()  # listed among the sandbox's sources
+    expect(console.get_by_role("heading", name="Accounts in this sandbox")).to_be_visible()  # AEP's name
     screenshot(console, "sources-catalog")
 
 
@@ -188,7 +190,13 @@ def test_wizard_shows_errors_next_to_fields_and_cancel_deletes(
     failure = console.locator("#test-result [role=alert]")
     expect(failure).to_contain_text("The connection test failed.")
     expect(failure).to_contain_text("Salesforce refused the login")
-    console.get_by_role("button", name="Next").click()  # cannot go on with a failing test
+    next_button = console.get_by_role("button", name="Next")
+    expect(next_button).to_have_attribute("aria-disabled", "true")  # and the words beside it say why
+    expect(next_button).to_have_accessible_description(
+        re.compile("because the connection test failed: go Back")
+    )
+    expect(console.locator("#next-why")).to_be_visible()
+    next_button.click(force=True)  # cannot go on with a failing test
     expect(failure).to_be_focused()
     created = console_api.get(f"{FS}/connections", params={"property": f'name=="{name}"'}).json()["items"]
     assert len(created) == 1
@@ -198,6 +206,7 @@ def test_wizard_shows_errors_next_to_fields_and_cancel_deletes(
     fill_auth(console, {"password": auth["password"]})
     console.get_by_role("button", name="Next").click()
     expect(console.locator("#test-result")).to_contain_text("Connection successful.")
+    expect(console.locator("#next-why")).to_be_hidden()
     assert [
         c["id"]
         for c in console_api.get(f"{FS}/connections", params={"property": f'name=="{name}"'}).json()["items"]

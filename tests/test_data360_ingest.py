@@ -572,3 +572,51 @@ def test_an_unavailable_streaming_log_answers_503_and_accepts_nothing(
         ("delete", "device-2"),
         ("raw", "device-3"),
     ]
+
+
+def test_a_data_stream_reports_its_ingestion_counts(server: LiveServer, deployed: Deployed) -> None:
+    from tests.streaming_helpers import streaming, wait_rows
+
+    stream = deployed.streams["Engagement"]
+    space = {"dataspace": deployed.api.sandbox_name}
+    path = f"{SSOT}/data-streams/{stream['id']}/metrics"
+    empty = deployed.api.get(path, params=space)
+    assert empty.status_code == 200, empty.text
+    assert {k: empty.json()[k] for k in ("totalRecordsReceived", "recordsWaiting", "refreshHistory")} == {
+        "totalRecordsReceived": 0,
+        "recordsWaiting": False,
+        "refreshHistory": [],
+    }
+    events = [cart("m-1"), cart("m-2"), cart("m-2")]  # the repeated event is a duplicate, not a failure
+    assert deployed.post(f"/server/events/{deployed.source_id}", json={"events": events}).status_code == 204
+    waiting = deployed.api.get(path, params=space).json()
+    assert waiting["recordsWaiting"] is True and waiting["totalRecordsReceived"] == 0
+    assert waiting["nextRefreshDate"] and waiting["refreshCadenceSeconds"] == 900  # Engagement: 15 min
+
+    faster = deployed.api.patch(
+        f"{SSOT}/data-streams/{stream['id']}", params=space, json={"refreshCadenceSeconds": 0}
+    )
+    assert faster.status_code == 200, faster.text
+    with streaming(server, deployed.api):
+        wait_rows(server, deployed.api, stream["dataSetId"], 2)
+
+        def counted() -> dict[str, Any] | None:
+            view = deployed.api.get(path, params=space).json()
+            return view if view["totalRecordsReceived"] == 3 else None
+
+        view = wait_until(counted, timeout=20, interval=0.2)
+    assert view["recordsWaiting"] is False and view["totalRecordsFailed"] == 0
+    assert view["lastRunStatus"] == "IN_PROGRESS"
+    [hour] = view["refreshHistory"]
+    assert hour["recordsReceived"] == 3 and hour["status"] == "IN_PROGRESS"
+    assert hour["windowStartDate"] < hour["windowEndDate"]
+    by_name = deployed.api.get(f"{SSOT}/data-streams/{stream['name']}/metrics", params=space)
+    assert by_name.json()["dataStreamId"] == stream["id"]
+    missing = deployed.api.get(f"{SSOT}/data-streams/nope/metrics", params=space)
+    assert missing.status_code == 404, missing.text
+    assert deployed.api.get(
+        f"{SSOT}/data-streams/{stream['id']}/metrics", params={"dataspace": "x"}
+    ).status_code in (
+        400,
+        404,
+    )

@@ -162,6 +162,9 @@ def test_explore_a_folder_and_a_file(api: ApiClient, tmp_path: Path) -> None:
         "updatedAt",
     ]
     assert len(table.json()["data"]) == 3
+    xdm = {"string", "integer", "number", "boolean", "date", "date-time", "object", "array", "map"}
+    assert {c["type"] for c in table.json()["schema"]["columns"]} <= xdm  # not Arrow's "timestamp[us, ...]"
+    assert all(c["meta"]["originalType"] for c in table.json()["schema"]["columns"])
     assert api.get(f"{FS}/connections/{conn}/explore", params={"objectType": "table"}).status_code == 400
 
 

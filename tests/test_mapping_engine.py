@@ -654,3 +654,19 @@ def test_arrow_schema_of_odd_shapes_and_field_paths() -> None:
     ]
     assert field_paths(schema) == ["open", "tags", "nullable", "implicit.a", "scores", "when", "nested[*].x"]
     assert "person.name.firstName" in field_paths(arrow_schema(PROFILE_SCHEMA))
+
+
+def test_a_value_of_no_convertible_type_is_named_in_xdm_words() -> None:
+    from headwater.engines.mapping.coerce import coerce
+
+    messages: list[str] = []
+
+    def report(positions: pa.Array, values: pa.Array, describe: Any) -> None:
+        messages.extend(describe(v) for v in values.to_pylist())
+
+    stamps = pa.array([0], pa.timestamp("us", tz="UTC"))
+    out = coerce(pa.array([[1]]), pa.int64(), report)
+    coerce(stamps, pa.struct([("a", pa.string())]), report)
+    assert out.null_count == 1
+    assert messages and all("[" not in m.split("(")[-1] for m in messages), messages
+    assert "(an array value)" in messages[0]

@@ -116,3 +116,25 @@ def _type_name(node: dict[str, Any]) -> str:
     if kind is None and (_properties(node) or _map_values(node) is not None):
         return "object"
     return kind if isinstance(kind, str) else "string"
+
+
+def type_name(kind: pa.DataType) -> str:
+    """An Arrow type in the words of XDM (the reverse of the module table, for people and for the explore
+    API's ``columns[].type``): string, integer, number, boolean, date, date-time, object, array, map."""
+    if pa.types.is_boolean(kind):
+        return "boolean"
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "number"
+    if pa.types.is_timestamp(kind):
+        return "date-time"
+    if pa.types.is_date(kind):
+        return "date"
+    if pa.types.is_map(kind):
+        return "map"
+    if pa.types.is_struct(kind):
+        return "object"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return "array"
+    return "string"

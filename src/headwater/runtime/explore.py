@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
+
 from headwater.connectors import registry
 from headwater.connectors.errors import ConnectorError
+from headwater.engines.xdm_arrow import type_name
 from headwater.errors import BadRequest, HeadwaterError
 from headwater.runtime.context import Runtime
 from headwater.services.tenancy import Actor
@@ -34,9 +37,7 @@ def explore_connection(
         if object_type == "table" and name:
             schema = connector.describe(name)
             preview = connector.preview(name, 10)
-            columns = [
-                {"name": f.name, "type": str(f.type), "meta": {"originalType": str(f.type)}} for f in schema
-            ]
+            columns = [_column(f) for f in schema]
             return {"format": "flat", "schema": {"columns": columns}, "data": preview.to_pylist()}
         raise BadRequest(
             "objectType must be root, or table with object=NAME.",
@@ -47,6 +48,18 @@ def explore_connection(
         raise _client_error(exc) from exc
     finally:
         connector.close()
+
+
+def _column(field: pa.Field) -> dict[str, Any]:
+    """A column as AEP's explore lists it: ``type`` in XDM's words (string, integer, number, boolean,
+    date, date-time, object, array, map), ``meta.originalType`` the source's own type where the connector
+    knows it (its field metadata), else the type as read."""
+    original = (field.metadata or {}).get(b"originalType")
+    return {
+        "name": field.name,
+        "type": type_name(field.type),
+        "meta": {"originalType": original.decode() if original else str(field.type)},
+    }
 
 
 def _client_error(exc: ConnectorError) -> HeadwaterError:

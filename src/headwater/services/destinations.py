@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from headwater.catalog import ids
 from headwater.connectors.errors import OutboundRefused
 from headwater.connectors.http_destination import secrecy
+from headwater.connectors.http_destination.auth import CA_CERTIFICATE, check_ca_data
 from headwater.errors import BadRequest, ValidationFailed
 from headwater.services.destination_secrets import (
     EXTRAS,
@@ -101,7 +102,17 @@ def check_connection(
     params = auth.get("params") if isinstance(auth, dict) else None
     if isinstance(params, dict):
         check_token_url(services, params, errors)
+        check_ca_certificate(params, errors)
     return {"icon": icon}
+
+
+def check_ca_certificate(params: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """``caCertificate`` of auth params, when given, is a PEM bundle of certificates that loads (400 naming
+    the field otherwise): a destination's own CAs for TLS to its token endpoint and its requests."""
+    value = params.get(CA_CERTIFICATE)
+    problem = check_ca_data(value) if isinstance(value, str) else None  # a non-string: the spec says so
+    if problem:
+        errors.append({"path": f"auth.params.{CA_CERTIFICATE}", "message": problem})
 
 
 def check_token_url(services: WithOutbound, params: dict[str, Any], errors: list[dict[str, str]]) -> None:

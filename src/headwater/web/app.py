@@ -60,10 +60,13 @@ NAV: Nav = [
     ),
     ("Movement", [("Dataflows", "/console/flows"), ("Activations", "/console/activations")]),
     ("Customers", [("Profiles", "/console/profiles"), ("Audiences", "/console/audiences")]),
-    ("Organization", [("Users", "/console/users"), ("Audit", "/console/audit")]),
+    (
+        "Organization",
+        [("Users", "/console/users"), ("Audit", "/console/audit"), ("Sandboxes", "/console/sandboxes")],
+    ),
 ]
 #: Pages of the navigation shown to organization admins only (the others get a 403 page there).
-ADMIN_PAGES = frozenset({"/console/users", "/console/audit"})
+ADMIN_PAGES = frozenset({"/console/users", "/console/audit", "/console/sandboxes"})
 
 
 def page(request: Request, template: str, title: str, needs: str | None = None, **context: Any) -> Response:

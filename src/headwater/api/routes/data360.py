@@ -16,6 +16,7 @@ of the platform headers:
     POST   /data-streams/actions/preview              the review step, create nothing
     GET    /data-streams[?dataspace=&connectorId=]    {"dataStreams": [...], "totalSize"}
     GET    /data-streams/{id|name}[?dataspace=]
+    GET    /data-streams/{id|name}/metrics[?dataspace=]  records received, processed, failed per refresh
     PATCH  /data-streams/{id|name}[?dataspace=]       {"label", "refreshCadenceSeconds"}
     DELETE /data-streams/{id|name}[?dataspace=&shouldDeleteDataLakeObject=true]
 
@@ -228,6 +229,21 @@ async def get_stream(
     )
     resource = await calls.read(services(request), streams.get, space, ident)
     return JSONResponse(streams.render(resource), headers={"ETag": resource.etag})
+
+
+@router.get(
+    f"{SSOT}/data-streams/{{ident}}/metrics",
+    tags=[TAG],
+    summary="A data stream's ingestion counts: records received, processed and failed, per refresh",
+)
+async def stream_metrics(
+    version: str, ident: str, request: Request, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    _version(version, request)
+    d360 = _d360(request)
+    space = request.query_params.get("dataspace")
+    view = await calls.pooled(d360.data_streams.metrics, actor, ident, space, lambda: d360.ingest.streams.log)
+    return JSONResponse(view)
 
 
 @router.patch(

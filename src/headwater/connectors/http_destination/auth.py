@@ -233,13 +233,18 @@ def build_authenticator(
 ) -> Authenticator:
     """The authenticator of a destination connection. ``spec_name`` is one of "OAuth 2 Client
     Credentials", "Basic Authentication", "None" (the authSpec of http-destination.json); ``params`` are
-    already decrypted. ``ca_file``: a PEM bundle trusted for outbound TLS besides the system store.
-    AuthError (not transient) when the params cannot work."""
+    already decrypted. ``ca_file``: a PEM bundle trusted for outbound TLS besides the system store; the
+    connection's own ``caCertificate`` (a PEM bundle stored with it) is trusted as well, for its token
+    endpoint and its requests. AuthError (not transient) when the params cannot work."""
+    ca_data = params.get(CA_CERTIFICATE) or None
+    if ca_data is not None and not isinstance(ca_data, str):
+        raise AuthError(f"{CA_CERTIFICATE} must be a PEM text.", transient=False)
+    extra_cas = bool(ca_file or ca_data)
     if spec_name == NONE:
-        return Authenticator(tls_context(ca_file) if ca_file else None)
+        return Authenticator(tls_context(ca_file, ca_data=ca_data) if extra_cas else None)
     if spec_name == BASIC:
         username, password = _required(params, spec_name, "username", "password")
-        return BasicAuth(username, password, tls_context(ca_file) if ca_file else None)
+        return BasicAuth(username, password, tls_context(ca_file, ca_data=ca_data) if extra_cas else None)
     if spec_name != OAUTH:
         raise AuthError(
             f"unknown auth spec {spec_name!r}; use one of: {OAUTH}, {BASIC}, {NONE}.", transient=False
@@ -249,8 +254,8 @@ def build_authenticator(
     if bool(certificate) != bool(key):
         raise AuthError("mutual TLS needs both clientCertificate and clientKey.", transient=False)
     context = None
-    if certificate or ca_file:
-        context = tls_context(ca_file, certificate or None, key or None)
+    if certificate or extra_cas:
+        context = tls_context(ca_file, certificate or None, key or None, ca_data=ca_data)
     return ClientCredentials(
         token_url,
         client_id,
@@ -264,21 +269,61 @@ def build_authenticator(
 
 
 def tls_context(
-    ca_file: str | None = None, client_certificate: str | None = None, client_key: str | None = None
+    ca_file: str | None = None,
+    client_certificate: str | None = None,
+    client_key: str | None = None,
+    *,
+    ca_data: str | None = None,
 ) -> ssl.SSLContext:
-    """Default verification (system CAs) plus ``ca_file`` if given; with a PEM client certificate and key,
-    for mutual TLS. AuthError (not transient) when a file or PEM cannot be loaded."""
+    """Default verification (system CAs) plus ``ca_file`` and ``ca_data`` (PEM text) if given; with a PEM
+    client certificate and key, for mutual TLS. AuthError (not transient) when a file or PEM cannot be
+    loaded."""
     context = ssl.create_default_context()
     if ca_file:
         try:
             context.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise AuthError(f"the CA bundle {ca_file} cannot be loaded ({exc}).", transient=False) from exc
+    if ca_data:
+        load_ca_data(context, ca_data)
     if client_certificate or client_key:
         if not (client_certificate and client_key):
             raise AuthError("mutual TLS needs both a client certificate and its key.", transient=False)
         _load_client_certificate(context, client_certificate, client_key)
     return context
+
+
+CA_CERTIFICATE = "caCertificate"
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+
+
+def load_ca_data(context: ssl.SSLContext, ca_data: str) -> None:
+    """Trust the certificates of the PEM bundle ``ca_data`` in ``context``. AuthError (not transient) when
+    it is not one or more PEM certificates."""
+    if _PEM_BEGIN not in ca_data:
+        raise AuthError(
+            f"{CA_CERTIFICATE} must be one or more PEM certificates ({_PEM_BEGIN} ...).", transient=False
+        )
+    try:
+        context.load_verify_locations(cadata=ca_data)
+    except (ValueError, ssl.SSLError) as exc:
+        raise AuthError(
+            f"{CA_CERTIFICATE} must be one or more PEM certificates ({_PEM_BEGIN} ...); it cannot be loaded.",
+            transient=False,
+        ) from exc
+
+
+def check_ca_data(ca_data: object) -> str | None:
+    """What is wrong with a ``caCertificate`` value (None: nothing), without echoing it."""
+    if ca_data is None or ca_data == "":
+        return None
+    if not isinstance(ca_data, str):
+        return "must be a PEM text"
+    try:
+        load_ca_data(ssl.create_default_context(), ca_data)
+    except AuthError:
+        return f"must be one or more PEM certificates ({_PEM_BEGIN} ... -----END CERTIFICATE-----)"
+    return None
 
 
 def _load_client_certificate(context: ssl.SSLContext, certificate: str, key: str) -> None:

@@ -104,7 +104,7 @@ def _fail(report: Report, arr: pa.Array, bad: pa.Array, target: pa.DataType, why
 
 
 def _fail_all(arr: pa.Array, target: pa.DataType, report: Report) -> pa.Array:
-    _fail(report, arr, pc.is_valid(arr), target, f" (a {arr.type} value)")
+    _fail(report, arr, pc.is_valid(arr), target, f" ({describe_type(arr.type)} value)")
     return pa.nulls(len(arr), target)
 
 

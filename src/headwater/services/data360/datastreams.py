@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from headwater.services.identity_namespaces import IdentityNamespaces
     from headwater.services.schemas import SchemaRegistry
     from headwater.services.users import Users
+    from headwater.stores.log.base import StreamLog
     from headwater.stores.metadata import Sandbox
 
 
@@ -84,6 +85,16 @@ class Platform:
 
 
 KIND = "data360DataStream"
+HISTORY = 24  # refresh windows (hours) the metrics list
+#: A run's state as a Data 360 status word (an open hourly window is IN_PROGRESS).
+RUN_STATUS = {
+    "queued": "QUEUED",
+    "inProgress": "IN_PROGRESS",
+    "success": "SUCCESS",
+    "partialSuccess": "PARTIAL_SUCCESS",
+    "failed": "FAILED",
+    "cancelled": "CANCELLED",
+}
 
 
 class DataStreams(ByIdOrName):
@@ -459,6 +470,83 @@ class DataStreams(ByIdOrName):
     def _invalidate(self, scope: Scope) -> None:
         self.lookup.invalidate(scope)
 
+    # --- ingestion counts ---
+    def metrics(
+        self, actor: Actor, ident: str, dataspace: str | None, log: Callable[[], StreamLog] | None = None
+    ) -> dict[str, Any]:
+        """What the stream's flow has ingested, from its hourly runs (newest first, at most
+        :data:`HISTORY` of them): records received, processed (written to the data lake object) and
+        failed, in total and per refresh window; and whether accepted records wait in the streaming log
+        for the next refresh (``log`` gives the streaming log; without it, ``recordsWaiting`` is null)."""
+        space = self.in_space(actor, dataspace)
+        stream = self.get(space, ident)
+        flow_id = stream.doc["resources"]["flowId"]
+        run_ids = [i for kind, i in self.store.referrers(space.scope, "flow", flow_id) if kind == "run"]
+        runs = sorted(
+            self.store.get_many("run", space.scope, run_ids).values(),
+            key=lambda r: r.created_at,
+            reverse=True,
+        )
+        totals = {"received": 0, "processed": 0, "failed": 0}
+        history: list[dict[str, Any]] = []
+        for run in runs:
+            records = run.doc["metrics"]["recordSummary"]
+            counts = {
+                "received": int(records.get("inputRecordCount") or 0),
+                "processed": int(records.get("outputRecordCount") or 0),
+                "failed": int(records.get("failedRecordCount") or 0),
+            }
+            for key, n in counts.items():
+                totals[key] += n
+            if len(history) < HISTORY:
+                params = run.doc.get("params") or {}
+                history.append(
+                    {
+                        "runId": run.id,
+                        "windowStartDate": params.get("windowStartTime"),
+                        "windowEndDate": params.get("windowEndTime"),
+                        "status": _run_status(run.doc),
+                        "recordsReceived": counts["received"],
+                        "recordsProcessed": counts["processed"],
+                        "recordsFailed": counts["failed"],
+                        "lastModifiedDate": iso(run.updated_at),
+                    }
+                )
+        waiting, next_refresh = self._waiting(log, flow_id, runs, stream.doc["refreshCadenceSeconds"])
+        return {
+            "dataStreamId": stream.id,
+            "name": stream.doc["name"],
+            "dataspace": stream.doc["dataspace"],
+            "refreshCadenceSeconds": stream.doc["refreshCadenceSeconds"],
+            "totalRecordsReceived": totals["received"],
+            "totalRecordsProcessed": totals["processed"],
+            "totalRecordsFailed": totals["failed"],
+            "lastRefreshDate": iso(runs[0].updated_at) if runs else None,
+            "lastRunStatus": _run_status(runs[0].doc) if runs else None,
+            "recordsWaiting": waiting,
+            "nextRefreshDate": next_refresh,
+            "refreshHistory": history,
+        }
+
+    @staticmethod
+    def _waiting(
+        log_of: Callable[[], StreamLog] | None, flow_id: str, runs: list[Resource], cadence: int
+    ) -> tuple[bool | None, str | None]:
+        """(records wait in the log past what the runs counted, when the next refresh takes them)."""
+        if log_of is None:
+            return None, None
+        try:
+            log = log_of()
+            counted = max((int(r.doc.get("streamOffset") or 0) for r in runs), default=log.START)
+            if log.end_offset(flow_id) <= counted:
+                return False, None
+            first = log.read(flow_id, counted, max_records=1)
+        except (OSError, RuntimeError):  # the log is unavailable: say nothing rather than fail the page
+            return None, None
+        if not first:
+            return False, None
+        return True, iso(first[0].appended_ms + cadence * 1000)
+
     # --- representation ---
     def render(self, resource: Resource) -> dict[str, Any]:
         d = resource.doc
@@ -503,6 +591,11 @@ class DataStreams(ByIdOrName):
             "lastModifiedDate": iso(resource.updated_at),
             "etag": resource.etag,
         }
+
+
+def _run_status(doc: dict[str, Any]) -> str:
+    state = str(doc.get("state") or "")
+    return RUN_STATUS.get(state, state.upper())
 
 
 def _delete_if(ident: str | None, delete: Callable[[str], None]) -> None:

@@ -1,5 +1,6 @@
-"""Console pages: activations. Activation flows with their delivery counts, and one flow's runs and dead
-letters with Replay; the behaviour is in ``static/activations.js``."""
+"""Console pages: activations. Activation flows with their delivery counts, one flow's runs and dead
+letters with Replay (``static/activations.js``), and the wizard that creates an activation flow from a
+streaming source, a dataset or an audience to a destination's request (``static/activation-wizard.js``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,31 @@ async def activations(request: Request) -> Response:
         spec_id=ids.ACTIVATION,
         destination_spec_id=ids.HTTP_DESTINATION,
         bounds=BOUNDS,
+    )
+
+
+#: How often a dataset's activation runs, in the wizard: ("frequency:interval" of its scheduleParams, or ""
+#: for none, label).
+SCHEDULES = [
+    ("", "Only when a run is started (POST /runs)"),
+    ("minute:15", "Every 15 minutes"),
+    ("hour:1", "Every hour"),
+    ("day:1", "Every day"),
+]
+
+
+@router.get("/console/activations/new")
+async def new_activation(request: Request) -> Response:
+    return page(
+        request,
+        "activations/new.html",
+        "Create activation",
+        spec_id=ids.ACTIVATION,
+        destination_spec_id=ids.HTTP_DESTINATION,
+        lake_spec_id=ids.DATA_LAKE,
+        profile_spec_id=ids.PROFILE_SERVICE,
+        streaming_spec_ids=",".join(sorted(ids.STREAMING_CONNECTION_SPECS)),
+        schedules=SCHEDULES,
     )
 
 

@@ -79,3 +79,8 @@ async def streams(request: Request) -> Response:
 @router.get(f"{BASE}/streams/new")
 async def new_stream(request: Request) -> Response:
     return page(request, "data360/stream_new.html", "New data stream")
+
+
+@router.get(f"{BASE}/streams/{{stream_id}}")
+async def stream(request: Request, stream_id: str, dataspace: str = "") -> Response:
+    return page(request, "data360/stream.html", "Data stream", stream_id=stream_id, dataspace=dataspace)

@@ -1,12 +1,13 @@
 """Console pages: dataflows (list with state, schedule and last run; a detail page with the runs chart,
-errors and row samples, enable/disable and schedule edits; the Create dataflow wizard). The behaviour is in
-``static/flows.js`` and ``static/flow-wizard.js``."""
+errors and row samples, enable/disable and schedule edits) and the Create dataflow wizard
+(``static/flow-wizard.js``). The behaviour is in ``static/flows.js``."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from headwater.catalog import ids
 from headwater.web.app import page
 
 router = APIRouter(include_in_schema=False)
@@ -18,9 +19,15 @@ async def flows(request: Request) -> Response:
 
 
 @router.get("/console/flows/new")
-async def new(request: Request, connection: str = "") -> Response:
-    """The Create dataflow wizard; ``connection`` preselects an account (the sources wizard returns here)."""
-    return page(request, "flows/new.html", "Create dataflow", connection=connection)
+async def new_flow(request: Request, connection: str = "") -> Response:
+    """The Create dataflow wizard; ``?connection=`` starts it on that source account."""
+    return page(
+        request,
+        "flows/new.html",
+        "Create dataflow",
+        connection=connection,
+        lake_spec_id=ids.DATA_LAKE,
+    )
 
 
 @router.get("/console/flows/{ident}")

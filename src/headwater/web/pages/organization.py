@@ -1,7 +1,9 @@
-"""Console pages: the organization's users and audit log, for organization admins (the permissions
-``manage-users`` and ``view-user-activity-log``; anyone else gets a 403 page naming the permission). The
-users page's role fields come from the organization's sandboxes; the behaviour is in ``static/users.js``
-and ``static/audit.js``, through ``/data/core/identity/users`` and ``/data/foundation/audit/events``."""
+"""Console pages: the organization's users, audit log and sandboxes, for organization admins (the
+permissions ``manage-users``, ``view-user-activity-log`` and ``manage-sandboxes``; anyone else gets a 403
+page naming the permission). The users page's role fields come from the organization's sandboxes; the
+behaviour is in ``static/users.js``, ``static/audit.js`` and ``static/sandboxes.js``, through
+``/data/core/identity/users``, ``/data/foundation/audit/events`` and
+``/data/foundation/sandbox-management/sandboxes``."""
 
 from __future__ import annotations
 
@@ -41,4 +43,19 @@ async def audit(request: Request) -> Response:
         actions=ACTIONS,
         statuses=STATUSES,
         page_sizes=PAGE_SIZES,
+    )
+
+
+#: The sandbox types the Sandbox Management API takes: (value, label).
+SANDBOX_TYPES = [("development", "Development"), ("production", "Production")]
+
+
+@router.get("/console/sandboxes")
+async def sandboxes(request: Request) -> Response:
+    return page(
+        request,
+        "organization/sandboxes.html",
+        "Sandboxes",
+        needs=access.MANAGE_SANDBOXES,
+        sandbox_types=SANDBOX_TYPES,
     )

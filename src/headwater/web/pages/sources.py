@@ -1,5 +1,6 @@
-"""Console pages: sources. The catalog of source connection specs with the sandbox's source connections,
-the wizard that creates one, and a connection's page with its explorer. Behaviour: static/sources.js."""
+"""Console pages: sources. The catalog of source connection specs with the sandbox's accounts (base
+connections, as AEP's Sources workspace names them), the wizard that creates one, and an account's page with
+its explorer. Behaviour: static/sources.js."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ async def catalog(request: Request) -> Response:
 
 @router.get("/console/sources/new")
 async def new(request: Request, spec: str = "") -> Response:
-    return page(request, "sources/new.html", "New source connection", spec=spec)
+    return page(request, "sources/new.html", "New account", spec=spec)
 
 
 @router.get("/console/sources/{ident}")
 async def detail(request: Request, ident: str) -> Response:
-    return page(request, "sources/detail.html", "Source connection", ident=ident)
+    return page(request, "sources/detail.html", "Account", ident=ident)

@@ -13,6 +13,14 @@
   const CHUNK = 40; // ids per filtered list call: keeps the URL short
   const { api, el } = window.HW;
 
+  /* The GeneralTransform of a flow that activates the audience `segmentId` (what segmentOf reads back). */
+  function selection(segmentId) {
+    return {
+      name: "GeneralTransform",
+      params: { segmentSelectors: { selectors: [{ type: "PLATFORM_SEGMENT", value: { id: segmentId } }] }, profileSelectors: { selectors: [] } },
+    };
+  }
+
   /* The segment definition id a flow selects (its GeneralTransform's first selector), or null. */
   function segmentOf(flow) {
     const general = (flow.transformations || []).find((t) => t.name === "GeneralTransform");
@@ -118,5 +126,5 @@
     return el("a", { href: "/console/audiences#audience-" + encodeURIComponent(audience.segmentId), text: audience.name || audience.segmentId });
   }
 
-  window.HWAudienceActivations = { segmentOf, activationsOf, destinationLink, byRequest, describe, audienceLink };
+  window.HWAudienceActivations = { selection, segmentOf, activationsOf, destinationLink, byRequest, describe, audienceLink };
 })();

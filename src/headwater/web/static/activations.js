@@ -124,7 +124,7 @@
           { label: "Last run", value: (r) => (r.last ? window.HW.when(r.last.updatedAt || r.last.createdAt) : "never") },
         ],
         rows,
-        { caption: "p50 and p99: the latency from a record taken to its delivery, over every run.", empty: "No activation flows in this sandbox yet. Create one with POST /data/foundation/flowservice/flows (flow spec cf0ccb51-…) from a source to a destination." }
+        { caption: "p50 and p99: the latency from a record taken to its delivery, over every run.", empty: "No activation flows in this sandbox yet: Create activation sends a source's records or an audience to a destination." }
       )
     );
     numericCells(box);
@@ -154,6 +154,7 @@
     }
     const f = flow.data.items[0];
     document.getElementById("act-heading").textContent = f.name;
+    if (new URLSearchParams(location.search).get("created")) window.HW.toast(`Activation ${f.name} created.`);
     document.title = `${f.name} · Headwater`;
     const targetId = (f.targetConnectionIds || [])[0];
     const sourceId = (f.sourceConnectionIds || [])[0];
@@ -174,6 +175,9 @@
     const replayAll = el("button", { type: "button", class: "secondary", text: "Replay all", "data-needs": "manage-destinations" });
     const replaySummary = el("p", { class: "outcome", role: "status" });
     const refresh = el("button", { type: "button", class: "secondary small", text: "Refresh" });
+    // A dataset's activation delivers the rows added since its last run: Run now starts one.
+    const fromDataset = Boolean(s && s.params && s.params.dataSetId);
+    const runNow = fromDataset ? el("button", { type: "button", class: "secondary small", text: "Run now", "data-needs": "run-dataflows" }) : null;
     const outcomes = {};
 
     const bindings = ((f.transformations || []).find((x) => x.name === "Variables") || { params: {} }).params.bindings || {};
@@ -188,7 +192,7 @@
         c ? iconBox(c.icon, 18) : null,
         c ? el("a", { href: "/console/destinations/" + encodeURIComponent(c.id), text: c.name }) : el("strong", { text: targetId || "?" })
       ),
-      el("section", { "aria-labelledby": "counts-h" }, el("h2", { id: "counts-h", class: "row" }, "Delivery ", refresh), metrics),
+      el("section", { "aria-labelledby": "counts-h" }, el("h2", { id: "counts-h", class: "row" }, "Delivery ", refresh, runNow), metrics),
       el(
         "section",
         { "aria-labelledby": "letters-h" },
@@ -245,7 +249,7 @@
           [
             { label: "Started", value: (r) => window.HW.when(r.run.createdAt) },
             { label: "Window", value: (r) => window_(r.run) },
-            { label: "State", value: (r) => badge(r.run.state) },
+            { label: "State", value: (r) => badge(window.HW.runState(r.run) === "receiving" ? "delivering" : r.run.state) }, // an open hour of a streaming activation
             { label: "Taken", value: (r) => el("span", { class: "num", text: num(r.taken) }) },
             ...AUDIENCE_COUNTS.filter(([key]) => audience && (key === "entered" || audience.exitId)).map(([key, label]) => numeric(SHORT[key] || label, key)),
             ...COUNTS.map(([key, label]) => numeric(SHORT[key] || label, key)),
@@ -267,7 +271,7 @@
 
     function window_(run) {
       const params = run.params || {};
-      if (params.windowStartTime) return `${window.HW.when(params.windowStartTime)} – ${new Date(params.windowEndTime).toLocaleTimeString()}`;
+      if (params.windowStartTime) return `${window.HW.when(params.windowStartTime)} – ${window.HW.time(params.windowEndTime)}`;
       return run.streaming ? "streaming" : "on demand";
     }
 
@@ -371,6 +375,16 @@
 
     refresh.setAttribute("aria-label", "Refresh counts, runs and dead letters");
     refresh.addEventListener("click", () => Promise.all([loadRuns(), loadLetters()]));
+    if (runNow) {
+      runNow.addEventListener("click", async () => {
+        runNow.disabled = true;
+        const started = await api("POST", `${FS}/runs`, { flowId: id });
+        runNow.disabled = false;
+        if (!started.ok) return window.HW.showErrors(null, started.data);
+        window.HW.toast("Run started: it sends the rows added since the last run.");
+        loadRuns();
+      });
+    }
     await Promise.all([loadRuns(), loadLetters()]);
   }
 

@@ -9,6 +9,8 @@
  *   HW.table(columns, rows)         a <table>; columns: [{label, value(row) -> node|text}]
  *   HW.toast(text | problem), HW.copyButton(text), HW.formValues(form)
  *   HW.role(), HW.can(permission), HW.missing(permission)  the signed-in person's role in the sandbox
+ *   HW.when(moment), HW.time(moment), HW.axisLabels(moments)  dates in one format (the browser's locale)
+ *   HW.runState(run)                "receiving" for an open hourly streaming run, else run.state
  *
  * Roles: <body data-access> holds the person's role and permissions in each sandbox (web/app.py). The
  * header shows the role in the picked sandbox; an element with data-needs="permission" (a button, a link
@@ -361,10 +363,62 @@
     return out;
   }
 
-  function when(ms) {
-    if (!ms) return "";
-    const d = new Date(typeof ms === "number" ? ms : Date.parse(ms));
-    return isNaN(d) ? String(ms) : d.toLocaleString();
+  /* --- dates and times: one format everywhere, the browser's locale (24 h where the locale is) --- */
+
+  const FORMATS = {
+    when: new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }),
+    seconds: new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" }),
+    time: new Intl.DateTimeFormat(undefined, { timeStyle: "short" }),
+    timeSeconds: new Intl.DateTimeFormat(undefined, { timeStyle: "medium" }),
+    dayTime: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" }),
+    dayTimeSeconds: new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit", second: "2-digit" }),
+  };
+
+  /* A moment as a Date: epoch ms, or an ISO string (AEP's "+0000" offsets too); null if it is none. */
+  function moment(value) {
+    if (value === null || value === undefined || value === "") return null;
+    const d = new Date(typeof value === "number" ? value : Date.parse(String(value).replace(/([+-]\d\d)(\d\d)$/, "$1:$2")));
+    return isNaN(d) ? null : d;
+  }
+
+  /* A date and time (epoch ms or ISO 8601) in the browser's locale; {seconds: true} adds the seconds. */
+  function when(value, options) {
+    if (!value) return "";
+    const d = moment(value);
+    if (!d) return String(value);
+    return (options && options.seconds ? FORMATS.seconds : FORMATS.when).format(d);
+  }
+
+  /* A time of day alone (the end of a window whose start HW.when shows). */
+  function time(value, options) {
+    const d = moment(value);
+    if (!d) return value ? String(value) : "";
+    return (options && options.seconds ? FORMATS.timeSeconds : FORMATS.time).format(d);
+  }
+
+  /* Labels for a chart's time axis, one per moment (epoch ms, oldest first), each different from its
+   * neighbours: the time of day when every moment is in one day, else day and time; with seconds when
+   * minutes alone would repeat a label. A moment that still repeats its predecessor's label gets "". */
+  function axisLabels(moments) {
+    const dates = moments.map((m) => moment(m));
+    const days = new Set(dates.filter(Boolean).map((d) => d.toDateString()));
+    const choices = days.size > 1 ? [FORMATS.dayTime, FORMATS.dayTimeSeconds] : [FORMATS.time, FORMATS.timeSeconds];
+    const render = (format) => dates.map((d) => (d ? format.format(d) : ""));
+    const repeats = (labels) => labels.some((label, i) => i > 0 && label && label === labels[i - 1]);
+    let labels = render(choices[0]);
+    if (repeats(labels)) labels = render(choices[1]);
+    return labels.map((label, i) => (i > 0 && label === labels[i - 1] ? "" : label));
+  }
+
+  /* --- runs ------------------------------------------------------------------------------------ */
+
+  /* A run's state as the console shows it: an hourly streaming run whose hour is still being counted is
+   * "receiving" (the API says inProgress, as AEP's does, for the whole hour). */
+  function runState(run) {
+    if (!run) return "";
+    const completed = ((run.metrics || {}).durationSummary || {}).completedAtUTC;
+    if (run.streaming && run.state === "inProgress" && !completed) return "receiving";
+    return run.state;
   }
 
   /* --- roles ----------------------------------------------------------------------------------- */
@@ -479,7 +533,7 @@
     });
   }
 
-  window.HW = { api, el, showErrors, clearErrors, fieldFor, schemaForm, keyValue, wizard, table, toast, copyButton, formValues, when, sandbox, meta, role, can, missing, problemText, refusedPermission };
+  window.HW = { api, el, showErrors, clearErrors, fieldFor, schemaForm, keyValue, wizard, table, toast, copyButton, formValues, when, time, axisLabels, runState, sandbox, meta, role, can, missing, problemText, refusedPermission };
   initAccess(); // deferred: the document is parsed, and the pages' scripts have not run yet
   document.addEventListener("DOMContentLoaded", initSandboxPicker);
 })();

@@ -68,10 +68,7 @@
   function timeCell(timestamp) {
     const moment = new Date(Date.parse(String(timestamp || "").replace(/([+-]\d\d)(\d\d)$/, "$1:$2")));
     if (isNaN(moment)) return String(timestamp || "");
-    const two = (n) => String(n).padStart(2, "0");
-    const day = `${moment.getFullYear()}-${two(moment.getMonth() + 1)}-${two(moment.getDate())}`;
-    const text = `${day} ${two(moment.getHours())}:${two(moment.getMinutes())}:${two(moment.getSeconds())}`;
-    return el("time", { datetime: moment.toISOString(), text });
+    return el("time", { datetime: moment.toISOString(), text: HW.when(moment.getTime(), { seconds: true }) });
   }
 
   const columns = [

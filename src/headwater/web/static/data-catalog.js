@@ -15,8 +15,33 @@
   }
 
   function statusBadge(status) {
-    const cls = { partialSuccess: "partial", loading: "inProgress", queued: "inProgress" }[status] || status;
+    const cls = { partialSuccess: "partial", loading: "inProgress", queued: "inProgress", receiving: "inProgress" }[status] || status;
     return el("span", { class: "badge " + cls, text: status });
+  }
+
+  /* The batch of an hourly streaming run is "loading" in the catalog until its hour is over (its counts
+   * are written then); meanwhile its rows are already in the dataset. Such a batch shows as receiving,
+   * with the counts of its run so far. Other batches show as the catalog has them. */
+  async function withStreamingRuns(batches) {
+    const related = (b, type) => ((b.relatedObjects || []).find((o) => o.type === type) || {}).id;
+    const open = batches.filter((b) => b.status === "loading" && related(b, "flowRun"));
+    const runs = await Promise.all(open.map((b) => HW.api("GET", "/data/foundation/flowservice/runs/" + encodeURIComponent(related(b, "flowRun")))));
+    open.forEach((b, i) => {
+      const run = runs[i].ok && runs[i].data.items && runs[i].data.items[0];
+      if (!run || HW.runState(run) !== "receiving") return;
+      b.shown = { status: "receiving", metrics: (run.metrics || {}).recordSummary || {} };
+    });
+    return batches;
+  }
+
+  /* Each column's XDM type, by its dotted path (as the sample rows flatten it). */
+  function columnTypes(node, prefix, out) {
+    for (const [name, prop] of Object.entries((node && node.properties) || {})) {
+      const path = prefix ? prefix + "." + name : name;
+      if (prop.type === "object" && prop.properties) columnTypes(prop, path, out);
+      else out[path] = typeOf(prop);
+    }
+    return out;
   }
 
   function filterRows(input, container) {
@@ -177,15 +202,20 @@
     return out;
   }
 
-  function rowsTable(rows, empty) {
+  function rowsTable(rows, empty, types) {
     const flat = rows.map((r) => flatten(r, "", {}));
     const columns = [];
     for (const row of flat) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
-    return HW.table(
+    const table = HW.table(
       columns.map((c) => ({ label: c, value: (row) => row[c] ?? "" })),
       flat,
       { empty }
     );
+    table.querySelectorAll("thead th").forEach((th, i) => {
+      const type = (types || {})[columns[i]];
+      if (type) th.append(el("span", { class: "type", text: type }));
+    });
+    return table;
   }
 
   async function datasetPage(root) {
@@ -196,7 +226,7 @@
     setHeading(dataset.name || dataset.id);
     const schemaId = (dataset.schemaRef || {}).id;
     const [schema, batches] = await Promise.all([
-      schemaId ? HW.api("GET", SR + "/tenant/schemas/" + encodeURIComponent(schemaId), null, { headers: XED }) : null,
+      schemaId ? HW.api("GET", SR + "/tenant/schemas/" + encodeURIComponent(schemaId), null, { headers: FULL }) : null,
       HW.api("GET", CAT + "/batches?limit=100&dataSet=" + encodeURIComponent(dataset.id)),
     ]);
     const schemaCell = schema && schema.ok ? el("a", { href: schemaHref(schema.data), text: schema.data.title || schemaId }) : el("code", { text: schemaId || "—" });
@@ -211,17 +241,18 @@
     if (!batches.ok) {
       batchBox.replaceChildren(el("p", { class: "field-error", text: (batches.data && batches.data.detail) || "Batches could not be read." }));
     } else {
-      const list = Object.values(batches.data || {}).sort((a, b) => (b.created || 0) - (a.created || 0));
+      const list = await withStreamingRuns(Object.values(batches.data || {}).sort((a, b) => (b.created || 0) - (a.created || 0)));
+      const shown = (b) => b.shown || b;
       const related = (b, type) => ((b.relatedObjects || []).find((o) => o.type === type) || {}).id;
       batchBox.replaceChildren(
         HW.table(
           [
             { label: "Batch", value: (b) => el("code", { text: b.id }) },
-            { label: "Status", value: (b) => statusBadge(b.status) },
+            { label: "Status", value: (b) => statusBadge(shown(b).status) },
             { label: "Created", value: (b) => HW.when(b.created) },
-            { label: "Records in", value: (b) => String((b.metrics || {}).inputRecordCount ?? "") },
-            { label: "Records out", value: (b) => String((b.metrics || {}).outputRecordCount ?? "") },
-            { label: "Failed", value: (b) => String((b.metrics || {}).failedRecordCount ?? "") },
+            { label: "Records in", value: (b) => String((shown(b).metrics || {}).inputRecordCount ?? "") },
+            { label: "Records out", value: (b) => String((shown(b).metrics || {}).outputRecordCount ?? "") },
+            { label: "Failed", value: (b) => String((shown(b).metrics || {}).failedRecordCount ?? "") },
             {
               label: "Errors",
               value: (b) => (b.errors || []).map((e) => el("div", { text: (e.description || e.message || e.code) + (e.recordCount ? " (" + count(e.recordCount, "row") + ")" : "") })),
@@ -236,6 +267,7 @@
         )
       );
     }
+    const types = schema && schema.ok ? columnTypes(schema.data, "", {}) : {};
     const rowBox = $(root, "[data-rows]");
     const limit = $(root, "#row-limit");
     async function loadRows() {
@@ -245,7 +277,7 @@
         return;
       }
       const data = rows.data.data || [];
-      rowBox.replaceChildren(el("p", { class: "muted", text: count(data.length, "row") + " shown" }), rowsTable(data, "The dataset has no rows yet."));
+      rowBox.replaceChildren(el("p", { class: "muted", text: count(data.length, "row") + " shown" }), rowsTable(data, "The dataset has no rows yet.", types));
     }
     limit.addEventListener("change", loadRows);
     await loadRows();

@@ -2,12 +2,13 @@
  *
  *   streams     GET  /services/data/v62.0/ssot/data-streams?dataspace=
  *   stream-new  POST .../ssot/data-streams/actions/preview (review), POST .../ssot/data-streams (Deploy)
+ *   stream      GET  .../ssot/data-streams/{id}?dataspace=, GET .../ssot/data-streams/{id}/metrics?dataspace=
  */
 (function () {
   "use strict";
 
   const { api, el } = window.HW;
-  const { SSOT, CONSOLE, problemOf, showErrors, fieldError, busy, facts, yes, categoryBadge, cadenceText, scrolling, link, dataSpaces, currentSpace, fillSelect, streamTable, VIEWS } =
+  const { SSOT, CONSOLE, problemOf, showErrors, fieldError, busy, setHeading, facts, yes, categoryBadge, cadenceText, scrolling, link, dataSpaces, currentSpace, fillSelect, streamTable, VIEWS } =
     window.HWData360;
 
   async function streamsView() {
@@ -232,5 +233,118 @@
     if (!connectors.length) choices.replaceChildren(el("p", { class: "muted", text: "No server-to-server connectors in this sandbox yet." }));
   }
 
-  Object.assign(VIEWS, { streams: streamsView, "stream-new": streamNewView });
+  /* A refresh window's status in words: the open hour is still receiving records. */
+  const REFRESH = {
+    IN_PROGRESS: ["Receiving", "inProgress"],
+    SUCCESS: ["Success", "ok"],
+    PARTIAL_SUCCESS: ["Partial success", "partial"],
+    FAILED: ["Failed", "failed"],
+    QUEUED: ["Queued", "inProgress"],
+  };
+
+  function refreshBadge(status) {
+    const [text, kind] = REFRESH[status] || [status || "—", ""];
+    return el("span", { class: "badge " + kind, text });
+  }
+
+  const number = (n) => Number(n || 0).toLocaleString();
+
+  async function streamView(root) {
+    const id = root.dataset.streamId;
+    const space = root.dataset.dataspace || currentSpace();
+    const query = `?dataspace=${encodeURIComponent(space)}`;
+    const base = `${SSOT}/data-streams/${encodeURIComponent(id)}`;
+    const factsBox = document.getElementById("stream-facts");
+    const countsBox = document.getElementById("stream-counts");
+    const historyBox = document.getElementById("stream-history");
+    const result = await api("GET", base + query);
+    busy(factsBox, false);
+    if (!result.ok) {
+      factsBox.replaceChildren();
+      busy(countsBox, false);
+      countsBox.replaceChildren();
+      return HW.showErrors(document, problemOf(result));
+    }
+    const s = result.data;
+    setHeading(s.label);
+    const here = space === currentSpace(); // the console's pages for datasets and dataflows read the picked sandbox
+    const lake = s.dataLakeObjectInfo || {};
+    factsBox.replaceChildren(
+      facts([
+        ["Label", s.label],
+        ["Developer name", el("code", { text: s.name })],
+        ["Category", categoryBadge(s.category)],
+        ["Status", el("span", { class: "badge " + (s.status === "ACTIVE" ? "ok" : ""), text: s.status })],
+        ["Data space", s.dataspace],
+        ["Connector", link(`${CONSOLE}/connectors/${encodeURIComponent(s.connectorInfo.connectorDetails.id)}`, s.connectorInfo.connectorDetails.name)],
+        ["Events", s.connectorInfo.connectorDetails.events.join(", ")],
+        ["Primary key", el("code", { text: lake.primaryKey || "" })],
+        ["Refresh", cadenceText(s.refreshCadenceSeconds)],
+        ["Data lake object", here ? link(`/console/datasets/${encodeURIComponent(s.dataSetId)}`, lake.name || s.label) : el("code", { text: lake.name || s.dataSetId })],
+        here ? ["Dataflow", link(`/console/flows/${encodeURIComponent(s.flowId)}`, "Open dataflow")] : null,
+        ["Created", HW.when(s.createdDate)],
+      ])
+    );
+    document.getElementById("stream-fields").replaceChildren(
+      scrolling(
+        HW.table(
+          [
+            { label: "Event", value: (f) => f.event },
+            { label: "Field", value: (f) => el("code", { text: f.developerName }) },
+            { label: "Data type", value: (f) => f.dataType },
+            { label: "Primary key", value: (f) => (f.isPrimaryKey ? "Primary key" : "") },
+            { label: "Required", value: (f) => yes(f.isDataRequired) },
+            { label: "Mapped to", value: (f) => el("code", { text: f.targetField }) },
+          ],
+          s.fields || [],
+          { caption: `Fields of ${s.label}` }
+        )
+      )
+    );
+
+    async function loadCounts() {
+      busy(countsBox, true);
+      const counts = await api("GET", base + "/metrics" + query);
+      busy(countsBox, false);
+      if (!counts.ok) {
+        countsBox.replaceChildren();
+        return HW.showErrors(document, problemOf(counts));
+      }
+      const m = counts.data;
+      const waiting =
+        m.recordsWaiting === true
+          ? `Yes: accepted records wait for the next refresh${m.nextRefreshDate ? ", due about " + HW.when(m.nextRefreshDate) : ""}.`
+          : m.recordsWaiting === false
+            ? "None"
+            : "Unknown (the streaming log did not answer)";
+      countsBox.replaceChildren(
+        facts([
+          ["Records received", el("span", { dataset: { count: "received" }, text: number(m.totalRecordsReceived) })],
+          ["Records processed", el("span", { dataset: { count: "processed" }, text: number(m.totalRecordsProcessed) })],
+          ["Records failed", el("span", { dataset: { count: "failed" }, text: number(m.totalRecordsFailed) })],
+          ["Waiting", waiting],
+          ["Last update", m.lastRefreshDate ? el("span", {}, HW.when(m.lastRefreshDate), " ", refreshBadge(m.lastRunStatus)) : "Not yet"],
+        ])
+      );
+      historyBox.replaceChildren(
+        scrolling(
+          HW.table(
+            [
+              { label: "Window", value: (h) => `${HW.when(h.windowStartDate)} – ${HW.time(h.windowEndDate)}` },
+              { label: "Status", value: (h) => refreshBadge(h.status) },
+              { label: "Received", value: (h) => number(h.recordsReceived) },
+              { label: "Processed", value: (h) => number(h.recordsProcessed) },
+              { label: "Failed", value: (h) => number(h.recordsFailed) },
+            ],
+            m.refreshHistory || [],
+            { caption: "Refresh windows (one per hour, newest first)", empty: "No refresh has written records yet." }
+          )
+        )
+      );
+    }
+    document.getElementById("stream-refresh").addEventListener("click", loadCounts);
+    await loadCounts();
+  }
+
+  Object.assign(VIEWS, { streams: streamsView, "stream-new": streamNewView, stream: streamView });
 })();

@@ -1,10 +1,10 @@
-/* Headwater console: Data 360 setup (document 000), through the same API as every client. This file holds
+/* Headwater console: Data 360 setup (seed document 000), through the same API as every client. This file holds
  * what the pages share (helpers, the data-stream table) and starts the page's view; each area's views are in
  * their own file, loaded by the pages that need them:
  *
  *   data360-apps.js        apps, app-new, app
  *   data360-connectors.js  connectors, connector
- *   data360-streams.js     streams, stream-new
+ *   data360-streams.js     streams, stream-new, stream
  *
  * The page's root element names the view: <div data-d360="connector" data-connector-id="...">.
  */
@@ -103,12 +103,16 @@
     select.replaceChildren(...options.map((o) => el("option", { value: o.value, text: o.text, selected: o.value === wanted })));
   }
 
+  function streamHref(stream) {
+    return `${CONSOLE}/streams/${encodeURIComponent(stream.id)}?dataspace=${encodeURIComponent(stream.dataspace || "")}`;
+  }
+
   /** The data streams as a table: the streams pages and a connector's page show them alike. */
   function streamTable(streams, empty) {
     return scrolling(
       HW.table(
         [
-          { label: "Data stream", value: (s) => el("span", {}, s.label, el("br"), el("code", { class: "muted", text: s.name })) },
+          { label: "Data stream", value: (s) => el("span", {}, link(streamHref(s), s.label), el("br"), el("code", { class: "muted", text: s.name })) },
           { label: "Category", value: (s) => categoryBadge(s.category) },
           { label: "Status", value: (s) => statusBadge(s.status) },
           { label: "Events", value: (s) => s.connectorInfo.connectorDetails.events.join(", ") },
@@ -151,6 +155,7 @@
     currentSpace,
     fillSelect,
     streamTable,
+    streamHref,
     VIEWS,
   };
 })();

@@ -122,6 +122,8 @@
         params.username = text("a-username");
         params.password = $("a-password").value;
       }
+      const ca = $("a-ca").value.trim();
+      if (ca) params.caCertificate = ca;
       return { specName, params };
     }
 
@@ -248,9 +250,18 @@
           el("h3", {}, "Name & describe ", change("name", "name and description")),
           el("div", { class: "named" }, iconBox(body.icon, 30), el("div", {}, el("strong", { text: body.name }), el("p", { class: "muted", text: body.description || "No description." })))
         ),
-        el("div", { class: "review-part" }, el("h3", {}, "Authenticate ", change("auth", "authentication")), authFacts({ specName: body.auth.specName, params: maskSecrets(body.auth.params) })),
+        el("div", { class: "review-part" }, el("h3", {}, "Authenticate ", change("auth", "authentication")), withCa(authFacts({ specName: body.auth.specName, params: maskSecrets(body.auth.params) }), body.auth.params)),
         el("div", { class: "review-part" }, el("h3", {}, "Configure request ", change("request", "request")), requestFacts(request))
       );
+    }
+
+    /* The facts of the authentication, and whether the destination brings its own CA certificates. */
+    function withCa(facts, params) {
+      if (params.caCertificate) {
+        const count = (params.caCertificate.match(/-----BEGIN CERTIFICATE-----/g) || []).length;
+        facts.append(el("dt", { text: "Trusted CA certificates" }), el("dd", { text: `${count} certificate${count === 1 ? "" : "s"} (PEM)` }));
+      }
+      return facts;
     }
 
     function maskSecrets(params) {

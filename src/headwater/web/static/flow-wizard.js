@@ -1,49 +1,36 @@
-/* Headwater console: the Create dataflow wizard (/console/flows/new), as AEP's sources workflow has it.
- * Through the public API only:
+/* Headwater console: the Create dataflow wizard (AEP's sources workflow), through the public API only.
  *
- *   Account      an account (base connection) of the sandbox, or a link to add one (the sources wizard
- *                comes back here with ?connection=<id>)
- *   Select data  a table/object from the account's explore API, or a file path; a preview of its rows
- *                (their columns feed the later steps)
- *   Dataset      HWDatasetTarget (static/dataset-target.js): an existing dataset, or a new one with an
- *                existing or a new schema; saved when the step is left (the mapping needs its schema)
- *   Mapping      HWMappingEditor (static/mapping-editor.js), the columns as sources, a preview of the
- *                mapped sample rows
- *   Scheduling   once, or every N minutes/hours/days/weeks from a start time; a delta column
- *   Review       the dataflow's name and a summary; Save creates the source connection, the target
- *                connection, the mapping set and the flow, then opens the flow's page
+ * Account (a source connection of the sandbox) → Select data (an object or file, with a preview of its
+ * rows; the columns come from it) → Dataset (HWDatasetTarget: existing, or new with a new schema) →
+ * Mapping (HWMappingEditor, previewed on the sample rows) → Scheduling (on demand, once or repeatedly;
+ * the delta column) → Review → Save. A streaming account skips Select data and Scheduling, its mapping is
+ * optional (XDM messages need none), and the saved page shows the inlet URL to send to.
  *
- * Streaming accounts (HTTP API, Customer.io) skip Select data and Scheduling, the mapping is optional, and
- * after saving the page shows the inlet URL to send to. An API error goes next to the field of the step
- * that owns it (that step is shown); what a failed save had created is deleted again.
+ * Save creates the source connection, the target connection to the dataset, the mapping set and the
+ * flow; when one is refused, what this Save created is deleted again and the errors are shown next to
+ * the fields of the step they belong to. The dataset (and a new schema) are created on leaving the
+ * Dataset step, because the mapping needs the schema's fields.
  */
 (function () {
   "use strict";
 
   const FS = "/data/foundation/flowservice";
-  const DATA_LAKE = "c604ff05-7f1a-43c0-8e18-33bf874cb11c";
-  const SCHEMA_VERSION = "application/vnd.adobe.xed-full+json;version=1.0";
-  const STEPS = ["connection", "data", "target", "mapping", "schedule", "review"];
-  const STREAMING_STEPS = ["connection", "target", "mapping", "review"];
-  const DELTA_GUESSES = ["LastModifiedDate", "SystemModstamp", "modifiedon"];
+  const CONV = "/data/foundation/conversion";
+  const { api, el } = HW;
+  /* Flow specs kept only so a tutorial's request works (the same as another spec): never offered. */
+  const LEGACY_FLOW_SPECS = new Set(["9753525b-82c7-4dce-8a9b-5ccfce2b9876"]);
+  const FILE_FORMATS = [
+    [/\.(csv|tsv|txt)(\.gz)?$/i, "delimited"],
+    [/\.(json|jsonl|ndjson)(\.gz)?$/i, "json"],
+    [/\.parquet$/i, "parquet"],
+  ];
+  const problemText = (p) => (p && (p.detail || p.title)) || (typeof p === "string" ? p : "The request failed.");
 
-  const el = (...args) => HW.el(...args);
-  const $ = (root, selector) => root.querySelector(selector);
-  const ui = (spec) => ((spec && spec.attributes) || {}).uiAttributes || {};
-  const specLabel = (spec) => ui(spec).label || spec.name;
-  const count = (n, word) => n + " " + word + (n === 1 ? "" : "s");
-
-  function ensureStyles() {
-    if (document.querySelector('link[href$="/flow-wizard.css"]')) return;
-    document.head.append(el("link", { rel: "stylesheet", href: "/console/static/flow-wizard.css" }));
-  }
-
-  /* Every page of a Flow Service list (follows _links.next). */
   async function listAll(path) {
     const items = [];
     let next = path;
     for (let i = 0; next && i < 20; i++) {
-      const r = await HW.api("GET", next);
+      const r = await api("GET", next);
       if (!r.ok) return r;
       items.push(...(r.data.items || []));
       next = r.data._links && r.data._links.next ? r.data._links.next.href : null;
@@ -51,585 +38,388 @@
     return { ok: true, data: items };
   }
 
-  /* A column's type from the explore API (the reader's type names) in the words of XDM: what the
-   * console shows, and the type a table source connection's columns param takes. */
-  function columnType(raw) {
-    const t = String(raw || "").toLowerCase();
-    if (/^u?int\d*$|^integer$|^long$|^short$/.test(t)) return ["integer", "Integer"];
-    if (/^(double|float\d*|halffloat|decimal|number)/.test(t)) return ["double", "Number"];
-    if (/^bool/.test(t)) return ["boolean", "Boolean"];
-    if (/^timestamp|^date-?time/.test(t)) return ["date-time", "Date-time"];
-    if (/^date/.test(t)) return ["date", "Date"];
-    if (/^(list|large_list|struct|map)/.test(t)) return ["object", "Object"];
-    return ["string", "String"];
-  }
+  const ui = (spec) => (spec.attributes && spec.attributes.uiAttributes) || {};
+  const specLabel = (spec) => (spec ? ui(spec).label || spec.name : "");
 
-  function cell(value) {
-    if (value === null || value === undefined) return el("span", { class: "muted", text: "—" });
-    return typeof value === "object" ? JSON.stringify(value) : String(value);
-  }
-
-  function toEpoch(local) {
-    return local ? Math.floor(new Date(local).getTime() / 1000) : undefined;
-  }
-
-  function localNow() {
-    const d = new Date();
+  function dateTimeLocal(date) {
     const pad = (n) => String(n).padStart(2, "0");
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
   }
 
-  function formatOf(path) {
-    const p = String(path || "").toLowerCase().replace(/\.(gz|zst)$/, "");
-    if (/\.(json|jsonl|ndjson)$/.test(p)) return "json";
-    if (/\.parquet$/.test(p)) return "parquet";
-    return "delimited";
-  }
-
-  function problemOf(result) {
-    return result.data || { detail: "The server answered " + result.status };
-  }
-
-  async function start(root) {
-    ensureStyles();
-    const form = $(root, "#flow-wizard");
-    const sections = Object.fromEntries(STEPS.map((s) => [s, $(form, `section[data-step="${s}"]`)]));
-    const general = $(form, "[data-errors]");
-    const connectionSelect = $(form, "#fw-connection");
-    const state = {
-      specs: {}, // connection spec id -> spec (sources only)
-      flowSpecs: [],
-      connections: [],
-      conn: null,
-      spec: null,
-      columns: [], // [{name, type, label}]
-      sample: [],
-      object: null, // what the preview read: {kind: "table"|"file", name, format}
-      target: null, // HWDatasetTarget
-      targetColumns: null,
-      saved: null, // the target's save() answer
-      editor: null,
-      busy: false,
-      index: 0,
-    };
-
-    // --- the step machine (own, so that streaming accounts can skip steps) ---
-    const list = el("ol", { class: "steps" });
-    form.prepend(list);
-    const back = el("button", { type: "button", class: "secondary", text: "Back", onclick: () => go(-1) });
-    const next = el("button", { type: "button", class: "primary", text: "Next", onclick: () => go(1) });
-    const save = el("button", { type: "button", class: "primary", text: "Save", "data-needs": "manage-dataflows", hidden: true, onclick: () => finish() });
-    const cancel = el("a", { class: "button secondary", href: "/console/flows", text: "Cancel" });
-    form.append(el("div", { class: "wizard-buttons" }, back, next, save, cancel));
-    form.addEventListener("submit", (event) => event.preventDefault());
-    form.addEventListener("keydown", (event) => {
-      if (event.key !== "Enter" || !event.target.matches("input:not([type=checkbox]):not([type=radio])")) return;
-      event.preventDefault();
-      (save.hidden ? next : save).click();
-    });
-
-    const streaming = () => Boolean(state.spec && (state.spec.attributes || {}).isStreaming);
-    const steps = () => (streaming() ? STREAMING_STEPS : STEPS);
-    const current = () => steps()[state.index];
-
-    function renderSteps() {
-      const names = steps();
-      list.replaceChildren(
-        ...names.map((name, i) => {
-          const item = el("li", { text: sections[name].dataset.title, dataset: { step: name } });
-          item.classList.toggle("current", i === state.index);
-          item.classList.toggle("done", i < state.index);
-          if (i === state.index) item.setAttribute("aria-current", "step");
-          if (i < state.index) {
-            item.setAttribute("role", "button");
-            item.setAttribute("tabindex", "0");
-            const reopen = () => show(i);
-            item.addEventListener("click", reopen);
-            item.addEventListener("keydown", (event) => {
-              if (event.key === "Enter" || event.key === " ") {
-                event.preventDefault();
-                reopen();
-              }
-            });
-          }
-          return item;
-        })
-      );
+  class Wizard {
+    constructor(root) {
+      this.root = root;
+      this.q = (selector) => root.querySelector(selector);
+      this.lake = root.dataset.lake;
+      this.connections = [];
+      this.specs = {};
+      this.flowSpecs = [];
+      this.connection = null;
+      this.spec = null;
+      this.columns = [];
+      this.sample = [];
+      this.object = "";
+      this.target = null;
+      this.targetColumns = null;
+      this.saved = null; // {datasetId, schemaId, schemaTitle} once the Dataset step saved it
+      this.editor = null;
+      this.editorKey = null;
     }
 
-    function show(i) {
-      state.index = i;
-      const name = current();
-      for (const [s, section] of Object.entries(sections)) section.hidden = s !== name;
-      renderSteps();
-      back.hidden = i === 0;
-      next.hidden = i === steps().length - 1;
-      save.hidden = !next.hidden;
-      entered(name);
-      const heading = $(sections[name], "h2");
-      if (heading) heading.focus();
-    }
-
-    function showStep(name) {
-      const i = steps().indexOf(name);
-      if (i >= 0 && i !== state.index) show(i);
-    }
-
-    async function go(delta) {
-      if (state.busy) return;
-      if (delta > 0) {
-        state.busy = true;
-        next.disabled = true;
-        form.setAttribute("aria-busy", "true");
-        try {
-          HW.clearErrors(sections[current()]);
-          general.hidden = true;
-          if ((await leave(current())) === false) return;
-        } finally {
-          state.busy = false;
-          next.disabled = false;
-          form.removeAttribute("aria-busy");
-        }
+    async start() {
+      const [connections, specs, flowSpecs] = await Promise.all([
+        listAll(FS + "/connections?limit=100"),
+        listAll(FS + "/connectionSpecs?limit=1000"),
+        listAll(FS + "/flowSpecs?limit=100"),
+      ]);
+      const pick = this.q("[data-pick]");
+      if (!connections.ok || !specs.ok || !flowSpecs.ok) {
+        return HW.showErrors(pick, (connections.ok ? (specs.ok ? flowSpecs : specs) : connections).data);
       }
-      show(Math.max(0, Math.min(steps().length - 1, state.index + delta)));
-    }
-
-    /* A message next to one field of the current step. */
-    function invalid(path, message) {
-      HW.showErrors(sections[current()], { report: { errors: [{ path, message }] } });
-      return false;
-    }
-
-    // --- Account ---
-    async function loadConnections() {
-      const [specs, flowSpecs] = await Promise.all([listAll(FS + "/connectionSpecs?limit=1000"), listAll(FS + "/flowSpecs?limit=1000")]);
-      if (!specs.ok || !flowSpecs.ok) return HW.showErrors(form, problemOf(!specs.ok ? specs : flowSpecs));
-      state.flowSpecs = flowSpecs.data.filter((f) => (f.targetConnectionSpecIds || []).includes(DATA_LAKE) && ((f.attributes || {}).isSourceFlow !== false));
-      const ingestible = new Set(state.flowSpecs.flatMap((f) => f.sourceConnectionSpecIds || []));
-      for (const s of specs.data) if (ingestible.has(s.id) && s.id !== DATA_LAKE) state.specs[s.id] = s;
-      const ids = Object.keys(state.specs);
-      const conns = ids.length ? await listAll(FS + "/connections?limit=1000&orderby=-createdAt&property=" + encodeURIComponent("connectionSpec.id==" + ids.join(","))) : { ok: true, data: [] };
-      if (!conns.ok) return HW.showErrors(form, problemOf(conns));
-      state.connections = conns.data;
-      connectionSelect.replaceChildren(
-        el("option", { value: "", text: state.connections.length ? "Choose an account…" : "No accounts in this sandbox yet: add one below" }),
-        ...state.connections.map((c) => el("option", { value: c.id, text: c.name + " — " + specLabel(state.specs[c.connectionSpec.id]) }))
+      for (const s of specs.data) this.specs[s.id] = s;
+      this.flowSpecs = flowSpecs.data.filter((f) => !LEGACY_FLOW_SPECS.has(f.id) && (f.attributes || {}).isSourceFlow);
+      // Accounts whose spec feeds the data lake through some flow spec.
+      const feeds = new Set(this.flowSpecs.filter((f) => (f.targetConnectionSpecIds || []).includes(this.lake)).flatMap((f) => f.sourceConnectionSpecIds || []));
+      this.connections = connections.data.filter((c) => feeds.has((c.connectionSpec || {}).id));
+      const select = this.q("#fw-connection");
+      select.replaceChildren(
+        el("option", { value: "", text: this.connections.length ? "Choose an account…" : "No source account in this sandbox yet" }),
+        ...this.connections.map((c) => el("option", { value: c.id, text: `${c.name} (${specLabel(this.specs[c.connectionSpec.id])})` }))
       );
-      const newSpec = $(form, "#fw-new-spec");
-      const sorted = Object.values(state.specs).sort((a, b) => specLabel(a).localeCompare(specLabel(b)));
-      newSpec.replaceChildren(...sorted.map((s) => el("option", { value: s.id, text: specLabel(s) })));
-      const link = $(form, "#fw-new-account");
-      const point = () => (link.href = "/console/sources/new?spec=" + encodeURIComponent(newSpec.value) + "&next=" + encodeURIComponent("/console/flows/new"));
-      newSpec.addEventListener("change", point);
-      point();
-      const wanted = root.dataset.connection;
-      if (wanted && state.connections.some((c) => c.id === wanted)) connectionSelect.value = wanted;
-      pickConnection();
-    }
-
-    function pickConnection() {
-      const conn = state.connections.find((c) => c.id === connectionSelect.value) || null;
-      const changed = (conn && conn.id) !== (state.conn && state.conn.id);
-      state.conn = conn;
-      state.spec = conn ? state.specs[conn.connectionSpec.id] : null;
-      const help = $(form, "#fw-connection-help");
-      if (!conn) help.textContent = "";
-      else if (streaming()) help.textContent = specLabel(state.spec) + ": a streaming source. Its messages arrive at an inlet URL, shown once the dataflow is saved.";
-      else help.textContent = specLabel(state.spec) + (ui(state.spec).description ? ": " + ui(state.spec).description : "");
-      if (changed) {
-        state.columns = [];
-        state.sample = [];
-        state.object = null;
-        state.explored = null;
-        $(form, "#fw-data-preview").replaceChildren();
+      this.q("[data-start]").addEventListener("click", () => this.choose(select.value));
+      const wanted = this.root.dataset.connection;
+      if (wanted && this.connections.some((c) => c.id === wanted)) {
+        select.value = wanted;
+        this.choose(wanted);
       }
-      renderSteps();
     }
-    connectionSelect.addEventListener("change", pickConnection);
 
-    // --- Select data ---
-    const sourceProps = () => ((((state.spec || {}).sourceSpec || {}).spec || {}).properties || {});
-    const isFiles = () => "path" in sourceProps();
+    choose(id) {
+      const pick = this.q("[data-pick]");
+      HW.clearErrors(pick);
+      const connection = this.connections.find((c) => c.id === id);
+      if (!connection) {
+        return HW.showErrors(pick, { report: { errors: [{ path: "baseConnectionId", message: "Choose the account to read from." }] } });
+      }
+      this.connection = connection;
+      this.spec = this.specs[connection.connectionSpec.id];
+      const candidates = this.flowSpecs.filter(
+        (f) => (f.sourceConnectionSpecIds || []).includes(this.spec.id) && (f.targetConnectionSpecIds || []).includes(this.lake)
+      );
+      this.streaming = candidates.some((f) => (f.attributes || {}).frequency === "streaming");
+      this.candidates = candidates;
+      pick.hidden = true;
+      const box = this.q("[data-wizard]");
+      if (this.streaming) {
+        box.querySelector('[data-step="data"]').remove();
+        box.querySelector('[data-step="schedule"]').remove();
+      }
+      box.hidden = false;
+      this.q("[data-account]").replaceChildren(
+        "Account: ",
+        el("strong", { text: connection.name }),
+        ` (${specLabel(this.spec)}) · `,
+        el("a", { href: location.pathname, text: "Choose another" })
+      );
+      this.wizard = HW.wizard(box, { onStep: (name) => this.leave(name), onShow: (name) => this.enter(name) });
+      this.q("#fw-name").value = `${connection.name} to the data lake`;
+      this.wireSteps();
+      this.enter(this.wizard.current());
+    }
 
-    async function enterData() {
-      const files = isFiles();
-      $(form, "[data-path-pick]").hidden = !files;
-      $(form, "[data-format-pick]").hidden = !files;
-      const objectLabel = $(form, 'label[for="fw-object"]');
-      objectLabel.replaceChildren(files ? "File" : "Object", files ? "" : el("span", { class: "req", "aria-hidden": "true", text: " *" }));
-      const select = $(form, "#fw-object");
-      if (state.explored === state.conn.id) return;
-      state.explored = state.conn.id;
-      select.replaceChildren(el("option", { value: "", text: "Loading…" }));
-      const r = await HW.api("GET", FS + "/connections/" + encodeURIComponent(state.conn.id) + "/explore?objectType=root");
+    wireSteps() {
+      const load = this.q("[data-load]");
+      if (load) {
+        load.addEventListener("click", () => this.loadObject());
+        this.q("#fw-object").addEventListener("change", () => this.loadObject());
+        this.exploreRoot();
+      }
+      for (const radio of this.root.querySelectorAll('input[name="fw-when"]')) radio.addEventListener("change", () => this.syncSchedule());
+      const start = this.q("#fw-start");
+      if (start) start.value = dateTimeLocal(new Date());
+      this.q("[data-preview-mapping]").addEventListener("click", () => this.editor && this.editor.preview());
+      this.q("#fw-no-mapping").addEventListener("change", () => this.syncNoMapping());
+      this.q("[data-save]").addEventListener("click", () => this.save());
+      this.syncSchedule();
+    }
+
+    /* --- Select data --- */
+    isFiles() {
+      const properties = ((this.spec.sourceSpec || {}).spec || {}).properties || {};
+      return "path" in properties && !("tableName" in properties);
+    }
+
+    async exploreRoot() {
+      const help = this.q("#fw-object-help");
+      help.textContent = "Reading the account's objects…";
+      const r = await api("GET", `${FS}/connections/${encodeURIComponent(this.connection.id)}/explore?objectType=root`);
       if (!r.ok) {
-        state.explored = null;
-        select.replaceChildren(el("option", { value: "", text: "—" }));
-        return HW.showErrors(sections.data, { report: { errors: [{ path: "source.params.tableName", message: HW.problemText(r.data) }] } });
+        help.textContent = "The account could not be explored: " + problemText(r.data) + " Type the name instead.";
+        return;
       }
       const items = (Array.isArray(r.data) ? r.data : []).filter((i) => i.type !== "folder");
-      select.replaceChildren(
-        el("option", { value: "", text: items.length ? (files ? "Choose a file, or type a path…" : "Choose an object…") : "Nothing to read here" }),
-        ...items.map((i) => el("option", { value: i.path || i.name, text: (i.label && i.label !== i.name ? i.name + " (" + i.label + ")" : i.name) }))
-      );
+      this.q("#fw-objects").replaceChildren(...items.map((i) => el("option", { value: i.path || i.name, text: i.label && i.label !== i.name ? i.label : undefined })));
+      help.textContent = this.isFiles()
+        ? `${items.length} file${items.length === 1 ? "" : "s"} at the top of the folder; type a path (or a pattern such as exports/*.csv) for others.`
+        : `${items.length} object${items.length === 1 ? "" : "s"}; pick one or type its name.`;
     }
 
-    $(form, "#fw-object").addEventListener("change", () => {
-      const value = $(form, "#fw-object").value;
-      if (isFiles() && value) {
-        $(form, "#fw-path").value = value;
-        $(form, "#fw-format").value = formatOf(value);
-      }
-      if (value) preview();
-    });
-    $(form, "#fw-path").addEventListener("change", () => ($(form, "#fw-format").value = formatOf($(form, "#fw-path").value)));
-    $(form, "#fw-preview").addEventListener("click", () => preview());
-
-    function wanted() {
-      if (isFiles()) return { kind: "file", name: $(form, "#fw-path").value.trim(), format: $(form, "#fw-format").value, path: "source.params.path" };
-      return { kind: "table", name: $(form, "#fw-object").value, path: "source.params.tableName" };
-    }
-
-    async function preview() {
-      const want = wanted();
-      HW.clearErrors(sections.data);
-      const box = $(form, "#fw-data-preview");
-      if (!want.name) return invalid(want.path, want.kind === "file" ? "Type the path of a file, or choose one." : "Choose the object to read.");
-      box.replaceChildren(el("p", { class: "muted", text: "Loading the preview…" }));
-      const r = await HW.api("GET", FS + "/connections/" + encodeURIComponent(state.conn.id) + "/explore?objectType=table&object=" + encodeURIComponent(want.name));
-      if (!r.ok) {
-        box.replaceChildren();
-        state.object = null;
-        return invalid(want.path, HW.problemText(r.data));
-      }
-      const cols = ((r.data.schema || {}).columns || []).map((c) => {
-        const [type, label] = columnType(c.type);
-        return { name: c.name, type, label, original: c.type };
-      });
-      state.columns = cols;
-      state.sample = r.data.data || [];
-      state.object = want;
-      box.replaceChildren(
-        el("h3", { text: want.name }),
-        el("p", { class: "muted", text: count(cols.length, "column") + " · the first " + count(state.sample.length, "row") }),
-        el("div", { class: "scroll" },
-          HW.table(
-            cols.map((c) => ({ label: c.name, value: (row) => cell(row[c.name]) })),
-            state.sample,
-            { caption: "Preview of " + want.name, empty: "No rows." }
-          )
-        )
-      );
-      // The column types, in words, under their names.
-      box.querySelectorAll("thead th").forEach((th, i) => th.append(el("span", { class: "col-type", text: cols[i].label })));
-      return true;
-    }
-
-    // --- Dataset ---
-    function enterTarget() {
-      const box = $(form, "#fw-target");
-      const names = JSON.stringify(state.columns.map((c) => c.name));
-      if (state.saved) return; // created already: save() answers the same
-      if (state.target && state.targetColumns === names) return;
-      box.replaceChildren();
-      state.targetColumns = names;
-      state.target = window.HWDatasetTarget.mount(box, { columns: state.columns.map((c) => ({ name: c.name, type: c.type })) });
-    }
-
-    async function leaveTarget() {
-      if (state.target.validate()) return false;
-      const saved = await state.target.save();
-      if (!saved.ok) {
-        if (!(((saved.problem || {}).report || {}).errors || []).length) HW.showErrors(sections.target, saved.problem);
+    async loadObject() {
+      const section = this.q('[data-step="data"]');
+      const name = this.q("#fw-object").value.trim();
+      HW.clearErrors(section);
+      if (!name) {
+        HW.showErrors(section, { report: { errors: [{ path: "params", message: "Choose an object or file to read." }] } });
         return false;
       }
-      state.saved = saved;
-      // Made (or picked) for good: the component stays as a record of it, no longer editable.
-      const note = el("p", { class: "outcome ok", "data-target-saved": "" }, state.target.describe() + " — ready. This dataflow writes to it.");
-      $(form, "#fw-target").before(note);
-      state.target.element.inert = true;
-      state.target.element.classList.add("saved");
-      return true;
-    }
-
-    // --- Mapping ---
-    function enterMapping() {
-      const box = $(form, "#fw-mapping");
-      if (!state.editor) state.editor = HWMappingEditor.mount(box, { schemaId: state.saved.schemaId, previewBox: $(form, "#fw-mapping-result") });
-      else state.editor.setSchema(state.saved.schemaId);
-      state.editor.setColumns(state.columns.map((c) => c.name));
-      state.editor.setSample(state.sample);
-      $(form, "#fw-mapping-preview").hidden = streaming();
-      $(form, "#fw-mapping-result").hidden = streaming();
-      $(form, "#fw-mapping-note").textContent = streaming()
-        ? "Optional. Messages sent as XDM need no mapping; raw JSON messages are mapped by these rows (sources are the messages' attributes)."
-        : "Map the source's columns to fields of the dataset's schema “" + state.saved.schemaTitle + "”. The preview maps the sample rows of the previous step.";
-    }
-    $(form, "#fw-mapping-preview").addEventListener("click", () => state.editor.preview(state.sample));
-
-    async function leaveMapping() {
-      const rows = state.editor.filled();
-      if (!rows.length) {
-        if (streaming()) return true;
-        return invalid("mappings", "Map at least one column.");
+      if (name === this.object && this.columns.length) return true;
+      const out = this.q("[data-preview]");
+      out.replaceChildren(el("p", { class: "muted", text: "Reading " + name + "…" }));
+      const r = await api("GET", `${FS}/connections/${encodeURIComponent(this.connection.id)}/explore?objectType=table&object=${encodeURIComponent(name)}`);
+      if (!r.ok) {
+        out.replaceChildren();
+        HW.showErrors(section, { report: { errors: [{ path: "params", message: problemText(r.data) }] } });
+        return false;
       }
-      const outcome = streaming() ? { ok: !(await state.editor.validate()) } : await state.editor.preview(state.sample);
-      return outcome.ok;
-    }
-
-    // --- Scheduling ---
-    function enterSchedule() {
-      const delta = $(form, "#fw-delta");
-      const before = delta.value;
-      delta.replaceChildren(el("option", { value: "", text: "None (read everything each run)" }), ...state.columns.map((c) => el("option", { value: c.name, text: c.name + " (" + c.label + ")" })));
-      const guess = DELTA_GUESSES.find((g) => state.columns.some((c) => c.name === g));
-      delta.value = state.columns.some((c) => c.name === before) ? before : guess || "";
-      if (!$(form, "#fw-start").value) $(form, "#fw-start").value = localNow();
-      intervalShown();
-    }
-
-    function intervalShown() {
-      const once = $(form, "#fw-frequency").value === "once";
-      $(form, "#fw-interval").disabled = once;
-      $(form, "#fw-interval").closest(".field").classList.toggle("muted", once);
-    }
-    $(form, "#fw-frequency").addEventListener("change", intervalShown);
-
-    function schedule() {
-      const frequency = $(form, "#fw-frequency").value;
-      const out = { frequency, startTime: toEpoch($(form, "#fw-start").value) };
-      if (frequency !== "once") {
-        const interval = $(form, "#fw-interval").value;
-        out.interval = interval === "" ? undefined : Number(interval);
-      }
-      return out;
-    }
-
-    /* The schedule's rules (an interval of at least 15 for minutes, a start time) are the API's: a refusal
-     * at Save brings the person back here, the words next to the field. */
-    function leaveSchedule() {
-      return true;
-    }
-
-    // --- Review ---
-    function enterReview() {
-      const name = $(form, "#fw-name");
-      if (!name.value) {
-        const what = state.object ? state.object.name : specLabel(state.spec);
-        name.value = what + " to " + (state.saved.schemaTitle || "the lake");
-      }
-      const rows = [
-        ["Account", state.conn.name + " (" + specLabel(state.spec) + ")"],
-      ];
-      if (!streaming()) rows.push([state.object.kind === "file" ? "File" : "Object", state.object.name + " · " + count(state.columns.length, "column")]);
-      rows.push(["Dataset", state.target.describe()]);
-      const maps = state.editor.filled();
-      rows.push(["Mapping", maps.length ? maps.map((m) => (m.sourceType === "STATIC" ? "“" + m.source + "”" : m.source) + " → " + m.destination) : ["None"]]);
-      if (!streaming()) {
-        const s = schedule();
-        const when = s.startTime ? new Date(s.startTime * 1000).toLocaleString() : "now";
-        rows.push(["Schedule", s.frequency === "once" ? "Once, at " + when : "Every " + (s.interval === 1 ? s.frequency : s.interval + " " + s.frequency + "s") + ", from " + when]);
-        rows.push(["Delta column", $(form, "#fw-delta").value || "None: every run reads everything"]);
-      } else {
-        rows.push(["Schedule", "Continuous (streaming)"]);
-      }
-      $(form, "#fw-review").replaceChildren(
-        ...rows.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", {}, Array.isArray(value) ? el("ul", { class: "plain" }, value.map((v) => el("li", { text: v }))) : value)])
+      this.object = name;
+      this.columns = ((r.data.schema && r.data.schema.columns) || []).map((c) => ({ name: c.name, type: c.type }));
+      this.sample = (r.data.data || []).slice(0, 10);
+      const shown = (v) => (v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
+      out.replaceChildren(
+        el("h3", { text: "Preview of " + name }),
+        el("p", { class: "muted", text: `${this.columns.length} columns; the first ${this.sample.length} rows.` }),
+        el(
+          "table",
+          { class: "grid preview-table", "aria-label": "Preview of " + name },
+          el("thead", {}, el("tr", {}, this.columns.map((c) => el("th", { scope: "col" }, c.name, el("span", { class: "type", text: " " + HWSchemaBuilder.columnType(c.type) }))))),
+          el("tbody", {}, this.sample.map((row) => el("tr", {}, this.columns.map((c) => el("td", { text: shown(row[c.name]) })))))
+        )
       );
+      const delta = this.q("#fw-delta");
+      // A modification time is the likely delta column (LastModifiedDate, updatedAt, modified_at …).
+      const timed = this.columns.filter((c) => /time|date/i.test(String(c.type)) || /date|time/i.test(c.name));
+      const likely = timed.find((c) => /modified|updated|modstamp/i.test(c.name));
+      delta.replaceChildren(el("option", { value: "", text: "None: read every row each run" }), ...this.columns.map((c) => el("option", { value: c.name, text: c.name })));
+      if (likely) delta.value = likely.name;
+      return true;
     }
 
-    function entered(name) {
-      if (name === "data") enterData();
-      if (name === "target") enterTarget();
-      if (name === "mapping") enterMapping();
-      if (name === "schedule") enterSchedule();
-      if (name === "review") enterReview();
-    }
-
-    async function leave(name) {
-      if (name === "connection") {
-        if (!state.conn) return invalid("source.baseConnectionId", "Choose an account, or add a new one.");
+    /* --- steps --- */
+    async leave(step) {
+      const section = this.q(`[data-step="${step}"]`);
+      if (step === "data") return this.loadObject();
+      if (step === "target") {
+        const problem = this.target.validate();
+        if (problem) return false;
+        const result = await this.target.save();
+        if (!result.ok) return false; // the component shows the errors next to its fields
+        this.saved = result;
         return true;
       }
-      if (name === "data") {
-        const want = wanted();
-        if (state.object && state.object.name === want.name && state.object.kind === want.kind) {
-          state.object.format = want.format;
-          return true;
+      if (step === "mapping") {
+        if (this.skipMapping()) return true;
+        HW.clearErrors(section);
+        if (!this.editor.mappings().length) {
+          HW.showErrors(section, { detail: "Map at least one column to a field of the schema." });
+          return false;
         }
-        return preview();
+        return this.editor.preview();
       }
-      if (name === "target") return leaveTarget();
-      if (name === "mapping") return leaveMapping();
-      if (name === "schedule") return leaveSchedule();
+      if (step === "schedule") {
+        HW.clearErrors(section);
+        return true;
+      }
       return true;
     }
 
-    // --- Save ---
-    /* The flow spec for this account into the lake: with a Mapping transformation when there is a
-     * mapping (streaming accounts have one spec with and one without); a spec that says it is the
-     * "Same as" another one (kept for a tutorial's request) comes last. */
-    function flowSpec(withMapping) {
-      const specId = state.spec.id;
-      const fitting = state.flowSpecs.filter((f) => (f.sourceConnectionSpecIds || []).includes(specId));
-      const maps = (f) => (f.transformationSpecs || []).some((t) => t.name === "Mapping");
-      const alias = (f) => /^Same as /.test(f.description || "");
-      fitting.sort((a, b) => (maps(b) === withMapping) - (maps(a) === withMapping) || alias(a) - alias(b));
-      return fitting[0] || null;
+    enter(step) {
+      if (step === "target" && (!this.target || this.targetColumns !== this.object) && !(this.saved && this.target)) {
+        this.targetColumns = this.object;
+        this.target = HWDatasetTarget.mount(this.q("[data-target]"), { columns: this.columns });
+      }
+      if (step === "mapping") this.mountEditor();
+      if (step === "review") this.summarize();
     }
 
-    /* An API error of one call: the paths it names are prefixed (the fields of the wizard say whose they
-     * are: source., flow.); the step holding the first field named is shown, errors next to the fields. */
-    function report(problem, prefix) {
-      const errors = (problem && problem.report && problem.report.errors) || [];
-      const placed = [];
-      const rest = [];
-      for (const e of errors) {
-        const path = prefix + (e.path || "");
-        const field = e.path ? HW.fieldFor(form, path) : null;
-        (field ? placed : rest).push(field ? { ...e, path } : e);
-      }
-      const first = placed.length ? HW.fieldFor(form, placed[0].path) : null;
-      const section = first && first.closest("section[data-step]");
-      if (section) showStep(section.dataset.step);
-      const shown = { ...problem, report: { ...(problem.report || {}), errors: [...placed, ...rest] } };
-      if (!errors.length) {
-        showStep("review");
-        return HW.showErrors(form, problem);
-      }
-      HW.showErrors(form, shown);
+    mountEditor() {
+      const key = (this.saved && this.saved.schemaId) + "|" + this.object;
+      const note = this.q("[data-mapping-note]");
+      this.q("[data-no-mapping-field]").hidden = !this.streaming;
+      note.textContent = this.streaming
+        ? "Messages in the schema's shape (XDM) need no mapping. Raw JSON messages are mapped: a row per field to fill."
+        : `Columns of ${this.object} on the left, fields of “${this.saved.schemaTitle}” on the right; a column with a field of the same name is mapped already.`;
+      if (this.editorKey === key) return;
+      this.editorKey = key;
+      this.editor = HWMappingEditor.mount(this.q("[data-mapping]"), { schemaId: this.saved.schemaId, columns: this.columns, sample: this.sample });
+      if (this.streaming) this.q("#fw-no-mapping").checked = true;
+      this.syncNoMapping();
     }
 
-    async function finish() {
-      if (state.busy) return;
-      HW.clearErrors(form);
-      const name = $(form, "#fw-name").value.trim();
-      if (!name) return invalid("flow.name", "Name the dataflow.");
-      state.busy = true;
-      save.disabled = true;
-      form.setAttribute("aria-busy", "true");
-      const made = []; // [path] of what this attempt created, deleted again when a later call fails
+    skipMapping() {
+      return this.streaming && this.q("#fw-no-mapping").checked;
+    }
+
+    syncNoMapping() {
+      const skip = this.skipMapping();
+      this.q("[data-mapping]").hidden = skip;
+      this.q("[data-preview-mapping]").hidden = skip || !this.sample.length;
+    }
+
+    syncSchedule() {
+      const when = this.when();
+      const repeat = this.q("[data-repeat]");
+      if (!repeat) return;
+      repeat.hidden = when !== "repeat";
+      this.q("[data-start-field]").hidden = when === "none";
+    }
+
+    when() {
+      const checked = this.root.querySelector('input[name="fw-when"]:checked');
+      return checked ? checked.value : "none";
+    }
+
+    scheduleParams() {
+      const when = this.when();
+      if (this.streaming || when === "none") return null;
+      const start = Date.parse(this.q("#fw-start").value);
+      const params = { startTime: Math.floor((isNaN(start) ? Date.now() : start) / 1000), frequency: "once" };
+      if (when === "repeat") {
+        params.frequency = this.q("#fw-frequency").value;
+        params.interval = Number(this.q("#fw-interval").value);
+      }
+      return params;
+    }
+
+    flowSpec() {
+      const mapped = !this.skipMapping();
+      const fits = (f) => !this.streaming || (f.transformationSpecs || []).some((t) => t.name === "Mapping") === mapped;
+      return this.candidates.find(fits) || this.candidates[0];
+    }
+
+    summarize() {
+      const schedule = this.scheduleParams();
+      const every = schedule && schedule.frequency !== "once" ? `every ${schedule.interval} ${schedule.frequency}${schedule.interval === 1 ? "" : "s"}, from ` : "once, at ";
+      const facts = [
+        ["Account", `${this.connection.name} (${specLabel(this.spec)})`],
+        this.streaming ? ["Data", "Messages sent to the account's inlet"] : ["Data", this.object],
+        ["Dataset", this.target.describe()],
+        ["Mapping", this.skipMapping() ? "None: messages are in the schema's shape" : `${this.editor.mappings().length} mapped fields`],
+      ];
+      if (!this.streaming) {
+        facts.push(["Runs", schedule ? every + HW.when(schedule.startTime * 1000) : "On demand"]);
+        facts.push(["Delta column", this.q("#fw-delta").value || "None: each run reads every row"]);
+      }
+      this.q("[data-summary]").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+    }
+
+    /* --- save --- */
+    sourceBody() {
+      const body = { name: this.q("#fw-name").value.trim() || this.connection.name, baseConnectionId: this.connection.id, connectionSpec: { id: this.spec.id, version: "1.0" } };
+      if (this.streaming) return { ...body, data: { format: "json" }, params: {} };
+      if (this.isFiles()) {
+        const format = (FILE_FORMATS.find(([re]) => re.test(this.object)) || [null, "delimited"])[1];
+        return { ...body, data: { format }, params: { path: this.object } };
+      }
+      return { ...body, data: { format: "tabular" }, params: { tableName: this.object, columns: this.columns.map((c) => ({ name: c.name })) } };
+    }
+
+    async save() {
+      const review = this.q('[data-step="review"]');
+      HW.clearErrors(review);
+      const name = this.q("#fw-name").value.trim();
+      if (!name) return HW.showErrors(review, { report: { errors: [{ path: "name", message: "Give the dataflow a name." }] } });
+      const button = this.q("[data-save]");
+      button.disabled = true;
+      const made = [];
       const undo = async () => {
-        for (const path of made.reverse()) await HW.api("DELETE", path);
+        for (const path of made.reverse()) await api("DELETE", path);
       };
       try {
-        const description = $(form, "#fw-description").value.trim();
-        const stream = streaming();
-        const maps = state.editor.filled();
-        const mapped = maps.length > 0;
-        const spec = flowSpec(mapped);
-        if (!spec) return HW.showErrors(form, { detail: "No kind of dataflow reads " + specLabel(state.spec) + " accounts into a dataset." });
-
-        const sourceBody = { name: name + " source", baseConnectionId: state.conn.id, connectionSpec: { id: state.spec.id, version: state.spec.version || "1.0" } };
-        if (stream) sourceBody.data = { format: "json" };
-        else if (state.object.kind === "file") Object.assign(sourceBody, { data: { format: state.object.format }, params: { path: state.object.name } });
-        else
-          Object.assign(sourceBody, {
-            data: { format: "tabular" },
-            params: { tableName: state.object.name, columns: state.columns.map((c) => ({ name: c.name, type: c.type, meta: { originalType: c.original } })) },
-          });
-        const source = await HW.api("POST", FS + "/sourceConnections", sourceBody);
-        if (!source.ok) return report(problemOf(source), "source.");
-        made.push(FS + "/sourceConnections/" + encodeURIComponent(source.data.id));
-
-        const target = await HW.api("POST", FS + "/targetConnections", {
-          name: name + " target",
-          data: { schema: { id: state.saved.schemaId, version: SCHEMA_VERSION } },
-          params: { dataSetId: state.saved.datasetId },
-          connectionSpec: { id: DATA_LAKE, version: "1.0" },
+        const source = await api("POST", FS + "/sourceConnections", this.sourceBody());
+        if (!source.ok) return this.refused(source.data, this.streaming ? "review" : "data");
+        made.push(FS + "/sourceConnections/" + source.data.id);
+        const target = await api("POST", FS + "/targetConnections", {
+          name: name + " (dataset)",
+          data: { schema: { id: this.saved.schemaId, version: "application/vnd.adobe.xed-full+json;version=1.0" } },
+          params: { dataSetId: this.saved.datasetId },
+          connectionSpec: { id: this.lake, version: "1.0" },
         });
-        if (!target.ok) {
-          await undo();
-          return report(problemOf(target), "target.");
+        if (!target.ok) return (await undo(), this.refused(target.data, "target"));
+        made.push(FS + "/targetConnections/" + target.data.id);
+        const transformations = [];
+        if (!this.streaming) {
+          const delta = this.q("#fw-delta").value;
+          transformations.push({ name: "Copy", params: delta ? { deltaColumn: { name: delta } } : {} });
         }
-        made.push(FS + "/targetConnections/" + encodeURIComponent(target.data.id));
-
-        let mappingId = null;
-        if (mapped) {
-          const mapping = await HW.api("POST", "/data/foundation/conversion/mappingSets", { name: name + " mapping", xdmSchema: state.saved.schemaId, mappings: state.editor.mappings() });
+        if (!this.skipMapping()) {
+          const mapping = await api("POST", CONV + "/mappingSets", { name: name + " mapping", xdmSchema: this.saved.schemaId, mappings: this.editor.mappings() });
           if (!mapping.ok) {
             await undo();
-            showStep("mapping");
-            const rest = state.editor.showProblem(problemOf(mapping));
-            if (rest.length || !((problemOf(mapping).report || {}).errors || []).length) HW.showErrors(sections.mapping, rest.length ? { report: { errors: rest } } : problemOf(mapping));
+            this.wizard.show("mapping");
+            this.editor.showErrors(mapping.data);
             return;
           }
-          mappingId = mapping.data.id;
-          made.push("/data/foundation/conversion/mappingSets/" + encodeURIComponent(mappingId));
+          made.push(CONV + "/mappingSets/" + mapping.data.id);
+          transformations.push({ name: "Mapping", params: { mappingId: mapping.data.id } });
         }
-
-        const transformations = [];
-        const delta = stream ? "" : $(form, "#fw-delta").value;
-        if (delta) transformations.push({ name: "Copy", params: { deltaColumn: { name: delta } } });
-        if (mappingId) transformations.push({ name: "Mapping", params: { mappingId } });
-        const flowBody = {
-          name,
-          description,
-          flowSpec: { id: spec.id, version: spec.version || "1.0" },
-          sourceConnectionIds: [source.data.id],
-          targetConnectionIds: [target.data.id],
-          transformations,
-        };
-        if (!stream && spec.scheduleSpec) flowBody.scheduleParams = schedule();
-        const flow = await HW.api("POST", FS + "/flows", flowBody);
-        if (!flow.ok) {
-          await undo();
-          return report(problemOf(flow), "flow.");
-        }
-        const flowId = flow.data.id;
-        if (!stream) {
-          location.href = "/console/flows/" + encodeURIComponent(flowId);
-          return;
-        }
-        await done(flowId);
+        const spec = this.flowSpec();
+        const flow = { name, flowSpec: { id: spec.id, version: "1.0" }, sourceConnectionIds: [source.data.id], targetConnectionIds: [target.data.id], transformations };
+        const description = this.q("#fw-description").value.trim();
+        if (description) flow.description = description;
+        const schedule = this.scheduleParams();
+        if (schedule) flow.scheduleParams = schedule;
+        const saved = await api("POST", FS + "/flows", flow);
+        if (!saved.ok) return (await undo(), this.refused(saved.data, "review"));
+        this.done(saved.data.id);
       } finally {
-        state.busy = false;
-        save.disabled = false;
-        form.removeAttribute("aria-busy");
+        button.disabled = false;
       }
     }
 
-    /* A streaming dataflow: where to send its messages. */
-    async function done(flowId) {
-      const [flow, conn] = await Promise.all([
-        HW.api("GET", FS + "/flows/" + encodeURIComponent(flowId)),
-        HW.api("GET", FS + "/connections/" + encodeURIComponent(state.conn.id)),
-      ]);
-      const options = (flow.ok && flow.data.items[0].options) || {};
-      const auth = (conn.ok && conn.data.items[0].auth) || {};
-      // The account's inlet (HTTP API) takes messages for any of its dataflows; Customer.io's is the flow's.
-      const inlet = (auth.params || {}).inletUrl || options.inletUrl || "";
-      const href = "/console/flows/" + encodeURIComponent(flowId);
-      const body = $(root, "#fw-done-body");
-      body.replaceChildren(
-        el("p", { text: "Messages POSTed to this inlet land in " + state.target.describe().replace(/^Existing dataset /, "the dataset ") + "." }),
-        el(
-          "div",
-          { class: "field wide" },
-          el("label", { for: "fw-inlet", text: "Inlet URL" }),
-          el("div", { class: "row" }, el("input", { type: "text", id: "fw-inlet", readonly: true, value: inlet, class: "inlet" }), HW.copyButton(inlet, "Copy", "Copy the inlet URL"))
-        ),
-        el(
-          "div",
-          { class: "field wide" },
-          el("label", { for: "fw-flow-id", text: "Dataflow ID" }),
-          el("div", { class: "row" }, el("input", { type: "text", id: "fw-flow-id", readonly: true, value: flowId, class: "inlet" }), HW.copyButton(flowId, "Copy", "Copy the dataflow ID"))
-        ),
-        el("p", { class: "help", text: "An XDM message names the dataflow in header.flowId; raw JSON is sent with the header x-adobe-flow-id." }),
-        el("p", {}, el("a", { href, text: "Open the dataflow" }))
-      );
-      form.hidden = true;
-      const panel = $(root, "#fw-done");
-      panel.hidden = false;
-      $(panel, "h2").focus();
+    /* Errors go to the step holding the field they name (else to ``fallback``). */
+    refused(problem, fallback) {
+      const errors = (problem && problem.report && problem.report.errors) || [];
+      let step = fallback;
+      for (const e of errors) {
+        const path = e.path || "";
+        if (path.startsWith("scheduleParams") || path.startsWith("transformations[0]")) step = this.streaming ? "review" : "schedule";
+        else if (path.startsWith("params") && !this.streaming) step = "data";
+        else continue;
+        break;
+      }
+      this.wizard.show(step);
+      HW.showErrors(this.q(`[data-step="${step}"]`), problem);
     }
 
-    show(0);
-    await loadConnections();
+    async done(flowId) {
+      const href = "/console/flows/" + encodeURIComponent(flowId);
+      if (!this.streaming) {
+        location.href = href;
+        return;
+      }
+      // A streaming flow: the inlet to send to, then the flow's page is where this URL now points.
+      const connection = await api("GET", FS + "/connections/" + encodeURIComponent(this.connection.id));
+      const inlet = connection.ok ? ((connection.data.items[0].auth || {}).params || {}).inletUrl : "";
+      this.q("[data-wizard]").hidden = true;
+      const panel = this.q("[data-done]");
+      panel.hidden = false;
+      this.q("[data-done-text]").textContent = "Messages sent to the inlet now land in the dataset, about a second after they are accepted.";
+      if (inlet) {
+        this.q("[data-inlet]").replaceChildren(
+          el("div", { class: "field" }, el("label", { for: "fw-inlet", text: "Inlet URL" }), el("input", { type: "text", id: "fw-inlet", value: inlet, readonly: true })),
+          HW.copyButton(inlet, "Copy", "Copy the inlet URL"),
+          el("p", { class: "help", text: `POST messages to it with "flowId": "${flowId}" in their header.` })
+        );
+      }
+      const link = this.q("[data-flow-link]");
+      link.href = href;
+      history.replaceState(null, "", href);
+      panel.querySelector("h2").focus();
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    const root = document.querySelector('[data-page="flow-new"]');
-    if (root) Promise.resolve(start(root)).finally(() => root.setAttribute("data-ready", "true"));
+    const root = document.getElementById("flow-wizard");
+    if (root) new Wizard(root).start();
   });
 })();

@@ -4,6 +4,18 @@
 (function () {
   "use strict";
 
+  /* A flow spec in words (its name is an internal one, e.g. FilesToAEP). */
+  const FLOW_TYPES = {
+    FilesToAEP: "Files",
+    CRMToAEP: "CRM",
+    DatabaseToAEP: "Database",
+    HttpStreamingNoTransformation: "Streaming (XDM messages)",
+    HttpStreamingWithTransformation: "Streaming (mapped messages)",
+    CustomerIOStreaming: "Streaming (Customer.io webhooks)",
+    Activation: "Activation",
+  };
+  const flowType = (spec) => (spec ? FLOW_TYPES[spec.name] || spec.name : "—");
+
   const FS = "/data/foundation/flowservice";
   const CAT = "/data/foundation/catalog";
   const SVG = "http://www.w3.org/2000/svg";
@@ -26,7 +38,7 @@
   }
 
   function badge(state) {
-    const cls = { partialSuccess: "partial", queued: "inProgress" }[state] || state;
+    const cls = { partialSuccess: "partial", queued: "inProgress", receiving: "inProgress" }[state] || state;
     return el("span", { class: "badge " + cls, text: state || "—" });
   }
 
@@ -84,12 +96,12 @@
       HW.table(
         [
           { label: "Name", value: (f) => el("a", { href: "/console/flows/" + encodeURIComponent(f.id), text: f.name || f.id }) },
-          { label: "Type", value: (f) => ((specs[f.flowSpec.id] || {}).name || f.flowSpec.id) },
+          { label: "Type", value: (f) => flowType(specs[f.flowSpec.id]) },
           { label: "State", value: (f) => badge(f.state) },
           { label: "Schedule", value: (f) => scheduleText(f, specs[f.flowSpec.id]) },
           {
             label: "Last run",
-            value: (f) => (latest[f.id] ? [badge(latest[f.id].state), " ", HW.when(runTime(latest[f.id]))] : el("span", { class: "muted", text: "Never run" })),
+            value: (f) => (latest[f.id] ? [badge(HW.runState(latest[f.id])), " ", HW.when(runTime(latest[f.id]))] : el("span", { class: "muted", text: "Never run" })),
           },
           {
             label: "Records (in / out / failed)",
@@ -125,12 +137,6 @@
     return 10 * step;
   }
 
-  function shortTime(ms) {
-    const d = new Date(ms);
-    const pad = (n) => String(n).padStart(2, "0");
-    return d.getMonth() + 1 + "/" + d.getDate() + " " + pad(d.getHours()) + ":" + pad(d.getMinutes());
-  }
-
   function drawChart(box, allRuns) {
     const runs = allRuns.filter((r) => FINAL.includes(r.state)).slice(0, 30).reverse(); // oldest first
     if (!runs.length) {
@@ -157,6 +163,7 @@
     const slot = plotW / runs.length;
     const barW = Math.max(2, Math.min(22, (slot * 0.8) / SERIES.length));
     const every = Math.ceil(runs.length / 8);
+    const axis = HW.axisLabels(runs.map(runTime));
     runs.forEach((run, i) => {
       const r = records(run);
       const x0 = left + i * slot + (slot - barW * SERIES.length) / 2;
@@ -166,12 +173,12 @@
         const h = Math.max(v ? 1 : 0, y(0) - y(v));
         group.append(
           svg("rect", { x: x0 + j * barW, y: y(0) - h, width: barW - 1, height: h, fill: color, "data-series": name, "data-value": v },
-            svg("title", {}, shortTime(runTime(run)) + " — " + label + ": " + v))
+            svg("title", {}, HW.when(runTime(run), { seconds: true }) + " — " + label + ": " + v))
         );
       });
       chart.append(group);
-      if (i % every === 0) {
-        chart.append(svg("text", { x: left + i * slot + slot / 2, y: H - bottom + 16, "text-anchor": "middle", "font-size": 11, fill: "#5b6574" }, shortTime(runTime(run))));
+      if (i % every === 0 && axis[i]) {
+        chart.append(svg("text", { x: left + i * slot + slot / 2, y: H - bottom + 16, "text-anchor": "middle", "font-size": 11, fill: "#5b6574" }, axis[i]));
       }
     });
     chart.append(svg("text", { x: left + plotW / 2, y: H - 6, "text-anchor": "middle", "font-size": 11, fill: "#5b6574" }, "Run start time (oldest to newest)"));
@@ -254,7 +261,7 @@
   function runsTable(box, runs, open) {
     const cols = [
       { label: "Started", value: (r) => HW.when(runTime(r)) },
-      { label: "State", value: (r) => badge(r.state) },
+      { label: "State", value: (r) => badge(HW.runState(r)) },
       { label: "In", value: (r) => String(records(r).inputRecordCount ?? 0) },
       { label: "Out", value: (r) => String(records(r).outputRecordCount ?? 0) },
       { label: "Failed", value: (r) => String(records(r).failedRecordCount ?? 0) },
@@ -324,7 +331,7 @@
       document.title = (f.name || f.id) + " · Headwater";
       $(root, "[data-facts]").replaceChildren(
         ...fact("State", badge(f.state)),
-        ...fact("Type", (state.spec || {}).name || f.flowSpec.id),
+        ...fact("Type", flowType(state.spec)),
         ...fact("Schedule", scheduleText(f, state.spec)),
         ...related,
         ...fact("Id", el("code", { text: f.id }), " ", HW.copyButton(f.id, "Copy id"))

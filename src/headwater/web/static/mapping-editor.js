@@ -1,21 +1,17 @@
-/* Headwater console: the mapping rows editor, a reusable component (the mapping set page and the dataflow
- * wizard's Mapping step). Through the public API only (Schema Registry, Conversion):
+/* Headwater console: the mapping rows editor, a reusable component (the dataflow wizard's Mapping step).
+ * Through the public API only (Schema Registry for the destination fields, Conversion's preview):
  *
- *   const editor = HWMappingEditor.mount(container, {schemaId, columns: [{name, type}], sample: [rows], mappings,
- *                                                   previewBox})   previewBox: where the preview goes (else below)
- *   editor.setSchema(id)     -> Promise: the destination picker offers that schema's leaf fields
- *   editor.setColumns(cols)  the source picker offers these columns (names, or {name, type})
- *   editor.setSample(rows)   the rows validate() and preview() map
- *   editor.mappings()        -> [{sourceType, source, destination, ...identity settings kept}] of the rows
- *   editor.filled()          -> the rows with a source or a destination typed
- *   editor.validate()        -> Promise<null | problem>: POST mappingSets/preview; errors next to the rows
- *   editor.preview(rows?)    -> Promise<{ok, problem?}>: the mapped rows as a table below the editor
- *   editor.showProblem(p)    the API's errors about a mapping set (paths mappings[i].x) next to the rows
+ *   const editor = HWMappingEditor.mount(container, {schemaId, columns: [{name, type}], sample: [rows],
+ *                                                    mappings: [{sourceType, source, destination}]})
+ *   editor.ready          a promise: the schema's fields are loaded
+ *   editor.mappings()     -> [{sourceType, source, destination}] (rows without a destination are left out)
+ *   editor.showErrors(p)  a problem of the API, its mappings[i].* errors next to their rows
+ *   editor.preview()      -> Promise<boolean>: maps the sample rows with the API and shows them as a table
  *
- * Each row: Source type (Attribute, Expression, Constant), Source (with the columns as suggestions), and
- * Destination path (with the schema's leaf fields as suggestions). Inputs carry data-path
- * mappings[i].sourceType|source|destination, the paths the API's errors name. The table has fixed
- * column widths: an error note under an input makes its row taller, never the columns narrower.
+ * Each row: the source type (column, expression, constant), the source (a picker of the source's columns
+ * for a column, free text otherwise) and the destination path (suggested from the schema's leaf fields).
+ * Columns with a destination field of the same name are mapped when the editor opens. The table has fixed
+ * column widths, so an error under a row does not move the others.
  */
 (function () {
   "use strict";
@@ -24,23 +20,14 @@
   const CONV = "/data/foundation/conversion";
   const FULL = { Accept: "application/vnd.adobe.xed-full+json; version=1" };
   const el = (...args) => HW.el(...args);
-  const count = (n, word) => n + " " + word + (n === 1 ? "" : "s");
-
-  const SOURCE_TYPES = [
-    ["ATTRIBUTE", "Attribute", "a column, e.g. email"],
+  const TYPES = [
+    ["ATTRIBUTE", "Column", "a column of the source"],
     ["EXPRESSION", "Expression", "e.g. lower(trim(email))"],
     ["STATIC", "Constant", "e.g. web"],
   ];
-  const KEPT = ["identity", "primaryIdentity", "namespaceCode", "identityGroup"];
-
   let mounts = 0;
 
-  function ensureStyles() {
-    if (document.querySelector('link[href$="/mapping-editor.css"]')) return;
-    document.head.append(el("link", { rel: "stylesheet", href: "/console/static/mapping-editor.css" }));
-  }
-
-  /* The leaf field paths of a resolved schema (arrays of objects give their items' fields). */
+  /* The leaf field paths of a resolved schema (arrays of objects are walked into). */
   function leafPaths(node, prefix, out) {
     for (const [name, prop] of Object.entries((node && node.properties) || {})) {
       const path = prefix ? prefix + "." + name : name;
@@ -52,7 +39,7 @@
     return out;
   }
 
-  /* A mapped row as dotted paths -> values. */
+  /* {a: {b: 1}} -> {"a.b": 1}; arrays and scalars are leaves. */
   function flatten(value, prefix, out) {
     if (value && typeof value === "object" && !Array.isArray(value)) {
       for (const [k, v] of Object.entries(value)) flatten(v, prefix ? prefix + "." + k : k, out);
@@ -62,125 +49,58 @@
     return out;
   }
 
-  function cell(value) {
-    if (value === null || value === undefined) return el("span", { class: "muted", text: "—" });
-    return typeof value === "object" ? JSON.stringify(value) : String(value);
-  }
-
-  /* The preview's answer as a table: one row per input row, one column per destination field. */
-  function previewTable(rows, result, destinations) {
-    const errorsByRow = {};
-    for (const e of result.errors || []) (errorsByRow[e.row] = errorsByRow[e.row] || []).push(e);
-    const mapped = result.data || [];
-    const flat = mapped.map((m) => (m ? flatten(m, "", {}) : null));
-    const columns = [];
-    for (const d of destinations) if (d && !columns.includes(d)) columns.push(d);
-    for (const f of flat) for (const k of Object.keys(f || {})) if (!columns.includes(k)) columns.push(k);
-    const failed = mapped.filter((m) => m === null).length;
-    const head = el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Row" }), columns.map((c) => el("th", { scope: "col", text: c }))));
-    const body = el("tbody", {});
-    rows.forEach((_, i) => {
-      const tr = el("tr", { dataset: { row: i } }, el("td", { text: String(i + 1) }));
-      if (flat[i] === null || flat[i] === undefined) {
-        tr.classList.add("row-failed");
-        tr.append(
-          el(
-            "td",
-            { colspan: Math.max(1, columns.length) },
-            (errorsByRow[i] || [{ message: "not mapped" }]).map((e) => el("p", { class: "field-error", text: String(e.message).replace(/^row \d+: /, "") }))
-          )
-        );
-      } else {
-        for (const c of columns) tr.append(el("td", {}, cell(flat[i][c])));
-      }
-      body.append(tr);
-    });
-    if (!rows.length) body.append(el("tr", {}, el("td", { colspan: columns.length + 1, class: "empty", text: "No rows to preview." })));
-    return [
-      el("p", { class: failed ? "warning" : "muted", "data-preview-summary": "", text: rows.length - failed + " of " + count(rows.length, "row") + " mapped" + (failed ? "; " + failed + " failed" : "") }),
-      el("div", { class: "scroll" }, el("table", { class: "grid preview-table" }, el("caption", { class: "visually-hidden", text: "Mapped rows" }), head, body)),
-    ];
-  }
+  const shown = (v) => (v === undefined ? "" : v === null ? "null" : typeof v === "object" ? JSON.stringify(v) : String(v));
 
   function mount(container, options) {
     const opts = options || {};
-    ensureStyles();
     mounts += 1;
-    const uid = "me" + mounts;
-    let schemaId = opts.schemaId || "";
-    let sample = opts.sample || [];
-    let fieldsLoad = Promise.resolve();
+    const id = (name) => "me" + mounts + "-" + name;
+    const columns = opts.columns || [];
+    let fields = [];
 
-    const columnList = el("datalist", { id: uid + "-columns" });
-    const fieldList = el("datalist", { id: uid + "-fields" });
-    const tbody = el("tbody", { "data-rows": "" });
-    const help = el(
-      "p",
-      { class: "help", id: uid + "-help" },
-      "Attribute takes a column of the source row (dotted for nested values); Expression computes a value, e.g. ",
-      el("code", { text: "lower(trim(email))" }),
-      "; Constant writes the text as is. The destination is a field of the target schema."
-    );
+    const columnList = el("datalist", { id: id("columns") }, columns.map((c) => el("option", { value: c.name })));
+    const fieldList = el("datalist", { id: id("fields") });
+    const errorsBox = el("div", { class: "general-errors", "data-errors": "", role: "alert", hidden: true });
+    const tbody = el("tbody", {});
     const table = el(
       "table",
-      { class: "grid mapping-rows", "data-path": "mappings", "aria-describedby": help.id },
-      el("colgroup", {}, el("col", { class: "c-number" }), el("col", { class: "c-type" }), el("col", { class: "c-source" }), el("col", { class: "c-dest" }), el("col", { class: "c-remove" })),
+      { class: "grid mapping-rows fixed", "data-path": "mappings" },
+      el("colgroup", {}, el("col", { class: "c-n" }), el("col", { class: "c-type" }), el("col", { class: "c-source" }), el("col", { class: "c-dest" }), el("col", { class: "c-rm" })),
       el(
         "thead",
         {},
-        el(
-          "tr",
-          {},
-          el("th", { scope: "col", text: "#" }),
-          el("th", { scope: "col", text: "Source type" }),
-          el("th", { scope: "col", text: "Source" }),
-          el("th", { scope: "col", text: "Destination path" }),
-          el("th", { scope: "col" }, el("span", { class: "visually-hidden", text: "Remove" }))
-        )
+        el("tr", {}, ["#", "Source type", "Source", "Destination field", ""].map((t) => el("th", { scope: "col", text: t })))
       ),
       tbody
     );
-    const addButton = el("button", { type: "button", class: "secondary small", "data-add-row": "", text: "Add mapping", onclick: () => addRow(null, true) });
-    const allButton = el("button", { type: "button", class: "secondary small", "data-add-columns": "", text: "Add a row per column", hidden: true, onclick: () => addColumns() });
-    const previewBox = opts.previewBox || el("div", { class: "preview-result", "data-preview-result": "", "aria-live": "polite" });
+    const previewOut = el("div", { class: "scroll-x mapping-preview", "aria-live": "polite" });
     const root = el(
       "div",
-      { class: "mapping-editor", "data-mapping-editor": "" },
-      help,
-      el("div", { class: "scroll" }, table),
-      el("p", { class: "row" }, addButton, " ", allButton),
+      { class: "mapping-editor" },
+      errorsBox,
+      table,
+      el("p", { class: "help", text: "A row without a destination field is left out: its column is not mapped." }),
+      el("p", {}, el("button", { type: "button", class: "secondary small", text: "Add mapping", onclick: () => addRow(null, true) })),
       columnList,
       fieldList,
-      opts.previewBox ? null : previewBox
+      previewOut
     );
-    container.append(root);
-    // An input changed after an error: its note goes (the others stay until the next check).
-    root.addEventListener("input", (event) => {
-      const input = event.target;
-      if (!input.getAttribute || input.getAttribute("aria-invalid") !== "true") return;
-      (input.hwErrors || []).forEach((n) => n.remove());
-      input.hwErrors = [];
-      input.removeAttribute("aria-invalid");
-    });
+    container.replaceChildren(root);
 
     function renumber() {
       tbody.querySelectorAll("tr").forEach((tr, i) => {
         const n = i + 1;
         const where = "mappings[" + i + "]";
-        const number = tr.querySelector("[data-role=number]");
-        number.textContent = String(n);
-        number.dataset.path = where;
+        tr.querySelector("[data-role=number]").textContent = String(n);
         for (const [role, key, text] of [
           ["type", "sourceType", "Source type of mapping " + n],
           ["source", "source", "Source of mapping " + n],
-          ["destination", "destination", "Destination path of mapping " + n],
+          ["destination", "destination", "Destination field of mapping " + n],
         ]) {
           const input = tr.querySelector("[data-role=" + role + "]");
-          input.id = uid + "-" + role + "-" + i;
+          input.id = id(role + "-" + i);
           input.dataset.path = where + "." + key;
-          const label = tr.querySelector("label[data-for=" + role + "]");
-          label.htmlFor = input.id;
-          label.textContent = text;
+          input.setAttribute("aria-label", text);
         }
         tr.querySelector("[data-role=remove]").setAttribute("aria-label", "Remove mapping " + n);
       });
@@ -188,139 +108,130 @@
 
     function addRow(mapping, focus) {
       const m = mapping || {};
-      const type = el("select", { "data-role": "type" }, SOURCE_TYPES.map(([v, t]) => el("option", { value: v, selected: (m.sourceType || "ATTRIBUTE") === v, text: t })));
-      const source = el("input", { type: "text", "data-role": "source", list: columnList.id, autocomplete: "off", spellcheck: "false", value: m.source ?? m.sourceAttribute ?? "" });
-      const dest = el("input", { type: "text", "data-role": "destination", list: fieldList.id, autocomplete: "off", spellcheck: "false", value: m.destination ?? m.destinationXdmPath ?? "" });
-      const hint = () => {
-        source.placeholder = (SOURCE_TYPES.find(([v]) => v === type.value) || SOURCE_TYPES[0])[2];
-        // Column suggestions only where a column is what goes in.
-        if (type.value === "ATTRIBUTE") source.setAttribute("list", columnList.id);
+      const kind = m.sourceType || "ATTRIBUTE";
+      const type = el("select", { "data-role": "type" }, TYPES.map(([v, t]) => el("option", { value: v, selected: kind === v, text: t })));
+      const source = el("input", { type: "text", "data-role": "source", autocomplete: "off", spellcheck: "false", value: m.source || "" });
+      const dest = el("input", { type: "text", "data-role": "destination", list: id("fields"), autocomplete: "off", spellcheck: "false", value: m.destination || "" });
+      const sync = () => {
+        const t = TYPES.find(([v]) => v === type.value) || TYPES[0];
+        source.placeholder = t[2];
+        if (type.value === "ATTRIBUTE") source.setAttribute("list", id("columns"));
         else source.removeAttribute("list");
       };
-      type.addEventListener("change", hint);
-      hint();
-      dest.placeholder = "e.g. person.name.firstName";
-      const field = (role, input) => el("td", {}, el("div", { class: "field" }, el("label", { class: "visually-hidden", "data-for": role }), input));
+      type.addEventListener("change", sync);
+      sync();
+      const cell = (input) => el("td", {}, el("div", { class: "field" }, input));
       const tr = el(
         "tr",
         {},
         el("td", {}, el("span", { "data-role": "number" })),
-        field("type", type),
-        field("source", source),
-        field("destination", dest),
+        cell(type),
+        cell(source),
+        cell(dest),
         el("td", {}, el("button", { type: "button", class: "link", "data-role": "remove", text: "Remove", onclick: () => removeRow(tr) }))
       );
-      // Identity settings of a loaded mapping are kept as they are (the editor does not change them).
-      tr.extra = {};
-      for (const key of KEPT) if (m[key] !== undefined && m[key] !== null) tr.extra[key] = m[key];
-      if (m.identity) tr.querySelector("td").append(el("span", { class: "badge identity", title: "Identity", text: m.namespaceCode || "identity" }));
       tbody.append(tr);
       renumber();
-      if (focus) type.focus();
-      return tr;
+      if (focus) source.focus();
     }
 
     function removeRow(tr) {
-      const next = tr.nextElementSibling || tr.previousElementSibling;
       tr.remove();
       HW.clearErrors(root);
       renumber();
-      (next ? next.querySelector("[data-role=remove]") : addButton).focus();
-    }
-
-    /* One row per column not yet used as a source (the destinations are left to pick). */
-    function addColumns() {
-      const used = new Set(mappings().filter((m) => m.sourceType === "ATTRIBUTE").map((m) => m.source));
-      tbody.querySelectorAll("tr").forEach((tr) => {
-        if (!tr.querySelector("[data-role=source]").value.trim() && !tr.querySelector("[data-role=destination]").value.trim()) tr.remove();
-      });
-      let first = null;
-      for (const o of columnList.querySelectorAll("option")) {
-        if (used.has(o.value)) continue;
-        const tr = addRow({ source: o.value });
-        first = first || tr;
-      }
-      renumber();
-      if (first) first.querySelector("[data-role=destination]").focus();
     }
 
     function mappings() {
-      return Array.from(tbody.querySelectorAll("tr")).map((tr) => ({
-        sourceType: tr.querySelector("[data-role=type]").value,
-        source: tr.querySelector("[data-role=source]").value.trim(),
-        destination: tr.querySelector("[data-role=destination]").value.trim(),
-        ...tr.extra,
-      }));
-    }
-
-    function filled() {
-      return mappings().filter((m) => m.source || m.destination);
-    }
-
-    function setColumns(cols) {
-      const names = (cols || []).map((c) => (typeof c === "string" ? c : c.name)).filter(Boolean);
-      columnList.replaceChildren(...names.map((n) => el("option", { value: n })));
-      allButton.hidden = !names.length;
-    }
-
-    function setSchema(id) {
-      schemaId = id || "";
-      fieldList.replaceChildren();
-      if (!schemaId) return (fieldsLoad = Promise.resolve());
-      fieldsLoad = HW.api("GET", SR + "/tenant/schemas/" + encodeURIComponent(schemaId), null, { headers: FULL }).then((resolved) => {
-        if (resolved.ok) fieldList.replaceChildren(...leafPaths(resolved.data, "", []).map((p) => el("option", { value: p })));
+      const out = [];
+      tbody.querySelectorAll("tr").forEach((tr) => {
+        const destination = tr.querySelector("[data-role=destination]").value.trim();
+        const source = tr.querySelector("[data-role=source]").value.trim();
+        if (!destination) return; // a column left without a destination is not mapped
+        out.push({ sourceType: tr.querySelector("[data-role=type]").value, source, destination });
       });
-      return fieldsLoad;
+      return out;
     }
 
-    function setSample(rows) {
-      sample = Array.isArray(rows) ? rows : [];
+    /* The API's errors name mappings[i] of what was sent; rows left out (empty) shift the numbers. */
+    function showErrors(problem) {
+      const kept = [];
+      tbody.querySelectorAll("tr").forEach((tr, i) => {
+        if (tr.querySelector("[data-role=destination]").value.trim()) kept.push(i);
+      });
+      const errors = ((problem && problem.report && problem.report.errors) || []).map((e) => {
+        const match = /^(?:mappingSet\.)?mappings\[(\d+)\](.*)$/.exec(e.path || "");
+        if (!match) return e;
+        const row = kept[Number(match[1])];
+        return { ...e, path: "mappings[" + (row === undefined ? match[1] : row) + "]" + match[2] };
+      });
+      HW.showErrors(root, errors.length ? { ...problem, report: { ...problem.report, errors } } : problem);
     }
 
-    /* Errors of a mapping set (paths mappings[i].x, xdmSchema; a preview's are under mappingSet.) go
-     * next to the rows; the rest to the editor's own box, or the caller's. Answers the errors not shown. */
-    function showProblem(problem) {
-      const errors = (problem && problem.report && problem.report.errors) || [];
-      const fixed = errors.map((e) => ({ ...e, path: String(e.path || "").replace(/^mappingSet\.?/, "") }));
-      const mine = fixed.filter((e) => /^mappings(\[|$)/.test(e.path));
-      const rest = fixed.filter((e) => !/^mappings(\[|$)/.test(e.path));
-      if (mine.length) HW.showErrors(root, { report: { errors: mine } });
-      return rest;
-    }
-
-    async function run(rows) {
+    async function preview() {
       HW.clearErrors(root);
-      await fieldsLoad;
-      const result = await HW.api("POST", CONV + "/mappingSets/preview", { mappingSet: { xdmSchema: schemaId || undefined, mappings: mappings() }, data: rows });
-      return result;
-    }
-
-    async function validate() {
-      const result = await run([]);
-      if (result.ok) return null;
-      showProblem(result.data);
-      return result.data || { detail: "The server answered " + result.status };
-    }
-
-    async function preview(rows) {
-      const data = rows || sample;
-      const result = await run(data);
-      if (!result.ok) {
-        const rest = showProblem(result.data);
-        previewBox.replaceChildren(el("p", { class: "field-error", text: rest.length || !((result.data || {}).report || {}).errors ? "The preview failed." : "Fix the mappings above to preview them." }));
-        return { ok: false, problem: result.data || { detail: "The server answered " + result.status } };
+      const rows = opts.sample || [];
+      if (!rows.length) {
+        previewOut.replaceChildren(el("p", { class: "muted", text: "No sample rows to preview." }));
+        return true;
       }
-      previewBox.replaceChildren(el("h3", { class: "preview-heading", text: "Preview of the mapped rows" }), ...previewTable(data, result.data, mappings().map((m) => m.destination)));
-      return { ok: true, result: result.data };
+      const body = { mappingSet: { xdmSchema: opts.schemaId, mappings: mappings() }, data: rows.slice(0, 10) };
+      const result = await HW.api("POST", CONV + "/mappingSets/preview", body);
+      if (!result.ok) {
+        showErrors(result.data);
+        previewOut.replaceChildren(el("p", { class: "field-error", text: "Fix the mappings above to preview them." }));
+        return false;
+      }
+      renderPreview(body.data, result.data || {});
+      return true;
     }
 
-    for (const m of opts.mappings || []) addRow(m);
-    if (!tbody.children.length) addRow();
-    setColumns(opts.columns || []);
-    if (schemaId) setSchema(schemaId);
+    function renderPreview(rows, result) {
+      const errorsByRow = {};
+      for (const e of result.errors || []) (errorsByRow[e.row] = errorsByRow[e.row] || []).push(e.message.replace(/^row \d+: /, ""));
+      const mapped = (result.data || []).map((d) => (d ? flatten(d, "", {}) : null));
+      const paths = [];
+      for (const m of mapped) for (const k of Object.keys(m || {})) if (!paths.includes(k)) paths.push(k);
+      const failed = mapped.filter((m) => m === null).length;
+      const head = el("tr", {}, el("th", { scope: "col", text: "Row" }), paths.map((p) => el("th", { scope: "col", text: p })));
+      const body = el(
+        "tbody",
+        {},
+        rows.map((_, i) =>
+          mapped[i]
+            ? el("tr", {}, el("td", { text: String(i + 1) }), paths.map((p) => el("td", { text: shown(mapped[i][p]) })))
+            : el("tr", { class: "row-failed" }, el("td", { text: String(i + 1) }), el("td", { colspan: Math.max(1, paths.length) }, (errorsByRow[i] || ["not mapped"]).map((t) => el("p", { class: "field-error", text: t }))))
+        )
+      );
+      previewOut.replaceChildren(
+        el("h3", { text: "Preview of the mapped rows" }),
+        el("p", { class: failed ? "warning" : "muted", text: rows.length - failed + " of " + rows.length + " rows mapped" + (failed ? "; " + failed + " failed" : "") }),
+        el("table", { class: "grid preview-table", "aria-label": "Preview of the mapped rows" }, el("thead", {}, head), body)
+      );
+    }
 
-    return { element: root, mappings, filled, setSchema, setColumns, setSample, validate, preview, showProblem, addRow, ready: () => fieldsLoad };
+    const ready = (async () => {
+      if (opts.schemaId) {
+        const resolved = await HW.api("GET", SR + "/tenant/schemas/" + encodeURIComponent(opts.schemaId), null, { headers: FULL });
+        if (resolved.ok) fields = leafPaths(resolved.data, "", []);
+      }
+      fieldList.replaceChildren(...fields.map((p) => el("option", { value: p })));
+      if (opts.mappings && opts.mappings.length) {
+        opts.mappings.forEach((m) => addRow(m));
+      } else {
+        // A column whose name is the last part of a field's path is mapped to that field.
+        const byLeaf = {};
+        for (const f of fields) {
+          const leaf = f.split(".").pop().toLowerCase();
+          if (!(leaf in byLeaf)) byLeaf[leaf] = f;
+        }
+        for (const c of columns) addRow({ sourceType: "ATTRIBUTE", source: c.name, destination: byLeaf[c.name.toLowerCase()] || "" });
+        if (!columns.length) addRow();
+      }
+      root.setAttribute("data-ready", "true");
+    })();
+
+    return { ready, mappings, showErrors, preview, element: root, fields: () => fields.slice() };
   }
 
-  window.HWMappingEditor = { mount, leafPaths, previewTable };
+  window.HWMappingEditor = { mount, leafPaths, flatten };
 })();

@@ -39,7 +39,7 @@
     const { identityMap, ...attributes } = profile.entity;
     result.replaceChildren(
       el("h2", { text: `Profile ${profile.entityId}` }),
-      el("p", { class: "muted", text: `Last modified ${new Date(profile.lastModifiedAt).toLocaleString()}; merge policy ${profile.mergePolicy.id}` }),
+      el("p", { class: "muted", text: `Last modified ${HW.when(profile.lastModifiedAt)}; merge policy ${profile.mergePolicy.id}` }),
       el("h3", { text: "Identities" }),
       table(
         [

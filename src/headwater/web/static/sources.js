@@ -134,7 +134,7 @@
     const r = await listAll(`${FS}/connections?orderby=-createdAt&property=${encodeURIComponent("connectionSpec.id==" + ids)}`);
     box.removeAttribute("aria-busy");
     if (!r.ok) {
-      box.replaceChildren(errorBox("The connections could not be listed.", r.data));
+      box.replaceChildren(errorBox("The accounts could not be listed.", r.data));
       return;
     }
     const columns = [
@@ -144,7 +144,7 @@
       { label: "State", value: (c) => el("span", { class: "badge " + (c.state || ""), text: c.state || "" }) },
       { label: "Created", value: (c) => HW.when(c.createdAt) },
     ];
-    box.replaceChildren(HW.table(columns, r.data, { empty: "No source connection in this sandbox yet." }));
+    box.replaceChildren(HW.table(columns, r.data, { empty: "No accounts in this sandbox yet: add one from the catalog above." }));
   }
 
   // --- the wizard -----------------------------------------------------------------------------------
@@ -190,6 +190,10 @@
       this.save = el("button", { type: "button", class: "primary", text: "Save", hidden: true, onclick: () => this.finish() });
       this.cancel = el("button", { type: "button", class: "secondary", text: "Cancel", onclick: () => this.abandon() });
       buttons.append(this.save, this.cancel);
+      // Next waits for a passing connection test: while it cannot be used, the words beside it say why.
+      this.next = Array.from(buttons.querySelectorAll("button.primary")).find((b) => b !== this.save);
+      this.nextWhy = el("p", { class: "help next-why", id: "next-why", role: "status", hidden: true });
+      buttons.after(this.nextWhy);
       this.testAgain.addEventListener("click", () => this.test());
       // Enter in a field moves on (Next, or Save on the last step); the form is never submitted.
       root.addEventListener("submit", (event) => event.preventDefault());
@@ -257,7 +261,25 @@
       return true;
     }
 
+    /* Next on the test step: usable once the test passed; else aria-disabled with the reason beside it. */
+    gate(why) {
+      const blocked = this.wizard.current() === "test" && !this.found;
+      if (!this.next) return;
+      if (blocked) {
+        this.next.setAttribute("aria-disabled", "true");
+        this.next.setAttribute("aria-describedby", "next-why");
+        this.nextWhy.textContent = why || "Next is disabled until the connection test passes: it is running now.";
+        this.nextWhy.hidden = false;
+      } else {
+        this.next.removeAttribute("aria-disabled");
+        this.next.removeAttribute("aria-describedby");
+        this.nextWhy.hidden = true;
+        this.nextWhy.textContent = "";
+      }
+    }
+
     entered(step) {
+      this.gate();
       this.save.hidden = step !== "review";
       if (step === "test") this.test();
       if (step === "review") this.review();
@@ -319,6 +341,7 @@
       this.found = null;
       this.testAgain.hidden = true;
       this.result.replaceChildren(el("p", { class: "muted", text: "Testing the connection…" }));
+      this.gate();
       let outcome;
       if (!explorable(this.spec)) {
         this.found = [];
@@ -353,6 +376,10 @@
       }
       this.result.replaceChildren(outcome);
       this.testAgain.hidden = false;
+      this.gate(
+        "Next is disabled because the connection test failed: go Back to Authenticate to correct the credentials, " +
+          "or press Test again once the source is reachable."
+      );
     }
 
     review() {
@@ -374,10 +401,7 @@
     }
 
     finish() {
-      // Sent here by the Create dataflow wizard (?next=/console/flows/new): back to it, with this account.
-      const next = new URLSearchParams(location.search).get("next") || "";
-      if (next === "/console/flows/new") location.href = next + "?connection=" + encodeURIComponent(this.connection.id);
-      else location.href = "/console/sources/" + encodeURIComponent(this.connection.id);
+      location.href = "/console/sources/" + encodeURIComponent(this.connection.id);
     }
 
     /* Leave the wizard; a connection the test step created is deleted. */
@@ -402,7 +426,7 @@
     const dl = root.querySelector("#conn-facts");
     if (!r.ok) {
       dl.removeAttribute("aria-busy");
-      dl.replaceWith(errorBox("This connection could not be read.", r.data));
+      dl.replaceWith(errorBox("This account could not be read.", r.data));
       return;
     }
     const conn = r.data.items[0];
@@ -428,7 +452,7 @@
     if (!explorable(spec)) {
       section.querySelector(".toolbar").hidden = true;
       root.querySelector("#explore-status").replaceChildren(
-        el("p", { class: "muted", text: `${specLabel(spec)} connections receive the data sent to them; there is nothing to explore.` })
+        el("p", { class: "muted", text: `${specLabel(spec)} accounts receive the data sent to them; there is nothing to explore.` })
       );
       return;
     }
@@ -448,13 +472,13 @@
     }
 
     async load() {
-      this.status.replaceChildren(el("p", { class: "muted", text: "Exploring the connection…" }));
+      this.status.replaceChildren(el("p", { class: "muted", text: "Exploring the account…" }));
       this.tree.setAttribute("aria-busy", "true");
       const r = await api("GET", `${FS}/connections/${this.id}/explore?objectType=root`);
       this.tree.removeAttribute("aria-busy");
       if (!r.ok) {
         this.tree.replaceChildren();
-        this.status.replaceChildren(errorBox("The connection could not be explored.", r.data));
+        this.status.replaceChildren(errorBox("The account could not be explored.", r.data));
         return;
       }
       const items = Array.isArray(r.data) ? r.data : [];
