@@ -118,25 +118,25 @@ def test_mapping_editor_validates_next_to_the_row_and_previews_rows(
     console.get_by_label("Name", exact=True).fill(name)
     console.get_by_label("Output schema").select_option(label=title)
     console.get_by_label("Source of mapping 1").fill("id")
-    console.get_by_label("Destination path of mapping 1").fill("_id")
+    console.get_by_label("Destination field of mapping 1").fill("_id")
     console.get_by_role("button", name="Add mapping").click()
-    expect(console.get_by_label("Source type of mapping 2")).to_be_focused()
+    expect(console.get_by_label("Source of mapping 2")).to_be_focused()
     console.get_by_label("Source type of mapping 2").select_option("EXPRESSION")
     console.get_by_label("Source of mapping 2").fill("upper(first_name)")
-    console.get_by_label("Destination path of mapping 2").fill("person.name.firstName")
+    console.get_by_label("Destination field of mapping 2").fill("person.name.firstName")
     console.get_by_role("button", name="Add mapping").click()
     console.get_by_label("Source of mapping 3").fill("email")
-    console.get_by_label("Destination path of mapping 3").fill("personalEmail.adress")
+    console.get_by_label("Destination field of mapping 3").fill("personalEmail.adress")
     console.get_by_role("button", name="Save").click()
 
     # The API's error (mappings[2].destination) is shown next to that row's destination field.
     third = console.locator("[data-rows] tr").nth(2)
     expect(third.locator(".field-error")).to_contain_text("'personalEmail.adress' is not a field of schema")
-    expect(console.get_by_label("Destination path of mapping 3")).to_have_attribute("aria-invalid", "true")
+    expect(console.get_by_label("Destination field of mapping 3")).to_have_attribute("aria-invalid", "true")
     expect(console.locator("[data-rows] tr").nth(0).locator(".field-error")).to_have_count(0)
     assert console.url.endswith("/console/mappings/new")  # nothing was saved
 
-    console.get_by_label("Destination path of mapping 3").fill("personalEmail.address")
+    console.get_by_label("Destination field of mapping 3").fill("personalEmail.address")
     console.get_by_role("button", name="Save").click()
     expect(console.locator("[data-version]")).to_contain_text("Version 0")
     mapping_id = console.url.rsplit("/", 1)[1]
@@ -187,7 +187,7 @@ def test_mapping_editor_validates_next_to_the_row_and_previews_rows(
     tall_screenshot(console, "mappings")
 
     # A preview error about the mappings also lands next to the row.
-    console.get_by_label("Destination path of mapping 1").fill("no.such.field")
+    console.get_by_label("Destination field of mapping 1").fill("no.such.field")
     console.get_by_role("button", name="Preview").click()
     expect(console.locator("[data-rows] tr").nth(0).locator(".field-error")).to_contain_text(
         "'no.such.field' is not a field of schema"
@@ -206,4 +206,42 @@ def test_schema_pages_accept_the_schema_id_too(console: Any, console_api: ApiCli
     console.goto("/console/schemas/" + quote(schema["$id"], safe=""))
     expect(console.locator("#main h1")).to_have_text(schema["title"])
     expect(console.locator('li[data-field="_id"]')).to_be_visible()
+    assert problems == []
+
+
+def test_saving_a_mapping_set_keeps_its_identity_settings(console: Any, console_api: ApiClient) -> None:
+    """The editor does not change a mapping's identity settings: saving an edit of another row keeps them."""
+    schema = profile_schema(console_api, unique("Identities kept"))
+    created = console_api.post(
+        f"{CONV}/mappingSets",
+        json={
+            "name": unique("With an identity"),
+            "xdmSchema": schema["$id"],
+            "mappings": [
+                {
+                    "source": "email",
+                    "destination": "personalEmail.address",
+                    "identity": True,
+                    "primaryIdentity": True,
+                    "namespaceCode": "Email",
+                },
+                {"source": "id", "destination": "_id"},
+            ],
+        },
+    )
+    assert created.status_code == 201, created.text
+    ident = created.json()["id"]
+    problems = watch(console)
+    console.goto(f"/console/mappings/{ident}")
+    expect(console.locator("[data-rows] tr").first.locator(".badge.identity")).to_have_text("Email")
+    console.get_by_label("Source of mapping 2").fill("customer_id")
+    console.get_by_role("button", name="Save").click()
+    expect(console.locator("[data-version]")).to_contain_text("Version 1")
+    saved = console_api.get(f"{CONV}/mappingSets/{ident}").json()["mappings"]
+    assert [m["source"] for m in saved] == ["email", "customer_id"]
+    assert (saved[0]["identity"], saved[0]["primaryIdentity"], saved[0]["namespaceCode"]) == (
+        True,
+        True,
+        "Email",
+    )
     assert problems == []

@@ -64,6 +64,7 @@
       mappings: doc ? doc.mappings || [] : [],
       previewBox: $(root, "[data-preview-result]"),
     });
+    await editor.ready;
     showVersion();
     schemaSelect.addEventListener("change", () => editor.setSchema(schemaSelect.value));
 
@@ -86,7 +87,7 @@
       if (result.status === 412) {
         return HW.showErrors(form, { detail: "This mapping set" + CONFLICT });
       }
-      if (!result.ok) return HW.showErrors(form, result.data);
+      if (!result.ok) return showProblem(result.data);
       state.id = result.data.id;
       state.etag = result.etag;
       state.version = result.data.version;
@@ -96,6 +97,17 @@
       showVersion();
       HW.toast("Saved version " + state.version);
     });
+
+    /* The rows' errors next to the rows (the editor knows which row each index names), the others next
+     * to the name, description or schema. */
+    function showProblem(problem) {
+      const errors = (problem && problem.report && problem.report.errors) || [];
+      const ofRows = errors.filter((e) => /^mappings\[/.test(e.path || ""));
+      const rest = errors.filter((e) => !/^mappings\[/.test(e.path || ""));
+      HW.clearErrors(form);
+      if (rest.length || !ofRows.length) HW.showErrors(form, { ...problem, report: { ...(problem || {}).report, errors: rest } });
+      if (ofRows.length) editor.showErrors({ ...problem, report: { ...problem.report, errors: ofRows } });
+    }
 
     setUpPreview(root, form, editor);
   }
@@ -160,15 +172,8 @@
       }
       if (!Array.isArray(rows)) rows = [rows];
       offerColumns();
-      const outcome = await editor.preview(rows);
-      if (outcome.ok) return;
-      // Errors about the mapping set go next to its fields (the rows, the schema); the others next to the
-      // sample rows.
-      const errors = ((outcome.problem || {}).report || {}).errors || [];
-      const ofSet = errors.filter((e) => /^mappingSet(\.|$)/.test(e.path || "")).map((e) => ({ ...e, path: e.path.replace(/^mappingSet\.?/, "") }));
-      const rest = errors.filter((e) => !/^mappingSet(\.|$)/.test(e.path || ""));
-      if (ofSet.some((e) => !/^mappings(\[|$)/.test(e.path))) HW.showErrors(mappingForm, { report: { errors: ofSet } });
-      if (rest.length || !errors.length) HW.showErrors(form, rest.length ? { report: { errors: rest } } : outcome.problem);
+      // The editor maps the rows with the API and shows its errors next to the rows.
+      await editor.preview(rows);
     });
   }
 

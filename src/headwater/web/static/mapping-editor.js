@@ -1,4 +1,5 @@
-/* Headwater console: the mapping rows editor, a reusable component (the dataflow wizard's Mapping step).
+/* Headwater console: the mapping rows editor, a reusable component (the dataflow wizard's Mapping step and
+ * the mapping set page).
  * Through the public API only (Schema Registry for the destination fields, Conversion's preview):
  *
  *   const editor = HWMappingEditor.mount(container, {schemaId, columns: [{name, type}], sample: [rows],
@@ -6,7 +7,12 @@
  *   editor.ready          a promise: the schema's fields are loaded
  *   editor.mappings()     -> [{sourceType, source, destination}] (rows without a destination are left out)
  *   editor.showErrors(p)  a problem of the API, its mappings[i].* errors next to their rows
- *   editor.preview()      -> Promise<boolean>: maps the sample rows with the API and shows them as a table
+ *   editor.preview(rows?) -> Promise<boolean>: maps the sample rows (or rows) with the API, shows a table
+ *   editor.setSchema(id)  -> Promise: the destination suggestions become that schema's leaf fields
+ *   editor.setColumns(c)  the source suggestions become these columns ([{name}] or names)
+ *
+ * Options also: previewBox, where the preview goes (else under the rows). A loaded mapping's identity
+ * settings (identity, primaryIdentity, namespaceCode, identityGroup) are kept as they are.
  *
  * Each row: the source type (column, expression, constant), the source (a picker of the source's columns
  * for a column, free text otherwise) and the destination path (suggested from the schema's leaf fields).
@@ -25,6 +31,7 @@
     ["EXPRESSION", "Expression", "e.g. lower(trim(email))"],
     ["STATIC", "Constant", "e.g. web"],
   ];
+  const KEPT = ["identity", "primaryIdentity", "namespaceCode", "identityGroup"];
   let mounts = 0;
 
   /* The leaf field paths of a resolved schema (arrays of objects are walked into). */
@@ -57,11 +64,12 @@
     const id = (name) => "me" + mounts + "-" + name;
     const columns = opts.columns || [];
     let fields = [];
+    let schemaId = opts.schemaId || "";
 
     const columnList = el("datalist", { id: id("columns") }, columns.map((c) => el("option", { value: c.name })));
     const fieldList = el("datalist", { id: id("fields") });
     const errorsBox = el("div", { class: "general-errors", "data-errors": "", role: "alert", hidden: true });
-    const tbody = el("tbody", {});
+    const tbody = el("tbody", { "data-rows": "" });
     const table = el(
       "table",
       { class: "grid mapping-rows fixed", "data-path": "mappings" },
@@ -73,7 +81,7 @@
       ),
       tbody
     );
-    const previewOut = el("div", { class: "scroll-x mapping-preview", "aria-live": "polite" });
+    const previewOut = opts.previewBox || el("div", { class: "scroll-x mapping-preview", "aria-live": "polite" });
     const root = el(
       "div",
       { class: "mapping-editor" },
@@ -83,7 +91,7 @@
       el("p", {}, el("button", { type: "button", class: "secondary small", text: "Add mapping", onclick: () => addRow(null, true) })),
       columnList,
       fieldList,
-      previewOut
+      opts.previewBox ? null : previewOut
     );
     container.replaceChildren(root);
 
@@ -110,8 +118,8 @@
       const m = mapping || {};
       const kind = m.sourceType || "ATTRIBUTE";
       const type = el("select", { "data-role": "type" }, TYPES.map(([v, t]) => el("option", { value: v, selected: kind === v, text: t })));
-      const source = el("input", { type: "text", "data-role": "source", autocomplete: "off", spellcheck: "false", value: m.source || "" });
-      const dest = el("input", { type: "text", "data-role": "destination", list: id("fields"), autocomplete: "off", spellcheck: "false", value: m.destination || "" });
+      const source = el("input", { type: "text", "data-role": "source", autocomplete: "off", spellcheck: "false", value: m.source ?? m.sourceAttribute ?? "" });
+      const dest = el("input", { type: "text", "data-role": "destination", list: id("fields"), autocomplete: "off", spellcheck: "false", value: m.destination ?? m.destinationXdmPath ?? "" });
       const sync = () => {
         const t = TYPES.find(([v]) => v === type.value) || TYPES[0];
         source.placeholder = t[2];
@@ -130,6 +138,10 @@
         cell(dest),
         el("td", {}, el("button", { type: "button", class: "link", "data-role": "remove", text: "Remove", onclick: () => removeRow(tr) }))
       );
+      // Identity settings of a loaded mapping are kept as they are (the editor does not change them).
+      tr.extra = {};
+      for (const key of KEPT) if (m[key] !== undefined && m[key] !== null) tr.extra[key] = m[key];
+      if (m.identity) tr.querySelector("td").append(el("span", { class: "badge identity", title: "Identity", text: m.namespaceCode || "identity" }));
       tbody.append(tr);
       renumber();
       if (focus) source.focus();
@@ -147,7 +159,7 @@
         const destination = tr.querySelector("[data-role=destination]").value.trim();
         const source = tr.querySelector("[data-role=source]").value.trim();
         if (!destination) return; // a column left without a destination is not mapped
-        out.push({ sourceType: tr.querySelector("[data-role=type]").value, source, destination });
+        out.push({ sourceType: tr.querySelector("[data-role=type]").value, source, destination, ...tr.extra });
       });
       return out;
     }
@@ -167,14 +179,14 @@
       HW.showErrors(root, errors.length ? { ...problem, report: { ...problem.report, errors } } : problem);
     }
 
-    async function preview() {
+    async function preview(given) {
       HW.clearErrors(root);
-      const rows = opts.sample || [];
+      const rows = Array.isArray(given) ? given : opts.sample || [];
       if (!rows.length) {
         previewOut.replaceChildren(el("p", { class: "muted", text: "No sample rows to preview." }));
         return true;
       }
-      const body = { mappingSet: { xdmSchema: opts.schemaId, mappings: mappings() }, data: rows.slice(0, 10) };
+      const body = { mappingSet: { xdmSchema: schemaId || undefined, mappings: mappings() }, data: rows.slice(0, 10) };
       const result = await HW.api("POST", CONV + "/mappingSets/preview", body);
       if (!result.ok) {
         showErrors(result.data);
@@ -209,12 +221,26 @@
       );
     }
 
-    const ready = (async () => {
-      if (opts.schemaId) {
-        const resolved = await HW.api("GET", SR + "/tenant/schemas/" + encodeURIComponent(opts.schemaId), null, { headers: FULL });
+    async function loadFields() {
+      fields = [];
+      if (schemaId) {
+        const resolved = await HW.api("GET", SR + "/tenant/schemas/" + encodeURIComponent(schemaId), null, { headers: FULL });
         if (resolved.ok) fields = leafPaths(resolved.data, "", []);
       }
       fieldList.replaceChildren(...fields.map((p) => el("option", { value: p })));
+    }
+
+    function setSchema(ident) {
+      schemaId = ident || "";
+      return loadFields();
+    }
+
+    function setColumns(names) {
+      columnList.replaceChildren(...(names || []).map((c) => el("option", { value: typeof c === "string" ? c : c.name })));
+    }
+
+    const ready = (async () => {
+      await loadFields();
       if (opts.mappings && opts.mappings.length) {
         opts.mappings.forEach((m) => addRow(m));
       } else {
@@ -230,7 +256,7 @@
       root.setAttribute("data-ready", "true");
     })();
 
-    return { ready, mappings, showErrors, preview, element: root, fields: () => fields.slice() };
+    return { ready, mappings, showErrors, preview, setSchema, setColumns, element: root, fields: () => fields.slice() };
   }
 
   window.HWMappingEditor = { mount, leafPaths, flatten };
