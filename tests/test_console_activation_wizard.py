@@ -154,6 +154,8 @@ def test_an_activation_built_in_the_console_delivers_a_dataset_row(
     )
     page.get_by_role("button", name="Refresh counts, runs and dead letters").click()
     expect(page.locator('[data-metric="delivered"] .value')).to_have_text("1")
+    page.goto(f"/console/destinations/{conn}")  # the destination's page says it holds its own CA
+    expect(page.get_by_text("1 certificate stored with the destination")).to_be_visible()
     assert problems == []
 
 

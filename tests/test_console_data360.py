@@ -87,6 +87,7 @@ def test_external_client_app_with_certificate_upload(
     assert app["scopes"] == ["api", "refresh_token", "offline_access", "cdp_ingest_api"]
     assert app["permittedUsers"] == "All users may self-authorize"
     assert app["ipRelaxation"] == "Relax IP restrictions"
+    assert console.url.endswith(f"/console/data360/apps/{app['id']}")  # the saved app's address
     expect(created.locator("dd", has_text=app["consumerKey"])).to_be_visible()
     expect(created).to_contain_text("Shown only now")
     created.get_by_role("button", name="Copy consumer key").click()
@@ -247,6 +248,7 @@ def test_connector_schema_upload_refused_update_and_data_streams(
     expect(deployed).to_contain_text("2 data streams deployed to data space default")
     expect(deployed.locator("tbody tr")).to_have_count(2)
     expect(deployed.locator(".badge", has_text="ACTIVE")).to_have_count(2)
+    assert console.url.endswith("/console/data360/streams?dataspace=default")  # not /new any more
 
     listed = console_api.get(
         f"{SSOT}/data-streams", params={"dataspace": "default", "connectorId": connector_id}

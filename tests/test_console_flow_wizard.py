@@ -330,6 +330,9 @@ def test_a_streaming_flow_shows_its_inlet_and_lands_what_is_sent(
     flow = console.url.rsplit("/", 1)[1]
     expect(console.get_by_role("button", name="Copy the inlet URL")).to_be_visible()
     url = inlet.input_value()
+    console.reload()  # the flow's page, which shows the inlet too
+    expect(console.locator("#main h1")).not_to_have_text("Create dataflow")
+    expect(console.locator("code", has_text=url)).to_be_visible()
     stored = console_api.get(f"{FS}/connections/{account}").json()["items"][0]
     assert url == stored["auth"]["params"]["inletUrl"]
     message = {"_id": "web-1", "personalEmail": {"address": "lin@example.com"}}

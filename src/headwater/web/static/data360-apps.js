@@ -213,6 +213,8 @@
       if (!result.ok) return showErrors(form, problemOf(result));
       showCreated(result.data);
       form.hidden = true;
+      // The address is the saved app's (a reload shows its settings; the secret is not shown again).
+      history.replaceState(null, "", `${CONSOLE}/apps/${encodeURIComponent(result.data.id)}`);
     });
   }
 

@@ -203,6 +203,9 @@
       done.hidden = false;
       done.focus();
       HW.toast("Deployed");
+      // The address is what was saved: the stream's page, or the data space's list for several.
+      const saved = streams.length === 1 && streams[0].id ? `${CONSOLE}/streams/${encodeURIComponent(streams[0].id)}` : `${CONSOLE}/streams`;
+      history.replaceState(null, "", `${saved}?dataspace=${encodeURIComponent(space)}`);
     });
 
     const [listed, spaces] = await Promise.all([api("GET", `${SSOT}/connections?connectorType=StreamingApp`), dataSpaces()]);

@@ -330,6 +330,10 @@
       if (entries.length) rows.push(el("dt", { text: label }), el("dd", {}, el("ul", { class: "plain" }, entries.map(([k, v]) => el("li", {}, el("code", { text: `${k}: ${v === MASKED ? HIDDEN : v}` }))))));
     }
     if (params.clientCertificate) rows.push(el("dt", { text: "Mutual TLS" }), el("dd", { text: "Client certificate and key configured" }));
+    if (params.caCertificate) {
+      const count = (String(params.caCertificate).match(/-----BEGIN CERTIFICATE-----/g) || []).length;
+      rows.push(el("dt", { text: "Trusted CA certificates" }), el("dd", { text: `${count} certificate${count === 1 ? "" : "s"} stored with the destination` }));
+    }
     return el("dl", { class: "facts" }, rows);
   }
 

@@ -463,7 +463,17 @@
       sourceId ? HW.api("GET", FS + "/sourceConnections/" + encodeURIComponent(sourceId)) : null,
       targetId ? HW.api("GET", FS + "/targetConnections/" + encodeURIComponent(targetId)) : null,
     ]);
-    if (source && source.ok) out.push(...fact("Source", source.data.items[0].name || sourceId));
+    const src = source && source.ok ? source.data.items[0] : null;
+    if (src) out.push(...fact("Source", src.name || sourceId));
+    if (src && src.baseConnectionId) {
+      const base = await HW.api("GET", FS + "/connections/" + encodeURIComponent(src.baseConnectionId));
+      const account = base.ok ? base.data.items[0] : null;
+      out.push(...fact("Account", el("a", { href: "/console/sources/" + encodeURIComponent(src.baseConnectionId), text: (account && account.name) || src.baseConnectionId })));
+      // A streaming flow receives what is POSTed to its account's inlet (with the flowId in the header),
+      // or, for an account without one (Customer.io), to the flow's own.
+      const inlet = (((account || {}).auth || {}).params || {}).inletUrl || (flow.options || {}).inletUrl;
+      if (inlet) out.push(...fact("Inlet URL", el("span", {}, el("code", { text: inlet }), " ", HW.copyButton(inlet, "Copy", "Copy the inlet URL"))));
+    }
     const datasetId = target && target.ok ? ((target.data.items[0] || {}).params || {}).dataSetId : null;
     if (datasetId) {
       const ds = await HW.api("GET", CAT + "/dataSets/" + encodeURIComponent(datasetId));
