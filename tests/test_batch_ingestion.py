@@ -241,6 +241,7 @@ def test_an_unparseable_file_fails_the_batch_and_nothing_lands(api: ApiClient, d
 def test_abort_drops_the_batch(api: ApiClient, dataset_id: str) -> None:
     batch_id = create(api, dataset_id)
     upload(api, batch_id, dataset_id, "people.json", json_lines([person(1)]))
+    upload(api, batch_id, dataset_id, "big.json", b" " * (3 << 20))  # over the 1 MB of control calls
     response = api.post(f"{IMPORT}/{batch_id}?action=ABORT")
     assert response.status_code == 200, response.text
     assert catalog_batch(api, batch_id)["status"] == "aborted"
