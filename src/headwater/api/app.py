@@ -27,6 +27,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     errors.install(app)
     from headwater.api.routes import (
         audit,
+        batchingest,
         catalog,
         collection,
         conversion,
@@ -74,6 +75,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(profiles.router)
     app.include_router(segments.router)
     app.include_router(profile_exports.router)
+    app.include_router(batchingest.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:

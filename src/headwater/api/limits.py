@@ -23,6 +23,7 @@ streaming inlets ``/collection/…``                  1 MB                 Data 
 uploads ``PUT …/connections/{id}/files/{path}``     5 GB                 platform
 Data 360 bulk ``PUT /api/v1/ingest/jobs/{id}/…``    150 MB               platform (INGEST-1413-413)
 Data 360 ingestion (``/api/v1/ingest``, events)     200 KB               platform (INGEST-1413-413)
+batch files ``PUT|PATCH /import/batches/…/files/…`` 5 GB                 platform
 everything else (control plane, tokens, console)    1 MB                 platform (HW-1413-413)
 =================================================  ===================  ===========================
 """
@@ -45,6 +46,7 @@ DRAIN_BYTES = 256 * 1024 * 1024
 DRAIN_SECONDS = 30.0
 
 _UPLOAD = re.compile(r"^/data/foundation/flowservice/connections/[^/]+/files/.+")
+_BATCH_FILE = re.compile(r"^/data/foundation/import/batches/[^/]+/datasets/[^/]+/files/.+")
 _BULK = re.compile(r"^/api/v1/ingest/jobs/[^/]+/batches/?$")
 
 
@@ -77,6 +79,7 @@ def _families() -> dict[str, Family]:
     from headwater.api.responses import MAX_CONTROL_BODY
     from headwater.api.routes.collection import MAX_BODY as INLET_BODY
     from headwater.api.routes.uploads import MAX_UPLOAD_BYTES
+    from headwater.services.batchingest import MAX_FILE_BYTES as BATCH_FILE_BYTES
     from headwater.services.data360.bulk import MAX_FILE_BYTES
     from headwater.services.data360.ingest import MAX_BODY as INGEST_BODY
 
@@ -86,6 +89,7 @@ def _families() -> dict[str, Family]:
         "bulk": Family("bulk", MAX_FILE_BYTES, "INGEST-1413-413"),
         "ingest": Family("ingest", INGEST_BODY, "INGEST-1413-413"),
         "control": Family("control", MAX_CONTROL_BODY),
+        "batchfile": Family("batchfile", BATCH_FILE_BYTES),
     }
 
 
@@ -96,6 +100,8 @@ def family_of(method: str, path: str) -> Family:
         return families["inlet"]
     if method == "PUT" and _UPLOAD.match(path):
         return families["upload"]
+    if method in ("PUT", "PATCH") and _BATCH_FILE.match(path):
+        return families["batchfile"]
     if method == "PUT" and _BULK.match(path):
         return families["bulk"]
     if path.startswith(("/api/v1/ingest", "/server/events")):

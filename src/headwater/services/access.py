@@ -66,6 +66,8 @@ IDNS = "/data/core/idnamespace/identities"
 MERGE_POLICIES = "/data/core/ups/config/mergePolicies"
 SEGMENT_DEFINITIONS = "/data/core/ups/segment/definitions"
 SSOT = "/services/data/{version}/ssot"
+IMPORT = "/data/foundation/import/batches"
+IMPORT_FILE = f"{IMPORT}/{{batchId}}/datasets/{{datasetId}}/files/{{fileName:path}}"
 
 
 def _crud(path: str, permission: str, methods: tuple[str, ...] = ("PATCH", "DELETE")) -> dict[str, str]:
@@ -134,6 +136,10 @@ ROUTES: Mapping[str, str] = {
     f"POST {SSOT}/connections/{{ident}}/schema/actions/preview": READ,
     **_crud(f"{SSOT}/data-streams", MANAGE_DATAFLOWS),
     f"POST {SSOT}/data-streams/actions/preview": READ,
+    # The Batch Ingestion API (api/routes/batchingest.py): sending data, like the inlets and Data 360's.
+    f"POST {IMPORT}": INGEST_DATA,
+    f"POST {IMPORT}/{{batchId}}": INGEST_DATA,
+    **{f"{m} {IMPORT_FILE}": INGEST_DATA for m in ("PUT", "PATCH", "POST")},
 }
 
 
