@@ -41,7 +41,7 @@ NAMED_CONNECTIONS = {
     "POSTGRESQL": "postgresql",
     "HTTP_API_STREAMING": "http-api-streaming",
     "CUSTOMERIO": "customerio",
-    "DATA_LAKE": "Data Lake",
+    "DATA_LAKE": "datalake",
     "PROFILE_SERVICE": "Profile Service",
     "HTTP_DESTINATION": "http-destination",
 }

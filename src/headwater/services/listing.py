@@ -82,7 +82,8 @@ def parse_query(
     is the next page, as a client reading only the token after ``=`` (aepp) asks for it. Parameters
     given beside the token win over the token's."""
     given = list(params)
-    offset, inherited = 0, []
+    offset = 0
+    inherited: list[tuple[str, str]] = []
     for key, value in given:
         if key == "continuationToken":
             offset, inherited = decode_query_token(value, service)
