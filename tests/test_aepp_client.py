@@ -253,6 +253,34 @@ def test_paging_follows_next_links_as_aepp_does(configured: None, seeded: dict[s
     assert [c["name"] for c in filtered] == [f"paging {run} 1"]
 
 
+def test_a_continuation_token_alone_continues_its_query(api: ApiClient, configured: None) -> None:
+    """The next href has the token as its only parameter; the token keeps the filter, order and limit."""
+    run = uuid.uuid4().hex[:6]
+    names = [f"token {run} {n}" for n in range(3)]
+    for name in names:
+        created = api.post(
+            "/data/foundation/flowservice/connections",
+            json={
+                "name": name,
+                "connectionSpec": {"id": "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb", "version": "1.0"},
+                "auth": {"specName": "Streaming Connection", "params": {"sourceId": name, "name": name}},
+            },
+        )
+        assert created.status_code == 201, created.text
+    wanted = ",".join(f'"{n}"' for n in names[1:])
+    url = f"/data/foundation/flowservice/connections?property=name=={wanted}&orderby=-name&limit=1"
+    seen = []
+    while url:
+        page = api.get(url)
+        assert page.status_code == 200, page.text
+        seen += [c["name"] for c in page.json()["items"]]
+        url = page.json()["_links"].get("next", {}).get("href")
+        assert url is None or (url.count("=") == 1 and "?continuationToken=" in url)
+    assert seen == [names[2], names[1]]
+    garbage = api.get("/data/foundation/flowservice/connections?continuationToken=eyJvIjoxLCJxIjoxfQ")
+    assert garbage.status_code == 400 and garbage.json()["report"]["parameter"] == "continuationToken"
+
+
 def test_no_route_ends_with_a_slash(tmp_path: Path) -> None:
     """The trailing-slash normalisation (api/paths.py) assumes it."""
     from headwater.container import Services
