@@ -41,7 +41,7 @@ NAMED_CONNECTIONS = {
     "POSTGRESQL": "postgresql",
     "HTTP_API_STREAMING": "http-api-streaming",
     "CUSTOMERIO": "customerio",
-    "DATA_LAKE": "Data Lake",
+    "DATA_LAKE": "datalake",
     "PROFILE_SERVICE": "Profile Service",
     "HTTP_DESTINATION": "http-destination",
 }
@@ -64,9 +64,14 @@ def test_each_connection_spec_constant_is_the_catalog_id_of_its_spec(constant: s
 
 
 def test_the_catalog_serves_every_connection_spec_file() -> None:
+    """As written, except a side the spec lacks (``"targetSpec": null``): left out, as the platform does."""
     from headwater.services.specs import catalog
 
-    assert catalog().connection_specs == CONNECTION_SPECS
+    sides = ("sourceSpec", "targetSpec")
+    expected = {
+        i: {k: v for k, v in d.items() if not (k in sides and v is None)} for i, d in CONNECTION_SPECS.items()
+    }
+    assert catalog().connection_specs == expected
 
 
 def test_each_flow_spec_constant_is_a_catalog_flow_spec() -> None:

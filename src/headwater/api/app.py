@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from headwater import __version__
 from headwater.api import errors
 from headwater.api.limits import BodyLimits
+from headwater.api.paths import PathNormaliser
 from headwater.edge.audit import AuditTrail
 from headwater.settings import Settings
 
@@ -55,6 +56,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(collection.InletFastPath)  # the inlets, served ahead of the router
     # Outermost: body size limits and read timeouts for every route, the inlets included.
     app.add_middleware(BodyLimits, body_timeout=settings.body_timeout_seconds)
+    # Outermost of all: a trailing slash names the same resource, for every route (api/paths.py).
+    app.add_middleware(PathNormaliser)
     app.include_router(ims.router)
     app.include_router(destinations.router)
     app.include_router(flowservice.router)

@@ -221,7 +221,19 @@ class DataSets(Collection):
             "fileDescription": d.get("fileDescription", {}),
             "files": f"@/dataSetFiles?dataSetId={resource.id}",
             "schemaRef": d["schemaRef"],
+            "classification": self.classification(resource),
         }
+
+    def classification(self, resource: Resource) -> dict[str, str]:
+        """As the platform classifies a dataset: ``dataBehavior`` is its schema's class's
+        ``meta:behaviorType`` (``record`` or ``time-series``), ``managedBy`` is ``CUSTOMER``."""
+        behaviour = "record"
+        coll = self.schemas.schemas
+        schema = coll.store.get(coll.kind, resource.scope, str(resource.doc["schemaRef"].get("id", "")))
+        cls = self.schemas.catalog.get_class(str(schema.doc.get("meta:class", ""))) if schema else None
+        if cls is not None and cls.get("meta:behaviorType") == "time-series":
+            behaviour = "time-series"
+        return {"dataBehavior": behaviour, "managedBy": "CUSTOMER"}
 
     def get_many(self, actor: Actor, idents: Iterable[str]) -> list[Resource]:
         wanted = [i for i in idents if i]

@@ -75,12 +75,30 @@ class ListQuery:
 def parse_query(
     params: Iterable[tuple[str, str]], default_order: str = "createdAt", service: str = "FLOW"
 ) -> ListQuery:
-    """Parse list parameters; errors carry codes of ``service`` (FLOW, SCHEMA, CAT, CONV)."""
+    """Parse list parameters; errors carry codes of ``service`` (FLOW, SCHEMA, CAT, CONV).
+
+    A ``continuationToken`` (or a ``start`` that is one: the Schema Registry's ``_page.next``) carries the
+    offset and the query it continues (filters, order, limit), so that ``?continuationToken=T`` alone
+    is the next page, as a client reading only the token after ``=`` (aepp) asks for it. Parameters
+    given beside the token win over the token's."""
+    given = list(params)
+    offset = 0
+    inherited: list[tuple[str, str]] = []
+    for key, value in given:
+        if key == "continuationToken":
+            offset, inherited = decode_query_token(value, service)
+        elif key == "start":
+            if value.strip().isdigit():
+                offset = int_param("start", value, 0, 10**9, service)
+            else:
+                offset, inherited = decode_query_token(value, service, "start")
+    present = {key.lower() for key, _ in given}
+    given += [(k, v) for k, v in inherited if k.lower() not in present]
     filters: list[Filter] = []
     order = default_order
-    limit, offset, count = DEFAULT_LIMIT, 0, False
+    limit, count = DEFAULT_LIMIT, False
     passthrough: dict[str, list[str]] = {}
-    for key, value in params:
+    for key, value in given:
         if key == "property":
             filters.append(parse_filter(value, service))
             passthrough.setdefault(key, []).append(value)
@@ -92,10 +110,6 @@ def parse_query(
             passthrough.setdefault(key, []).append(value)
         elif key == "count":
             count = value.lower() in ("true", "1", "yes")
-        elif key == "continuationToken":
-            offset = decode_token(value, service)
-        elif key == "start":
-            offset = int_param("start", value, 0, 10**9, service)
     order = order.strip()
     descending = order.startswith("-")
     if not order.lstrip("+-").strip():  # an empty orderby: the default, in its direction
@@ -171,31 +185,46 @@ def apply(
 
 
 def next_href(base_path: str, query: ListQuery, next_offset: int | None) -> dict[str, Any]:
+    """``{"next": {"href": "<base_path>?continuationToken=T"}}``: the token is the only parameter (it
+    carries the query), has no ``=`` and needs no escaping; ``{}`` on the last page."""
     if next_offset is None:
         return {}
-    from urllib.parse import urlencode
-
-    pairs = [(k, v) for k, vs in query.passthrough.items() for v in vs]
-    pairs.append(("continuationToken", encode_token(next_offset)))
-    return {"next": {"href": f"{base_path}?{urlencode(pairs)}"}}
+    return {"next": {"href": f"{base_path}?continuationToken={encode_token(next_offset, query)}"}}
 
 
-def encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).rstrip(b"=").decode()
+def encode_token(offset: int, query: ListQuery | None = None) -> str:
+    data: dict[str, Any] = {"o": offset}
+    if query is not None and query.passthrough:
+        data["q"] = [[k, v] for k, vs in query.passthrough.items() for v in vs]
+    return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
 
 
 def decode_token(token: str, service: str = "FLOW") -> int:
+    return decode_query_token(token, service)[0]
+
+
+def decode_query_token(
+    token: str, service: str = "FLOW", parameter: str = "continuationToken"
+) -> tuple[int, list[tuple[str, str]]]:
+    """(offset, the parameters of the query the token continues); BadRequest if this server did not
+    issue it."""
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         offset = data["o"]
-        if isinstance(offset, int) and offset >= 0:
-            return offset
-    except (ValueError, KeyError, TypeError):
+        pairs = data.get("q", [])
+        if (
+            isinstance(offset, int)
+            and offset >= 0
+            and isinstance(pairs, list)
+            and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in pairs)
+        ):
+            return offset, [(k, v) for k, v in pairs]
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
     raise BadRequest(
-        "continuationToken is not one this server issued; start again without it.",
+        f"{parameter} is not one this server issued; start again without it.",
         code=f"{service}-1401-400",
-        report={"parameter": "continuationToken"},
+        report={"parameter": parameter},
     )
 
 

@@ -49,13 +49,22 @@ class SpecCatalog:
         return bool((conn_spec.get("attributes") or {}).get("requiresBaseConnection", True))
 
 
+_SIDES = ("sourceSpec", "targetSpec")
+
+
 def _catalog_files(folder: str) -> list[Traversable]:
     root = resources.files("headwater") / "catalog" / folder
     return [p for p in root.iterdir() if p.name.endswith(".json")]
 
 
 def _load(files: list[Traversable]) -> dict[str, dict[str, Any]]:
-    docs = [orjson.loads(p.read_bytes()) for p in files]
+    """The specs by id. A side a spec does not have (a source's ``targetSpec``, a destination's
+    ``sourceSpec``) is left out rather than ``null``, as the platform's specs leave it out: clients
+    read it with ``spec.get("targetSpec", {})`` (aepp's FlowManager does)."""
+    docs = [
+        {k: v for k, v in orjson.loads(p.read_bytes()).items() if not (k in _SIDES and v is None)}
+        for p in files
+    ]
     return {d["id"]: d for d in sorted(docs, key=lambda d: d["id"])}
 
 

@@ -105,6 +105,11 @@ async def list_mapping_sets(request: Request, actor: Actor = Depends(platform_ac
 async def get_mapping_set(
     ident: str, request: Request, actor: Actor = Depends(platform_actor)
 ) -> JSONResponse:
+    body, etag = await _mapping_set(ident, request, actor)
+    return JSONResponse(body, headers={"ETag": etag})
+
+
+async def _mapping_set(ident: str, request: Request, actor: Actor) -> tuple[dict[str, Any], str]:
     coll = _mapping_sets(request)
     raw = request.query_params.get("version")
     if raw is not None and not raw.isdigit():
@@ -114,7 +119,20 @@ async def get_mapping_set(
     resource = await calls.read(
         services(request), coll.get, actor, ident, int(raw) if raw is not None else None
     )
-    return JSONResponse(coll.render(resource), headers={"ETag": resource.etag})
+    return coll.render(resource), resource.etag
+
+
+@router.get(
+    f"{PREFIX}/mappingSets/{{ident}}/mappings",
+    tags=[TAG],
+    summary="The mappings of a mapping set (optionally ?version=N)",
+)
+async def get_mapping_set_mappings(
+    ident: str, request: Request, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    """As on the platform: a JSON array of the mapping set's mappings, each with its ``id``."""
+    body, etag = await _mapping_set(ident, request, actor)
+    return JSONResponse(body.get("mappings", []), headers={"ETag": etag})
 
 
 @router.put(

@@ -176,3 +176,16 @@ async def explore(ident: str, request: Request, actor: Actor = Depends(platform_
         explore_connection, svc, actor, ident, params.get("objectType", "root"), params.get("object")
     )
     return JSONResponse(result)
+
+
+@router.get(
+    f"{FS}/connections/{{ident}}/test",
+    tags=["Flow Service"],
+    summary="Test a connection: reach the source with its saved settings",
+)
+async def test_connection(
+    ident: str, request: Request, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    from headwater.runtime.explore import test_connection as run_test
+
+    return JSONResponse(await calls.pooled(run_test, services(request), actor, ident))

@@ -125,14 +125,43 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _representation(request: Request) -> tuple[str, bool]:
-    """("full" | "xed" | "summary", notext) from the Accept header."""
-    accept = request.headers.get("accept", "").lower()
+    """("full" | "xed" | "summary", notext) from the Accept header. ``xdm`` is read as ``xed``
+    (``application/vnd.adobe.xdm-full+json`` is ``xed-full``; aepp asks for the ``xdm`` names)."""
+    accept = request.headers.get("accept", "").lower().replace("vnd.adobe.xdm", "vnd.adobe.xed")
     notext = "notext" in accept
     if "xed-full" in accept:
         return "full", notext
     if "xed+json" in accept or "xed-notext" in accept:
         return "xed", notext
     return "summary", notext
+
+
+def _flat_wanted(request: Request) -> bool:
+    """``xed-full-flat`` / ``xdm-full-flat`` (also with ``-desc``, ``-notext``, ``-deprecated``)."""
+    accept = request.headers.get("accept", "").lower()
+    return "-full" in accept and "-flat" in accept
+
+
+def flatten(body: dict[str, Any]) -> dict[str, Any]:
+    """A resolved schema with every field at the root of ``properties``, keyed by its dotted path
+    (``personalEmail.address``); objects keep their other keywords but not their nested
+    ``properties`` (each of those is an entry of its own); arrays keep their ``items`` as they are."""
+    flat: dict[str, Any] = {}
+
+    def walk(props: Any, prefix: str) -> None:
+        if not isinstance(props, dict):
+            return
+        for name, node in props.items():
+            if not isinstance(node, dict):
+                continue
+            path = f"{prefix}.{name}" if prefix else name
+            flat[path] = {k: v for k, v in node.items() if k != "properties"}
+            walk(node.get("properties"), path)
+
+    walk(body.get("properties"), "")
+    out = {k: v for k, v in body.items() if k != "properties"}
+    out["properties"] = flat
+    return out
 
 
 def _registry(request: Request) -> SchemaRegistry:
@@ -151,7 +180,7 @@ def _envelope(
         "results": results,
         "_page": {
             "orderby": ("-" if query.descending else "") + query.order_key,
-            "next": listing.encode_token(next_offset) if next_offset is not None else None,
+            "next": listing.encode_token(next_offset, query) if next_offset is not None else None,
             "count": len(page),
         },
         "_links": links,
@@ -188,6 +217,8 @@ def _global_routes(
             )
         mode, notext = _representation(request)
         body = registry.resolve_part(doc) if mode == "full" else doc
+        if mode == "full" and _flat_wanted(request):
+            body = flatten(body)
         return JSONResponse(strip_text(body) if notext else body)
 
     for index, segment in enumerate((name, *aliases)):
@@ -280,6 +311,8 @@ def _tenant_routes(
             return resource, _render(registry, pick(registry), actor, resource, mode)
 
         resource, body = await calls.pooled(load)
+        if mode == "full" and _flat_wanted(request):
+            body = flatten(body)
         return JSONResponse(strip_text(body) if notext else body, headers={"ETag": resource.etag})
 
     async def create_item(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
@@ -364,6 +397,96 @@ _tenant_routes(
 _tenant_routes("schemas", lambda r: r.schemas, "tenant schema", _SCHEMA_BODY)
 
 
+# --- tenant classes (none: Headwater has only the global classes) ---
+@router.get(f"{PREFIX}/tenant/classes", tags=[TAG], summary="List tenant classes (always empty)")
+async def list_tenant_classes(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    """Headwater has no tenant classes: schemas use the global ones (``GET /global/classes``). The list is
+    empty, in the platform's envelope."""
+    mode, notext = _representation(request)
+    query = listing.parse_query(request.query_params.multi_items(), default_order="title", service="SCHEMA")
+    return JSONResponse(_envelope([], query, f"{PREFIX}/tenant/classes", mode, notext))
+
+
+@router.get(f"{PREFIX}/tenant/classes/{{ident:path}}", tags=[TAG], summary="Get a tenant class (none exist)")
+async def get_tenant_class(
+    ident: str, request: Request, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    raise NotFound(
+        f"No tenant class with id {ident!r}: Headwater has only the global classes "
+        f"(GET {PREFIX}/global/classes).",
+        code="SCHEMA-1404-404",
+        report={"id": ident, "type": "class"},
+    )
+
+
+# --- unions: one per class that has schemas tagged "union" ---
+def _union_ids(class_id: str) -> tuple[str, str]:
+    """The platform's union ``$id`` and ``meta:altId`` of a class: ``<class $id>__union`` and
+    ``_xdm.context.profile__union``."""
+    rest = class_id.split("://", 1)[-1].split("/", 1)[-1]
+    return f"{class_id}__union", "_" + rest.replace("/", ".") + "__union"
+
+
+def _union_members(registry: SchemaRegistry, actor: Actor) -> dict[str, list[Resource]]:
+    coll = registry.schemas
+    members: dict[str, list[Resource]] = {}
+    for r in coll.store.list(coll.kind, actor.scope).items:
+        if "union" in (r.doc.get("meta:immutableTags") or []) and isinstance(r.doc.get("meta:class"), str):
+            members.setdefault(r.doc["meta:class"], []).append(r)
+    return members
+
+
+def _union_summary(registry: SchemaRegistry, class_id: str) -> dict[str, Any]:
+    ident, alt = _union_ids(class_id)
+    cls = registry.catalog.get_class(class_id) or {}
+    return {"$id": ident, "meta:altId": alt, "version": "1.0", "title": f"{cls.get('title', class_id)} Union"}
+
+
+@router.get(f"{PREFIX}/tenant/unions", tags=[TAG], summary="List unions")
+async def list_unions(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    """One union per class that has schemas tagged ``meta:immutableTags: ["union"]``."""
+    registry = _registry(request)
+    query = listing.parse_query(request.query_params.multi_items(), default_order="title", service="SCHEMA")
+    members = await calls.pooled(_union_members, registry, actor)
+    docs = [_union_summary(registry, cls) for cls in members]
+    return JSONResponse(_envelope(docs, query, f"{PREFIX}/tenant/unions", "xed", False))
+
+
+@router.get(f"{PREFIX}/tenant/unions/{{ident:path}}", tags=[TAG], summary="Get a union view")
+async def get_union(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    """The union view: the class and every field group of the class's union schemas, merged (as
+    ``xed-full``; ``-flat`` and ``-notext`` apply)."""
+    registry = _registry(request)
+
+    def load() -> dict[str, Any]:
+        for cls, schemas in _union_members(registry, actor).items():
+            if ident not in _union_ids(cls):
+                continue
+            refs: list[dict[str, str]] = [{"$ref": cls}]
+            for schema in schemas:
+                for ref in schema.doc.get("allOf") or []:
+                    if isinstance(ref, dict) and ref not in refs and ref.get("$ref") != cls:
+                        refs.append(ref)
+            composer = registry.compose_stored(actor, {"allOf": refs, "meta:class": cls})
+            summary_doc = _union_summary(registry, cls)
+            body = {**summary_doc, "type": "object", "meta:class": cls}
+            body["properties"] = composer.root.get("properties", {})
+            body["meta:extends"] = [r["$ref"] for r in refs]
+            return body
+        raise NotFound(
+            f"No union with id {ident!r}: a union exists for each class that has schemas tagged "
+            f'"union" (GET {PREFIX}/tenant/unions lists them).',
+            code="SCHEMA-1404-404",
+            report={"id": ident, "type": "union"},
+        )
+
+    body = await calls.pooled(load)
+    _, notext = _representation(request)
+    if _flat_wanted(request):
+        body = flatten(body)
+    return JSONResponse(strip_text(body) if notext else body)
+
+
 # --- descriptors ---
 @router.get(f"{PREFIX}/tenant/descriptors", tags=[TAG], summary="List descriptors")
 async def list_descriptors(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
@@ -384,7 +507,11 @@ async def list_descriptors(request: Request, actor: Actor = Depends(platform_act
     return JSONResponse(
         {
             "results": page,
-            "_page": {"count": len(page), "total": total},
+            "_page": {
+                "count": len(page),
+                "total": total,
+                "next": listing.encode_token(next_offset, query) if next_offset is not None else None,
+            },
             "_links": listing.next_href(f"{PREFIX}/tenant/descriptors", query, next_offset),
         }
     )

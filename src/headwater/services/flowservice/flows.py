@@ -261,6 +261,8 @@ class Flows(FlowServiceCollection):
         schedule_spec = flow_spec.get("scheduleSpec")
         if params is None:
             return None
+        if not schedule_spec and (flow_spec.get("attributes") or {}).get("frequency") == "streaming":
+            return None  # as the platform does: a streaming flow takes scheduleParams and ignores them
         if not schedule_spec:
             errors.append(
                 {"path": "scheduleParams", "message": "is not allowed: this flow spec is not scheduled"}
