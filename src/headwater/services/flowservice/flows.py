@@ -273,6 +273,11 @@ class Flows(FlowServiceCollection):
             errors.append({"path": "scheduleParams", "message": "must be an object"})
             return None
         params = validation.coerce(params, schedule_spec.get("spec"))
+        if params.get("frequency") == "once" and "interval" in params:
+            # Document 002: "Interval is not required when frequency is set as once". A client that
+            # sends one anyway is not refused (the spec's if/then would): a run once has no interval,
+            # so it is dropped, not stored.
+            params = {k: v for k, v in params.items() if k != "interval"}
         errors.extend(validation.check(params, schedule_spec.get("spec") or {}, "scheduleParams"))
         return _epoch_seconds(dict(params), errors)
 
