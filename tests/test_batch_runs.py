@@ -43,6 +43,7 @@ def files_flow(
     root: Path,
     options: dict[str, Any] | None = None,
     extra_mappings: list[dict[str, Any]] | None = None,
+    date_format: str = "yyyy-MM-dd HH:mm:ss",
 ) -> dict[str, str]:
     conn = created_id(
         api.post(
@@ -90,7 +91,7 @@ def files_flow(
                         "params": {
                             "deltaColumn": {
                                 "name": "updatedAt",
-                                "dateFormat": "yyyy-MM-dd HH:mm:ss",
+                                "dateFormat": date_format,
                                 "timezone": "UTC",
                             }
                         },
@@ -290,3 +291,53 @@ def test_a_flow_without_a_delta_column_refreshes_instead_of_doubling(
     write_csv(tmp_path / "contacts.csv", [contact(i, "2024-01-01 00:00:00") for i in range(5)])
     assert run_and_wait(api, ids["flow"], "2024-01-02T00:00:00Z")["state"] == "success"
     assert sorted(r["_id"] for r in rows(api, ids["dataset"])) == ["0", "1", "2", "3", "4"]
+
+
+def test_a_delta_column_in_another_date_format_is_read_with_its_date_format(
+    api: ApiClient, worker: Worker, tmp_path: Path
+) -> None:
+    """Document 002's deltaColumn.dateFormat (a Java pattern) is how a text delta column is read: with
+    dd/MM/yyyy HH:mm:ss, two runs read each row once (as text, 02/01 would sort before 31/12)."""
+    write_csv(
+        tmp_path / "contacts.csv",
+        [contact(1, "31/12/2023 23:00:00"), contact(2, "01/01/2024 08:00:00")],
+    )
+    ids = files_flow(api, tmp_path, date_format="dd/MM/yyyy HH:mm:ss")
+    first = run_and_wait(api, ids["flow"], "2024-01-01T00:00:00Z")
+    assert first["state"] == "success", first["metrics"]["statusSummary"]
+    assert first["metrics"]["recordSummary"]["inputRecordCount"] == 1
+    assert [r["_id"] for r in rows(api, ids["dataset"])] == ["1"]
+    write_csv(
+        tmp_path / "contacts.csv",
+        [
+            contact(1, "31/12/2023 23:00:00"),
+            contact(2, "01/01/2024 08:00:00"),
+            contact(3, "02/01/2024 07:30:00"),
+        ],
+    )
+    second = run_and_wait(api, ids["flow"], "2024-01-02T00:00:00Z")
+    assert second["metrics"]["recordSummary"]["inputRecordCount"] == 1, second["metrics"]
+    assert sorted(r["_id"] for r in rows(api, ids["dataset"])) == ["1", "2"]
+    third = run_and_wait(api, ids["flow"], "2024-01-03T00:00:00Z")
+    assert third["metrics"]["recordSummary"]["inputRecordCount"] == 1
+    assert sorted(r["_id"] for r in rows(api, ids["dataset"])) == ["1", "2", "3"]
+
+
+def test_a_date_format_that_cannot_be_parsed_is_refused_naming_the_field(api: ApiClient) -> None:
+    schema = profile_schema(api)
+    target = target_connection(api, schema, dataset(api, schema))
+    for pattern in ("yyyy-ww", "HH:mm:ss", "GGGG"):
+        response = api.post(
+            f"{FS}/flows",
+            json={
+                "name": "Bad pattern",
+                "flowSpec": {"id": FILES_TO_AEP, "version": "1.0"},
+                "sourceConnectionIds": [],
+                "targetConnectionIds": [target],
+                "transformations": [
+                    {"name": "Copy", "params": {"deltaColumn": {"name": "u", "dateFormat": pattern}}}
+                ],
+            },
+        )
+        assert response.status_code == 400, response.text
+        assert "transformations[0].params.deltaColumn.dateFormat" in response.text, response.text

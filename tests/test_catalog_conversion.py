@@ -260,7 +260,7 @@ def test_seed_002_mapping_request_as_written(api: ApiClient) -> None:
         "destinationXdmPath",
     }
     assert keys <= set(first)
-    assert HEX32.fullmatch(first["id"]) and first["sourceType"] == "ATTRIBUTE"
+    assert HEX32.fullmatch(first["id"]) and first["sourceType"] == "text/x.schema-path"
     assert (first["source"], first["destination"]) == ("first_name", "person.name.firstName")
     assert first["sourceAttribute"] == "first_name" and first["destinationXdmPath"] == "person.name.firstName"
     assert first["identity"] is False and first["primaryIdentity"] is False and first["matchScore"] == 0.0
@@ -332,7 +332,8 @@ def test_data_prep_shape_with_source_types_and_identities(api: ApiClient) -> Non
     assert created["name"] == "CRM mapping"
     assert created["inputSchemaRef"] == {"id": "https://example.com/input", "contentType": "1"}
     types = [m["sourceType"] for m in created["mappings"]]
-    assert types == ["ATTRIBUTE", "EXPRESSION", "STATIC", "ATTRIBUTE", "ATTRIBUTE"]
+    # Document 002's answer spells attribute mappings text/x.schema-path.
+    assert types == ["text/x.schema-path", "EXPRESSION", "STATIC", "text/x.schema-path", "text/x.schema-path"]
     email = created["mappings"][0]
     assert (
         email["identity"] is True and email["primaryIdentity"] is True and email["namespaceCode"] == "Email"

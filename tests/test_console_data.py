@@ -143,10 +143,16 @@ def test_mapping_editor_validates_next_to_the_row_and_previews_rows(
     saved = console_api.get(f"{CONV}/mappingSets/{mapping_id}").json()
     assert saved["name"] == name
     assert [(m["sourceType"], m["source"], m["destination"]) for m in saved["mappings"]] == [
-        ("ATTRIBUTE", "id", "_id"),
+        ("text/x.schema-path", "id", "_id"),
         ("EXPRESSION", "upper(first_name)", "person.name.firstName"),
-        ("ATTRIBUTE", "email", "personalEmail.address"),
+        ("text/x.schema-path", "email", "personalEmail.address"),
     ]
+    # Loaded again, the answer's text/x.schema-path rows show as Column rows.
+    console.reload()
+    expect(console.get_by_label("Source type of mapping 1")).to_have_value("ATTRIBUTE")
+    expect(console.get_by_label("Source type of mapping 1").locator("option:checked")).to_have_text("Column")
+    expect(console.get_by_label("Source type of mapping 2")).to_have_value("EXPRESSION")
+    expect(console.get_by_label("Source of mapping 3")).to_have_value("email")
 
     # A preview on typed rows: one maps, one fails with its reason.
     sample = [

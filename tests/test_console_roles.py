@@ -20,7 +20,7 @@ UPLOADED_FILES = "f86cfe35-a63a-41ad-818c-7924dda79033"  # a source with no cred
 SAVED_DESTINATION = re.compile(r"/console/destinations/[0-9a-f-]{36}(\?saved=1)?$")
 MAY = {  # permission -> the roles that have it (services/access.py)
     "manage-sources": {"User", "Developer", "Admin"},
-    "manage-destinations": {"Developer", "Admin"},
+    "manage-destinations": {"User", "Developer", "Admin"},  # document 003
     "manage-users": {"Admin"},
 }
 

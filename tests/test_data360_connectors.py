@@ -123,6 +123,14 @@ def test_document_000_connector_schema_and_data_streams(api: ApiClient, other_sa
     assert renamed.json()["label"] == "Acme Shop Server"
     assert renamed.json()["sourceId"] == source_id and renamed.json()["name"] == "Acme_Web_Shop"
     assert api.get(f"{SSOT}/connections/Acme_Web_Shop").json()["label"] == "Acme Shop Server"
+    # The Source ID is system-generated: a PATCH changing it is refused naming the field, not ignored.
+    for key in ("sourceId", "appSourceId"):
+        refused = api.patch(f"{SSOT}/connections/{ident}", json={"label": "Other", key: "my-own-id"})
+        assert refused.status_code == 400, refused.text
+        assert key in refused.text and "system-generated" in refused.text
+    same = api.patch(f"{SSOT}/connections/{ident}", json={"sourceId": source_id})  # repeating it is fine
+    assert same.status_code == 200 and same.json()["sourceId"] == source_id
+    assert api.get(f"{SSOT}/connections/{ident}").json()["label"] == "Acme Shop Server"
     listed = api.get(f"{SSOT}/connections", params={"connectorType": "StreamingApp"}).json()
     assert [c["sourceId"] for c in listed["connections"]] == [source_id]
 

@@ -313,7 +313,7 @@ def test_flow_create_and_get_shape(api: ApiClient) -> None:
         ({"startTime": "1567411548", "frequency": "minute", "interval": "10"}, "scheduleParams.interval"),
         ({"startTime": 1567411548, "frequency": "month", "interval": 1}, "scheduleParams.frequency"),
         ({"startTime": 1567411548, "frequency": "hour"}, "scheduleParams.interval"),
-        ({"startTime": 1567411548, "frequency": "once", "interval": 15}, "scheduleParams.interval"),
+        ({"startTime": 1567411548, "frequency": "once", "backfill": True}, "scheduleParams.backfill"),
         ({"frequency": "day", "interval": 1}, "scheduleParams.startTime"),
         ({"startTime": "soon", "frequency": "day", "interval": 1}, "scheduleParams.startTime"),
     ],
@@ -340,6 +340,19 @@ def test_valid_schedules_are_accepted(api: ApiClient, schedule: dict[str, Any]) 
     created_id(
         api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"], **schedule))
     )
+
+
+def test_once_with_an_interval_is_accepted_and_the_interval_ignored(api: ApiClient) -> None:
+    """Document 002: the interval "is not required when frequency is set as once"; sent anyway, the
+    flow is created, runs once, and keeps no interval."""
+    ids = crm_pipeline(api)
+    schedule = {"startTime": 1567411548, "frequency": "once", "interval": 15}
+    flow_id = created_id(
+        api.post(f"{FS}/flows", json=flow_body(ids["source"], ids["target"], ids["mapping"], **schedule))
+    )
+    flow = api.get(f"{FS}/flows/{flow_id}").json()["items"][0]
+    assert flow["scheduleParams"]["frequency"] == "once"
+    assert "interval" not in flow["scheduleParams"]
 
 
 def test_flow_references_and_transformations_are_validated(

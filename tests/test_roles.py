@@ -120,7 +120,7 @@ WRITES: dict[str, tuple[Prepare, Act, str, set[str]]] = {
     "run": (_nothing, _run, access.RUN_DATAFLOWS, USER_AND_UP),
     "schema": (_nothing, _schema, access.MANAGE_SCHEMAS, DEVELOPER_AND_UP),
     "dataset": (profile_schema, _dataset, access.MANAGE_DATASETS, DEVELOPER_AND_UP),
-    "destination": (_nothing, _destination, access.MANAGE_DESTINATIONS, DEVELOPER_AND_UP),
+    "destination": (_nothing, _destination, access.MANAGE_DESTINATIONS, USER_AND_UP),  # document 003
     "external client app": (_nothing, _app, access.MANAGE_APPS, DEVELOPER_AND_UP),
     "user": (_nothing, _user, access.MANAGE_USERS, {"Admin"}),
     "sandbox": (_nothing, _sandbox, access.MANAGE_SANDBOXES, {"Admin"}),

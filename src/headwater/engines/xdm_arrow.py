@@ -61,6 +61,12 @@ def is_json_text(node: dict[str, Any]) -> bool:
     return _type_name(node) == "object" and not _properties(node) and not _map_values(node)
 
 
+def json_type(node: dict[str, Any]) -> str:
+    """The JSON type of one field's JSON Schema (``["string", "null"]`` is ``string``; no type is
+    ``object`` when the node has properties, else ``string``)."""
+    return _type_name(node)
+
+
 def field_paths(schema: pa.Schema) -> list[str]:
     """Dotted paths of the leaves of an Arrow schema (``person.name.firstName``).
 

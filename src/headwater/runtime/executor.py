@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,7 +30,8 @@ import pyarrow as pa
 from headwater.catalog.ids import flow_kind
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
-from headwater.connectors.errors import ConnectorError
+from headwater.connectors.errors import ConnectorError, InvalidSourceParams
+from headwater.engines import javadate
 from headwater.errors import HeadwaterError
 from headwater.faults import crash_point
 from headwater.runtime import lookback
@@ -135,7 +136,6 @@ class RunExecution:
         window = choose_window(svc.lake, run, plan, table, delta)
         batch = self._batch(actor, run, plan.flow_id, plan.dataset_id)
         connector = self._connector(actor, plan.source)
-        timezone = ((copy or {}).get("deltaColumn") or {}).get("timezone")
         params = dict(plan.source.params)
         errors_path = errors_file(self.services.settings.warehouse_dir, batch.id)
         threshold = _threshold(plan)
@@ -147,7 +147,7 @@ class RunExecution:
                 delta_column=delta,
                 window_start=keys.read_from if keys else window.start,
                 window_end=window.end,
-                options={"delta_timezone": timezone} if isinstance(timezone, str) and timezone else {},
+                options=_delta_options(copy),
                 key_columns=keys.columns if keys else None,
             )
             with RowErrorWriter(errors_path) as row_errors:
@@ -300,3 +300,20 @@ def _threshold(plan: FlowPlan) -> float | None:
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
+
+
+def _delta_options(copy: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The read options of the Copy transformation's ``deltaColumn``: its timezone, and its Java
+    ``dateFormat`` as a strptime format (refused when it has none, naming the field)."""
+    delta = (copy or {}).get("deltaColumn") or {}
+    options: dict[str, Any] = {}
+    timezone = delta.get("timezone")
+    if isinstance(timezone, str) and timezone:
+        options["delta_timezone"] = timezone
+    pattern = delta.get("dateFormat")
+    if isinstance(pattern, str) and pattern:
+        try:
+            options["delta_format"] = javadate.strptime_format(pattern)
+        except javadate.UnsupportedPattern as exc:
+            raise InvalidSourceParams(f"The Copy transformation's deltaColumn.dateFormat: {exc}") from None
+    return options

@@ -39,11 +39,20 @@ MANAGE_SEGMENTS = "manage-segments"  # segment definitions, their jobs, profile 
 
 ORG_PERMISSIONS = frozenset({MANAGE_USERS, MANAGE_SANDBOXES, VIEW_AUDIT_LOG})
 VIEWER = frozenset({READ})
-USER = VIEWER | {MANAGE_SOURCES, MANAGE_DATAFLOWS, RUN_DATAFLOWS, INGEST_DATA, VIEW_PROFILES, MANAGE_SEGMENTS}
+# Document 003: "Team members with a User, Developer, or Admin role ... can connect to an external
+# destination": a User holds manage-destinations.
+USER = VIEWER | {
+    MANAGE_SOURCES,
+    MANAGE_DATAFLOWS,
+    RUN_DATAFLOWS,
+    INGEST_DATA,
+    VIEW_PROFILES,
+    MANAGE_SEGMENTS,
+    MANAGE_DESTINATIONS,
+}
 DEVELOPER = USER | {
     MANAGE_SCHEMAS,
     MANAGE_DATASETS,
-    MANAGE_DESTINATIONS,
     MANAGE_APPS,
     MANAGE_IDENTITY_NAMESPACES,
     MANAGE_PROFILE_CONFIGS,

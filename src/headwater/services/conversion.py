@@ -180,7 +180,7 @@ class MappingSets(Collection):
                 "modifiedBy": d.get("updatedBy"),
                 "inputSchemaRef": d["inputSchemaRef"],
                 "outputSchemaRef": output,
-                "mappings": d["mappings"],
+                "mappings": [_rendered_mapping(m) for m in d["mappings"]],
                 "status": d["status"],
                 "xdmVersion": d["xdmVersion"],
                 "schemaRef": output,
@@ -411,3 +411,14 @@ def _optional_text(body: dict[str, Any], key: str, errors: list[dict[str, str]])
 
 def _history_id(ident: str, version: int) -> str:
     return f"{ident}@{version}"
+
+
+# How an answer spells an attribute mapping's sourceType: document 002's mapping set answer shows
+# "text/x.schema-path" (a request may send ATTRIBUTE or text/x.schema-path; both are stored as ATTRIBUTE).
+ATTRIBUTE_RENDERED = "text/x.schema-path"
+
+
+def _rendered_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
+    if mapping.get("sourceType") != "ATTRIBUTE":
+        return mapping
+    return {**mapping, "sourceType": ATTRIBUTE_RENDERED}

@@ -11,8 +11,10 @@ Incremental reads come in two kinds, and a runtime may combine them:
   The column is read as a UTC instant: timestamps with a zone keep it; naive timestamps, dates and strings
   without an offset are in ``options["delta_timezone"]`` (default UTC); strings are ISO 8601 (``T`` or a
   space between date and time, optional fraction and offset), or follow ``options["delta_format"]``
-  (strptime codes, e.g. ``%d/%m/%Y %H:%M``) when given. A value that is null, empty or does not parse is
-  returned only by reads with no lower bound, as the base contract says for nulls.
+  (strptime codes, e.g. ``%d/%m/%Y %H:%M``; a flow's Java ``deltaColumn.dateFormat`` translated by
+  ``engines/javadate.py``) when given, values it does not fit being read as ISO 8601. A value that is
+  null, empty or does not parse is returned only by reads with no lower bound, as the base contract says
+  for nulls.
 - New files: :meth:`LocalFilesConnector.files` lists the files a path names with size and mtime, and
   ``options["files"]`` (relative paths) restricts a read to those files (paths no longer matching are
   ignored). ``files_read`` lists the files the last read opened, in order.
@@ -260,8 +262,13 @@ def _assume(naive: pa.Array, timezone: str) -> pa.Array:
 
 def _parse(strings: pa.Array, timezone: str, fmt: str | None) -> pa.Array:
     if fmt:
-        parsed = pc.strptime(strings, format=fmt, unit="us", error_is_null=True)
-        return parsed.cast(UTC_US) if parsed.type.tz else _assume(parsed, timezone)
+        by_format = _parse_format(strings, timezone, fmt)
+        missed = pc.and_(pc.is_null(by_format), pc.is_valid(strings))
+        if not pc.any(missed).as_py():
+            return by_format
+        # Values the format does not fit are read as ISO 8601 (AEP's own example names YYYY-MM-DD for
+        # a column of full ISO timestamps).
+        return pc.coalesce(by_format, _parse(strings, timezone, None))
     # Fast paths: every value has an offset, or none has. A failed cast costs as much as a slow parse,
     # so the first value picks which one to try first.
     attempts = [_with_offsets, _without_offsets]
@@ -274,6 +281,24 @@ def _parse(strings: pa.Array, timezone: str, fmt: str | None) -> pa.Array:
         except pa.ArrowInvalid:
             pass
     return _parse_each(strings, timezone)
+
+
+def _parse_format(strings: pa.Array, timezone: str, fmt: str) -> pa.Array:
+    """``strings`` read with the strptime format ``fmt``; values it does not fit are null."""
+    if "%f" not in fmt:  # Arrow's strptime has no fractions of a second
+        parsed = pc.strptime(strings, format=fmt, unit="us", error_is_null=True)
+        return parsed.cast(UTC_US) if parsed.type.tz else _assume(parsed, timezone)
+    zone = ZoneInfo(timezone)
+    out: list[datetime | None] = []
+    for text in strings.to_pylist():
+        try:
+            value = datetime.strptime(text.strip(), fmt) if text else None
+        except ValueError:
+            value = None
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        out.append(value)
+    return pa.array(out, UTC_US)
 
 
 def _with_offsets(strings: pa.Array, timezone: str) -> pa.Array:

@@ -25,12 +25,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.engines.mapping import arrays, coerce
+from headwater.engines.mapping import arrays, coerce, typecheck
 from headwater.engines.mapping.results import Describe
 
 ITEMS = "[*]"
 # (rule index, input rows of the failing values, the values, describe)
 RuleSink = Callable[[int | None, pa.Array, pa.Array, Describe], None]
+# (destination path, input rows of the values of the wrong type, the values, describe)
+TypeSink = Callable[[str, pa.Array, pa.Array, Describe], None]
 
 
 class DestinationError(ValueError):
@@ -137,13 +139,23 @@ class _Build:
     values: dict[int, pa.Array]
     sink: RuleSink
     depths: dict[int, int]  # rule -> list depth of its destination type
+    types: TypeSink | None = None  # values of the wrong type (typecheck), by their exact path
+    strict: bool = False  # no mapping set: numbers and booleans are not text either
 
 
 def build_columns(
-    tree: Dest, target: pa.Schema, n: int, values: dict[int, pa.Array], sink: RuleSink, depths: dict[int, int]
+    tree: Dest,
+    target: pa.Schema,
+    n: int,
+    values: dict[int, pa.Array],
+    sink: RuleSink,
+    depths: dict[int, int],
+    types: TypeSink | None = None,
+    strict: bool = False,
 ) -> list[pa.Array]:
-    """The target's columns (length ``n``) from one row-level array per rule."""
-    state = _Build(values, sink, depths)
+    """The target's columns (length ``n``) from one row-level array per rule; values of the wrong type
+    for their field (:mod:`.typecheck`) go to ``types``."""
+    state = _Build(values, sink, depths, types, strict)
     columns = []
     for target_field in target:
         child = tree.children.get(target_field.name)
@@ -156,12 +168,24 @@ def build_columns(
 def _build(node: Dest, n: int, vals: dict[int, pa.Array], rows: pa.Array | None, state: _Build) -> pa.Array:
     if not node.children:
         assert node.rule is not None
+        _typecheck(node, vals[node.rule], rows, state)
         return coerce.coerce(vals[node.rule], node.arrow, _report(state, node.rule, rows))
     if pa.types.is_struct(node.arrow):
         return _struct(node, n, vals, rows, state)
     if pa.types.is_map(node.arrow):
         return _map(node, n, vals, rows, state)
     return _list(node, n, vals, rows, state)
+
+
+def _typecheck(node: Dest, arr: pa.Array, rows: pa.Array | None, state: _Build) -> None:
+    sink = state.types
+    if sink is None:
+        return
+
+    def violation(path: str, where: pa.Array, values: pa.Array, describe: Describe) -> None:
+        sink(path, where if rows is None else rows.take(where), values, describe)
+
+    typecheck.check(arr, node.schema, node.path, state.strict, violation)
 
 
 def _report(state: _Build, rule: int | None, rows: pa.Array | None) -> Any:
@@ -174,6 +198,7 @@ def _report(state: _Build, rule: int | None, rows: pa.Array | None) -> Any:
 def _struct(node: Dest, n: int, vals: dict[int, pa.Array], rows: pa.Array | None, state: _Build) -> pa.Array:
     base = None
     if node.rule is not None:
+        _typecheck(node, vals[node.rule], rows, state)
         base = coerce.coerce(vals[node.rule], node.arrow, _report(state, node.rule, rows))
     children: list[pa.Array] = []
     present = pc.is_valid(base) if base is not None else None

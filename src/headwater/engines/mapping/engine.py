@@ -25,6 +25,7 @@ from headwater.engines.mapping import arrays, assemble, coerce, paths
 from headwater.engines.mapping.evaluate import Scope, compile_expression, evaluate
 from headwater.engines.mapping.expressions import ExpressionError, Node
 from headwater.engines.mapping.results import (
+    INVALID_VALUE,
     MAPPING_FAILED,
     Describe,
     MappingResult,
@@ -76,6 +77,7 @@ class Plan:
     rules: list[Rule]
     tree: assemble.Dest
     depths: dict[int, int]  # rule -> list depth of its destination type
+    strict: bool = False  # no mapping set: a text field takes text only (typecheck)
 
 
 class CompiledMapping:
@@ -111,7 +113,12 @@ class CompiledMapping:
             where = found.label if found else "mapping"
             problems.add(rows, MAPPING_FAILED, found.destination if found else None, where, describe, vals)
 
-        columns = assemble.build_columns(plan.tree, self.target, n, values, rule_sink, plan.depths)
+        def type_sink(path: str, rows: pa.Array, vals: pa.Array, describe: Describe) -> None:
+            problems.add(rows, INVALID_VALUE, path, path, describe, vals)
+
+        columns = assemble.build_columns(
+            plan.tree, self.target, n, values, rule_sink, plan.depths, type_sink, plan.strict
+        )
         output = self._validated(columns, problems)
         if not problems.items:
             return MappingResult(output, [], arrays.broadcast(False, n, pa.bool_()), n)
@@ -357,6 +364,6 @@ def identity_compile(resolved_schema: dict[str, Any]) -> CompiledMapping:
             rules.append(
                 Rule(f"column {name!r} (to {name})", name, _attribute(paths.SourcePath(name, (name,))))
             )
-        return Plan(rules, tree, depths)
+        return Plan(rules, tree, depths, strict=True)
 
     return CompiledMapping(resolved_schema, target, planner)

@@ -70,6 +70,7 @@ class Connectors(ByIdOrName):
         name = _developer_name(body, label, existing, errors)
         _connector_type(body, errors)
         app_type = _app_type(body, existing, errors)
+        _source_id(body, existing, errors)
         if errors:
             raise ValidationFailed(errors, code=CODE)
         assert label is not None and name is not None
@@ -246,6 +247,25 @@ def _app_name(body: dict[str, Any], errors: list[dict[str, str]]) -> str | None:
         errors.append({"path": keys[0], "message": "must not contain control characters"})
         return None
     return value.strip()
+
+
+def _source_id(body: dict[str, Any], existing: Resource | None, errors: list[dict[str, str]]) -> None:
+    """The Source ID is system-generated (document 000): a body may repeat it, never set or change it."""
+    current = existing.doc["sourceId"] if existing is not None else None
+    for key in ("sourceId", "appSourceId"):
+        value = body.get(key)
+        if value is None or value == current:
+            continue
+        errors.append(
+            {
+                "path": key,
+                "message": (
+                    f"cannot change (it is {current!r}): the Source ID is system-generated and never changes"
+                    if current is not None
+                    else "cannot be set: the Source ID is system-generated when the connector is created"
+                ),
+            }
+        )
 
 
 def _developer_name(

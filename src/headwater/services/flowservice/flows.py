@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import ids
 from headwater.connectors.base import lookback_option_errors
+from headwater.engines import javadate
 from headwater.errors import BadRequest, NotFound, ValidationFailed
 from headwater.services import access, destinations, validation
 from headwater.services.flowservice.connections import FlowServiceCollection
@@ -226,6 +227,8 @@ class Flows(FlowServiceCollection):
                 errors.extend(validation.check(params, spec.get("spec") or {}, f"{where}.params"))
                 if spec["name"] == "Mapping" and isinstance(params.get("mappingId"), str):
                     self._mapping(actor, params, f"{where}.params", errors, refs)
+            if item["name"].lower() == "copy":
+                errors.extend(_date_format_errors(params, f"{where}.params.deltaColumn.dateFormat"))
             out.append({"name": spec["name"] if spec else item["name"], "params": params})
         return out
 
@@ -272,6 +275,11 @@ class Flows(FlowServiceCollection):
             errors.append({"path": "scheduleParams", "message": "must be an object"})
             return None
         params = validation.coerce(params, schedule_spec.get("spec"))
+        if params.get("frequency") == "once" and "interval" in params:
+            # Document 002: "Interval is not required when frequency is set as once". A client that
+            # sends one anyway is not refused (the spec's if/then would): a run once has no interval,
+            # so it is dropped, not stored.
+            params = {k: v for k, v in params.items() if k != "interval"}
         errors.extend(validation.check(params, schedule_spec.get("spec") or {}, "scheduleParams"))
         return _epoch_seconds(dict(params), errors)
 
@@ -286,6 +294,20 @@ class Flows(FlowServiceCollection):
             options["inletId"] = inlet
             options["inletUrl"] = f"{self.settings.base_url}/collection/{inlet}"
         return options
+
+
+def _date_format_errors(params: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """The Copy transformation's ``deltaColumn.dateFormat`` is a Java date pattern the reader parses the
+    delta column with (engines/javadate.py): one it cannot translate is refused here, not ignored."""
+    delta = params.get("deltaColumn")
+    pattern = delta.get("dateFormat") if isinstance(delta, dict) else None
+    if pattern is None or not isinstance(pattern, str):
+        return []  # absent, or the wrong type (which the spec's own check names)
+    try:
+        javadate.strptime_format(pattern)
+    except javadate.UnsupportedPattern as exc:
+        return [{"path": where, "message": str(exc)}]
+    return []
 
 
 def _epoch_seconds(params: dict[str, Any], errors: list[dict[str, str]]) -> dict[str, Any]:

@@ -116,7 +116,8 @@
 
     function addRow(mapping, focus) {
       const m = mapping || {};
-      const kind = m.sourceType || "ATTRIBUTE";
+      // Answers spell an attribute mapping "text/x.schema-path" (document 002), expressions maybe "text/x.aep-xl".
+      const kind = ({ "text/x.schema-path": "ATTRIBUTE", "text/x.aep-xl": "EXPRESSION" })[m.sourceType] || m.sourceType || "ATTRIBUTE";
       const type = el("select", { "data-role": "type" }, TYPES.map(([v, t]) => el("option", { value: v, selected: kind === v, text: t })));
       const source = el("input", { type: "text", "data-role": "source", autocomplete: "off", spellcheck: "false", value: m.source ?? m.sourceAttribute ?? "" });
       const dest = el("input", { type: "text", "data-role": "destination", list: id("fields"), autocomplete: "off", spellcheck: "false", value: m.destination ?? m.destinationXdmPath ?? "" });
