@@ -22,7 +22,7 @@ from tests.activation_helpers import (
     request_params,
 )
 from tests.fakes.sink import SinkFake
-from tests.support import ApiClient
+from tests.support import ApiClient, unique
 
 VARS = {"email": "a@b.c", "name": "A", "amount": 1}
 
@@ -281,17 +281,37 @@ def test_mutual_tls(api: ApiClient, sink: SinkFake) -> None:
     assert refused["response"] is None and refused["error"]["kind"] in ("tls", "connect", "protocol")
 
 
-def test_a_saved_client_certificate_that_does_not_load_is_an_unexpected_error(
-    api: ApiClient, sink: SinkFake
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"clientCertificate": "not pem", "clientKey": "not pem"}, "auth.params.clientCertificate"),
+        ({"clientCertificate": "mismatch", "clientKey": "mismatch"}, "auth.params.clientCertificate"),
+    ],
+)
+def test_mutual_tls_material_that_cannot_work_is_refused_at_save(
+    api: ApiClient, sink: SinkFake, params: dict[str, str], path: str
 ) -> None:
-    """Saving does not load the PEMs; the Test Request does, and answers the unexpected error (500, logged),
-    not the connector error's own status and words (runtime/delivery/destination.py)."""
-    auth = oauth(sink, clientCertificate="not pem", clientKey="not pem")
-    _, target = destination(api, sink.mtls_url + "/m", auth=auth, body=None, name="Bad PEM")
-    answer = api.post(f"{FS}/targetConnections/{target}/test", json={"variables": {}})
-    assert answer.status_code == 500
-    assert answer.json()["report"]["code"] == "HW-1000-500"
-    assert answer.json()["detail"] == "An unexpected error occurred; it has been logged."
+    """A client certificate and key that do not parse or do not match are a 400 naming the field, and
+    nothing is stored (they were stored before, and failed at the first request)."""
+    if params.get("clientCertificate") == "mismatch":  # two good PEMs that are not a pair
+        params = {"clientCertificate": sink.certs.client_cert, "clientKey": _other_key()}
+    name = unique("Bad mTLS")
+    answer = api.post(f"{FS}/connections", json=connection_body(name, oauth(sink, **params)))
+    assert answer.status_code == 400, answer.text
+    assert [e["path"] for e in answer.json()["report"]["errors"]] == [path]
+    assert "BEGIN" not in answer.text  # the PEMs are not echoed
+    listed = api.get(f"{FS}/connections", params={"property": f"name=={name}"}).json()["items"]
+    assert listed == []
+
+
+def _other_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def test_read_timeout(api: ApiClient, sink: SinkFake) -> None:

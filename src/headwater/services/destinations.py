@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from headwater.catalog import ids
 from headwater.connectors.errors import OutboundRefused
 from headwater.connectors.http_destination import secrecy
-from headwater.connectors.http_destination.auth import CA_CERTIFICATE, check_ca_data
+from headwater.connectors.http_destination.auth import CA_CERTIFICATE, check_ca_data, tls_context
+from headwater.connectors.http_destination.errors import AuthError
 from headwater.errors import BadRequest, ValidationFailed
 from headwater.services.destination_secrets import (
     EXTRAS,
@@ -103,7 +104,25 @@ def check_connection(
     if isinstance(params, dict):
         check_token_url(services, params, errors)
         check_ca_certificate(params, errors)
+        check_client_certificate(params, errors)
     return {"icon": icon}
+
+
+def check_client_certificate(params: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """``clientCertificate`` and ``clientKey`` (mutual TLS) parse as PEM and match (400 naming the field
+    otherwise), so mTLS material that cannot work is refused at save, not stored."""
+    certificate, key = params.get("clientCertificate"), params.get("clientKey")
+    if not (isinstance(certificate, str) and certificate and isinstance(key, str) and key):
+        return  # one without the other: the auth spec's dependencies say so
+    try:
+        tls_context(None, certificate, key)
+    except AuthError:
+        errors.append(
+            {
+                "path": "auth.params.clientCertificate",
+                "message": "and clientKey must be PEM, the key unencrypted and matching the certificate",
+            }
+        )
 
 
 def check_ca_certificate(params: dict[str, Any], errors: list[dict[str, str]]) -> None:

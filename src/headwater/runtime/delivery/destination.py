@@ -160,6 +160,7 @@ def _auth_of(
     errors.extend(validation.check(params, auth_spec["spec"], "auth.params"))
     destinations.check_token_url(services, params, errors)
     destinations.check_ca_certificate(params, errors)
+    destinations.check_client_certificate(params, errors)
     plain, extras = destination_secrets.plain_auth(params)
     secret_fields = services.specs.secret_fields(auth_spec)
     secrets = [str(plain[k][n]) for k, n in extras]
