@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.engines.mapping import arrays, datetimes
+from headwater.engines.xdm_arrow import type_name
 from headwater.engines.mapping.results import Report, show
 
 _INTEGER_TEXT = r"^[+-]?\d{1,19}(\.0*)?$"
@@ -39,23 +40,9 @@ _NULL_TEXT = pa.scalar(None, pa.string())
 
 
 def describe_type(kind: pa.DataType) -> str:
-    if pa.types.is_int64(kind):
-        return "an integer"
-    if pa.types.is_float64(kind):
-        return "a number"
-    if pa.types.is_boolean(kind):
-        return "a boolean"
-    if pa.types.is_timestamp(kind):
-        return "a date-time"
-    if pa.types.is_date32(kind):
-        return "a date"
-    if pa.types.is_string(kind):
-        return "a string"
-    if pa.types.is_list(kind):
-        return "an array"
-    if pa.types.is_map(kind):
-        return "a map"
-    return "an object"
+    """An Arrow type in XDM's words with its article, for messages: "an integer", "a date-time"."""
+    name = type_name(kind)
+    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def coerce(arr: pa.Array, target: pa.DataType, report: Report) -> pa.Array:
