@@ -116,19 +116,8 @@ async def put_file(
     request: Request,
     actor: Actor = Depends(platform_actor),
 ) -> JSONResponse:
-    svc = services(request)
-    ingestion = _ingestion(svc)
-    name = check_file_name(fileName)
-    batch = await calls.read(svc, ingestion.loading, actor, batchId, datasetId)
     header = request.headers.get("content-range")
-    if header is not None:
-        span = parse_content_range(header)
-        written = await ingestion.put_chunk(batch, name, span, request.stream())
-        return JSONResponse(
-            {"name": name, "range": f"bytes {span.start}-{span.end}/{span.total}", "size": written}
-        )
-    size = await ingestion.put_file(batch, name, request.stream())
-    return JSONResponse({"name": name, "size": size})
+    return await _upload(request, actor, batchId, datasetId, fileName, header)
 
 
 @router.patch(
@@ -141,18 +130,33 @@ async def patch_file(
     request: Request,
     actor: Actor = Depends(platform_actor),
 ) -> JSONResponse:
-    svc = services(request)
-    ingestion = _ingestion(svc)
-    name = check_file_name(fileName)
-    batch = await calls.read(svc, ingestion.loading, actor, batchId, datasetId)
     header = request.headers.get("content-range")
     if header is None:
         raise bad("A chunk needs a Content-Range header: bytes START-END/TOTAL.", "Content-Range")
-    span = parse_content_range(header)
-    written = await ingestion.put_chunk(batch, name, span, request.stream())
-    return JSONResponse(
-        {"name": name, "range": f"bytes {span.start}-{span.end}/{span.total}", "size": written}
-    )
+    return await _upload(request, actor, batchId, datasetId, fileName, header)
+
+
+async def _upload(
+    request: Request,
+    actor: Actor,
+    batch_id: str,
+    dataset_id: str,
+    file_name: str,
+    header: str | None,
+) -> JSONResponse:
+    """A whole file, or with a Content-Range ``header`` the part of one that it names."""
+    svc = services(request)
+    ingestion = _ingestion(svc)
+    name = check_file_name(file_name)
+    batch = await calls.read(svc, ingestion.loading, actor, batch_id, dataset_id)
+    if header is not None:
+        span = parse_content_range(header)
+        written = await ingestion.put_chunk(batch, name, span, request.stream())
+        return JSONResponse(
+            {"name": name, "range": f"bytes {span.start}-{span.end}/{span.total}", "size": written}
+        )
+    size = await ingestion.put_file(batch, name, request.stream())
+    return JSONResponse({"name": name, "size": size})
 
 
 @router.post(
