@@ -17,7 +17,10 @@ from tests.fakes.sink import SinkFake
 from tests.streaming_helpers import streaming
 from tests.support import ApiClient, LiveServer, unique, wait_until, watch_page
 from tests.test_console_flows import running_worker, tall_screenshot
-from tests.test_console_sources import fill_auth
+from tests.test_console_sources import (
+    fill_auth,
+    salesforce,  # noqa: F401 (its fixture)
+)
 
 expect = pytest.importorskip("playwright.sync_api").expect
 FS = "/data/foundation/flowservice"
@@ -34,21 +37,6 @@ CONTACTS = (
 def worker(console_server: LiveServer) -> Iterator[None]:
     with running_worker(console_server):
         yield
-
-
-@pytest.fixture(scope="module")
-def salesforce() -> Iterator[SalesforceFake]:
-    fake = SalesforceFake().start()
-    fake.add_object("Person", {"first_name": "string", "last_name": "string", "email": "email"})
-    fake.insert(
-        "Person",
-        [
-            {"first_name": f"Ada{i}", "last_name": "Lovelace", "email": f"ada{i}@example.com"}
-            for i in range(5)
-        ],
-    )
-    yield fake
-    fake.stop()
 
 
 def field(page: Any, label: str) -> Any:
@@ -244,7 +232,10 @@ def test_the_readme_csv_flow_and_its_activation_built_in_the_console(
 
 
 def test_the_salesforce_flow_built_in_the_console(
-    console: Any, console_api: ApiClient, salesforce: SalesforceFake, worker: None
+    console: Any,
+    console_api: ApiClient,
+    salesforce: SalesforceFake,  # noqa: F811 (the imported fixture)
+    worker: None,
 ) -> None:
     problems = watch_page(console)
 
@@ -290,7 +281,7 @@ def test_the_salesforce_flow_built_in_the_console(
     run = run_flow(console, console_api, flow)
     assert run["state"] == "success", run
     people = rows(console_api, target_dataset(console_api, flow))
-    assert sorted(p["person"]["name"]["firstName"] for p in people) == [f"Ada{i}" for i in range(5)]
+    assert sorted(p["person"]["name"]["firstName"] for p in people) == sorted(f"Ada{i}" for i in range(12))
     assert all(p["_id"] for p in people)
     assert problems == []
 
