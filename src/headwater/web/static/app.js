@@ -2,6 +2,7 @@
  * the session cookie, the CSRF header from the page's <meta>, and the sandbox picked in the header.
  *
  *   HW.api(method, path, body?, {headers, etag}) -> {ok, status, data, etag}
+ *   HW.listAll(path) -> {ok, items}  every page of a Flow Service list (follows _links.next)
  *   HW.showErrors(scope, problem)   API errors in words next to the fields they name (data-path)
  *   HW.el(tag, attrs, ...children)  DOM builder (text is never parsed as HTML)
  *   HW.schemaForm(container, schema, prefix, values) -> {read(), fields}  inputs from a JSON Schema
@@ -320,6 +321,19 @@
     };
   }
 
+  /* Every item of a Flow Service list, following _links.next: {ok, items} (or {ok: false, data, items}). */
+  async function listAll(path) {
+    const items = [];
+    let next = path;
+    while (next) {
+      const result = await api("GET", next);
+      if (!result.ok) return { ok: false, data: result.data, items };
+      items.push(...(result.data.items || []));
+      next = result.data._links && result.data._links.next ? result.data._links.next.href : null;
+    }
+    return { ok: true, items };
+  }
+
   function table(columns, rows, options) {
     const opts = options || {};
     const head = el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col", text: c.label }))));
@@ -533,7 +547,7 @@
     });
   }
 
-  window.HW = { api, el, showErrors, clearErrors, fieldFor, schemaForm, keyValue, wizard, table, toast, copyButton, formValues, when, time, axisLabels, runState, sandbox, meta, role, can, missing, problemText, refusedPermission };
+  window.HW = { api, listAll, el, showErrors, clearErrors, fieldFor, schemaForm, keyValue, wizard, table, toast, copyButton, formValues, when, time, axisLabels, runState, sandbox, meta, role, can, missing, problemText, refusedPermission };
   initAccess(); // deferred: the document is parsed, and the pages' scripts have not run yet
   document.addEventListener("DOMContentLoaded", initSandboxPicker);
 })();

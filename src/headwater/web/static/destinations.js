@@ -39,18 +39,7 @@
     return el("span", { class: "dest-icon-box", title: name || "api" }, icon(name, size));
   }
 
-  /* Every item of a Flow Service list, following _links.next. */
-  async function listAll(path) {
-    const items = [];
-    let next = path;
-    while (next) {
-      const result = await api("GET", next);
-      if (!result.ok) return { ok: false, data: result.data, items };
-      items.push(...(result.data.items || []));
-      next = result.data._links && result.data._links.next ? result.data._links.next.href : null;
-    }
-    return { ok: true, items };
-  }
+  const listAll = HW.listAll;
 
 
   /* The ${variables} of a request, in order of first use (URL, header names and values, body). */

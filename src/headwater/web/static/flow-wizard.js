@@ -26,17 +26,6 @@
   ];
   const problemText = (p) => (p && (p.detail || p.title)) || (typeof p === "string" ? p : "The request failed.");
 
-  async function listAll(path) {
-    const items = [];
-    let next = path;
-    for (let i = 0; next && i < 20; i++) {
-      const r = await api("GET", next);
-      if (!r.ok) return r;
-      items.push(...(r.data.items || []));
-      next = r.data._links && r.data._links.next ? r.data._links.next.href : null;
-    }
-    return { ok: true, data: items };
-  }
 
   const ui = (spec) => (spec.attributes && spec.attributes.uiAttributes) || {};
   const specLabel = (spec) => (spec ? ui(spec).label || spec.name : "");
@@ -68,19 +57,19 @@
 
     async start() {
       const [connections, specs, flowSpecs] = await Promise.all([
-        listAll(FS + "/connections?limit=100"),
-        listAll(FS + "/connectionSpecs?limit=1000"),
-        listAll(FS + "/flowSpecs?limit=100"),
+        HW.listAll(FS + "/connections?limit=100"),
+        HW.listAll(FS + "/connectionSpecs?limit=1000"),
+        HW.listAll(FS + "/flowSpecs?limit=100"),
       ]);
       const pick = this.q("[data-pick]");
       if (!connections.ok || !specs.ok || !flowSpecs.ok) {
         return HW.showErrors(pick, (connections.ok ? (specs.ok ? flowSpecs : specs) : connections).data);
       }
-      for (const s of specs.data) this.specs[s.id] = s;
-      this.flowSpecs = flowSpecs.data.filter((f) => !LEGACY_FLOW_SPECS.has(f.id) && (f.attributes || {}).isSourceFlow);
+      for (const s of specs.items) this.specs[s.id] = s;
+      this.flowSpecs = flowSpecs.items.filter((f) => !LEGACY_FLOW_SPECS.has(f.id) && (f.attributes || {}).isSourceFlow);
       // Accounts whose spec feeds the data lake through some flow spec.
       const feeds = new Set(this.flowSpecs.filter((f) => (f.targetConnectionSpecIds || []).includes(this.lake)).flatMap((f) => f.sourceConnectionSpecIds || []));
-      this.connections = connections.data.filter((c) => feeds.has((c.connectionSpec || {}).id));
+      this.connections = connections.items.filter((c) => feeds.has((c.connectionSpec || {}).id));
       const select = this.q("#fw-connection");
       select.replaceChildren(
         el("option", { value: "", text: this.connections.length ? "Choose an account…" : "No source account in this sandbox yet" }),
