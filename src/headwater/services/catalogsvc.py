@@ -20,7 +20,7 @@ from headwater.services import jsonpatch, listing
 from headwater.services.ids import etag_matches, new_hex
 from headwater.services.resources import Built, Collection, text_field
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import MetadataStore, Resource
+from headwater.stores.metadata import MetadataStore, Resource, Scope
 
 if TYPE_CHECKING:
     from headwater.services.schemas import SchemaRegistry
@@ -159,6 +159,7 @@ class DataSets(Collection):
             "schemaRef": schema_ref,
             "fileDescription": file_description,
             "viewId": existing.doc["viewId"] if existing else new_hex(12),
+            "dataBehavior": self._behaviour(actor.scope, schema_ref["id"]),
         }
         return Built(doc=doc, refs=[("schema", schema_ref["id"])], name=name)
 
@@ -226,14 +227,20 @@ class DataSets(Collection):
 
     def classification(self, resource: Resource) -> dict[str, str]:
         """As the platform classifies a dataset: ``dataBehavior`` is its schema's class's
-        ``meta:behaviorType`` (``record`` or ``time-series``), ``managedBy`` is ``CUSTOMER``."""
-        behaviour = "record"
-        coll = self.schemas.schemas
-        schema = coll.store.get(coll.kind, resource.scope, str(resource.doc["schemaRef"].get("id", "")))
-        cls = self.schemas.catalog.get_class(str(schema.doc.get("meta:class", ""))) if schema else None
-        if cls is not None and cls.get("meta:behaviorType") == "time-series":
-            behaviour = "time-series"
+        ``meta:behaviorType`` (``record`` or ``time-series``), ``managedBy`` is ``CUSTOMER``. It is kept
+        with the dataset when saved; a dataset saved before that looks it up."""
+        behaviour = resource.doc.get("dataBehavior") or self._behaviour(
+            resource.scope, str(resource.doc["schemaRef"].get("id", ""))
+        )
         return {"dataBehavior": behaviour, "managedBy": "CUSTOMER"}
+
+    def _behaviour(self, scope: Scope, schema_id: str) -> str:
+        coll = self.schemas.schemas
+        schema = coll.store.get(coll.kind, scope, schema_id)
+        cls = self.schemas.catalog.get_class(str(schema.doc.get("meta:class", ""))) if schema else None
+        return (
+            "time-series" if cls is not None and cls.get("meta:behaviorType") == "time-series" else "record"
+        )
 
     def get_many(self, actor: Actor, idents: Iterable[str]) -> list[Resource]:
         wanted = [i for i in idents if i]

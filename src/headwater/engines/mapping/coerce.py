@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.engines.mapping import arrays, datetimes
-from headwater.engines.xdm_arrow import type_name
 from headwater.engines.mapping.results import Report, show
+from headwater.engines.xdm_arrow import type_name
 
 _INTEGER_TEXT = r"^[+-]?\d{1,19}(\.0*)?$"
 _NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
