@@ -226,6 +226,18 @@ def test_streaming_flow_created_by_aepp_and_read_back(configured: None, seeded: 
     assert manager.datasetId == seeded["dataset"]
 
 
+def test_flow_specs_are_found_by_their_names(configured: None) -> None:
+    from aepp import flowservice
+
+    fs = flowservice.FlowService()
+    # One spec per name, as in AEP: 14518937-... is CRMToAEP, 9753525b-... CloudStorageToAEP.
+    assert fs.getFlowSpecIdFromNames("CRMToAEP") == "14518937-270c-4525-bdec-c2ba7cce3860"
+    assert fs.getFlowSpecIdFromNames("CloudStorageToAEP") == "9753525b-82c7-4dce-8a9b-5ccfce2b9876"
+    assert fs.getFlowSpecIdFromNames("CRMToAEP", target_spec_name="datalake") == (
+        "14518937-270c-4525-bdec-c2ba7cce3860"
+    )
+
+
 def test_paging_follows_next_links_as_aepp_does(configured: None, seeded: dict[str, Any]) -> None:
     from aepp import flowservice
 
@@ -238,9 +250,8 @@ def test_paging_follows_next_links_as_aepp_does(configured: None, seeded: dict[s
         base = fs.createConnectionStreaming(
             name=f"paging {run} {n}", sourceId=f"paging-{run}-{n}", paramName=f"paging {run} {n}"
         )
-        source = fs.createSourceConnectionStreaming(
-            connectionId=base["id"], name=f"paging {run} {n}", format="json"
-        )
+        # aepp's default data format is "delimited", as in AEP's own streaming tutorial.
+        source = fs.createSourceConnectionStreaming(connectionId=base["id"], name=f"paging {run} {n}")
         assert "id" in source, source
     connections = fs.getConnections(limit=1, n_results="inf")  # appends the href to the service path
     assert len(connections) == before + 3 and len({c["id"] for c in connections}) == len(connections)

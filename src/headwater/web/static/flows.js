@@ -8,6 +8,7 @@
   const FLOW_TYPES = {
     FilesToAEP: "Files",
     CRMToAEP: "CRM",
+    CloudStorageToAEP: "Batch (files or CRM)",
     DatabaseToAEP: "Database",
     HttpStreamingNoTransformation: "Streaming (XDM messages)",
     HttpStreamingWithTransformation: "Streaming (mapped messages)",
