@@ -72,6 +72,11 @@ def test_destination_created_through_the_wizard_and_tested_against_a_sink(
     page.get_by_label("Access Token URL").fill(sink.token_url)
     page.get_by_label("Client ID").fill(sink.client_id)
     page.get_by_label("Client Secret").fill(sink.client_secret)
+    # Mutual TLS links the JWKS of the certificates Headwater presents (document 003).
+    page.get_by_label("Configure with Mutual TLS").check()
+    page.get_by_role("button", name="View the JWKS").click()
+    expect(page.get_by_label("JSON Web Key Set")).to_contain_text(re.compile(r'"keys"|No destination'))
+    page.get_by_label("Configure with Mutual TLS").uncheck()
     page.get_by_role("button", name="Show headers").click()
     step.get_by_role("button", name="Add header").click()
     page.keyboard.type("X-Client")  # the new row's name has the focus

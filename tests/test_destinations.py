@@ -281,6 +281,35 @@ def test_mutual_tls(api: ApiClient, sink: SinkFake) -> None:
     assert refused["response"] is None and refused["error"]["kind"] in ("tls", "connect", "protocol")
 
 
+def test_jwks_publishes_the_key_of_the_certificate_presented_in_mtls(
+    api: ApiClient, other_org_api: ApiClient, sink: SinkFake
+) -> None:
+    """Document 003's mTLS JWKS: the set holds the public key of the client certificate Headwater
+    presents, so a destination can verify what its holder signs (here a JWT signed with the client key)."""
+    import jwt
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    auth = oauth(sink, clientCertificate=sink.certs.client_cert, clientKey=sink.certs.client_key)
+    conn, _ = destination(api, sink.mtls_url + "/m", auth=auth, body=None, name=unique("JWKS"))
+    answer = api.get(f"{FS}/jwks", params={"connectionId": conn})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/jwk-set+json")
+    (key,) = answer.json()["keys"]
+    assert key["kty"] == "EC" and key["crv"] == "P-256" and key["use"] == "sig"
+    certificate = x509.load_pem_x509_certificate(sink.certs.client_cert.encode())
+    assert jwt.utils.base64url_decode(key["x5t#S256"]) == certificate.fingerprint(hashes.SHA256())
+    signed = jwt.encode({"sub": "headwater"}, sink.certs.client_key, algorithm="ES256")
+    assert jwt.decode(signed, jwt.PyJWK(key).key, algorithms=["ES256"]) == {"sub": "headwater"}
+    # The sandbox's set holds it once, however many destinations present it; nothing leaks elsewhere.
+    destination(api, sink.mtls_url + "/n", auth=auth, body=None, name=unique("JWKS again"))
+    kids = [k["kid"] for k in api.get(f"{FS}/jwks").json()["keys"]]
+    assert kids.count(key["kid"]) == 1
+    assert other_org_api.get(f"{FS}/jwks").json() == {"keys": []}
+    assert other_org_api.get(f"{FS}/jwks", params={"connectionId": conn}).status_code == 404
+    plain, _ = destination(api, sink.url + "/p", auth=basic(sink), name=unique("No mTLS"))
+    assert api.get(f"{FS}/jwks", params={"connectionId": plain}).json() == {"keys": []}
+
+
 @pytest.mark.parametrize(
     ("params", "path"),
     [

@@ -7,6 +7,7 @@ GET  /data/foundation/flowservice/deadLetters/{id}
 POST /data/foundation/flowservice/deadLetters/{id}/replay
 POST /data/foundation/flowservice/deadLetters/replay            {"ids": [...]} or {"flowId": "…"}
 DELETE /data/foundation/flowservice/deadLetters/{id}             discard one
+GET  /data/foundation/flowservice/jwks[?connectionId=…]          the mTLS certificates' keys
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.errors import ValidationFailed
 from headwater.runtime.delivery import destination
-from headwater.services import listing
+from headwater.services import jwks, listing
 from headwater.services.tenancy import Actor
 
 PREFIX = "/data/foundation/flowservice"
@@ -70,6 +71,19 @@ async def test_unsaved(request: Request, actor: Actor = Depends(platform_actor))
 async def test_saved(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     body = await json_body(request)
     return JSONResponse(await destination.test_saved(services(request), actor, ident, body))
+
+
+@router.get(f"{PREFIX}/jwks", summary="The JWK Set of the mTLS certificates presented", tags=[TAG])
+async def key_set(
+    request: Request, connectionId: str | None = None, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    """The public key of each client certificate Headwater presents in mutual TLS to this sandbox's
+    destinations (``connectionId``: one destination connection's), as a JWK Set with ``x5c`` chains."""
+    svc = services(request)
+    if connectionId is not None:
+        await calls.read(svc, svc.connections.get, actor, connectionId)  # 404 outside the sandbox
+    body = await calls.read(svc, jwks.key_set, svc.store, actor.scope, connectionId)
+    return JSONResponse(body, media_type="application/jwk-set+json")
 
 
 @router.get(f"{PREFIX}/deadLetters", summary="List dead letters", tags=[TAG])

@@ -87,6 +87,21 @@
     form.querySelectorAll('input[name="auth-type"]').forEach((radio) => radio.addEventListener("change", showAuth));
     showAuth();
     $("a-mtls").addEventListener("change", () => openPanel($("a-mtls-panel"), $("a-mtls").checked));
+    $("a-jwks").addEventListener("click", async () => {
+      const view = $("a-jwks-view");
+      if (!view.hidden) {
+        view.hidden = true;
+        $("a-jwks").setAttribute("aria-expanded", "false");
+        return;
+      }
+      const answer = await HW.api("GET", "/data/foundation/flowservice/jwks");
+      if (!answer.ok) view.textContent = HW.problemText(answer.data);
+      else if (!answer.data.keys.length)
+        view.textContent = "No destination of this sandbox presents a client certificate yet: the certificate you save here will be listed.";
+      else view.textContent = JSON.stringify(answer.data, null, 2);
+      view.hidden = false;
+      $("a-jwks").setAttribute("aria-expanded", "true");
+    });
     form.querySelectorAll("input[type=file][data-pem]").forEach((input) =>
       input.addEventListener("change", async () => {
         const file = input.files && input.files[0];
