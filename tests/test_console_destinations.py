@@ -140,6 +140,25 @@ def test_destination_created_through_the_wizard_and_tested_against_a_sink(
     assert page_errors == []
 
 
+def test_a_draft_destination_is_listed_as_such_and_published_from_its_page(
+    console: Any, console_api: ApiClient, page_errors: list[str], trusted_sink: SinkFake
+) -> None:
+    name = unique("Draft ESP")
+    conn = created_id(console_api.post(f"{FS}/connections?mode=draft", json=connection_body(name)))
+    body: dict[str, Any] = {"name": "Request", "baseConnectionId": conn}
+    body["connectionSpec"] = connection_body()["connectionSpec"]
+    body["params"] = {"method": "POST", "url": trusted_sink.url + "/d", "body": BODY}
+    created_id(console_api.post(f"{FS}/targetConnections", json=body))
+    console.goto("/console/destinations")
+    expect(console.get_by_role("row").filter(has_text=name)).to_contain_text("Draft")
+    console.get_by_role("link", name=name).click()
+    expect(console.get_by_text("This destination is a draft")).to_be_visible()
+    console.get_by_role("button", name="Publish").click()
+    expect(console.get_by_text("A saved destination cannot be edited.")).to_be_visible()
+    assert console_api.get(f"{FS}/connections/{conn}").json()["items"][0]["state"] == "enabled"
+    assert page_errors == []
+
+
 def test_refusals_are_shown_next_to_their_fields(
     console: Any, console_api: ApiClient, page_errors: list[str]
 ) -> None:

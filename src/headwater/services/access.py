@@ -106,6 +106,8 @@ ROUTES: Mapping[str, str] = {
     f"POST {FS}/runs": RUN_DATAFLOWS,
     f"POST {FS}/targetConnections/test": MANAGE_DESTINATIONS,
     f"POST {FS}/targetConnections/{{ident}}/test": MANAGE_DESTINATIONS,
+    f"POST {FS}/connections/{{ident}}/action": MANAGE_DESTINATIONS,
+    f"POST {FS}/targetConnections/{{ident}}/action": MANAGE_DESTINATIONS,
     f"DELETE {FS}/deadLetters/{{ident}}": MANAGE_DESTINATIONS,
     f"POST {FS}/deadLetters/{{ident}}/replay": MANAGE_DESTINATIONS,
     f"POST {FS}/deadLetters/replay": MANAGE_DESTINATIONS,

@@ -361,6 +361,9 @@ def check_activation(
         if item["name"] == "Variables":
             bindings = item["params"].get("bindings")
             errors.extend(check(bindings, f"transformations[{index}].params.bindings"))
+    from headwater.services.flowservice import drafts
+
+    drafts.unusable(store, actor.scope, targets, errors)
     variables: set[str] = set()
     for target in targets[:2]:
         variables |= _request_variables(box, actor, target)

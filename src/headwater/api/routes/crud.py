@@ -17,6 +17,7 @@ from headwater.container import Services, services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.services import listing
+from headwater.services.flowservice import drafts
 from headwater.services.resources import Collection
 from headwater.services.tenancy import Actor
 
@@ -98,6 +99,8 @@ def register(
         svc = services(request)
         coll = pick(svc)
         body = await json_body(request)
+        if drafts.check_mode(request.query_params.get("mode"), coll.kind) and isinstance(body, dict):
+            body = {**body, "state": drafts.DRAFT}
         resource = await calls.write(svc, coll.create, actor, body)
         return created({"id": resource.id, "etag": resource.etag}, resource.etag)
 

@@ -13,6 +13,7 @@ from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.errors import NotFound
 from headwater.services import listing
+from headwater.services.flowservice import drafts
 from headwater.services.tenancy import Actor
 
 PREFIX = "/data/foundation/flowservice"
@@ -141,3 +142,34 @@ async def flow_action(ident: str, request: Request, actor: Actor = Depends(platf
     op = request.query_params.get("op", "")
     resource = await calls.write(svc, svc.flows.set_state, actor, ident, op)
     return JSONResponse({"id": resource.id, "etag": resource.etag}, headers={"ETag": resource.etag})
+
+
+async def _publish(kind: str, ident: str, request: Request, actor: Actor) -> JSONResponse:
+    svc = services(request)
+    op = request.query_params.get("op", "")
+    resource = await calls.write(
+        svc, drafts.publish, svc.connections, svc.target_connections, actor, kind, ident, op
+    )
+    return JSONResponse({"id": resource.id, "etag": resource.etag}, headers={"ETag": resource.etag})
+
+
+@router.post(
+    f"{PREFIX}/connections/{{ident}}/action",
+    summary="Publish a draft destination (?op=publish)",
+    tags=[TAG],
+)
+async def connection_action(
+    ident: str, request: Request, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    return await _publish("connection", ident, request, actor)
+
+
+@router.post(
+    f"{PREFIX}/targetConnections/{{ident}}/action",
+    summary="Publish the draft destination of a request (?op=publish)",
+    tags=[TAG],
+)
+async def target_connection_action(
+    ident: str, request: Request, actor: Actor = Depends(platform_actor)
+) -> JSONResponse:
+    return await _publish("targetConnection", ident, request, actor)

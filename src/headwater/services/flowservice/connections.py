@@ -9,6 +9,7 @@ from headwater.catalog.ids import LOCAL_FILES
 from headwater.connectors.files import roots
 from headwater.errors import Conflict, ValidationFailed
 from headwater.services import access, destination_secrets, destinations, validation
+from headwater.services.flowservice import drafts
 from headwater.services.ids import new_hex
 from headwater.services.resources import Built, Collection, text_field
 from headwater.services.specs import SpecCatalog
@@ -106,9 +107,11 @@ class Connections(FlowServiceCollection):
         auth = body.get("auth")
         doc_auth: dict[str, Any] | None = None
         extra: dict[str, Any] = {}
-        if spec is not None and destinations.is_destination(spec["id"]):
+        destination = spec is not None and destinations.is_destination(spec["id"])
+        state = drafts.connection_state(body, existing, destination)
+        if destination:
             actor.require(access.MANAGE_DESTINATIONS, "a destination connection")
-            if existing is not None:
+            if not drafts.editable(existing):
                 raise destinations.refuse_edit()
             extra = destinations.check_connection(self, body, errors)
         if spec is not None:
@@ -124,9 +127,8 @@ class Connections(FlowServiceCollection):
                 "id": spec["id"],
                 "version": str(body["connectionSpec"].get("version", "1.0")),
             },
-            "state": body.get("state", "enabled")
-            if body.get("state") in ("enabled", "disabled")
-            else "enabled",
+            "state": state
+            or (body.get("state", "enabled") if body.get("state") in ("enabled", "disabled") else "enabled"),
         }
         if "providerId" in body or "providerId" in spec:
             doc["providerId"] = body.get("providerId") or spec.get("providerId")
@@ -344,10 +346,12 @@ class TargetConnections(FlowServiceCollection):
         params = _params(body, spec, "targetSpec", errors)
         if spec is not None and spec["id"] == ids.DATA_LAKE and params is not None:
             self._check_dataset(actor, data, params, errors, refs)
+        state = "enabled"
         if spec is not None and destinations.is_destination(spec["id"]):
             actor.require(access.MANAGE_DESTINATIONS, "a destination's request")
-            if existing is not None:
+            if not drafts.editable(existing):
                 raise destinations.refuse_edit()
+            state = drafts.request_state(self.store, actor.scope, body, base_id, errors)
             if params is not None and not any(e["path"].startswith("params") for e in errors):
                 params = destinations.stored_request(self, self.box, actor.org.id, base_id, params, errors)
         if errors:
@@ -360,7 +364,7 @@ class TargetConnections(FlowServiceCollection):
             "connectionSpec": {"id": spec["id"], "version": _version(body)},
             "data": data,
             "params": params,
-            "state": "enabled",
+            "state": state,
         }
         if destinations.is_destination(spec["id"]):  # its secret places are sealed by the rule
             doc[destination_secrets.SEALED_MARK] = destination_secrets.SEALED_VERSION

@@ -31,7 +31,16 @@
         window.HW.table(
           [
             { label: "Icon", value: (c) => iconBox(c.icon, 22) },
-            { label: "Name", value: (c) => el("a", { href: "/console/destinations/" + encodeURIComponent(c.id), text: c.name }) },
+            {
+              label: "Name",
+              value: (c) =>
+                el(
+                  "span",
+                  {},
+                  el("a", { href: "/console/destinations/" + encodeURIComponent(c.id), text: c.name }),
+                  c.state === "draft" ? [" ", el("span", { class: "badge draft", text: "Draft" })] : null
+                ),
+            },
             { label: "Description", value: (c) => c.description || "" },
             { label: "Authentication", value: (c) => AUTH_LABELS[(c.auth || {}).specName] || (c.auth || {}).specName || "None" },
             { label: "Created", value: (c) => window.HW.when(c.createdAt) },
@@ -94,7 +103,9 @@
       ),
       el("h3", { class: "sub", text: "Authentication" }),
       authFacts(c.auth),
-      el("p", { class: "note", role: "note", text: "A saved destination cannot be edited. To change it, add a new destination with the change, point its activation flows at the new one, then delete this one." })
+      c.state === "draft"
+        ? draftNote(c, targets.items.length > 0)
+        : el("p", { class: "note", role: "note", text: "A saved destination cannot be edited. To change it, add a new destination with the change, point its activation flows at the new one, then delete this one." })
     );
     const parts = [facts];
     for (const target of targets.items) {
@@ -121,6 +132,28 @@
     );
     parts.push(deleteSection(c));
     box.replaceChildren(...parts);
+  }
+
+  /* A draft (saved with ?mode=draft, through the API or an interrupted Save): unusable until published. */
+  function draftNote(c, hasRequest) {
+    const note = el("div", { class: "note", role: "note" }, el("p", { text: "This destination is a draft: no activation can use it until it is published, and once published it cannot be edited." }));
+    if (!hasRequest) {
+      note.append(el("p", { class: "muted", text: "It has no request yet: add one through the API (POST /targetConnections) before publishing, or delete it." }));
+      return note;
+    }
+    const button = el("button", { type: "button", class: "primary", text: "Publish" });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const answer = await api("POST", `${FS}/connections/${encodeURIComponent(c.id)}/action?op=publish`);
+      if (!answer.ok) {
+        button.disabled = false;
+        window.HW.showErrors(null, answer.data);
+        return;
+      }
+      location.assign(`/console/destinations/${encodeURIComponent(c.id)}?saved=1`);
+    });
+    note.append(button);
+    return note;
   }
 
   function deleteSection(c) {

@@ -301,7 +301,9 @@
         save.textContent = "Save";
       };
       const body = connectionBody();
-      const created = await api("POST", `${FS}/connections`, body);
+      // Saved as a draft first, published once its request is stored: an interrupted Save leaves a draft
+      // (listed as such, never activated), not a destination without its request.
+      const created = await api("POST", `${FS}/connections?mode=draft`, body);
       if (!created.ok) {
         done();
         if (created.status === 409) return problem(problemOf([{ path: "name", message: "is already used by another destination in this sandbox: choose another name" }]));
@@ -315,10 +317,15 @@
         params: readRequest(),
       });
       if (!target.ok) {
-        // The request was refused: take the connection back so that Save can be pressed again.
+        // The request was refused: take the draft back so that Save can be pressed again.
         await api("DELETE", `${FS}/connections/${encodeURIComponent(id)}`);
         done();
         return problem(target.data);
+      }
+      const published = await api("POST", `${FS}/connections/${encodeURIComponent(id)}/action?op=publish`);
+      if (!published.ok) {
+        done();
+        return problem(published.data);
       }
       location.assign(`/console/destinations/${encodeURIComponent(id)}?saved=1`);
     });
