@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Self
 
 import uvicorn
@@ -68,14 +69,20 @@ class FakeService:
     def routes(self) -> list[Route]:
         raise NotImplementedError
 
-    def start(self) -> Self:
+    def start(self, tls: Path | None = None) -> Self:
+        """Listen on 127.0.0.1 (plain HTTP, or HTTPS with ``tls``: a directory holding server.pem and
+        server-key.pem, as :meth:`tests.fakes.tls.SinkCerts.write` makes them)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        scheme = "https" if tls is not None else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
+        files: dict[str, str] = {}
+        if tls is not None:
+            files = {"ssl_certfile": str(tls / "server.pem"), "ssl_keyfile": str(tls / "server-key.pem")}
         config = uvicorn.Config(
-            self._asgi, interface="asgi3", log_level="warning", access_log=False, lifespan="off"
+            self._asgi, interface="asgi3", log_level="warning", access_log=False, lifespan="off", **files
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
