@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
-from tests.support import ApiClient, LiveServer, start_server, token_for
+from tests.support import ApiClient, LiveServer, start_server, token_for, wait_until
 
 aepp = pytest.importorskip("aepp")
 
@@ -310,3 +310,32 @@ def test_no_route_ends_with_a_slash(tmp_path: Path) -> None:
     found = list(paths(app.routes))
     assert f"{SR}/tenant/schemas" in found
     assert [p for p in found if p.endswith("/")] == []
+
+
+def test_batch_ingestion_and_last_batches_through_aepp(configured: None, seeded: dict[str, Any]) -> None:
+    from aepp import catalog, ingestion
+
+    dataset = seeded["dataset"]
+    ingest = ingestion.DataIngestion()
+    batch = ingest.createBatch(datasetId=dataset, format="json")
+    assert batch.get("status") == "loading", batch
+    people = [{"personalEmail": {"address": f"batch{n}@example.com"}} for n in range(3)]
+    ingest.uploadSmallFile(batchId=batch["id"], datasetId=dataset, filePath="people.json", data=people)
+    ingest.uploadSmallFileFinish(batchId=batch["id"])
+    cat = catalog.Catalog()
+    final: dict[str, Any] = {}
+
+    def landed() -> bool:
+        final.update(cat.getBatch(batch["id"])[batch["id"]])
+        return final["status"] in ("success", "failed")
+
+    wait_until(landed, timeout=30)
+    assert final["status"] == "success" and final["metrics"]["outputRecordCount"] == 3, final
+    last = cat.getLastBatches(dataSetId=dataset)
+    assert list(last) == [batch["id"]]
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "x"])
+def test_last_batches_limit_out_of_range_is_a_400(api: ApiClient, limit: str) -> None:
+    answer = api.get("/data/foundation/catalog/lastBatches", params={"limit": limit})
+    assert answer.status_code == 400 and answer.json()["report"]["parameter"] == "limit"

@@ -193,6 +193,28 @@ class Batches(Collection):
         doc = {k: v for k, v in resource.doc.items() if k not in ("createdAt", "updatedAt")}
         return {**doc, "created": resource.created_at, "updated": resource.updated_at, "version": "1.0.0"}
 
+    def last(self, actor: Actor, dataset_id: str | None, limit: int) -> list[Resource]:
+        """``GET /catalog/lastBatches``: the newest batch of each dataset (of ``dataset_id`` alone when
+        given), newest first, at most ``limit``. Reads the sandbox's batches newest first, a page at a
+        time, and stops as soon as it has what it needs."""
+        newest: dict[str, Resource] = {}
+        offset, page = 0, 500
+        while len(newest) < limit:
+            items = self.store.list(
+                self.kind, actor.scope, order="createdAt", descending=True, offset=offset, limit=page
+            ).items
+            for resource in items:
+                related = [
+                    o.get("id") for o in resource.doc.get("relatedObjects", []) if o.get("type") == "dataSet"
+                ]
+                for dataset in related:
+                    if isinstance(dataset, str) and dataset not in newest and dataset_id in (None, dataset):
+                        newest[dataset] = resource
+            if len(items) < page or (dataset_id is not None and newest):
+                break
+            offset += page
+        return sorted(newest.values(), key=lambda r: r.created_at, reverse=True)[:limit]
+
 
 def new_batch_doc(dataset_id: str, flow_id: str, run_id: str) -> dict[str, Any]:
     return {

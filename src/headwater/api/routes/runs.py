@@ -101,6 +101,20 @@ async def list_batches(request: Request, actor: Actor = Depends(platform_actor))
     return JSONResponse({d["id"]: d for d in docs})
 
 
+@router.get(f"{CATALOG}/lastBatches", tags=["Catalog"], summary="The newest batch of each dataset")
+async def last_batches(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    """``?dataSetId=`` for one dataset's, ``limit`` 1..100 (20); keyed by batch id as ``/batches``."""
+    svc = services(request)
+    raw = request.query_params.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise BadRequest(
+            "limit must be an integer from 1 to 100.", code="CAT-1400-400", report={"parameter": "limit"}
+        )
+    dataset = request.query_params.get("dataSetId")
+    found = await calls.read(svc, svc.batches.last, actor, dataset, int(raw))
+    return JSONResponse({b.id: svc.batches.render(b) for b in found})
+
+
 @router.get(f"{CATALOG}/batches/{{ident}}", tags=["Catalog"], summary="Get a batch")
 async def get_batch(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     svc = services(request)
