@@ -1,19 +1,21 @@
 """The Batch Ingestion API (``/data/foundation/import/batches``): create a batch, upload files (whole or
-in chunks), complete it into the dataset in one commit, abort; status and row errors in the Catalog.
+in chunks), complete it (the promotion runner puts it into the dataset in one commit, after COMPLETE
+answered), abort; status and row errors in the Catalog.
 
-Left for later (docs/pending/batch.md): a 1 GB chunked file, a kill -9 during promotion, the bench."""
+Crashes during promotion: tests/test_batch_ingestion_crash.py; 1 GB: bench/batch_ingest.py."""
 
 from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from headwater.stores.metadata import Scope
 from tests.flows_helpers import CAT, dataset, profile_schema
-from tests.support import ApiClient, LiveServer, role_client
+from tests.support import ApiClient, LiveServer, role_client, wait_until
 
 IMPORT = "/data/foundation/import/batches"
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -29,6 +31,14 @@ def person(i: int, email: str | None = None) -> dict[str, Any]:
 
 def json_lines(rows: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+@pytest.fixture(autouse=True)
+def promoter(server: LiveServer) -> Iterator[None]:
+    """The runner a worker runs beside its runs, promoting completed batches."""
+    server.services.batch_promoter.start()
+    yield
+    server.services.batch_promoter.stop()  # not left polling a database the session drops
 
 
 @pytest.fixture
@@ -53,9 +63,19 @@ def upload(api: ApiClient, batch_id: str, dataset_id: str, name: str, data: byte
 
 
 def complete(api: ApiClient, batch_id: str) -> dict[str, Any]:
+    """COMPLETE (answered at once, as AEP's), then the batch once final, polled as an AEP client does."""
     response = api.post(f"{IMPORT}/{batch_id}?action=COMPLETE")
     assert response.status_code == 200, response.text
-    return dict(response.json()[batch_id])
+    assert response.json()[batch_id]["status"] in ("processing", "success", "failed")
+    return final(api, batch_id)
+
+
+def final(api: ApiClient, batch_id: str, timeout: float = 30) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        batch = catalog_batch(api, batch_id)
+        return batch if batch["status"] in ("success", "failed") else None
+
+    return dict(wait_until(done, timeout=timeout, interval=0.05))
 
 
 def catalog_batch(api: ApiClient, batch_id: str) -> dict[str, Any]:
