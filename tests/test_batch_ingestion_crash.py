@@ -1,0 +1,111 @@
+"""Exactly once across `kill -9` for the Batch Ingestion API: a CSV uploaded in chunks (out of order, one
+sent twice) and completed lands once, with the batch's right metrics, when the process promoting it dies
+right after COMPLETE answered (and the server with it), before the commit, or after the commit but
+before the batch was saved; a worker started afterwards finishes it without any client call.
+
+Real processes: `headwater serve --no-worker` takes the upload and COMPLETE; `headwater worker` (its
+promotion runner) promotes, first with a crash point armed, then again without."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.flows_helpers import dataset, profile_schema
+from tests.support import wait_until
+from tests.test_batch_ingestion import IMPORT, OCTETS, catalog_batch
+from tests.test_crash_recovery import EXE, Deployment, _deploy
+
+ROWS = 20_000
+CHUNK = 256 * 1024
+
+
+def people_csv() -> bytes:
+    lines = ["_id,person.name.firstName,person.name.lastName,personalEmail.address"]
+    lines += [f"p{i},First{i},Last{i},person{i}@example.com" for i in range(ROWS)]
+    lines.append("bad-1,Bad,Row,not-an-email")  # a row error: the failed count must survive the crash
+    return ("\n".join(lines) + "\n").encode()
+
+
+def upload_in_chunks(d: Deployment, batch_id: str, dataset_id: str, data: bytes) -> None:
+    url = f"{IMPORT}/{batch_id}/datasets/{dataset_id}/files/people.csv"
+    assert d.api.post(f"{url}?action=INITIALIZE").status_code == 201
+    spans = [(s, min(s + CHUNK, len(data)) - 1) for s in range(0, len(data), CHUNK)]
+    assert len(spans) >= 4
+    for start, end in [*spans[::-1], spans[1]]:  # out of order, the second chunk twice
+        headers = {**OCTETS, "Content-Range": f"bytes {start}-{end}/{len(data)}"}
+        response = d.api.patch(url, content=data[start : end + 1], headers=headers)
+        assert response.status_code == 200, response.text
+    done = d.api.post(f"{url}?action=COMPLETE")
+    assert done.status_code == 201 and done.json()["size"] == len(data), done.text
+
+
+def restart_server(d: Deployment) -> None:
+    """`kill -9` of the server, and a new one on the same home and port."""
+    os.kill(d.server.pid, signal.SIGKILL)
+    d.server.wait(timeout=30)
+    d.server = subprocess.Popen(
+        [EXE, "serve", "--no-worker"], env=d.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    d.processes.append(d.server)
+
+    def up() -> bool:
+        try:
+            return (
+                httpx.get(f"http://127.0.0.1:{d.env['HEADWATER_PORT']}/health", timeout=1).status_code == 200
+            )
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout=60)
+
+
+@pytest.mark.parametrize("point", ["batch_before_promotion", "batch_before_commit", "batch_after_commit"])
+def test_kill_9_during_promotion_then_a_worker_lands_the_batch_once(tmp_path: Path, point: str) -> None:
+    with _deploy(tmp_path) as d:
+        dataset_id = dataset(d.api, profile_schema(d.api))
+        created = d.api.post(IMPORT, json={"datasetId": dataset_id, "inputFormat": {"format": "csv"}})
+        assert created.status_code == 201, created.text
+        batch_id = created.json()["id"]
+        data = people_csv()
+        upload_in_chunks(d, batch_id, dataset_id, data)
+
+        accepted = d.api.post(f"{IMPORT}/{batch_id}?action=COMPLETE")
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()[batch_id]["status"] == "processing"  # answered before any promotion
+        if point == "batch_before_promotion":
+            restart_server(d)  # the process that accepted COMPLETE is gone too: the queue is durable
+
+        doomed = d.worker(fault=point)
+        assert doomed.wait(timeout=120) == -signal.SIGKILL, d.worker_logs()
+        assert catalog_batch(d.api, batch_id)["status"] == "processing"
+        committed = d.count(dataset_id)[0]
+        assert committed == (ROWS if point == "batch_after_commit" else 0)
+
+        d.worker()  # the sweep at start finds the batch, once the dead runner's lease expired
+
+        def final() -> dict[str, Any] | None:
+            batch = catalog_batch(d.api, batch_id)
+            return batch if batch["status"] != "processing" else None
+
+        batch = wait_until(final, timeout=90, interval=0.1)
+        assert batch["status"] == "success", (batch, d.worker_logs())
+        assert batch["metrics"] == {
+            "inputRecordCount": ROWS + 1,
+            "outputRecordCount": ROWS,
+            "failedRecordCount": 1,
+            "inputByteSize": len(data),
+            "inputFileCount": 1,
+        }
+        assert [e["recordCount"] for e in batch["errors"]] == [1]
+        assert d.count(dataset_id) == (ROWS, ROWS)
+        assert not (d.home / "warehouse" / "_ingest" / batch_id).exists()
+        again = d.api.post(f"{IMPORT}/{batch_id}?action=COMPLETE")  # a client's late retry: no change
+        assert again.status_code == 200 and again.json()[batch_id]["status"] == "success"
+        assert d.count(dataset_id) == (ROWS, ROWS)
