@@ -11,7 +11,8 @@ Generates a CSV of about --mb megabytes (default 256; 1024 for the record) in th
   headwater  `headwater serve` (its embedded worker): create a batch, INITIALIZE, the same chunks by
              PATCH, file COMPLETE, batch COMPLETE, then poll the catalog batch until ``success``
 
-Each prints MB/s; the ratios are Headwater's time over each copy's (target: within 2x of a plain copy).
+Each prints MB/s (and the server's peak RSS); the ratios are Headwater's time over each copy's (target:
+within 2x of a plain copy).
 Exactly once is asserted at the end: count(*) and count(DISTINCT _id) of the dataset equal the rows.
 
     .venv/bin/python bench/batch_ingest.py [--mb 256] [--chunk-mb 64] [--parallel 2] [--keep DIR]
@@ -193,12 +194,26 @@ def headwater(path: Path, rows: int, work: Path, chunk: int, parallel: int) -> d
             ended = time.perf_counter()
             assert batch["status"] == "success", batch
             assert batch["metrics"]["outputRecordCount"] == rows, batch["metrics"]
+            peak = peak_rss_mb(server.pid)
         count, distinct = query_counts(env, dataset_id)
         assert count == distinct == rows, (count, distinct, rows)
-        return {"upload": uploaded - started, "promotion": ended - uploaded, "total": ended - started}
+        return {
+            "upload": uploaded - started,
+            "promotion": ended - uploaded,
+            "total": ended - started,
+            "rss": peak,
+        }
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The server's peak resident memory (VmHWM), in MB: no chunk or file may be held whole."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def query_counts(env: dict[str, str], dataset_id: str) -> tuple[int, int]:
@@ -246,6 +261,7 @@ def main() -> None:
             f"(upload {hw['upload']:.2f} s, COMPLETE to success {hw['promotion']:.2f} s; "
             f"{rows / hw['total']:,.0f} rows/s)"
         )
+        print(f"server peak RSS {hw['rss']:.0f} MB")
         print(f"ratio      {hw['total'] / disk:.1f}x the disk copy, {hw['total'] / http:.1f}x the http copy")
         print(f"exactly once: {rows:,} rows, {rows:,} distinct _id")
     finally:
