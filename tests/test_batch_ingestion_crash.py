@@ -1,7 +1,8 @@
 """Exactly once across `kill -9` for the Batch Ingestion API: a CSV uploaded in chunks (out of order, one
-sent twice) and completed lands once, with the batch's right metrics, when the process promoting it dies
-right after COMPLETE answered (and the server with it), before the commit, or after the commit but
-before the batch was saved; a worker started afterwards finishes it without any client call.
+sent twice) and completed lands once, with the batch's right metrics, when the server dies right after
+COMPLETE answered and the processes promoting it die right after claiming it, before the commit, and
+after the commit but before the batch was saved; a worker started afterwards finishes it without any
+client call.
 
 Real processes: `headwater serve --no-worker` takes the upload and COMPLETE; `headwater worker` (its
 promotion runner) promotes, first with a crash point armed, then again without."""
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.flows_helpers import dataset, profile_schema
 from tests.support import wait_until
@@ -87,8 +87,9 @@ def restart_server(d: Deployment) -> None:
     wait_until(up, timeout=60)
 
 
-@pytest.mark.parametrize("point", ["batch_before_promotion", "batch_before_commit", "batch_after_commit"])
-def test_kill_9_during_promotion_then_a_worker_lands_the_batch_once(tmp_path: Path, point: str) -> None:
+def test_kill_9_at_each_point_of_promotion_then_a_worker_lands_the_batch_once(tmp_path: Path) -> None:
+    """One batch through every crash in turn: the server right after COMPLETE answered, then a worker
+    right after claiming it, one before the commit, one after the commit; a fifth worker finishes it."""
     with _deploy(tmp_path) as d:
         dataset_id = dataset(d.api, profile_schema(d.api))
         created = d.api.post(IMPORT, json={"datasetId": dataset_id, "inputFormat": {"format": "csv"}})
@@ -100,16 +101,19 @@ def test_kill_9_during_promotion_then_a_worker_lands_the_batch_once(tmp_path: Pa
         accepted = d.api.post(f"{IMPORT}/{batch_id}?action=COMPLETE")
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()[batch_id]["status"] == "processing"  # answered before any promotion
-        if point == "batch_before_promotion":
-            restart_server(d)  # the process that accepted COMPLETE is gone too: the queue is durable
+        restart_server(d)  # the process that accepted COMPLETE is gone: the queue is durable
 
-        doomed = d.worker(fault=point)
-        assert doomed.wait(timeout=120) == -signal.SIGKILL, d.worker_logs()
-        assert catalog_batch(d.api, batch_id)["status"] == "processing"
-        committed = counts(d, dataset_id)[0]
-        assert committed == (ROWS if point == "batch_after_commit" else 0)
+        for point, committed in [
+            ("batch_before_promotion", 0),
+            ("batch_before_commit", 0),
+            ("batch_after_commit", ROWS),
+        ]:
+            doomed = d.worker(fault=point)  # takes the batch over once the dead runner's lease expired
+            assert doomed.wait(timeout=120) == -signal.SIGKILL, (point, d.worker_logs())
+            assert catalog_batch(d.api, batch_id)["status"] == "processing", point
+            assert counts(d, dataset_id) == (committed, committed), point
 
-        d.worker()  # the sweep at start finds the batch, once the dead runner's lease expired
+        d.worker()  # no client call: the sweep at its start finds the batch
 
         def final() -> dict[str, Any] | None:
             batch = catalog_batch(d.api, batch_id)

@@ -186,7 +186,8 @@ async def file_action(
 @router.post(
     f"{PREFIX}/{{batchId}}",
     tags=[TAG],
-    summary="?action=COMPLETE promotes the batch's files into its dataset; ?action=ABORT drops them",
+    summary="?action=COMPLETE queues the batch's files for its dataset (a worker promotes them); "
+    "?action=ABORT drops them",
 )
 async def batch_action(
     batchId: str,
