@@ -140,6 +140,36 @@ def test_a_retry_after_the_commit_but_before_the_batch_was_saved_adds_nothing(
     assert not staged.exists()
 
 
+def test_complete_answers_processing_and_a_runner_started_later_promotes_the_batch(
+    server: LiveServer, api: ApiClient, dataset_id: str
+) -> None:
+    """No worker running: COMPLETE is accepted (``processing``) and the batch waits, durably queued; the
+    runner's look at its start promotes it. A batch queued but never marked (COMPLETE died between the
+    two writes) is promoted too."""
+    runner = server.services.batch_promoter
+    runner.stop()
+    waiting = create(api, dataset_id)
+    upload(api, waiting, dataset_id, "people.json", json_lines([person(1), person(2)]))
+    response = api.post(f"{IMPORT}/{waiting}?action=COMPLETE")
+    assert response.status_code == 200, response.text
+    assert response.json()[waiting]["status"] == "processing"
+    unmarked = create(api, dataset_id)
+    upload(api, unmarked, dataset_id, "more.json", json_lines([person(3)]))
+    svc = server.services
+    sandbox = svc.store.get_sandbox(api.org_id, api.sandbox_name)
+    assert sandbox is not None
+    stored = svc.store.get("batch", Scope(api.org_id, sandbox.id), unmarked)
+    assert stored is not None
+    svc.batch_queue.enqueue(stored)
+    assert catalog_batch(api, waiting)["status"] == "processing"
+    assert catalog_batch(api, unmarked)["status"] == "loading"
+    runner.start()
+    assert final(api, waiting)["status"] == "success"
+    assert final(api, unmarked)["metrics"]["outputRecordCount"] == 1
+    assert sorted(r["_id"] for r in rows(api, dataset_id)) == ["id-1", "id-2", "id-3"]
+    wait_until(lambda: not list(svc.batch_queue.entries()))  # removed once the batch was saved
+
+
 def test_a_gzipped_csv_file_with_dotted_headers_lands(api: ApiClient, dataset_id: str) -> None:
     batch_id = create(api, dataset_id, "csv")
     csv = (
