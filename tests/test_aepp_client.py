@@ -312,10 +312,20 @@ def test_no_route_ends_with_a_slash(tmp_path: Path) -> None:
     assert [p for p in found if p.endswith("/")] == []
 
 
-def test_batch_ingestion_and_last_batches_through_aepp(configured: None, seeded: dict[str, Any]) -> None:
+def test_batch_ingestion_and_last_batches_through_aepp(
+    live: LiveServer, configured: None, seeded: dict[str, Any]
+) -> None:
+
+    live.services.batch_promoter.start()  # what a worker runs: it promotes completed batches
+    try:
+        _batch_through_aepp(seeded["dataset"])
+    finally:
+        live.services.batch_promoter.stop()
+
+
+def _batch_through_aepp(dataset: str) -> None:
     from aepp import catalog, ingestion
 
-    dataset = seeded["dataset"]
     ingest = ingestion.DataIngestion()
     batch = ingest.createBatch(datasetId=dataset, format="json")
     assert batch.get("status") == "loading", batch

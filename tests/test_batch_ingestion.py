@@ -1,19 +1,21 @@
 """The Batch Ingestion API (``/data/foundation/import/batches``): create a batch, upload files (whole or
-in chunks), complete it into the dataset in one commit, abort; status and row errors in the Catalog.
+in chunks), complete it (the promotion runner puts it into the dataset in one commit, after COMPLETE
+answered), abort; status and row errors in the Catalog.
 
-Left for later (docs/pending/batch.md): a 1 GB chunked file, a kill -9 during promotion, the bench."""
+Crashes during promotion: tests/test_batch_ingestion_crash.py; 1 GB: bench/batch_ingest.py."""
 
 from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from headwater.stores.metadata import Scope
 from tests.flows_helpers import CAT, dataset, profile_schema
-from tests.support import ApiClient, LiveServer, role_client
+from tests.support import ApiClient, LiveServer, role_client, wait_until
 
 IMPORT = "/data/foundation/import/batches"
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -29,6 +31,14 @@ def person(i: int, email: str | None = None) -> dict[str, Any]:
 
 def json_lines(rows: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+@pytest.fixture(autouse=True)
+def promoter(server: LiveServer) -> Iterator[None]:
+    """The runner a worker runs beside its runs, promoting completed batches."""
+    server.services.batch_promoter.start()
+    yield
+    server.services.batch_promoter.stop()  # not left polling a database the session drops
 
 
 @pytest.fixture
@@ -53,9 +63,19 @@ def upload(api: ApiClient, batch_id: str, dataset_id: str, name: str, data: byte
 
 
 def complete(api: ApiClient, batch_id: str) -> dict[str, Any]:
+    """COMPLETE (answered at once, as AEP's), then the batch once final, polled as an AEP client does."""
     response = api.post(f"{IMPORT}/{batch_id}?action=COMPLETE")
     assert response.status_code == 200, response.text
-    return dict(response.json()[batch_id])
+    assert response.json()[batch_id]["status"] in ("processing", "success", "failed")
+    return final(api, batch_id)
+
+
+def final(api: ApiClient, batch_id: str, timeout: float = 30) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        batch = catalog_batch(api, batch_id)
+        return batch if batch["status"] in ("success", "failed") else None
+
+    return dict(wait_until(done, timeout=timeout, interval=0.05))
 
 
 def catalog_batch(api: ApiClient, batch_id: str) -> dict[str, Any]:
@@ -118,6 +138,36 @@ def test_a_retry_after_the_commit_but_before_the_batch_was_saved_adds_nothing(
     assert again["metrics"]["inputRecordCount"] == 2 and again["metrics"]["failedRecordCount"] == 1
     assert [r["_id"] for r in rows(api, dataset_id)] == ["id-1"]
     assert not staged.exists()
+
+
+def test_complete_answers_processing_and_a_runner_started_later_promotes_the_batch(
+    server: LiveServer, api: ApiClient, dataset_id: str
+) -> None:
+    """No worker running: COMPLETE is accepted (``processing``) and the batch waits, durably queued; the
+    runner's look at its start promotes it. A batch queued but never marked (COMPLETE died between the
+    two writes) is promoted too."""
+    runner = server.services.batch_promoter
+    runner.stop()
+    waiting = create(api, dataset_id)
+    upload(api, waiting, dataset_id, "people.json", json_lines([person(1), person(2)]))
+    response = api.post(f"{IMPORT}/{waiting}?action=COMPLETE")
+    assert response.status_code == 200, response.text
+    assert response.json()[waiting]["status"] == "processing"
+    unmarked = create(api, dataset_id)
+    upload(api, unmarked, dataset_id, "more.json", json_lines([person(3)]))
+    svc = server.services
+    sandbox = svc.store.get_sandbox(api.org_id, api.sandbox_name)
+    assert sandbox is not None
+    stored = svc.store.get("batch", Scope(api.org_id, sandbox.id), unmarked)
+    assert stored is not None
+    svc.batch_queue.enqueue(stored)
+    assert catalog_batch(api, waiting)["status"] == "processing"
+    assert catalog_batch(api, unmarked)["status"] == "loading"
+    runner.start()
+    assert final(api, waiting)["status"] == "success"
+    assert final(api, unmarked)["metrics"]["outputRecordCount"] == 1
+    assert sorted(r["_id"] for r in rows(api, dataset_id)) == ["id-1", "id-2", "id-3"]
+    wait_until(lambda: not list(svc.batch_queue.entries()))  # removed once the batch was saved
 
 
 def test_a_gzipped_csv_file_with_dotted_headers_lands(api: ApiClient, dataset_id: str) -> None:

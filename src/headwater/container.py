@@ -130,6 +130,7 @@ class Services:
         # A deleted dataset leaves profiles: its fragments, events, and the identities only it held.
         self.datasets.on_deleted(self._forget_dataset)
         self._exports()
+        self._batch_ingestion()
         from headwater.runtime.profiles import ProfileProjector
 
         self.profile_projector = ProfileProjector(
@@ -174,6 +175,21 @@ class Services:
                 definitions=self.segment_definitions,
                 segments=self.segments,
             )
+        )
+
+    def _batch_ingestion(self) -> None:
+        """The Batch Ingestion API's staging, its promotion queue and the queue's runner."""
+        from headwater.runtime.batchpromotion import BatchPromotions
+        from headwater.runtime.segmentjobs import JobRunner
+        from headwater.services.batchingest import BatchIngestion
+        from headwater.services.batchqueue import PromotionQueue
+
+        self.batch_ingestion = BatchIngestion(self.batches, self.datasets, self.settings)
+        self.batch_queue = PromotionQueue(self.store, self.settings.run_lease_seconds)
+        self.batch_promoter = JobRunner(  # a worker starts it
+            BatchPromotions(self, self.batch_ingestion, self.batch_queue),
+            name="batch",
+            poll_seconds=4 * self.settings.worker_poll_seconds,  # an idle worker's longest wait for runs
         )
 
     @staticmethod

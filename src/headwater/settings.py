@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     run_lease_seconds: float = Field(
         30.0,
         gt=0,
-        description="How long a worker holds a run without renewing; after that another takes it over.",
+        description="How long a worker holds a run (or a batch it promotes) without renewing; after that "
+        "another takes it over.",
     )
     worker_poll_seconds: float = Field(
         0.5,

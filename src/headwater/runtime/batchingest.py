@@ -1,14 +1,16 @@
-"""Promoting a completed ingestion batch (``POST /import/batches/{id}?action=COMPLETE``) into its
-dataset's Iceberg table: every staged file, validated against the dataset's schema, in ONE commit.
+"""Promoting a completed ingestion batch into its dataset's Iceberg table: every staged file, validated
+against the dataset's schema, in ONE commit. ``POST /import/batches/{id}?action=COMPLETE`` only queues
+the batch (services/batchqueue.py); a worker's promotion runner (runtime/batchpromotion.py) calls
+:func:`promote`.
 
 The files are already in the schema's shape (no mapping set): they go through the identity mapping of
 the schema (``engines.mapping.identity_compile``), the same validation and Arrow conversion as a flow
 without a Mapping step (runtime/executor.py) and as streaming XDM messages (runtime/streaming.py). Rows
 that fail it become the batch's row errors (stores/rowerrors.py); the others are written as Parquet data
 files (``Lake.write_files``) and added by ``Lake.commit`` in one snapshot whose summary carries the batch
-id, with ``once_per=("batchId",)``: a second COMPLETE, or a retry after a crash between the commit and the
-batch's update, finds that snapshot and only finishes the bookkeeping from its counts. Nothing is
-committed twice.
+id, with ``once_per=("batchId",)``: another attempt (a runner taking over after a crash between the
+commit and the batch's update) finds that snapshot and only finishes the bookkeeping from its counts.
+Nothing is committed twice.
 
 A file that cannot be parsed in the batch's format fails the batch before anything is committed (its
 rows and those of the other files included); so does a share of failed rows over the batch's
@@ -29,23 +31,15 @@ import pyarrow as pa
 from headwater.connectors.errors import ConnectorError
 from headwater.connectors.files import client
 from headwater.connectors.files.config import compression_for, source_params
-from headwater.errors import BadRequest, Conflict, HeadwaterError
+from headwater.errors import HeadwaterError
 from headwater.faults import crash_point
 from headwater.runtime.context import Runtime
 from headwater.runtime.executor import Counters
-from headwater.services.batchingest import (
-    ABORTED,
-    FAILED,
-    LOADING,
-    PROCESSING,
-    SUCCESS,
-    BatchIngestion,
-    dataset_of,
-)
+from headwater.services.batchingest import FAILED, LOADING, PROCESSING, SUCCESS, BatchIngestion, dataset_of
 from headwater.services.ids import now_ms
 from headwater.services.ledger import copy_errors
 from headwater.services.tenancy import Actor
-from headwater.stores.metadata import Resource
+from headwater.stores.metadata import Resource, Scope
 from headwater.stores.rowerrors import RowErrorWriter, errors_file
 
 log = logging.getLogger("headwater.runtime")
@@ -68,32 +62,32 @@ def _lock(batch_id: str) -> threading.Lock:
         return _locks.setdefault(batch_id, threading.Lock())
 
 
-def complete(services: Runtime, ingestion: BatchIngestion, actor: Actor, batch_id: str) -> Resource:
-    """Promote batch ``batch_id`` (idempotent; see the module's docstring). Returns the batch as saved:
-    ``success`` (some rows may have failed: ``metrics.failedRecordCount``) or ``failed``."""
+def promote(services: Runtime, ingestion: BatchIngestion, scope: Scope, batch_id: str) -> Resource | None:
+    """Promote the queued batch ``batch_id`` of ``scope`` (idempotent; see the module's docstring) and
+    remove its staging. Returns the batch as saved: ``success`` (some rows may have failed:
+    ``metrics.failedRecordCount``), ``failed``, or ``aborted`` (nothing to do); None when it is gone."""
     with _lock(batch_id):
-        batch = ingestion.ingestion_batch(actor, batch_id)
+        batch = services.store.get("batch", scope, batch_id)
+        if batch is None:
+            return None
         status = batch.doc.get("status")
-        if status in (SUCCESS, FAILED):
-            return batch
-        if status == ABORTED:
-            raise Conflict(
-                f"Batch {batch_id} was aborted: it cannot be completed.",
-                code="INGEST-1409-409",
-                report={"field": "action", "status": status},
-            )
-        files = ingestion.staged_files(batch)
-        if status == LOADING and not files:
-            raise BadRequest(
-                f"Batch {batch_id} has no complete file: upload one before completing the batch.",
-                code="INGEST-1400-400",
-                report={"field": "batchId"},
-            )
-        if status == LOADING:
+        if status == LOADING:  # COMPLETE queued it, then died before marking it
             batch = services.ledger.save(batch, {"status": PROCESSING})
-        saved = _promote(services, ingestion, actor, batch, files)
+        elif status != PROCESSING:  # final: a crash came after its update, before the queue's
+            ingestion.remove_staging(batch.id)
+            return batch
+        actor = _actor(services, scope)
+        saved = _promote(services, ingestion, actor, batch, ingestion.staged_files(batch))
         ingestion.remove_staging(batch.id)  # final either way: the files are in the table, or refused
         return saved
+
+
+def _actor(services: Runtime, scope: Scope) -> Actor:
+    org = services.store.get_org(scope.org_id)
+    found = [s for s in services.store.list_sandboxes(scope.org_id) if s.id == scope.sandbox_id]
+    if org is None or not found:
+        raise HeadwaterError("the batch's organization or sandbox no longer exists")
+    return Actor(org=org, sandbox=found[0], client_id="headwater-worker")
 
 
 def _promote(

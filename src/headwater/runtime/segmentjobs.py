@@ -1,9 +1,10 @@
-"""The job runners: one thread beside each worker for segment jobs, one for profile export jobs.
+"""The job runners: one thread beside each worker for segment jobs, one for profile export jobs, one
+for promoting ingestion batches (runtime/batchpromotion.py).
 
 A runner wakes at once when this process creates a job (its collection's ``created`` signal), and
-otherwise looks for jobs every :data:`POLL_SECONDS` (jobs created by another process, and jobs whose
-runner died: their lease expired). Idle, it costs that one look. Jobs run one at a time per runner: a
-segment job already uses every core DuckDB is given.
+otherwise looks for jobs every ``poll_seconds`` (:data:`POLL_SECONDS` unless told): jobs created by
+another process, and jobs whose runner died (their lease expired). Idle, it costs that one look. Jobs
+run one at a time per runner: a segment job already uses every core DuckDB is given.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ class Jobs(Protocol):
 
 
 class JobRunner:
-    def __init__(self, jobs: Jobs, worker: str | None = None, name: str = "segment") -> None:
+    def __init__(
+        self, jobs: Jobs, worker: str | None = None, name: str = "segment", poll_seconds: float = POLL_SECONDS
+    ) -> None:
         self.jobs = jobs
         self.name = name
+        self.poll_seconds = poll_seconds
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{name}s"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -80,7 +84,7 @@ class JobRunner:
                 self.run_pending()
             except Exception:  # the store may be away for a moment: logged, looked at again
                 log.exception("%s job runner failed; retrying", self.name)
-            self._wake.wait(POLL_SECONDS)
+            self._wake.wait(self.poll_seconds)
 
 
 SegmentJobRunner = JobRunner  # the name the worker and the wiring know it by

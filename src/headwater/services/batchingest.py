@@ -14,9 +14,10 @@ batch is completed or aborted, in its staging area ``WAREHOUSE/_ingest/{batchId}
   that the ranges cover ``0..total-1`` with no gap and no overlap (AEP answers 400 for either) and
   renames the data file to its name.
 
-Promotion into the dataset's table (``POST /batches/{id}?action=COMPLETE``) is the runtime's
-(runtime/batchingest.py). This module checks requests and keeps the staging area; it never reads the
-files' contents.
+``POST /batches/{id}?action=COMPLETE`` queues the batch for promotion (services/batchqueue.py) and marks
+it ``processing``; promotion into the dataset's table is the runtime's (runtime/batchingest.py, run by a
+worker's runtime/batchpromotion.py). This module checks requests and keeps the staging area; it never
+reads the files' contents.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 import orjson
 
 from headwater.errors import BadRequest, Conflict, HeadwaterError, NotFound, PayloadTooLarge, ValidationFailed
+from headwater.services.batchqueue import PromotionQueue
 from headwater.services.catalogsvc import DataSets
 from headwater.services.ids import new_hex
 from headwater.services.runs import Batches
@@ -200,6 +202,35 @@ class BatchIngestion:
             )
         if dataset_id is not None and dataset_id != dataset_of(batch):
             raise bad(f"Batch {batch_id} is for dataset {dataset_of(batch)}, not {dataset_id}.", "datasetId")
+        return batch
+
+    def complete(
+        self,
+        actor: Actor,
+        batch_id: str,
+        queue: PromotionQueue,
+        save: Callable[[Resource, dict[str, Any]], Resource],
+    ) -> Resource:
+        """``?action=COMPLETE``: the batch is queued for promotion (durable when this returns) and marked
+        ``processing``; a worker promotes it (runtime/batchpromotion.py). Again on a processing batch it
+        queues it again (a batch left processing by an older version); on a final batch, nothing."""
+        batch = self.ingestion_batch(actor, batch_id)
+        status = batch.doc.get("status")
+        if status in (SUCCESS, FAILED):
+            return batch
+        if status == ABORTED:
+            raise Conflict(
+                f"Batch {batch_id} was aborted: it cannot be completed.",
+                code="INGEST-1409-409",
+                report={"field": "action", "status": status},
+            )
+        if status == LOADING and not self.staged_files(batch):
+            raise bad(
+                f"Batch {batch_id} has no complete file: upload one before completing the batch.", "batchId"
+            )
+        queue.enqueue(batch)  # first: a crash before the next line leaves a queued batch, promoted anyway
+        if status == LOADING:
+            batch = save(batch, {"status": PROCESSING})
         return batch
 
     def abort(

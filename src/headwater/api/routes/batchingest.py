@@ -5,14 +5,14 @@
     POST /batches/{B}/datasets/{D}/files/{name}?action=INITIALIZE    start a chunked file: 201
     PATCH|PUT …/files/{name} + Content-Range: bytes s-e/t a chunk of it (idempotent): 200
     POST /batches/{B}/datasets/{D}/files/{name}?action=COMPLETE      the chunks cover the file: 201
-    POST /batches/{B}?action=COMPLETE                     promote every file in one commit: 200
+    POST /batches/{B}?action=COMPLETE                     queue the batch's promotion: 200, processing
     POST /batches/{B}?action=ABORT                        drop the batch's files: 200
 
 The batch then reads at ``GET /data/foundation/catalog/batches/{B}`` (status, metrics, errors) and its
 row errors at ``GET /data/foundation/export/batches/{B}/meta?path=row_errors``. Every call needs the
 ``ingest-data`` permission in the sandbox (services/access.py); another sandbox's batch is a 404.
-Staging is services/batchingest.py; promotion, runtime/batchingest.py (run in the thread pool, so the
-request answers once the batch is final: see docs/pending/batch.md).
+Staging is services/batchingest.py; the queue, services/batchqueue.py; promotion, runtime/batchingest.py,
+run by a worker after COMPLETE answered (clients poll the catalog batch until it is final, as AEP's).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from headwater.container import Services, services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.errors import BadRequest
-from headwater.runtime import batchingest as promotion
 from headwater.services.batchingest import BatchIngestion, bad, check_file_name, parse_content_range
 from headwater.services.tenancy import Actor
 
@@ -90,7 +89,7 @@ def _action(value: str | None, allowed: tuple[str, ...]) -> str:
 
 
 def _ingestion(svc: Services) -> BatchIngestion:
-    return BatchIngestion(svc.batches, svc.datasets, svc.settings)
+    return svc.batch_ingestion
 
 
 def _batch_doc(svc: Services, resource: Any) -> dict[str, Any]:
@@ -187,7 +186,8 @@ async def file_action(
 @router.post(
     f"{PREFIX}/{{batchId}}",
     tags=[TAG],
-    summary="?action=COMPLETE promotes the batch's files into its dataset; ?action=ABORT drops them",
+    summary="?action=COMPLETE queues the batch's files for its dataset (a worker promotes them); "
+    "?action=ABORT drops them",
 )
 async def batch_action(
     batchId: str,
@@ -200,5 +200,5 @@ async def batch_action(
     if action == "ABORT":
         batch = await calls.write(svc, ingestion.abort, actor, batchId, svc.ledger.save)
     else:
-        batch = await calls.pooled(promotion.complete, svc, ingestion, actor, batchId)
+        batch = await calls.write(svc, ingestion.complete, actor, batchId, svc.batch_queue, svc.ledger.save)
     return JSONResponse({batch.id: _batch_doc(svc, batch)})

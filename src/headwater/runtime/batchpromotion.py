@@ -1,0 +1,65 @@
+"""The promotion runner of the Batch Ingestion API: a job runner (runtime/segmentjobs.py ``JobRunner``)
+beside each worker over the promotion queue (services/batchqueue.py).
+
+It looks at the queue when it starts (so a batch whose promotion a crash interrupted, or whose COMPLETE
+was accepted by a process that died before promoting it, is promoted without any client call), when
+this process queues a batch, and every ``worker_poll_seconds`` (batches queued by another process, and
+entries whose runner died: their lease expired). A claimed entry's lease is renewed while the batch is
+promoted; the entry is deleted once the batch is final. Promotion commits at most once per batch
+(``Lake.commit(once_per=("batchId",))``), so a runner taking over from a dead one never adds rows twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from headwater.faults import crash_point
+from headwater.runtime import batchingest
+from headwater.runtime.context import Runtime
+from headwater.services.batchingest import BatchIngestion
+from headwater.services.batchqueue import PromotionQueue
+from headwater.services.runs import QueuedSignal
+from headwater.stores.metadata import Resource
+
+log = logging.getLogger("headwater.batchingest")
+
+
+class BatchPromotions:
+    """The promotion queue as the job runner sees it: claim an entry, promote its batch."""
+
+    def __init__(self, services: Runtime, ingestion: BatchIngestion, queue: PromotionQueue) -> None:
+        self.services = services
+        self.ingestion = ingestion
+        self.queue = queue
+
+    @property
+    def created(self) -> QueuedSignal:
+        return self.queue.created
+
+    def claim_next(self, worker: str) -> Resource | None:
+        return self.queue.claim_next(worker)
+
+    def run(self, job: Resource) -> Resource | None:
+        """Promote the claimed entry's batch, holding its lease meanwhile; the batch as saved (None when
+        it is gone). A failure leaves the entry for the next look (the lake may be away for a while)."""
+        crash_point("batch_before_promotion")
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(job, stop), daemon=True)
+        renewer.start()
+        try:
+            batch = batchingest.promote(self.services, self.ingestion, job.scope, job.id)
+        finally:
+            stop.set()
+            renewer.join()
+        self.queue.done(job)
+        if batch is not None:
+            log.info("batch %s promoted: %s", job.id, batch.doc.get("status"))
+        return batch
+
+    def _renew(self, entry: Resource, stop: threading.Event) -> None:
+        current: Resource | None = entry
+        while current is not None and not stop.wait(self.queue.lease_ms / 3000):
+            current = self.queue.renew(current)
+            if current is None:
+                log.warning("the promotion of batch %s was taken over by another runner", entry.id)
