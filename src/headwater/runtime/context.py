@@ -50,6 +50,9 @@ class Runtime(Protocol):
     def export_job_runner(self) -> JobRunner: ...
 
     @property
+    def query_job_runner(self) -> JobRunner: ...
+
+    @property
     def profiles(self) -> ProfileStore: ...
 
     @property

@@ -87,6 +87,7 @@ class Worker:
             self.services.profile_projector.start()  # profile-enabled datasets into the profile store
             self.services.segment_job_runner.start()  # segment jobs, beside the projector
             self.services.export_job_runner.start()  # profile export jobs
+            self.services.query_job_runner.start()  # Query Service queries
         self.services.runs.queued.listen(self._wake.set)
         try:
             self._loop()
@@ -96,6 +97,7 @@ class Worker:
                 self.services.profile_projector.stop()
                 self.services.segment_job_runner.stop()
                 self.services.export_job_runner.stop()
+                self.services.query_job_runner.stop()
             if supervisor is not None:
                 supervisor.stop()
                 supervisor.stop_all()
