@@ -116,7 +116,8 @@ def test_create_table_as_makes_a_dataset_in_one_commit_and_insert_into_appends(
     server: LiveServer, api: ApiClient, people: tuple[str, str]
 ) -> None:
     _, table = people
-    ctas = run(api, f"CREATE TABLE people_copy AS SELECT _id AS key, personalEmail.address AS email FROM {table}")
+    select = f"SELECT _id AS key, personalEmail.address AS email FROM {table}"
+    ctas = run(api, f"CREATE TABLE people_copy AS {select}")
     assert ctas["state"] == "SUCCESS", ctas
     assert ctas["isCTAS"] is True and ctas["rowCount"] == 3
     dataset_id = ctas["datasetId"]
@@ -130,10 +131,12 @@ def test_create_table_as_makes_a_dataset_in_one_commit_and_insert_into_appends(
     lake_table = server.services.lake.load(Scope(api.org_id, sandbox.id), dataset_id)
     assert lake_table is not None and len(lake_table.snapshots()) == 1  # one commit
     # The name is taken now: a second CTAS is refused before it runs.
-    again = api.post(QS, json={"dbName": api.sandbox_name, "sql": "CREATE TABLE people_copy AS SELECT 1 AS x"})
+    sql = "CREATE TABLE people_copy AS SELECT 1 AS x"
+    again = api.post(QS, json={"dbName": api.sandbox_name, "sql": sql})
     assert again.status_code == 400 and again.json()["report"]["field"] == "sql"
 
-    insert = run(api, f"INSERT INTO people_copy SELECT 'new' AS key, 'n@example.com' AS email FROM {table} LIMIT 1")
+    values = "'new' AS key, 'n@example.com' AS email"
+    insert = run(api, f"INSERT INTO people_copy SELECT {values} FROM {table} LIMIT 1")
     assert insert["state"] == "SUCCESS", insert
     assert insert["isInsertInto"] is True and insert["rowCount"] == 1
     counted = run(api, f"SELECT count(*) AS n FROM people_copy WHERE {ns}.key = 'new'")
