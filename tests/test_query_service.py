@@ -36,13 +36,16 @@ def people(api: ApiClient) -> tuple[str, str]:
     return dataset_id, str(doc["tags"]["adobe/pqs/table"][0])
 
 
-def submit(api: ApiClient, sql: str, **extra: Any) -> dict[str, Any]:
-    body = {"dbName": f"{api.sandbox_name}:all", "sql": sql, "name": "test", **extra}
+def submit(api: ApiClient, sql: str | None, **extra: Any) -> dict[str, Any]:
+    body = {"dbName": f"{api.sandbox_name}:all", "name": "test", **extra}
+    if sql is not None:
+        body["sql"] = sql
     response = api.post(QS, json=body)
     assert response.status_code == 202, response.text
     query = response.json()
     assert query["state"] in ("SUBMITTED", "IN_PROGRESS", "SUCCESS", "FAILED")
-    assert query["request"]["sql"] == sql and query["request"]["dbName"] == body["dbName"]
+    assert sql is None or query["request"]["sql"] == sql
+    assert query["request"]["dbName"] == body["dbName"]
     return dict(query)
 
 
@@ -189,11 +192,15 @@ def test_bad_bodies_are_400s_naming_the_field_and_viewers_cannot_run_queries(
         ({"dbName": api.sandbox_name, "sql": "CREATE VIEW v AS SELECT 1"}, "sql"),
         ({"dbName": api.sandbox_name, "sql": "SELECT 1", "name": 3}, "name"),
         ({"dbName": api.sandbox_name, "sql": "SELECT 1", "templateId": "t"}, "templateId"),
+        ({"dbName": api.sandbox_name, "sql": "SELECT 1", "queryParameters": [1]}, "queryParameters"),
+        ({"dbName": api.sandbox_name, "sql": "SELECT 1", "ctasParameters": {}}, "ctasParameters"),
     ]
     for body, field in cases:
         response = api.post(QS, json=body)
         assert response.status_code == 400, (body, response.text)
         assert response.json()["report"]["field"] == field, (body, response.json())
+    unnamed = api.post(QS, json={"dbName": api.sandbox_name, "sql": "CREATE TABLE t1 AS SELECT 1 + 1"})
+    assert unnamed.status_code == 400 and unnamed.json()["report"]["column"] == "(1 + 1)", unnamed.text
     assert api.post(QS, json=["SELECT 1"]).status_code == 400
     assert api.get(f"{QS}?limit=0").status_code == 400
     assert api.get(f"{QS}/no-such-query").status_code == 404
@@ -216,3 +223,30 @@ def test_a_submitted_query_can_be_cancelled(server: LiveServer, api: ApiClient) 
     assert query["id"] not in [q["id"] for q in api.get(QS).json()["queries"]]
     shown = api.get(f"{QS}?excludeSoftDeleted=false").json()["queries"]
     assert query["id"] in [q["id"] for q in shown]
+
+
+def test_a_query_template_runs_with_its_parameters(api: ApiClient, people: tuple[str, str]) -> None:
+    _, table = people
+    templates = "/data/foundation/query/query-templates"
+    sql = f"SELECT _id FROM {table} WHERE _id = $key"
+    body = {"name": "by id", "sql": sql, "queryParameters": {"key": "'id-0'"}}
+    response = api.post(templates, json=body)
+    assert response.status_code == 202, response.text
+    template = response.json()
+    assert template["sql"] == body["sql"] and template["_links"]["update"]["method"] == "PUT"
+    by_default = ended(api, submit(api, None, templateId=template["id"])["id"])
+    assert rows(api, by_default) == [{"_id": "id-0"}]
+    query = submit(api, None, templateId=template["id"], queryParameters={"key": "'id-2'"})
+    assert query["request"]["sql"].endswith("_id = 'id-2'")
+    assert rows(api, ended(api, query["id"])) == [{"_id": "id-2"}]
+    listed = api.get(f"{templates}?property=name==by id").json()
+    assert [t["id"] for t in listed["templates"]] == [template["id"]]
+    replaced = api.put(f"{templates}/{template['id']}", json={"name": "by id", "sql": "SELECT $n AS n"})
+    assert replaced.status_code == 202 and replaced.json()["sql"] == "SELECT $n AS n"
+    missing = api.post(QS, json={"dbName": api.sandbox_name, "templateId": template["id"]})
+    assert missing.status_code == 400 and missing.json()["report"]["field"] == "queryParameters"
+    unknown = api.post(QS, json={"dbName": api.sandbox_name, "templateId": "nope"})
+    assert unknown.status_code == 400 and unknown.json()["report"]["field"] == "templateId"
+    assert api.post(templates, json={"name": "x"}).json()["report"]["field"] == "sql"
+    assert api.delete(f"{templates}/{template['id']}").status_code == 202
+    assert api.get(f"{templates}/{template['id']}").status_code == 404

@@ -110,8 +110,12 @@ class Services:
         """Query Service queries (``/data/foundation/query/queries``) and their runner."""
         from headwater.runtime.queryjobs import QueryServices, query_job_runner
         from headwater.services.queryservice import QueryJobs
+        from headwater.services.querytemplates import QueryTemplates
 
-        self.query_jobs = QueryJobs(self.store, self.settings, self.queries, self.datasets, self.schemas)
+        self.query_templates = QueryTemplates(self.store)
+        self.query_jobs = QueryJobs(
+            self.store, self.settings, self.queries, self.datasets, self.schemas, self.query_templates
+        )
         self.query_job_runner = query_job_runner(  # a worker starts it
             QueryServices(
                 settings=self.settings,

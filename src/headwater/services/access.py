@@ -80,6 +80,7 @@ SEGMENT_DEFINITIONS = "/data/core/ups/segment/definitions"
 SSOT = "/services/data/{version}/ssot"
 IMPORT = "/data/foundation/import/batches"
 QUERIES = "/data/foundation/query/queries"
+QUERY_TEMPLATES = "/data/foundation/query/query-templates"
 IMPORT_FILE = f"{IMPORT}/{{batchId}}/datasets/{{datasetId}}/files/{{fileName:path}}"
 
 
@@ -155,6 +156,7 @@ ROUTES: Mapping[str, str] = {
     **{f"{m} {IMPORT_FILE}": INGEST_DATA for m in ("PUT", "PATCH", "POST")},
     # Query Service (api/routes/queryservice.py): CTAS and INSERT INTO ask for more in the service.
     **_crud(QUERIES, MANAGE_QUERIES),
+    **_crud(f"{QUERY_TEMPLATES}", MANAGE_QUERIES, ("PUT", "DELETE")),
     f"GET {QUERIES}/{{ident}}/results": MANAGE_QUERIES,  # the rows are the datasets' data
 }
 

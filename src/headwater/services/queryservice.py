@@ -25,6 +25,7 @@ both), INSERT INTO ``manage-datasets``; reading queries needs ``read``.
 from __future__ import annotations
 
 import base64
+import contextlib
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -34,10 +35,12 @@ import orjson
 import pyarrow as pa
 
 from headwater.errors import BadRequest, Conflict, HeadwaterError, NotFound
+from headwater.lake.query import QueryError
 from headwater.services import access
 from headwater.services.ids import now_ms
 from headwater.services.querysql import CTAS, INSERT, Statement, StatementError, parse
-from headwater.services.querywrites import insert_destinations
+from headwater.services.querytemplates import QueryTemplates, parameters, substitute
+from headwater.services.querywrites import ctas_fields, insert_destinations
 from headwater.services.resources import Built, Collection, require_object
 from headwater.services.runs import QueuedSignal, iso
 from headwater.services.tenancy import Actor
@@ -86,8 +89,10 @@ class QueryJobs(Collection):
         queries: Queries,
         datasets: DataSets,
         schemas: SchemaRegistry,
+        templates: QueryTemplates,
     ) -> None:
         super().__init__(store)
+        self.templates = templates
         self.settings = settings
         self.queries = queries
         self.datasets = datasets
@@ -112,16 +117,12 @@ class QueryJobs(Collection):
                 f'must name this request\'s sandbox, as "{actor.sandbox.name}:all" (x-sandbox-name), '
                 f"not {db_name!r}",
             )
-        for field in ("templateId", "ctasParameters", "insertIntoParameters", "queryParameters"):
+        for field in ("ctasParameters", "insertIntoParameters"):
             if body.get(field) is not None:
                 raise bad(
                     field, "is not supported yet: write the statement in sql (CREATE TABLE AS, INSERT INTO)"
                 )
-        sql = body.get("sql")
-        if not isinstance(sql, str) or not sql.strip():
-            raise bad("sql", "is required: the SQL text to run")
-        if len(sql) > MAX_SQL_CHARS:
-            raise bad("sql", f"is longer than {MAX_SQL_CHARS} characters")
+        sql = self._sql(actor, body)
         for field in ("name", "description"):
             value = body.get(field)
             if value is not None and (not isinstance(value, str) or len(value) > 4096):
@@ -136,6 +137,8 @@ class QueryJobs(Collection):
             "sql": sql,
             "name": body.get("name"),
             "description": body.get("description"),
+            "templateId": body.get("templateId"),
+            "queryParameters": body.get("queryParameters"),
         }
         doc: dict[str, Any] = {
             "request": {k: v for k, v in request.items() if v is not None},
@@ -151,6 +154,27 @@ class QueryJobs(Collection):
         }
         return Built(doc=doc, name=body.get("name") if isinstance(body.get("name"), str) else None)
 
+    def _sql(self, actor: Actor, body: dict[str, Any]) -> str:
+        """The SQL to run: ``sql``, or the template's (``templateId``), with ``$name`` placeholders
+        replaced from ``queryParameters`` (and the template's defaults) when either is given."""
+        sql, template_id = body.get("sql"), body.get("templateId")
+        values = parameters(body.get("queryParameters"))
+        if template_id is not None:
+            if not isinstance(template_id, str) or not template_id:
+                raise bad("templateId", "must be the id of a query template")
+            template = self.store.get(self.templates.kind, actor.scope, template_id)
+            if template is None:
+                raise bad("templateId", f"no query template {template_id!r} in this sandbox")
+            sql = template.doc["sql"] if sql is None else sql
+            values = {**template.doc.get("queryParameters", {}), **values}
+        if not isinstance(sql, str) or not sql.strip():
+            raise bad("sql", "is required: the SQL text to run (or a templateId)")
+        if len(sql) > MAX_SQL_CHARS:
+            raise bad("sql", f"is longer than {MAX_SQL_CHARS} characters")
+        if template_id is not None or body.get("queryParameters") is not None:
+            sql = substitute(sql, values)
+        return sql
+
     def _check_statement(self, actor: Actor, statement: Statement) -> str | None:
         """What can be told before a CTAS or INSERT INTO runs; the target dataset of an INSERT INTO."""
         if statement.kind == CTAS:
@@ -159,6 +183,8 @@ class QueryJobs(Collection):
             assert statement.table is not None
             if self.queries.table_dataset(actor, statement.table) is not None:
                 raise bad("sql", f"a table named {statement.table!r} exists already in this sandbox")
+            with contextlib.suppress(QueryError):  # a SELECT that does not run ends the query FAILED
+                ctas_fields(self.queries.describe(actor, statement.select))
             return None
         if statement.kind != INSERT:
             return None
@@ -175,8 +201,6 @@ class QueryJobs(Collection):
     def check_insert(self, actor: Actor, dataset_id: str, statement: Statement) -> dict[str, str]:
         """The INSERT INTO's column -> field, checked against the dataset's schema without reading rows.
         A SELECT that does not run is left for the run to report (the query ends FAILED)."""
-        from headwater.lake.query import QueryError
-
         assert statement.table is not None
         try:
             columns = self.queries.describe(actor, statement.select)
