@@ -250,3 +250,48 @@ def test_a_query_template_runs_with_its_parameters(api: ApiClient, people: tuple
     assert api.post(templates, json={"name": "x"}).json()["report"]["field"] == "sql"
     assert api.delete(f"{templates}/{template['id']}").status_code == 202
     assert api.get(f"{templates}/{template['id']}").status_code == 404
+
+
+def test_aepp_runs_queries_and_templates(
+    server: LiveServer,
+    api: ApiClient,
+    people: tuple[str, str],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aepp's QueryService, configured for the platform with only the hosts changed (as in
+    tests/test_aepp_client.py), in this test's sandbox."""
+    aepp = pytest.importorskip("aepp")
+    from aepp import config, queryservice
+
+    _, table = people
+    monkeypatch.chdir(tmp_path)  # aepp may write files in the working folder
+    c = server.creds
+    aepp.configure(
+        org_id=c["orgId"],
+        client_id=c["apiKey"],
+        secret=c["clientSecret"],
+        scopes="openid",
+        sandbox=api.sandbox_name,
+    )
+    config.endpoints["global"] = server.base_url
+    config.config_object["imsEndpoint"] = server.base_url
+    config.config_object["oauthTokenEndpointV2"] = server.base_url + "/ims/token/v3"
+    qs = queryservice.QueryService()
+    dbname = f"{api.sandbox_name}:all"
+    first = qs.postQueries(name="count", dbname=dbname, sql=f"SELECT count(*) AS n FROM {table}")
+    assert first["state"] in ("SUBMITTED", "IN_PROGRESS", "SUCCESS"), first
+    wait_until(lambda: qs.getQuery(first["id"])["state"] == "SUCCESS", timeout=30)
+    template = qs.createQueryTemplate(name="ids", sql=f"SELECT _id FROM {table} WHERE _id = $key")
+    assert template["id"] in [t["id"] for t in qs.getTemplates()]
+    assert qs.getTemplate(template["id"])["sql"].endswith("$key")
+    second = qs.postQueries(
+        name="one", dbname=dbname, templateId=template["id"], queryParameters={"key": "'id-1'"}
+    )
+    wait_until(lambda: qs.getQuery(second["id"])["state"] == "SUCCESS", timeout=30)
+    assert rows(api, qs.getQuery(second["id"])) == [{"_id": "id-1"}]
+    # Pages of one, followed through _links.next as aepp does.
+    listed = qs.getQueries(limit=1, n_results=2)
+    assert [q["id"] for q in listed] == [second["id"], first["id"]]
+    qs.deleteTemplate(template["id"])
+    assert api.get(f"/data/foundation/query/query-templates/{template['id']}").status_code == 404
