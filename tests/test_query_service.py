@@ -295,3 +295,38 @@ def test_aepp_runs_queries_and_templates(
     assert [q["id"] for q in listed] == [second["id"], first["id"]]
     qs.deleteTemplate(template["id"])
     assert api.get(f"/data/foundation/query/query-templates/{template['id']}").status_code == 404
+
+
+def test_a_retried_ctas_commits_once_and_a_cancelled_one_writes_nothing(
+    server: LiveServer, api: ApiClient, people: tuple[str, str]
+) -> None:
+    _, table = people
+    svc = server.services
+    sandbox = svc.store.get_sandbox(api.org_id, api.sandbox_name)
+    assert sandbox is not None
+    scope = Scope(api.org_id, sandbox.id)
+    done = run(api, f"CREATE TABLE retried AS SELECT _id AS key FROM {table}")
+    assert done["state"] == "SUCCESS", done
+    # The runner died after the commit, before saving the query: its lease ran out, another attempt runs.
+    stored = svc.store.get("queryServiceQuery", scope, done["id"])
+    assert stored is not None
+    assert svc.query_jobs.save_if_unchanged(stored, state="IN_PROGRESS", leaseUntil=1) is not None
+    svc.query_jobs.created.notify()  # the runner looks again now
+    again = ended(api, done["id"])
+    assert again["state"] == "SUCCESS" and again["rowCount"] == 3 and again["datasetId"] == done["datasetId"]
+    lake_table = svc.lake.load(scope, done["datasetId"])
+    assert lake_table is not None and len(lake_table.snapshots()) == 1
+    tables = [d["tags"]["adobe/pqs/table"][0] for d in api.get(f"{CAT}/dataSets").json().values()]
+    assert tables.count("retried") == 1
+
+    # Cancelled while it runs (claimed here, so that the cancel lands first): nothing is created.
+    svc.query_job_runner.stop()
+    query = submit(api, f"CREATE TABLE never AS SELECT _id AS key FROM {table}")
+    claimed = svc.query_jobs.claim_next("test-runner")
+    assert claimed is not None and claimed.id == query["id"]
+    assert api.patch(f"{QS}/{query['id']}", json={"op": "cancel"}).status_code == 202
+    svc.query_job_runner.jobs.run(claimed)  # the runner's own execution of a claimed query
+    assert api.get(f"{QS}/{query['id']}").json()["state"] == "CANCELLED"
+    tables = [d["tags"]["adobe/pqs/table"][0] for d in api.get(f"{CAT}/dataSets").json().values()]
+    assert "never" not in tables
+    svc.query_job_runner.start()
