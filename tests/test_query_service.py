@@ -193,7 +193,15 @@ def test_bad_bodies_are_400s_naming_the_field_and_viewers_cannot_run_queries(
         ({"dbName": api.sandbox_name, "sql": "SELECT 1", "name": 3}, "name"),
         ({"dbName": api.sandbox_name, "sql": "SELECT 1", "templateId": "t"}, "templateId"),
         ({"dbName": api.sandbox_name, "sql": "SELECT 1", "queryParameters": [1]}, "queryParameters"),
-        ({"dbName": api.sandbox_name, "sql": "SELECT 1", "ctasParameters": {}}, "ctasParameters"),
+        ({"dbName": api.sandbox_name, "sql": "SELECT 1", "ctasParameters": {}}, "ctasParameters.datasetName"),
+        (
+            {
+                "dbName": api.sandbox_name,
+                "sql": "CREATE TABLE t2 AS SELECT 1 AS x",
+                "ctasParameters": {"datasetName": "d"},
+            },
+            "ctasParameters",
+        ),
     ]
     for body, field in cases:
         response = api.post(QS, json=body)
@@ -293,6 +301,21 @@ def test_aepp_runs_queries_and_templates(
     # Pages of one, followed through _links.next as aepp does.
     listed = qs.getQueries(limit=1, n_results=2)
     assert [q["id"] for q in listed] == [second["id"], first["id"]]
+    # aepp's createQuery with ctasParameters, then insertIntoParameters (the dataset by its name).
+    ctas = qs.createQuery(
+        name="ctas",
+        dbname=dbname,
+        sql=f"SELECT _id AS key FROM {table}",
+        ctasParameters={"datasetName": "Key copy", "description": "keys"},
+    )
+    wait_until(lambda: qs.getQuery(ctas["id"])["state"] == "SUCCESS", timeout=30)
+    copy = api.get(f"{CAT}/dataSets/{qs.getQuery(ctas['id'])['datasetId']}").json()
+    assert [(d["name"], d["description"]) for d in copy.values()] == [("Key copy", "keys")]
+    more = qs.createQuery(
+        name="more", dbname=dbname, sql="SELECT 'x' AS key", insertIntoParameters={"datasetName": "Key copy"}
+    )
+    wait_until(lambda: qs.getQuery(more["id"])["state"] == "SUCCESS", timeout=30)
+    assert qs.getQuery(more["id"])["isInsertInto"] is True
     qs.deleteTemplate(template["id"])
     assert api.get(f"/data/foundation/query/query-templates/{template['id']}").status_code == 404
 

@@ -177,11 +177,14 @@ class QueryExecution:
         schema = self._get_or_create(
             actor, "schemas", f"https://ns.adobe.com/{tenant}/schemas/q{key}", schema_body(self.table, group)
         )
-        description = (self.job.doc["request"].get("description") or "") or (
-            f"Created by Query Service query {self.job.id} (CREATE TABLE AS)."
+        request = self.job.doc["request"]
+        description = (
+            (request.get("ctasParameters") or {}).get("description")
+            or request.get("description")
+            or f"Created by Query Service query {self.job.id} (CREATE TABLE AS)."
         )
         body = {
-            "name": self.table,
+            "name": (request.get("ctasParameters") or {}).get("datasetName") or self.table,
             "description": description,
             "schemaRef": {"id": schema, "contentType": CONTENT_TYPE},
             "tags": {TABLE_TAG: [self.table]},

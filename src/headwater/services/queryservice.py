@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -37,8 +38,9 @@ import pyarrow as pa
 from headwater.errors import BadRequest, Conflict, HeadwaterError, NotFound
 from headwater.lake.query import QueryError
 from headwater.services import access
+from headwater.services.catalogsvc import TABLE_TAG
 from headwater.services.ids import now_ms
-from headwater.services.querysql import CTAS, INSERT, Statement, StatementError, parse
+from headwater.services.querysql import CTAS, IDENTIFIER, INSERT, SELECT, Statement, StatementError, parse
 from headwater.services.querytemplates import QueryTemplates, parameters, substitute
 from headwater.services.querywrites import ctas_fields, insert_destinations
 from headwater.services.resources import Built, Collection, require_object
@@ -117,11 +119,6 @@ class QueryJobs(Collection):
                 f'must name this request\'s sandbox, as "{actor.sandbox.name}:all" (x-sandbox-name), '
                 f"not {db_name!r}",
             )
-        for field in ("ctasParameters", "insertIntoParameters"):
-            if body.get(field) is not None:
-                raise bad(
-                    field, "is not supported yet: write the statement in sql (CREATE TABLE AS, INSERT INTO)"
-                )
         sql = self._sql(actor, body)
         for field in ("name", "description"):
             value = body.get(field)
@@ -131,6 +128,7 @@ class QueryJobs(Collection):
             statement = parse(sql)
         except StatementError as exc:
             raise bad("sql", str(exc)) from exc
+        statement = self._parameters(actor, body, statement)
         target = self._check_statement(actor, statement)
         request = {
             "dbName": db_name,
@@ -139,6 +137,8 @@ class QueryJobs(Collection):
             "description": body.get("description"),
             "templateId": body.get("templateId"),
             "queryParameters": body.get("queryParameters"),
+            "ctasParameters": body.get("ctasParameters"),
+            "insertIntoParameters": body.get("insertIntoParameters"),
         }
         doc: dict[str, Any] = {
             "request": {k: v for k, v in request.items() if v is not None},
@@ -153,6 +153,41 @@ class QueryJobs(Collection):
             "attempts": 0,
         }
         return Built(doc=doc, name=body.get("name") if isinstance(body.get("name"), str) else None)
+
+    def _parameters(self, actor: Actor, body: dict[str, Any], statement: Statement) -> Statement:
+        """A SELECT with ``ctasParameters`` ``{"datasetName", "description"?}`` is a CTAS into a table
+        named after the dataset; with ``insertIntoParameters`` ``{"datasetName"}``, an INSERT INTO the
+        dataset of that name (or table name). aepp's ``createQuery`` sends them."""
+        for field, kind in (("ctasParameters", CTAS), ("insertIntoParameters", INSERT)):
+            value = body.get(field)
+            if value is None:
+                continue
+            if not isinstance(value, dict) or not isinstance(value.get("datasetName"), str):
+                raise bad(f"{field}.datasetName", "is required: the name of the dataset to write")
+            if statement.kind != SELECT:
+                raise bad(field, f"goes with a SELECT; the sql is a {statement.kind} already")
+            if value.get("targetSchemaTitle") is not None:
+                raise bad(f"{field}.targetSchemaTitle", "is not supported: a CTAS creates its own schema")
+            description = value.get("description")
+            if description is not None and not isinstance(description, str):
+                raise bad(f"{field}.description", "must be a string")
+            name = value["datasetName"]
+            table = self._dataset_table(actor, name) if kind == INSERT else None
+            if table is None:
+                table = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+                table = table if IDENTIFIER.match(table) else f"t_{table}"
+                if not IDENTIFIER.match(table):
+                    raise bad(f"{field}.datasetName", "must hold letters or digits")
+            return Statement(kind, statement.select, table)
+        return statement
+
+    def _dataset_table(self, actor: Actor, name: str) -> str | None:
+        """The table name of the dataset named ``name`` in the actor's sandbox, if there is one."""
+        for resource in self.store.list(self.datasets.kind, actor.scope).items:
+            tables = resource.doc.get("tags", {}).get(TABLE_TAG, [])
+            if resource.doc.get("name") == name and tables:
+                return str(tables[0])
+        return None
 
     def _sql(self, actor: Actor, body: dict[str, Any]) -> str:
         """The SQL to run: ``sql``, or the template's (``templateId``), with ``$name`` placeholders
