@@ -70,7 +70,17 @@ def rows(api: ApiClient, query: dict[str, Any]) -> list[dict[str, Any]]:
     return list(response.json()["rows"])
 
 
-def test_a_select_succeeds_and_its_rows_are_read_in_pages(api: ApiClient, people: tuple[str, str]) -> None:
+def stored_query(server: LiveServer, api: ApiClient, query_id: str) -> Any:
+    sandbox = server.services.store.get_sandbox(api.org_id, api.sandbox_name)
+    assert sandbox is not None
+    stored = server.services.store.get("queryServiceQuery", Scope(api.org_id, sandbox.id), query_id)
+    assert stored is not None
+    return stored
+
+
+def test_a_select_succeeds_and_its_rows_are_read_in_pages(
+    server: LiveServer, api: ApiClient, people: tuple[str, str]
+) -> None:
     _, table = people
     sql = f"SELECT _id, person.name.firstName AS first FROM {table} ORDER BY _id"
     query = submit(api, sql)
@@ -86,6 +96,14 @@ def test_a_select_succeeds_and_its_rows_are_read_in_pages(api: ApiClient, people
     listed = api.get(f"{QS}?limit=1").json()
     assert [q["id"] for q in listed["queries"]] == [done["id"]]
     assert listed["_page"]["count"] == 1 and listed["version"] == 1
+    # Past its retention the rows are gone (404), and the runner's sweep deletes the file.
+    svc = server.services
+    files = svc.query_jobs.result_files
+    assert svc.query_jobs.save_if_unchanged(stored_query(server, api, done["id"]), resultsExpire=1)
+    gone = api.get(f"{QS}/{done['id']}/results")
+    assert gone.status_code == 404 and gone.json()["report"]["id"] == done["id"]
+    written_ms = files.path(done["id"]).stat().st_mtime * 1000
+    assert files.sweep(int(written_ms) + 1) >= 1 and not files.exists(done["id"])
     # Cancelling a query that ended is refused; the op is checked.
     assert api.patch(f"{QS}/{done['id']}", json={"op": "cancel"}).status_code == 409
     bad_op = api.patch(f"{QS}/{done['id']}", json={"op": "stop"})
@@ -331,8 +349,7 @@ def test_a_retried_ctas_commits_once_and_a_cancelled_one_writes_nothing(
     done = run(api, f"CREATE TABLE retried AS SELECT _id AS key FROM {table}")
     assert done["state"] == "SUCCESS", done
     # The runner died after the commit, before saving the query: its lease ran out, another attempt runs.
-    stored = svc.store.get("queryServiceQuery", scope, done["id"])
-    assert stored is not None
+    stored = stored_query(server, api, done["id"])
     assert svc.query_jobs.save_if_unchanged(stored, state="IN_PROGRESS", leaseUntil=1) is not None
     svc.query_jobs.created.notify()  # the runner looks again now
     again = ended(api, done["id"])

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -88,7 +87,7 @@ class QueryRuns:
         if time.monotonic() - self._swept > SWEEP_SECONDS:
             self._swept = time.monotonic()
             hours = self.services.settings.query_results_hours
-            self.services.jobs.sweep_results(now_ms() - int(hours * 3600 * 1000))
+            self.services.jobs.result_files.sweep(now_ms() - int(hours * 3600 * 1000))
         return self.services.jobs.claim_next(worker)
 
     def run(self, job: Resource) -> Resource | None:
@@ -147,13 +146,7 @@ class QueryExecution:
     def _select(self, actor: Actor) -> dict[str, Any]:
         result = self.services.queries.run(actor, self.select)
         self._check()
-        jobs = self.services.jobs
-        path = jobs.results_path(self.job.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        hidden = path.with_name(f".{path.name}.{os.getpid()}")
-        with pa.OSFile(str(hidden), "wb") as sink, pa.ipc.new_file(sink, result.table.schema) as writer:
-            writer.write_table(result.table)
-        hidden.replace(path)
+        self.services.jobs.result_files.write(self.job.id, result.table)
         expires = now_ms() + int(self.services.settings.query_results_hours * 3600 * 1000)
         return {"rowCount": result.table.num_rows, "truncated": result.truncated, "resultsExpire": expires}
 

@@ -24,22 +24,16 @@ both), INSERT INTO ``manage-datasets``; reading queries needs ``read``.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import re
-from datetime import timedelta
-from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import orjson
-import pyarrow as pa
 
 from headwater.errors import BadRequest, Conflict, HeadwaterError, NotFound
 from headwater.lake.query import QueryError
 from headwater.services import access
 from headwater.services.catalogsvc import TABLE_TAG
 from headwater.services.ids import now_ms
+from headwater.services.queryresults import ResultFiles
 from headwater.services.querysql import CTAS, IDENTIFIER, INSERT, SELECT, Statement, StatementError, parse
 from headwater.services.querytemplates import QueryTemplates, parameters, substitute
 from headwater.services.querywrites import ctas_fields, insert_destinations
@@ -71,7 +65,6 @@ MAX_ATTEMPTS = 3  # a query whose runner died this many times fails instead of b
 DEFAULT_LIMIT, MAX_LIMIT = 20, 1000
 MAX_SQL_CHARS = 1_000_000
 DEFAULT_ROWS, MAX_ROWS_PAGE = 100, 10_000
-MAX_PAGE_BYTES = 16 * 1024 * 1024  # of Arrow data per results page
 ORDERS = ("created", "-created", "updated", "-updated")
 
 
@@ -95,6 +88,7 @@ class QueryJobs(Collection):
     ) -> None:
         super().__init__(store)
         self.templates = templates
+        self.result_files = ResultFiles(settings.warehouse_dir / "_queryresults")
         self.settings = settings
         self.queries = queries
         self.datasets = datasets
@@ -332,17 +326,11 @@ class QueryJobs(Collection):
             elif query.doc["state"] == IN_PROGRESS:
                 changes["cancelRequested"] = True
             if self.save_if_unchanged(query, **changes) is not None:
-                self.results_path(query.id).unlink(missing_ok=True)
+                self.result_files.remove(query.id)
                 return {"message": "Query deleted", "statusCode": 200}
         raise Conflict("The query kept changing while it was deleted; retry.", code="QRY-1409-409")
 
     # --- results ---
-    def results_dir(self) -> Path:
-        return self.settings.warehouse_dir / "_queryresults"
-
-    def results_path(self, ident: str) -> Path:
-        return self.results_dir() / f"{ident}.arrow"
-
     def results(self, actor: Actor, ident: str, params: list[tuple[str, str]]) -> dict[str, Any]:
         """``GET /queries/{id}/results``: a page of a SUCCESS SELECT's rows (``start``, ``limit``: 100, at
         most 10,000, and at most 16 MB of data), with its columns."""
@@ -355,7 +343,7 @@ class QueryJobs(Collection):
             elif key == "limit":
                 limit = _int("limit", value, 1, MAX_ROWS_PAGE)
         state, kind = query.doc["state"], query.doc["statement"]["kind"]
-        if kind != "SELECT":
+        if kind != SELECT:
             raise bad("id", f"the query is a {kind}: its rows are in the table it wrote, query that")
         if state != SUCCESS:
             raise Conflict(
@@ -363,46 +351,25 @@ class QueryJobs(Collection):
                 code="QRY-1409-409",
                 report={"state": state},
             )
-        path = self.results_path(query.id)
         expires = int(query.doc.get("resultsExpire") or 0)
-        if expires < now_ms() or not path.exists():
+        if expires < now_ms() or not self.result_files.exists(query.id):
             raise NotFound(
                 f"The rows of query {ident} were kept until {iso(expires)} and are gone: run it again.",
                 code="QRY-1410-404",
                 report={"id": ident},
             )
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
-            rows = table.slice(start, limit)
-            while rows.num_rows > 1 and rows.nbytes > MAX_PAGE_BYTES:
-                rows = rows.slice(0, rows.num_rows // 2)
-            data = orjson.loads(orjson.dumps(rows.to_pylist(), default=_jsonable))
-        following = start + rows.num_rows if start + rows.num_rows < table.num_rows else None
+        columns, rows, total = self.result_files.page(query.id, start, limit)
+        following = start + len(rows) if start + len(rows) < total else None
         return {
-            "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-            "rows": data,
-            "_page": {"start": start, "count": len(data), "totalCount": table.num_rows},
+            "columns": columns,
+            "rows": rows,
+            "_page": {"start": start, "count": len(rows), "totalCount": total},
             "truncated": bool(query.doc.get("truncated")),
             "expires": iso(expires),
             "_links": {"next": {"href": f"{BASE}/{ident}/results?start={following}&limit={limit}"}}
             if following is not None
             else {},
         }
-
-    def sweep_results(self, older_than_ms: int) -> int:
-        """Delete result files last written before ``older_than_ms``; how many."""
-        removed = 0
-        folder = self.results_dir()
-        if not folder.is_dir():
-            return 0
-        for path in folder.glob("*.arrow*"):
-            try:
-                if path.stat().st_mtime * 1000 < older_than_ms:
-                    path.unlink()
-                    removed += 1
-            except OSError:
-                continue
-        return removed
 
     # --- the runner's side ---
     def claim_next(self, worker: str) -> Resource | None:
@@ -465,17 +432,6 @@ class QueryJobs(Collection):
         if d.get("softDeleted"):
             out["softDeleted"] = True
         return out
-
-
-def _jsonable(value: Any) -> Any:
-    """What orjson cannot write itself: decimals as numbers' text, bytes as base64, durations in seconds."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return str(value)
 
 
 def _int(key: str, value: str, low: int, high: int) -> int:
