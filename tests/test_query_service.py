@@ -213,6 +213,10 @@ def test_bad_bodies_are_400s_naming_the_field_and_viewers_cannot_run_queries(
         ({"dbName": api.sandbox_name, "sql": "SELECT 1", "queryParameters": [1]}, "queryParameters"),
         ({"dbName": api.sandbox_name, "sql": "SELECT 1", "ctasParameters": {}}, "ctasParameters.datasetName"),
         (
+            {"dbName": api.sandbox_name, "sql": "SELECT 1 AS a", "ctasParameters": {"datasetName": "a\x00"}},
+            "ctasParameters.datasetName",
+        ),
+        (
             {
                 "dbName": api.sandbox_name,
                 "sql": "CREATE TABLE t2 AS SELECT 1 AS x",

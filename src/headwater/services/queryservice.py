@@ -146,7 +146,7 @@ class QueryJobs(Collection):
             "elapsedTime": 0,
             "attempts": 0,
         }
-        return Built(doc=doc, name=body.get("name") if isinstance(body.get("name"), str) else None)
+        return Built(doc=doc)  # no indexed name: a query's name is free text (NUL included)
 
     def _parameters(self, actor: Actor, body: dict[str, Any], statement: Statement) -> Statement:
         """A SELECT with ``ctasParameters`` ``{"datasetName", "description"?}`` is a CTAS into a table
@@ -156,7 +156,8 @@ class QueryJobs(Collection):
             value = body.get(field)
             if value is None:
                 continue
-            if not isinstance(value, dict) or not isinstance(value.get("datasetName"), str):
+            name = value.get("datasetName") if isinstance(value, dict) else None
+            if not isinstance(name, str) or not name.strip() or "\x00" in name or len(name) > 1024:
                 raise bad(f"{field}.datasetName", "is required: the name of the dataset to write")
             if statement.kind != SELECT:
                 raise bad(field, f"goes with a SELECT; the sql is a {statement.kind} already")
@@ -165,7 +166,6 @@ class QueryJobs(Collection):
             description = value.get("description")
             if description is not None and not isinstance(description, str):
                 raise bad(f"{field}.description", "must be a string")
-            name = value["datasetName"]
             table = self._dataset_table(actor, name) if kind == INSERT else None
             if table is None:
                 table = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
