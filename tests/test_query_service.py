@@ -172,12 +172,16 @@ def test_create_table_as_makes_a_dataset_in_one_commit_and_insert_into_appends(
     assert report["field"] == "sql" and report["column"] == "nope" and "nope" in wrong.json()["detail"]
     missing = api.post(QS, json={"dbName": api.sandbox_name, "sql": "INSERT INTO nowhere SELECT 1 AS x"})
     assert missing.status_code == 400 and "nowhere" in missing.json()["detail"]
-    # A value of the wrong type fails the query and writes nothing.
-    typed = run(api, "CREATE TABLE typed AS SELECT 1 AS n")
+    # A column of the wrong type is refused naming it; a value that does not convert fails the query,
+    # and nothing is written either way.
+    typed = run(api, "CREATE TABLE typed AS SELECT 1 AS n, DATE '2024-01-31' AS d")
     assert typed["state"] == "SUCCESS", typed
-    bad = run(api, "INSERT INTO typed SELECT 'not a number' AS n")
+    text = api.post(QS, json={"dbName": api.sandbox_name, "sql": "INSERT INTO typed SELECT 'x' AS n"})
+    assert text.status_code == 400 and text.json()["report"]["column"] == "n", text.text
+    bad = run(api, "INSERT INTO typed SELECT 2 AS n, 'not a date' AS d")
     assert bad["state"] == "FAILED" and "Nothing was written" in bad["errors"][0]["message"], bad
-    assert rows(api, run(api, "SELECT count(*) AS n FROM typed")) == [{"n": 1}]
+    assert "d" in bad["errors"][0]["message"]
+    assert rows(api, run(api, f"SELECT {ns}.n AS n, {ns}.d AS d FROM typed")) == [{"n": 1, "d": "2024-01-31"}]
 
 
 def test_another_sandbox_sees_neither_the_query_nor_the_datasets(

@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from headwater.engines.xdm_arrow import arrow_type
 from headwater.engines.xdm_compose import field_at
 from headwater.errors import BadRequest
 from headwater.services.querysql import IDENTIFIER
@@ -126,4 +127,65 @@ def insert_destinations(schema: pa.Schema, resolved: dict[str, Any], ns: str, ta
             )
         if list(out.values()).count(out[name]) > 1:
             raise refuse(f"Two columns of the SELECT fill the field {out[name]!r}.", name)
+        node = field_at(resolved, out[name]) if out[name] not in top else resolved["properties"][name]
+        if isinstance(node, dict):
+            mismatch = _mismatch(column.type, arrow_type(node), name)
+            if mismatch is not None:
+                raise refuse(
+                    f"Column {mismatch[0]!r} of the SELECT is {mismatch[1]}, but its field {out[name]!r} of "
+                    f"table {table!r} is {mismatch[2]}: cast it (CAST(... AS ...)).",
+                    mismatch[0],
+                )
     return out
+
+
+def _mismatch(source: pa.DataType, target: pa.DataType, path: str) -> tuple[str, str, str] | None:
+    """(path, what the column is, what the field is) when no value of ``source`` can fill ``target``;
+    None when the mapping may convert it (its own checks then decide, value by value)."""
+    kinds = (_kind(source), _kind(target))
+    if kinds[0] == "null" or kinds[0] == kinds[1]:
+        if kinds == ("object", "object"):
+            names = {child.name: child.type for child in target}
+            for child in source:
+                if child.name not in names:
+                    return f"{path}.{child.name}", "a field", "an object without it"
+                found = _mismatch(child.type, names[child.name], f"{path}.{child.name}")
+                if found is not None:
+                    return found
+        return None
+    convertible = {("integer", "number"), ("number", "integer"), ("date", "date-time"), ("date-time", "date")}
+    convertible |= {(k, "text") for k in ("integer", "number", "boolean", "date", "date-time")}
+    convertible |= {("text", k) for k in ("date", "date-time")}
+    if kinds in convertible:
+        return None
+    return path, _words(kinds[0]), _words(kinds[1])
+
+
+def _kind(kind: pa.DataType) -> str:
+    if pa.types.is_null(kind):
+        return "null"
+    if pa.types.is_boolean(kind):
+        return "boolean"
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "number"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    if pa.types.is_date(kind):
+        return "date"
+    if pa.types.is_timestamp(kind):
+        return "date-time"
+    if pa.types.is_struct(kind):
+        return "object"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return "array"
+    if pa.types.is_map(kind):
+        return "map"
+    return str(kind)
+
+
+def _words(kind: str) -> str:
+    return {"integer": "an integer", "array": "an array", "object": "an object", "map": "a map"}.get(
+        kind, kind
+    )
