@@ -104,6 +104,29 @@ class Services:
         )
 
         self._profiles()
+        self._queries()
+
+    def _queries(self) -> None:
+        """Query Service queries (``/data/foundation/query/queries``) and their runner."""
+        from headwater.runtime.queryjobs import QueryServices, query_job_runner
+        from headwater.services.queryservice import QueryJobs
+        from headwater.services.querytemplates import QueryTemplates
+
+        self.query_templates = QueryTemplates(self.store)
+        self.query_jobs = QueryJobs(
+            self.store, self.settings, self.queries, self.datasets, self.schemas, self.query_templates
+        )
+        self.query_job_runner = query_job_runner(  # a worker starts it
+            QueryServices(
+                settings=self.settings,
+                store=self.store,
+                jobs=self.query_jobs,
+                queries=self.queries,
+                lake=self.lake,
+                datasets=self.datasets,
+                schemas=self.schemas,
+            )
+        )
 
     def _profiles(self) -> None:
         """The profile store on the metadata database, the lake's projection into it, and lookups."""

@@ -158,6 +158,13 @@ class Settings(BaseSettings):
     query_max_result_mb: int = Field(
         256, ge=1, description="Most Arrow data (MB) a query over datasets returns; the rest is cut off."
     )
+    query_results_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 30,
+        description="How long the rows of a Query Service SELECT stay readable at "
+        "/data/foundation/query/queries/{id}/results before they are deleted.",
+    )
     umask: str = Field(
         "077",
         pattern=r"^0?[0-7]{3}$",

@@ -43,6 +43,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         oauth_consent,
         profile_exports,
         profiles,
+        queryservice,
         runs,
         sandboxes,
         schemaregistry,
@@ -79,6 +80,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(segments.router)
     app.include_router(profile_exports.router)
     app.include_router(batchingest.router)
+    app.include_router(queryservice.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:

@@ -17,6 +17,8 @@ Contract (what the CLI uses today and the Query Service API will use):
 - Bounds: a watchdog interrupts a query that runs longer than ``timeout_seconds``; at most ``max_rows``
   rows and ``max_result_bytes`` of Arrow data come back (``QueryResult.truncated`` says when more rows
   existed).
+- :meth:`QueryEngine.describe` answers the Arrow schema of a SELECT's rows without reading any (the Query
+  Service checks an ``INSERT INTO``'s columns with it before queuing the query).
 - Errors are :class:`QueryError` subclasses (400s: the query's fault, retrying will not help), each with
   a message that says what to change. The connection is closed when ``run`` returns or raises.
 
@@ -31,9 +33,9 @@ from __future__ import annotations
 import json
 import resource
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 # The only statement DuckDB may run for a caller. DESCRIBE/SUMMARIZE/SHOW parse as SELECT too.
 _ALLOWED_STATEMENT = "SELECT"
 _BATCH_ROWS = 8192
+T = TypeVar("T")
 
 
 class QueryError(BadRequest):
@@ -112,6 +115,18 @@ class QueryEngine:
 
     def run(self, sql: str, tables: Mapping[str, TableSource]) -> QueryResult:
         """Run ``sql`` (one SELECT) with ``tables`` visible by name (case-insensitive); see the module."""
+        return self._run(sql, tables, self._fetch)
+
+    def describe(self, sql: str, tables: Mapping[str, TableSource]) -> pa.Schema:
+        """The Arrow schema of ``sql``'s rows, without reading any (checked and bounded like :meth:`run`)."""
+        return self._run(sql, tables, _describe)
+
+    def _run(
+        self,
+        sql: str,
+        tables: Mapping[str, TableSource],
+        fetch: Callable[[duckdb.DuckDBPyConnection, str], T],
+    ) -> T:
         visible = {name.lower(): source for name, source in tables.items()}
         connection = self._connect()
         watchdog = _Watchdog(connection, self.limits.timeout_seconds)
@@ -123,7 +138,7 @@ class QueryEngine:
                     scanned.append(_Scannable(visible[name]))
                     connection.register(name, scanned[-1])
             with watchdog:
-                return self._fetch(connection, sql)
+                return fetch(connection, sql)
         except QueryError:
             raise
         except Exception as exc:
@@ -169,6 +184,11 @@ class QueryEngine:
             rows += batch.num_rows
             size += batch.nbytes
         return QueryResult(pa.Table.from_batches(batches, schema=reader.schema), False)
+
+
+def _describe(connection: duckdb.DuckDBPyConnection, sql: str) -> pa.Schema:
+    schema: pa.Schema = connection.sql(sql).limit(0).to_arrow_table().schema
+    return schema
 
 
 def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:

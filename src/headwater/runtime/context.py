@@ -53,6 +53,9 @@ class Runtime(Protocol):
     def batch_promoter(self) -> JobRunner: ...
 
     @property
+    def query_job_runner(self) -> JobRunner: ...
+
+    @property
     def profiles(self) -> ProfileStore: ...
 
     @property

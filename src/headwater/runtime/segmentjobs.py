@@ -74,7 +74,7 @@ class JobRunner:
             ended = self.jobs.run(job)
             ran += 1
             if ended is not None:
-                log.info("%s job %s %s", self.name, job.id, ended.doc["status"])
+                log.info("%s job %s %s", self.name, job.id, ended.doc.get("status") or ended.doc.get("state"))
         return ran
 
     def _run(self) -> None:

@@ -88,6 +88,7 @@ class Worker:
             self.services.segment_job_runner.start()  # segment jobs, beside the projector
             self.services.export_job_runner.start()  # profile export jobs
             self.services.batch_promoter.start()  # completed ingestion batches, queued or interrupted
+            self.services.query_job_runner.start()  # Query Service queries
         self.services.runs.queued.listen(self._wake.set)
         try:
             self._loop()
@@ -98,6 +99,7 @@ class Worker:
                 self.services.segment_job_runner.stop()
                 self.services.export_job_runner.stop()
                 self.services.batch_promoter.stop()
+                self.services.query_job_runner.stop()
             if supervisor is not None:
                 supervisor.stop()
                 supervisor.stop_all()

@@ -36,6 +36,8 @@ MANAGE_IDENTITY_NAMESPACES = "manage-identity-namespaces"  # custom identity nam
 MANAGE_PROFILE_CONFIGS = "manage-profile-configs"  # merge policies
 VIEW_PROFILES = "view-profiles"  # read merged profiles and their events: personal data, not for Viewers
 MANAGE_SEGMENTS = "manage-segments"  # segment definitions, their jobs, profile export jobs
+# AEP's "Manage Queries": run Query Service queries and read their rows (services/queryservice.py).
+MANAGE_QUERIES = "manage-queries"
 
 ORG_PERMISSIONS = frozenset({MANAGE_USERS, MANAGE_SANDBOXES, VIEW_AUDIT_LOG})
 VIEWER = frozenset({READ})
@@ -49,6 +51,7 @@ USER = VIEWER | {
     VIEW_PROFILES,
     MANAGE_SEGMENTS,
     MANAGE_DESTINATIONS,
+    MANAGE_QUERIES,
 }
 DEVELOPER = USER | {
     MANAGE_SCHEMAS,
@@ -76,6 +79,8 @@ MERGE_POLICIES = "/data/core/ups/config/mergePolicies"
 SEGMENT_DEFINITIONS = "/data/core/ups/segment/definitions"
 SSOT = "/services/data/{version}/ssot"
 IMPORT = "/data/foundation/import/batches"
+QUERIES = "/data/foundation/query/queries"
+QUERY_TEMPLATES = "/data/foundation/query/query-templates"
 IMPORT_FILE = f"{IMPORT}/{{batchId}}/datasets/{{datasetId}}/files/{{fileName:path}}"
 
 
@@ -151,6 +156,10 @@ ROUTES: Mapping[str, str] = {
     f"POST {IMPORT}": INGEST_DATA,
     f"POST {IMPORT}/{{batchId}}": INGEST_DATA,
     **{f"{m} {IMPORT_FILE}": INGEST_DATA for m in ("PUT", "PATCH", "POST")},
+    # Query Service (api/routes/queryservice.py): CTAS and INSERT INTO ask for more in the service.
+    **_crud(QUERIES, MANAGE_QUERIES),
+    **_crud(f"{QUERY_TEMPLATES}", MANAGE_QUERIES, ("PUT", "DELETE")),
+    f"GET {QUERIES}/{{ident}}/results": MANAGE_QUERIES,  # the rows are the datasets' data
 }
 
 

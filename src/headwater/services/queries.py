@@ -39,6 +39,15 @@ class Queries:
         Raises NotFound for a ``dataset_id`` outside the sandbox, and QueryError subclasses (400s) for
         SQL that cannot run as written, is refused, or passes a limit.
         """
+        return self.engine.run(sql, self.tables(actor, dataset_id))
+
+    def describe(self, actor: Actor, sql: str) -> pa.Schema:
+        """The Arrow schema of one SELECT's rows over the actor's sandbox, reading no rows (errors as
+        :meth:`run`'s)."""
+        return self.engine.describe(sql, self.tables(actor))
+
+    def tables(self, actor: Actor, dataset_id: str | None = None) -> dict[str, TableSource]:
+        """The tables a query of ``actor`` sees, by name (see the module)."""
         tables: dict[str, TableSource] = {}
         for resource in self.store.list(self.datasets.kind, actor.scope).items:
             for name in resource.doc.get("tags", {}).get(TABLE_TAG, [])[:1]:
@@ -46,7 +55,15 @@ class Queries:
         if dataset_id is not None:
             named = self.datasets.get(actor, dataset_id)
             tables["dataset"] = _DatasetTable(self.lake, actor.scope, named.id, "dataset")
-        return self.engine.run(sql, tables)
+        return tables
+
+    def table_dataset(self, actor: Actor, table: str) -> str | None:
+        """The id of the dataset of ``actor``'s sandbox whose table is named ``table`` (case-insensitive)."""
+        for resource in self.store.list(self.datasets.kind, actor.scope).items:
+            names = resource.doc.get("tags", {}).get(TABLE_TAG, [])[:1]
+            if names and str(names[0]).lower() == table.lower():
+                return resource.id
+        return None
 
 
 class _DatasetTable:
