@@ -10,8 +10,11 @@ tables); it keeps a value from changing what the statement means.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import re
 import struct
+import uuid
 from collections.abc import Sequence
 
 from headwater.pgwire import types as t
@@ -119,6 +122,53 @@ def _binary_text(oid: int, value: bytes) -> str:
         except struct.error as exc:
             raise PgError("22P03", f"A binary parameter of type {oid} has {len(value)} bytes.") from exc
         return ("true" if number else "false") if oid == t.BOOL else repr(number)
-    if oid in (0, t.TEXT, 1043, 1042, 19, 705):  # unknown, text, varchar, bpchar, name, unknown
+    if oid in (0, t.TEXT, 1043, 1042, 19, 705, t.JSON):  # unknown, text, varchar, bpchar, name, json
         return _decode(value)
+    try:
+        special = _binary_special(oid, value)
+    except (struct.error, ValueError, OverflowError, IndexError) as exc:
+        raise PgError("22P03", f"A binary parameter of type {oid} is malformed.") from exc
+    if special is not None:
+        return special
     raise PgError("0A000", f"Binary parameters of type {oid} are not supported: send them in text format.")
+
+
+_EPOCH = dt.datetime(2000, 1, 1)  # PostgreSQL's binary dates and times count from here
+
+
+def _binary_special(oid: int, value: bytes) -> str | None:
+    """Dates, times, numerics, UUIDs, bytea and jsonb in binary format, as text; None for other types."""
+    if oid == t.DATE:
+        (days,) = struct.unpack("!i", value)
+        return (_EPOCH.date() + dt.timedelta(days=days)).isoformat()
+    if oid in (t.TIMESTAMP, t.TIMESTAMPTZ):
+        (micros,) = struct.unpack("!q", value)
+        moment = _EPOCH + dt.timedelta(microseconds=micros)
+        return moment.isoformat(sep=" ") + ("+00" if oid == t.TIMESTAMPTZ else "")
+    if oid == t.TIME:
+        (micros,) = struct.unpack("!q", value)
+        return (dt.datetime.min + dt.timedelta(microseconds=micros)).time().isoformat()
+    if oid == t.INTERVAL:
+        micros, days, months = struct.unpack("!qii", value)
+        return f"{months} months {days} days {micros} microseconds"
+    if oid == t.NUMERIC:
+        return _binary_numeric(value)
+    if oid == t.UUID:
+        return str(uuid.UUID(bytes=value))
+    if oid == t.BYTEA:
+        return "".join(f"\\x{byte:02x}" for byte in value)  # DuckDB's blob literal
+    if oid == 3802 and value[:1] == b"\x01":  # jsonb: a version byte, then the text
+        return _decode(value[1:])
+    return None
+
+
+def _binary_numeric(value: bytes) -> str:
+    count, weight, sign, scale = struct.unpack("!hhHh", value[:8])
+    digits = struct.unpack(f"!{count}h", value[8 : 8 + 2 * count])
+    if sign == 0xC000:
+        return "NaN"
+    number = decimal.Decimal(0)
+    for index, digit in enumerate(digits):
+        number += decimal.Decimal(digit).scaleb(4 * (weight - index))
+    text = format(number.quantize(decimal.Decimal(1).scaleb(-scale)) if scale else number, "f")
+    return ("-" if sign == 0x4000 else "") + text
