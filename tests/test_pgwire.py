@@ -296,3 +296,45 @@ def _login_error(live: LiveServer, password: str, database: str) -> dict[str, st
     assert answer[:1] == b"E", answer
     fields = answer[5:].split(b"\0")
     return {f[:1].decode(): f[1:].decode() for f in fields if f}
+
+
+def test_with_a_certificate_clients_use_ssl_and_plaintext_stays_on_loopback(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from tests.fakes.tls import SinkCerts
+    from tests.support import free_port
+
+    folder = tmp_path_factory.mktemp("pgwire-tls")
+    SinkCerts.generate().write(folder)
+    settings = make_settings(
+        folder / "home",
+        pgwire_port=free_port(),
+        pgwire_tls_cert_file=str(folder / "server.pem"),
+        pgwire_tls_key_file=str(folder / "server-key.pem"),
+    )
+    server = start_server(settings)
+    try:
+        token = token_for(server.base_url, server.creds["apiKey"], server.creds["clientSecret"])
+        verified = {"sslmode": "verify-full", "sslrootcert": str(folder / "ca.pem")}
+        with _connect(server, token, "prod:all", **verified) as conn:
+            assert conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT 'over TLS' AS v").fetchone() == ("over TLS",)
+        with _connect(server, token, "prod", sslmode="disable") as conn:  # loopback: plaintext accepted
+            assert not conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        by_psql = _psql(server, token, "prod:all", "-A", "-t", "-c", "SELECT 'psql over TLS'")
+        assert by_psql.returncode == 0 and by_psql.stdout.strip() == "psql over TLS", by_psql.stderr
+    finally:
+        server.stop()
+        server.services.close()
+
+
+def test_without_a_certificate_an_ssl_request_is_answered_no(live: LiveServer) -> None:
+    assert live.settings.pgwire_port is not None
+    with socket.create_connection(("127.0.0.1", live.settings.pgwire_port), timeout=10) as raw:
+        raw.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
+        assert raw.recv(1) == b"N"
+    with pytest.raises(psycopg.OperationalError, match="SSL"):
+        psycopg.connect(
+            host="127.0.0.1", port=live.settings.pgwire_port, sslmode="require", connect_timeout=10
+        )

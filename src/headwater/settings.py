@@ -249,6 +249,8 @@ class Settings(BaseSettings):
             return ["HEADWATER_PGWIRE_TLS_CERT_FILE and HEADWATER_PGWIRE_TLS_KEY_FILE go together"]
         host = _as_network(self.pgwire_host) if self.pgwire_host != "localhost" else _LOOPBACK[0]
         loopback = host is not None and _inside(host, _LOOPBACK)
+        if self.pgwire_port is not None and self.pgwire_port == self.port:
+            return ["HEADWATER_PGWIRE_PORT must differ from HEADWATER_PORT (the HTTP server's)"]
         plaintext = self.pgwire_port is not None and not loopback and not self.pgwire_tls_cert_file
         if plaintext and self.environment != "development":
             return [

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("headwater.pgwire")
 _DRAIN_EVERY = 256  # rows between waits for the client to read (backpressure on large results)
+# Named statements and portals one session may keep: a portal holds its whole result.
+MAX_STATEMENTS, MAX_PORTALS = 256, 16
 
 
 @dataclass
@@ -298,6 +300,10 @@ class Session:
         oids = [body.int32() for _ in range(body.int16())]
         if name and name in self.extended.statements:
             raise PgError("42P05", f'prepared statement "{name}" already exists')
+        if name and len(self.extended.statements) >= MAX_STATEMENTS:
+            raise PgError(
+                "53400", f"A session keeps at most {MAX_STATEMENTS} prepared statements: close some."
+            )
         self.extended.statements[name] = _Statement(sql, oids)
         self.writer.write(codec.PARSE_COMPLETE)
 
@@ -312,6 +318,8 @@ class Session:
         statement = self._statement(name)
         if any(code != 0 for code in results):
             raise PgError(FEATURE_NOT_SUPPORTED, "Binary result format is not supported: results are text.")
+        if portal and portal not in self.extended.portals and len(self.extended.portals) >= MAX_PORTALS:
+            raise PgError("53400", f"A session keeps at most {MAX_PORTALS} open portals: close some.")
         self.extended.portals[portal] = _Portal(params.bind(statement.sql, statement.oids, values, formats))
         self.writer.write(codec.BIND_COMPLETE)
 
