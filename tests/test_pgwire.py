@@ -338,3 +338,76 @@ def test_without_a_certificate_an_ssl_request_is_answered_no(live: LiveServer) -
         psycopg.connect(
             host="127.0.0.1", port=live.settings.pgwire_port, sslmode="require", connect_timeout=10
         )
+
+
+def test_the_extended_protocol_describes_statements_and_suspends_portals(
+    live: LiveServer, token: str, sandbox: tuple[ApiClient, str]
+) -> None:
+    """What psycopg does not exercise: Describe of a statement (its parameters and columns before a Bind),
+    Execute with a row limit (PortalSuspended, then the rest), Close, and an error skipping to Sync."""
+    api, table = sandbox
+    with _raw_login(live, token, f"{api.sandbox_name}:all") as raw:
+        sql = f"SELECT _id, n FROM {table} WHERE n >= $1 ORDER BY n"
+        raw.sendall(
+            _msg(b"P", b"by_n\0" + sql.encode() + b"\0" + struct.pack("!hi", 1, 20))
+            + _msg(b"D", b"Sby_n\0")
+            + _msg(b"B", b"cur\0by_n\0" + struct.pack("!hhi", 0, 1, 1) + b"0" + struct.pack("!h", 0))
+            + _msg(b"E", b"cur\0" + struct.pack("!i", 2))
+            + _msg(b"E", b"cur\0" + struct.pack("!i", 0))
+            + _msg(b"C", b"Pcur\0")
+            + _msg(b"S")
+        )
+        got = _until_ready(raw)
+        kinds = [kind for kind, _ in got]
+        assert kinds == [b"1", b"t", b"T", b"2", b"D", b"D", b"s", b"D", b"C", b"3", b"Z"]
+        assert got[1][1] == struct.pack("!hi", 1, 20)  # the parameter's type, as Parse declared it
+        assert b"_id\0" in got[2][1] and struct.pack("!i", 20) in got[2][1]  # columns: text, int8
+        assert [body[6:8] for kind, body in got if kind == b"D"] == [b"p0", b"p1", b"p2"]
+        assert got[8][1] == b"SELECT 3\0"
+
+        # An error skips to Sync; the session then goes on.
+        raw.sendall(
+            _msg(b"P", b"\0SELECT * FROM nosuch\0\0\0")
+            + _msg(b"B", b"\0\0\0\0\0\0\0\0")
+            + _msg(b"E", b"\0\0\0\0\0")
+            + _msg(b"S")
+            + _msg(b"Q", b"SELECT 7\0")
+        )
+        got = _until_ready(raw)
+        assert [kind for kind, _ in got] == [b"1", b"2", b"E", b"Z"]
+        assert b"C42P01\0" in got[2][1]
+        assert [kind for kind, _ in _until_ready(raw)] == [b"T", b"D", b"C", b"Z"]
+
+
+def _msg(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def _raw_login(live: LiveServer, token: str, database: str) -> socket.socket:
+    assert live.settings.pgwire_port is not None
+    raw = socket.create_connection(("127.0.0.1", live.settings.pgwire_port), timeout=10)
+    params = b"user\0" + live.creds["orgId"].encode() + b"\0database\0" + database.encode() + b"\0\0"
+    raw.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+    assert raw.recv(9) == b"R" + struct.pack("!ii", 8, 3)
+    raw.sendall(_msg(b"p", token.encode() + b"\0"))
+    assert [kind for kind, _ in _until_ready(raw)][0] == b"R"
+    return raw
+
+
+def _until_ready(raw: socket.socket) -> list[tuple[bytes, bytes]]:
+    """The server's messages up to and including the next ReadyForQuery."""
+    messages: list[tuple[bytes, bytes]] = []
+    while not messages or messages[-1][0] != b"Z":
+        header = _exactly(raw, 5)
+        (length,) = struct.unpack("!i", header[1:])
+        messages.append((header[:1], _exactly(raw, length - 4)))
+    return messages
+
+
+def _exactly(raw: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = raw.recv(count - len(data))
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return data

@@ -88,7 +88,8 @@ def _literal(oid: int, value: bytes | None, fmt: int) -> str:
         if not pattern.match(text.strip()) and text.strip() not in ("NaN", "Infinity", "-Infinity"):
             raise PgError("22P02", f"invalid input syntax for a number: {text!r}")
         if pattern.match(text.strip()):
-            return f"({text.strip()})"
+            number = text.strip()
+            return f"CAST({number} AS DOUBLE)" if oid in (t.FLOAT4, t.FLOAT8) else f"({number})"
         return f"CAST('{text.strip()}' AS DOUBLE)"
     quoted = "'" + text.replace("'", "''") + "'"
     cast = _CASTS.get(oid)
