@@ -390,7 +390,7 @@ def _raw_login(live: LiveServer, token: str, database: str) -> socket.socket:
     raw.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
     assert raw.recv(9) == b"R" + struct.pack("!ii", 8, 3)
     raw.sendall(_msg(b"p", token.encode() + b"\0"))
-    assert [kind for kind, _ in _until_ready(raw)][0] == b"R"
+    assert _until_ready(raw)[0] == (b"R", struct.pack("!i", 0))  # AuthenticationOk
     return raw
 
 
