@@ -267,11 +267,10 @@ def test_a_malformed_packet_closes_only_its_own_connection(
                 answer = _read_all(raw)
             assert answer[:1] == b"E" and b"FATAL" in answer
         # After authentication: a message whose length is past the bound.
-        with _connect(live, token, f"{api.sandbox_name}:all") as victim:
-            sock = socket.socket(fileno=os.dup(victim.pgconn.socket))
-            sock.sendall(b"Q" + struct.pack("!i", 64 * 1024 * 1024) + b"SELECT")
-            assert b"08P01" in _read_all(sock)
-            sock.close()
+        with _raw_login(live, token, f"{api.sandbox_name}:all") as victim:
+            victim.sendall(b"Q" + struct.pack("!i", 64 * 1024 * 1024) + b"SELECT")
+            answer = _read_all(victim)
+            assert answer[:1] == b"E" and b"FATAL" in answer and b"08P01" in answer
         assert healthy.execute("SELECT 1").fetchone() == (1,)
 
 
@@ -411,3 +410,36 @@ def _exactly(raw: socket.socket, count: int) -> bytes:
         assert chunk, "the server closed the connection"
         data += chunk
     return data
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT $1, $2", "SELECT 'a''b', (2)"),
+        ("SELECT '$1', \"$1\", $1 -- $2\n", "SELECT '$1', \"$1\", 'a''b' -- $2\n"),
+        ("SELECT /* $2 */ $tag$ $1 $tag$, $1", "SELECT /* $2 */ $tag$ $1 $tag$, 'a''b'"),
+        ("SELECT x$1, $2::int", "SELECT x$1, (2)::int"),
+    ],
+)
+def test_placeholders_outside_literals_and_comments_are_bound(sql: str, expected: str) -> None:
+    from headwater.pgwire.params import bind
+    from headwater.pgwire.types import INT8
+
+    assert bind(sql, [0, INT8], [b"a'b", b"2"], []) == expected
+
+
+def test_a_value_that_is_not_its_declared_type_is_refused() -> None:
+    from headwater.pgwire.errors import PgError
+    from headwater.pgwire.params import bind
+    from headwater.pgwire.sqltext import split_statements
+    from headwater.pgwire.types import BOOL, INT8
+
+    with pytest.raises(PgError) as refused:
+        bind("SELECT $1", [INT8], [b"1; DROP TABLE x"], [])
+    assert refused.value.sqlstate == "22P02"
+    with pytest.raises(PgError):
+        bind("SELECT $1", [BOOL], [b"maybe"], [])
+    assert split_statements("SELECT ';'; -- a comment\n SELECT 2;;") == [
+        "SELECT ';'",
+        " -- a comment\n SELECT 2",
+    ]
