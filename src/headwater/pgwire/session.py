@@ -10,6 +10,7 @@ executor, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import ssl
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from headwater.pgwire.backend import Backend, Login
 
 log = logging.getLogger("headwater.pgwire")
-_DRAIN_EVERY = 256  # rows between waits for the client to read (backpressure on large results)
+_CHUNK_ROWS = 2048  # rows encoded at a time; the client reads each chunk before the next (backpressure)
 # Named statements and portals one session may keep: a portal holds its whole result.
 MAX_STATEMENTS, MAX_PORTALS = 256, 16
 
@@ -52,6 +53,18 @@ class _Extended:
     statements: dict[str, _Statement] = field(default_factory=dict)
     portals: dict[str, _Portal] = field(default_factory=dict)
     failed: bool = False  # after an error, messages are skipped until Sync
+
+
+@dataclass
+class _Chunk:
+    data: bytes
+    rows: int
+
+
+def _encode(rows: Iterator[list[bytes | None]], count: int) -> _Chunk:
+    """The next ``count`` rows (fewer at the end) as DataRow messages."""
+    messages = [codec.data_row(row) for row in itertools.islice(rows, count)]
+    return _Chunk(b"".join(messages), len(messages))
 
 
 class Session:
@@ -243,15 +256,20 @@ class Session:
             return False
         if portal.rows is None:
             portal.rows = pgtypes.text_rows(result.table)
-        batch = 0
-        for row in portal.rows:
-            self.writer.write(codec.data_row(row))
-            portal.sent, batch = portal.sent + 1, batch + 1
-            if batch % _DRAIN_EVERY == 0:
-                await self.writer.drain()
-            if limit and batch >= limit and portal.sent < result.table.num_rows:
-                self.writer.write(codec.PORTAL_SUSPENDED)
-                return True
+        total, wanted = result.table.num_rows, limit or result.table.num_rows
+        sent = 0
+        while sent < wanted and portal.sent < total:
+            # Values are encoded off the event loop (it serves the HTTP API too), a chunk at a time.
+            count = min(_CHUNK_ROWS, wanted - sent)
+            chunk = await asyncio.to_thread(_encode, portal.rows, count)
+            self.writer.write(chunk.data)
+            sent, portal.sent = sent + chunk.rows, portal.sent + chunk.rows
+            await self.writer.drain()
+            if chunk.rows < count:
+                break
+        if limit and portal.sent < total:
+            self.writer.write(codec.PORTAL_SUSPENDED)
+            return True
         tag = f"SELECT {portal.sent}" if result.tag.startswith("SELECT") else result.tag
         self.writer.write(codec.command_complete(tag))
         return False
