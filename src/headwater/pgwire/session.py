@@ -23,7 +23,15 @@ from headwater.pgwire import types as pgtypes
 from headwater.pgwire.codec import Body, ProtocolViolation
 from headwater.pgwire.errors import FEATURE_NOT_SUPPORTED, PROTOCOL_VIOLATION, PgError, from_exception
 from headwater.pgwire.sqltext import split_statements
-from headwater.pgwire.statements import REPORTED, Answer, SessionState, answer, normalize
+from headwater.pgwire.statements import (
+    REPORTED,
+    Answer,
+    SessionState,
+    answer,
+    lists_relations,
+    normalize,
+    psql_relations,
+)
 
 if TYPE_CHECKING:
     from headwater.pgwire.backend import Backend, Login
@@ -223,8 +231,10 @@ class Session:
                 "25P02", "current transaction is aborted, commands ignored until end of transaction block"
             )
         assert self.login is not None
-        if text.upper().split() == ["SHOW", "TABLES"]:
+        if text.upper().split() == ["SHOW", "TABLES"] or lists_relations(text):
             table = await self.backend.call(self.backend.tables, self.login)
+            if lists_relations(text):
+                table = psql_relations(table, self.state.user)
             return Answer(f"SELECT {table.num_rows}", table)
         found = answer(text, self.state)
         if found is not None:

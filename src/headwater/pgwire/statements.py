@@ -87,6 +87,32 @@ class SessionState:
         return None if key is None else self.settings.get(key, known.get(key))
 
 
+# psql's \dt and \d without a pattern: its "list relations" query, the four columns only (\dt+ asks more).
+_PSQL_LIST_RELATIONS = re.compile(
+    r'^SELECT n\.nspname as "Schema",\s+c\.relname as "Name",.*as "Type",\s+'
+    r'pg_catalog\.pg_get_userbyid\(c\.relowner\) as "Owner"\s+FROM pg_catalog\.pg_class c\s',
+    re.DOTALL,
+)
+
+
+def lists_relations(sql: str) -> bool:
+    """Whether ``sql`` is psql's ``\\dt`` (or ``\\d``) without a pattern, answered as SHOW TABLES."""
+    return _PSQL_LIST_RELATIONS.match(sql) is not None and "OPERATOR(pg_catalog.~)" not in sql
+
+
+def psql_relations(tables: pa.Table, owner: str) -> pa.Table:
+    """SHOW TABLES's rows in the columns psql's ``\\dt`` prints."""
+    names = tables.column("name").to_pylist()
+    return pa.table(
+        {
+            "Schema": ["public"] * len(names),
+            "Name": names,
+            "Type": ["table"] * len(names),
+            "Owner": [owner] * len(names),
+        }
+    )
+
+
 def normalize(sql: str) -> str:
     """The statement without leading comments, surrounding blanks or trailing semicolons."""
     return _LEADING_COMMENTS.sub("", sql, count=1).strip().rstrip(";").strip()
