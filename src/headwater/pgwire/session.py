@@ -392,7 +392,7 @@ class Session:
         first = text.split(None, 1)[0].upper()
         if first in ("SELECT", "WITH", "VALUES", "FROM", "TABLE"):
             try:
-                return await self._execute(f"SELECT * FROM ({text}) AS described LIMIT 0")
+                return await self._execute(f"SELECT * FROM (\n{text}\n) AS described LIMIT 0")
             except Exception:
                 return await self._execute(text)
         if first in ("SHOW", "DESCRIBE", "SUMMARIZE"):
