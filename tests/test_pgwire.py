@@ -456,3 +456,23 @@ def test_a_value_that_is_not_its_declared_type_is_refused() -> None:
         "SELECT ';'",
         " -- a comment\n SELECT 2",
     ]
+
+
+def test_a_session_ends_when_its_token_expires(live: LiveServer, sandbox: tuple[ApiClient, str]) -> None:
+    from tests.support import wait_until
+
+    api, table = sandbox
+    short, _ = live.services.tokens.issue(live.creds["apiKey"], live.creds["orgId"], lifetime=2)
+    with _connect(live, short, f"{api.sandbox_name}:all", autocommit=True) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (3,)
+
+        def refused() -> psycopg.Error | None:
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error as exc:
+                return exc
+            return None
+
+        error = wait_until(refused, timeout=10, interval=0.2)
+        assert error.sqlstate == "28P01" and "access token is not valid" in str(error)
+        assert conn.closed or conn.broken
