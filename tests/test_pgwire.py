@@ -45,7 +45,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server of its own with the endpoint on (SQLite: the endpoint does not touch the store's SQL)."""
     from tests.support import free_port
 
-    settings = make_settings(tmp_path_factory.mktemp("pgwire-home"), pgwire_port=free_port())
+    home = tmp_path_factory.mktemp("pgwire-home")
+    settings = make_settings(home, pgwire_port=free_port(), query_memory_mb=128)
     server = start_server(settings)
     yield server
     server.stop()
@@ -245,6 +246,8 @@ def test_refused_statements_are_errors_and_the_connection_keeps_working(
             conn.execute("SELEC 1")
         with pytest.raises(psycopg.errors.UndefinedColumn):
             conn.execute(f"SELECT nosuch FROM {table}")
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="HEADWATER_QUERY_MEMORY_MB"):
+            conn.execute("SELECT list(i) FROM range(100000000) t(i)")
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (3,)
     assert not Path("/tmp/pgwire-escape.csv").exists()
 
