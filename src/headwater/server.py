@@ -43,12 +43,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             from headwater.process import tune_garbage_collector
 
             tune_garbage_collector()
+        pgwire = await _start_pgwire(settings, svc)  # before the worker: a port in use stops the start
         worker = None
         if settings.embedded_worker and services is None:
             from headwater.runtime.worker import start_in_background
 
             worker = start_in_background(svc)
-        pgwire = await _start_pgwire(settings, svc)
         log.info(
             "Headwater %s serving; metadata at %s", __version__, _safe_url(settings.resolved_database_url)
         )
