@@ -9,6 +9,7 @@ inside functions too: a lazy import is still a dependency) and fails on one that
 - services import those, never runtime, api, web or the container;
 - runtime imports services and below, never api, web or the container;
 - the HTTP edge shared by api and web imports services and below;
+- the PostgreSQL wire endpoint (pgwire) imports the edge (its authenticator) and below;
 - api and web import the edge and below (api also the runtime), never each other;
 - only entry points (server, CLI) and the request entry points of api and web import the container;
   the runners receive `runtime.context.Runtime`, a Protocol the container satisfies.
@@ -45,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "edge": BELOW_SERVICES | {"services", "edge"},
     "api": BELOW_SERVICES | {"services", "runtime", "edge", "api", "container"},
     "web": BELOW_SERVICES | {"services", "edge", "web", "container"},
+    "pgwire": BELOW_SERVICES | {"services", "edge", "pgwire"},
     "container": BELOW_SERVICES | {"services", "runtime", "edge", "container"},
     "entry": set(),  # anything
 }

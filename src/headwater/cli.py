@@ -115,6 +115,11 @@ def serve(
         f"Headwater on {settings.base_url}  ·  credentials: [bold]headwater credentials --json[/bold]"
         f"  ·  API docs: {settings.base_url}/docs"
     )
+    if settings.pgwire_port is not None:
+        console.print(
+            f"Query Service PostgreSQL endpoint on {settings.pgwire_host}:{settings.pgwire_port}  ·  "
+            "user {org id}, password an access token, database {sandbox}:all"
+        )
     from headwater.api import serving
 
     serving.raise_file_limit()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -20,6 +21,9 @@ from headwater.api.app import install as install_api
 from headwater.api.responses import JSONResponse
 from headwater.container import Services
 from headwater.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from headwater.pgwire.server import PgWireServer
 
 log = logging.getLogger("headwater")
 
@@ -39,6 +43,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             from headwater.process import tune_garbage_collector
 
             tune_garbage_collector()
+        pgwire = await _start_pgwire(settings, svc)  # before the worker: a port in use stops the start
         worker = None
         if settings.embedded_worker and services is None:
             from headwater.runtime.worker import start_in_background
@@ -50,6 +55,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         try:
             yield
         finally:
+            if pgwire is not None:
+                await pgwire.stop()
             svc.ingestion_connectors.stop()
             if worker is not None:
                 worker.stop()
@@ -72,6 +79,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     api_docs.install(app)
     web.install(app)
     return app
+
+
+async def _start_pgwire(settings: Settings, svc: Services) -> PgWireServer | None:
+    """Query Service's PostgreSQL wire endpoint, when HEADWATER_PGWIRE_PORT turns it on."""
+    if settings.pgwire_port is None:
+        return None
+    from headwater.pgwire.backend import Backend
+    from headwater.pgwire.server import MAX_CONCURRENT_QUERIES, PgWireServer
+
+    server = PgWireServer(settings, Backend(svc.authenticator, svc.queries, MAX_CONCURRENT_QUERIES))
+    await server.start()
+    return server
 
 
 def _safe_url(url: str) -> str:

@@ -165,6 +165,26 @@ class Settings(BaseSettings):
         description="How long the rows of a Query Service SELECT stay readable at "
         "/data/foundation/query/queries/{id}/results before they are deleted.",
     )
+    pgwire_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of Query Service's PostgreSQL wire endpoint (psql, psycopg, BI tools; the password "
+        "is an access token). Unset: the endpoint is off. It starts and stops with `headwater serve`.",
+    )
+    pgwire_host: str = Field(
+        "127.0.0.1",
+        description="Address the PostgreSQL wire endpoint binds to. Beyond loopback it needs a certificate "
+        "(HEADWATER_PGWIRE_TLS_CERT_FILE) outside development: the password is an access token.",
+    )
+    pgwire_tls_cert_file: str | None = Field(
+        None,
+        description="PEM certificate (chain) of the PostgreSQL wire endpoint. With its key set, clients may "
+        "use sslmode=require; plaintext is then accepted from loopback peers only.",
+    )
+    pgwire_tls_key_file: str | None = Field(
+        None, description="PEM private key of HEADWATER_PGWIRE_TLS_CERT_FILE."
+    )
     umask: str = Field(
         "077",
         pattern=r"^0?[0-7]{3}$",
@@ -227,9 +247,25 @@ class Settings(BaseSettings):
                 problems.append(f"HEADWATER_{name.upper()} must be at least 32 characters")
         if self.environment != "development" and self.token_lifetime_seconds > 86400:
             problems.append("HEADWATER_TOKEN_LIFETIME_SECONDS may not exceed 86400 outside development")
+        problems.extend(self._pgwire_problems())
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _pgwire_problems(self) -> list[str]:
+        if (self.pgwire_tls_cert_file is None) != (self.pgwire_tls_key_file is None):
+            return ["HEADWATER_PGWIRE_TLS_CERT_FILE and HEADWATER_PGWIRE_TLS_KEY_FILE go together"]
+        host = _as_network(self.pgwire_host) if self.pgwire_host != "localhost" else _LOOPBACK[0]
+        loopback = host is not None and _inside(host, _LOOPBACK)
+        if self.pgwire_port is not None and self.pgwire_port == self.port:
+            return ["HEADWATER_PGWIRE_PORT must differ from HEADWATER_PORT (the HTTP server's)"]
+        plaintext = self.pgwire_port is not None and not loopback and not self.pgwire_tls_cert_file
+        if plaintext and self.environment != "development":
+            return [
+                f"HEADWATER_PGWIRE_HOST {self.pgwire_host!r} is beyond loopback: set "
+                "HEADWATER_PGWIRE_TLS_CERT_FILE and _KEY_FILE (passwords are access tokens)"
+            ]
+        return []
 
     @cached_property
     def files_roots_entries(self) -> list[str]:

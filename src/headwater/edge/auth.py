@@ -149,6 +149,27 @@ class Authenticator:
         actor = Actor(org, sandbox, client.client_id, role=client.role, permissions=permissions)
         return _authorized(request, actor)
 
+    def token_actor(self, token: str, org_id: str, sandbox_name: str) -> Actor:
+        """The actor of an access token used outside HTTP (the PostgreSQL wire endpoint, whose password is
+        the token): the same checks as :meth:`platform_actor` minus the headers HTTP alone carries (the
+        token's client is the API key). Raises Unauthenticated for a bad or expired token or a disabled
+        client, Forbidden for another organization or an unknown sandbox, or without ``read``."""
+        claims = self.tokens.verify(token)
+        client = self.clients.get(claims.client_id) if claims is not None else None
+        if claims is None or client is None or not client.enabled:
+            raise Unauthenticated(
+                "The access token is not valid: it is malformed, expired, not signed by this server, or "
+                "its client is disabled. Get a new one from POST /ims/token/v3.",
+                code="401013",
+            )
+        if org_id != claims.org_id or client.org_id != org_id:
+            raise Forbidden(f"The token is not valid for the organization {org_id!r}.", code="403025")
+        org, sandbox = self._sandbox(org_id, sandbox_name)
+        permissions = access.permissions_of(client.role, org_admin=client.role == "Admin")
+        actor = Actor(org, sandbox, client.client_id, role=client.role, permissions=permissions)
+        actor.require(access.READ, "a query")
+        return actor
+
     def _console_actor(self, request: Request) -> Actor:
         """A person signed in to the console: the session cookie, the CSRF header that proves the call comes
         from a console page, the user still enabled, and the sandbox of ``x-sandbox-name``."""
