@@ -9,6 +9,7 @@ loaded; each is read through its Iceberg table's current snapshot. The engine
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -33,8 +34,12 @@ class Queries:
         self.lake = lake
         self.engine = QueryEngine(QueryLimits.from_settings(settings))
 
-    def run(self, actor: Actor, sql: str, dataset_id: str | None = None) -> QueryResult:
-        """Run one SELECT; ``dataset_id`` (a dataset of the actor's sandbox) is also the table ``dataset``.
+    def run(
+        self, actor: Actor, sql: str, dataset_id: str | None = None, aliases: Mapping[str, str] | None = None
+    ) -> QueryResult:
+        """Run one SELECT; ``dataset_id`` (a dataset of the actor's sandbox) is also the table ``dataset``;
+        ``aliases`` (table name -> id of a dataset of the sandbox) are further names of datasets (the
+        Data Cloud Query API's ``<table>__dll``, services/data360/queryapi.py).
 
         Raises NotFound for a ``dataset_id`` outside the sandbox, and QueryError subclasses (400s) for
         SQL that cannot run as written, is refused, or passes a limit.
@@ -43,6 +48,8 @@ class Queries:
         for resource in self.store.list(self.datasets.kind, actor.scope).items:
             for name in resource.doc.get("tags", {}).get(TABLE_TAG, [])[:1]:
                 tables[str(name)] = _DatasetTable(self.lake, actor.scope, resource.id, str(name))
+        for alias, ident in (aliases or {}).items():
+            tables[alias] = _DatasetTable(self.lake, actor.scope, ident, alias)
         if dataset_id is not None:
             named = self.datasets.get(actor, dataset_id)
             tables["dataset"] = _DatasetTable(self.lake, actor.scope, named.id, "dataset")

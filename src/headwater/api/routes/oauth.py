@@ -49,6 +49,7 @@ from headwater.services.data360.identity import (
     OAuthError,
 )
 from headwater.services.data360.jwtbearer import JWT_BEARER
+from headwater.services.data360.secretflows import GRANT_TYPES as SECRET_GRANTS
 from headwater.services.tenancy import Actor
 
 router = APIRouter()
@@ -92,22 +93,28 @@ def _strings(*names: str) -> dict[str, Any]:
 _JWT_FORM = _form_body(
     ["grant_type"],
     {
-        "grant_type": {"type": "string", "enum": [JWT_BEARER, *GRANT_TYPES]},
+        "grant_type": {"type": "string", "enum": [JWT_BEARER, *GRANT_TYPES, *SECRET_GRANTS]},
         "assertion": {
             "type": "string",
             "description": "JWT bearer: an RS256 JWT signed with the private key of the app's certificate: "
-            "iss = consumer key, sub = username, aud = this server's URL, exp = epoch seconds at most 3 "
-            "minutes ahead.",
+            "iss = consumer key, sub = username, aud = this server's URL, exp = epoch seconds at most 1 "
+            "hour ahead.",
         },
         "code": {"type": "string", "description": "authorization_code: the code the callback received."},
         "redirect_uri": {"type": "string", "description": "authorization_code: as in the authorize request."},
         "client_id": {
             "type": "string",
-            "description": "The consumer key (authorization_code, refresh_token).",
+            "description": "The consumer key (authorization_code, refresh_token, client_credentials, "
+            "password).",
         },
         "client_secret": {"type": "string", "description": "The consumer secret (or PKCE's code_verifier)."},
         "code_verifier": {"type": "string", "description": "authorization_code with PKCE."},
         "refresh_token": {"type": "string", "description": "refresh_token: rotated on every use."},
+        "username": {"type": "string", "description": "password: the user's username."},
+        "password": {
+            "type": "string",
+            "description": "password: the user's console password (apps with usernamePasswordFlowEnabled).",
+        },
     },
     _strings(
         "access_token", "refresh_token", "signature", "scope", "instance_url", "id", "token_type", "issued_at"
@@ -158,6 +165,22 @@ _APP = {
         "jwtBearerFlowEnabled": {"type": "boolean", "default": False},
         "certificate": {"type": "string", "description": "PEM x509 certificate with an RSA public key."},
         "pkceRequired": {"type": "boolean", "default": True},
+        "clientCredentialsFlowEnabled": {
+            "type": "boolean",
+            "default": False,
+            "description": "Allow grant_type=client_credentials (consumer key and secret) acting as "
+            "clientCredentialsUser.",
+        },
+        "clientCredentialsUser": {
+            "type": ["string", "null"],
+            "description": "The client credentials flow's execution user (Salesforce's Run As); required "
+            "with clientCredentialsFlowEnabled; only an organization admin sets it.",
+        },
+        "usernamePasswordFlowEnabled": {
+            "type": "boolean",
+            "default": False,
+            "description": "Allow grant_type=password with a user's console password.",
+        },
         "permittedUsers": {"type": "string", "enum": list(PERMITTED_USERS), "default": ADMIN_APPROVED},
         "approvedUsers": {"type": "array", "items": {"type": "string"}},
         "ipRelaxation": {
@@ -262,7 +285,8 @@ def _grant(form: dict[str, str], *expected: str) -> str:
 
 @router.post(
     "/services/oauth2/token",
-    summary="Get an access token (OAuth 2.0 JWT bearer, authorization code or refresh token flow)",
+    summary="Get an access token (OAuth 2.0 JWT bearer, authorization code, refresh token, client "
+    "credentials or username-password flow)",
     tags=[TOKENS_TAG],
     openapi_extra=_JWT_FORM,
 )
@@ -270,10 +294,12 @@ async def oauth2_token(request: Request) -> JSONResponse:
     svc = services(request)
     try:
         form = await _form(request)
-        grant = _grant(form, JWT_BEARER, *GRANT_TYPES)
+        grant = _grant(form, JWT_BEARER, *GRANT_TYPES, *SECRET_GRANTS)
         if grant == JWT_BEARER:
             assertion = _field(form, "assertion")
             body = await calls.read(svc, svc.identity.bearer.token, assertion, client_host(request))
+        elif grant in SECRET_GRANTS:  # a password check (scrypt) runs off the event loop, in the pool
+            body = await calls.read(svc, svc.identity.secret_flows.token, grant, form, client_host(request))
         else:  # the web server flow's code, or a refresh token: single-use, so a write
             body = await calls.write(svc, svc.identity.consent.token, grant, form, client_host(request))
     except OAuthError as exc:

@@ -12,7 +12,8 @@ CONTRACT used by other modules (keep these signatures):
             (or unknown). It writes nothing; its one read, the user's enabled flag, is cached for
             ENABLED_CACHE_SECONDS (services/users.py), so a disabled user is refused within seconds.
 
-Its parts, built with it: ``.bearer`` the JWT bearer flow (jwtbearer.py), ``.authorize`` the consent
+Its parts, built with it: ``.bearer`` the JWT bearer flow (jwtbearer.py), ``.secret_flows`` the client
+credentials and username-password flows (secretflows.py), ``.authorize`` the consent
 page's checks (authorize.py), ``.consent`` the web server flow's records and grants (consent.py).
 
 Three kinds of token, none accepted where another is expected:
@@ -46,6 +47,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import jwt
 
@@ -160,8 +162,10 @@ class Data360Identity:
         from headwater.services.data360.authorize import OAuthAuthorize
         from headwater.services.data360.consent import OAuthConsent
         from headwater.services.data360.jwtbearer import JwtBearer
+        from headwater.services.data360.secretflows import SecretFlows
 
         self.bearer = JwtBearer(self)
+        self.secret_flows = SecretFlows(self)
         self.authorize = OAuthAuthorize(self)
         self.consent = OAuthConsent(self)
 
@@ -276,7 +280,9 @@ class Data360Identity:
         )
         return {
             "access_token": token,
-            "instance_url": self.settings.base_url,
+            # Salesforce answers the Data Cloud instance's host without a scheme (its clients prefix
+            # https:// themselves); the token endpoint's instance_url keeps its scheme.
+            "instance_url": urlsplit(self.settings.base_url).netloc,
             "token_type": "Bearer",
             "issued_token_type": ISSUED_TOKEN_TYPE,
             "expires_in": lifetime,
