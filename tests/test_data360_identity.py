@@ -389,10 +389,11 @@ def test_unknown_consumer_key(flow: Flow) -> None:
 @pytest.mark.parametrize(
     ("form", "error", "expected"),
     [
-        (
+        ({"grant_type": "device_code", "client_id": "a"}, "unsupported_grant_type", "'device_code'"),
+        (  # the username-password flow names its app first (tests/test_data360_query.py)
             {"grant_type": "password", "username": "a", "password": "b"},
-            "unsupported_grant_type",
-            "'password'",
+            "invalid_client_id",
+            "client identifier invalid",
         ),
         ({"grant_type": JWT_BEARER}, "invalid_request", "assertion is required"),
         ({"assertion": "x.y.z"}, "invalid_request", "grant_type is required"),
