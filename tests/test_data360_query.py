@@ -318,3 +318,31 @@ def test_assertions_may_live_an_hour_not_more(space: Space) -> None:
     assert _token(space, grant_type=grant, assertion=assertion(3600)).status_code == 200
     refused = _token(space, grant_type=grant, assertion=assertion(2 * 3600))
     assert refused.json()["error"] == "invalid_grant" and "1 hour" in refused.json()["error_description"]
+
+
+def test_junk_never_causes_a_server_error(space: Space) -> None:
+    token, instance = space.jwt().authentication_helper.get_token()
+    auth = {"Authorization": f"Bearer {token}"}
+    base = f"https://{instance}"
+    bodies: list[Any] = [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'{"sql": 5}',
+        b'{"sql": ""}',
+        b'{"sql": "SELECT 1; SELECT 2"}',
+    ]
+    for raw in bodies:
+        answer = httpx.post(
+            f"{base}/api/v2/query", content=raw, headers={**auth, "Content-Type": "application/json"}
+        )
+        assert answer.status_code == 400, (raw, answer.text)
+        assert answer.json()[0]["errorCode"] == "BAD_REQUEST"
+    for batch in ("x" * 5000, "..%2F..%2Fetc%2Fpasswd", f"{'a' * 32}-99999999999999", "-1"):
+        answer = httpx.get(f"{base}/api/v2/query/{batch}", headers=auth)
+        assert answer.status_code == 404, (batch, answer.text)
+    for params in ({"entityType": "Nope"}, {"entityName": "\x00"}, {"entityCategory": "x" * 3000}):
+        answer = httpx.get(f"{base}/api/v1/metadata", params=params, headers=auth)
+        assert answer.status_code in (200, 400), (params, answer.text)
+    platform = httpx.get(f"{base}/api/v1/metadata", headers={"Authorization": f"Bearer {space.api.token}"})
+    assert platform.status_code == 401  # a platform token is not a Data 360 token
