@@ -346,3 +346,20 @@ def test_junk_never_causes_a_server_error(space: Space) -> None:
         assert answer.status_code in (200, 400), (params, answer.text)
     platform = httpx.get(f"{base}/api/v1/metadata", headers={"Authorization": f"Bearer {space.api.token}"})
     assert platform.status_code == 401  # a platform token is not a Data 360 token
+
+
+def test_tls_settings_go_together(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from headwater.settings import Settings
+
+    _, certificate, key = make_ca_and_server_certificate(tmp_path)
+    assert Settings(home=tmp_path, tls_cert_file=certificate, tls_key_file=key).base_url.startswith(
+        "https://"
+    )
+    for wrong in (
+        {"tls_cert_file": certificate},
+        {"tls_cert_file": certificate, "tls_key_file": tmp_path / "no"},
+    ):
+        with pytest.raises(ValidationError, match="HEADWATER_TLS"):
+            Settings(home=tmp_path, **wrong)  # type: ignore[arg-type]
