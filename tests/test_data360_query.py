@@ -363,3 +363,21 @@ def test_tls_settings_go_together(tmp_path: Path) -> None:
     ):
         with pytest.raises(ValidationError, match="HEADWATER_TLS"):
             Settings(home=tmp_path, **wrong)  # type: ignore[arg-type]
+
+
+def test_password_guesses_are_throttled_like_console_sign_ins(space: Space) -> None:
+    guessed = create_user(space.api, password=PASSWORD)
+    form = {
+        "grant_type": "password",
+        "client_id": space.app["consumerKey"],
+        "client_secret": space.app["consumerSecret"],
+        "username": guessed["username"],
+    }
+    for _ in range(5):  # the console's free failures per address and username
+        assert _token(space, password="wrong password", **form).json()["error_description"] == (
+            "authentication failure"
+        )
+    throttled = _token(space, password=PASSWORD, **form)  # even the right password waits now
+    assert (
+        throttled.status_code == 400 and "too many failed attempts" in throttled.json()["error_description"]
+    )

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api.responses import JSONResponse, created, json_body
@@ -49,6 +50,7 @@ from headwater.services.data360.identity import (
     OAuthError,
 )
 from headwater.services.data360.jwtbearer import JWT_BEARER
+from headwater.services.data360.secretflows import AUTHENTICATION_FAILURE, PASSWORD
 from headwater.services.data360.secretflows import GRANT_TYPES as SECRET_GRANTS
 from headwater.services.tenancy import Actor
 
@@ -283,6 +285,29 @@ def _grant(form: dict[str, str], *expected: str) -> str:
     return grant
 
 
+async def _password_grant(svc: Any, form: dict[str, str], client: str | None) -> dict[str, str]:
+    """The username-password grant, behind the console sign-in's throttle (the same password, so the
+    same count of failures per address and username): refused while it says wait, slowed while the
+    username is locked. The scrypt check runs in the thread pool."""
+    address, username = client or "?", form.get("username", "").strip()[:200]
+    verdict = svc.sign_in_throttle.check(address, username)
+    if verdict.wait:
+        raise OAuthError(
+            "invalid_grant",
+            f"authentication failure: too many failed attempts; try again in {int(verdict.wait) + 1} seconds",
+        )
+    if verdict.delay:
+        await anyio.sleep(verdict.delay)
+    try:
+        body: dict[str, str] = await calls.pooled(svc.identity.secret_flows.token, PASSWORD, form, client)
+    except OAuthError as exc:
+        if exc.description == AUTHENTICATION_FAILURE:
+            svc.sign_in_throttle.failed(address, username)
+        raise
+    svc.sign_in_throttle.succeeded(address, username)
+    return body
+
+
 @router.post(
     "/services/oauth2/token",
     summary="Get an access token (OAuth 2.0 JWT bearer, authorization code, refresh token, client "
@@ -298,7 +323,9 @@ async def oauth2_token(request: Request) -> JSONResponse:
         if grant == JWT_BEARER:
             assertion = _field(form, "assertion")
             body = await calls.read(svc, svc.identity.bearer.token, assertion, client_host(request))
-        elif grant in SECRET_GRANTS:  # a password check (scrypt) runs off the event loop, in the pool
+        elif grant == PASSWORD:
+            body = await _password_grant(svc, form, client_host(request))
+        elif grant in SECRET_GRANTS:
             body = await calls.read(svc, svc.identity.secret_flows.token, grant, form, client_host(request))
         else:  # the web server flow's code, or a refresh token: single-use, so a write
             body = await calls.write(svc, svc.identity.consent.token, grant, form, client_host(request))

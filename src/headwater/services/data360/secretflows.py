@@ -15,7 +15,8 @@ Both flows are off for every app until its owner turns them on (``clientCredenti
   whom only an organization admin sets. Headwater also holds that user to the app's permitted-users
   policy, as the token exchange asks every token's user again (identity.py).
 - username-password takes a user's console password (services/users.py ``passwordHash``); a user without
-  one cannot use the flow. Headwater has no security token to append to the password.
+  one cannot use the flow. Headwater has no security token to append to the password. The route puts
+  the grant behind the console sign-in's throttle (api/routes/oauth.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 CLIENT_CREDENTIALS = "client_credentials"
 PASSWORD = "password"
 GRANT_TYPES = (CLIENT_CREDENTIALS, PASSWORD)
+AUTHENTICATION_FAILURE = "authentication failure"  # Salesforce's words; nothing about which part
 _FLAGS = {CLIENT_CREDENTIALS: "clientCredentialsFlowEnabled", PASSWORD: "usernamePasswordFlowEnabled"}
 _FLOWS = {CLIENT_CREDENTIALS: apppolicy.CLIENT_CREDENTIALS, PASSWORD: apppolicy.PASSWORD}
 
@@ -100,5 +102,5 @@ class SecretFlows:
             raise OAuthError("invalid_request", "username and password are required")
         user = self.identity.users.authenticate(username, password, app.scope.org_id)
         if user is None:
-            raise invalid_grant("authentication failure")  # Salesforce's words; nothing about which part
+            raise invalid_grant(AUTHENTICATION_FAILURE)
         return self.identity.authorized_user(app, user.doc["username"])
