@@ -364,7 +364,7 @@ def test_app_without_api_or_ingestion_scope(
     app = create_app(api, cli_keys.certificate, scopes=["refresh_token", "offline_access"])
     error, description = refusal(Flow(server, api, cli_keys, create_user(api), app).token())
     assert error == "invalid_grant"
-    assert "neither the api nor the cdp_ingest_api scope" in description
+    assert "none of the api, cdp_ingest_api and cdp_query_api scopes" in description
 
 
 def test_subject_token_without_ingestion_scope(

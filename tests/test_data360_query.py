@@ -28,7 +28,7 @@ from tests.conftest import make_settings
 from tests.streaming_helpers import streaming, wait_rows
 from tests.support import ApiClient, LiveServer, fresh_sandbox_client, start_server, token_for
 from tests.test_data360_connectors import acme_schema, create_connector, deploy, upload
-from tests.test_data360_identity import create_app, create_user
+from tests.test_data360_identity import DOC_SCOPES, create_app, create_user
 from tests.test_data360_ingest import cart, identity
 from tests.test_oauth_consent import PASSWORD
 
@@ -156,6 +156,7 @@ def _set_up(server: LiveServer, folder: Path) -> Space:
     app = create_app(
         api,
         keys.certificate.read_text(),
+        scopes=[*DOC_SCOPES, "cdp_query_api"],
         approvedUsers=[user["username"]],
         clientCredentialsFlowEnabled=True,
         clientCredentialsUser=user["username"],
@@ -381,3 +382,23 @@ def test_password_guesses_are_throttled_like_console_sign_ins(space: Space) -> N
     assert (
         throttled.status_code == 400 and "too many failed attempts" in throttled.json()["error_description"]
     )
+
+
+def test_queries_need_the_cdp_query_api_scope(space: Space) -> None:
+    def jwt_through(app: dict[str, Any]) -> SalesforceCDPConnection:
+        key = space.private_key.decode()
+        return space.connect(username=space.user["username"], client_id=app["consumerKey"], private_key=key)
+
+    approved = {"approvedUsers": [space.user["username"]]}
+    ingest_only = create_app(space.api, space.app["certificate"], **approved)  # document 000's scopes
+    with pytest.raises(ConnectorError) as refused:
+        jwt_through(ingest_only).cursor().execute(f"SELECT * FROM {space.engagement}")
+    assert "status=403" in str(refused.value) and "cdp_query_api" in str(refused.value)
+    query_only = create_app(space.api, space.app["certificate"], scopes=["api", "cdp_query_api"], **approved)
+    token, instance = jwt_through(query_only).authentication_helper.get_token()
+    sent = httpx.post(
+        f"https://{instance}/api/v1/ingest/sources/Acme_Query/cartAdd",
+        json={"data": []},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert sent.status_code == 403 and "cdp_ingest_api" in sent.json()["detail"]

@@ -54,8 +54,11 @@ if TYPE_CHECKING:
     from headwater.stores.metadata import MetadataStore
     from headwater.stores.secrets import SecretBox
 
-SCOPES = ("api", "refresh_token", "offline_access", "cdp_ingest_api")
+SCOPES = ("api", "refresh_token", "offline_access", "cdp_ingest_api", "cdp_query_api")
 INGEST_SCOPE = "cdp_ingest_api"
+QUERY_SCOPE = "cdp_query_api"  # the Data Cloud Query API (services/data360/queryapi.py)
+#: The scopes a Data 360 token is for: the token exchange needs one of them.
+DATA360_SCOPES = frozenset({INGEST_SCOPE, QUERY_SCOPE})
 SELF_AUTHORIZED = "All users may self-authorize"
 ADMIN_APPROVED = "Admin approved users are pre-authorized"
 # UI label (stored) -> Metadata API name (also accepted), as Salesforce's ExtlClntAppOauthConfigurablePolicies

@@ -58,6 +58,7 @@ from headwater.services.data360 import apppolicy
 from headwater.services.data360.apppolicy import ACCESS_TOKEN_SECONDS as ACCESS_TOKEN_SECONDS
 from headwater.services.data360.apppolicy import IP_RELAXATION as IP_RELAXATION
 from headwater.services.data360.apps import ADMIN_APPROVED as ADMIN_APPROVED
+from headwater.services.data360.apps import DATA360_SCOPES, version_of
 from headwater.services.data360.apps import INGEST_SCOPE as INGEST_SCOPE
 from headwater.services.data360.apps import PERMITTED_USERS as PERMITTED_USERS
 from headwater.services.data360.apps import SCOPES as SCOPES
@@ -65,7 +66,6 @@ from headwater.services.data360.apps import SELF_AUTHORIZED as SELF_AUTHORIZED
 from headwater.services.data360.apps import ExternalClientApps as ExternalClientApps
 from headwater.services.data360.apps import consumer_key_org as consumer_key_org
 from headwater.services.data360.apps import new_consumer_key as new_consumer_key
-from headwater.services.data360.apps import version_of
 from headwater.services.ids import new_hex
 from headwater.services.users import ENABLED_CACHE_SECONDS, Users
 from headwater.stores.metadata import Resource
@@ -239,8 +239,11 @@ class Data360Identity:
                 "invalid subject_token: it must be an unexpired access token from POST "
                 f"/services/oauth2/token{hint}"
             )
-        if INGEST_SCOPE not in claims.scopes:
-            raise invalid_grant("the subject_token lacks the cdp_ingest_api scope (add it to the app)")
+        if not DATA360_SCOPES & set(claims.scopes):
+            raise invalid_grant(
+                "the subject_token has neither the cdp_ingest_api nor the cdp_query_api scope (add the one "
+                "you need to the app)"
+            )
         if not self.users.is_enabled(claims.org_id, claims.username):
             raise invalid_grant(f"inactive user: {claims.username!r} is disabled")
         app = self.apps.by_consumer_key(claims.consumer_key)

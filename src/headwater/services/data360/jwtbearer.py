@@ -26,7 +26,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from headwater.services.data360 import apppolicy
-from headwater.services.data360.apps import ADMIN_APPROVED, INGEST_SCOPE, SCOPES
+from headwater.services.data360.apps import ADMIN_APPROVED, DATA360_SCOPES, SCOPES
 from headwater.services.data360.identity import OAuthError, invalid_grant
 from headwater.services.data360.keys import load_rsa_certificate
 from headwater.stores.metadata import Resource
@@ -87,9 +87,10 @@ class JwtBearer:
             )
         if not doc.get("certificate"):
             raise invalid_grant(f"the external client app {doc['name']!r} has no certificate")
-        if not {"api", INGEST_SCOPE} & set(doc["scopes"]):
+        if not ({"api"} | DATA360_SCOPES) & set(doc["scopes"]):
             raise invalid_grant(
-                f"the external client app {doc['name']!r} has neither the api nor the cdp_ingest_api scope"
+                f"the external client app {doc['name']!r} has none of the api, cdp_ingest_api "
+                "and cdp_query_api scopes"
             )
 
     def _verify_assertion(self, assertion: str, app: Resource) -> dict[str, Any]:

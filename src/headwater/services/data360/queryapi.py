@@ -5,9 +5,9 @@
     GET  /api/v1/metadata               the tables and their fields (``DataCloudQueries.metadata``)
 
 CONTRACT: every call takes the :class:`~headwater.services.tenancy.Actor` that :meth:`actor` makes of a
-verified Data 360 token (POST /services/a360/token): the token's user in the token's data space (a
-sandbox), with the role the user has there, which must include ``view-profiles`` (dataset rows are
-personal data). The SQL runs through :meth:`Queries.run <headwater.services.queries.Queries.run>`, the
+verified Data 360 token (POST /services/a360/token) with the ``cdp_query_api`` scope: the token's user
+in the token's data space (a sandbox), with the role the user has there, which must include
+``view-profiles`` (dataset rows are personal data). The SQL runs through :meth:`Queries.run <headwater.services.queries.Queries.run>`, the
 safe engine (one SELECT, only this sandbox's datasets, time and memory bounds); its refusals are
 QueryError (400s).
 
@@ -43,7 +43,7 @@ from headwater.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from headwater.services import access
 from headwater.services.catalogsvc import TABLE_TAG, DataSets
 from headwater.services.data360 import apppolicy
-from headwater.services.data360.apps import version_of
+from headwater.services.data360.apps import QUERY_SCOPE, version_of
 from headwater.services.data360.datastreams import KIND as STREAM_KIND
 from headwater.services.ids import new_hex
 from headwater.services.tenancy import Actor
@@ -120,6 +120,12 @@ class DataCloudQueries:
             raise Unauthenticated(
                 "Session expired or invalid: the token's user or data space no longer exists.",
                 code="INVALID_SESSION_ID",
+            )
+        if QUERY_SCOPE not in principal.scopes:
+            raise Forbidden(
+                "This Data 360 token lacks the cdp_query_api scope: add it to the external client app's "
+                "scopes and get a new token.",
+                code="INSUFFICIENT_ACCESS",
             )
         self._check_app(principal, client)
         role = self.identity.users.role(user, sandbox.name)

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from headwater.services.data360 import apppolicy
-from headwater.services.data360.apps import INGEST_SCOPE
+from headwater.services.data360.apps import DATA360_SCOPES
 from headwater.services.data360.identity import OAuthError, invalid_grant
 from headwater.stores.metadata import Resource
 
@@ -56,9 +56,10 @@ class SecretFlows:
                 f"grant type not supported: the external client app {doc['name']!r} does not allow the "
                 f"{grant_type} flow (set {_FLAGS[grant_type]} to true)",
             )
-        if not {"api", INGEST_SCOPE} & set(doc["scopes"]):
+        if not ({"api"} | DATA360_SCOPES) & set(doc["scopes"]):
             raise invalid_grant(
-                f"the external client app {doc['name']!r} has neither the api nor the cdp_ingest_api scope"
+                f"the external client app {doc['name']!r} has none of the api, cdp_ingest_api "
+                "and cdp_query_api scopes"
             )
         flow = _FLOWS[grant_type]
         self.identity.check_address(app, client, flow)
