@@ -7,9 +7,9 @@
 CONTRACT: every call takes the :class:`~headwater.services.tenancy.Actor` that :meth:`actor` makes of a
 verified Data 360 token (POST /services/a360/token) with the ``cdp_query_api`` scope: the token's user
 in the token's data space (a sandbox), with the role the user has there, which must include
-``view-profiles`` (dataset rows are personal data). The SQL runs through :meth:`Queries.run <headwater.services.queries.Queries.run>`, the
-safe engine (one SELECT, only this sandbox's datasets, time and memory bounds); its refusals are
-QueryError (400s).
+``view-profiles`` (dataset rows are personal data). The SQL runs through
+:meth:`Queries.run <headwater.services.queries.Queries.run>`, the safe engine (one SELECT, only this
+sandbox's datasets, time and memory bounds); its refusals are QueryError (400s).
 
 Tables: every dataset of the sandbox is a Data Lake Object named ``<table>__dll``, where ``<table>`` is its
 ``adobe/pqs/table`` tag (as in Query Service); the bare tag works in SQL too. A Data 360 data stream's
