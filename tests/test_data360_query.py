@@ -208,6 +208,15 @@ def test_jwt_bearer_reads_ingested_rows_batch_by_batch(space: Space) -> None:
     assert [(d[0], d[1]) for d in cursor.description] == [("_id", "VARCHAR"), ("quantity", "DOUBLE")]
 
 
+def test_pandas_dataframe_from_arrow_batches(space: Space) -> None:
+    frame = space.jwt().get_pandas_dataframe(
+        f"SELECT _id, _headwater.quantity AS quantity, timestamp FROM {space.engagement} ORDER BY _id"
+    )
+    assert list(frame["_id"]) == [f"e-{n:02d}" for n in range(CARTS)]  # every batch
+    assert list(frame["quantity"]) == list(range(CARTS))
+    assert str(frame["timestamp"].dtype).startswith("datetime64")
+
+
 def test_client_credentials_and_username_password(space: Space) -> None:
     app = space.app
     secret = {"client_id": app["consumerKey"], "client_secret": app["consumerSecret"]}

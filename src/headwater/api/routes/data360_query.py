@@ -58,6 +58,11 @@ _BATCH: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "data": {"type": "array", "items": {"type": "array", "items": {}}},
+                    "arrowStream": {
+                        "type": "string",
+                        "description": "Instead of data, with the header enable-arrow-stream: true: the "
+                        "rows as an Arrow IPC stream, base64.",
+                    },
                     "startTime": {"type": "string"},
                     "endTime": {"type": "string"},
                     "rowCount": {"type": "integer", "description": "Rows in this batch."},
@@ -114,6 +119,11 @@ async def _actor(request: Request) -> Actor:
     return await calls.read(svc, svc.data_cloud_queries.actor, principal, client_host(request))
 
 
+def _arrow(request: Request) -> bool:
+    """The rows as an Arrow stream (``arrowStream``), as the connector's get_pandas_dataframe asks."""
+    return request.headers.get("enable-arrow-stream", "").strip().lower() == "true"
+
+
 async def _body(request: Request) -> Any:
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -133,7 +143,7 @@ async def query(request: Request) -> JSONResponse:
     try:
         actor = await _actor(request)
         body = await _body(request)
-        answer = await calls.pooled(svc.data_cloud_queries.query, actor, body)
+        answer = await calls.pooled(svc.data_cloud_queries.query, actor, body, _arrow(request))
     except HeadwaterError as exc:
         return _failure(exc)
     return JSONResponse(answer)
@@ -149,7 +159,7 @@ async def next_batch(batch_id: str, request: Request) -> JSONResponse:
     svc = services(request)
     try:
         actor = await _actor(request)
-        answer = await calls.pooled(svc.data_cloud_queries.batch, actor, batch_id)
+        answer = await calls.pooled(svc.data_cloud_queries.batch, actor, batch_id, _arrow(request))
     except HeadwaterError as exc:
         return _failure(exc)
     return JSONResponse(answer)

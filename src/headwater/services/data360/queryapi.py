@@ -22,7 +22,9 @@ Batches: a result is written once, as an Arrow IPC file under ``HOME/dcquery`` (
 the server reads the same folder), and served ``data360_query_batch_rows`` rows at a time. A batch id is
 ``<queryId>-<offset>``; the file carries its owner (organization, sandbox, user), so another caller's
 batch id is a 404. Results are removed RESULT_SECONDS after they were made. A result is the engine's:
-at most HEADWATER_QUERY_MAX_ROWS rows (``done`` is then true on the last batch kept).
+at most HEADWATER_QUERY_MAX_ROWS rows (``done`` is then true on the last batch kept). With the request
+header ``enable-arrow-stream: true`` (the connector's ``get_pandas_dataframe``) a batch carries its rows
+as ``arrowStream`` (base64 of an Arrow IPC stream) instead of ``data``.
 """
 
 from __future__ import annotations
@@ -237,8 +239,8 @@ class DataCloudQueries:
             return pa.schema([])
 
     # --- POST /api/v2/query ---
-    def query(self, actor: Actor, body: Any) -> dict[str, Any]:
-        """Run ``body["sql"]`` and answer its first batch."""
+    def query(self, actor: Actor, body: Any, arrow: bool = False) -> dict[str, Any]:
+        """Run ``body["sql"]`` and answer its first batch (its rows as ``arrowStream`` when ``arrow``)."""
         sql = body.get("sql") if isinstance(body, dict) else None
         if not isinstance(sql, str) or not sql.strip():
             raise BadRequest(
@@ -260,10 +262,10 @@ class DataCloudQueries:
             pa.ipc.new_file(sink, result.schema) as writer,
         ):
             writer.write_table(result)
-        return self._batch(result, query_id, 0)
+        return self._batch(result, query_id, 0, arrow)
 
     # --- GET /api/v2/query/{nextBatchId} ---
-    def batch(self, actor: Actor, batch_id: str) -> dict[str, Any]:
+    def batch(self, actor: Actor, batch_id: str, arrow: bool = False) -> dict[str, Any]:
         match = _BATCH_ID.match(batch_id)
         path = self._path(match.group(1)) if match else None
         if match is None or path is None or not path.is_file():
@@ -275,15 +277,15 @@ class DataCloudQueries:
         offset = int(match.group(2))
         if offset >= max(table.num_rows, 1):
             raise _no_batch(batch_id)
-        return self._batch(table, match.group(1), offset)
+        return self._batch(table, match.group(1), offset, arrow)
 
-    def _batch(self, table: pa.Table, query_id: str, offset: int) -> dict[str, Any]:
+    def _batch(self, table: pa.Table, query_id: str, offset: int, arrow: bool) -> dict[str, Any]:
         size = self.settings.data360_query_batch_rows
         rows = table.slice(offset, size)
         meta = table.schema.metadata or {}
         done = offset + rows.num_rows >= table.num_rows
         answer: dict[str, Any] = {
-            "data": _rows(rows),
+            **({"arrowStream": _arrow_stream(rows)} if arrow else {"data": _rows(rows)}),
             "startTime": meta.get(b"startTime", b"").decode(),
             "endTime": meta.get(b"endTime", b"").decode(),
             "rowCount": rows.num_rows,
@@ -364,6 +366,15 @@ def _field_type(kind: pa.DataType) -> str:
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return "NUMBER"
     return "STRING"
+
+
+def _arrow_stream(table: pa.Table) -> str:
+    """The rows as the Query API's ``arrowStream``: an Arrow IPC stream, base64."""
+    sink = pa.BufferOutputStream()
+    clean = table.replace_schema_metadata(None)
+    with pa.ipc.new_stream(sink, clean.schema) as writer:
+        writer.write_table(clean)
+    return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
 
 
 def _rows(table: pa.Table) -> list[list[Any]]:
