@@ -30,7 +30,7 @@ from tests.support import ApiClient, LiveServer, fresh_sandbox_client, start_ser
 from tests.test_data360_connectors import acme_schema, create_connector, deploy, upload
 from tests.test_data360_identity import DOC_SCOPES, create_app, create_user
 from tests.test_data360_ingest import cart, identity
-from tests.test_oauth_consent import PASSWORD
+from tests.test_oauth_consent import PASSWORD, Consent, sign_in
 
 with warnings.catch_warnings():
     # 1.0.20 announces its successor (salesforce-datacloud-connector) on import; it is what users run today
@@ -227,6 +227,26 @@ def test_client_credentials_and_username_password(space: Space) -> None:
     by_password.execute(f"SELECT _headwater.email AS email FROM {space.profile}")
     assert by_password.fetchall() == [["device-1@example.com"]]
     assert by_password.description[0][:2] == ("email", "VARCHAR")
+
+
+def test_refresh_token_and_core_token(space: Space) -> None:
+    """The connector's other way in: tokens of the web server flow (a user's consent in the console)."""
+    browser = sign_in(space.server, space.user["username"])
+    try:
+        tokens = Consent(space.server, browser, space.user, space.app).tokens()
+    finally:
+        browser.close()
+    secret = {"client_id": space.app["consumerKey"], "client_secret": space.app["consumerSecret"]}
+    by_core = space.connect(
+        core_token=tokens["access_token"], refresh_token=tokens["refresh_token"], **secret
+    )
+    cursor = by_core.cursor()
+    cursor.execute(f"SELECT count(*) FROM {space.engagement}")
+    assert cursor.fetchall() == [[CARTS]]
+    # the connector revoked that access token after its exchange: the refresh token gets a new one
+    by_refresh = space.connect(refresh_token=tokens["refresh_token"], **secret).cursor()
+    by_refresh.execute(f"SELECT count(*) FROM {space.profile}")
+    assert by_refresh.fetchall() == [[1]]
 
 
 def test_list_tables(space: Space) -> None:
