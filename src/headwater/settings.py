@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         None, description="PEM private key of HEADWATER_TLS_CERT_FILE (unencrypted); both or neither."
     )
     public_url: str | None = Field(
-        None, description="Base URL clients use to reach this server (inlet URLs). Default http://host:port."
+        None,
+        description="Base URL clients use to reach this server (inlet URLs). Default http://host:port "
+        "(https:// with HEADWATER_TLS_CERT_FILE).",
     )
     encryption_key: str | None = Field(
         None,

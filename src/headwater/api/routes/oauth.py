@@ -4,7 +4,9 @@ Token endpoints, as Salesforce serves them (form bodies; refusals are 400 ``{"er
 never the platform's error shape, because Salesforce clients parse that pair):
 
     POST /services/oauth2/token   JWT bearer flow: an RS256 assertion for an access token (jwtbearer.py);
-                                  also authorization_code and refresh_token (oauth_consent.py, consent.py)
+                                  also authorization_code and refresh_token (oauth_consent.py, consent.py),
+                                  client_credentials and password (secretflows.py; password grants
+                                  share the console sign-in's throttle)
     POST /services/a360/token     exchange of that access token for a data space's ingestion token
 
 Management, with the platform's authentication (``platform_actor``) and Flow Service conventions (lists

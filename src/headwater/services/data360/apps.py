@@ -13,6 +13,9 @@ Who may change an app (every one of them also needs ``manage-apps``, checked by 
                                  user self-authorize, decides who the app may act as (403 naming
                                  manage-users); others may only keep them as they are (on create: none
                                  approved, "Admin approved users are pre-authorized")
+    clientCredentialsUser        an organization admin only, likewise: whom the client credentials
+                                 flow acts as (``clientCredentialsFlowEnabled`` and
+                                 ``usernamePasswordFlowEnabled``, off by default, are the owner's)
 
 ``authorizationVersion`` counts the changes of what a grant was given under: the callback URL (where
 codes go), the certificate (who signs JWT bearer assertions) and the scopes (what tokens may do). Every
