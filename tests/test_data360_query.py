@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from headwater.services.data360.keys import generate
 from tests.conftest import make_settings
 from tests.streaming_helpers import streaming, wait_rows
-from tests.support import ApiClient, LiveServer, fresh_sandbox_client, start_server, token_for
+from tests.support import ApiClient, LiveServer, fresh_sandbox_client, role_client, start_server, token_for
 from tests.test_data360_connectors import acme_schema, create_connector, deploy, upload
 from tests.test_data360_identity import DOC_SCOPES, create_app, create_user
 from tests.test_data360_ingest import cart, identity
@@ -321,13 +321,16 @@ def test_secret_flows_are_off_unless_the_app_allows_them(space: Space) -> None:
     assert unknown.json()["error"] == "invalid_client_id"
 
 
-def test_client_credentials_need_an_execution_user(space: Space) -> None:
-    body = {"name": "No run-as", "callbackUrl": "https://localhost/cb", "scopes": ["cdp_ingest_api"]}
-    refused = space.api.post(
-        "/data/core/identity/externalClientApps", json={**body, "clientCredentialsFlowEnabled": True}
-    )
+def test_client_credentials_need_an_execution_user_an_admin_names(space: Space) -> None:
+    apps = "/data/core/identity/externalClientApps"
+    body = {"name": "Run-as", "callbackUrl": "https://localhost/cb", "scopes": ["cdp_ingest_api"]}
+    refused = space.api.post(apps, json={**body, "clientCredentialsFlowEnabled": True})
     assert refused.status_code == 400
-    assert "clientCredentialsUser" in refused.text
+    assert [e["path"] for e in refused.json()["report"]["errors"]] == ["clientCredentialsUser"]
+    with role_client(space.server, space.api, "Developer") as developer:  # manage-apps, not manage-users
+        own = developer.post(apps, json={**body, "clientCredentialsUser": space.user["username"]})
+        assert own.status_code == 403 and "clientCredentialsUser" in own.json()["detail"]
+        assert developer.post(apps, json={**body, "usernamePasswordFlowEnabled": True}).status_code == 201
 
 
 def test_assertions_may_live_an_hour_not_more(space: Space) -> None:
