@@ -61,7 +61,8 @@ def start_server(settings: Settings) -> LiveServer:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    base_url = f"http://127.0.0.1:{settings.port}"
+    # HTTPS when the settings name a certificate (the client then needs its CA: SSL_CERT_FILE for httpx)
+    base_url = f"{'https' if settings.tls_enabled else 'http'}://127.0.0.1:{settings.port}"
 
     def healthy() -> bool:
         try:

@@ -58,6 +58,9 @@ def test_external_client_app_with_certificate_upload(
     console.get_by_label("Manage Data 360 Ingestion API data (cdp_ingest_api)").check()
     console.get_by_label("Enable JWT Bearer Flow").check()
     console.get_by_label("Require Proof Key for Code Exchange").uncheck()
+    console.get_by_label("Enable Client Credentials Flow").check()
+    console.get_by_label("Run As (username)").fill(CONSOLE_USER)
+    console.get_by_label("Allow OAuth Username-Password Flow").check()
     console.get_by_label("Permitted users").select_option("All users may self-authorize")
     console.get_by_label("IP relaxation").select_option("Relax IP restrictions")
 
@@ -85,6 +88,8 @@ def test_external_client_app_with_certificate_upload(
     assert app["certificateInfo"]["subject"] == "CN=headwater"
     assert app["jwtBearerFlowEnabled"] is True and app["pkceRequired"] is False
     assert app["scopes"] == ["api", "refresh_token", "offline_access", "cdp_ingest_api"]
+    assert app["clientCredentialsFlowEnabled"] is True and app["clientCredentialsUser"] == CONSOLE_USER
+    assert app["usernamePasswordFlowEnabled"] is True
     assert app["permittedUsers"] == "All users may self-authorize"
     assert app["ipRelaxation"] == "Relax IP restrictions"
     assert console.url.endswith(f"/console/data360/apps/{app['id']}")  # the saved app's address
@@ -102,6 +107,7 @@ def test_external_client_app_with_certificate_upload(
     expect(settings).to_contain_text(app["consumerKey"])
     expect(settings).to_contain_text("CN=headwater")
     expect(settings).to_contain_text("Masked")
+    expect(settings).to_contain_text(f"Client credentials flowEnabled, running as {CONSOLE_USER}")
     console.get_by_role("button", name="Edit").click()
     approved = console.get_by_role("group", name="Approved users")
     expect(approved).to_be_hidden()  # only with admin-approved users

@@ -140,7 +140,7 @@ def _ec_certificate() -> str:
 @pytest.mark.parametrize(
     ("changes", "path", "expected"),
     [
-        ({"scopes": ["api", "cdp_query_api", "full"]}, "scopes", "unknown scope(s) cdp_query_api, full"),
+        ({"scopes": ["api", "cdp_profile_api", "full"]}, "scopes", "unknown scope(s) cdp_profile_api, full"),
         ({"scopes": []}, "scopes", "at least one scope"),
         (
             {"certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"},

@@ -129,7 +129,7 @@ def test_document_000_server_to_server_ingestion_end_to_end(
     # Events from the server, with the ingestion token, land in the streams' datasets.
     with streaming(server, api):
         sent = httpx.post(
-            f"{ingest['instance_url']}/server/events/{source_id}",
+            f"http://{ingest['instance_url']}/server/events/{source_id}",  # a host, as Salesforce answers
             json={"events": [cart("evt-1"), cart("evt-1"), identity("device-7")]},
             headers=bearer,
         )

@@ -439,9 +439,10 @@ def test_revoke_refusals(server: LiveServer) -> None:
 
 
 def test_token_endpoint_names_every_grant_type(server: LiveServer) -> None:
-    error, description = refusal(post(server, TOKEN, {"grant_type": "password"}))
+    error, description = refusal(post(server, TOKEN, {"grant_type": "implicit"}))
     assert error == "unsupported_grant_type"
     assert "authorization_code" in description and "refresh_token" in description
+    assert "client_credentials" in description and "password" in description
     assert refusal(post(server, TOKEN, {"grant_type": "authorization_code"})) == (
         "invalid_request",
         "client_id is required",

@@ -251,6 +251,11 @@ class Services:
         self.ingestion_connectors = IngestionConnectors(
             self.store, self.settings, platform, self.identity, self.sandboxes, self.orgs, self.streams
         )
+        from headwater.services.data360.queryapi import DataCloudQueries
+
+        self.data_cloud_queries = DataCloudQueries(
+            self.settings, self.store, self.schemas, self.queries, self.identity
+        )
 
     def _edge(self) -> None:
         """The console's sessions and sign-in throttle, and the authenticator of every HTTP request."""

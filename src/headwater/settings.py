@@ -43,8 +43,19 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8080, ge=1, le=65535, description="Port the HTTP server listens on.")
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain) the HTTP server presents: with HEADWATER_TLS_KEY_FILE, the "
+        "server speaks HTTPS only, and its default base URL is https://host:port. Salesforce's clients "
+        "(the Data Cloud connector) reach their instance over HTTPS only.",
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key of HEADWATER_TLS_CERT_FILE (unencrypted); both or neither."
+    )
     public_url: str | None = Field(
-        None, description="Base URL clients use to reach this server (inlet URLs). Default http://host:port."
+        None,
+        description="Base URL clients use to reach this server (inlet URLs). Default http://host:port "
+        "(https:// with HEADWATER_TLS_CERT_FILE).",
     )
     encryption_key: str | None = Field(
         None,
@@ -185,6 +196,13 @@ class Settings(BaseSettings):
     pgwire_tls_key_file: str | None = Field(
         None, description="PEM private key of HEADWATER_PGWIRE_TLS_CERT_FILE."
     )
+    data360_query_batch_rows: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Rows per batch of the Data Cloud Query API (POST /api/v2/query): a result with more "
+        "rows answers a nextBatchId for the next batch (GET /api/v2/query/{nextBatchId}).",
+    )
     umask: str = Field(
         "077",
         pattern=r"^0?[0-7]{3}$",
@@ -248,6 +266,14 @@ class Settings(BaseSettings):
         if self.environment != "development" and self.token_lifetime_seconds > 86400:
             problems.append("HEADWATER_TOKEN_LIFETIME_SECONDS may not exceed 86400 outside development")
         problems.extend(self._pgwire_problems())
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            problems.append(
+                "HEADWATER_TLS_CERT_FILE and HEADWATER_TLS_KEY_FILE go together: set both or neither"
+            )
+        for name in ("tls_cert_file", "tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                problems.append(f"HEADWATER_{name.upper()} {str(path)!r} is not a readable file")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -300,7 +326,13 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.tls_enabled else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the HTTP server speaks HTTPS (a certificate and its key are set)."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

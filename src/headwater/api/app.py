@@ -33,6 +33,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         collection,
         conversion,
         data360,
+        data360_query,
         destinations,
         flowservice,
         identity_namespaces,
@@ -74,6 +75,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(users.router)
     app.include_router(oauth_consent.router)
     app.include_router(data360.router)
+    app.include_router(data360_query.router)
     app.include_router(identity_namespaces.router)
     app.include_router(merge_policies.router)
     app.include_router(profiles.router)

@@ -111,10 +111,18 @@ def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Confi
         # The client address is the TCP peer (app IP ranges, audit, sign-in throttle): no forwarding
         # header is believed, or any local process could claim any address.
         proxy_headers=False,
+        **_tls(settings),
         **options,
     )
     config.header_timeout = settings.header_timeout_seconds  # type: ignore[attr-defined]
     return config
+
+
+def _tls(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for HTTPS when the settings name a certificate and key (HEADWATER_TLS_*)."""
+    if not settings.tls_enabled:
+        return {}
+    return {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
 
 
 def raise_file_limit() -> None:

@@ -9,6 +9,7 @@ loaded; each is read through its Iceberg table's current snapshot. The engine
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -33,25 +34,33 @@ class Queries:
         self.lake = lake
         self.engine = QueryEngine(QueryLimits.from_settings(settings))
 
-    def run(self, actor: Actor, sql: str, dataset_id: str | None = None) -> QueryResult:
-        """Run one SELECT; ``dataset_id`` (a dataset of the actor's sandbox) is also the table ``dataset``.
+    def run(
+        self, actor: Actor, sql: str, dataset_id: str | None = None, aliases: Mapping[str, str] | None = None
+    ) -> QueryResult:
+        """Run one SELECT; ``dataset_id`` (a dataset of the actor's sandbox) is also the table ``dataset``;
+        ``aliases`` (table name -> id of a dataset of the sandbox) are further names of datasets (the
+        Data Cloud Query API's ``<table>__dll``, services/data360/queryapi.py).
 
         Raises NotFound for a ``dataset_id`` outside the sandbox, and QueryError subclasses (400s) for
         SQL that cannot run as written, is refused, or passes a limit.
         """
-        return self.engine.run(sql, self.tables(actor, dataset_id))
+        return self.engine.run(sql, self.tables(actor, dataset_id, aliases))
 
     def describe(self, actor: Actor, sql: str) -> pa.Schema:
         """The Arrow schema of one SELECT's rows over the actor's sandbox, reading no rows (errors as
         :meth:`run`'s)."""
         return self.engine.describe(sql, self.tables(actor))
 
-    def tables(self, actor: Actor, dataset_id: str | None = None) -> dict[str, TableSource]:
-        """The tables a query of ``actor`` sees, by name (see the module)."""
+    def tables(
+        self, actor: Actor, dataset_id: str | None = None, aliases: Mapping[str, str] | None = None
+    ) -> dict[str, TableSource]:
+        """The tables a query of ``actor`` sees, by name (see the module; ``aliases`` as :meth:`run`'s)."""
         tables: dict[str, TableSource] = {}
         for resource in self.store.list(self.datasets.kind, actor.scope).items:
             for name in resource.doc.get("tags", {}).get(TABLE_TAG, [])[:1]:
                 tables[str(name)] = _DatasetTable(self.lake, actor.scope, resource.id, str(name))
+        for alias, ident in (aliases or {}).items():
+            tables[alias] = _DatasetTable(self.lake, actor.scope, ident, alias)
         if dataset_id is not None:
             named = self.datasets.get(actor, dataset_id)
             tables["dataset"] = _DatasetTable(self.lake, actor.scope, named.id, "dataset")

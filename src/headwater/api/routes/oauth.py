@@ -4,7 +4,9 @@ Token endpoints, as Salesforce serves them (form bodies; refusals are 400 ``{"er
 never the platform's error shape, because Salesforce clients parse that pair):
 
     POST /services/oauth2/token   JWT bearer flow: an RS256 assertion for an access token (jwtbearer.py);
-                                  also authorization_code and refresh_token (oauth_consent.py, consent.py)
+                                  also authorization_code and refresh_token (oauth_consent.py, consent.py),
+                                  client_credentials and password (secretflows.py; password grants
+                                  share the console sign-in's throttle)
     POST /services/a360/token     exchange of that access token for a data space's ingestion token
 
 Management, with the platform's authentication (``platform_actor``) and Flow Service conventions (lists
@@ -28,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 from fastapi import APIRouter, Depends, Request, Response
 
 from headwater.api.responses import JSONResponse, created, json_body
@@ -49,6 +52,8 @@ from headwater.services.data360.identity import (
     OAuthError,
 )
 from headwater.services.data360.jwtbearer import JWT_BEARER
+from headwater.services.data360.secretflows import AUTHENTICATION_FAILURE, PASSWORD
+from headwater.services.data360.secretflows import GRANT_TYPES as SECRET_GRANTS
 from headwater.services.tenancy import Actor
 
 router = APIRouter()
@@ -92,22 +97,28 @@ def _strings(*names: str) -> dict[str, Any]:
 _JWT_FORM = _form_body(
     ["grant_type"],
     {
-        "grant_type": {"type": "string", "enum": [JWT_BEARER, *GRANT_TYPES]},
+        "grant_type": {"type": "string", "enum": [JWT_BEARER, *GRANT_TYPES, *SECRET_GRANTS]},
         "assertion": {
             "type": "string",
             "description": "JWT bearer: an RS256 JWT signed with the private key of the app's certificate: "
-            "iss = consumer key, sub = username, aud = this server's URL, exp = epoch seconds at most 3 "
-            "minutes ahead.",
+            "iss = consumer key, sub = username, aud = this server's URL, exp = epoch seconds at most 1 "
+            "hour ahead.",
         },
         "code": {"type": "string", "description": "authorization_code: the code the callback received."},
         "redirect_uri": {"type": "string", "description": "authorization_code: as in the authorize request."},
         "client_id": {
             "type": "string",
-            "description": "The consumer key (authorization_code, refresh_token).",
+            "description": "The consumer key (authorization_code, refresh_token, client_credentials, "
+            "password).",
         },
         "client_secret": {"type": "string", "description": "The consumer secret (or PKCE's code_verifier)."},
         "code_verifier": {"type": "string", "description": "authorization_code with PKCE."},
         "refresh_token": {"type": "string", "description": "refresh_token: rotated on every use."},
+        "username": {"type": "string", "description": "password: the user's username."},
+        "password": {
+            "type": "string",
+            "description": "password: the user's console password (apps with usernamePasswordFlowEnabled).",
+        },
     },
     _strings(
         "access_token", "refresh_token", "signature", "scope", "instance_url", "id", "token_type", "issued_at"
@@ -158,6 +169,22 @@ _APP = {
         "jwtBearerFlowEnabled": {"type": "boolean", "default": False},
         "certificate": {"type": "string", "description": "PEM x509 certificate with an RSA public key."},
         "pkceRequired": {"type": "boolean", "default": True},
+        "clientCredentialsFlowEnabled": {
+            "type": "boolean",
+            "default": False,
+            "description": "Allow grant_type=client_credentials (consumer key and secret) acting as "
+            "clientCredentialsUser.",
+        },
+        "clientCredentialsUser": {
+            "type": ["string", "null"],
+            "description": "The client credentials flow's execution user (Salesforce's Run As); required "
+            "with clientCredentialsFlowEnabled; only an organization admin sets it.",
+        },
+        "usernamePasswordFlowEnabled": {
+            "type": "boolean",
+            "default": False,
+            "description": "Allow grant_type=password with a user's console password.",
+        },
         "permittedUsers": {"type": "string", "enum": list(PERMITTED_USERS), "default": ADMIN_APPROVED},
         "approvedUsers": {"type": "array", "items": {"type": "string"}},
         "ipRelaxation": {
@@ -260,9 +287,33 @@ def _grant(form: dict[str, str], *expected: str) -> str:
     return grant
 
 
+async def _password_grant(svc: Any, form: dict[str, str], client: str | None) -> dict[str, str]:
+    """The username-password grant, behind the console sign-in's throttle (the same password, so the
+    same count of failures per address and username): refused while it says wait, slowed while the
+    username is locked. The scrypt check runs in the thread pool."""
+    address, username = client or "?", form.get("username", "").strip()[:200]
+    verdict = svc.sign_in_throttle.check(address, username)
+    if verdict.wait:
+        raise OAuthError(
+            "invalid_grant",
+            f"authentication failure: too many failed attempts; try again in {int(verdict.wait) + 1} seconds",
+        )
+    if verdict.delay:
+        await anyio.sleep(verdict.delay)
+    try:
+        body: dict[str, str] = await calls.pooled(svc.identity.secret_flows.token, PASSWORD, form, client)
+    except OAuthError as exc:
+        if exc.description == AUTHENTICATION_FAILURE:
+            svc.sign_in_throttle.failed(address, username)
+        raise
+    svc.sign_in_throttle.succeeded(address, username)
+    return body
+
+
 @router.post(
     "/services/oauth2/token",
-    summary="Get an access token (OAuth 2.0 JWT bearer, authorization code or refresh token flow)",
+    summary="Get an access token (OAuth 2.0 JWT bearer, authorization code, refresh token, client "
+    "credentials or username-password flow)",
     tags=[TOKENS_TAG],
     openapi_extra=_JWT_FORM,
 )
@@ -270,10 +321,14 @@ async def oauth2_token(request: Request) -> JSONResponse:
     svc = services(request)
     try:
         form = await _form(request)
-        grant = _grant(form, JWT_BEARER, *GRANT_TYPES)
+        grant = _grant(form, JWT_BEARER, *GRANT_TYPES, *SECRET_GRANTS)
         if grant == JWT_BEARER:
             assertion = _field(form, "assertion")
             body = await calls.read(svc, svc.identity.bearer.token, assertion, client_host(request))
+        elif grant == PASSWORD:
+            body = await _password_grant(svc, form, client_host(request))
+        elif grant in SECRET_GRANTS:
+            body = await calls.read(svc, svc.identity.secret_flows.token, grant, form, client_host(request))
         else:  # the web server flow's code, or a refresh token: single-use, so a write
             body = await calls.write(svc, svc.identity.consent.token, grant, form, client_host(request))
     except OAuthError as exc:

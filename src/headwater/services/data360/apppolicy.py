@@ -86,7 +86,9 @@ JWT_BEARER = "jwt_bearer"
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"
 CONSENT = "consent"
-FLOWS = (JWT_BEARER, AUTHORIZATION_CODE, REFRESH_TOKEN, CONSENT)
+CLIENT_CREDENTIALS = "client_credentials"
+PASSWORD = "password"
+FLOWS = (JWT_BEARER, AUTHORIZATION_CODE, REFRESH_TOKEN, CONSENT, CLIENT_CREDENTIALS, PASSWORD)
 IP_RESTRICTED = "ip restricted"  # Salesforce's error_description
 
 

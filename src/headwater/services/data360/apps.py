@@ -13,6 +13,9 @@ Who may change an app (every one of them also needs ``manage-apps``, checked by 
                                  user self-authorize, decides who the app may act as (403 naming
                                  manage-users); others may only keep them as they are (on create: none
                                  approved, "Admin approved users are pre-authorized")
+    clientCredentialsUser        an organization admin only, likewise: whom the client credentials
+                                 flow acts as (``clientCredentialsFlowEnabled`` and
+                                 ``usernamePasswordFlowEnabled``, off by default, are the owner's)
 
 ``authorizationVersion`` counts the changes of what a grant was given under: the callback URL (where
 codes go), the certificate (who signs JWT bearer assertions) and the scopes (what tokens may do). Every
@@ -54,8 +57,11 @@ if TYPE_CHECKING:
     from headwater.stores.metadata import MetadataStore
     from headwater.stores.secrets import SecretBox
 
-SCOPES = ("api", "refresh_token", "offline_access", "cdp_ingest_api")
+SCOPES = ("api", "refresh_token", "offline_access", "cdp_ingest_api", "cdp_query_api")
 INGEST_SCOPE = "cdp_ingest_api"
+QUERY_SCOPE = "cdp_query_api"  # the Data Cloud Query API (services/data360/queryapi.py)
+#: The scopes a Data 360 token is for: the token exchange needs one of them.
+DATA360_SCOPES = frozenset({INGEST_SCOPE, QUERY_SCOPE})
 SELF_AUTHORIZED = "All users may self-authorize"
 ADMIN_APPROVED = "Admin approved users are pre-authorized"
 # UI label (stored) -> Metadata API name (also accepted), as Salesforce's ExtlClntAppOauthConfigurablePolicies
@@ -63,8 +69,15 @@ PERMITTED_USERS = {SELF_AUTHORIZED: "AllSelfAuthorized", ADMIN_APPROVED: "AdminA
 VERSION = "authorizationVersion"
 #: Fields whose change revokes every grant made under the old value (see the module docstring).
 AUTHORIZATION_FIELDS = ("callbackUrl", "certificate", "scopes")
-#: Fields only an organization admin may set: who the app may get tokens for.
-ADMIN_FIELDS = ("approvedUsers", "permittedUsers")
+#: The flags of apps stored before the client credentials and username-password flows existed.
+FLOW_DEFAULTS: dict[str, Any] = {
+    "clientCredentialsFlowEnabled": False,
+    "clientCredentialsUser": None,
+    "usernamePasswordFlowEnabled": False,
+}
+#: Fields only an organization admin may set: who the app may get tokens for (clientCredentialsUser: whom
+#: the client credentials flow acts as, Salesforce's "Run As" user).
+ADMIN_FIELDS = ("approvedUsers", "permittedUsers", "clientCredentialsUser")
 
 
 class ExternalClientApps(Collection):
@@ -89,11 +102,17 @@ class ExternalClientApps(Collection):
             "scopes": _scopes(body.get("scopes"), errors),
             "jwtBearerFlowEnabled": flag(body, "jwtBearerFlowEnabled", False, errors),
             "pkceRequired": flag(body, "pkceRequired", True, errors),
+            # Off by default, as Salesforce ships them (secretflows.py).
+            "clientCredentialsFlowEnabled": flag(body, "clientCredentialsFlowEnabled", False, errors),
+            "usernamePasswordFlowEnabled": flag(body, "usernamePasswordFlowEnabled", False, errors),
             "permittedUsers": choice(body, "permittedUsers", PERMITTED_USERS, ADMIN_APPROVED, errors),
             "approvedUsers": self._approved_users(actor.org.id, body.get("approvedUsers"), errors),
             **apppolicy.policies(body, errors),
         }
         doc.update(_certificate(body.get("certificate"), doc["jwtBearerFlowEnabled"], errors))
+        doc["clientCredentialsUser"] = self._run_as(
+            actor.org.id, body.get("clientCredentialsUser"), doc["clientCredentialsFlowEnabled"], errors
+        )
         if errors:
             raise ValidationFailed(errors, code="IDN-1422-400")
         _require_admin_for_access(actor, doc, existing)
@@ -122,16 +141,37 @@ class ExternalClientApps(Collection):
                 approved.append(username)
         return approved
 
+    def _run_as(self, org_id: str, value: Any, required: bool, errors: list[dict[str, str]]) -> str | None:
+        """The client credentials flow's execution user: a user of the organization, required when the
+        flow is enabled."""
+        if value is None or value == "":
+            if required:
+                errors.append(
+                    {
+                        "path": "clientCredentialsUser",
+                        "message": "is required when clientCredentialsFlowEnabled is true: the username "
+                        "the flow's tokens act as",
+                    }
+                )
+            return None
+        username = normalize_username(value)
+        if username is None or self.users.find(org_id, username) is None:
+            errors.append(
+                {"path": "clientCredentialsUser", "message": f"no user {value!r} in this organization"}
+            )
+            return None
+        return username
+
     def render(self, resource: Resource) -> dict[str, Any]:
         """The app, with the policies' defaults filled in for apps stored before those fields existed."""
-        return {**apppolicy.DEFAULTS, **render_org_level(resource), "consumerSecret": MASK}
+        return {**FLOW_DEFAULTS, **apppolicy.DEFAULTS, **render_org_level(resource), "consumerSecret": MASK}
 
     def render_created(self, resource: Resource) -> dict[str, Any]:
         """The one rendering with the consumer secret in clear: the answer to its creation."""
         return {**render_org_level(resource), "consumerSecret": self.consumer_secret(resource)}
 
     def editable(self, resource: Resource) -> dict[str, Any]:
-        doc = {**apppolicy.DEFAULTS, **resource.doc}
+        doc = {**FLOW_DEFAULTS, **apppolicy.DEFAULTS, **resource.doc}
         return {k: v for k, v in doc.items() if k not in self.protected}
 
     def consumer_secret(self, resource: Resource) -> str:
@@ -213,6 +253,7 @@ def _require_admin_for_access(actor: Actor, doc: dict[str, Any], existing: Resou
     before = {
         "approvedUsers": old.get("approvedUsers") or [],
         "permittedUsers": old.get("permittedUsers", ADMIN_APPROVED),
+        "clientCredentialsUser": old.get("clientCredentialsUser"),
     }
     changed = [f for f in ADMIN_FIELDS if doc.get(f) != before[f]]
     if changed:

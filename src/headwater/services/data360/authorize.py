@@ -33,6 +33,7 @@ SCOPE_LABELS = {
     "refresh_token": "Perform requests at any time",
     "offline_access": "Perform requests at any time",
     "cdp_ingest_api": "Manage Data 360 Ingestion API data",
+    "cdp_query_api": "Perform ANSI SQL queries on Data 360 data",
 }
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url(SHA-256), unpadded
 MAX_STATE = 2048

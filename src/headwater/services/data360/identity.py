@@ -12,7 +12,8 @@ CONTRACT used by other modules (keep these signatures):
             (or unknown). It writes nothing; its one read, the user's enabled flag, is cached for
             ENABLED_CACHE_SECONDS (services/users.py), so a disabled user is refused within seconds.
 
-Its parts, built with it: ``.bearer`` the JWT bearer flow (jwtbearer.py), ``.authorize`` the consent
+Its parts, built with it: ``.bearer`` the JWT bearer flow (jwtbearer.py), ``.secret_flows`` the client
+credentials and username-password flows (secretflows.py), ``.authorize`` the consent
 page's checks (authorize.py), ``.consent`` the web server flow's records and grants (consent.py).
 
 Three kinds of token, none accepted where another is expected:
@@ -46,6 +47,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import jwt
 
@@ -56,6 +58,7 @@ from headwater.services.data360 import apppolicy
 from headwater.services.data360.apppolicy import ACCESS_TOKEN_SECONDS as ACCESS_TOKEN_SECONDS
 from headwater.services.data360.apppolicy import IP_RELAXATION as IP_RELAXATION
 from headwater.services.data360.apps import ADMIN_APPROVED as ADMIN_APPROVED
+from headwater.services.data360.apps import DATA360_SCOPES, version_of
 from headwater.services.data360.apps import INGEST_SCOPE as INGEST_SCOPE
 from headwater.services.data360.apps import PERMITTED_USERS as PERMITTED_USERS
 from headwater.services.data360.apps import SCOPES as SCOPES
@@ -63,7 +66,6 @@ from headwater.services.data360.apps import SELF_AUTHORIZED as SELF_AUTHORIZED
 from headwater.services.data360.apps import ExternalClientApps as ExternalClientApps
 from headwater.services.data360.apps import consumer_key_org as consumer_key_org
 from headwater.services.data360.apps import new_consumer_key as new_consumer_key
-from headwater.services.data360.apps import version_of
 from headwater.services.ids import new_hex
 from headwater.services.users import ENABLED_CACHE_SECONDS, Users
 from headwater.stores.metadata import Resource
@@ -160,8 +162,10 @@ class Data360Identity:
         from headwater.services.data360.authorize import OAuthAuthorize
         from headwater.services.data360.consent import OAuthConsent
         from headwater.services.data360.jwtbearer import JwtBearer
+        from headwater.services.data360.secretflows import SecretFlows
 
         self.bearer = JwtBearer(self)
+        self.secret_flows = SecretFlows(self)
         self.authorize = OAuthAuthorize(self)
         self.consent = OAuthConsent(self)
 
@@ -235,8 +239,11 @@ class Data360Identity:
                 "invalid subject_token: it must be an unexpired access token from POST "
                 f"/services/oauth2/token{hint}"
             )
-        if INGEST_SCOPE not in claims.scopes:
-            raise invalid_grant("the subject_token lacks the cdp_ingest_api scope (add it to the app)")
+        if not DATA360_SCOPES & set(claims.scopes):
+            raise invalid_grant(
+                "the subject_token has neither the cdp_ingest_api nor the cdp_query_api scope (add the one "
+                "you need to the app)"
+            )
         if not self.users.is_enabled(claims.org_id, claims.username):
             raise invalid_grant(f"inactive user: {claims.username!r} is disabled")
         app = self.apps.by_consumer_key(claims.consumer_key)
@@ -276,7 +283,9 @@ class Data360Identity:
         )
         return {
             "access_token": token,
-            "instance_url": self.settings.base_url,
+            # Salesforce answers the Data Cloud instance's host without a scheme (its clients prefix
+            # https:// themselves); the token endpoint's instance_url keeps its scheme.
+            "instance_url": urlsplit(self.settings.base_url).netloc,
             "token_type": "Bearer",
             "issued_token_type": ISSUED_TOKEN_TYPE,
             "expires_in": lifetime,

@@ -21,6 +21,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import BadRequest, Forbidden, NotFound, Transient, Unauthenticated, ValidationFailed
+from headwater.services.data360.apps import INGEST_SCOPE
 from headwater.services.data360.lookup import EventRoute, IngestLookup
 from headwater.services.ids import now_ms
 from headwater.services.runs import iso
@@ -117,6 +118,13 @@ class Ingestion:
             raise Unauthenticated(
                 "The JWT is invalid or expired: get a new ingestion token (POST /services/a360/token).",
                 code="INGEST-1402-401",
+                report={"header": "Authorization"},
+            )
+        if INGEST_SCOPE not in principal.scopes:  # a token for the Query API only (cdp_query_api)
+            raise Forbidden(
+                "This Data 360 token lacks the cdp_ingest_api scope: add it to the external client app's "
+                "scopes and get a new token.",
+                code="INGEST-1403-403",
                 report={"header": "Authorization"},
             )
         refusal = self.identity.ingestion_refusal(principal, client)

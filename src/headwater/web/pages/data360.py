@@ -28,6 +28,7 @@ SCOPE_GROUPS = [
     ("Manage user data via APIs", ["api"]),
     ("Perform requests at any time", ["refresh_token", "offline_access"]),
     ("Manage Data 360 Ingestion API data", ["cdp_ingest_api"]),
+    ("Perform ANSI SQL queries on Data 360 data", ["cdp_query_api"]),
 ]
 assert sorted(s for _, names in SCOPE_GROUPS for s in names) == sorted(SCOPES)
 POLICIES: dict[str, Any] = {

@@ -196,6 +196,8 @@
         scopes: Array.from(form.querySelectorAll('input[name="scopes"]:checked')).flatMap((c) => c.value.split(" ")),
         jwtBearerFlowEnabled: form.elements.jwtBearerFlowEnabled.checked,
         pkceRequired: form.elements.pkceRequired.checked,
+        clientCredentialsFlowEnabled: form.elements.clientCredentialsFlowEnabled.checked,
+        usernamePasswordFlowEnabled: form.elements.usernamePasswordFlowEnabled.checked,
         permittedUsers: form.elements.permittedUsers.value,
         ipRelaxation: form.elements.ipRelaxation.value,
         ...policies.read(),
@@ -205,6 +207,8 @@
       if (description) body.description = description;
       if (email) body.contactEmail = email;
       if (pem.value.trim()) body.certificate = pem.value;
+      const runAs = form.elements.clientCredentialsUser.value.trim();
+      if (runAs) body.clientCredentialsUser = runAs;
       if (body.permittedUsers === root.dataset.adminApproved) body.approvedUsers = readApproved();
       const submit = form.querySelector('button[type="submit"]');
       submit.disabled = true;
@@ -275,6 +279,8 @@
           ["OAuth scopes", (a.scopes || []).join(", ")],
           ["JWT bearer flow", a.jwtBearerFlowEnabled ? "Enabled" : "Off"],
           ["PKCE required", yes(a.pkceRequired)],
+          ["Client credentials flow", a.clientCredentialsFlowEnabled ? `Enabled, running as ${a.clientCredentialsUser}` : "Off"],
+          ["Username-password flow", a.usernamePasswordFlowEnabled ? "Enabled" : "Off"],
           ["Certificate", cert ? el("span", {}, cert.subject, el("br"), el("span", { class: "muted", text: "Valid until " + HW.when(cert.notValidAfter) })) : "None"],
           cert ? ["SHA-256 fingerprint", el("code", { class: "wrap", text: cert.sha256Fingerprint })] : null,
           ["Created", `${HW.when(a.createdAt)}${a.createdBy ? " by " + a.createdBy : ""}`],
