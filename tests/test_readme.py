@@ -62,6 +62,7 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     runner_thread.start()
     server.services.profile_projector.start()  # as `make run`'s worker does
     server.services.segment_job_runner.start()
+    server.services.query_job_runner.start()
     try:
         result = subprocess.run(
             ["bash", "-c", script], env=env, cwd=README.parent, capture_output=True, text=True, timeout=280
@@ -69,6 +70,7 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     finally:
         server.services.profile_projector.stop()
         server.services.segment_job_runner.stop()
+        server.services.query_job_runner.stop()
         runner.stop()
         runner_thread.join(timeout=15)
         supervisor.stop()
@@ -88,6 +90,8 @@ def test_readme_quickstart_runs_as_written(server: LiveServer, tmp_path: Path) -
     # Document 002's flow against the Salesforce-compatible server: its 50 people landed mapped.
     assert '"name":"Person"' in result.stdout.replace(" ", "")
     assert re.search(r"people\s*[┃│|]?\s*\n.*\b50\b", result.stdout, re.S), result.stdout[-1500:]
+    # Query Service: the SELECT's rows, read back over REST.
+    assert '"columns":[{"name":"email"' in result.stdout, result.stdout[-3000:]
     # Streaming: the single message and the batch (207) were acknowledged; two rows, web-1 once.
     assert '"syncValidation":{"skipped":true}' in result.stdout
     assert result.stdout.count("mary@example.com") == 1 and "ike@example.com" in result.stdout

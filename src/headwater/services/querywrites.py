@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from headwater.engines.xdm_arrow import arrow_type
+from headwater.engines.xdm_arrow import arrow_type, type_name
 from headwater.engines.xdm_compose import field_at
 from headwater.errors import BadRequest
 from headwater.services.querysql import IDENTIFIER
@@ -162,27 +162,12 @@ def _mismatch(source: pa.DataType, target: pa.DataType, path: str) -> tuple[str,
 
 
 def _kind(kind: pa.DataType) -> str:
+    """The XDM word of an Arrow type (engines/xdm_arrow.py ``type_name``), "text" for strings and "null"
+    for a column of NULLs only."""
     if pa.types.is_null(kind):
         return "null"
-    if pa.types.is_boolean(kind):
-        return "boolean"
-    if pa.types.is_integer(kind):
-        return "integer"
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return "number"
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return "text"
-    if pa.types.is_date(kind):
-        return "date"
-    if pa.types.is_timestamp(kind):
-        return "date-time"
-    if pa.types.is_struct(kind):
-        return "object"
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return "array"
-    if pa.types.is_map(kind):
-        return "map"
-    return str(kind)
+    name = type_name(kind)
+    return "text" if name == "string" else name
 
 
 def _words(kind: str) -> str:

@@ -144,32 +144,21 @@ async def flow_action(ident: str, request: Request, actor: Actor = Depends(platf
     return JSONResponse({"id": resource.id, "etag": resource.etag}, headers={"ETag": resource.etag})
 
 
-async def _publish(kind: str, ident: str, request: Request, actor: Actor) -> JSONResponse:
-    svc = services(request)
-    op = request.query_params.get("op", "")
-    resource = await calls.write(
-        svc, drafts.publish, svc.connections, svc.target_connections, actor, kind, ident, op
+def _publish_route(collection: str, kind: str, summary: str) -> None:
+    async def publish(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+        svc = services(request)
+        op = request.query_params.get("op", "")
+        resource = await calls.write(
+            svc, drafts.publish, svc.connections, svc.target_connections, actor, kind, ident, op
+        )
+        return JSONResponse({"id": resource.id, "etag": resource.etag}, headers={"ETag": resource.etag})
+
+    router.add_api_route(
+        f"{PREFIX}/{collection}/{{ident}}/action", publish, methods=["POST"], summary=summary, tags=[TAG]
     )
-    return JSONResponse({"id": resource.id, "etag": resource.etag}, headers={"ETag": resource.etag})
 
 
-@router.post(
-    f"{PREFIX}/connections/{{ident}}/action",
-    summary="Publish a draft destination (?op=publish)",
-    tags=[TAG],
+_publish_route("connections", "connection", "Publish a draft destination (?op=publish)")
+_publish_route(
+    "targetConnections", "targetConnection", "Publish the draft destination of a request (?op=publish)"
 )
-async def connection_action(
-    ident: str, request: Request, actor: Actor = Depends(platform_actor)
-) -> JSONResponse:
-    return await _publish("connection", ident, request, actor)
-
-
-@router.post(
-    f"{PREFIX}/targetConnections/{{ident}}/action",
-    summary="Publish the draft destination of a request (?op=publish)",
-    tags=[TAG],
-)
-async def target_connection_action(
-    ident: str, request: Request, actor: Actor = Depends(platform_actor)
-) -> JSONResponse:
-    return await _publish("targetConnection", ident, request, actor)
