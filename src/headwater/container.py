@@ -59,6 +59,7 @@ class Services:
         from headwater.services.conversion import MappingSets
         from headwater.services.destinations import DeadLetters
         from headwater.services.flowservice import Connections, Flows, SourceConnections, TargetConnections
+        from headwater.services.icebergrest import IcebergCatalog
         from headwater.services.identity_namespaces import IdentityNamespaces
         from headwater.services.ledger import RunLedger
         from headwater.services.merge_policies import MergePolicies
@@ -88,6 +89,7 @@ class Services:
         self.runs = Runs(store, self.flows)
         self.batches = Batches(store)
         self.queries = Queries(settings, store, self.datasets, self.lake)
+        self.iceberg_catalog = IcebergCatalog(store, self.datasets, self.lake)
         # A deleted dataset's table goes with it (after the metadata commit), not left behind as orphan files.
         self.datasets.on_deleted(lambda actor, dataset: self.lake.drop(actor.scope, dataset.id))
         self.dead_letters = DeadLetters(store)

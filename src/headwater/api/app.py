@@ -36,6 +36,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         data360_query,
         destinations,
         flowservice,
+        iceberg_rest,
         identity_namespaces,
         ims,
         mappingpreview,
@@ -83,6 +84,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(profile_exports.router)
     app.include_router(batchingest.router)
     app.include_router(queryservice.router)
+    app.include_router(iceberg_rest.router)
 
     @app.get("/health", tags=["Operations"], summary="Liveness")
     async def health() -> dict[str, str]:
