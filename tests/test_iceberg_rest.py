@@ -94,6 +94,22 @@ def test_pyiceberg_lists_loads_and_scans_a_dataset(
         ]
     with pytest.raises(NoSuchTableError):
         with_token.load_table((sandbox, "no_such_table"))
+    with rest(server, api.token) as client:
+        result = client.get(f"/{sandbox}/namespaces/{sandbox}/tables/{table}").json()
+        assert set(result) == {"metadata-location", "metadata", "config"}
+        assert result["metadata-location"].startswith("file://") and result["config"] == {}
+        assert result["metadata"]["current-snapshot-id"] == loaded.metadata.current_snapshot_id
+        assert client.get(f"/{sandbox}/namespaces?parent={sandbox}").json() == {"namespaces": []}
+        missing = client.get(f"/{sandbox}/namespaces/elsewhere/tables")
+        spec_error(missing, 404, "NoSuchNamespaceException")
+        bad = client.get(f"/{sandbox}/namespaces/{sandbox}/tables/{table}?snapshots=some")
+        spec_error(bad, 400, "BadRequestException")
+    # The sandbox may come as the x-sandbox-name header instead of the warehouse.
+    by_header = RestCatalog(
+        "headwater", uri=f"{server.base_url}/iceberg", token=api.token, **{"header.x-sandbox-name": sandbox}
+    )
+    assert by_header.properties["prefix"] == sandbox
+    assert by_header.list_tables(sandbox) == [(sandbox, table)]
 
 
 def test_other_sandboxes_and_organizations_see_nothing(
@@ -130,6 +146,9 @@ def test_a_bad_token_is_401(server: LiveServer, api: ApiClient) -> None:
         spec_error(response, 401, "NotAuthorizedException")
         assert response.headers["www-authenticate"] == "Bearer"
     spec_error(httpx.get(f"{server.base_url}{ICEBERG}/config"), 401, "NotAuthorizedException")
+    documented = api.get("/openapi.json").json()["paths"]
+    load = documented[f"{ICEBERG}/{{prefix}}/namespaces/{{namespace}}/tables/{{table}}"]
+    assert load["get"]["security"] == [{"bearer": []}] and "403" in load["delete"]["responses"]
     wrong = httpx.post(
         f"{server.base_url}{ICEBERG}/oauth/tokens",
         data={"grant_type": "client_credentials", "client_id": api.api_key, "client_secret": "wrong"},

@@ -108,6 +108,9 @@ def install(app: FastAPI, settings: Settings) -> None:
             if path.startswith("/data/"):
                 for operation in methods.values():
                     operation["security"] = [{"bearer": [], **{n: [] for n, _ in _HEADERS}}]
+            elif path.startswith("/iceberg/") and not path.endswith("/oauth/tokens"):
+                for operation in methods.values():  # the token alone: the prefix names the sandbox
+                    operation["security"] = [{"bearer": []}]
         app.openapi_schema = schema
         return schema
 

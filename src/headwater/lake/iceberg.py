@@ -221,6 +221,16 @@ class Lake:
             table = self.catalog.load_table((namespace, name))
         return table
 
+    def table_names(self, scope: Scope) -> set[str]:
+        """The names of the tables of ``scope``'s namespace (``ds_<dataset id>``): one catalog query."""
+        from pyiceberg.exceptions import NoSuchNamespaceError
+
+        namespace, _ = self.identifier(scope, "")
+        try:
+            return {ident[-1] for ident in self.catalog.list_tables(namespace)}
+        except NoSuchNamespaceError:
+            return set()
+
     def metadata_locations(self) -> dict[tuple[str, str], str]:
         """Every table's current metadata file, by identifier: one query of the catalog, for readers
         that look for tables that moved (a commit changes the pointer)."""

@@ -80,11 +80,11 @@ class IcebergCatalog:
     def tables(self, actor: Actor, namespace: str) -> dict[str, Any]:
         """ListTablesResponse: the sandbox's datasets that have a table in the lake, by table name."""
         self.namespace(actor, namespace)
-        present = self.lake.metadata_locations()
+        present = self.lake.table_names(actor.scope)
         names = sorted(
             name
             for dataset_id, name in self._named_datasets(actor)
-            if self.lake.identifier(actor.scope, dataset_id) in present
+            if self.lake.identifier(actor.scope, dataset_id)[1] in present
         )
         return {"identifiers": [{"namespace": [namespace], "name": n} for n in names]}
 
