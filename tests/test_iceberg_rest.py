@@ -18,7 +18,7 @@ from pyiceberg.exceptions import ForbiddenError, NoSuchTableError, UnauthorizedE
 
 from headwater.stores.metadata import Scope
 from tests.flows_helpers import CAT, dataset, profile_schema
-from tests.support import ApiClient, LiveServer
+from tests.support import ApiClient, LiveServer, role_client
 from tests.test_batch_ingestion import complete, create, json_lines, person, upload
 
 ICEBERG = "/iceberg/v1"
@@ -188,3 +188,23 @@ def test_writes_are_refused_and_change_nothing(
     after = cat.load_table((sandbox, table))
     assert after.metadata_location == before.metadata_location
     assert after.scan().to_arrow().num_rows == 3
+
+
+def test_a_viewer_reads_and_odd_names_answer_in_the_spec_shape(
+    server: LiveServer, api: ApiClient, people: tuple[str, str]
+) -> None:
+    _, table = people
+    sandbox = api.sandbox_name
+    viewer = role_client(server, api, "Viewer")  # read is all a catalog call needs
+    assert catalog(server, sandbox, token=viewer.token).list_tables(sandbox) == [(sandbox, table)]
+    with rest(server, api.token) as client:
+        spec_error(client.get("/no-such-sandbox/namespaces"), 403, "ForbiddenException")
+        nested = f"/{sandbox}/namespaces/{sandbox}%1Finner/tables/{table}"
+        spec_error(client.get(nested), 404, "NoSuchNamespaceException")
+        spec_error(client.get(f"/{sandbox}/namespaces?parent=x%1Fy"), 404, "NoSuchNamespaceException")
+        odd = f"/{sandbox}/namespaces/{sandbox}/tables/%00%F0%9F%90%8D..%2F"
+        spec_error(client.get(odd), 404, "NoSuchTableException")
+        assert client.head(f"/{sandbox}/namespaces/elsewhere").status_code == 404
+        assert client.head(f"/{sandbox}/namespaces/{sandbox}/tables/{table}").status_code == 204
+        big = client.post(f"/{sandbox}/namespaces", content=b"{" * 100)
+        spec_error(big, 403, "ForbiddenException")
