@@ -208,3 +208,22 @@ def test_a_viewer_reads_and_odd_names_answer_in_the_spec_shape(
         assert client.head(f"/{sandbox}/namespaces/{sandbox}/tables/{table}").status_code == 204
         big = client.post(f"/{sandbox}/namespaces", content=b"{" * 100)
         spec_error(big, 403, "ForbiddenException")
+
+
+def test_junk_never_causes_a_server_error(server: LiveServer, api: ApiClient) -> None:
+    """Every documented /iceberg route, with unknown names, junk queries and junk bodies: 4xx in the spec's
+    error model (the token grant's in OAuth2's)."""
+    paths = api.get("/openapi.json").json()["paths"]
+    names = {"prefix": api.sandbox_name, "namespace": api.sandbox_name, "table": "does-not-exist"}
+    with rest(server, api.token) as client:
+        for template, methods in paths.items():
+            if not template.startswith(ICEBERG):
+                continue
+            path = template.removeprefix(ICEBERG).format(**names)
+            for method in methods:
+                for query, body in (("parent=%00&pageSize=-1&snapshots=", b"{"), ("warehouse=%FF", b"[]")):
+                    response = client.request(method.upper(), f"{path}?{query}", content=body)
+                    assert response.status_code < 500, (method, path, response.text)
+                    if response.status_code >= 400 and method != "head":
+                        error = response.json()["error"]
+                        assert isinstance(error, str if path.endswith("/tokens") else dict), error
