@@ -222,7 +222,8 @@ class Lake:
         return table
 
     def table_names(self, scope: Scope) -> set[str]:
-        """The names of the tables of ``scope``'s namespace (``ds_<dataset id>``): one catalog query."""
+        """The names of the tables of ``scope``'s namespace (``ds_<dataset id>``), read from the catalog
+        for that namespace alone (not every table's row, as :meth:`metadata_locations` reads)."""
         from pyiceberg.exceptions import NoSuchNamespaceError
 
         namespace, _ = self.identifier(scope, "")
