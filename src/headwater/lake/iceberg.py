@@ -25,12 +25,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pyarrow as pa
 
 from headwater.errors import LakeUnavailable, Unavailable
+from headwater.lake import storage
+from headwater.lake.storage import warehouse_location as warehouse_location  # its former home
 from headwater.settings import Settings
 from headwater.stores.metadata import Scope, unavailable
 
@@ -66,7 +67,7 @@ class Checkpoint:
         return self.properties.get(PREFIX + key)
 
 
-def _open_catalog(url: str, warehouse: str) -> SqlCatalog:
+def _open_catalog(url: str, warehouse: str, io: dict[str, str]) -> SqlCatalog:
     """pyiceberg's SQL catalog; it creates its own tables when they are missing. Two processes starting
     on a new database race that DDL, and the loser's CREATE TABLE fails (on PostgreSQL a duplicate key in
     pg_type): the tables exist by then, so the next attempt finds them and goes on."""
@@ -75,19 +76,13 @@ def _open_catalog(url: str, warehouse: str) -> SqlCatalog:
 
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
-            catalog = SqlCatalog("headwater", uri=url, warehouse=warehouse)
+            catalog = SqlCatalog("headwater", uri=url, warehouse=warehouse, **io)
             unavailable.install(catalog.engine)
             return catalog
         except (IntegrityError, ProgrammingError):
             if attempt == _COMMIT_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def warehouse_location(warehouse_dir: Path) -> str:
-    """The location the catalog is opened with: the prefix of every path it writes (lake/relocate.py
-    moves them when a home moves)."""
-    return warehouse_dir.resolve().as_uri()
 
 
 class _SourceFailed(Exception):
@@ -169,7 +164,8 @@ class Lake:
                 url = self.settings.resolved_database_url
                 if url.startswith(("postgresql://", "postgres://")):
                     url = "postgresql+psycopg://" + url.split("://", 1)[1]
-                self._catalog = _open_catalog(url, warehouse_location(self.settings.warehouse_dir))
+                location = storage.lake_location(self.settings)
+                self._catalog = _open_catalog(url, location, storage.io_properties(self.settings))
             return self._catalog
 
     # --- tables ---
