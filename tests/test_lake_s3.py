@@ -190,3 +190,29 @@ def test_backup_refuses_a_lake_on_object_storage_naming_the_feature(tmp_path: Pa
     with pytest.raises(Refused, match="`headwater backup` is not available with the lake on object"):
         backup_home(settings, tmp_path / "backup")
     assert not (tmp_path / "backup").exists()
+
+
+def test_a_dropped_table_leaves_no_object_and_a_changed_lake_url_is_refused_at_start(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    from headwater.services.backup.location import moved_home
+
+    bucket = s3_server.new_bucket()
+    settings = make_settings(tmp_path / "home", **s3_server.settings(bucket))
+    lake = Lake(settings)
+    scope = Scope("org", "sb")
+    kept = lake.ensure_table(scope, "kept", SCHEMA)
+    dropped = lake.ensure_table(scope, "dropped", SCHEMA)
+    for table in (kept, dropped):
+        batch = pa.record_batch([pa.array(["x"])], schema=SCHEMA)
+        lake.commit(table, lake.write_files(table, iter([batch]), SCHEMA), {"runId": "r"})
+    lake.drop(scope, "dropped")  # pyiceberg's purge, through the same FileIO
+    keys = s3_server.keys(bucket)
+    assert keys and not [k for k in keys if "/ds_dropped/" in k]
+    assert [k for k in keys if "/ds_kept/" in k and k.endswith(".parquet")]
+
+    assert moved_home(settings) is None
+    elsewhere = make_settings(tmp_path / "home", **s3_server.settings(bucket, prefix="other"))
+    problem = moved_home(elsewhere)
+    assert problem is not None and "outside HEADWATER_LAKE_URL" in problem
+    assert SECRET_KEY not in problem
