@@ -216,3 +216,47 @@ def test_a_dropped_table_leaves_no_object_and_a_changed_lake_url_is_refused_at_s
     problem = moved_home(elsewhere)
     assert problem is not None and "outside HEADWATER_LAKE_URL" in problem
     assert SECRET_KEY not in problem
+
+
+def test_a_micro_batch_commits_with_its_log_position_once(lake_settings: Settings) -> None:
+    """commit_stream's compare-and-swap of the log position, on the folder and on S3."""
+    from pyiceberg.expressions import EqualTo
+
+    lake = Lake(lake_settings)
+    table = lake.ensure_table(Scope("org", "sb"), "st" + uuid.uuid4().hex[:8], SCHEMA)
+    first = pa.record_batch([pa.array(["a", "b"])], schema=SCHEMA)
+    files = lake.write_files(table, iter([first]), SCHEMA)
+    table, committed = lake.commit_stream(table, files, "flow", 0, 2, {"runId": "r"})
+    assert committed and lake.stream_offset(table, "flow") == 2
+    stale = lake.catalog.load_table(table.name())
+    again, committed_again = lake.commit_stream(stale, files, "flow", 0, 2, {"runId": "r"})
+    assert not committed_again  # the position moved past 0: nothing added twice
+    second = pa.record_batch([pa.array(["c"])], schema=SCHEMA)
+    files = lake.write_files(again, iter([second]), SCHEMA)
+    table, committed = lake.commit_stream(
+        again, files, "flow", 2, 3, {"runId": "r"}, delete_filter=EqualTo("id", "a")
+    )
+    assert committed
+    rows = lake.scan(lake.catalog.load_table(table.name())).read_all().column("id").to_pylist()
+    assert sorted(rows) == ["b", "c"]
+
+
+def test_the_cli_refuses_restore_naming_it_and_never_prints_the_secret(tmp_path: Path) -> None:
+    from tests.test_cli import headwater
+
+    secret = "cli-must-not-print-this-secret-0123456789"
+    s3 = {"HEADWATER_LAKE_URL": "s3://bucket/lake", "HEADWATER_S3_SECRET_ACCESS_KEY": secret}
+    refused = headwater(
+        tmp_path / "home",
+        "restore",
+        str(tmp_path / "b"),
+        str(tmp_path / "new"),
+        HEADWATER_S3_ACCESS_KEY_ID="key",
+        **s3,
+    )
+    assert refused.returncode == 1, refused.stderr
+    assert "`headwater restore` is not available with the lake on object storage" in refused.stderr
+    invalid = headwater(tmp_path / "home", "credentials", "--json", **s3)  # the key id is missing
+    assert invalid.returncode == 2 and "go together" in invalid.stderr, invalid.stderr
+    for result in (refused, invalid):
+        assert secret not in result.stderr + result.stdout
