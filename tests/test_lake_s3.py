@@ -260,3 +260,36 @@ def test_the_cli_refuses_restore_naming_it_and_never_prints_the_secret(tmp_path:
     assert invalid.returncode == 2 and "go together" in invalid.stderr, invalid.stderr
     for result in (refused, invalid):
         assert secret not in result.stderr + result.stdout
+
+
+def test_a_read_while_the_store_is_down_is_a_503_in_the_platform_shape(
+    s3_live: LiveServer, s3_api: ApiClient, s3_server: S3Server
+) -> None:
+    dataset_id = dataset(s3_api, profile_schema(s3_api))
+    batch_id = create(s3_api, dataset_id)
+    upload(s3_api, batch_id, dataset_id, "people.json", json_lines([person(1)]))
+    assert complete(s3_api, batch_id)["status"] == "success"
+    s3_server.stop()
+    try:
+        response = s3_api.get(f"{CAT}/dataSets/{dataset_id}/preview?limit=10")
+    finally:
+        s3_server.start()
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert "lake" in body["detail"].lower() and "127.0.0.1" not in response.text
+    assert _dataset_rows(s3_live, s3_api, dataset_id) == ["id-1"]  # back with the store
+
+
+def test_a_query_while_the_store_is_down_is_lake_unavailable(s3_server: S3Server, tmp_path: Path) -> None:
+    lake = Lake(make_settings(tmp_path / "home", **s3_server.settings(s3_server.new_bucket())))
+    table = lake.ensure_table(Scope("org", "sb"), "q", SCHEMA)
+    batch = pa.record_batch([pa.array(["a", "b"])], schema=SCHEMA)
+    lake.commit(table, lake.write_files(table, iter([batch]), SCHEMA), {"runId": "r"})
+    table = lake.catalog.load_table(table.name())
+    s3_server.stop()
+    try:
+        with pytest.raises(LakeUnavailable):
+            lake.query(table, "SELECT count(*) AS n FROM dataset")
+    finally:
+        s3_server.start()
+    assert lake.query(table, "SELECT count(*) AS n FROM dataset").to_pylist() == [{"n": 2}]

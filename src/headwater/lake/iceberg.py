@@ -175,6 +175,7 @@ class Lake:
         digest = hashlib.sha256(f"{scope.org_id}/{scope.sandbox_id}".encode()).hexdigest()[:20]
         return f"s{digest}", f"ds_{dataset_id}"
 
+    @_lake_failures("reading a table")
     def load(self, scope: Scope, dataset_id: str) -> Table | None:
         from pyiceberg.exceptions import NoSuchTableError
 
@@ -406,7 +407,11 @@ class Lake:
         return next(self.checkpoints(table, **match), None)
 
     def scan(self, table: Table, limit: int | None = None) -> pa.RecordBatchReader:
-        return table.scan(limit=limit).to_arrow_batch_reader()
+        """The table's current rows; a lake failure while reading them (now or as the reader is
+        consumed) is LakeUnavailable."""
+        with _lake_io("reading a table"):
+            reader = table.scan(limit=limit).to_arrow_batch_reader()
+        return pa.RecordBatchReader.from_batches(reader.schema, _guarded(reader))
 
     def query(self, table: Table, sql: str, limits: QueryLimits | None = None) -> pa.Table:
         """Run one SELECT over the table's current snapshot, exposed as the table ``dataset``.
@@ -432,7 +437,14 @@ class IcebergSource:
         return self.table.schema().as_arrow()
 
     def reader(self) -> pa.RecordBatchReader:
-        return self.table.scan().to_arrow_batch_reader()
+        with _lake_io("reading a table"):
+            reader = self.table.scan().to_arrow_batch_reader()
+        return pa.RecordBatchReader.from_batches(reader.schema, _guarded(reader))
+
+
+def _guarded(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    with _lake_io("reading a table"):
+        yield from reader
 
 
 def _missing_fields(current: pa.Schema, wanted: pa.Schema) -> bool:
