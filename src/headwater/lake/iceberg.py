@@ -8,8 +8,10 @@ visible (removing them, and expiring old snapshots, is not implemented yet).
 
 Reads always go through the table's current snapshot (``scan``), never through the folder's files.
 
-A lake that cannot be written (disk full or failing, a path gone) raises
-:class:`~headwater.errors.LakeUnavailable`; its catalog database, MetadataUnavailable. Either way the
+The files are in the home's warehouse folder or on S3-compatible object storage (lake/storage.py), both
+through pyiceberg's PyArrowFileIO. A lake that cannot be written or read (disk full or failing, a path
+gone, the object store down) raises :class:`~headwater.errors.LakeUnavailable`; its catalog database,
+MetadataUnavailable. Either way the
 commit did not happen. An error of the rows' own source (the batches handed to ``write_files``) passes
 through as it was raised: it is not the lake's.
 """
