@@ -14,6 +14,7 @@ import pytest
 
 from headwater.runtime.worker import Worker
 from headwater.settings import Settings
+from tests.fakes.s3 import S3Server
 from tests.fakes.sink import SinkFake
 from tests.support import ApiClient, LiveServer, free_port, fresh_sandbox_client, start_server, token_for
 
@@ -134,6 +135,25 @@ def _postgres_database() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-protocol server (moto) on 127.0.0.1, for the lake on object storage."""
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["folder", "s3"])
+def lake_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings of a new home whose lake is its warehouse folder, or a new bucket on :func:`s3_server`:
+    the lake's contract tests run on both."""
+    if request.param == "folder":
+        return make_settings(tmp_path / "home")
+    store: S3Server = request.getfixturevalue("s3_server")
+    return make_settings(tmp_path / "home", **store.settings(store.new_bucket()))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ database (a server and its workers) all open it, whichever of them creates the c
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -15,13 +14,13 @@ from tests.support import wait_until
 
 
 def test_the_process_that_loses_the_race_to_create_the_catalog_tables_goes_on(
-    tmp_path: Path, postgres_url: str
+    lake_settings: Settings, postgres_url: str
 ) -> None:
     from pyiceberg.catalog.sql import SqlCatalogBaseTable
 
     engine = create_engine(postgres_url)
     opened: dict[str, Any] = {}
-    lake = Lake(Settings(home=tmp_path, environment="development", database_url=postgres_url))
+    lake = Lake(lake_settings.model_copy(update={"database_url": postgres_url}))
     with engine.connect() as winner:
         # The winner has created the tables but not committed yet: the loser's CREATE TABLE waits on it,
         # then fails with a duplicate key once the winner commits.

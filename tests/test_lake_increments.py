@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pyarrow as pa
 from pyiceberg.expressions import EqualTo
@@ -11,8 +10,9 @@ from pyiceberg.table import Table
 
 from headwater.lake.iceberg import Lake
 from headwater.lake.increments import increment
+from headwater.lake.storage import lake_location
+from headwater.settings import Settings
 from headwater.stores.metadata import Scope
-from tests.conftest import make_settings
 
 SCHEMA = pa.schema([("id", pa.string())])
 
@@ -29,9 +29,10 @@ def _ids(table: Table, after: int | None) -> tuple[int | None, bool, list[str]]:
     return step.snapshot_id, step.rebuild, sorted(rows)
 
 
-def test_appends_are_read_once_and_a_rewrite_starts_over(tmp_path: Path) -> None:
-    lake = Lake(make_settings(tmp_path / "home"))
+def test_appends_are_read_once_and_a_rewrite_starts_over(lake_settings: Settings) -> None:
+    lake = Lake(lake_settings)
     table = lake.ensure_table(Scope("org", "sb"), "ds" + uuid.uuid4().hex[:8], SCHEMA)
+    assert table.location().startswith(lake_location(lake_settings) + "/")
     assert increment(table, None).empty
 
     table = _append(lake, table, ["a", "b"])

@@ -94,10 +94,16 @@ def restore(
     """Restore a backup as the home HOME, moving every path that named the old home; then start
     Headwater with HEADWATER_HOME=HOME."""
     from headwater.cli import _settings
+    from headwater.lake.storage import local_only
     from headwater.process import file_mask
     from headwater.services.backup import BackupError, restore_home
 
-    os.umask(file_mask(_settings().umask))
+    settings = _settings()
+    refused = local_only(settings, "`headwater restore`")
+    if refused:
+        console.print(f"[red]Restore refused:[/red] {refused}", highlight=False)
+        raise typer.Exit(1)
+    os.umask(file_mask(settings.umask))
     try:
         with _bars() as bars:
             restored = restore_home(source, home, bars)

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _WILDCARDS = {"*", "0.0.0.0/0", "::/0", "0.0.0.0", "::"}
@@ -211,6 +211,32 @@ class Settings(BaseSettings):
         "shares the lake with a group). Bits for others are always masked.",
     )
 
+    lake_url: str | None = Field(
+        None,
+        description="Where the lake (Iceberg data and metadata files) lives: s3://bucket/prefix on "
+        "S3-compatible object storage, through pyiceberg's and pyarrow's S3 file IO. Unset: the folder "
+        "HOME/warehouse. Set it before the first dataset is written: existing tables are not moved.",
+    )
+    s3_endpoint: str | None = Field(
+        None,
+        description="Base URL of a self-hosted S3-compatible store (http(s)://host:port: MinIO, Ceph, "
+        "Garage). Unset: AWS S3. Plain http beyond loopback only in development.",
+    )
+    s3_region: str = Field("us-east-1", description="Region of the lake's bucket.")
+    s3_access_key_id: str | None = Field(
+        None,
+        description="Access key id for the lake's bucket. Unset (with the secret): the AWS SDK's default "
+        "credentials (AWS_* environment, ~/.aws, instance profile).",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="Secret access key of HEADWATER_S3_ACCESS_KEY_ID. Never logged or shown."
+    )
+    s3_path_style: bool = Field(
+        False,
+        description="Path-style addressing (endpoint/bucket/key) instead of virtual-hosted "
+        "(bucket.endpoint/key): what most self-hosted stores need.",
+    )
+
     @field_validator("files_roots")
     @classmethod
     def _absolute_files_roots(cls, value: str) -> str:
@@ -266,6 +292,7 @@ class Settings(BaseSettings):
         if self.environment != "development" and self.token_lifetime_seconds > 86400:
             problems.append("HEADWATER_TOKEN_LIFETIME_SECONDS may not exceed 86400 outside development")
         problems.extend(self._pgwire_problems())
+        problems.extend(self._lake_problems())
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             problems.append(
                 "HEADWATER_TLS_CERT_FILE and HEADWATER_TLS_KEY_FILE go together: set both or neither"
@@ -292,6 +319,21 @@ class Settings(BaseSettings):
                 "HEADWATER_PGWIRE_TLS_CERT_FILE and _KEY_FILE (passwords are access tokens)"
             ]
         return []
+
+    def _lake_problems(self) -> list[str]:
+        s3 = ("s3_endpoint", "s3_access_key_id", "s3_secret_access_key")
+        if self.lake_url is None:
+            named = [f"HEADWATER_{n.upper()}" for n in s3 if getattr(self, n) is not None]
+            return [f"{', '.join(named)} set without HEADWATER_LAKE_URL"] if named else []
+        problems = [p for p in (_lake_url_problem(self.lake_url),) if p]
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            problems.append(
+                "HEADWATER_S3_ACCESS_KEY_ID and HEADWATER_S3_SECRET_ACCESS_KEY go together: set both "
+                "or neither"
+            )
+        if self.s3_endpoint is not None:
+            problems.extend(_endpoint_problems(self.s3_endpoint, self.environment))
+        return problems
 
     @cached_property
     def files_roots_entries(self) -> list[str]:
@@ -350,6 +392,29 @@ def _as_network(entry: str) -> Network | None:
         mapped = net.network_address.ipv4_mapped
         return ipaddress.ip_network(f"{mapped}/{max(0, net.prefixlen - 96)}", strict=False)
     return net
+
+
+def _lake_url_problem(url: str) -> str | None:
+    """s3://bucket[/prefix], the bucket named by S3's rules (lowercase, 3-63 characters)."""
+    import re
+
+    match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9!_.*'()/-]*)?", url)
+    if match is None or "//" in (match.group(2) or ""):
+        return f"HEADWATER_LAKE_URL {url!r} must be s3://bucket or s3://bucket/prefix"
+    return None
+
+
+def _endpoint_problems(endpoint: str, environment: str) -> list[str]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        return [f"HEADWATER_S3_ENDPOINT {endpoint!r} must be http(s)://host[:port]"]
+    host = _as_network(parts.hostname)
+    loopback = host is not None and _inside(host, _LOOPBACK)
+    if parts.scheme == "http" and not loopback and environment != "development":
+        return [f"HEADWATER_S3_ENDPOINT {endpoint!r} is plain http beyond loopback (development only)"]
+    return []
 
 
 def _overlaps(net: Network, ranges: tuple[Network, ...]) -> bool:

@@ -8,8 +8,10 @@ visible (removing them, and expiring old snapshots, is not implemented yet).
 
 Reads always go through the table's current snapshot (``scan``), never through the folder's files.
 
-A lake that cannot be written (disk full or failing, a path gone) raises
-:class:`~headwater.errors.LakeUnavailable`; its catalog database, MetadataUnavailable. Either way the
+The files are in the home's warehouse folder or on S3-compatible object storage (lake/storage.py), both
+through pyiceberg's PyArrowFileIO. A lake that cannot be written or read (disk full or failing, a path
+gone, the object store down) raises :class:`~headwater.errors.LakeUnavailable`; its catalog database,
+MetadataUnavailable. Either way the
 commit did not happen. An error of the rows' own source (the batches handed to ``write_files``) passes
 through as it was raised: it is not the lake's.
 """
@@ -25,12 +27,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pyarrow as pa
 
 from headwater.errors import LakeUnavailable, Unavailable
+from headwater.lake import storage
+from headwater.lake.storage import warehouse_location as warehouse_location  # its former home
 from headwater.settings import Settings
 from headwater.stores.metadata import Scope, unavailable
 
@@ -66,7 +69,7 @@ class Checkpoint:
         return self.properties.get(PREFIX + key)
 
 
-def _open_catalog(url: str, warehouse: str) -> SqlCatalog:
+def _open_catalog(url: str, warehouse: str, io: dict[str, str]) -> SqlCatalog:
     """pyiceberg's SQL catalog; it creates its own tables when they are missing. Two processes starting
     on a new database race that DDL, and the loser's CREATE TABLE fails (on PostgreSQL a duplicate key in
     pg_type): the tables exist by then, so the next attempt finds them and goes on."""
@@ -75,19 +78,13 @@ def _open_catalog(url: str, warehouse: str) -> SqlCatalog:
 
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
-            catalog = SqlCatalog("headwater", uri=url, warehouse=warehouse)
+            catalog = SqlCatalog("headwater", uri=url, warehouse=warehouse, **io)
             unavailable.install(catalog.engine)
             return catalog
         except (IntegrityError, ProgrammingError):
             if attempt == _COMMIT_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def warehouse_location(warehouse_dir: Path) -> str:
-    """The location the catalog is opened with: the prefix of every path it writes (lake/relocate.py
-    moves them when a home moves)."""
-    return warehouse_dir.resolve().as_uri()
 
 
 class _SourceFailed(Exception):
@@ -169,7 +166,8 @@ class Lake:
                 url = self.settings.resolved_database_url
                 if url.startswith(("postgresql://", "postgres://")):
                     url = "postgresql+psycopg://" + url.split("://", 1)[1]
-                self._catalog = _open_catalog(url, warehouse_location(self.settings.warehouse_dir))
+                location = storage.lake_location(self.settings)
+                self._catalog = _open_catalog(url, location, storage.io_properties(self.settings))
             return self._catalog
 
     # --- tables ---
@@ -179,6 +177,7 @@ class Lake:
         digest = hashlib.sha256(f"{scope.org_id}/{scope.sandbox_id}".encode()).hexdigest()[:20]
         return f"s{digest}", f"ds_{dataset_id}"
 
+    @_lake_failures("reading a table")
     def load(self, scope: Scope, dataset_id: str) -> Table | None:
         from pyiceberg.exceptions import NoSuchTableError
 
@@ -421,7 +420,11 @@ class Lake:
         return next(self.checkpoints(table, **match), None)
 
     def scan(self, table: Table, limit: int | None = None) -> pa.RecordBatchReader:
-        return table.scan(limit=limit).to_arrow_batch_reader()
+        """The table's current rows; a lake failure while reading them (now or as the reader is
+        consumed) is LakeUnavailable."""
+        with _lake_io("reading a table"):
+            reader = table.scan(limit=limit).to_arrow_batch_reader()
+        return pa.RecordBatchReader.from_batches(reader.schema, _guarded(reader))
 
     def query(self, table: Table, sql: str, limits: QueryLimits | None = None) -> pa.Table:
         """Run one SELECT over the table's current snapshot, exposed as the table ``dataset``.
@@ -447,7 +450,14 @@ class IcebergSource:
         return self.table.schema().as_arrow()
 
     def reader(self) -> pa.RecordBatchReader:
-        return self.table.scan().to_arrow_batch_reader()
+        with _lake_io("reading a table"):
+            reader = self.table.scan().to_arrow_batch_reader()
+        return pa.RecordBatchReader.from_batches(reader.schema, _guarded(reader))
+
+
+def _guarded(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    with _lake_io("reading a table"):
+        yield from reader
 
 
 def _missing_fields(current: pa.Schema, wanted: pa.Schema) -> bool:

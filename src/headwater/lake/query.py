@@ -237,7 +237,17 @@ class _Scannable:
             raise
         if reader.schema != self._arrow_schema():
             reader = reader.cast(self._arrow_schema())
-        return reader.__arrow_c_stream__(requested_schema)
+        recording = pa.RecordBatchReader.from_batches(reader.schema, self._recording(reader))
+        return recording.__arrow_c_stream__(requested_schema)
+
+    def _recording(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        """The batches; a failure while DuckDB reads them is kept, so the engine raises it as it was
+        (a lake outage midway through a scan), not DuckDB's wrapping of it."""
+        try:
+            yield from reader
+        except Exception as exc:
+            self.error = exc
+            raise
 
 
 class _Watchdog:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headwater.lake.iceberg import warehouse_location
+from headwater.lake.storage import local_only, warehouse_location
 from headwater.services.backup.catalog import below, catalog_tables, referenced
 from headwater.services.backup.copying import (
     Progress,
@@ -59,6 +59,9 @@ class Source:
     def of(cls, settings: Settings) -> Source:
         from sqlalchemy.engine import make_url
 
+        refused = local_only(settings, "`headwater backup`")
+        if refused:
+            raise Refused(refused)
         url = make_url(settings.resolved_database_url)
         if not url.drivername.startswith("sqlite"):
             raise Refused(

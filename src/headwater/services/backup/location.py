@@ -3,14 +3,14 @@ names its old folder in every path Iceberg wrote, and would fail on its first re
 
 from __future__ import annotations
 
-from headwater.lake.iceberg import warehouse_location
+from headwater.lake.storage import lake_location
 from headwater.services.backup.catalog import below
 from headwater.settings import Settings
 
 
 def moved_home(settings: Settings) -> str | None:
-    """A message for the operator when the lake's catalog names files outside this home's warehouse;
-    None when it does not (or has no tables yet)."""
+    """A message for the operator when the lake's catalog names files outside this home's warehouse
+    (or outside HEADWATER_LAKE_URL); None when it does not (or has no tables yet)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
@@ -21,7 +21,7 @@ def moved_home(settings: Settings) -> str | None:
             return None  # a new home: nothing written yet (and the check must not create the file)
     elif url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
-    location = warehouse_location(settings.warehouse_dir)
+    location = lake_location(settings)
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
@@ -31,6 +31,12 @@ def moved_home(settings: Settings) -> str | None:
     finally:
         engine.dispose()
     for (path,) in rows:
+        if below(location, str(path)) is None and settings.lake_url is not None:
+            return (
+                f"The lake's catalog names {path}, outside HEADWATER_LAKE_URL {location}: the setting "
+                "changed after tables were written, and Iceberg keeps absolute paths (tables are not "
+                "moved between stores). Set it back (docs/configuration.md)."
+            )
         if below(location, str(path)) is None:
             return (
                 f"The lake's catalog names {path}, outside this home's warehouse {location}: the home "

@@ -31,8 +31,8 @@ from typing import Any
 
 import orjson
 
-from headwater.lake.iceberg import warehouse_location
 from headwater.lake.relocate import Move, relocate_table
+from headwater.lake.storage import warehouse_location
 from headwater.services.backup.catalog import catalog_tables, locator
 from headwater.services.backup.copying import CHUNK, Progress, Silent
 from headwater.services.backup.manifest import HOME, Damaged, Manifest, Refused, read_manifest
