@@ -231,6 +231,18 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = Field(
         None, description="Secret access key of HEADWATER_S3_ACCESS_KEY_ID. Never logged or shown."
     )
+    s3_reader_access_key_id: str | None = Field(
+        None,
+        description="Access key id the Iceberg REST catalog vends to outside engines (a client sending "
+        "X-Iceberg-Access-Delegation: vended-credentials) so they read the lake's files. Give it read "
+        "access (s3:GetObject, s3:ListBucket) to the lake's prefix only. Unset: no key is vended; engines "
+        "use their own credentials. Never the lake's own key (refused).",
+    )
+    s3_reader_secret_access_key: SecretStr | None = Field(
+        None,
+        description="Secret access key of HEADWATER_S3_READER_ACCESS_KEY_ID. Never logged; handed only to "
+        "authenticated catalog clients that may read the sandbox.",
+    )
     s3_path_style: bool = Field(
         False,
         description="Path-style addressing (endpoint/bucket/key) instead of virtual-hosted "
@@ -321,7 +333,13 @@ class Settings(BaseSettings):
         return []
 
     def _lake_problems(self) -> list[str]:
-        s3 = ("s3_endpoint", "s3_access_key_id", "s3_secret_access_key")
+        s3 = (
+            "s3_endpoint",
+            "s3_access_key_id",
+            "s3_secret_access_key",
+            "s3_reader_access_key_id",
+            "s3_reader_secret_access_key",
+        )
         if self.lake_url is None:
             named = [f"HEADWATER_{n.upper()}" for n in s3 if getattr(self, n) is not None]
             return [f"{', '.join(named)} set without HEADWATER_LAKE_URL"] if named else []
@@ -333,7 +351,20 @@ class Settings(BaseSettings):
             )
         if self.s3_endpoint is not None:
             problems.extend(_endpoint_problems(self.s3_endpoint, self.environment))
-        return problems
+        return problems + self._reader_key_problems()
+
+    def _reader_key_problems(self) -> list[str]:
+        if (self.s3_reader_access_key_id is None) != (self.s3_reader_secret_access_key is None):
+            return [
+                "HEADWATER_S3_READER_ACCESS_KEY_ID and HEADWATER_S3_READER_SECRET_ACCESS_KEY go together: "
+                "set both or neither"
+            ]
+        if self.s3_reader_access_key_id is not None and self.s3_reader_access_key_id == self.s3_access_key_id:
+            return [
+                "HEADWATER_S3_READER_ACCESS_KEY_ID is the lake's own (writing) key: the catalog would hand "
+                "it to every reader. Make a key that can only read the lake's prefix"
+            ]
+        return []
 
     @cached_property
     def files_roots_entries(self) -> list[str]:

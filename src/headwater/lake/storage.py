@@ -65,6 +65,32 @@ def io_properties(settings: Settings) -> dict[str, str]:
     return props
 
 
+def reader_properties(settings: Settings) -> dict[str, str]:
+    """What an outside engine needs to find the lake's files on object storage, no secret in it: the
+    endpoint, region and addressing (pyiceberg's and Iceberg Java's S3 property names). Empty for a
+    local lake (its ``file://`` paths need nothing)."""
+    if settings.lake_url is None:
+        return {}
+    props = {
+        "s3.region": settings.s3_region,
+        "s3.force-virtual-addressing": "false" if settings.s3_path_style else "true",
+        # Iceberg Java's name for the same thing (S3FileIOProperties.PATH_STYLE_ACCESS).
+        "s3.path-style-access": "true" if settings.s3_path_style else "false",
+    }
+    if settings.s3_endpoint is not None:
+        props["s3.endpoint"] = settings.s3_endpoint.rstrip("/")
+    return props
+
+
+def reader_credentials(settings: Settings) -> dict[str, str] | None:
+    """The read-only key vended to outside engines (HEADWATER_S3_READER_*), or None when none is set.
+    Never the lake's own (writing) key: the settings refuse a reader key equal to it."""
+    key_id, secret = settings.s3_reader_access_key_id, settings.s3_reader_secret_access_key
+    if settings.lake_url is None or key_id is None or secret is None:
+        return None
+    return {"s3.access-key-id": key_id, "s3.secret-access-key": secret.get_secret_value()}
+
+
 def local_only(settings: Settings, feature: str) -> str | None:
     """Why ``feature`` (which reads the warehouse as a folder) is refused with the lake on object
     storage; None when the lake is the home's folder."""

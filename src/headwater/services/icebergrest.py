@@ -7,8 +7,11 @@ Query Service, where ``<sandbox>.<table>`` names the same rows). What is not the
 sandbox, another organization, a dataset without data) is absent: 404, never a hint that it exists.
 
 Every answer is the spec's shape: a ``LoadTableResult`` carries the table's metadata JSON exactly as
-pyiceberg serialises it, with its ``file://`` metadata location; an outside engine on the same machine
-reads the data files from there (object storage would need vended credentials: not implemented).
+pyiceberg serialises it, with its metadata location. A local lake's ``file://`` paths are read by an
+engine on the same machine, and its ``config`` is empty. With the lake on object storage, ``config``
+names the store (endpoint, region, addressing) and, to a client asking for vended credentials
+(``X-Iceberg-Access-Delegation: vended-credentials``) when a reader key is set, carries that read-only
+key, also as the table location's ``storage-credentials`` (lake/storage.py: never the lake's own key).
 Errors are :class:`~headwater.errors.HeadwaterError` subclasses whose ``code`` is the spec's error type
 (``NoSuchTableException``...); the route renders them as ``{"error": {message, type, code}}``.
 """
@@ -19,6 +22,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import Forbidden, NotFound
+from headwater.lake.storage import reader_credentials, reader_properties
 from headwater.services.catalogsvc import TABLE_TAG
 from headwater.services.tenancy import Actor
 
@@ -39,6 +43,14 @@ ENDPOINTS = (
 )
 # pyiceberg's default namespace separator (the unit separator), as sent in a path.
 SEPARATOR = "\x1f"
+# The access delegation mechanism served (X-Iceberg-Access-Delegation); remote signing is not.
+VENDED = "vended-credentials"
+
+
+def delegations(header: str | None) -> frozenset[str]:
+    """The mechanisms an ``X-Iceberg-Access-Delegation`` header asks for (a comma list; the spec lets the
+    server supply any or none of them, so an unknown one is ignored, not refused)."""
+    return frozenset(m.strip().lower() for m in (header or "").split(",") if m.strip())
 
 
 class IcebergCatalog:
@@ -88,8 +100,11 @@ class IcebergCatalog:
         )
         return {"identifiers": [{"namespace": [namespace], "name": n} for n in names]}
 
-    def load(self, actor: Actor, namespace: str, table: str) -> dict[str, Any]:
-        """LoadTableResult of a dataset's table: metadata location, metadata JSON, and no config."""
+    def load(
+        self, actor: Actor, namespace: str, table: str, delegation: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """LoadTableResult of a dataset's table: metadata location, metadata JSON, and the ``config`` (and
+        ``storage-credentials`` when ``delegation`` asks for vended credentials) to read its files."""
         self.namespace(actor, namespace)
         dataset_id = self._dataset_of(actor, table)
         loaded = self.lake.load(actor.scope, dataset_id) if dataset_id is not None else None
@@ -99,11 +114,19 @@ class IcebergCatalog:
                 "with data are tables.",
                 code="NoSuchTableException",
             )
-        return {
+        result: dict[str, Any] = {
             "metadata-location": loaded.metadata_location,
             "metadata": json.loads(loaded.metadata.model_dump_json()),
-            "config": {},
+            "config": reader_properties(self.lake.settings),
         }
+        credentials = reader_credentials(self.lake.settings) if VENDED in delegation else None
+        if credentials is not None:
+            # Both places: pyiceberg >= 0.10 and Iceberg Java >= 1.7 prefer storage-credentials (longest
+            # prefix of the file's path), older clients read config only.
+            result["config"].update(credentials)
+            prefix = loaded.metadata.location.rstrip("/") + "/"
+            result["storage-credentials"] = [{"prefix": prefix, "config": credentials}]
+        return result
 
     @staticmethod
     def refuse_write(actor: Actor, what: str) -> None:

@@ -16,15 +16,16 @@ token grant's in OAuth2's ``{"error", "error_description"}``) because Iceberg cl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 
 from headwater.api.responses import JSONResponse
 from headwater.container import Services, services
 from headwater.edge import calls
 from headwater.errors import BadRequest, HeadwaterError, Unauthenticated
+from headwater.services.icebergrest import delegations
 from headwater.services.tenancy import Actor
 
 router = APIRouter(prefix="/iceberg/v1", tags=["Iceberg REST catalog"])
@@ -179,12 +180,21 @@ async def list_tables(request: Request, prefix: str, namespace: str) -> Response
 @router.get(
     "/{prefix}/namespaces/{namespace}/tables/{table}",
     summary="Load a table",
-    responses=_doc("LoadTableResult: metadata-location, metadata, config"),
+    responses=_doc("LoadTableResult: metadata-location, metadata, config, storage-credentials"),
 )
-async def load_table(request: Request, prefix: str, namespace: str, table: str) -> Response:
+async def load_table(
+    request: Request,
+    prefix: str,
+    namespace: str,
+    table: str,
+    x_iceberg_access_delegation: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The table's metadata; with the lake on object storage, what reading its files needs, and a
+    read-only key when ``X-Iceberg-Access-Delegation`` asks for vended-credentials and one is set."""
     if request.query_params.get("snapshots", "all") not in ("all", "refs"):
         return _failure(BadRequest("snapshots must be all or refs.", code="BadRequestException"))
-    return await _answer(request, prefix, "load", namespace, table)
+    asked = delegations(x_iceberg_access_delegation)
+    return await _answer(request, prefix, "load", namespace, table, asked)
 
 
 @router.head("/{prefix}/namespaces/{namespace}/tables/{table}", summary="Check that a table exists")
