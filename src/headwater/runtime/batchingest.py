@@ -40,7 +40,7 @@ from headwater.services.ids import now_ms
 from headwater.services.ledger import copy_errors
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, Scope
-from headwater.stores.rowerrors import RowErrorWriter, errors_file
+from headwater.stores.rowerrors import RowErrorFiles, RowErrorWriter
 
 log = logging.getLogger("headwater.runtime")
 BAD_FILE = "INGEST-1401-400"  # a file that cannot be parsed in the batch's format
@@ -117,7 +117,7 @@ def _promote(
     fmt = batch.doc["inputFormat"]["format"]
     threshold = _threshold(batch)
     try:
-        with RowErrorWriter(errors_file(services.settings.warehouse_dir, batch.id)) as row_errors:
+        with RowErrorFiles.of(services.settings).writer(batch.id) as row_errors:
             rows = _validated(_read(files, fmt, counters), mapping, row_errors, counters)
             data_files = services.lake.write_files(table, rows, mapping.target)
     except BadFile as exc:
