@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,33 +28,10 @@ from headwater.stores.metadata import Scope
 from tests.conftest import make_settings
 from tests.fakes.s3 import SECRET_KEY, S3Server
 from tests.flows_helpers import CAT, dataset, profile_schema
-from tests.support import ApiClient, LiveServer, fresh_sandbox_client, start_server, wait_until
+from tests.support import ApiClient, LiveServer, wait_until
 from tests.test_batch_ingestion import catalog_batch, complete, create, json_lines, person, upload
 
 SCHEMA = pa.schema([("id", pa.string())])
-
-
-@pytest.fixture(scope="module")
-def s3_live(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server whose lake is a new bucket; a promotion whose lake failed is taken up again after
-    1.5 s (its lease), so the outage test does not wait the default 30 s."""
-    home = tmp_path_factory.mktemp("headwater-home-s3")
-    settings = make_settings(
-        home, run_lease_seconds=1.5, worker_poll_seconds=0.1, **s3_server.settings(s3_server.new_bucket())
-    )
-    live = start_server(settings)
-    live.services.batch_promoter.start()
-    yield live
-    live.services.batch_promoter.stop()
-    live.stop()
-    live.services.close()
-
-
-@pytest.fixture
-def s3_api(s3_live: LiveServer) -> Iterator[ApiClient]:
-    c = s3_live.creds
-    with fresh_sandbox_client(s3_live, c["orgId"], c["apiKey"], c["clientSecret"], c["tenantId"]) as client:
-        yield client
 
 
 def _bucket_and_prefix(settings: Settings) -> tuple[str, str]:
