@@ -5,16 +5,21 @@ moto's S3 server on 127.0.0.1:
 - row errors appended by a streaming run are one file to their readers, on S3 too;
 - with the lake on S3, a batch with a bad row keeps its row errors in the bucket, listed and downloaded
   through the API, readable by a node with another (empty) home, and none in the home's warehouse;
-- a Query Service SELECT's rows are written to the bucket, read through the API and swept there.
+- a Query Service SELECT's rows are written to the bucket, read through the API and swept there;
+- batch-ingestion staging in the bucket: a chunked upload (out of order, a chunk resent) lands once and
+  leaves nothing staged; gaps, a short body, a changed total are refused as on a disk; parquet is read
+  from an object.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from headwater.errors import LakeUnavailable
@@ -24,7 +29,16 @@ from tests.conftest import make_settings
 from tests.fakes.s3 import S3Server
 from tests.flows_helpers import CAT, dataset, profile_schema
 from tests.support import ApiClient, LiveServer
-from tests.test_batch_ingestion import catalog_batch, complete, create, json_lines, person, upload
+from tests.test_batch_ingestion import (
+    IMPORT,
+    OCTETS,
+    catalog_batch,
+    complete,
+    create,
+    json_lines,
+    person,
+    upload,
+)
 from tests.test_query_service import QS, rows, run
 
 
@@ -181,3 +195,71 @@ def test_a_selects_rows_are_kept_in_the_bucket_read_and_swept(
     assert files.sweep(written_ms + 1000) >= 1
     assert key not in s3_server.keys(bucket)
     assert s3_api.get(f"{QS}/{done['id']}/results").status_code == 404
+
+
+def _keys(live: LiveServer, s3_server: S3Server, part: str) -> list[str]:
+    assert live.settings.lake_url is not None
+    bucket = live.settings.lake_url.removeprefix("s3://").split("/", 1)[0]
+    return [k for k in s3_server.keys(bucket) if part in k]
+
+
+def test_a_chunked_upload_on_s3_lands_once_and_leaves_nothing_staged(
+    s3_live: LiveServer, s3_api: ApiClient, s3_server: S3Server
+) -> None:
+    dataset_id = dataset(s3_api, profile_schema(s3_api))
+    batch_id = create(s3_api, dataset_id)
+    data = json_lines([person(i) for i in range(40)])
+    url = f"{IMPORT}/{batch_id}/datasets/{dataset_id}/files/big.json"
+    assert s3_api.post(f"{url}?action=INITIALIZE").status_code == 201
+    spans = [(s, min(s + 700, len(data)) - 1) for s in range(0, len(data), 700)]
+    # Out of order, the second chunk three times (once by PUT); a short body is refused and not kept.
+    short = s3_api.patch(
+        url, content=b"short", headers={**OCTETS, "Content-Range": f"bytes 0-99/{len(data)}"}
+    )
+    assert short.status_code == 400 and short.json()["report"]["field"] == "Content-Range"
+    for start, end in [spans[1], *spans[::-1], spans[1]]:
+        method = s3_api.put if (start, end) == spans[1] else s3_api.patch
+        headers = {**OCTETS, "Content-Range": f"bytes {start}-{end}/{len(data)}"}
+        response = method(url, content=data[start : end + 1], headers=headers)
+        assert response.status_code == 200, response.text
+    staged = _keys(s3_live, s3_server, f"/_ingest/{batch_id}/")
+    assert len(staged) == len(spans) + 1  # a chunk object per range, and the upload's marker
+    finished = s3_api.post(f"{url}?action=COMPLETE")
+    assert finished.status_code == 201, finished.text
+    assert finished.json()["size"] == len(data)
+    [assembled] = _keys(s3_live, s3_server, f"/_ingest/{batch_id}/")  # the chunks are gone
+    assert assembled.endswith(f"/_ingest/{batch_id}/{dataset_id}/big.json")
+    again = s3_api.post(f"{url}?action=COMPLETE")
+    assert again.status_code == 201 and again.json()["size"] == len(data)
+    assert complete(s3_api, batch_id)["status"] == "success"
+    response = s3_api.get(f"{CAT}/dataSets/{dataset_id}/preview?limit=100")
+    assert sorted(r["_id"] for r in response.json()["data"]) == sorted(f"id-{i}" for i in range(40))
+    assert _keys(s3_live, s3_server, f"/_ingest/{batch_id}/") == []
+    assert not (s3_live.settings.warehouse_dir / "_ingest").exists()
+
+
+def test_a_gap_is_refused_and_a_parquet_file_is_read_from_the_bucket(
+    s3_live: LiveServer, s3_api: ApiClient
+) -> None:
+    dataset_id = dataset(s3_api, profile_schema(s3_api))
+    batch_id = create(s3_api, dataset_id, "parquet")
+    url = f"{IMPORT}/{batch_id}/datasets/{dataset_id}/files/gap.parquet"
+    assert s3_api.post(f"{url}?action=INITIALIZE").status_code == 201
+    for span in ("0-9/30", "20-29/30"):
+        headers = {**OCTETS, "Content-Range": f"bytes {span}"}
+        assert s3_api.patch(url, content=b"0123456789", headers=headers).status_code == 200
+    gap = s3_api.post(f"{url}?action=COMPLETE")
+    assert gap.status_code == 400 and gap.json()["report"]["field"] == "Content-Range"
+    assert "10-19" in gap.json()["detail"]
+    other = s3_api.patch(url, content=b"0", headers={**OCTETS, "Content-Range": "bytes 10-10/31"})
+    assert other.status_code == 400 and "total" in other.json()["detail"]
+    none = s3_api.post(f"{IMPORT}/{batch_id}/datasets/{dataset_id}/files/none.parquet?action=COMPLETE")
+    assert none.status_code == 404
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([person(i) for i in range(4)]), buffer)
+    upload(s3_api, batch_id, dataset_id, "people.parquet", buffer.getvalue())
+    assert s3_api.post(f"{url}?action=INITIALIZE").status_code == 201  # starts over: no chunk left
+    assert complete(s3_api, batch_id)["status"] == "success"  # the pending upload is no file
+    response = s3_api.get(f"{CAT}/dataSets/{dataset_id}/preview?limit=100")
+    assert sorted(r["_id"] for r in response.json()["data"]) == [f"id-{i}" for i in range(4)]
