@@ -3,7 +3,8 @@
 - a batch through the Batch Ingestion API lands in the bucket (data and metadata files, none in the
   home's warehouse folder) and is read back through the API and by a query;
 - an outage of the store during a commit is LakeUnavailable with nothing committed, and a retry once it
-  is back commits once; a batch completed while the store is down waits and lands once afterwards;
+  is back commits once; COMPLETE while the store is down is a 503 (its files are staged there), and a
+  batch whose promotion meets the outage waits and lands once afterwards;
 - the settings are checked at start, the secret key is never shown, and the features that copy the
   warehouse as a folder (backup, restore) refuse, naming themselves.
 
@@ -113,14 +114,28 @@ def test_a_batch_completed_while_the_store_is_down_lands_once_when_it_is_back(
     def lake_failed() -> bool:
         return any(r.exc_info and isinstance(r.exc_info[1], LakeUnavailable) for r in list(caplog.records))
 
+    url = f"/data/foundation/import/batches/{batch_id}?action=COMPLETE"
+    s3_server.stop()
+    try:  # the staged files are on the store too: COMPLETE is refused, nothing acknowledged
+        refused = s3_api.post(url)
+        assert refused.status_code == 503 and "LAKE-1503-503" in refused.text, refused.text
+        assert "127.0.0.1" not in refused.text
+        assert catalog_batch(s3_api, batch_id)["status"] == "loading"
+    finally:
+        s3_server.start()
+    promoter = s3_live.services.batch_promoter
+    promoter.stop()  # COMPLETE accepted while the store is up, then the store goes before promotion
+    accepted = s3_api.post(url)
+    assert accepted.status_code == 200, accepted.text
+    caplog.clear()
     s3_server.stop()
     try:
-        accepted = s3_api.post(f"/data/foundation/import/batches/{batch_id}?action=COMPLETE")
-        assert accepted.status_code == 200, accepted.text
+        promoter.start()
         wait_until(lake_failed, timeout=30)  # the promotion tried, and the lake was away
         assert catalog_batch(s3_api, batch_id)["status"] == "processing"  # not failed: retried later
     finally:
         s3_server.start()
+        promoter.start()
     done = complete(s3_api, batch_id)  # polled until final; the runner took the entry up again
     assert done["status"] == "success", done
     assert _dataset_rows(s3_live, s3_api, dataset_id) == [f"id-{i}" for i in range(4)]
