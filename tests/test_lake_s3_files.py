@@ -2,7 +2,8 @@
 moto's S3 server on 127.0.0.1:
 
 - the file store's contract (atomic writes, reads, listing, deletes, age-based sweeps) on both;
-- row errors appended by a streaming run are one file to their readers, on S3 too;
+- row errors appended by a streaming run are one file to their readers, on S3 too (also through the API,
+  over two micro-batches);
 - with the lake on S3, a batch with a bad row keeps its row errors in the bucket, listed and downloaded
   through the API, readable by a node with another (empty) home, and none in the home's warehouse;
 - a Query Service SELECT's rows are written to the bucket, read through the API and swept there;
@@ -18,6 +19,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,6 +30,7 @@ from headwater.stores.rowerrors import RowErrorFiles
 from tests.conftest import make_settings
 from tests.fakes.s3 import S3Server
 from tests.flows_helpers import CAT, dataset, profile_schema
+from tests.streaming_helpers import cio_event, customerio_flow, streaming, wait_rows
 from tests.support import ApiClient, LiveServer
 from tests.test_batch_ingestion import (
     IMPORT,
@@ -40,6 +43,7 @@ from tests.test_batch_ingestion import (
     upload,
 )
 from tests.test_query_service import QS, rows, run
+from tests.test_security_streaming import row_errors, run_with
 
 
 @pytest.fixture(params=["folder", "s3"])
@@ -263,3 +267,20 @@ def test_a_gap_is_refused_and_a_parquet_file_is_read_from_the_bucket(
     assert complete(s3_api, batch_id)["status"] == "success"  # the pending upload is no file
     response = s3_api.get(f"{CAT}/dataSets/{dataset_id}/preview?limit=100")
     assert sorted(r["_id"] for r in response.json()["data"]) == [f"id-{i}" for i in range(4)]
+
+
+def test_a_streaming_runs_row_errors_of_two_micro_batches_are_one_file(
+    s3_live: LiveServer, s3_api: ApiClient, s3_server: S3Server
+) -> None:
+    pipeline = customerio_flow(s3_api, name="Row errors on S3")
+    with streaming(s3_live, s3_api), httpx.Client(timeout=30) as client:
+        for step in range(2):  # one micro-batch after the other, each with a message that fails
+            assert client.post(pipeline["inletUrl"], json={}).status_code == 200
+            assert client.post(pipeline["inletUrl"], json=cio_event(f"ok-{step}")).status_code == 200
+            wait_rows(s3_live, s3_api, pipeline["datasetId"], step + 1, timeout=30)
+            run = run_with(s3_api, pipeline["flowId"], step + 1)
+    stored = row_errors(s3_api, run)
+    assert [e["_corrupt_record"] for e in stored] == [{}, {}]
+    batch_id = run["activities"][0]["targetInfo"][0]["reference"]["ids"][0]
+    objects = _keys(s3_live, s3_server, f"/_errors/{batch_id}/")
+    assert len(objects) == 2 and objects[0].endswith("/row_errors.json"), objects
