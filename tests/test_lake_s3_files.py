@@ -6,7 +6,8 @@ moto's S3 server on 127.0.0.1:
   over two micro-batches);
 - with the lake on S3, a batch with a bad row keeps its row errors in the bucket, listed and downloaded
   through the API, readable by a node with another (empty) home, and none in the home's warehouse;
-- a Query Service SELECT's rows are written to the bucket, read through the API and swept there;
+- a Query Service SELECT's rows are written to the bucket, read through the API and swept there; a Data
+  Cloud Query API result's batches are kept there and served by another node;
 - batch-ingestion staging in the bucket: a chunked upload (out of order, a chunk resent) lands once and
   leaves nothing staged; gaps, a short body, a changed total are refused as on a disk; parquet is read
   from an object.
@@ -18,13 +19,16 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from headwater.errors import LakeUnavailable
+from headwater.errors import LakeUnavailable, NotFound
+from headwater.services.data360.queryapi import DataCloudQueries
 from headwater.stores.objectfiles import ObjectFiles, object_files
 from headwater.stores.rowerrors import RowErrorFiles
 from tests.conftest import make_settings
@@ -284,3 +288,43 @@ def test_a_streaming_runs_row_errors_of_two_micro_batches_are_one_file(
     batch_id = run["activities"][0]["targetInfo"][0]["reference"]["ids"][0]
     objects = _keys(s3_live, s3_server, f"/_errors/{batch_id}/")
     assert len(objects) == 2 and objects[0].endswith("/row_errors.json"), objects
+
+
+class _Rows:
+    """What the Data Cloud Query API asks of the safe query engine: one SELECT's rows."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def run(self, actor: object, sql: str, aliases: object = None) -> _Rows:
+        return self
+
+
+class _NoEntities(DataCloudQueries):
+    def entities(self, actor: Any) -> list[Any]:
+        return []
+
+
+def test_data_cloud_query_batches_are_kept_in_the_bucket(s3_server: S3Server, tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path / "home", data360_query_batch_rows=2, **s3_server.settings(s3_server.new_bucket())
+    )
+    table = pa.table({"n": list(range(5))})
+    api = _NoEntities(settings, None, None, _Rows(table), None)  # type: ignore[arg-type]
+    owner = SimpleNamespace(org=SimpleNamespace(id="o1"), sandbox=SimpleNamespace(id="s1"), user="u1")
+    first = api.query(owner, {"sql": "SELECT n FROM t"})  # type: ignore[arg-type]
+    assert first["data"] == [[0], [1]] and first["done"] is False
+    assert settings.lake_url is not None
+    bucket = settings.lake_url.removeprefix("s3://").split("/", 1)[0]
+    assert any(k.endswith(f"/_dcquery/{first['queryId']}.arrow") for k in s3_server.keys(bucket))
+    assert not (settings.home / "dcquery").exists()
+    # Another node (another home, the same lake) serves the next batch; another user's call is a 404.
+    other = make_settings(tmp_path / "other", data360_query_batch_rows=2, **s3_server.settings(bucket))
+    node = _NoEntities(other, None, None, _Rows(table), None)  # type: ignore[arg-type]
+    second = node.batch(owner, first["nextBatchId"])  # type: ignore[arg-type]
+    assert second["data"] == [[2], [3]]
+    stranger = SimpleNamespace(org=owner.org, sandbox=owner.sandbox, user="u2")
+    with pytest.raises(NotFound):
+        node.batch(stranger, first["nextBatchId"])  # type: ignore[arg-type]
+    with pytest.raises(NotFound):
+        node.batch(owner, "0" * 32 + "-0")  # type: ignore[arg-type]
