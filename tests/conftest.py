@@ -146,6 +146,30 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def s3_live(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server (one per test module) whose lake is a new bucket on :func:`s3_server`; a promotion
+    whose lake failed is taken up again after 1.5 s (its lease), so an outage test does not wait the
+    default 30 s."""
+    home = tmp_path_factory.mktemp("headwater-home-s3")
+    settings = make_settings(
+        home, run_lease_seconds=1.5, worker_poll_seconds=0.1, **s3_server.settings(s3_server.new_bucket())
+    )
+    live = start_server(settings)
+    live.services.batch_promoter.start()
+    yield live
+    live.services.batch_promoter.stop()
+    live.stop()
+    live.services.close()
+
+
+@pytest.fixture
+def s3_api(s3_live: LiveServer) -> Iterator[ApiClient]:
+    c = s3_live.creds
+    with fresh_sandbox_client(s3_live, c["orgId"], c["apiKey"], c["clientSecret"], c["tenantId"]) as client:
+        yield client
+
+
 @pytest.fixture(params=["folder", "s3"])
 def lake_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings of a new home whose lake is its warehouse folder, or a new bucket on :func:`s3_server`:

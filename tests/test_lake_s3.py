@@ -3,7 +3,8 @@
 - a batch through the Batch Ingestion API lands in the bucket (data and metadata files, none in the
   home's warehouse folder) and is read back through the API and by a query;
 - an outage of the store during a commit is LakeUnavailable with nothing committed, and a retry once it
-  is back commits once; a batch completed while the store is down waits and lands once afterwards;
+  is back commits once; COMPLETE while the store is down is a 503 (its files are staged there), and a
+  batch whose promotion meets the outage waits and lands once afterwards;
 - the settings are checked at start, the secret key is never shown, and the features that copy the
   warehouse as a folder (backup, restore) refuse, naming themselves.
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,33 +29,10 @@ from headwater.stores.metadata import Scope
 from tests.conftest import make_settings
 from tests.fakes.s3 import SECRET_KEY, S3Server
 from tests.flows_helpers import CAT, dataset, profile_schema
-from tests.support import ApiClient, LiveServer, fresh_sandbox_client, start_server, wait_until
+from tests.support import ApiClient, LiveServer, wait_until
 from tests.test_batch_ingestion import catalog_batch, complete, create, json_lines, person, upload
 
 SCHEMA = pa.schema([("id", pa.string())])
-
-
-@pytest.fixture(scope="module")
-def s3_live(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server whose lake is a new bucket; a promotion whose lake failed is taken up again after
-    1.5 s (its lease), so the outage test does not wait the default 30 s."""
-    home = tmp_path_factory.mktemp("headwater-home-s3")
-    settings = make_settings(
-        home, run_lease_seconds=1.5, worker_poll_seconds=0.1, **s3_server.settings(s3_server.new_bucket())
-    )
-    live = start_server(settings)
-    live.services.batch_promoter.start()
-    yield live
-    live.services.batch_promoter.stop()
-    live.stop()
-    live.services.close()
-
-
-@pytest.fixture
-def s3_api(s3_live: LiveServer) -> Iterator[ApiClient]:
-    c = s3_live.creds
-    with fresh_sandbox_client(s3_live, c["orgId"], c["apiKey"], c["clientSecret"], c["tenantId"]) as client:
-        yield client
 
 
 def _bucket_and_prefix(settings: Settings) -> tuple[str, str]:
@@ -137,14 +114,28 @@ def test_a_batch_completed_while_the_store_is_down_lands_once_when_it_is_back(
     def lake_failed() -> bool:
         return any(r.exc_info and isinstance(r.exc_info[1], LakeUnavailable) for r in list(caplog.records))
 
+    url = f"/data/foundation/import/batches/{batch_id}?action=COMPLETE"
+    s3_server.stop()
+    try:  # the staged files are on the store too: COMPLETE is refused, nothing acknowledged
+        refused = s3_api.post(url)
+        assert refused.status_code == 503 and "LAKE-1503-503" in refused.text, refused.text
+        assert "127.0.0.1" not in refused.text
+        assert catalog_batch(s3_api, batch_id)["status"] == "loading"
+    finally:
+        s3_server.start()
+    promoter = s3_live.services.batch_promoter
+    promoter.stop()  # COMPLETE accepted while the store is up, then the store goes before promotion
+    accepted = s3_api.post(url)
+    assert accepted.status_code == 200, accepted.text
+    caplog.clear()
     s3_server.stop()
     try:
-        accepted = s3_api.post(f"/data/foundation/import/batches/{batch_id}?action=COMPLETE")
-        assert accepted.status_code == 200, accepted.text
+        promoter.start()
         wait_until(lake_failed, timeout=30)  # the promotion tried, and the lake was away
         assert catalog_batch(s3_api, batch_id)["status"] == "processing"  # not failed: retried later
     finally:
         s3_server.start()
+        promoter.start()
     done = complete(s3_api, batch_id)  # polled until final; the runner took the entry up again
     assert done["status"] == "success", done
     assert _dataset_rows(s3_live, s3_api, dataset_id) == [f"id-{i}" for i in range(4)]

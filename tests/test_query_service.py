@@ -105,8 +105,9 @@ def test_a_select_succeeds_and_its_rows_are_read_in_pages(
     assert svc.query_jobs.save_if_unchanged(stored_query(server, api, done["id"]), resultsExpire=1)
     gone = api.get(f"{QS}/{done['id']}/results")
     assert gone.status_code == 404 and gone.json()["report"]["id"] == done["id"]
-    written_ms = files.path(done["id"]).stat().st_mtime * 1000
-    assert files.sweep(int(written_ms) + 1) >= 1 and not files.exists(done["id"])
+    written_ms = files.written_ms(done["id"])
+    assert written_ms is not None
+    assert files.sweep(written_ms + 1) >= 1 and not files.exists(done["id"])
     # Cancelling a query that ended is refused; the op is checked.
     assert api.patch(f"{QS}/{done['id']}", json={"op": "cancel"}).status_code == 409
     bad_op = api.patch(f"{QS}/{done['id']}", json={"op": "stop"})

@@ -393,10 +393,11 @@ class _Crashing:
 
 def test_a_mapping_that_raises_fails_only_the_message_it_raises_on(tmp_path: Path) -> None:
     from headwater.runtime.streammessages import MappingBroken, _map
+    from headwater.stores.objectfiles import ObjectFiles
     from headwater.stores.rowerrors import RowErrorWriter
 
     messages = [{"n": i, "boom": i == 37} for i in range(100)]
-    with RowErrorWriter(tmp_path / "one.json") as writer:
+    with RowErrorWriter(ObjectFiles.folder(tmp_path), "one.json") as writer:
         out, failed = _map(_Crashing(lambda row: row["boom"]), messages, list(range(100)), writer)
     assert failed == 1
     assert sorted(p for _, positions in out for p in positions) == [i for i in range(100) if i != 37]
@@ -405,7 +406,7 @@ def test_a_mapping_that_raises_fails_only_the_message_it_raises_on(tmp_path: Pat
     assert "unexpected shape" in stored[0]["_errors"][0]["message"]
     # A mapping that raises on every message is broken, which is no message's fault: the micro-batch
     # fails (and is retried), and no message is turned into a row error.
-    with RowErrorWriter(tmp_path / "all.json") as writer:
+    with RowErrorWriter(ObjectFiles.folder(tmp_path), "all.json") as writer:
         try:
             _map(_Crashing(lambda row: True), messages, list(range(100)), writer)
         except MappingBroken as exc:

@@ -215,7 +215,8 @@ class Settings(BaseSettings):
         None,
         description="Where the lake (Iceberg data and metadata files) lives: s3://bucket/prefix on "
         "S3-compatible object storage, through pyiceberg's and pyarrow's S3 file IO. Unset: the folder "
-        "HOME/warehouse. Set it before the first dataset is written: existing tables are not moved.",
+        "HOME/warehouse. Row errors, query results and batch-ingestion staging go under the same "
+        "prefix. Set it before the first dataset is written: existing tables are not moved.",
     )
     s3_endpoint: str | None = Field(
         None,

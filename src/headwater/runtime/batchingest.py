@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -37,10 +36,11 @@ from headwater.runtime.context import Runtime
 from headwater.runtime.executor import Counters
 from headwater.services.batchingest import FAILED, LOADING, PROCESSING, SUCCESS, BatchIngestion, dataset_of
 from headwater.services.ids import now_ms
+from headwater.services.ingeststaging import StagedFile
 from headwater.services.ledger import copy_errors
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource, Scope
-from headwater.stores.rowerrors import RowErrorWriter, errors_file
+from headwater.stores.rowerrors import RowErrorFiles, RowErrorWriter
 
 log = logging.getLogger("headwater.runtime")
 BAD_FILE = "INGEST-1401-400"  # a file that cannot be parsed in the batch's format
@@ -91,7 +91,7 @@ def _actor(services: Runtime, scope: Scope) -> Actor:
 
 
 def _promote(
-    services: Runtime, ingestion: BatchIngestion, actor: Actor, batch: Resource, files: list[Path]
+    services: Runtime, ingestion: BatchIngestion, actor: Actor, batch: Resource, files: list[StagedFile]
 ) -> Resource:
     from headwater.engines.mapping import identity_compile
 
@@ -117,7 +117,7 @@ def _promote(
     fmt = batch.doc["inputFormat"]["format"]
     threshold = _threshold(batch)
     try:
-        with RowErrorWriter(errors_file(services.settings.warehouse_dir, batch.id)) as row_errors:
+        with RowErrorFiles.of(services.settings).writer(batch.id) as row_errors:
             rows = _validated(_read(files, fmt, counters), mapping, row_errors, counters)
             data_files = services.lake.write_files(table, rows, mapping.target)
     except BadFile as exc:
@@ -158,14 +158,14 @@ def _promote(
     return saved
 
 
-def _read(files: list[Path], fmt: str, counters: Counters) -> Iterator[pa.RecordBatch]:
+def _read(files: list[StagedFile], fmt: str, counters: Counters) -> Iterator[pa.RecordBatch]:
     """The record batches of every file, in order; a file that cannot be parsed raises BadFile."""
     import pyarrow as pa
 
-    for path in files:
-        name = path.name
+    for staged in files:
+        name = staged.name
         params = source_params({"path": name})
-        opener = client.opener(path, name, compression_for(name, None), path.parent)
+        opener = _opener(staged, compression_for(name, None))
         try:
             if fmt == "json":
                 source: Iterator[pa.RecordBatch] = client.json_batches(opener, params)
@@ -173,12 +173,24 @@ def _read(files: list[Path], fmt: str, counters: Counters) -> Iterator[pa.Record
                 source = client.delimited_batches(opener, params)
             else:
                 source = client.parquet_batches(opener, params, BATCH_ROWS)
-            counters.input_bytes += path.stat().st_size
+            counters.input_bytes += staged.size
             yield from source
         except (ConnectorError, ValueError, UnicodeError, pa.ArrowException) as exc:
             reason = getattr(exc, "detail", None) or str(exc)
             first = reason.strip().splitlines()[0][:300] if reason.strip() else type(exc).__name__
             raise BadFile(name, fmt, first) from exc
+
+
+def _opener(staged: StagedFile, codec: str | None) -> client.Opener:
+    """How to read a staged file: on a disk with the files connector's checks; an object as it is."""
+    if staged.path is not None:
+        return client.opener(staged.path, staged.name, codec, staged.path.parent)
+
+    def open_object() -> pa.NativeFile:
+        raw = staged.open()
+        return pa.CompressedInputStream(raw, codec) if codec else raw
+
+    return open_object
 
 
 def _validated(

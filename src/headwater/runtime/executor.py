@@ -43,7 +43,7 @@ from headwater.services.plans import FlowPlan, SourcePlan
 from headwater.services.runs import FAILED, PARTIAL, SUCCESS, new_batch_doc
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import QueuedRun, Resource, Scope
-from headwater.stores.rowerrors import RowErrorWriter, errors_file
+from headwater.stores.rowerrors import RowErrorFiles, RowErrorWriter
 
 log = logging.getLogger("headwater.runtime")
 PROGRESS_EVERY_SECONDS = 1.0
@@ -137,7 +137,6 @@ class RunExecution:
         batch = self._batch(actor, run, plan.flow_id, plan.dataset_id)
         connector = self._connector(actor, plan.source)
         params = dict(plan.source.params)
-        errors_path = errors_file(self.services.settings.warehouse_dir, batch.id)
         threshold = _threshold(plan)
         try:
             keys = overlap_keys(svc.settings.warehouse_dir, plan, connector, params, window)
@@ -150,7 +149,7 @@ class RunExecution:
                 options=_delta_options(copy),
                 key_columns=keys.columns if keys else None,
             )
-            with RowErrorWriter(errors_path) as row_errors:
+            with RowErrorFiles.of(svc.settings).writer(batch.id) as row_errors:
                 read = connector.read(request)
                 read = keys.filter.apply(read) if keys else read
                 batches = self._mapped(read, mapping, row_errors, threshold, run)

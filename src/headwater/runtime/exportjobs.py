@@ -49,7 +49,7 @@ from headwater.services.profiles.exportplan import (
 from headwater.services.profiles.exportrows import ExportRows
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
-from headwater.stores.rowerrors import RowErrorWriter, errors_file
+from headwater.stores.rowerrors import RowErrorFiles, RowErrorWriter
 
 if TYPE_CHECKING:
     from headwater.lake.iceberg import Checkpoint, Lake
@@ -164,8 +164,7 @@ class ExportExecution:
         if done is not None:  # an earlier attempt committed; only the bookkeeping was lost
             return self._finish(batch, done, started)
         evaluated = self._evaluate(plan)
-        path = errors_file(svc.settings.warehouse_dir, batch.id)
-        with RowErrorWriter(path) as row_errors:
+        with RowErrorFiles.of(svc.settings).writer(batch.id) as row_errors:
             files = svc.lake.write_files(
                 table, self._batches(plan, policy, mapping, row_errors), mapping.target
             )

@@ -48,7 +48,7 @@ from headwater.services.ids import now_ms
 from headwater.services.plans import FlowPlan, MappingPlan
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import Resource
-from headwater.stores.rowerrors import RowErrorWriter, errors_file
+from headwater.stores.rowerrors import RowErrorFiles
 
 log = logging.getLogger("headwater.streaming")
 
@@ -221,11 +221,10 @@ class MicroBatcher:
         decoded = _decode(r.payload for r in records)
         result = StepResult(consumed=len(records))
         run, batch = self.runs.run_for(plan, now)
-        errors_path = errors_file(svc.settings.warehouse_dir, batch.id)
         stored = int(run.doc.get("storedRowErrors") or 0)
         outputs: list[tuple[pa.Table, list[int]]] = []
         codes: dict[str, int] = {}
-        with RowErrorWriter(errors_path, append=True, stored=stored) as row_errors:
+        with RowErrorFiles.of(svc.settings).writer(batch.id, append=True, stored=stored) as row_errors:
             for position, payload in decoded.corrupt:
                 message = {"message": payload.decode("utf-8", "replace")}
                 row_errors.add_record(

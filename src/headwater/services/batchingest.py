@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import re
 import shutil
@@ -34,15 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
-from headwater.errors import BadRequest, Conflict, HeadwaterError, NotFound, PayloadTooLarge, ValidationFailed
+from headwater.errors import Conflict, HeadwaterError, NotFound, PayloadTooLarge, ValidationFailed
 from headwater.services.batchqueue import PromotionQueue
 from headwater.services.catalogsvc import DataSets
 from headwater.services.ids import new_hex
+from headwater.services.ingeststaging import ObjectStaging, StagedFile, bad, check_cover, not_initialized
 from headwater.services.runs import Batches
 from headwater.services.tenancy import Actor
 from headwater.settings import Settings
 from headwater.stores.metadata import Resource
+from headwater.stores.objectfiles import object_files
 
 FORMATS = ("json", "parquet", "csv")
 LOADING, PROCESSING, SUCCESS, FAILED, ABORTED = "loading", "processing", "success", "failed", "aborted"
@@ -52,10 +56,6 @@ MAX_FILES = 25_000  # per batch: AEP's hard guardrail
 MAX_NAME_BYTES = 255
 ORIGIN = "batchIngestion"
 _RANGE = re.compile(r"^\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19})\s*$")
-
-
-def bad(message: str, field: str, code: str = "INGEST-1400-400") -> BadRequest:
-    return BadRequest(message, code=code, report={"field": field})
 
 
 @dataclass(frozen=True)
@@ -255,27 +255,53 @@ class BatchIngestion:
     def staging(self, batch: Resource) -> Path:
         return self.settings.warehouse_dir / "_ingest" / batch.id / dataset_of(batch)
 
+    @functools.cached_property
+    def objects(self) -> ObjectStaging | None:
+        """The staging areas on object storage (services/ingeststaging.py); None on the home's disk."""
+        if self.settings.lake_url is None:
+            return None
+        return ObjectStaging(object_files(self.settings, "_ingest", self.settings.warehouse_dir / "_ingest"))
+
     def remove_staging(self, batch_id: str) -> None:
+        if self.objects is not None:
+            self.objects.remove(batch_id)
+            return
         shutil.rmtree(self.settings.warehouse_dir / "_ingest" / batch_id, ignore_errors=True)
 
-    def staged_files(self, batch: Resource) -> list[Path]:
+    def staged_files(self, batch: Resource) -> list[StagedFile]:
+        if self.objects is not None:
+            return self.objects.staged(_area(batch))
         area = self.staging(batch)
         if not area.is_dir():
             return []
-        return sorted(p for p in area.iterdir() if p.is_file() and not p.name.startswith("."))
+        found = sorted(p for p in area.iterdir() if p.is_file() and not p.name.startswith("."))
+        return [
+            StagedFile(p.name, p.stat().st_size, p, functools.partial(pa.memory_map, str(p))) for p in found
+        ]
 
-    def _room_for(self, area: Path, name: str) -> None:
-        if (area / name).exists():
-            return
-        count = sum(1 for p in area.iterdir() if not p.name.startswith(".")) if area.is_dir() else 0
+    def _room_for(self, batch: Resource, name: str) -> None:
+        if self.objects is not None:
+            names = self.objects.names(_area(batch))
+            if name in names:
+                return
+            count = len(names)
+        else:
+            area = self.staging(batch)
+            if (area / name).exists():
+                return
+            count = sum(1 for p in area.iterdir() if not p.name.startswith(".")) if area.is_dir() else 0
         if count >= MAX_FILES:
             raise bad(f"A batch may hold at most {MAX_FILES} files.", "fileName", code="INGEST-1413-400")
 
     async def put_file(self, batch: Resource, name: str, body: AsyncIterator[bytes]) -> int:
-        """A whole file: streamed to a hidden name, synced, renamed. Returns its size."""
+        """A whole file: streamed to a hidden name, synced, renamed (on S3: one object written whole).
+        Returns its size."""
+        if self.objects is not None:
+            self._room_for(batch, name)
+            return await self.objects.put(_area(batch), name, body, _file_limit)
         area = self.staging(batch)
         area.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._room_for(area, name)
+        self._room_for(batch, name)
         partial = area / f".{new_hex(8)}.partial"
         size, created = 0, False
         try:
@@ -284,11 +310,7 @@ class BatchIngestion:
             with os.fdopen(fd, "wb") as handle:
                 async for chunk in body:
                     size += len(chunk)
-                    if size > MAX_FILE_BYTES:
-                        raise PayloadTooLarge(
-                            f"A file of a batch may hold at most {MAX_FILE_BYTES} bytes; larger files are "
-                            "uploaded in chunks (?action=INITIALIZE, then Content-Range).",
-                        )
+                    _file_limit(size)
                     handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -306,9 +328,12 @@ class BatchIngestion:
 
     def initialize(self, batch: Resource, name: str) -> None:
         """``?action=INITIALIZE``: an empty chunked file (again: starts over)."""
+        self._room_for(batch, name)
+        if self.objects is not None:
+            self.objects.initialize(_area(batch), name)
+            return
         area = self.staging(batch)
         area.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._room_for(area, name)
         data, ranges, _ = self._chunk_paths(batch, name)
         with self._locked(batch, name):
             try:
@@ -323,14 +348,11 @@ class BatchIngestion:
     ) -> int:
         """One chunk, written at its offset (idempotent: the same bytes at the same place), its range
         recorded once the body was read whole and matched the range's length."""
+        if self.objects is not None:
+            return await self.objects.put_chunk(_area(batch), name, span, body)
         data, ranges, _ = self._chunk_paths(batch, name)
         if not data.exists():
-            raise NotFound(
-                f"No chunked upload of {name!r} in this batch: start it with POST …/files/{name}"
-                "?action=INITIALIZE.",
-                code="INGEST-1404-404",
-                report={"field": "fileName"},
-            )
+            raise not_initialized(name)
         state = _read_ranges(ranges)
         if state["total"] is not None and state["total"] != span.total:
             raise bad(
@@ -373,6 +395,8 @@ class BatchIngestion:
     def complete_file(self, batch: Resource, name: str) -> int:
         """``?action=COMPLETE`` of a chunked file: its chunks must cover it exactly. Returns its size.
         Completing a file that is already complete (and has no chunked upload pending) answers its size."""
+        if self.objects is not None:
+            return self.objects.complete(_area(batch), name)
         data, ranges, lock = self._chunk_paths(batch, name)
         final = self.staging(batch) / name
         with self._locked(batch, name):
@@ -386,15 +410,7 @@ class BatchIngestion:
                 )
             state = _read_ranges(ranges)
             total = state["total"] or 0
-            expected = 0
-            for start, end in sorted(state["ranges"]):
-                if start < expected:
-                    raise bad(f"Chunks of {name!r} overlap at byte {start}.", "Content-Range")
-                if start > expected:
-                    raise bad(f"Bytes {expected}-{start - 1} of {name!r} were never sent.", "Content-Range")
-                expected = end + 1
-            if expected != total:
-                raise bad(f"Bytes {expected}-{total - 1} of {name!r} were never sent.", "Content-Range")
+            check_cover(name, total, [(start, end) for start, end in state["ranges"]])
             try:
                 os.truncate(data, total)
                 os.replace(data, final)
@@ -414,6 +430,18 @@ class BatchIngestion:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _area(batch: Resource) -> str:
+    return f"{batch.id}/{dataset_of(batch)}"
+
+
+def _file_limit(size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise PayloadTooLarge(
+            f"A file of a batch may hold at most {MAX_FILE_BYTES} bytes; larger files are "
+            "uploaded in chunks (?action=INITIALIZE, then Content-Range).",
+        )
 
 
 def _read_ranges(path: Path) -> dict[str, Any]:

@@ -10,8 +10,8 @@ the request's thread. ``tags["adobe/pqs/table"]`` holds the dataset's table name
 
 from __future__ import annotations
 
+import contextlib
 import re
-import shutil
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +123,13 @@ class DataSets(Collection):
         resource = self.get(actor, ident)
         referrers = self.store.referrers(actor.scope, self.kind, ident)
         if all(kind == "batch" for kind, _ in referrers):
-            from headwater.stores.rowerrors import errors_file
+            from headwater.stores.rowerrors import RowErrorFiles
 
+            row_errors = RowErrorFiles.of(self.settings)
             for _, batch_id in referrers:
                 self.store.delete("batch", actor.scope, batch_id)
-                shutil.rmtree(errors_file(self.settings.warehouse_dir, batch_id).parent, True)
+                with contextlib.suppress(OSError):  # a store down leaves a file nobody lists
+                    row_errors.remove(batch_id)
         super().delete(actor, ident)
         for hook in self._deleted_hooks:
             hook(actor, resource)

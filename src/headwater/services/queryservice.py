@@ -41,6 +41,7 @@ from headwater.services.resources import Built, Collection, require_object
 from headwater.services.runs import QueuedSignal, iso
 from headwater.services.tenancy import Actor
 from headwater.stores.metadata import MetadataStore, Resource
+from headwater.stores.objectfiles import object_files
 
 if TYPE_CHECKING:
     from headwater.services.catalogsvc import DataSets
@@ -88,7 +89,9 @@ class QueryJobs(Collection):
     ) -> None:
         super().__init__(store)
         self.templates = templates
-        self.result_files = ResultFiles(settings.warehouse_dir / "_queryresults")
+        self.result_files = ResultFiles(
+            object_files(settings, "_queryresults", settings.warehouse_dir / "_queryresults")
+        )
         self.settings = settings
         self.queries = queries
         self.datasets = datasets

@@ -1,36 +1,91 @@
 """Row errors of a batch: the records that failed mapping or validation, with their reasons.
 
 Kept as JSON lines (``{"_corrupt_record", "_errors": [{"code", "message"}], "_row"}``) in
-``WAREHOUSE/_errors/{batchId}/row_errors.json``, served by
+``WAREHOUSE/_errors/{batchId}/row_errors.json``, or with the lake on object storage under
+``<HEADWATER_LAKE_URL>/_errors/{batchId}/`` (stores/objectfiles.py), served by
 ``GET /data/foundation/export/batches/{batchId}/meta?path=row_errors``. At most
 ``MAX_STORED_ROW_ERRORS`` records are kept per batch; every failure is counted.
+
+A streaming run appends each micro-batch's row errors to its batch's file. S3 objects are written whole,
+so there each append is a further object, ``row_errors.json.{nanoseconds}``, and a reader sees the file
+as ``row_errors.json`` followed by those in the order of their names (:meth:`RowErrorFiles.chunks`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+import time
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
+
+from headwater.stores.objectfiles import ObjectFiles, object_files, unavailable
+
+if TYPE_CHECKING:
+    from headwater.settings import Settings
 
 MAX_STORED_ROW_ERRORS = 100_000
 MAX_RECORD_TEXT = 64 * 1024
 
 
-def errors_file(warehouse: Path, batch_id: str) -> Path:
-    return warehouse / "_errors" / batch_id / "row_errors.json"
+NAME = "row_errors.json"
+
+
+class RowErrorFiles:
+    """The row-error files of every batch of a home (or of its lake's bucket)."""
+
+    def __init__(self, files: ObjectFiles) -> None:
+        self.files = files
+
+    @classmethod
+    def of(cls, settings: Settings) -> RowErrorFiles:
+        return cls(object_files(settings, "_errors", settings.warehouse_dir / "_errors"))
+
+    def writer(self, batch_id: str, append: bool = False, stored: int = 0) -> RowErrorWriter:
+        """A writer of ``batch_id``'s row errors: replacing them, or (``append``) after them."""
+        return RowErrorWriter(self.files, f"{batch_id}/{NAME}", append, stored)
+
+    def _parts(self, batch_id: str) -> list[str]:
+        found = [e.key for e in self.files.list(batch_id) if e.key.rpartition("/")[2].startswith(NAME)]
+        return sorted(found, key=lambda k: (k != f"{batch_id}/{NAME}", k))
+
+    def size(self, batch_id: str) -> int | None:
+        """The bytes of ``batch_id``'s row errors; None when it has no file."""
+        sizes = [e.size for e in self.files.list(batch_id) if e.key.rpartition("/")[2].startswith(NAME)]
+        return sum(sizes) if sizes else None
+
+    def chunks(self, batch_id: str) -> Iterator[bytes]:
+        """The JSON lines of ``batch_id``'s row errors, a chunk at a time."""
+        for key in self._parts(batch_id):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile (its dataset deleted)
+                yield from self.files.chunks(key)
+
+    def remove(self, batch_id: str) -> None:
+        self.files.delete_tree(batch_id)
 
 
 class RowErrorWriter:
-    """Writes a batch's failed records; counts every error code. Use as a context manager."""
+    """Writes a batch's failed records into ``key`` of ``files``; counts every error code. Use as a
+    context manager: the records are durable when its block ends (on S3, visible only then)."""
 
-    def __init__(self, path: Path, append: bool = False, stored: int = 0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = path.open("ab" if append else "wb")
+    def __init__(self, files: ObjectFiles, key: str, append: bool = False, stored: int = 0) -> None:
+        self._block = contextlib.ExitStack()
+        with unavailable("writing row errors"):
+            self._open(files, key, append)
         self.stored = stored
         self.codes: dict[str, int] = {}
+
+    def _open(self, files: ObjectFiles, key: str, append: bool) -> None:
+        if append and files.appendable:
+            self._out = self._block.enter_context(files.append(key))
+        else:
+            further = append and files.stat(key) is not None
+            if further:  # a further object after the first; none when this one stays empty
+                key = f"{key}.{time.time_ns():020d}"
+            self._out = self._block.enter_context(files.writer(key, keep_empty=not further))
 
     def add(self, batch: pa.RecordBatch, errors: list[Any]) -> None:
         """Record ``errors`` (RowError objects) of ``batch``: one line per failed row."""
@@ -72,4 +127,5 @@ class RowErrorWriter:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._out.close()
+        with unavailable("writing row errors"):
+            self._block.__exit__(kind, error, tb)

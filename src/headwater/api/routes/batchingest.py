@@ -26,7 +26,8 @@ from headwater.container import Services, services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
 from headwater.errors import BadRequest
-from headwater.services.batchingest import BatchIngestion, bad, check_file_name, parse_content_range
+from headwater.services.batchingest import BatchIngestion, check_file_name, parse_content_range
+from headwater.services.ingeststaging import bad
 from headwater.services.tenancy import Actor
 
 PREFIX = "/data/foundation/import/batches"

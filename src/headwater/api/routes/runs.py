@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from headwater.api.responses import JSONResponse, json_body
 from headwater.api.routes.crud import list_response
@@ -15,7 +17,8 @@ from headwater.edge.auth import platform_actor
 from headwater.errors import BadRequest, NotFound
 from headwater.services import listing
 from headwater.services.tenancy import Actor
-from headwater.stores.rowerrors import errors_file as row_errors_file
+from headwater.stores.objectfiles import unavailable
+from headwater.stores.rowerrors import RowErrorFiles
 
 FS = "/data/foundation/flowservice"
 CATALOG = "/data/foundation/catalog"
@@ -131,23 +134,30 @@ async def batch_meta(ident: str, request: Request, actor: Actor = Depends(platfo
     svc = services(request)
     batch = await calls.read(svc, svc.batches.get, actor, ident)
     path = request.query_params.get("path", "")
-    errors_file = row_errors_file(svc.settings.warehouse_dir, batch.id)
+    row_errors = RowErrorFiles.of(svc.settings)
     base = f"{EXPORT}/batches/{batch.id}/meta"
+    if path in ("row_errors", "row_errors/row_errors.json"):
+        with unavailable("listing row errors"):
+            size = await run_in_threadpool(row_errors.size, batch.id)
     if path == "row_errors":
         items = []
-        if errors_file.exists():
+        if size is not None:
             items.append(
                 {
                     "name": "row_errors.json",
-                    "length": errors_file.stat().st_size,
+                    "length": size,
                     "_links": {"self": {"href": f"{base}?path=row_errors/row_errors.json"}},
                 }
             )
         return JSONResponse({"data": items, "_page": {"limit": 100, "count": len(items)}})
     if path == "row_errors/row_errors.json":
-        if not errors_file.exists():
+        if size is None:
             raise NotFound("This batch has no row errors.", code="CAT-1404-404")
-        return Response(errors_file.read_bytes(), media_type="application/x-ndjson")
+        chunks = row_errors.chunks(batch.id)
+        with unavailable("reading row errors"):  # the first chunk before the answer's status is sent
+            first = await run_in_threadpool(next, chunks, b"")
+        body = itertools.chain([first], chunks)
+        return StreamingResponse(body, media_type="application/x-ndjson")
     if path == "input_files":
         return JSONResponse({"data": [], "_page": {"limit": 100, "count": 0}})
     raise BadRequest(

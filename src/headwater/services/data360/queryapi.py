@@ -19,12 +19,14 @@ stores them: nested objects are structs (``SELECT _tenant.field FROM x__dll``); 
 fields by their dotted paths.
 
 Batches: a result is written once, as an Arrow IPC file under ``HOME/dcquery`` (every worker process of
-the server reads the same folder), and served ``data360_query_batch_rows`` rows at a time. A batch id is
-``<queryId>-<offset>``; the file carries its owner (organization, sandbox, user), so another caller's
-batch id is a 404. Results are removed RESULT_SECONDS after they were made. A result is the engine's:
-at most HEADWATER_QUERY_MAX_ROWS rows (``done`` is then true on the last batch kept). With the request
-header ``enable-arrow-stream: true`` (the connector's ``get_pandas_dataframe``) a batch carries its rows
-as ``arrowStream`` (base64 of an Arrow IPC stream) instead of ``data``.
+the server reads the same folder) or, with the lake on object storage, under
+``<HEADWATER_LAKE_URL>/_dcquery/`` (every node reads the same prefix), and served
+``data360_query_batch_rows`` rows at a time. A batch id is ``<queryId>-<offset>``; the file carries its
+owner (organization, sandbox, user), so another caller's batch id is a 404. Results are removed
+RESULT_SECONDS after they were made (each new query sweeps). A result is the engine's: at most
+HEADWATER_QUERY_MAX_ROWS rows (``done`` is then true on the last batch kept). With the request header
+``enable-arrow-stream: true`` (the connector's ``get_pandas_dataframe``) a batch carries its rows as
+``arrowStream`` (base64 of an Arrow IPC stream) instead of ``data``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import decimal
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -49,6 +50,7 @@ from headwater.services.data360.apps import QUERY_SCOPE, version_of
 from headwater.services.data360.datastreams import KIND as STREAM_KIND
 from headwater.services.ids import new_hex
 from headwater.services.tenancy import Actor
+from headwater.stores.objectfiles import object_files, unavailable
 
 if TYPE_CHECKING:
     from headwater.services.data360.identity import Data360Identity, IngestPrincipal
@@ -107,7 +109,7 @@ class DataCloudQueries:
         self.schemas = schemas
         self.queries = queries
         self.identity = identity
-        self.folder = settings.home / "dcquery"
+        self.files = object_files(settings, "_dcquery", settings.home / "dcquery")
 
     # --- who asks ---
     def actor(self, principal: IngestPrincipal, client: str | None) -> Actor:
@@ -253,12 +255,13 @@ class DataCloudQueries:
         result = self.queries.run(actor, sql, aliases=aliases).table
         ended = _now()
         query_id = new_hex(16)
-        self._sweep()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with unavailable("sweeping query results"):
+            self.files.sweep(int((time.time() - RESULT_SECONDS) * 1000), ".arrow")
         meta = {_OWNER: _owner(actor).encode(), b"startTime": started.encode(), b"endTime": ended.encode()}
         result = result.replace_schema_metadata(meta)
         with (
-            pa.OSFile(str(self._path(query_id)), "wb") as sink,
+            unavailable("writing query results"),
+            self.files.writer(_key(query_id)) as sink,
             pa.ipc.new_file(sink, result.schema) as writer,
         ):
             writer.write_table(result)
@@ -267,11 +270,13 @@ class DataCloudQueries:
     # --- GET /api/v2/query/{nextBatchId} ---
     def batch(self, actor: Actor, batch_id: str, arrow: bool = False) -> dict[str, Any]:
         match = _BATCH_ID.match(batch_id)
-        path = self._path(match.group(1)) if match else None
-        if match is None or path is None or not path.is_file():
+        if match is None:
             raise _no_batch(batch_id)
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
+        try:
+            with unavailable("reading query results"), self.files.open(_key(match.group(1))) as source:
+                table = pa.ipc.open_file(source).read_all()
+        except FileNotFoundError:
+            raise _no_batch(batch_id) from None
         if (table.schema.metadata or {}).get(_OWNER) != _owner(actor).encode():
             raise _no_batch(batch_id)
         offset = int(match.group(2))
@@ -301,20 +306,9 @@ class DataCloudQueries:
             answer["nextBatchId"] = f"{query_id}-{offset + rows.num_rows}"
         return answer
 
-    def _path(self, query_id: str) -> Path:
-        return self.folder / f"{query_id}.arrow"
 
-    def _sweep(self) -> None:
-        """Remove results older than RESULT_SECONDS (each new query sweeps)."""
-        if not self.folder.is_dir():
-            return
-        horizon = time.time() - RESULT_SECONDS
-        for path in self.folder.glob("*.arrow"):
-            try:
-                if path.stat().st_mtime < horizon:
-                    path.unlink()
-            except FileNotFoundError:  # another process swept it meanwhile
-                pass
+def _key(query_id: str) -> str:
+    return f"{query_id}.arrow"
 
 
 # --- shapes ---
