@@ -70,6 +70,17 @@ def complete(api: ApiClient, batch_id: str) -> dict[str, Any]:
     return final(api, batch_id)
 
 
+def ingested_people(api: ApiClient, count: int = 3) -> tuple[str, str]:
+    """A new dataset holding ``count`` people loaded by the Batch Ingestion API (a promoter must run):
+    (dataset id, its table name)."""
+    dataset_id = dataset(api, profile_schema(api))
+    batch_id = create(api, dataset_id)
+    upload(api, batch_id, dataset_id, "people.json", json_lines([person(i) for i in range(count)]))
+    assert complete(api, batch_id)["status"] == "success"
+    doc = api.get(f"{CAT}/dataSets/{dataset_id}").json()[dataset_id]
+    return dataset_id, str(doc["tags"]["adobe/pqs/table"][0])
+
+
 def final(api: ApiClient, batch_id: str, timeout: float = 30) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         batch = catalog_batch(api, batch_id)

@@ -23,9 +23,8 @@ from headwater.lake.storage import reader_credentials, reader_properties
 from headwater.settings import Settings
 from tests.conftest import make_settings
 from tests.fakes.s3 import ACCESS_KEY, SECRET_KEY, S3Server
-from tests.flows_helpers import CAT, dataset, profile_schema
 from tests.support import ApiClient, LiveServer, fresh_sandbox_client, start_server
-from tests.test_batch_ingestion import complete, create, json_lines, person, upload
+from tests.test_batch_ingestion import ingested_people
 
 ICEBERG = "/iceberg/v1"
 READER_KEY = "reader-key-id"
@@ -59,12 +58,7 @@ def sandbox_client(live: LiveServer) -> ApiClient:
 def people(live: LiveServer) -> Iterator[tuple[ApiClient, str]]:
     """A sandbox with a dataset of three people, loaded by the Batch Ingestion API: (client, table)."""
     with sandbox_client(live) as api:
-        dataset_id = dataset(api, profile_schema(api))
-        batch_id = create(api, dataset_id)
-        upload(api, batch_id, dataset_id, "people.json", json_lines([person(i) for i in range(3)]))
-        assert complete(api, batch_id)["status"] == "success"
-        doc = api.get(f"{CAT}/dataSets/{dataset_id}").json()[dataset_id]
-        yield api, str(doc["tags"]["adobe/pqs/table"][0])
+        yield api, ingested_people(api)[1]
 
 
 def catalog(live: LiveServer, sandbox: str, token: str) -> RestCatalog:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from headwater.stores.metadata import Scope
-from tests.flows_helpers import CAT, dataset, profile_schema
+from tests.flows_helpers import CAT
 from tests.support import ApiClient, LiveServer, role_client, wait_until
-from tests.test_batch_ingestion import complete, create, json_lines, person, upload
+from tests.test_batch_ingestion import ingested_people
 
 QS = "/data/foundation/query/queries"
 
@@ -31,12 +31,7 @@ def query_runner(server: LiveServer) -> Iterator[None]:
 @pytest.fixture
 def people(api: ApiClient) -> tuple[str, str]:
     """A dataset with three people, loaded by the Batch Ingestion API: (dataset id, table name)."""
-    dataset_id = dataset(api, profile_schema(api))
-    batch_id = create(api, dataset_id)
-    upload(api, batch_id, dataset_id, "people.json", json_lines([person(i) for i in range(3)]))
-    assert complete(api, batch_id)["status"] == "success"
-    doc = api.get(f"{CAT}/dataSets/{dataset_id}").json()[dataset_id]
-    return dataset_id, str(doc["tags"]["adobe/pqs/table"][0])
+    return ingested_people(api)
 
 
 def submit(api: ApiClient, sql: str | None, **extra: Any) -> dict[str, Any]:
