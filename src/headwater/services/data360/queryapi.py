@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.ipc
 
+from headwater.engines.xdm_arrow import type_name
 from headwater.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from headwater.services import access
 from headwater.services.catalogsvc import TABLE_TAG, DataSets
@@ -350,16 +351,18 @@ def _leaf_fields(schema: pa.Schema | pa.StructType, prefix: str = "") -> list[tu
     return out
 
 
+_METADATA_TYPES = {
+    "date-time": "DATE_TIME",
+    "date": "DATE",
+    "boolean": "BOOLEAN",
+    "integer": "NUMBER",
+    "number": "NUMBER",
+}
+
+
 def _field_type(kind: pa.DataType) -> str:
-    if pa.types.is_timestamp(kind):
-        return "DATE_TIME"
-    if pa.types.is_date(kind):
-        return "DATE"
-    if pa.types.is_boolean(kind):
-        return "BOOLEAN"
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return "NUMBER"
-    return "STRING"
+    """Salesforce's metadata type of an Arrow type, by its XDM word (engines/xdm_arrow.py)."""
+    return _METADATA_TYPES.get(type_name(kind), "STRING")
 
 
 def _arrow_stream(table: pa.Table) -> str:
