@@ -379,9 +379,6 @@
       $(form, "#s-interval").disabled = once;
     }
 
-    renderFacts();
-    fillSchedule();
-    await refreshRuns();
     $(form, "#s-frequency").addEventListener("change", intervalEnabled);
 
     root.querySelectorAll("[data-op]").forEach((button) =>
@@ -449,6 +446,11 @@
       renderFacts();
       HW.toast("Schedule saved");
     });
+
+    // Enabled buttons only once every handler is attached: a click in between would do nothing.
+    renderFacts();
+    fillSchedule();
+    await refreshRuns();
   }
 
   function fact(term, ...value) {
