@@ -4,6 +4,7 @@ concurrent change (etag) and says so instead of overwriting it."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -259,6 +260,41 @@ def test_enable_and_disable_from_the_flow_page(console: Any, console_api: ApiCli
 
     console.goto("/console/flows/no-such-flow")  # the API's answer, in words
     expect(console.locator("main > [data-errors]")).to_contain_text("no-such-flow")
+    assert problems == []
+
+
+def test_run_now_works_while_the_page_still_loads_its_runs(
+    console: Any, console_api: ApiClient, tmp_path: Path
+) -> None:
+    """The button is usable as soon as it is enabled: the runs list, held back here as a slow server
+    would, must not stand between the button and its handler (a click in that gap once did nothing)."""
+    ids = file_pipeline(console_api, tmp_path, THREE_ROWS[:1])
+    problems = watch(console)
+    held: list[Any] = []
+    holding = [True]
+    runs_list = re.compile(r"/data/foundation/flowservice/runs\?")
+
+    def hold(route: Any) -> None:
+        held.append(route) if route.request.method == "GET" and holding[0] else route.continue_()
+
+    console.route(runs_list, hold)
+    try:
+        console.goto(f"/console/flows/{ids['flow']}")
+        run_now = console.get_by_role("button", name="Run now")
+        expect(run_now).to_be_enabled()
+        # The page asked for its runs and has no answer yet (evaluate lets Playwright call ``hold``).
+        wait_until(lambda: console.evaluate("true") and held, timeout=15)
+        run_now.click()
+        runs = wait_until(
+            lambda: console_api.get(f"{FS}/runs?property=flowId=={ids['flow']}").json()["items"], timeout=15
+        )
+        assert len(runs) == 1
+    finally:
+        holding[0] = False
+        for route in held:
+            route.continue_()
+        console.unroute(runs_list)
+    expect(console.locator("[data-runs] tbody tr[data-run]")).to_have_count(1)
     assert problems == []
 
 
