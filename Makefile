@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+DUCKDB_VENV ?= .venv-duckdb
+DUCKDB_STAMP := $(DUCKDB_VENV)/.installed
 
 .PHONY: run test install lint typecheck bench clean
 
@@ -19,14 +21,20 @@ $(DEV_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(DEV_STAMP)
 
-install: $(DEV_STAMP)
+# DuckDB with its iceberg extension, apart: the outside engine of the Iceberg REST catalog's tests.
+$(DUCKDB_STAMP): requirements/duckdb-engine.txt
+	$(PYTHON) -m venv $(DUCKDB_VENV)
+	$(DUCKDB_VENV)/bin/python -m pip install --quiet -r requirements/duckdb-engine.txt
+	touch $(DUCKDB_STAMP)
+
+install: $(DEV_STAMP) $(DUCKDB_STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/headwater serve
 
 # Two test processes (one per core on the CI machine); each file stays whole in one of them, so a file's
 # module-scoped fixtures (a browser, a server) start once.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(DUCKDB_STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(DEV_STAMP)
@@ -40,4 +48,4 @@ bench: $(DEV_STAMP)
 	$(PY) bench/api.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DUCKDB_VENV) .pytest_cache .mypy_cache .ruff_cache

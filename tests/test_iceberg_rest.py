@@ -3,7 +3,7 @@ credential or token and the warehouse (the sandbox), lists the sandbox's tables 
 rows; other sandboxes and organizations see nothing of it; a bad token is 401; every write is refused in
 the spec's error shape and changes nothing.
 
-DuckDB's iceberg extension would be the second outside engine, but extensions cannot be downloaded here.
+DuckDB, the second outside engine, is in tests/test_iceberg_rest_duckdb.py.
 """
 
 from __future__ import annotations

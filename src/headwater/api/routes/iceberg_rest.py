@@ -17,13 +17,13 @@ token grant's in OAuth2's ``{"error", "error_description"}``) because Iceberg cl
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Header, Request, Response
 
 from headwater.api.responses import JSONResponse
 from headwater.container import Services, services
 from headwater.edge import calls
+from headwater.edge.oauthform import token_form
 from headwater.errors import BadRequest, HeadwaterError, Unauthenticated
 from headwater.services.icebergrest import delegations
 from headwater.services.tenancy import Actor
@@ -122,8 +122,7 @@ async def config(request: Request, warehouse: str | None = None) -> Response:
 )
 async def oauth_token(request: Request) -> Response:
     svc = services(request)
-    raw = (await request.body()).decode("utf-8", "replace")
-    form = dict(parse_qsl(raw)) if raw else {}
+    form = await token_form(request)
     if form.get("grant_type") != "client_credentials":
         return _oauth_error("unsupported_grant_type", "grant_type must be client_credentials.", 400)
     client_id, secret = form.get("client_id"), form.get("client_secret")

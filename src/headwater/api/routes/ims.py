@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-from urllib.parse import parse_qsl
-
 from fastapi import APIRouter, Request
 
 from headwater.api.responses import JSONResponse
 from headwater.container import services
 from headwater.edge import calls
+from headwater.edge.oauthform import token_form
 from headwater.errors import BadRequest, Unauthenticated
 
 router = APIRouter(tags=["Authentication"])
@@ -43,17 +41,7 @@ def _oauth_error(exc: BadRequest | Unauthenticated, error: str) -> BadRequest | 
 @router.post("/ims/token/v3", summary="Get an access token (client credentials)", openapi_extra=_FORM)
 async def token(request: Request) -> JSONResponse:
     svc = services(request)
-    raw = (await request.body()).decode("utf-8", "replace")
-    form = dict(parse_qsl(raw)) if raw else {}
-    form.update({k: v for k, v in request.query_params.items() if k not in form})
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("basic "):
-        try:
-            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-            form.setdefault("client_id", user)
-            form.setdefault("client_secret", password)
-        except ValueError:
-            pass
+    form = await token_form(request, query=True)
     if form.get("grant_type") != "client_credentials":
         raise _oauth_error(
             BadRequest(
