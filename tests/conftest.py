@@ -68,6 +68,23 @@ def worker(server: LiveServer) -> Iterator[Worker]:
     thread.join(timeout=10)
 
 
+@pytest.fixture
+def promoter(server: LiveServer) -> Iterator[None]:
+    """The test server's batch promoter (what a worker runs beside its runs: completed ingestion batches
+    into the lake), for one test; stopped after it, not left polling a database the session drops."""
+    server.services.batch_promoter.start()
+    yield
+    server.services.batch_promoter.stop()
+
+
+@pytest.fixture
+def query_runner(server: LiveServer, promoter: None) -> Iterator[None]:
+    """The test server's Query Service runner (and its promoter: test data comes by batch ingestion)."""
+    server.services.query_job_runner.start()  # idempotent: a test may stop and start it again
+    yield
+    server.services.query_job_runner.stop()
+
+
 @pytest.fixture(scope="session")
 def default_token(server: LiveServer) -> str:
     return token_for(server.base_url, server.creds["apiKey"], server.creds["clientSecret"])

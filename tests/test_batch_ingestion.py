@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +15,8 @@ import pytest
 from headwater.stores.metadata import Scope
 from tests.flows_helpers import CAT, dataset, profile_schema
 from tests.support import ApiClient, LiveServer, role_client, wait_until
+
+pytestmark = pytest.mark.usefixtures("promoter")
 
 IMPORT = "/data/foundation/import/batches"
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -31,14 +32,6 @@ def person(i: int, email: str | None = None) -> dict[str, Any]:
 
 def json_lines(rows: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
-
-
-@pytest.fixture(autouse=True)
-def promoter(server: LiveServer) -> Iterator[None]:
-    """The runner a worker runs beside its runs, promoting completed batches."""
-    server.services.batch_promoter.start()
-    yield
-    server.services.batch_promoter.stop()  # not left polling a database the session drops
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ DuckDB, the second outside engine, is in tests/test_iceberg_rest_duckdb.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,15 +19,9 @@ from headwater.stores.metadata import Scope
 from tests.support import ApiClient, LiveServer, role_client
 from tests.test_batch_ingestion import ingested_people
 
+pytestmark = pytest.mark.usefixtures("promoter")
+
 ICEBERG = "/iceberg/v1"
-
-
-@pytest.fixture(autouse=True)
-def promoter(server: LiveServer) -> Iterator[None]:
-    """The batch promoter a worker runs (the fixtures' data comes by batch ingestion)."""
-    server.services.batch_promoter.start()
-    yield
-    server.services.batch_promoter.stop()
 
 
 @pytest.fixture

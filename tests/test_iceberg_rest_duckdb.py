@@ -10,6 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support import ApiClient, LiveServer
 from tests.test_batch_ingestion import ingested_people
 from tests.test_iceberg_rest_s3 import live, people  # noqa: F401 (fixtures: a server whose lake is on S3)
@@ -41,12 +43,9 @@ def duckdb_select(server: LiveServer, api: ApiClient, table: str) -> list[list[s
     return rows
 
 
+@pytest.mark.usefixtures("promoter")
 def test_duckdb_reads_a_dataset_through_the_rest_catalog(server: LiveServer, api: ApiClient) -> None:
-    server.services.batch_promoter.start()
-    try:
-        _, table = ingested_people(api)
-    finally:
-        server.services.batch_promoter.stop()
+    _, table = ingested_people(api)
     assert duckdb_select(server, api, table) == PEOPLE
 
 

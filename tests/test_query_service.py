@@ -4,7 +4,6 @@ refusals ending FAILED, other sandboxes seeing nothing, bad bodies 400 naming th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,18 +13,9 @@ from tests.flows_helpers import CAT
 from tests.support import ApiClient, LiveServer, role_client, wait_until
 from tests.test_batch_ingestion import ingested_people
 
+pytestmark = pytest.mark.usefixtures("query_runner")
+
 QS = "/data/foundation/query/queries"
-
-
-@pytest.fixture(autouse=True)
-def query_runner(server: LiveServer) -> Iterator[None]:
-    """The query runner a worker starts, and its batch promoter (the fixtures' data comes by batch
-    ingestion), for the test (start is idempotent)."""
-    server.services.query_job_runner.start()
-    server.services.batch_promoter.start()
-    yield
-    server.services.batch_promoter.stop()
-    server.services.query_job_runner.stop()  # not left polling a database the session drops
 
 
 @pytest.fixture
