@@ -194,7 +194,8 @@ def _key(area: Bucket, path: str) -> str:
     key = "/".join([area.prefix, *_names(path)])
     if len(area.files.location(key).partition("/")[2].encode()) > MAX_KEY_BYTES:
         raise _bad_path(
-            f"{path!r} is too long for the lake's store (keys are at most {MAX_KEY_BYTES} bytes)."
+            f"The file path is too long for the lake's store: its keys hold at most {MAX_KEY_BYTES} bytes, "
+            "the lake's prefix and the connection's folder included."
         )
     return key
 
