@@ -7,6 +7,7 @@ the lake's bucket, and a node with another, empty home reads it:
 - the confinement holds on S3 as on a disk: ``..`` that climbs out of the sandbox's folder, absolute
   paths into the home, another sandbox's uploads and traversing source paths are refused;
 - lookback keys (``_lookback/``) written by one node are read by another; a failing store fails;
+- a folder in the bucket answers globs, folders, listings and refusals as the same folder on a disk;
 - Data 360 bulk-ingest job files (``_ingestjobs/``) are stored, processed, read by another node and
   deleted with the job.
 """
@@ -22,8 +23,10 @@ import pytest
 
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest
-from headwater.connectors.errors import InvalidSourceParams
+from headwater.connectors.errors import InvalidSourceParams, SourceNotFound
 from headwater.connectors.files import roots
+from headwater.connectors.files.client import Folder
+from headwater.connectors.files.objects import ObjectFolder
 from headwater.connectors.outbound import OutboundPolicy
 from headwater.errors import LakeUnavailable
 from headwater.runtime import lookback
@@ -248,3 +251,54 @@ def test_bulk_job_files_are_in_the_bucket_and_read_by_another_node(
     assert [r["deviceId"] for _, r in records] == ["s3-1", "s3-2"]
     assert deployed.request("DELETE", job_path(job["id"])).status_code == 204
     assert objects() == []
+
+
+def test_a_folder_in_the_bucket_answers_as_the_same_folder_on_a_disk(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    names = ["a.csv", "b.json", "in/c.csv", "in/deep/d.csv", ".hidden.csv", "in/.h/e.csv", "in/deep/.f.csv"]
+    disk = tmp_path / "root"
+    bucket = s3_server.new_bucket()
+    store = s3_server.filesystem()
+    for name in names:
+        (disk / name).parent.mkdir(parents=True, exist_ok=True)
+        (disk / name).write_bytes(name.encode())
+        with store.open_output_stream(f"{bucket}/lake/_files/o/s/root/{name}") as out:
+            out.write(name.encode())
+    settings = make_settings(tmp_path / "home", **s3_server.settings(bucket))
+    files = roots.bucket_files(settings)
+    assert files is not None
+    on_s3 = ObjectFolder.open(files, roots.confine_key(roots.Place("o", "s"), "root"), "root")
+    on_disk = Folder.open(disk.resolve(), "root")
+    for pattern in (
+        "*.csv",
+        "**/*.csv",
+        "in",
+        "in/*.csv",
+        "in/**/*.csv",
+        "a.csv",
+        "?.csv",
+        "[ab].*",
+        "in/deep",
+        ".",
+    ):
+        assert [i.path for i, _ in on_s3.match(pattern)] == [i.path for i, _ in on_disk.match(pattern)], (
+            pattern
+        )
+    assert [i.size for i, _ in on_s3.match("**/*")] == [i.size for i, _ in on_disk.match("**/*")]
+    for folder in ("", "in", "in/deep"):
+        assert on_s3.entries(folder) == on_disk.entries(folder), folder
+    for bad, error in (
+        ("nope.csv", SourceNotFound),
+        ("../x.csv", InvalidSourceParams),
+        ("/etc/passwd", InvalidSourceParams),
+    ):
+        with pytest.raises(error):
+            on_disk.match(bad)
+        with pytest.raises(error):
+            on_s3.match(bad)
+    [(info, key)] = on_s3.match("in/c.csv")
+    with on_s3.opener(key, info.path, None)() as stream:
+        assert stream.read() == b"in/c.csv"
+    with pytest.raises(InvalidSourceParams):  # a key that match did not return, outside the root
+        on_s3.opener("o/s/other/x.csv", "x.csv", None)

@@ -66,7 +66,7 @@ class ObjectFolder:
                 found = [self._info(single.key, single.size, single.written_ms * 1_000_000)]
             else:
                 found = [i for i in self._files(relative, recursive=False) if not _hidden(i.path)]
-                if not found and not self._exists(relative):
+                if not found and relative != "." and not self._exists(relative):
                     raise SourceNotFound(
                         f"{relative} does not exist under the connection's folder; check path."
                     )
