@@ -1,9 +1,10 @@
 """With the lake on S3 (moto's server on 127.0.0.1), the rest of what a node used to keep in its home is in
 the lake's bucket, and a node with another, empty home reads it:
 
-- uploads and Local Folder files (``_files/<org>/<sandbox>/``): a file uploaded through the API is read
-  by a flow run (a Local Folder connection on a relative rootPath) and by an Uploaded files connector on
-  another home; nothing lands in the server's home;
+- uploads and Local Folder files (``_files/<org>/<sandbox>/``): a file uploaded through the API server is
+  read by a flow run on a second node (its own empty home, the same metadata database and lake: a
+  Local Folder connection on a relative rootPath) and by an Uploaded files connector on a third home;
+  nothing lands in any home;
 - the confinement holds on S3 as on a disk: ``..`` that climbs out of the sandbox's folder, absolute
   paths into the home, another sandbox's uploads and traversing source paths are refused;
 - lookback keys (``_lookback/``) written by one node are read by another; a failing store fails;
@@ -28,6 +29,7 @@ from headwater.connectors.files import roots
 from headwater.connectors.files.client import Folder
 from headwater.connectors.files.objects import ObjectFolder
 from headwater.connectors.outbound import OutboundPolicy
+from headwater.container import Services
 from headwater.errors import LakeUnavailable
 from headwater.runtime import lookback
 from headwater.runtime.worker import Worker
@@ -68,13 +70,26 @@ def _other_node(live: LiveServer, s3_server: S3Server, home: Path) -> Settings:
 
 
 @pytest.fixture
-def worker(s3_live: LiveServer) -> Iterator[Worker]:
-    runner = Worker(s3_live.services, name="s3-test-worker", schedule=False, streaming=False)
+def second_node(s3_live: LiveServer, s3_server: S3Server, tmp_path: Path) -> Iterator[Services]:
+    """Another node: its own empty home, the server's metadata database, keys and lake, and a worker
+    executing queued runs (the server runs none itself)."""
+    keys = s3_live.settings.keys_dir
+    settings = make_settings(
+        tmp_path / "second-home",
+        database_url=s3_live.settings.resolved_database_url,
+        encryption_key=(keys / "encryption.key").read_text().strip(),
+        token_signing_key=(keys / "token-signing.key").read_text().strip(),
+        worker_poll_seconds=0.1,
+        **s3_server.settings(*_bucket(s3_live)),
+    )
+    services = Services(settings)
+    runner = Worker(services, name="second-node", schedule=False, streaming=False)
     thread = threading.Thread(target=runner.run_forever, daemon=True)
     thread.start()
-    yield runner
+    yield services
     runner.stop()
     thread.join(timeout=10)
+    services.close()
 
 
 def _csv(people: list[dict[str, str]]) -> bytes:
@@ -82,8 +97,8 @@ def _csv(people: list[dict[str, str]]) -> bytes:
     return ("\n".join([header, *(",".join(p.values()) for p in people)]) + "\n").encode()
 
 
-def test_an_upload_is_read_by_a_flow_run_and_by_a_node_with_another_home(
-    s3_live: LiveServer, s3_api: ApiClient, s3_server: S3Server, worker: Worker, tmp_path: Path
+def test_an_upload_is_read_by_a_flow_run_on_a_node_with_another_home(
+    s3_live: LiveServer, s3_api: ApiClient, s3_server: S3Server, second_node: Services, tmp_path: Path
 ) -> None:
     conn = uploads_connection(s3_api)
     people = [contact(i, "2024-01-01 10:00:00") for i in range(3)]
@@ -96,13 +111,15 @@ def test_an_upload_is_read_by_a_flow_run_and_by_a_node_with_another_home(
     listed = s3_api.get(f"{FS}/connections/{conn}/files").json()["items"]
     assert listed == [{"path": "contacts.csv", "size": len(_csv(people))}]
 
-    # A Local Folder connection on a relative rootPath reads the bucket: a flow run lands the rows.
+    # The second node's worker runs a flow whose Local Folder connection (a relative rootPath) reads the
+    # upload from the bucket: the rows land, and the worker's home holds no file.
     ids = files_flow(s3_api, Path(f"uploads/{conn}"))
     run = run_and_wait(s3_api, ids["flow"], "2024-01-01T10:00:00Z")
     assert run["state"] == "success", run["metrics"]["statusSummary"]
     assert sorted(r["_id"] for r in rows(s3_api, ids["dataset"])) == ["0", "1", "2"]
+    assert not (second_node.settings.home / "files").exists()
 
-    # A worker on another machine (another, empty home) reads the same upload.
+    # An Uploaded files connector on yet another home reads the same upload.
     auth = {"_orgId": s3_api.org_id, "_sandboxName": s3_api.sandbox_name, "_connectionId": conn}
     other = _other_node(s3_live, s3_server, tmp_path / "other-home")
     connector = registry.connector_for(UPLOADED_FILES, auth, OutboundPolicy([]), other)
