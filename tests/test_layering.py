@@ -3,7 +3,8 @@
 The test reads every import of every module under src/headwater (those under ``if TYPE_CHECKING:`` and
 inside functions too: a lazy import is still a dependency) and fails on one that points up. The rules:
 
-- foundation (errors, faults, settings, process, catalog) imports nothing else of Headwater;
+- foundation (errors, faults, settings, process, catalog, and the file store stores/objectfiles.py that
+  every layer shares) imports nothing else of Headwater;
 - the pure engines import only the foundation;
 - stores, the lake and connectors import the foundation and the engines (the lake reads the stores);
 - services import those, never runtime, api, web or the container;
@@ -25,6 +26,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 FOUNDATION = {"headwater", "headwater.errors", "headwater.faults", "headwater.settings", "headwater.process"}
+# The file store beside the lake (a folder or the lake's bucket, over pyarrow.fs): it imports only the
+# foundation, and connectors read their files through it (the files connectors' folders on S3).
+FOUNDATION |= {"headwater.stores.objectfiles"}
 ENTRY = {
     "headwater.cli",
     "headwater.cli_data360",

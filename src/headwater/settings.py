@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     )
     files_roots: str = Field(
         "",
-        description="Folders of the server, besides each sandbox's HOME/files/{org id}/{sandbox name}/, that "
+        description="Folders of the server, besides each sandbox's HOME/files/{org id}/{sandbox name}/ (in "
+        "the lake's bucket with HEADWATER_LAKE_URL on S3: _files/{org id}/{sandbox name}/), that "
         "Local Folder connections of every organization and sandbox may read: absolute paths separated by "
         "os.pathsep (':' on POSIX), like PATH. Empty by default. /proc, /sys, /dev and Headwater's home "
         "(other than the sandbox's own files folder) are never readable, whatever this says.",
@@ -215,7 +216,8 @@ class Settings(BaseSettings):
         None,
         description="Where the lake (Iceberg data and metadata files) lives: s3://bucket/prefix on "
         "S3-compatible object storage, through pyiceberg's and pyarrow's S3 file IO. Unset: the folder "
-        "HOME/warehouse. Row errors, query results and batch-ingestion staging go under the same "
+        "HOME/warehouse. Row errors, query results, batch-ingestion staging, the sandboxes' files "
+        "folders (uploads included: _files/), lookback keys and bulk-ingest job files go under the same "
         "prefix. Set it before the first dataset is written: existing tables are not moved.",
     )
     s3_endpoint: str | None = Field(

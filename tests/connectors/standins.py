@@ -215,6 +215,41 @@ class FilesStandIn(StandIn):
         return self.connector()
 
 
+class FilesOnS3StandIn(FilesStandIn):
+    """The same files in the lake's bucket (moto's S3 server on 127.0.0.1), as a sandbox's files folder is
+    with ``HEADWATER_LAKE_URL`` on S3: the uploads prefix, or a relative rootPath inside the sandbox's
+    prefix (``_files/ORG1@AdobeOrg/prod/data``)."""
+
+    def __init__(self, *args: Any) -> None:
+        StandIn.__init__(self, *args)
+        self.s3 = self.request.getfixturevalue("s3_server")
+        self.bucket = self.s3.new_bucket()
+        self.settings = make_settings(self.tmp_path / "home", **self.s3.settings(self.bucket))
+        self.root = self.tmp_path / "seeded"  # written here, then put into the bucket
+        self.root.mkdir()
+        place = {"_orgId": "ORG1@AdobeOrg", "_sandboxName": "prod"}
+        if self.entry.spec_file == "spec-uploaded.json":
+            self.auth = {"_connectionId": "c-1", **place}
+            self.prefix = f"{self.bucket}/lake/_files/ORG1@AdobeOrg/prod/uploads/c-1"
+        else:
+            self.auth = {"rootPath": "data", **place}
+            self.prefix = f"{self.bucket}/lake/_files/ORG1@AdobeOrg/prod/data"
+
+    def seed(
+        self, count: int, start: datetime, step: timedelta, nulls: int = 0
+    ) -> tuple[list[str], list[str]]:
+        keys, null_keys = super().seed(count, start, step, nulls)
+        with self.s3.filesystem().open_output_stream(f"{self.prefix}/{self.table}") as out:
+            out.write((self.root / self.table).read_bytes())
+        return keys, null_keys
+
+    def unavailable(self) -> SourceConnector:
+        """The store stops answering (and is started again, its objects kept, when the test ends)."""
+        self._cleanups.append(self.s3.start)
+        self.s3.stop()
+        return self.connector()
+
+
 class PostgresStandIn(StandIn):
     """A table in a fresh database of the local PostgreSQL; a refusing server for the password."""
 
@@ -271,13 +306,21 @@ STAND_INS: dict[str, type[StandIn]] = {
 }
 
 
-def stand_in_for(entry: SourceEntry, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StandIn]:
-    """The stand-in of ``entry``'s folder, closed afterwards; fails when the folder has none."""
+# Folders whose connectors also read another backend, with its stand-in: the contract runs on both.
+VARIANTS: dict[str, dict[str, type[StandIn]]] = {"files": {"s3": FilesOnS3StandIn}}
+
+
+def stand_in_for(
+    entry: SourceEntry, request: pytest.FixtureRequest, tmp_path: Path, variant: str = ""
+) -> Iterator[StandIn]:
+    """The stand-in of ``entry``'s folder (or of its ``variant``), closed afterwards; fails when the
+    folder has none."""
     if entry.folder not in STAND_INS:
         pytest.fail(
             f"connectors/{entry.folder} is registered but has no stand-in in tests/connectors/standins.py"
         )
-    stand_in = STAND_INS[entry.folder](entry, request, tmp_path)
+    kind = VARIANTS[entry.folder][variant] if variant else STAND_INS[entry.folder]
+    stand_in = kind(entry, request, tmp_path)
     try:
         yield stand_in
     finally:

@@ -1,7 +1,9 @@
 """The contract every source connector passes, each against its own stand-in (tests/connectors/standins.py).
 
 The cases are every entry of connectors/registry.py's SOURCES, found there: registering a connector
-runs it here, and a registered folder without a stand-in fails. What the contract checks:
+runs it here, and a registered folder without a stand-in fails. A folder whose connectors read another
+backend too (the files connectors, the lake's bucket on S3) runs again on each of its VARIANTS. What the
+contract checks:
 
 - the window rule of connectors/base.py: ``S < v <= E`` (either bound absent), fractional bounds, null
   deltas only without a lower bound, and the row keys and delta after the output columns;
@@ -23,19 +25,21 @@ import pytest
 from headwater.connectors import registry
 from headwater.connectors.base import ReadRequest, SourceConnector
 from headwater.connectors.errors import AuthenticationFailed, ConnectorError, SourceNotFound
-from tests.connectors.standins import STAND_INS, StandIn, stand_in_for
+from tests.connectors.standins import STAND_INS, VARIANTS, StandIn, stand_in_for
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 STEP = timedelta(seconds=1)
 COUNT = 450  # above two of Salesforce's smallest pages (200)
 ENTRIES = sorted(registry.sources().values(), key=lambda e: (e.folder, e.spec_file))
+CASES = [(e, "") for e in ENTRIES] + [(e, v) for e in ENTRIES for v in VARIANTS.get(e.folder, {})]
 
 
-@pytest.fixture(params=ENTRIES, ids=[f"{e.folder}/{e.spec_file}" for e in ENTRIES])
+@pytest.fixture(params=CASES, ids=[f"{e.folder}/{e.spec_file}" + (f"@{v}" if v else "") for e, v in CASES])
 def stand_in(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StandIn]:
-    if request.param.folder == "postgresql":
+    entry, variant = request.param
+    if entry.folder == "postgresql":
         request.applymarker(pytest.mark.postgres)
-    yield from stand_in_for(request.param, request, tmp_path)
+    yield from stand_in_for(entry, request, tmp_path, variant)
 
 
 def keys_of(connector: SourceConnector, stand_in: StandIn, request: ReadRequest) -> list[str]:

@@ -139,7 +139,7 @@ class RunExecution:
         params = dict(plan.source.params)
         threshold = _threshold(plan)
         try:
-            keys = overlap_keys(svc.settings.warehouse_dir, plan, connector, params, window)
+            keys = overlap_keys(lookback.keys_files(svc.settings), plan, connector, params, window)
             request = ReadRequest(
                 params=params,
                 data_format=plan.source.data_format or "",
@@ -170,7 +170,7 @@ class RunExecution:
             return self._finish_recovered(run, started, done.properties if done else {})
         previous_keys = window.previous.get("keysFile") if window.previous else None
         if previous_keys and previous_keys != checkpoint.get("keysFile"):
-            lookback.remove_keys(svc.settings.warehouse_dir, previous_keys)  # only the newest is read
+            lookback.remove_keys(lookback.keys_files(svc.settings), previous_keys)  # only the newest is read
         self.counters.output_bytes = sum(f.file_size_in_bytes for f in files)
         self.counters.skipped_records = keys.filter.skipped if keys else 0
         self._project_profiles(actor.scope, plan.dataset_id)
@@ -203,11 +203,11 @@ class RunExecution:
         }
         if keys is not None:
             digests = bytes(keys.filter.kept)
-            warehouse = self.services.settings.warehouse_dir
+            files = lookback.keys_files(self.services.settings)
             checkpoint.update(
                 readFrom=_iso(keys.read_from),
                 keysFrom=_iso(keys.filter.keys_from),
-                keysFile=lookback.write_keys(warehouse, flow_id, batch.id, digests),
+                keysFile=lookback.write_keys(files, flow_id, batch.id, digests),
                 keyCount=len(digests) // lookback.DIGEST_BYTES,
                 skippedRecords=keys.filter.skipped,
             )

@@ -18,6 +18,10 @@ before that commit never sees the row, and the next run starts after E. So:
   written before its commit and named in the checkpoint of that commit (``headwater.keysFile``,
   ``keysFrom``). The knowledge is therefore durable and atomic with the rows: a run that crashes
   before the commit leaves an unreferenced file, and its retry reads and writes everything again.
+- **Where.** Keys files live in ``WAREHOUSE/_lookback/{flowId}/``, or with the lake on S3 under
+  ``<HEADWATER_LAKE_URL>/_lookback/{flowId}/`` (stores/objectfiles.py), so the worker that runs a flow
+  next reads the keys whichever node wrote them. A missing file is "no overlap"; a store that fails
+  fails the run (LakeUnavailable, retried), never silently reading without the overlap.
 - **Dropping.** The next run reads from ``max(S - L, previous keysFrom)`` (never below what the keys
   cover, so raising L takes effect over one run instead of doubling rows) and drops each re-read row
   whose digest the previous keys hold, once per occurrence. A checkpoint without ``keysFrom`` (written
@@ -38,29 +42,39 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.connectors.arrowing import TIMESTAMP, window_mask
+from headwater.stores.objectfiles import ObjectFiles, object_files, unavailable
+
+if TYPE_CHECKING:
+    from headwater.settings import Settings
 
 log = logging.getLogger("headwater.runtime")
 
 DIGEST_BYTES = 16
 
 
-def keys_path(warehouse: Path, relative: str) -> Path:
-    return warehouse / "_lookback" / relative
+def keys_files(settings: Settings) -> ObjectFiles:
+    """The keys files' area: ``WAREHOUSE/_lookback``, or ``<HEADWATER_LAKE_URL>/_lookback`` on S3."""
+    return object_files(settings, "_lookback", settings.warehouse_dir / "_lookback")
 
 
-def write_keys(warehouse: Path, flow_id: str, batch_id: str, digests: bytes) -> str:
-    """Write ``digests`` (16 bytes each) durably (fsynced, owner-only) to a new file; returns its path
-    relative to the keys folder, or "" when there are none. A fresh name per attempt: two attempts of
-    one run never write the same file."""
+def write_keys(files: ObjectFiles, flow_id: str, batch_id: str, digests: bytes) -> str:
+    """Write ``digests`` (16 bytes each) durably to a new file (on a disk fsynced and owner-only; on S3
+    one object, durable once written); returns its key relative to the area, or "" when there are none.
+    A fresh name per attempt: two attempts of one run never write the same file."""
     if not digests:
         return ""
     relative = f"{flow_id}/{batch_id}-{uuid.uuid4().hex}.keys"
-    path = keys_path(warehouse, relative)
+    if not files.appendable:
+        with unavailable("writing a run's lookback keys"), files.writer(relative) as out:
+            out.write(digests)
+        return relative
+    path = Path(files.location(relative))
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as out:
@@ -70,24 +84,26 @@ def write_keys(warehouse: Path, flow_id: str, batch_id: str, digests: bytes) -> 
     return relative
 
 
-def read_keys(warehouse: Path, relative: str, count: int) -> Counter[bytes] | None:
-    """The digests a checkpoint names; None when its file is missing or not what the checkpoint says."""
+def read_keys(files: ObjectFiles, relative: str, count: int) -> Counter[bytes] | None:
+    """The digests a checkpoint names; None when its file is missing or not what the checkpoint says.
+    A store that fails is LakeUnavailable."""
     if not relative:
         return Counter() if count == 0 else None
     try:
-        data = keys_path(warehouse, relative).read_bytes()
-    except OSError:
+        with unavailable("reading a run's lookback keys"):
+            data = files.read_bytes(relative)
+    except FileNotFoundError:
         return None
     if len(data) != count * DIGEST_BYTES:
         return None
     return Counter(data[i : i + DIGEST_BYTES] for i in range(0, len(data), DIGEST_BYTES))
 
 
-def remove_keys(warehouse: Path, relative: str) -> None:
+def remove_keys(files: ObjectFiles, relative: str) -> None:
     """Delete a keys file no checkpoint needs any more (best effort: a leftover file is harmless)."""
     if relative:
         try:
-            keys_path(warehouse, relative).unlink(missing_ok=True)
+            files.delete(relative)
         except OSError:
             log.warning("could not remove the keys file %s", relative)
 

@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from headwater.connectors.base import lookback_seconds
@@ -30,6 +29,7 @@ from headwater.runtime import lookback
 from headwater.services.plans import FlowPlan
 from headwater.services.runs import parse_time
 from headwater.stores.metadata import Resource
+from headwater.stores.objectfiles import ObjectFiles
 
 log = logging.getLogger("headwater.runtime")
 
@@ -83,9 +83,10 @@ def choose_window(lake: Lake, run: Resource, flow: FlowPlan, table: Any, delta: 
 
 
 def overlap_keys(
-    warehouse: Path, flow: FlowPlan, connector: Any, params: Mapping[str, Any], window: Window
+    keys_files: ObjectFiles, flow: FlowPlan, connector: Any, params: Mapping[str, Any], window: Window
 ) -> Keys | None:
-    """The overlap of this run (runtime/lookback.py), or None when it reads none."""
+    """The overlap of this run (runtime/lookback.py), or None when it reads none; the previous run's
+    keys are read from ``keys_files`` (``lookback.keys_files``)."""
     seconds = lookback_seconds(dict(flow.options), connector.default_lookback_seconds)
     if seconds <= 0 or window.end is None:
         return None
@@ -93,7 +94,7 @@ def overlap_keys(
     previous = window.previous
     if previous is not None and window.start is not None and previous.get("keysFrom"):
         found = lookback.read_keys(
-            warehouse,
+            keys_files,
             previous.get("keysFile") or "",
             int(previous.get("keyCount") or 0),
         )

@@ -20,7 +20,6 @@ A store that fails is LakeUnavailable (503): nothing the client sent is acknowle
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -96,20 +95,8 @@ class ObjectStaging:
         self, area: str, name: str, body: AsyncIterator[bytes], limit: Callable[[int], None]
     ) -> int:
         """Write ``body`` as ``name`` (whole or not at all); ``limit(size so far)`` may raise to refuse it."""
-        size = 0
         with unavailable("storing a batch's file"):
-            block = self.files.writer(f"{area}/{name}")
-            out = block.__enter__()
-            try:
-                async for chunk in body:
-                    size += len(chunk)
-                    limit(size)
-                    await asyncio.to_thread(out.write, chunk)
-            except BaseException as exc:
-                block.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            await asyncio.to_thread(block.__exit__, None, None, None)
-        return size
+            return await self.files.write_stream(f"{area}/{name}", body, limit)
 
     def staged(self, area: str) -> list[StagedFile]:
         with unavailable("listing a batch's files"):

@@ -18,11 +18,12 @@ CONTRACT:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,6 +92,26 @@ class ObjectFiles:
             self.filesystem.move(hidden, target)
         else:
             self.filesystem.delete_file(hidden)
+
+    async def write_stream(
+        self, key: str, body: AsyncIterator[bytes], limit: Callable[[int], None] | None = None
+    ) -> int:
+        """Write ``body`` as ``key`` (whole or not at all, as :meth:`writer`), the store's calls off the
+        event loop; ``limit(size so far)`` may raise to refuse it. Returns the size."""
+        size = 0
+        block = self.writer(key)
+        out = await asyncio.to_thread(block.__enter__)
+        try:
+            async for chunk in body:
+                size += len(chunk)
+                if limit is not None:
+                    limit(size)
+                await asyncio.to_thread(out.write, chunk)
+        except BaseException as exc:
+            await asyncio.to_thread(block.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        await asyncio.to_thread(block.__exit__, None, None, None)
+        return size
 
     def append(self, key: str) -> pa.NativeFile:
         """A stream appending to ``key`` (made if missing); folders only (see :attr:`appendable`). The
@@ -173,6 +194,11 @@ def unavailable(doing: str) -> Iterator[None]:
     except OSError as exc:
         detail = f"The lake's store failed {doing} ({type(exc).__name__}); retry later."
         raise LakeUnavailable(f"{doing}: {exc!r}", detail=detail) from exc
+
+
+def on_objects(settings: Settings) -> bool:
+    """Whether the lake, and so every file of :func:`object_files`, is on object storage."""
+    return settings.lake_url is not None
 
 
 def object_files(settings: Settings, area: str, folder: Path) -> ObjectFiles:

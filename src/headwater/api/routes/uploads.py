@@ -3,7 +3,11 @@
 ``PUT /data/foundation/flowservice/connections/{id}/files/{path}`` streams the body (any content type)
 to the connection's folder in its sandbox's files area, ``HOME/files/{org}/{sandbox}/uploads/{id}/{path}``
 (``connectors/files/roots.py``), which no other sandbox can read: written under a temporary hidden name,
-synced, then renamed, so a flow never reads half a file. ``GET …/files`` lists them; ``DELETE
+synced, then renamed, so a flow never reads half a file. With the lake on S3 the folder is the prefix
+``<HEADWATER_LAKE_URL>/_files/{org}/{sandbox}/uploads/{id}/`` of the lake's bucket, so a worker on
+another machine reads what any API server took; each file is one object, written whole
+(``stores/objectfiles.py``), and a name that would make a file and a folder of one name is refused as on
+a disk. ``GET …/files`` lists them; ``DELETE
 …/files/{path}`` removes one.
 
 The path is the client's: every name in it is checked (no NUL or other control characters, no hidden
@@ -12,11 +16,14 @@ names, at most 255 bytes each), and a file-system refusal caused by the name ans
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request, Response
+from pyarrow import fs
 
 from headwater.api.responses import JSONResponse
 from headwater.catalog.ids import UPLOADED_FILES
@@ -27,15 +34,25 @@ from headwater.edge.auth import platform_actor
 from headwater.errors import BadRequest, Conflict, HeadwaterError, NotFound, PayloadTooLarge
 from headwater.services.ids import new_hex
 from headwater.services.tenancy import Actor
+from headwater.stores.objectfiles import ObjectFiles, unavailable
 
 FS = "/data/foundation/flowservice"
 MAX_UPLOAD_BYTES = 5 * 1024**3
 MAX_NAME_BYTES = 255  # NAME_MAX of the common file systems
 MAX_PATH_BYTES = 1024
+MAX_KEY_BYTES = 1024  # of an S3 object's key, the lake's prefix included
 router = APIRouter()
 
 
-def _area(svc: Services, actor: Actor, ident: str) -> Path:
+@dataclass(frozen=True)
+class Bucket:
+    """A connection's uploads in the lake's bucket: the keys under ``prefix`` of ``files``."""
+
+    files: ObjectFiles
+    prefix: str
+
+
+def _area(svc: Services, actor: Actor, ident: str) -> Path | Bucket:
     connection = svc.connections.get(actor, ident)
     if connection.doc["connectionSpec"]["id"] != UPLOADED_FILES:
         raise BadRequest(
@@ -44,11 +61,14 @@ def _area(svc: Services, actor: Actor, ident: str) -> Path:
             report={"id": ident},
         )
     place = roots.Place(actor.org.id, actor.sandbox.name)
+    files = roots.bucket_files(svc.settings)
+    if files is not None:
+        return Bucket(files, roots.uploads_prefix(place, connection.id))
     return roots.uploads_area(svc.settings, place, connection.id).resolve()
 
 
-def _target(area: Path, relative: str) -> Path:
-    """``relative`` inside ``area``; 400 naming ``path`` if a name in it cannot be a file's name here."""
+def _names(relative: str) -> list[str]:
+    """The names of the client's ``relative`` path; 400 naming ``path`` if one cannot be a file's name."""
     parts = [p for p in relative.split("/") if p]
     if not parts or any(p in (".", "..") or p.startswith(".") for p in parts):
         raise _bad_path("The file path must be relative, without '.', '..' or hidden names.")
@@ -63,7 +83,12 @@ def _target(area: Path, relative: str) -> Path:
             f"Each name in the file path is at most {MAX_NAME_BYTES} bytes, the whole path at most "
             f"{MAX_PATH_BYTES}."
         )
-    target = area.joinpath(*parts)
+    return parts
+
+
+def _target(area: Path, relative: str) -> Path:
+    """``relative`` inside ``area``; 400 naming ``path`` if a name in it cannot be a file's name here."""
+    target = area.joinpath(*_names(relative))
     # Folders inside the area are made by uploads only, but a symlink planted on the host must not lead out.
     existing = next((p for p in (target, *target.parents) if p.exists() or p.is_symlink()), area)
     if not existing.resolve().is_relative_to(area):
@@ -99,6 +124,9 @@ async def upload(
 ) -> JSONResponse:
     svc = services(request)
     area = await calls.read(svc, _area, svc, actor, ident)
+    if isinstance(area, Bucket):
+        size = await _put_object(area, path, request)
+        return JSONResponse({"path": path, "size": size}, status_code=201)
     target = _target(area, path)
     partial = target.parent / f".{new_hex(8)}.partial"  # hidden: never read; unique: uploads may race
     size, created = 0, False
@@ -127,6 +155,8 @@ async def upload(
 async def list_files(ident: str, request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
     svc = services(request)
     area = await calls.read(svc, _area, svc, actor, ident)
+    if isinstance(area, Bucket):
+        return JSONResponse({"items": await asyncio.to_thread(_list_objects, area)})
     items = [
         {"path": p.relative_to(area).as_posix(), "size": p.stat().st_size}
         for p in sorted(area.rglob("*"))
@@ -144,7 +174,11 @@ async def delete_file(
     ident: str, path: str, request: Request, actor: Actor = Depends(platform_actor)
 ) -> Response:
     svc = services(request)
-    target = _target(await calls.read(svc, _area, svc, actor, ident), path)
+    area = await calls.read(svc, _area, svc, actor, ident)
+    if isinstance(area, Bucket):
+        await asyncio.to_thread(_delete_object, area, path)
+        return Response(status_code=204)
+    target = _target(area, path)
     if not target.is_file() or target.is_symlink():
         raise NotFound(f"No uploaded file {path!r}.", code="FLOW-1439-404")
     try:
@@ -152,3 +186,55 @@ async def delete_file(
     except FileNotFoundError:  # deleted by a concurrent call
         raise NotFound(f"No uploaded file {path!r}.", code="FLOW-1439-404") from None
     return Response(status_code=204)
+
+
+# --- in the lake's bucket ---
+def _key(area: Bucket, path: str) -> str:
+    """The key of the client's ``path``; 400 naming ``path`` if the store cannot hold that name."""
+    key = "/".join([area.prefix, *_names(path)])
+    if len(area.files.location(key).partition("/")[2].encode()) > MAX_KEY_BYTES:
+        raise _bad_path(
+            f"The file path is too long for the lake's store: its keys hold at most {MAX_KEY_BYTES} bytes, "
+            "the lake's prefix and the connection's folder included."
+        )
+    return key
+
+
+def _no_clash(area: Bucket, key: str, path: str) -> None:
+    """409 as on a disk when a name on the way is an uploaded file, or the name is a folder of them."""
+    parts = key.removeprefix(area.prefix + "/").split("/")
+    above = ["/".join([area.prefix, *parts[:i]]) for i in range(1, len(parts))]
+    found = area.files.filesystem.get_file_info([area.files.location(k) for k in [*above, key]])
+    if any(i.type == fs.FileType.File for i in found[:-1]) or found[-1].type == fs.FileType.Directory:
+        raise _name_refused(OSError(errno.EEXIST, "exists"), path)
+
+
+async def _put_object(area: Bucket, path: str, request: Request) -> int:
+    key = _key(area, path)
+
+    def limit(size: int) -> None:
+        if size > MAX_UPLOAD_BYTES:
+            raise PayloadTooLarge(f"Uploads are limited to {MAX_UPLOAD_BYTES} bytes per file.")
+
+    with unavailable("storing an upload"):
+        await asyncio.to_thread(_no_clash, area, key, path)
+        return await area.files.write_stream(key, request.stream(), limit)
+
+
+def _list_objects(area: Bucket) -> list[dict[str, object]]:
+    with unavailable("listing uploads"):
+        found = area.files.list(area.prefix, recursive=True)
+    items = []
+    for entry in sorted(found, key=lambda e: e.key):
+        relative = entry.key.removeprefix(area.prefix + "/")
+        if not any(part.startswith(".") for part in relative.split("/")):
+            items.append({"path": relative, "size": entry.size})
+    return items
+
+
+def _delete_object(area: Bucket, path: str) -> None:
+    key = _key(area, path)
+    with unavailable("deleting an upload"):
+        if area.files.stat(key) is None:
+            raise NotFound(f"No uploaded file {path!r}.", code="FLOW-1439-404")
+        area.files.delete(key)

@@ -24,6 +24,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -34,9 +35,20 @@ from headwater.connectors.errors import InvalidSourceParams, SourceNotFound
 from headwater.connectors.files.config import FileInfo, SourceParams
 
 MAX_JSON_ARRAY_BYTES = 256 << 20
-_GLOB_CHARS = frozenset("*?[")
+GLOB_CHARS = frozenset("*?[")
 
 Opener = Callable[[], pa.NativeFile]
+
+
+class Files(Protocol):
+    """A connection's folder: :class:`Folder` on a disk, ``objects.ObjectFolder`` in the lake's bucket.
+    ``match`` pairs each file with what ``opener`` opens (a resolved path, an object's key)."""
+
+    def match(self, pattern: str) -> list[tuple[FileInfo, Any]]: ...
+
+    def entries(self, folder: str) -> list[tuple[str, str, str]]: ...
+
+    def opener(self, found: Any, rel: str, codec: str | None) -> Opener: ...
 
 
 class Folder:
@@ -66,8 +78,8 @@ class Folder:
         """The files ``pattern`` names, sorted by relative path. ``pattern`` is a file, a folder (its files,
         one level deep) or a glob, relative to the root; a literal path that does not exist is
         :class:`SourceNotFound`, a glob that matches nothing is an empty list."""
-        relative = _relative_pattern(pattern)
-        if _GLOB_CHARS.intersection(relative):
+        relative = relative_pattern(pattern)
+        if GLOB_CHARS.intersection(relative):
             candidates = [p for p in self.root.glob(relative) if not _hidden(p, self.root)]
         else:
             target = self.root / relative
@@ -88,7 +100,7 @@ class Folder:
 
     def entries(self, folder: str) -> list[tuple[str, str, str]]:
         """``(name, "folder" | "file", relative path)`` for each visible entry of ``folder``, sorted."""
-        relative = _relative_pattern(folder) if folder.strip("/ ") else "."
+        relative = relative_pattern(folder) if folder.strip("/ ") else "."
         base = self._inside(self.root / relative, folder)
         if not base.is_dir():
             raise SourceNotFound(f"{folder} is not a folder under the connection's folder.")
@@ -104,6 +116,10 @@ class Folder:
             out.append((child.name, kind, child.relative_to(self.root).as_posix()))
         return out
 
+    def opener(self, found: Path, rel: str, codec: str | None) -> Opener:
+        """:func:`opener` for a file :meth:`match` found."""
+        return opener(found, rel, codec, self.root)
+
     def _inside(self, path: Path, shown: str) -> Path:
         try:
             resolved = path.resolve(strict=True)
@@ -118,7 +134,7 @@ class Folder:
         return resolved
 
 
-def _relative_pattern(pattern: str) -> str:
+def relative_pattern(pattern: str) -> str:
     if "\0" in pattern:
         raise InvalidSourceParams("path may not contain NUL characters.")
     pure = PurePosixPath(pattern)

@@ -26,7 +26,6 @@ import re
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,7 +35,7 @@ import pyarrow.compute as pc
 from headwater.connectors.base import ExploreItem, ReadRequest, SourceConnector
 from headwater.connectors.batches import rebatch
 from headwater.connectors.errors import InvalidSourceParams, SourceNotFound
-from headwater.connectors.files import client, roots
+from headwater.connectors.files import client, objects, roots
 from headwater.connectors.files.config import (
     FileInfo,
     SourceParams,
@@ -62,18 +61,22 @@ class LocalFilesConnector(SourceConnector):
 
     def __init__(self, auth: dict[str, Any], outbound: OutboundPolicy, settings: Settings) -> None:
         super().__init__(auth, outbound, settings)
-        self._folder: client.Folder | None = None
+        self._folder: client.Files | None = None
         self.files_read: list[FileInfo] = []
 
     @property
-    def folder(self) -> client.Folder:
+    def folder(self) -> client.Files:
         if self._folder is None:
             self._folder = self._open_folder()
         return self._folder
 
-    def _open_folder(self) -> client.Folder:
+    def _open_folder(self) -> client.Files:
         given = root_path(self.auth)
-        return client.Folder.open(roots.confine(self.settings, roots.Place.of(self.auth), given), given)
+        place = roots.Place.of(self.auth)
+        files = roots.bucket_files(self.settings)
+        if files is not None and place is not None and roots.in_bucket(self.settings, place, given):
+            return objects.ObjectFolder.open(files, roots.confine_key(place, given), given)
+        return client.Folder.open(roots.confine(self.settings, place, given), given)
 
     def explore(self) -> list[ExploreItem]:
         return self.explore_path("")
@@ -94,14 +97,12 @@ class LocalFilesConnector(SourceConnector):
         matches = self.folder.match(source.path)
         if not matches:
             raise SourceNotFound(f"No file matches {name!r} under the connection's folder.")
-        info, path = matches[0]
+        info, found = matches[0]
         fmt = format_for(info.path, data_format)
         with reading(info.path):
             if fmt == "parquet":
-                return client.parquet_schema(client.opener(path, info.path, None, self.folder.root), source)
-            open_stream = client.opener(
-                path, info.path, compression_for(info.path, source.compression), self.folder.root
-            )
+                return client.parquet_schema(self.folder.opener(found, info.path, None), source)
+            open_stream = self.folder.opener(found, info.path, compression_for(info.path, source.compression))
             if fmt == "json":
                 return client.json_schema(open_stream, source)
             return client.delimited_schema(open_stream, source)
@@ -134,14 +135,14 @@ class LocalFilesConnector(SourceConnector):
             raise InvalidSourceParams("batch_size must be at least 1.")
         window = Window.of(request)
         self.files_read = []
-        for info, path in self._selected(source, request.options.get("files")):
+        for info, found in self._selected(source, request.options.get("files")):
             self.files_read.append(info)
             with reading(info.path):
                 fmt = format_for(info.path, request.data_format)
-                batches = self._decode(info.path, path, fmt, source, request)
+                batches = self._decode(info.path, found, fmt, source, request)
                 yield from rebatch((window.apply(batch) for batch in batches), request.batch_size)
 
-    def _selected(self, source: SourceParams, only: Any) -> list[tuple[FileInfo, Path]]:
+    def _selected(self, source: SourceParams, only: Any) -> list[tuple[FileInfo, Any]]:
         matches = self.folder.match(source.path)
         if only is None:
             return matches
@@ -151,12 +152,11 @@ class LocalFilesConnector(SourceConnector):
         return [match for match in matches if match[0].path in wanted]
 
     def _decode(
-        self, rel: str, path: Path, fmt: str, source: SourceParams, request: ReadRequest
+        self, rel: str, found: Any, fmt: str, source: SourceParams, request: ReadRequest
     ) -> Iterator[pa.RecordBatch]:
-        root = self.folder.root
         if fmt == "parquet":  # compressed inside; needs a seekable file
-            return client.parquet_batches(client.opener(path, rel, None, root), source, request.batch_size)
-        open_stream = client.opener(path, rel, compression_for(rel, source.compression), root)
+            return client.parquet_batches(self.folder.opener(found, rel, None), source, request.batch_size)
+        open_stream = self.folder.opener(found, rel, compression_for(rel, source.compression))
         if fmt == "json":
             return client.json_batches(open_stream, source)
         return client.delimited_batches(open_stream, source)
@@ -164,20 +164,24 @@ class LocalFilesConnector(SourceConnector):
 
 class UploadedFilesConnector(LocalFilesConnector):
     """Files uploaded through Headwater's API, kept in the sandbox's files folder under
-    ``uploads/<connection id>`` (``roots.uploads_area``), created when missing.
+    ``uploads/<connection id>`` (``roots.uploads_area``, created when missing; with the lake on S3 the
+    prefix ``roots.uploads_prefix`` of the lake's bucket).
 
     The runtime names the connection (``_connectionId``), its organization and sandbox in the auth
     params; without them nothing is readable. An uploader writes a hidden partial file and renames it
     when complete: hidden files are never read.
     """
 
-    def _open_folder(self) -> client.Folder:
+    def _open_folder(self) -> client.Files:
         place = roots.Place.of(self.auth)
         connection_id = self.auth.get("_connectionId")
         if place is None or not isinstance(connection_id, str):
             raise InvalidSourceParams(
                 "An Uploaded files connection is read in its organization and sandbox; none was named."
             )
+        files = roots.bucket_files(self.settings)
+        if files is not None:
+            return objects.ObjectFolder.open(files, roots.uploads_prefix(place, connection_id), "uploads")
         area = roots.uploads_area(self.settings, place, connection_id)
         resolved = area.resolve()
         if not resolved.is_relative_to(roots.sandbox_area(self.settings, place).resolve()):

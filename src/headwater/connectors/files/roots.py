@@ -17,6 +17,14 @@ Another Headwater instance's home on the same host is outside every default root
 unless the operator lists a folder containing it. Uploads ("Uploaded files" connections) land in
 ``HOME/files/O/S/uploads/<connection id>/``, inside the same per-sandbox area.
 
+With the lake on object storage (``HEADWATER_LAKE_URL=s3://bucket/prefix``) S's files folder is the prefix
+``<prefix>/_files/O/S/`` of the lake's bucket instead, so every node reads the same files (uploads
+included; an operator puts a Local Folder connection's files there with any S3 tool). A relative
+``rootPath`` names a prefix inside it; with no symlinks on S3 the check is lexical: ``..`` may not climb
+above it, and it is S's whatever the path. An absolute ``rootPath`` still names a folder of the node's
+disk, allowed only inside ``HEADWATER_FILES_ROOTS`` (which every node must then mount alike); the home's
+own ``files/`` folder is unused, and refused.
+
 The check runs when a connection is saved (a 400 naming the setting) and again each time a connector
 opens its folder, since the folders may have changed since (a symlink planted after the save); the reader
 checks each file once more after opening it (``client.opener``).
@@ -27,10 +35,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors.errors import InvalidSourceParams
+from headwater.stores.objectfiles import ObjectFiles, object_files, on_objects
 
 if TYPE_CHECKING:
     from headwater.settings import Settings
@@ -38,6 +47,8 @@ if TYPE_CHECKING:
 SETTING = "HEADWATER_FILES_ROOTS"
 NEVER_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 _NAME = re.compile(r"^[A-Za-z0-9@._-]{1,128}$")
+_CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+AREA = "_files"  # the lake's prefix of the sandboxes' files folders, with the lake on S3
 
 
 class RootRefused(InvalidSourceParams):
@@ -62,11 +73,20 @@ class Place:
         return cls(org, sandbox)
 
 
-def sandbox_area(settings: Settings, place: Place, *, create: bool = False) -> Path:
-    """``HOME/files/{org}/{sandbox}``, made (0700) when ``create`` and missing."""
+def _check_place(place: Place) -> None:
     for name in (place.org_id, place.sandbox):
         if not _NAME.fullmatch(name) or name in (".", ".."):
             raise InvalidSourceParams(f"{name!r} cannot name a files folder.")
+
+
+def _check_connection(connection_id: str) -> None:
+    if not _CONNECTION_ID.fullmatch(connection_id):
+        raise InvalidSourceParams("_connectionId must be a connection id.")
+
+
+def sandbox_area(settings: Settings, place: Place, *, create: bool = False) -> Path:
+    """``HOME/files/{org}/{sandbox}``, made (0700) when ``create`` and missing."""
+    _check_place(place)
     area = settings.home / "files" / place.org_id / place.sandbox
     if create:
         area.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -76,8 +96,7 @@ def sandbox_area(settings: Settings, place: Place, *, create: bool = False) -> P
 def uploads_area(settings: Settings, place: Place, connection_id: str) -> Path:
     """The folder of an "Uploaded files" connection, made when missing. Files uploaded before uploads
     moved into the sandbox's area (``HOME/uploads/<id>``) are moved here on first use."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", connection_id):
-        raise InvalidSourceParams("_connectionId must be a connection id.")
+    _check_connection(connection_id)
     area = sandbox_area(settings, place, create=True) / "uploads" / connection_id
     legacy = settings.home / "uploads" / connection_id
     if not area.exists() and legacy.is_dir() and not legacy.is_symlink():
@@ -85,6 +104,47 @@ def uploads_area(settings: Settings, place: Place, connection_id: str) -> Path:
         os.replace(legacy, area)
     area.mkdir(mode=0o700, parents=True, exist_ok=True)
     return area
+
+
+# --- with the lake on S3 ---
+def bucket_files(settings: Settings) -> ObjectFiles | None:
+    """The sandboxes' files folders in the lake's bucket (``<HEADWATER_LAKE_URL>/_files``) with the lake
+    on object storage; None with the lake in the home (the folders are then ``HOME/files``)."""
+    return object_files(settings, AREA, settings.home / "files") if on_objects(settings) else None
+
+
+def in_bucket(settings: Settings, place: Place | None, root_path: str) -> bool:
+    """Whether ``root_path`` names a prefix of the bucket: a relative path, with the lake on S3."""
+    return on_objects(settings) and place is not None and not Path(root_path).expanduser().is_absolute()
+
+
+def sandbox_prefix(place: Place) -> str:
+    """S's files folder as a key prefix of :func:`bucket_files`, ``{org}/{sandbox}``."""
+    _check_place(place)
+    return f"{place.org_id}/{place.sandbox}"
+
+
+def uploads_prefix(place: Place, connection_id: str) -> str:
+    """The prefix of an "Uploaded files" connection in the bucket, ``{org}/{sandbox}/uploads/{id}``."""
+    _check_connection(connection_id)
+    return f"{sandbox_prefix(place)}/uploads/{connection_id}"
+
+
+def confine_key(place: Place, root_path: str) -> str:
+    """The prefix of :func:`bucket_files` that the relative ``root_path`` names inside S's folder, or
+    :class:`RootRefused` when it climbs above it. Lexical: S3 has no symlinks, so the names are the
+    objects' names (a ``..`` of a key is never resolved by the store)."""
+    if "\0" in root_path or any(ord(c) < 32 or c == "\x7f" for c in root_path):
+        raise InvalidSourceParams("rootPath may not contain NUL or other control characters.")
+    parts: list[str] = []
+    for part in PurePosixPath(root_path).parts:
+        if part == "..":
+            if not parts:
+                raise _refused(root_path, in_bucket=True)
+            parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return "/".join([sandbox_prefix(place), *parts])
 
 
 def operator_roots(settings: Settings) -> list[Path]:
@@ -98,7 +158,9 @@ def confine(settings: Settings, place: Place | None, root_path: str) -> Path:
     With no ``place`` only the operator's roots are allowed, and a relative path is refused."""
     if "\0" in root_path:
         raise InvalidSourceParams("rootPath may not contain NUL characters.")
-    area = sandbox_area(settings, place, create=True).resolve() if place else None
+    # With the lake on S3 the sandbox's files are in the bucket (confine_key): none in the home.
+    own = place is not None and not on_objects(settings)
+    area = sandbox_area(settings, place, create=True).resolve() if place and own else None
     path = Path(root_path).expanduser()
     if not path.is_absolute():
         if area is None:
@@ -107,9 +169,9 @@ def confine(settings: Settings, place: Place | None, root_path: str) -> Path:
     try:
         resolved = path.resolve()
     except (OSError, RuntimeError):  # a symlink loop
-        raise _refused(root_path) from None
+        raise _refused(root_path, on_objects(settings)) from None
     if not _allowed(settings, area, resolved):
-        raise _refused(root_path)
+        raise _refused(root_path, on_objects(settings))
     return resolved
 
 
@@ -124,12 +186,16 @@ def _allowed(settings: Settings, area: Path | None, resolved: Path) -> bool:
     return any(resolved.is_relative_to(root) for root in operator_roots(settings))
 
 
-def _refused(root_path: str) -> RootRefused:
+def _refused(root_path: str, in_bucket: bool = False) -> RootRefused:
+    own = (
+        "HEADWATER_LAKE_URL/_files/<org id>/<sandbox name>/ in the lake's bucket"
+        if in_bucket
+        else "HEADWATER_HOME/files/<org id>/<sandbox name>/"
+    )
     return RootRefused(
         f"rootPath {root_path!r} is outside the folders a Local Folder connection may read: use a path "
-        "relative to this sandbox's files folder (HEADWATER_HOME/files/<org id>/<sandbox name>/), or ask "
-        f"the operator to add the folder to {SETTING}. /proc, /sys, /dev and Headwater's home are never "
-        "readable."
+        f"relative to this sandbox's files folder ({own}), or ask the operator to add the folder to "
+        f"{SETTING}. /proc, /sys, /dev and Headwater's home are never readable."
     )
 
 
@@ -145,7 +211,10 @@ def save_errors(settings: Settings, place: Place, params: dict[str, Any]) -> lis
     root = params.get("rootPath")
     if isinstance(root, str) and root.strip():
         try:
-            confine(settings, place, root)
+            if place is not None and in_bucket(settings, place, root):
+                confine_key(place, root)
+            else:
+                confine(settings, place, root)
         except InvalidSourceParams as exc:
             errors.append({"path": "auth.params.rootPath", "message": exc.message})
     return errors

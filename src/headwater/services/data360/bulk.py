@@ -8,7 +8,8 @@ object) or ``delete`` (CSV without a header: the primary key, then an optional r
 
 Each upload is checked whole when it arrives (header, every row, every value) and refused with a 400
 naming the line and field, so processing only publishes. Files live under
-``HOME/ingest-jobs/{org}/{sandbox}/{job}/`` until the job is aborted or deleted.
+``HOME/ingest-jobs/{org}/{sandbox}/{job}/`` (with the lake on S3 ``<HEADWATER_LAKE_URL>/_ingestjobs/…``,
+seen by every node: services/data360/bulkfiles.py) until the job is aborted or deleted.
 
 Processing runs in a background thread of the API process (:meth:`BulkJobs.start`). A closed job gets a
 small ``data360IngestJobPending`` marker; the thread claims a job by an optimistic update to InProgress
@@ -23,14 +24,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from headwater.errors import Conflict, NotFound, ValidationFailed
 from headwater.services.data360.bulkcsv import check_csv, read_rows
+from headwater.services.data360.bulkfiles import JobFiles
 from headwater.services.data360.ingest import CODE
 from headwater.services.data360.lookup import EventRoute, IngestLookup
 from headwater.services.ids import new_etag, new_hex, new_uuid, now_ms
@@ -65,6 +66,7 @@ class BulkJobs:
         self.settings = settings
         self.streams = streams
         self.lookup = lookup
+        self.files = JobFiles(settings, MAX_FILE_BYTES)
         self.owner = f"bulk-{os.getpid()}-{new_hex(4)}"
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -159,30 +161,16 @@ class BulkJobs:
             raise Conflict(
                 f"Job {ident} already has {MAX_FILES} files, the most a job takes.", code="INGEST-1409-409"
             )
-        folder = self.folder(scope, ident)
-        folder.mkdir(parents=True, exist_ok=True)
         name = f"batch-{now_ms()}-{new_hex(4)}.csv"
-        partial = folder / (name + ".part")
-        size = 0
-        try:
-            with partial.open("wb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > MAX_FILE_BYTES:
-                        raise PayloadTooLarge(
-                            f"A job's file is at most {MAX_FILE_BYTES} bytes.", code="INGEST-1413-413"
-                        )
-                    out.write(chunk)
-            route = await anyio.to_thread.run_sync(self._route, job)
-            rows = await anyio.to_thread.run_sync(check_csv, partial, route, job.doc["operation"])
-            partial.rename(folder / name)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        route = await anyio.to_thread.run_sync(self._route, job)
+        operation = job.doc["operation"]
+        size, rows = await self.files.store(
+            scope, ident, name, chunks, lambda source: check_csv(source, route, operation)
+        )
         try:
             return await anyio.to_thread.run_sync(self._save, job, lambda d: _add_batch(d, name, rows, size))
         except BaseException:
-            (folder / name).unlink(missing_ok=True)
+            await anyio.to_thread.run_sync(self.files.remove, scope, ident, name)
             raise
 
     def set_state(self, scope: Scope, ident: str, body: Any) -> Resource:
@@ -226,10 +214,11 @@ class BulkJobs:
         self._forget(scope, ident)
 
     def folder(self, scope: Scope, ident: str) -> Path:
-        return self.settings.home / "ingest-jobs" / _safe(scope.org_id) / scope.sandbox_id / ident
+        """The job's folder in the home (with the lake on a disk)."""
+        return self.files.folder(scope, ident)
 
     def _forget(self, scope: Scope, ident: str) -> None:
-        shutil.rmtree(self.folder(scope, ident), ignore_errors=True)
+        self.files.forget(scope, ident)
         self.store.delete(PENDING, scope, ident)
 
     def _route(self, job: Resource) -> EventRoute:
@@ -343,11 +332,10 @@ class BulkJobs:
     def _publish_all(self, job: Resource) -> Resource:
         route = self._route(job)
         kind = "delete" if job.doc["operation"] == "delete" else "raw"
-        folder = self.folder(job.scope, job.id)
         batches = job.doc["batches"]
         position = dict(job.doc["progress"])
         while position["batch"] < len(batches) and not self._stop.is_set():
-            path = folder / batches[position["batch"]]["file"]
+            path = self.files.source(job.scope, job.id, batches[position["batch"]]["file"])
             for records, done in read_rows(path, route, kind, skip=position["rows"]):
                 asyncio.run(self.streams.publish(job.scope, route.flow_id, records, kind=kind))
                 position = {"batch": position["batch"], "rows": done}
@@ -442,7 +430,3 @@ def _int(value: str | None, default: int, name: str, low: int, high: int) -> int
             [{"path": name, "message": f"must be an integer from {low} to {high}"}], code=CODE
         )
     return number
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

@@ -8,7 +8,8 @@ header: each row is a primary key, then an optional record-modified date-time.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,18 @@ from headwater.services.data360.lookup import EventRoute
 MAX_ERRORS = 20
 CHUNK_ROWS = 5_000
 
+# A job's file: its path on a disk, or a function opening it as a binary stream (an object on S3).
+Source = Path | Callable[[], Any]
 
-def _reader(path: Path) -> Iterator[tuple[int, list[str]]]:
+
+def _open(source: Source) -> io.TextIOWrapper:
+    raw = source.open("rb") if isinstance(source, Path) else source()
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _reader(path: Source) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of every non-empty line of a UTF-8 (RFC 4180) CSV file."""
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+    with _open(path) as handle:
         reader = csv.reader(handle)
         try:
             for cells in reader:
@@ -34,7 +43,7 @@ def _reader(path: Path) -> Iterator[tuple[int, list[str]]]:
             ) from exc
 
 
-def check_csv(path: Path, route: EventRoute, operation: str) -> int:
+def check_csv(path: Source, route: EventRoute, operation: str) -> int:
     """Check an uploaded file whole; the number of rows, or ValidationFailed naming lines and fields."""
     errors: list[dict[str, str]] = []
     rows = 0
@@ -112,7 +121,7 @@ _DATETIME = {"dataType": "DateTime", "isDataRequired": False}
 
 
 def read_rows(
-    path: Path, route: EventRoute, kind: str, skip: int = 0
+    path: Source, route: EventRoute, kind: str, skip: int = 0
 ) -> Iterator[tuple[list[dict[str, Any]], int]]:
     """Chunks of records from a checked file, each with the number of rows read so far."""
     lines = _reader(path)
