@@ -71,9 +71,10 @@
         mappings: doc ? doc.mappings || [] : [],
         previewBox: $(root, "[data-preview-result]"),
       });
+      // The schemas are offered already: a pick while the first one's fields load comes after them.
+      schemaSelect.addEventListener("change", () => editor.ready.then(() => editor.setSchema(schemaSelect.value)));
       await editor.ready;
       showVersion();
-      schemaSelect.addEventListener("change", () => editor.setSchema(schemaSelect.value));
       return editor;
     }
     const loaded = load();
