@@ -6,7 +6,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,3 +140,41 @@ def watch_page(page: Any) -> list[str]:
         ),
     )
     return problems
+
+
+class HeldRequests:
+    """A browser page's requests to one URL, left unanswered (as a slow server would) until released."""
+
+    def __init__(self, page: Any, method: str) -> None:
+        self.page = page
+        self.method = method
+        self.holding = True
+        self.routes: list[Any] = []
+
+    def hold(self, route: Any) -> None:
+        if route.request.method == self.method and self.holding:
+            self.routes.append(route)
+        else:
+            route.continue_()
+
+    def asked(self) -> bool:
+        """True once the page asked and waits (evaluate lets Playwright call ``hold``: poll this)."""
+        return bool(self.page.evaluate("true") and self.routes)
+
+    def release(self) -> None:
+        self.holding = False
+        while self.routes:
+            self.routes.pop(0).continue_()
+
+
+@contextmanager
+def held_back(page: Any, url: Any, method: str = "GET") -> Iterator[HeldRequests]:
+    """Hold the page's ``method`` requests to ``url`` (a glob or re.Pattern) until ``release()`` or the
+    end of the block: for tests of what a page does while it still waits for an answer."""
+    held = HeldRequests(page, method)
+    page.route(url, held.hold)
+    try:
+        yield held
+    finally:
+        held.release()
+        page.unroute(url)

@@ -15,7 +15,7 @@ import pytest
 
 from headwater.runtime.worker import Worker
 from tests.flows_helpers import CONV, SR
-from tests.support import ApiClient, LiveServer
+from tests.support import ApiClient, LiveServer, held_back, wait_until
 from tests.test_console_flows import (
     THREE_ROWS,
     file_pipeline,
@@ -203,6 +203,45 @@ def test_mapping_editor_validates_next_to_the_row_and_previews_rows(
     listed = console.locator("tbody tr", has=console.get_by_role("link", name=name))
     expect(listed).to_contain_text(title)
     expect(listed.locator("td").nth(2)).to_have_text("3")
+    assert problems == []
+
+
+def test_the_mapping_forms_work_while_the_editor_still_loads(console: Any) -> None:
+    """Save and Preview are on the page before the schemas are read (held back here as a slow server
+    would): Enter in the name, or Preview, meanwhile once submitted the forms natively, reloading the
+    page and losing what was typed. They are done once the editor is there."""
+    problems = watch(console)
+    with held_back(console, re.compile(r"/schemaregistry/tenant/schemas\?limit=1000")) as schemas:
+        console.goto("/console/mappings/new")
+        wait_until(schemas.asked, timeout=15)
+        console.evaluate("window.sameDocument = true")
+        name = console.get_by_label("Name", exact=True)
+        name.fill("Typed while it loads")
+        name.press("Enter")
+        console.get_by_role("button", name="Preview").click()
+        schemas.release()
+        # No schema chosen: the API's refusals, next to the schema and under the preview.
+        expect(console.locator(".field:has(#m-schema) + .field-error")).to_contain_text("is required")
+        expect(console.locator("[data-preview-result]")).to_contain_text("Fix the mappings above")
+    assert console.evaluate("window.sameDocument") is True
+    assert console.url.endswith("/console/mappings/new")
+    expect(name).to_have_value("Typed while it loads")
+    assert problems == []
+
+
+def test_a_search_typed_while_the_schemas_load_filters_them(console: Any, console_api: ApiClient) -> None:
+    """The search box is on the page before the list: what is typed while the schemas are read (held
+    back here as a slow server would) once left the list unfiltered, the box showing the words."""
+    wanted = profile_schema(console_api, unique("Findable"))
+    profile_schema(console_api, unique("Other"))
+    problems = watch(console)
+    with held_back(console, re.compile(r"/schemaregistry/tenant/schemas\?limit=1000")) as schemas:
+        console.goto("/console/schemas")
+        wait_until(schemas.asked, timeout=15)
+        console.get_by_label("Search", exact=True).fill(wanted["title"])
+    shown = console.locator("[data-list] tbody tr:visible")
+    expect(shown).to_have_count(1)
+    expect(shown).to_contain_text(wanted["title"])
     assert problems == []
 
 

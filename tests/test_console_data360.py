@@ -15,7 +15,7 @@ from typing import Any
 
 from headwater.services.data360.keys import generate
 from tests.conftest import CONSOLE_USER, screenshot
-from tests.support import ApiClient, unique, watch_page
+from tests.support import ApiClient, held_back, unique, wait_until, watch_page
 from tests.test_data360_connectors import acme_schema
 
 watch = watch_page
@@ -123,6 +123,38 @@ def test_external_client_app_with_certificate_upload(
 
     console.goto("/console/data360/apps")
     expect(console.get_by_role("link", name=name)).to_be_visible()
+    assert problems == []
+
+
+def test_a_new_app_is_created_with_its_certificate_while_the_users_still_load(
+    console: Any, console_api: ApiClient, tmp_path: Path
+) -> None:
+    """The form is on the page while the approved-users list loads (held back here as a slow server
+    would): a certificate file chosen meanwhile was not read, and Create submitted the form natively,
+    the typed fields in the address. Both work now."""
+    import re
+
+    from playwright.sync_api import expect
+
+    problems = watch(console)
+    keys = generate(tmp_path / "keys")
+    name = unique("Early bird")
+    with held_back(console, re.compile(r"/data/core/identity/users$")) as users:
+        console.goto("/console/data360/apps/new")
+        wait_until(users.asked, timeout=15)
+        console.get_by_label("External client app name").fill(name)
+        console.get_by_label("Callback URL").fill("https://early.example/oauth/callback")
+        console.get_by_label("Manage Data 360 Ingestion API data (cdp_ingest_api)").check()
+        console.get_by_label("Enable JWT Bearer Flow").check()
+        console.get_by_label("Permitted users").select_option("All users may self-authorize")
+        console.get_by_label("Certificate file").set_input_files(str(keys.certificate))
+        expect(console.get_by_label("Certificate (PEM text)")).to_have_value(keys.certificate.read_text())
+        console.get_by_role("button", name="Create", exact=True).click()
+        users.release()
+        expect(console.locator("#app-created")).to_be_visible()
+    [app] = console_api.get(APPS, params={"property": f"name=={name}"}).json()["items"]
+    assert app["certificateInfo"]["subject"] == "CN=headwater"
+    assert console.url.endswith(f"/console/data360/apps/{app['id']}")  # not ...apps/new?name=...
     assert problems == []
 
 
@@ -356,4 +388,28 @@ def test_a_data_stream_page_shows_its_ingestion_counts(
     head = console.locator("[data-rows] table thead")
     expect(head).to_contain_text("date-time")  # XDM type names under the column names
     assert "timestamp[" not in console.locator("#main").inner_text()
+    assert problems == []
+
+
+def test_reload_counts_works_while_the_stream_page_still_loads(console: Any, console_api: ApiClient) -> None:
+    """Reload counts is on the page from the start: a click while the stream itself is read (held back
+    here as a slow server would) once did nothing."""
+    import re
+
+    from playwright.sync_api import expect
+
+    from tests.test_data360_connectors import create_connector, deploy, upload
+
+    problems = watch(console)
+    connector = create_connector(console_api, unique("Acme Early"))
+    assert upload(console_api, connector["id"], acme_schema()).status_code == 200
+    made = deploy(console_api, connector["id"], ["cartAdd"], "default")
+    assert made.status_code == 201, made.text
+    [stream] = made.json()["dataStreams"]
+    with held_back(console, re.compile(rf"/ssot/data-streams/{stream['id']}\?")) as read:
+        console.goto(f"/console/data360/streams/{stream['id']}?dataspace=default")
+        wait_until(read.asked, timeout=15)
+        console.get_by_role("button", name="Reload counts").click()
+        expect(console.locator("#stream-counts")).to_contain_text("Records received")
+    expect(console.locator("#stream-facts")).to_contain_text(stream["name"])
     assert problems == []

@@ -15,7 +15,7 @@ import pytest
 from tests.fakes.salesforce import SalesforceFake
 from tests.fakes.sink import SinkFake
 from tests.streaming_helpers import streaming
-from tests.support import ApiClient, LiveServer, unique, wait_until, watch_page
+from tests.support import ApiClient, LiveServer, held_back, unique, wait_until, watch_page
 from tests.test_console_flows import running_worker, tall_screenshot
 from tests.test_console_sources import (
     fill_auth,
@@ -234,6 +234,21 @@ def test_the_readme_csv_flow_and_its_activation_built_in_the_console(
     assert sorted(r.json()["to"] for r in got) == ["ada@example.com", "grace@example.com"]
     assert sorted(r.json()["ref"] for r in got) == ["1", "2"]
     assert {r.json()["template"] for r in got} == {"welcome"}
+    assert problems == []
+
+
+def test_the_first_next_waits_for_the_accounts(console: Any) -> None:
+    """Next is disabled while the accounts are listed (held back here as a slow server would): a click
+    on it meanwhile once did nothing. Then it says what is missing."""
+    problems = watch_page(console)
+    next_button = console.get_by_role("button", name="Next")
+    with held_back(console, re.compile(r"/flowservice/connections\?limit=100")) as accounts:
+        console.goto("/console/flows/new")
+        wait_until(accounts.asked, timeout=15)
+        expect(next_button).to_be_disabled()
+    expect(next_button).to_be_enabled()
+    next_button.click()
+    expect(console.locator("[data-pick] .field-error")).to_have_text("Choose the account to read from.")
     assert problems == []
 
 

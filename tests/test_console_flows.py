@@ -17,7 +17,7 @@ import pytest
 from headwater.runtime.worker import Worker
 from tests.conftest import screenshot
 from tests.flows_helpers import CAT, CONV, FS, SR, created_id, target_connection
-from tests.support import ApiClient, LiveServer, unique, wait_until, watch_page
+from tests.support import ApiClient, LiveServer, held_back, unique, wait_until, watch_page
 from tests.test_batch_runs import contact, write_csv
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -270,30 +270,16 @@ def test_run_now_works_while_the_page_still_loads_its_runs(
     would, must not stand between the button and its handler (a click in that gap once did nothing)."""
     ids = file_pipeline(console_api, tmp_path, THREE_ROWS[:1])
     problems = watch(console)
-    held: list[Any] = []
-    holding = [True]
-    runs_list = re.compile(r"/data/foundation/flowservice/runs\?")
-
-    def hold(route: Any) -> None:
-        held.append(route) if route.request.method == "GET" and holding[0] else route.continue_()
-
-    console.route(runs_list, hold)
-    try:
+    with held_back(console, re.compile(r"/data/foundation/flowservice/runs\?")) as runs_list:
         console.goto(f"/console/flows/{ids['flow']}")
         run_now = console.get_by_role("button", name="Run now")
         expect(run_now).to_be_enabled()
-        # The page asked for its runs and has no answer yet (evaluate lets Playwright call ``hold``).
-        wait_until(lambda: console.evaluate("true") and held, timeout=15)
+        wait_until(runs_list.asked, timeout=15)  # the page asked for its runs and has no answer yet
         run_now.click()
         runs = wait_until(
             lambda: console_api.get(f"{FS}/runs?property=flowId=={ids['flow']}").json()["items"], timeout=15
         )
         assert len(runs) == 1
-    finally:
-        holding[0] = False
-        for route in held:
-            route.continue_()
-        console.unroute(runs_list)
     expect(console.locator("[data-runs] tbody tr[data-run]")).to_have_count(1)
     assert problems == []
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.streaming_helpers import scope_of
-from tests.support import ApiClient, LiveServer, watch_page
+from tests.support import ApiClient, LiveServer, held_back, wait_until, watch_page
 from tests.test_profiles import _dataset, _land, _person
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -54,4 +54,25 @@ def test_a_profile_is_looked_up_by_identity_with_its_cluster_and_attributes(
     console.get_by_label("Identity", exact=True).fill("nobody@example.com")
     console.get_by_role("button", name="Look up").click()
     expect(result.get_by_role("alert")).to_have_text("No profile has this identity.")
+    assert problems == [], problems
+
+
+def test_an_identity_typed_before_the_page_script_runs_stays_out_of_the_address(console: Any) -> None:
+    """The look-up form is drawn before its deferred script runs (held back here as a slow network
+    would): Enter in it once submitted it natively, the identity in the address and the server's log.
+    Nothing is sent then; once the script runs, Enter looks the identity up."""
+    problems = watch_page(console)
+    identity = console.get_by_label("Identity", exact=True)
+    with held_back(console, "**/console/static/profiles.js") as script:
+        console.goto("/console/profiles", wait_until="commit")
+        wait_until(script.asked, timeout=15)
+        console.evaluate("window.sameDocument = true")
+        identity.fill("nobody@example.com")
+        identity.press("Enter")
+    expect(console.get_by_label("Namespace", exact=True)).to_have_value("Email")
+    identity.press("Enter")
+    result = console.locator("#profile-result")
+    expect(result.get_by_role("alert")).to_have_text("No profile has this identity.")
+    assert console.evaluate("window.sameDocument") is True
+    assert console.url.endswith("/console/profiles")
     assert problems == [], problems

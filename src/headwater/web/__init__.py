@@ -12,6 +12,8 @@ nothing comes from a CDN. The session cookie, its CSRF token and sign-in throttl
     web/static/app.js   the shared client: API calls, field errors, forms from JSON Schema, wizards, and
                         the role in the picked sandbox (buttons with ``data-needs`` disabled when it lacks
                         the permission)
+    web/static/form-guard.js  the one script that is not deferred: a form without an action (all the
+                        pages' forms) is never submitted natively, even before its page's script runs
 """
 
 from __future__ import annotations

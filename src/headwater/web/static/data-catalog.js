@@ -44,18 +44,23 @@
     return out;
   }
 
+  /* The search box's filter of the container's rows, attached before the list loads: what is typed
+   * meanwhile is applied once the rows are there (run the answer after each render). */
   function filterRows(input, container) {
-    input.addEventListener("input", () => {
+    const apply = () => {
       const q = input.value.trim().toLowerCase();
       container.querySelectorAll("tbody tr").forEach((tr) => {
         tr.hidden = q !== "" && !tr.textContent.toLowerCase().includes(q);
       });
-    });
+    };
+    input.addEventListener("input", apply);
+    return apply;
   }
 
   // --- schemas ---
   async function schemasPage(root) {
     const list = $(root, "[data-list]");
+    const filter = filterRows($(root, "#schema-search"), list);
     const schemas = await loadSchemas();
     if (!schemas) return;
     schemas.sort((a, b) => (a.title || "").localeCompare(b.title || ""));
@@ -72,7 +77,7 @@
         { empty: "No schemas in this sandbox yet.", caption: count(schemas.length, "schema") }
       )
     );
-    filterRows($(root, "#schema-search"), list);
+    filter();
   }
 
   function typeOf(prop) {
@@ -122,6 +127,33 @@
 
   async function schemaPage(root) {
     const ident = root.dataset.id;
+    const tree = $(root, "[data-tree]");
+    const countBox = $(root, "[data-count]");
+    const filter = $(root, "#field-filter");
+    let counter = null; // the number of fields, once the tree is shown
+    // Attached before the schema loads: what is typed meanwhile filters the tree once it is shown.
+    function applyFilter() {
+      if (!counter) return;
+      const q = filter.value.trim().toLowerCase();
+      const items = tree.querySelectorAll("li[data-field]");
+      if (!q) {
+        items.forEach((li) => (li.hidden = false));
+        countBox.textContent = count(counter.n, "field");
+        return;
+      }
+      items.forEach((li) => (li.hidden = true));
+      let shown = 0;
+      items.forEach((li) => {
+        if (!li.dataset.field.toLowerCase().includes(q)) return;
+        shown += 1;
+        for (let node = li; node && node !== tree; node = node.parentElement) {
+          if (node.tagName === "LI") node.hidden = false;
+          if (node.tagName === "DETAILS") node.open = true;
+        }
+      });
+      countBox.textContent = shown + " of " + count(counter.n, "field") + " match";
+    }
+    filter.addEventListener("input", applyFilter);
     const [result, descriptors] = await Promise.all([
       HW.api("GET", SR + "/tenant/schemas/" + encodeURIComponent(ident), null, { headers: FULL }),
       HW.api("GET", SR + "/tenant/descriptors?limit=1000"),
@@ -142,37 +174,16 @@
       ...fact("Id", el("code", { text: schema.$id }), " ", HW.copyButton(schema.$id, "Copy id")),
       ...(schema.description ? fact("Description", schema.description) : [])
     );
-    const counter = { n: 0 };
-    const tree = $(root, "[data-tree]");
-    tree.replaceChildren(fieldTree(schema, "", identities, counter));
-    const countBox = $(root, "[data-count]");
-    countBox.textContent = count(counter.n, "field");
-    const filter = $(root, "#field-filter");
-    filter.addEventListener("input", () => {
-      const q = filter.value.trim().toLowerCase();
-      const items = tree.querySelectorAll("li[data-field]");
-      if (!q) {
-        items.forEach((li) => (li.hidden = false));
-        countBox.textContent = count(counter.n, "field");
-        return;
-      }
-      items.forEach((li) => (li.hidden = true));
-      let shown = 0;
-      items.forEach((li) => {
-        if (!li.dataset.field.toLowerCase().includes(q)) return;
-        shown += 1;
-        for (let node = li; node && node !== tree; node = node.parentElement) {
-          if (node.tagName === "LI") node.hidden = false;
-          if (node.tagName === "DETAILS") node.open = true;
-        }
-      });
-      countBox.textContent = shown + " of " + count(counter.n, "field") + " match";
-    });
+    const shown = { n: 0 };
+    tree.replaceChildren(fieldTree(schema, "", identities, shown));
+    counter = shown;
+    applyFilter();
   }
 
   // --- datasets ---
   async function datasetsPage(root) {
     const list = $(root, "[data-list]");
+    const filter = filterRows($(root, "#dataset-search"), list);
     const [result, schemas] = await Promise.all([HW.api("GET", CAT + "/dataSets?limit=100"), loadSchemas()]);
     if (!result.ok) return fail(result);
     const index = schemaIndex(schemas);
@@ -189,7 +200,7 @@
         { empty: "No datasets in this sandbox yet.", caption: count(datasets.length, "dataset") }
       )
     );
-    filterRows($(root, "#dataset-search"), list);
+    filter();
   }
 
   /* A row as dotted columns: nested objects are flattened, arrays shown as JSON. */

@@ -31,7 +31,9 @@
   }
 
   /* The mapping set editor: name, description, output schema, and the mapping rows (HWMappingEditor,
-   * static/mapping-editor.js) with a preview on sample rows. */
+   * static/mapping-editor.js) with a preview on sample rows. Both forms are on the page before the
+   * mapping set and its schema's fields are read: their handlers are attached first (a submit without
+   * them reloads the page, and what was typed is lost) and wait for the editor. */
   async function mappingPage(root) {
     const form = $(root, "[data-mapping-form]");
     const schemaSelect = $(root, "#m-schema");
@@ -41,34 +43,43 @@
       $(root, "[data-version]").textContent = state.id ? "Version " + state.version + " · id " + state.id : "Not saved yet";
     }
 
-    const [schemas, existing] = await Promise.all([
-      loadSchemas(),
-      state.id ? HW.api("GET", CONV + "/mappingSets/" + encodeURIComponent(state.id)) : null,
-    ]);
-    if (existing && !existing.ok) return fail(existing);
-    const doc = existing ? existing.data : null;
-    schemaSelect.replaceChildren(
-      el("option", { value: "", text: "Choose a schema…" }),
-      ...(schemas || []).map((s) => el("option", { value: s.$id, text: s.title || s.$id }))
-    );
-    if (doc) {
-      state.etag = existing.etag;
-      state.version = doc.version;
-      setHeading(doc.name || "Mapping set " + doc.id);
-      $(root, "#m-name").value = doc.name || "";
-      $(root, "#m-description").value = doc.description || "";
-      schemaSelect.value = (doc.outputSchemaRef || {}).id || "";
+    /* The editor once the mapping set is shown; null when it could not be read. */
+    async function load() {
+      const [schemas, existing] = await Promise.all([
+        loadSchemas(),
+        state.id ? HW.api("GET", CONV + "/mappingSets/" + encodeURIComponent(state.id)) : null,
+      ]);
+      if (existing && !existing.ok) {
+        fail(existing);
+        return null;
+      }
+      const doc = existing ? existing.data : null;
+      schemaSelect.replaceChildren(
+        el("option", { value: "", text: "Choose a schema…" }),
+        ...(schemas || []).map((s) => el("option", { value: s.$id, text: s.title || s.$id }))
+      );
+      if (doc) {
+        state.etag = existing.etag;
+        state.version = doc.version;
+        setHeading(doc.name || "Mapping set " + doc.id);
+        $(root, "#m-name").value = doc.name || "";
+        $(root, "#m-description").value = doc.description || "";
+        schemaSelect.value = (doc.outputSchemaRef || {}).id || "";
+      }
+      const editor = HWMappingEditor.mount($(root, "[data-editor]"), {
+        schemaId: schemaSelect.value,
+        mappings: doc ? doc.mappings || [] : [],
+        previewBox: $(root, "[data-preview-result]"),
+      });
+      // The schemas are offered already: a pick while the first one's fields load comes after them.
+      schemaSelect.addEventListener("change", () => editor.ready.then(() => editor.setSchema(schemaSelect.value)));
+      await editor.ready;
+      showVersion();
+      return editor;
     }
-    const editor = HWMappingEditor.mount($(root, "[data-editor]"), {
-      schemaId: schemaSelect.value,
-      mappings: doc ? doc.mappings || [] : [],
-      previewBox: $(root, "[data-preview-result]"),
-    });
-    await editor.ready;
-    showVersion();
-    schemaSelect.addEventListener("change", () => editor.setSchema(schemaSelect.value));
+    const loaded = load();
 
-    function body() {
+    function body(editor) {
       const out = { xdmSchema: schemaSelect.value || undefined, mappings: editor.mappings() };
       const name = $(root, "#m-name").value.trim();
       const description = $(root, "#m-description").value.trim();
@@ -79,15 +90,17 @@
 
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      const editor = await loaded;
+      if (!editor) return;
       HW.clearErrors(form);
       const saving = state.id
-        ? HW.api("PUT", CONV + "/mappingSets/" + encodeURIComponent(state.id), body(), { etag: state.etag })
-        : HW.api("POST", CONV + "/mappingSets", body());
+        ? HW.api("PUT", CONV + "/mappingSets/" + encodeURIComponent(state.id), body(editor), { etag: state.etag })
+        : HW.api("POST", CONV + "/mappingSets", body(editor));
       const result = await saving;
       if (result.status === 412) {
         return HW.showErrors(form, { detail: "This mapping set" + CONFLICT });
       }
-      if (!result.ok) return showProblem(result.data);
+      if (!result.ok) return showProblem(editor, result.data);
       state.id = result.data.id;
       state.etag = result.etag;
       state.version = result.data.version;
@@ -100,7 +113,7 @@
 
     /* The rows' errors next to the rows (the editor knows which row each index names), the others next
      * to the name, description or schema. */
-    function showProblem(problem) {
+    function showProblem(editor, problem) {
       const errors = (problem && problem.report && problem.report.errors) || [];
       const ofRows = errors.filter((e) => /^mappings\[/.test(e.path || ""));
       const rest = errors.filter((e) => !/^mappings\[/.test(e.path || ""));
@@ -109,7 +122,8 @@
       if (ofRows.length) editor.showErrors({ ...problem, report: { ...problem.report, errors: ofRows } });
     }
 
-    setUpPreview(root, form, editor);
+    setUpPreview(root, form, loaded);
+    await loaded;
   }
 
   /* The keys of sample rows, in first-seen order: the source picker's columns. */
@@ -119,7 +133,8 @@
     return names;
   }
 
-  function setUpPreview(root, mappingForm, editor) {
+  /* The preview form; loaded: a promise of the editor (null when the mapping set could not be read). */
+  function setUpPreview(root, mappingForm, loaded) {
     const form = $(root, "[data-preview-form]");
     const rowsInput = $(root, "#p-rows");
     const sources = $(root, "#p-source");
@@ -132,9 +147,10 @@
         return null;
       }
     }
-    const offerColumns = () => {
+    const offerColumns = async () => {
+      const editor = await loaded;
       const rows = parsedRows();
-      if (rows) editor.setColumns(columnsOf(rows.filter((r) => r && typeof r === "object")));
+      if (editor && rows) editor.setColumns(columnsOf(rows.filter((r) => r && typeof r === "object")));
     };
     rowsInput.addEventListener("change", offerColumns);
     offerColumns();
@@ -156,12 +172,15 @@
       const result = await HW.api("GET", FS + "/connections/" + encodeURIComponent(source.baseConnectionId) + "/explore" + query);
       if (!result.ok) return HW.showErrors(form, result.data);
       rowsInput.value = JSON.stringify((result.data.data || []).slice(0, 10), null, 2);
-      editor.setColumns(((result.data.schema || {}).columns || []).map((c) => c.name));
+      const editor = await loaded;
+      if (editor) editor.setColumns(((result.data.schema || {}).columns || []).map((c) => c.name));
       HW.toast("Loaded " + count(Math.min(10, (result.data.data || []).length), "row") + " from " + (source.name || "the source"));
     });
 
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      const editor = await loaded;
+      if (!editor) return;
       HW.clearErrors(form);
       HW.clearErrors(mappingForm);
       let rows;

@@ -172,7 +172,9 @@
     const form = document.getElementById("app-form");
     const fileInput = document.getElementById("app-cert-file");
     const pem = document.getElementById("app-cert");
-    const readApproved = await approvedUsers(root, []);
+    // The form is on the page while the users load: its handlers come first (a Create without them
+    // submits the form natively, the typed fields in the address; a certificate file chosen is not read).
+    const approved = approvedUsers(root, []);
     const policies = policyFields(form);
 
     fileInput.addEventListener("change", async () => {
@@ -209,9 +211,9 @@
       if (pem.value.trim()) body.certificate = pem.value;
       const runAs = form.elements.clientCredentialsUser.value.trim();
       if (runAs) body.clientCredentialsUser = runAs;
-      if (body.permittedUsers === root.dataset.adminApproved) body.approvedUsers = readApproved();
       const submit = form.querySelector('button[type="submit"]');
       submit.disabled = true;
+      if (body.permittedUsers === root.dataset.adminApproved) body.approvedUsers = (await approved)();
       const result = await api("POST", APPS, body);
       submit.disabled = false;
       if (!result.ok) return showErrors(form, problemOf(result));
@@ -220,6 +222,7 @@
       // The address is the saved app's (a reload shows its settings; the secret is not shown again).
       history.replaceState(null, "", `${CONSOLE}/apps/${encodeURIComponent(result.data.id)}`);
     });
+    await approved;
   }
 
   function showCreated(app) {

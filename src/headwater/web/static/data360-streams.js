@@ -260,6 +260,8 @@
     const factsBox = document.getElementById("stream-facts");
     const countsBox = document.getElementById("stream-counts");
     const historyBox = document.getElementById("stream-history");
+    // Reload counts is on the page from the start: usable while the stream itself loads.
+    document.getElementById("stream-refresh").addEventListener("click", loadCounts);
     const result = await api("GET", base + query);
     busy(factsBox, false);
     if (!result.ok) {
@@ -345,7 +347,6 @@
         )
       );
     }
-    document.getElementById("stream-refresh").addEventListener("click", loadCounts);
     await loadCounts();
   }
 

@@ -56,6 +56,10 @@
     }
 
     async start() {
+      const select = this.q("#fw-connection");
+      const next = this.q("[data-start]");
+      // Next is disabled in the page until the accounts are listed (a click meanwhile did nothing).
+      next.addEventListener("click", () => this.choose(select.value));
       const [connections, specs, flowSpecs] = await Promise.all([
         HW.listAll(FS + "/connections?limit=100"),
         HW.listAll(FS + "/connectionSpecs?limit=1000"),
@@ -70,12 +74,11 @@
       // Accounts whose spec feeds the data lake through some flow spec.
       const feeds = new Set(this.flowSpecs.filter((f) => (f.targetConnectionSpecIds || []).includes(this.lake)).flatMap((f) => f.sourceConnectionSpecIds || []));
       this.connections = connections.items.filter((c) => feeds.has((c.connectionSpec || {}).id));
-      const select = this.q("#fw-connection");
       select.replaceChildren(
         el("option", { value: "", text: this.connections.length ? "Choose an account…" : "No source account in this sandbox yet" }),
         ...this.connections.map((c) => el("option", { value: c.id, text: `${c.name} (${specLabel(this.specs[c.connectionSpec.id])})` }))
       );
-      this.q("[data-start]").addEventListener("click", () => this.choose(select.value));
+      next.disabled = false;
       const wanted = this.root.dataset.connection;
       if (wanted && this.connections.some((c) => c.id === wanted)) {
         select.value = wanted;

@@ -89,6 +89,13 @@
   // --- the list ---
   async function flowsPage(root) {
     const list = $(root, "[data-list]");
+    // The search is attached before the list loads: what is typed meanwhile filters it once shown.
+    const search = $(root, "#flow-search");
+    const filter = () => {
+      const q = search.value.trim().toLowerCase();
+      list.querySelectorAll("tbody tr").forEach((tr) => (tr.hidden = q !== "" && !tr.textContent.toLowerCase().includes(q)));
+    };
+    search.addEventListener("input", filter);
     const [result, specs] = await Promise.all([HW.api("GET", FS + "/flows?limit=1000&orderby=name"), flowSpecs()]);
     if (!result.ok) return fail(result);
     const flows = result.data.items || [];
@@ -116,11 +123,7 @@
         { empty: "No dataflows in this sandbox yet.", caption: count(flows.length, "dataflow") }
       )
     );
-    const search = $(root, "#flow-search");
-    search.addEventListener("input", () => {
-      const q = search.value.trim().toLowerCase();
-      list.querySelectorAll("tbody tr").forEach((tr) => (tr.hidden = q !== "" && !tr.textContent.toLowerCase().includes(q)));
-    });
+    filter();
   }
 
   // --- the chart ---
