@@ -1,8 +1,9 @@
 """Two workers on two "machines": real `headwater worker` processes, each with its own empty home,
 sharing only PostgreSQL (metadata, the Iceberg catalog and the locks), NATS JetStream (the streaming log)
 and S3 (the lake). Exactly one steps a streaming flow (it holds the flow's advisory lock, seen in
-pg_locks); killed with SIGKILL mid-load, the other takes over, and every message an inlet acknowledged
-is in the dataset once. The same for an activation flow's deliveries: one worker delivers, the other
+pg_locks); when its lock session is ended under it, it stops stepping and the lock is taken again;
+killed with SIGKILL mid-load, the other takes over; every message an inlet acknowledged is in the dataset
+once. The same for an activation flow's deliveries: one worker delivers, the other
 takes over, every record reaches the sink, always with its one idempotency key. The API node (the
 inlets) runs in this process, with a third home."""
 
@@ -34,7 +35,7 @@ from tests.support import ApiClient, LiveServer, start_server, token_for, wait_u
 from tests.test_crash_recovery import EXE
 from tests.test_streaming_crash import NATS_URL, _envelope
 
-BATCHES = 40
+BATCHES = 60
 PER_BATCH = 20
 
 
@@ -98,6 +99,15 @@ class Nodes:
                 (self.database, key >> 32, key & 0xFFFF_FFFF),
             ).fetchone()
         return int(row[0].rsplit(" ", 1)[1]) if row else None
+
+    def end_lock_session(self, pid: int) -> int:
+        """End the lock session of the worker ``pid`` from the server's side; how many were ended."""
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            rows = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+                (f"headwater-locks % {pid}",),
+            ).fetchall()
+        return len(rows)
 
     def ids(self, dataset_id: str) -> list[str]:
         lake = self.live.services.lake
@@ -171,12 +181,18 @@ def test_one_of_two_workers_steps_a_flow_and_the_other_takes_over_after_kill_9(n
 
     thread = threading.Thread(target=sender.send, args=(BATCHES - sender.done,))
     thread.start()
-    wait_until(lambda: sender.done >= BATCHES // 2, timeout=60)
+    wait_until(lambda: sender.done >= BATCHES * 3 // 8, timeout=60)
     assert nodes.holder(flow_id) == first  # one holder all along; the other stood by
-    holder = next(w for w in workers if w.pid == first)
+    # Its lock session ends under it (a PostgreSQL restart, an operator): it notices and stops stepping;
+    # it or the other worker takes the lock again.
+    assert nodes.end_lock_session(first) == 1
+    wait_until(lambda: nodes.holder(flow_id) in pids, timeout=30, interval=0.1)
+    second = nodes.holder(flow_id)
+    wait_until(lambda: sender.done >= BATCHES * 5 // 8, timeout=60)
+    holder = next(w for w in workers if w.pid == second)
     holder.send_signal(signal.SIGKILL)  # mid-load: messages are still coming
     assert holder.wait(timeout=10) == -signal.SIGKILL
-    other = next(w for w in workers if w.pid != first)
+    other = next(w for w in workers if w.pid != second)
     wait_until(lambda: nodes.holder(flow_id) == other.pid, timeout=30, interval=0.1)
     thread.join(timeout=60)
     assert sender.done == BATCHES and len(sender.acked) == BATCHES * PER_BATCH
@@ -194,6 +210,7 @@ def test_one_of_two_workers_steps_a_flow_and_the_other_takes_over_after_kill_9(n
         raise AssertionError(f"{len(found)} of {len(sender.acked)} landed\n{nodes.worker_logs()}") from None
     assert len(found) == len(set(found)), "a message landed twice"
     assert other.poll() is None
+    assert "lost the PostgreSQL session holding the locks streams/.batchers/" in nodes.worker_logs()
 
 
 def test_one_of_two_workers_delivers_an_activation_flow_and_the_other_takes_over_after_kill_9(

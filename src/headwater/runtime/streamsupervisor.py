@@ -134,7 +134,8 @@ class StreamingSupervisor:
         return out
 
     def refresh(self) -> None:
-        """Keep a flow per enabled streaming flow; stand-by flows try their lock again."""
+        """Keep a flow per enabled streaming flow; stand-by flows try their lock again (outside the
+        mutex: with PostgreSQL a try is a round trip), once no step of theirs is under way."""
         wanted = self.wanted()
         with self._mutex:
             for flow_id in [f for f in self._flows if f not in wanted]:
@@ -145,10 +146,18 @@ class StreamingSupervisor:
             for state in self._flows.values():
                 if state.held and not state.lock.held():
                     self._lost(state)
-                if not state.held and not state.gone and state.lock.acquire():
-                    state.held = True
-                    state.batcher.taken_over()
-                    self._arm(state, time.monotonic())  # its first step, once it holds the lock
+            standing_by = [s for s in self._flows.values() if not s.held and s.running is None]
+        for state in standing_by:
+            if not state.lock.acquire():
+                continue
+            with self._mutex:
+                if state.gone:  # dropped meanwhile
+                    if state.running is None:
+                        state.lock.release()
+                    continue
+                state.held = True
+                state.batcher.taken_over()
+                self._arm(state, time.monotonic())  # its first step, once it holds the lock
 
     def _new_flow(self, flow: Resource) -> _Flow:
         lock = self.services.locks.lock(f"streams/.batchers/{flow.id}")

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -33,6 +34,7 @@ from headwater.stores.locks.base import Lock, Locks
 log = logging.getLogger("headwater.locks")
 
 HEARTBEAT_SECONDS = 2.0
+RECONNECT_SECONDS = 1.0  # after a failed connect, tries fail at once for this long (not one wait per lock)
 # libpq's side: notice a vanished server; the server's side (per session, below): drop a vanished client.
 _CLIENT: dict[str, Any] = {
     "connect_timeout": 5,
@@ -89,6 +91,7 @@ class PostgresLocks(Locks):
         self._holders: dict[int, PostgresLock] = {}
         self._closed = threading.Event()
         self._beat: threading.Thread | None = None
+        self._reconnect_at = 0.0
 
     def lock(self, name: str) -> PostgresLock:
         return PostgresLock(self, name)
@@ -151,8 +154,14 @@ class PostgresLocks(Locks):
         if self._closed.is_set():
             raise psycopg.OperationalError("the process's locks are closed")
         if self._conn is None or self._conn.closed:
+            if time.monotonic() < self._reconnect_at:
+                raise psycopg.OperationalError("PostgreSQL was unreachable a moment ago")
             name = f"headwater-locks {socket.gethostname()} {os.getpid()}"[:63]
-            conn = psycopg.connect(self.conninfo, autocommit=True, application_name=name, **_CLIENT)
+            try:
+                conn = psycopg.connect(self.conninfo, autocommit=True, application_name=name, **_CLIENT)
+            except psycopg.Error:
+                self._reconnect_at = time.monotonic() + RECONNECT_SECONDS
+                raise
             for setting, value in _SESSION.items():
                 with suppress(psycopg.Error):  # an older server lacks the setting
                     conn.execute("SELECT set_config(%s, %s, false)", (setting, value))
