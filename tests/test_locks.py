@@ -89,6 +89,14 @@ def test_a_short_section_waits_for_the_other_process(two: tuple[Locks, Locks]) -
     thread.join(10)
     waiting.join(10)
     assert order == ["first", "second"]
+    # Let go after the section (its connection may be kept for the next one), and after one that raised.
+    lock = first.lock("section")
+    assert lock.acquire()
+    lock.release()
+    with pytest.raises(RuntimeError), second.exclusive("section"):
+        raise RuntimeError("the section failed")
+    assert lock.acquire()
+    lock.release()
 
 
 def _enter(locks: Locks, name: str, order: list[str]) -> None:

@@ -161,7 +161,7 @@ class Services:
         from headwater.runtime.profiles import ProfileProjector
 
         self.profile_projector = ProfileProjector(
-            self.store, self.lake, self.projection
+            self.store, self.lake, self.projection, self.locks
         )  # a worker starts it
 
     def _forget_dataset(self, actor: Actor, dataset: Resource) -> None:

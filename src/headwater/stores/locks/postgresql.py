@@ -34,6 +34,7 @@ from headwater.stores.locks.base import Lock, Locks
 log = logging.getLogger("headwater.locks")
 
 HEARTBEAT_SECONDS = 2.0
+_SECTIONS_KEPT = 4  # idle connections kept for ``exclusive`` sections (profile steps: one a commit)
 RECONNECT_SECONDS = 1.0  # after a failed connect, tries fail at once for this long (not one wait per lock)
 # libpq's side: notice a vanished server; the server's side (per session, below): drop a vanished client.
 _CLIENT: dict[str, Any] = {
@@ -65,6 +66,13 @@ def conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _section_call(conn: psycopg.Connection[Any], sql: str, key: int) -> None:
+    try:
+        conn.execute(sql, (key,))
+    except psycopg.OperationalError as exc:
+        raise MetadataUnavailable(str(exc)) from exc
+
+
 class PostgresLock(Lock):
     def __init__(self, locks: PostgresLocks, name: str) -> None:
         self.locks = locks
@@ -92,20 +100,40 @@ class PostgresLocks(Locks):
         self._closed = threading.Event()
         self._beat: threading.Thread | None = None
         self._reconnect_at = 0.0
+        self._sections: list[psycopg.Connection[Any]] = []  # idle connections of ``exclusive``
 
     def lock(self, name: str) -> PostgresLock:
         return PostgresLock(self, name)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
-        """On a connection of its own (the wait must not hold up the others' locks), closed after."""
+        """On a connection of its own (the wait must not hold up the others' locks), kept for the next
+        section when the lock was let go cleanly, closed (which lets it go) otherwise."""
+        key, conn = key_of(name), self._section_connection()
+        clean = False
         try:
-            conn = psycopg.connect(self.conninfo, autocommit=True, **_CLIENT)
+            _section_call(conn, "SELECT pg_advisory_lock(%s)", key)
+            yield
+            _section_call(conn, "SELECT pg_advisory_unlock(%s)", key)
+            clean = True
+        finally:
+            with self._mutex:
+                keep = clean and not self._closed.is_set() and len(self._sections) < _SECTIONS_KEPT
+                if keep:
+                    self._sections.append(conn)
+            if not keep:
+                conn.close()
+
+    def _section_connection(self) -> psycopg.Connection[Any]:
+        with self._mutex:
+            while self._sections:
+                conn = self._sections.pop()
+                if not conn.closed:
+                    return conn
+        try:
+            return psycopg.connect(self.conninfo, autocommit=True, **_CLIENT)
         except psycopg.OperationalError as exc:
             raise MetadataUnavailable(str(exc)) from exc
-        with conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (key_of(name),))
-            yield
 
     def close(self) -> None:
         self._closed.set()
@@ -114,6 +142,9 @@ class PostgresLocks(Locks):
                 holder._held = False
             self._holders.clear()
             self._disconnect()  # the session ends: the server drops its locks
+            sections, self._sections = self._sections, []
+        for conn in sections:
+            conn.close()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join(timeout=self.heartbeat + 1)
 
