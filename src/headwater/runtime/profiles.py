@@ -11,8 +11,8 @@ A batch run makes its own commit visible in profiles before it ends (:meth:`Prof
 so a run that succeeded is in the profiles; streaming micro-batches are projected within a second of
 their commit. Graph steps of one sandbox must not interleave (services/profiles/graphstep.py): all steps
 of a process run under one thread lock, and a step of a sandbox holds the deployment's lock
-``profiles/<org>/<sandbox>`` (stores/locks: a file lock in the home with SQLite, a PostgreSQL advisory
-lock with PostgreSQL), so workers on one machine or several step a sandbox one at a time.
+``streams/.profiles/<org>/<sandbox>`` (stores/locks: a file lock in the home with SQLite, a PostgreSQL
+advisory lock with PostgreSQL), so workers on one machine or several step a sandbox one at a time.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class ProfileProjector:
         return self.step(source) if source is not None else None
 
     def step(self, source: ProfileSource) -> StepReport:
-        sandbox = f"profiles/{source.scope.org_id}/{source.scope.sandbox_id}"
+        sandbox = f"streams/.profiles/{source.scope.org_id}/{source.scope.sandbox_id}"
         with self._lock, self.locks.exclusive(sandbox):
             for attempt in range(_STALE_ATTEMPTS):
                 try:
