@@ -66,13 +66,6 @@ def conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _section_call(conn: psycopg.Connection[Any], sql: str, key: int) -> None:
-    try:
-        conn.execute(sql, (key,))
-    except psycopg.OperationalError as exc:
-        raise MetadataUnavailable(str(exc)) from exc
-
-
 class PostgresLock(Lock):
     def __init__(self, locks: PostgresLocks, name: str) -> None:
         self.locks = locks
@@ -107,16 +100,19 @@ class PostgresLocks(Locks):
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
-        """On a connection of its own (the wait must not hold up the others' locks), kept for the next
-        section when the lock was let go cleanly, closed (which lets it go) otherwise."""
-        key, conn = key_of(name), self._section_connection()
-        clean = False
+        """On a connection of its own (the wait must not hold up the others' locks), let go when the
+        section ends, however it ends, and kept for the next section; closed (which ends the session and
+        so lets go too) when it failed."""
+        key = key_of(name)
+        conn = self._locked_section(key)
         try:
-            _section_call(conn, "SELECT pg_advisory_lock(%s)", key)
             yield
-            _section_call(conn, "SELECT pg_advisory_unlock(%s)", key)
-            clean = True
         finally:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                clean = True
+            except psycopg.Error:
+                clean = False
             with self._mutex:
                 keep = clean and not self._closed.is_set() and len(self._sections) < _SECTIONS_KEPT
                 if keep:
@@ -124,16 +120,25 @@ class PostgresLocks(Locks):
             if not keep:
                 conn.close()
 
-    def _section_connection(self) -> psycopg.Connection[Any]:
-        with self._mutex:
-            while self._sections:
-                conn = self._sections.pop()
-                if not conn.closed:
-                    return conn
-        try:
-            return psycopg.connect(self.conninfo, autocommit=True, **_CLIENT)
-        except psycopg.OperationalError as exc:
-            raise MetadataUnavailable(str(exc)) from exc
+    def _locked_section(self, key: int) -> psycopg.Connection[Any]:
+        """A section connection holding ``key``: a kept one, or a new one (kept ones found broken are
+        closed)."""
+        while True:
+            with self._mutex:
+                conn = self._sections.pop() if self._sections else None
+            kept = conn is not None
+            if conn is None:
+                try:
+                    conn = psycopg.connect(self.conninfo, autocommit=True, **_CLIENT)
+                except psycopg.OperationalError as exc:
+                    raise MetadataUnavailable(str(exc)) from exc
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                return conn
+            except psycopg.OperationalError as exc:
+                conn.close()
+                if not kept:
+                    raise MetadataUnavailable(str(exc)) from exc
 
     def close(self) -> None:
         self._closed.set()
