@@ -11,6 +11,7 @@ from headwater.services.specs import SpecCatalog, catalog
 from headwater.services.tenancy import Tenancy
 from headwater.services.tokens import TokenService
 from headwater.settings import Settings
+from headwater.stores.locks import open_locks
 from headwater.stores.metadata import ApiClient, MetadataStore, Org, Resource, Sandbox, open_store
 from headwater.stores.secrets import SecretBox
 
@@ -39,7 +40,8 @@ class Services:
         self.store = store or open_store(settings.resolved_database_url)
         self.box = SecretBox.from_settings(settings)
         self.tokens = TokenService(settings)
-        self.tenancy = Tenancy(self.store, self.box, settings)
+        self.locks = open_locks(settings)  # which process does what: deployment-wide on PostgreSQL
+        self.tenancy = Tenancy(self.store, self.box, settings, self.locks)
         self.specs: SpecCatalog = catalog()
         self.clients: TtlCache[str, ApiClient | None] = TtlCache(2.0, self.store.get_client)
         self.sandboxes: TtlCache[tuple[str, str], Sandbox | None] = TtlCache(
@@ -159,7 +161,7 @@ class Services:
         from headwater.runtime.profiles import ProfileProjector
 
         self.profile_projector = ProfileProjector(
-            self.store, self.lake, self.projection
+            self.store, self.lake, self.projection, self.locks
         )  # a worker starts it
 
     def _forget_dataset(self, actor: Actor, dataset: Resource) -> None:
@@ -291,5 +293,6 @@ class Services:
         return created
 
     def close(self) -> None:
+        self.locks.close()
         self.streams.close()
         self.store.close()

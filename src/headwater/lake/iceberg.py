@@ -281,13 +281,15 @@ class Lake:
         """Add ``data_files`` in one snapshot carrying ``checkpoint``; retried on concurrent commits.
 
         With ``once_per`` (checkpoint keys, e.g. flowId and runId), nothing is added when a snapshot with
-        the same values already exists: the check runs on the freshly loaded table and the commit asserts
-        that table is still current (Iceberg's compare-and-swap), so two attempts of one run can never
-        both commit. With ``replace``, the table's current rows are deleted in the same transaction (a
-        full refresh). Returns (snapshot id, whether this call committed). When this returns, the rows and
-        the checkpoint are durable together.
+        the same values already exists: the check runs on the freshly loaded table, and the commit asserts
+        it again on the table as the catalog swaps it (lake/requirements.py), so two attempts of one run can
+        never both commit. With ``replace``, the table's current rows are deleted in the same transaction
+        (a full refresh). Returns (snapshot id, whether this call committed). When this returns, the rows
+        and the checkpoint are durable together.
         """
         from pyiceberg.exceptions import CommitFailedException
+
+        from headwater.lake.requirements import AssertNotCommitted, Superseded, require
 
         properties = {PREFIX + k: str(v) for k, v in checkpoint.items()}
         match = {k: str(checkpoint[k]) for k in once_per}
@@ -299,6 +301,8 @@ class Lake:
                     return existing.snapshot_id, False
             try:
                 with table.transaction() as tx:
+                    if match:
+                        require(tx, AssertNotCommitted(match={PREFIX + k: v for k, v in match.items()}))
                     if replace and table.current_snapshot() is not None:
                         from pyiceberg.expressions import AlwaysTrue
 
@@ -310,6 +314,8 @@ class Lake:
                 assert snapshot is not None
                 self.commits.notify()
                 return snapshot.snapshot_id, True
+            except Superseded:  # the run committed meanwhile: the next attempt finds its snapshot
+                table = self.catalog.load_table(table.name())
             except CommitFailedException:
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
@@ -320,7 +326,9 @@ class Lake:
     @staticmethod
     def stream_offset(table: Table, flow_id: str) -> int:
         """Where ``flow_id``'s streaming log is committed up to in ``table`` (0: nothing yet)."""
-        return int(table.properties.get(f"{PREFIX}stream.{flow_id}.offset", "0"))
+        from headwater.lake.requirements import offset_in
+
+        return offset_in(table.properties, flow_id)
 
     @_lake_failures("committing a micro-batch")
     def commit_stream(
@@ -337,14 +345,18 @@ class Lake:
 
         The log position is a table property set in the same Iceberg transaction as the rows, so rows
         and position become visible together or not at all. The transaction asserts that the table's
-        current snapshot is the one this call checked the position on (compare-and-swap): when another
-        committer moved the position first, nothing is added and (table, False) comes back. With
-        ``delete_filter``, matching rows are deleted in the same transaction (upserts, deletions).
+        current snapshot is the one this call checked the position on, and that the position is still
+        ``start`` (compare-and-swap, lake/requirements.py): when another committer moved the position
+        first, nothing is added and (table, False) comes back. A commit by another flow of the same table
+        makes this one try again on the new snapshot. With ``delete_filter``, matching rows are deleted in
+        the same transaction (upserts, deletions).
         """
         from pyiceberg.exceptions import CommitFailedException
         from pyiceberg.table.update import AssertRefSnapshotId
 
-        key = f"{PREFIX}stream.{flow_id}.offset"
+        from headwater.lake.requirements import AssertStreamOffset, Superseded, offset_key, require
+
+        key = offset_key(flow_id)
         properties = {PREFIX + k: str(v) for k, v in checkpoint.items()}
         properties[PREFIX + "flowId"] = flow_id
         properties[PREFIX + "streamFrom"] = str(start)
@@ -353,15 +365,13 @@ class Lake:
             if self.stream_offset(table, flow_id) != start:
                 return table, False
             snapshot = table.current_snapshot()
+            current = snapshot.snapshot_id if snapshot else None
             try:
                 with table.transaction() as tx:
-                    tx._apply(
-                        (),
-                        (
-                            AssertRefSnapshotId(
-                                snapshot_id=snapshot.snapshot_id if snapshot else None, ref="main"
-                            ),
-                        ),
+                    require(
+                        tx,
+                        AssertRefSnapshotId(snapshot_id=current, ref="main"),
+                        AssertStreamOffset(flow_id=flow_id, offset=start),
                     )
                     tx.set_properties({key: str(next_offset)})
                     if delete_filter is not None and snapshot is not None:
@@ -372,6 +382,8 @@ class Lake:
                                 add.append_data_file(data_file)
                 self.commits.notify()
                 return table, True
+            except Superseded:  # another batcher moved the position first
+                return self.catalog.load_table(table.name()), False
             except CommitFailedException:
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from headwater.services.streaming import Streams
     from headwater.services.tenancy import Tenancy
     from headwater.settings import Settings
+    from headwater.stores.locks import Locks
     from headwater.stores.metadata import MetadataStore
     from headwater.stores.profiles import ProfileStore
     from headwater.stores.secrets import SecretBox
@@ -39,6 +40,9 @@ class Runtime(Protocol):
 
     @property
     def lake(self) -> Lake: ...
+
+    @property
+    def locks(self) -> Locks: ...
 
     @property
     def profile_projector(self) -> ProfileProjector: ...

@@ -9,8 +9,10 @@ process. Idle, the thread costs that one catalog query a second.
 
 A batch run makes its own commit visible in profiles before it ends (:meth:`ProfileProjector.catch_up`),
 so a run that succeeded is in the profiles; streaming micro-batches are projected within a second of
-their commit. All steps of a process run under one lock (graph steps of one sandbox must not
-interleave: services/profiles/graphstep.py).
+their commit. Graph steps of one sandbox must not interleave (services/profiles/graphstep.py): all steps
+of a process run under one thread lock, and a step of a sandbox holds the deployment's lock
+``streams/.profiles/<org>/<sandbox>`` (stores/locks: a file lock in the home with SQLite, a PostgreSQL
+advisory lock with PostgreSQL), so workers on one machine or several step a sandbox one at a time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from headwater.stores.profiles.base import StaleCursor
 if TYPE_CHECKING:
     from headwater.lake.iceberg import Lake
     from headwater.services.profiles.projection import Projection, StepReport
+    from headwater.stores.locks import Locks
     from headwater.stores.metadata import MetadataStore
 
 log = logging.getLogger("headwater.profiles")
@@ -37,10 +40,11 @@ _STALE_ATTEMPTS = 5
 
 
 class ProfileProjector:
-    def __init__(self, store: MetadataStore, lake: Lake, projection: Projection) -> None:
+    def __init__(self, store: MetadataStore, lake: Lake, projection: Projection, locks: Locks) -> None:
         self.store = store
         self.lake = lake
         self.projection = projection
+        self.locks = locks
         self.sources = ProfileSources(store)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -55,7 +59,8 @@ class ProfileProjector:
         return self.step(source) if source is not None else None
 
     def step(self, source: ProfileSource) -> StepReport:
-        with self._lock:
+        sandbox = f"streams/.profiles/{source.scope.org_id}/{source.scope.sandbox_id}"
+        with self._lock, self.locks.exclusive(sandbox):
             for attempt in range(_STALE_ATTEMPTS):
                 try:
                     return self.projection.step(source)
@@ -119,7 +124,9 @@ class ProfileProjector:
         return moved
 
 
-def start_in_background(store: MetadataStore, lake: Lake, projection: Projection) -> ProfileProjector:
-    projector = ProfileProjector(store, lake, projection)
+def start_in_background(
+    store: MetadataStore, lake: Lake, projection: Projection, locks: Locks
+) -> ProfileProjector:
+    projector = ProfileProjector(store, lake, projection, locks)
     projector.start()
     return projector

@@ -5,9 +5,17 @@ committed in the dataset's table, maps them (raw messages through the flow's map
 as they are), drops records whose id is already in the dataset, and commits the rows together with the
 new log position in one Iceberg transaction (:meth:`Lake.commit_stream`). A crash before that commit
 leaves the position where it was, so the records are read again; a crash after it leaves them
-committed, and the position moved with them: every acknowledged record lands exactly once. Two
-batchers on one flow (two worker processes) cannot both commit the same records: the transaction
-asserts the snapshot the position was read from.
+committed, and the position moved with them: every acknowledged record lands exactly once.
+
+Two batchers on one flow (worker processes on one machine or several) cannot both commit the same
+records: the commit is a compare-and-swap in the Iceberg catalog (lake/iceberg.py ``commit_stream``) that
+asserts both the snapshot the records were deduplicated against and the log position they were read from
+(lake/requirements.py), and the catalog's row is swapped only if no other commit came between (an
+``UPDATE … WHERE metadata_location = <the one read>`` in PostgreSQL or SQLite). The loser adds nothing
+and reads again from the winner's position. That is what decides; the flow's lock
+(runtime/streamsupervisor.py) only keeps a second batcher from doing the work in vain. The streaming
+log plays no part: a read is a plain read from an offset, not a lease (JetStream's consumers are
+ephemeral and unacknowledged).
 
 Runs: a streaming flow reports one run per hour (its window), created at the first commit in that
 hour and updated after each commit with the records in, out and failed; it completes when the hour is
@@ -159,6 +167,13 @@ class MicroBatcher:
         """Forget the resolved plan (after a failure: the flow or its schema may have changed)."""
         self._plan = None
         self._position = None
+
+    def taken_over(self) -> None:
+        """This process holds the flow's lock (again): another process may have committed meanwhile, so
+        what was kept of the table (the ids seen, the runs reconciled) is read again."""
+        self.reset()
+        self._seen = None
+        self._reconciled = False
 
     def has_news(self) -> bool:
         """Whether the flow's log may hold records past the position last seen committed (one cheap look

@@ -1,7 +1,13 @@
 """Running streaming flows: one scheduler thread for every enabled streaming flow, in any process that
 runs a worker, stepping the flows that have work on a bounded pool of threads. Only one process of a
-deployment steps a flow at a time (a lock file per flow in the home); a second one stands by and takes
-over when the first exits or dies.
+deployment steps a flow at a time: it holds the flow's lock ``streams/.batchers/<flow>`` (stores/locks: a
+file lock in the home with SQLite, a PostgreSQL advisory lock, on any machine, with PostgreSQL). The
+others stand by, trying the lock every :data:`REFRESH_SECONDS`, and one takes over when the holder exits
+or dies. A holder that loses its lock (its PostgreSQL session broke) notices before its next step, steps
+no more, and stands by like the others. The lock saves work; it is not what makes a commit exactly once:
+a step already under way when the lock was lost may still try to commit, and the commit's compare-and-
+swap of the log position refuses it when another batcher committed those records first
+(runtime/streaming.py).
 
 When a flow is stepped: when its log gains records (the log wakes the scheduler:
 ``StreamLog.wait_appended``), at most every ``HEADWATER_STREAM_FLUSH_SECONDS`` after its last commit (as
@@ -17,7 +23,6 @@ sleeps until its next timer, or until a step, the watcher or a refresh arms an e
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import heapq
 import itertools
 import logging
@@ -28,12 +33,12 @@ import time
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from headwater.errors import NotFound
 from headwater.runtime.context import Runtime
 from headwater.runtime.flowwatch import FlowWatch
 from headwater.runtime.streaming import MicroBatcher, StepResult, is_streaming
+from headwater.stores.locks import Lock
 from headwater.stores.metadata import Resource, Scope
 
 log = logging.getLogger("headwater.streaming")
@@ -53,7 +58,7 @@ class _Flow:
     """One flow the scheduler keeps: its batcher, its lock, and when it is to be stepped next."""
 
     batcher: MicroBatcher
-    lock: _FlowLock
+    lock: Lock
     held: bool = False
     due: float | None = None  # monotonic time of the next step (None: when its log gains records)
     not_before: float = 0.0  # a commit waits for the flush interval since the one before
@@ -90,32 +95,6 @@ def _to_next_hour() -> float:
     once): a flow's run of the hour is completed then."""
     now = time.time()
     return HOUR_SECONDS - now % HOUR_SECONDS + random.uniform(1.0, 59.0)
-
-
-class _FlowLock:
-    """A non-blocking exclusive flock, released when the process exits however it exits."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def __enter__(self) -> _FlowLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        return self
-
-    def acquire(self) -> bool:
-        assert self._fd is not None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # drops the lock
-            self._fd = None
 
 
 class StreamingSupervisor:
@@ -155,7 +134,8 @@ class StreamingSupervisor:
         return out
 
     def refresh(self) -> None:
-        """Keep a flow per enabled streaming flow; stand-by flows try their lock again."""
+        """Keep a flow per enabled streaming flow; stand-by flows try their lock again (outside the
+        mutex: with PostgreSQL a try is a round trip), once no step of theirs is under way."""
         wanted = self.wanted()
         with self._mutex:
             for flow_id in [f for f in self._flows if f not in wanted]:
@@ -164,13 +144,24 @@ class StreamingSupervisor:
                 if flow_id not in self._flows:
                     self._flows[flow_id] = self._new_flow(flow)
             for state in self._flows.values():
-                if not state.held and not state.gone and state.lock.acquire():
-                    state.held = True
-                    self._arm(state, time.monotonic())  # its first step, once it holds the lock
+                if state.held and not state.lock.held():
+                    self._lost(state)
+            standing_by = [s for s in self._flows.values() if not s.held and s.running is None]
+        for state in standing_by:
+            if not state.lock.acquire():
+                continue
+            with self._mutex:
+                if state.gone:  # dropped meanwhile
+                    if state.running is None:
+                        state.lock.release()
+                    continue
+                state.held = True
+                state.batcher.taken_over()
+                self._arm(state, time.monotonic())  # its first step, once it holds the lock
 
     def _new_flow(self, flow: Resource) -> _Flow:
-        path = self.services.settings.streams_dir / ".batchers" / f"{flow.id}.lock"
-        state = _Flow(MicroBatcher(self.services, flow), _FlowLock(path).__enter__())
+        lock = self.services.locks.lock(f"streams/.batchers/{flow.id}")
+        state = _Flow(MicroBatcher(self.services, flow), lock)
         heapq.heappush(self._timers, (state.housekeeping, next(self._ties), state))
         return state
 
@@ -185,7 +176,13 @@ class StreamingSupervisor:
         state = self._flows.pop(flow_id)
         state.gone = True
         if state.running is None:
-            state.lock.__exit__()
+            state.lock.release()
+
+    def _lost(self, state: _Flow) -> None:
+        """``state``'s lock was lost (under the mutex): no step more until it is acquired again."""
+        log.warning("streaming flow %s: lost its lock; standing by", state.batcher.flow_id)
+        state.held = False
+        state.due = None
 
     # --- the scheduler ---
     def run_forever(self) -> None:
@@ -281,8 +278,17 @@ class StreamingSupervisor:
 
     # --- one step of one flow ---
     def _step(self, state: _Flow) -> None:
-        """Step the flow and decide when it is stepped next (see :func:`_next_step`)."""
+        """Step the flow and decide when it is stepped next (see :func:`_next_step`); not when its lock
+        was lost since the step was due."""
         batcher = state.batcher
+        if not state.lock.held():
+            with self._mutex:
+                state.running = None
+                if state.held:
+                    self._lost(state)
+                if state.gone:
+                    state.lock.release()
+            return
         try:
             result: StepResult | None = batcher.step()
         except NotFound:  # the flow, its dataset or its schema is gone: taken up again by a refresh
@@ -296,7 +302,7 @@ class StreamingSupervisor:
         with self._mutex:
             state.running = None
             if state.gone:
-                state.lock.__exit__()
+                state.lock.release()
                 return
             if result is not None:
                 self._next_step(state, result)

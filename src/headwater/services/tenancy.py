@@ -1,23 +1,24 @@
 """Organizations, sandboxes and API clients, and the bootstrap of the default organization.
 
 The default organization is the one whose tenant id is ``settings.default_tenant_id``. Bootstrap is
-idempotent and runs under a file lock in the home, so a server and a CLI starting together agree.
+idempotent and runs under the deployment's ``.bootstrap`` lock (stores/locks: a file lock in the home
+with SQLite, a PostgreSQL advisory lock with PostgreSQL), so processes starting together, a server and a
+CLI on one machine or API servers and workers on several, create one organization, one ``prod`` sandbox
+and one API client, and all answer the same credentials.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hmac
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from headwater.errors import BadRequest, Conflict
 from headwater.services import access
 from headwater.services.ids import new_hex, new_uuid, now_ms
 from headwater.settings import Settings
+from headwater.stores.locks import Locks
 from headwater.stores.metadata import AlreadyExists, ApiClient, MetadataStore, Org, Sandbox, Scope
 from headwater.stores.secrets import SecretBox
 
@@ -68,10 +69,11 @@ class Credentials:
 
 
 class Tenancy:
-    def __init__(self, store: MetadataStore, box: SecretBox, settings: Settings) -> None:
+    def __init__(self, store: MetadataStore, box: SecretBox, settings: Settings, locks: Locks) -> None:
         self.store = store
         self.box = box
         self.settings = settings
+        self.locks = locks
 
     def default_org(self) -> Org | None:
         return next(
@@ -83,7 +85,7 @@ class Tenancy:
 
         Returns the credentials of the first client and whether anything was created.
         """
-        with self._lock():
+        with self.locks.exclusive(".bootstrap"):
             created = False
             org = self.default_org()
             if org is None:
@@ -139,10 +141,3 @@ class Tenancy:
 
     def check_client_secret(self, client: ApiClient, offered: str) -> bool:
         return hmac.compare_digest(self.client_secret(client).encode(), offered.encode())
-
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.home / ".bootstrap.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield

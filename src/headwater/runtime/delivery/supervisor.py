@@ -1,9 +1,14 @@
 """Keeps one delivery task per enabled streaming or audience activation flow, all in one event loop
 thread.
 
-Across processes, a flow is delivered by one worker at a time: each task holds an exclusive flock on
-``HOME/streams/.activations/<flow>.lock`` (released by the kernel when the process dies, however it
-dies). A flow whose document changes (bindings, limits, state) is restarted with the new version.
+Across processes, a flow is delivered by one worker at a time: each task holds the flow's lock
+``streams/.activations/<flow>`` (stores/locks: a file lock in the home with SQLite, a PostgreSQL advisory
+lock, on any machine, with PostgreSQL; released when the process dies, however it dies); the others
+stand by, trying it every :data:`REFRESH_SECONDS`. A holder that loses its lock (its PostgreSQL session
+broke) stops delivering without saving its checkpoint (the new holder may have moved it) and stands by
+again; the deliveries it made since its last checkpoint are made again by the new holder, with the same
+idempotency keys, as after a crash. A flow whose document changes (bindings, limits, state) is
+restarted with the new version.
 
 An idle flow costs nothing: one watcher thread waits on the log (``StreamLog.wait_appended``, up to
 :data:`WATCH_SECONDS` a call) and wakes the flows whose streams gained records; the event loop is not
@@ -37,7 +42,7 @@ from headwater.runtime.delivery.activation import (
 )
 from headwater.runtime.delivery.audience import AudiencePump
 from headwater.runtime.flowwatch import FlowWatch
-from headwater.runtime.streamsupervisor import _FlowLock
+from headwater.stores.locks import Lock
 from headwater.stores.metadata import Resource, Scope
 
 if TYPE_CHECKING:
@@ -62,6 +67,7 @@ class ActivationSupervisor:
         self._offsets: dict[str, int] = {}  # flow -> the log position its pump reads from next
         self._seqs: dict[str, int] = {}  # audience flow -> the transition seq its pump reads from next
         self._segments: dict[str, tuple[Scope, str]] = {}  # audience flow -> its scope and segment
+        self._held: dict[str, Lock] = {}  # flow -> its lock, while this process delivers it
         self._flows = watch or FlowWatch(services.store)
         self._scanned: list[Resource] | None = None  # the scan ``_wanted`` was filtered from
         self._wanted: dict[str, Resource] = {}
@@ -82,6 +88,8 @@ class ActivationSupervisor:
         return out
 
     async def refresh(self) -> None:
+        for flow_id in [f for f, lock in self._held.items() if not lock.held()]:
+            self._wake(flow_id)  # its lock was lost: it stops
         wanted = await asyncio.to_thread(self.wanted)
         for flow_id in list(self._tasks):
             task, etag, stop = self._tasks[flow_id]
@@ -98,20 +106,28 @@ class ActivationSupervisor:
                 self._tasks[flow_id] = (task, flow.etag, stop)
 
     async def _drive(self, flow: Resource, stop: list[bool]) -> None:
-        path = self.services.settings.streams_dir / ".activations" / f"{flow.id}.lock"
-        with _FlowLock(path) as lock:
-            while not lock.acquire():  # another worker delivers this flow; stand by
+        lock = self.services.locks.lock(f"streams/.activations/{flow.id}")
+        try:
+            while not await asyncio.to_thread(lock.acquire):  # another worker delivers it; stand by
                 if stop[0] or self.stop_event.is_set():
                     return
                 await asyncio.sleep(REFRESH_SECONDS)
+            self._held[flow.id] = lock
             try:
-                await self._deliver(flow, lambda: stop[0] or self.stop_event.is_set())
+                await self._deliver(flow, lambda: stop[0] or self.stop_event.is_set(), lock.held)
             except Exception:
                 log.exception("activation flow %s stopped on an error; restarting", flow.id)
                 await asyncio.sleep(REFRESH_SECONDS)
+            if not lock.held():  # the task ends; a refresh starts another, which stands by
+                log.warning("activation flow %s: lost its lock; standing by", flow.id)
+        finally:
+            if self._held.get(flow.id) is lock:
+                del self._held[flow.id]
+            await asyncio.to_thread(lock.release)
 
-    async def _deliver(self, flow: Resource, stop: Callable[[], bool]) -> None:
-        """Deliver an activation flow's feed until ``stop()`` says so (see the module)."""
+    async def _deliver(self, flow: Resource, stop: Callable[[], bool], held: Callable[[], bool]) -> None:
+        """Deliver an activation flow's feed until ``stop()`` says so, or its lock is no longer
+        ``held()`` (see the module)."""
         plan = Plan.open(self.services, flow)
         audience = flow_kind(flow.doc) is FlowKind.AUDIENCE_ACTIVATION
         pump = AudiencePump(self.services, plan) if audience else StreamPump(self.services, plan)
@@ -121,7 +137,7 @@ class ActivationSupervisor:
         wake = self._wakes.setdefault(flow.id, asyncio.Event())
         saved = pump.progress.checkpoint()
         try:
-            while not stop():
+            while not stop() and held():
                 wake.clear()
                 positions[flow.id] = pump.read_offset
                 progressed = await pump.step()
@@ -134,9 +150,10 @@ class ActivationSupervisor:
                 if pump.pending > 0 or _moved(pump, saved):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), IDLE_POLL_SECONDS)
-                else:  # idle: until its feed gains records, or it is stopped (both wake it)
+                else:  # idle: until its feed gains records, it is stopped or its lock is lost (all wake it)
                     await wake.wait()
-            await pump.flush()
+            if held():
+                await pump.flush()
         finally:
             positions.pop(flow.id, None)
             self._segments.pop(flow.id, None)
