@@ -81,9 +81,7 @@ class Node:
 
     def start(self) -> Node:
         with open(self.log, "ab") as log:  # a file: an unread pipe would block a chatty process
-            self.process = subprocess.Popen(
-                self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=log
-            )
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=log)
         return self
 
     @property

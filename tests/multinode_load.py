@@ -94,6 +94,7 @@ class StreamLoad(Load):
         self.sent: list[str] = []
         self.acked: list[str] = []
         self.refused: list[int] = []  # statuses other than 207 (a 5xx from a dying server)
+        self.sent_at_kill: int | None = None  # len(sent) when the kill came
 
     def step(self, n: int) -> None:
         ids = [uuid.uuid4().hex for _ in range(self.per_batch)]
