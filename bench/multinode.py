@@ -6,11 +6,11 @@ no kill.
 
 Three loads at once, each from a thread of this process through a round-robin client that fails over
 (tests/multinode_load.py): batches of XDM events to a streaming inlet, raw events to a streaming
-activation's inlet (delivered to the sink fake), and CSV batches through the Batch Ingestion API. By
-default streaming and batches are sent back to back (closed loop), the activation's
-requests at --activation-rate (so that it is still sending when the kill comes). records/s counts what was acknowledged (streaming
-messages, activated records, batch rows), from the first request to the last record found (in the lake,
-at the sink); ratio is multi-node over single-node.
+activation's inlet (delivered to the sink fake), and CSV batches through the Batch Ingestion API.
+Streaming and batches are sent back to back (closed loop), the activation's requests at
+--activation-rate (so that it is still sending when the kill comes). records/s counts what was
+acknowledged (streaming messages, activated records, batch rows), from the first request to the last
+record found (in the lake, at the sink); ratio is multi-node over single-node.
 
 Exactly once is checked as the test checks it; a broken guarantee is printed and exits 1 (the figures
 still print). Everything runs on this machine's cores: on 2 cores, 4 Headwater processes, PostgreSQL,
