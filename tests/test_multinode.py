@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,43 @@ def test_two_api_servers_and_two_workers_survive_kill_9_of_one_of_each_exactly_o
     if outcome.problems:
         print(cluster.logs())
     assert not outcome.problems, "\n".join(outcome.problems)
+
+
+def test_nodes_bootstrapping_at_once_on_their_own_homes_agree(tmp_path: Path, postgres_url: str) -> None:
+    """The bootstrap's lock is a file in the home: nodes with homes of their own on one database can both
+    find no organization (or no ``prod`` sandbox) and both create it. The one whose insert loses takes
+    what the other made, and every node shows the same credentials."""
+    from headwater.container import Services
+    from headwater.settings import Settings
+
+    keys = {"encryption_key": "k" * 32, "token_signing_key": "s" * 32}
+    nodes = [
+        Services(Settings(home=tmp_path / name, database_url=postgres_url, environment="development", **keys))
+        for name in ("a", "b")
+    ]
+    a, b = (n.tenancy for n in nodes)
+    try:
+        for node in nodes:
+            node.store.migrate()
+        first, created = a.bootstrap()
+        assert created
+        # b looked before a's inserts landed: it finds neither the organization nor its sandbox.
+        real_default_org, real_get_sandbox = b.default_org, b.store.get_sandbox
+        looks = {"org": 0, "sandbox": 0}
+
+        def late_default_org() -> Any:
+            looks["org"] += 1
+            return None if looks["org"] == 1 else real_default_org()
+
+        def late_get_sandbox(org_id: str, name: str) -> Any:
+            looks["sandbox"] += 1
+            return None if looks["sandbox"] == 1 else real_get_sandbox(org_id, name)
+
+        b.default_org = late_default_org  # type: ignore[method-assign]
+        b.store.get_sandbox = late_get_sandbox  # type: ignore[method-assign]
+        second, created = b.bootstrap()
+        assert (second, created) == (first, False)
+        assert looks == {"org": 2, "sandbox": 1}
+    finally:
+        for node in nodes:
+            node.close()

@@ -1,11 +1,14 @@
 """Organizations, sandboxes and API clients, and the bootstrap of the default organization.
 
 The default organization is the one whose tenant id is ``settings.default_tenant_id``. Bootstrap is
-idempotent and runs under a file lock in the home, so a server and a CLI starting together agree.
+idempotent and runs under a file lock in the home, so a server and a CLI starting together agree; nodes
+with homes of their own on one PostgreSQL database (docs/deployment.md) agree too: the one whose insert
+loses takes what the other created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hmac
 import re
@@ -87,17 +90,22 @@ class Tenancy:
             created = False
             org = self.default_org()
             if org is None:
-                org = self.create_org(self.settings.default_org_name, self.settings.default_tenant_id)
-                created = True
+                try:
+                    org = self.create_org(self.settings.default_org_name, self.settings.default_tenant_id)
+                    created = True
+                except Conflict:  # another node created it (the lock is per home; nodes may not share one)
+                    org = self.default_org()
+                    assert org is not None
             if self.store.get_sandbox(org.id, "prod") is None:
-                self.create_sandbox(org.id, "prod", "Production", "production")
+                with contextlib.suppress(Conflict):  # created by another node meanwhile
+                    self.create_sandbox(org.id, "prod", "Production", "production")
+                    created = True
+            if not [c for c in self.store.list_clients(org.id) if c.enabled]:
+                self.create_client(org.id, "default")
                 created = True
-            clients = [c for c in self.store.list_clients(org.id) if c.enabled]
-            if not clients:
-                client_id, secret = self.create_client(org.id, "default")
-                created = True
-            else:
-                client_id, secret = clients[0].client_id, self.client_secret(clients[0])
+            # The first client: nodes that each created one at once still agree on which they show.
+            first = next(c for c in self.store.list_clients(org.id) if c.enabled)
+            client_id, secret = first.client_id, self.client_secret(first)
         return Credentials(org.id, client_id, secret, "prod", org.tenant_id), created
 
     def create_org(self, name: str, tenant_id: str) -> Org:
