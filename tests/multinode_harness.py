@@ -192,16 +192,16 @@ class Cluster:
 
     # --- life cycle ---
     def start(self) -> Cluster:
-        """The first API server migrates the database and creates the default organization; then the
-        others start together, and this process takes the organization's credentials from a CLI on
-        another empty home."""
-        first = self.apis[0].start()
-        wait_until(first.healthy, timeout=90, interval=0.1)
-        for node in self.nodes[1:]:
+        """Every node at once, on an empty database, as a deployment's units start: the migrations and
+        the default organization's bootstrap are settled between them in PostgreSQL. This process takes
+        the organization's credentials from a CLI on yet another empty home."""
+        for node in self.nodes:
             node.start()
-        self.creds = self._credentials()
-        for node in self.apis[1:]:
+        for node in self.apis:
             wait_until(node.healthy, timeout=90, interval=0.1)
+        self.creds = self._credentials()
+        for node in self.runners:
+            assert node.alive, f"{node.name} exited:\n{node.tail()}"
         return self
 
     def _credentials(self) -> dict[str, str]:

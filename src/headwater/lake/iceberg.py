@@ -289,6 +289,8 @@ class Lake:
         """
         from pyiceberg.exceptions import CommitFailedException
 
+        from headwater.lake.requirements import AssertNoCheckpoint, Superseded
+
         properties = {PREFIX + k: str(v) for k, v in checkpoint.items()}
         match = {k: str(checkpoint[k]) for k in once_per}
         for attempt in range(_COMMIT_ATTEMPTS):
@@ -299,6 +301,9 @@ class Lake:
                     return existing.snapshot_id, False
             try:
                 with table.transaction() as tx:
+                    if match:  # kept when pyiceberg retries the commit on a newer snapshot
+                        once = AssertNoCheckpoint(match={PREFIX + k: v for k, v in match.items()})
+                        tx._apply((), (once,))  # type: ignore[arg-type]
                     if replace and table.current_snapshot() is not None:
                         from pyiceberg.expressions import AlwaysTrue
 
@@ -310,6 +315,9 @@ class Lake:
                 assert snapshot is not None
                 self.commits.notify()
                 return snapshot.snapshot_id, True
+            except Superseded as lost:  # the same run committed meanwhile
+                assert lost.snapshot_id is not None
+                return lost.snapshot_id, False
             except CommitFailedException:
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
@@ -344,6 +352,8 @@ class Lake:
         from pyiceberg.exceptions import CommitFailedException
         from pyiceberg.table.update import AssertRefSnapshotId
 
+        from headwater.lake.requirements import AssertProperty, Superseded
+
         key = f"{PREFIX}stream.{flow_id}.offset"
         properties = {PREFIX + k: str(v) for k, v in checkpoint.items()}
         properties[PREFIX + "flowId"] = flow_id
@@ -355,14 +365,13 @@ class Lake:
             snapshot = table.current_snapshot()
             try:
                 with table.transaction() as tx:
-                    tx._apply(
-                        (),
-                        (
-                            AssertRefSnapshotId(
-                                snapshot_id=snapshot.snapshot_id if snapshot else None, ref="main"
-                            ),
-                        ),
+                    # The position first: pyiceberg drops the snapshot assertion when it retries the
+                    # commit on a newer snapshot itself (lake/requirements.py); this one it keeps.
+                    position = AssertProperty(key=key, value=str(start), default="0")
+                    current = AssertRefSnapshotId(
+                        snapshot_id=snapshot.snapshot_id if snapshot else None, ref="main"
                     )
+                    tx._apply((), (position, current))  # type: ignore[arg-type]
                     tx.set_properties({key: str(next_offset)})
                     if delete_filter is not None and snapshot is not None:
                         tx.delete(delete_filter=delete_filter, snapshot_properties=properties)
@@ -372,6 +381,8 @@ class Lake:
                                 add.append_data_file(data_file)
                 self.commits.notify()
                 return table, True
+            except Superseded:  # another committer moved the position: nothing was added
+                return self.catalog.load_table(table.name()), False
             except CommitFailedException:
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
