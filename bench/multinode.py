@@ -53,7 +53,7 @@ def measure(root: Path, s3: S3Server, size: Size, apis: int, workers: int, kill:
 def line(name: str, o: Outcome) -> str:
     rows = sum(b.rows for b in o.batches.outcomes if b.status == "success")
     return (
-        f"{name:<26} {o.records / o.load_seconds:>9,.0f} records/s  ({o.load_seconds:6.1f} s: "
+        f"{name:<42} {o.records / o.load_seconds:>9,.0f} records/s  ({o.load_seconds:6.1f} s: "
         f"{len(o.stream.acked):,} streamed, {len(o.activation.acked):,} activated, {rows:,} batch rows)"
     )
 

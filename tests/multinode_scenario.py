@@ -111,6 +111,7 @@ def run(cluster: Cluster, sink: SinkFake, size: Size, kill: bool = True) -> Outc
             outcome.killed_at = kill_mid_load(cluster, sink, outcome, loads)
         for load in loads:
             load.join(timeout=300)
+        outcome.notes.append(f"clients: answers per API server {lb.by_server}, {lb.failovers} failovers")
         if len(cluster.apis) > 1 and not all(lb.by_server):
             outcome.problems.append(f"a server answered nothing: {lb.by_server}")
         survivor = cluster.apis[-1]
