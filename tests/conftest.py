@@ -16,10 +16,15 @@ from headwater.runtime.worker import Worker
 from headwater.settings import Settings
 from tests.fakes.s3 import S3Server
 from tests.fakes.sink import SinkFake
-from tests.support import ApiClient, LiveServer, free_port, fresh_sandbox_client, start_server, token_for
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "HEADWATER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.support import (
+    POSTGRES_ADMIN_URL,
+    ApiClient,
+    LiveServer,
+    free_port,
+    fresh_postgres_database,
+    fresh_sandbox_client,
+    start_server,
+    token_for,
 )
 
 
@@ -139,19 +144,12 @@ def other_org_api(server: LiveServer, other_org: dict[str, str]) -> Iterator[Api
 @contextmanager
 def _postgres_database() -> Iterator[str]:
     psycopg = pytest.importorskip("psycopg")
-    name = "hw_test_" + uuid.uuid4().hex[:12]
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=5).close()
     except psycopg.OperationalError as exc:  # pragma: no cover - CI starts PostgreSQL
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(admin_url=POSTGRES_ADMIN_URL) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,32 +34,24 @@ import httpx
 
 import headwater
 from tests.fakes.s3 import S3Server
-from tests.support import ApiClient, free_port, token_for, wait_until
+from tests.support import (
+    POSTGRES_ADMIN_URL,
+    ApiClient,
+    free_port,
+    fresh_postgres_database,
+    token_for,
+    wait_until,
+)
 
 EXE = str(Path(sys.executable).with_name("headwater"))
 # The children run the code this process imported (a worktree's src/, not the editable install's).
 SRC = str(Path(headwater.__file__).resolve().parents[1])
 NATS_URL = os.environ.get("HEADWATER_TEST_NATS", "nats://127.0.0.1:4222")
-POSTGRES_ADMIN_URL = os.environ.get(
-    "HEADWATER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
-@contextmanager
-def fresh_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
-    """A new PostgreSQL database (its SQLAlchemy URL), dropped afterwards (bench/multinode.py; the tests
-    use conftest's ``postgres_url``)."""
-    import psycopg
-
-    name = "hw_bench_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def fresh_database() -> AbstractContextManager[str]:
+    """A new PostgreSQL database for bench/multinode.py (the tests use conftest's ``postgres_url``)."""
+    return fresh_postgres_database(prefix="hw_bench_", admin_url=POSTGRES_ADMIN_URL)
 
 
 @dataclass

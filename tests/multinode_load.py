@@ -37,11 +37,24 @@ class Load:
         self.rate = rate
         self.done = 0
         self.error: BaseException | None = None
+        self.refused: list[int] = []  # inlet statuses other than 207 (a 5xx from a dying server)
         self._thread = threading.Thread(target=self._run, daemon=True, name=type(self).__name__)
         self.started = self.ended = 0.0
 
     def step(self, n: int) -> None:
         raise NotImplementedError
+
+    def post(self, lb: Balancer, path: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """Send ``messages`` once to a batch inlet: its per-message answers; None when the request got no
+        answer, or a status other than 207 (which ``refused`` keeps)."""
+        response = lb.once("POST", path, json={"messages": messages})
+        if response is None:
+            return None
+        if response.status_code != 207:
+            self.refused.append(response.status_code)
+            return None
+        answers: list[dict[str, Any]] = response.json()["responses"]
+        return answers
 
     def _run(self) -> None:
         self.started = time.monotonic()
@@ -93,20 +106,14 @@ class StreamLoad(Load):
         self.path = inlet_path(pipeline["inletUrl"])
         self.sent: list[str] = []
         self.acked: list[str] = []
-        self.refused: list[int] = []  # statuses other than 207 (a 5xx from a dying server)
         self.sent_at_kill: int | None = None  # len(sent) when the kill came
 
     def step(self, n: int) -> None:
         ids = [uuid.uuid4().hex for _ in range(self.per_batch)]
         self.sent.extend(ids)
-        body = {"messages": [envelope(self.pipeline, self.org, i) for i in ids]}
-        response = self.lb.once("POST", self.path, json=body)
-        if response is None:
+        answers = self.post(self.lb, self.path, [envelope(self.pipeline, self.org, i) for i in ids])
+        if answers is None:
             return
-        if response.status_code != 207:
-            self.refused.append(response.status_code)
-            return
-        answers = response.json()["responses"]
         self.acked.extend(i for i, a in zip(ids, answers, strict=True) if "xactionId" in a)
 
 
@@ -120,17 +127,12 @@ class ActivationLoad(Load):
         self.lb, self.per_batch = lb, per_batch
         self.path = inlet.replace("/collection/", "/collection/batch/")
         self.acked: list[str] = []
-        self.refused: list[int] = []
 
     def step(self, n: int) -> None:
         events = [activation_event(n * self.per_batch + k) for k in range(self.per_batch)]
-        response = self.lb.once("POST", self.path, json={"messages": events})
-        if response is None:
+        answers = self.post(self.lb, self.path, events)
+        if answers is None:
             return
-        if response.status_code != 207:
-            self.refused.append(response.status_code)
-            return
-        answers = response.json()["responses"]
         self.acked.extend(e["email"] for e, a in zip(events, answers, strict=True) if "xactionId" in a)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -178,3 +179,25 @@ def held_back(page: Any, url: Any, method: str = "GET") -> Iterator[HeldRequests
     finally:
         held.release()
         page.unroute(url)
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "HEADWATER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str = "hw_test_", admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
+    """A new PostgreSQL database on the test server (its SQLAlchemy URL), dropped afterwards however its
+    users left it."""
+    import psycopg
+
+    name = prefix + uuid.uuid4().hex[:12]
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
