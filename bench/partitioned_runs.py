@@ -12,8 +12,9 @@ Each Headwater run is timed from queueing it (its workers already started and id
 its output record count must equal the rows generated. Prints rows/s, the speed-up over the unsplit run
 and the ratio of each time to DuckDB's.
 
-``--lake s3`` puts the lake (and DuckDB's Parquet output) on the moto server of tests/fakes/s3.py; the
-CSV folder stays on local disk (the files connector reads local folders).
+``--lake s3`` puts the lake on the moto server of tests/fakes/s3.py (DuckDB's baseline: its COPY to a
+local file, then the file uploaded to the same bucket); the CSV folder stays on local disk (the files
+connector reads local folders).
 
     .venv/bin/python bench/partitioned_runs.py [--rows 100000000] [--files 16] [--workers 1,2,4]
                                                [--lake folder|s3] [--keep DIR]
@@ -54,24 +55,22 @@ def generate_folder(folder: Path, rows: int, files: int) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.csv"))
 
 
-def duckdb_copy(folder: Path, lake: dict[str, Any] | None, out_dir: Path) -> float:
+def duckdb_copy(folder: Path, out_dir: Path, s3: Any = None, lake: dict[str, Any] | None = None) -> float:
+    """Seconds to COPY the folder to one Parquet file; with ``s3``, then to upload it into the lake's
+    bucket (DuckDB's httpfs extension is downloaded on first use, which this machine cannot)."""
     import duckdb
 
     con = duckdb.connect()
-    target = str(out_dir / "duckdb.parquet")
-    if lake is not None:
-        endpoint = str(lake["s3_endpoint"]).removeprefix("http://")
-        con.execute("INSTALL httpfs; LOAD httpfs;")
-        con.execute(
-            f"SET s3_endpoint='{endpoint}'; SET s3_use_ssl=false; SET s3_url_style='path';"
-            f"SET s3_region='{lake['s3_region']}'; SET s3_access_key_id='{lake['s3_access_key_id']}';"
-            f"SET s3_secret_access_key='{lake['s3_secret_access_key']}';"
-        )
-        target = f"{lake['lake_url']}/duckdb/out.parquet"
+    target = out_dir / "duckdb.parquet"
     started = time.perf_counter()
     con.execute(
         f"COPY (SELECT * FROM read_csv('{folder}/*.csv', all_varchar=true)) TO '{target}' (FORMAT parquet)"
     )
+    if s3 is not None and lake is not None:
+        from pyarrow import fs
+
+        destination = str(lake["lake_url"]).removeprefix("s3://") + "/duckdb/out.parquet"
+        fs.copy_files(str(target), destination, destination_filesystem=s3.filesystem())
     seconds = time.perf_counter() - started
     con.close()
     return seconds
@@ -108,6 +107,15 @@ def start_workers(count: int, env: dict[str, str], logs: Path) -> list[subproces
     return workers
 
 
+def cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
+    """The CPU time (user + system, every thread) the processes used so far."""
+    ticks = 0
+    for process in processes:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
     for worker in workers:
         worker.terminate()
@@ -121,6 +129,7 @@ def headwater_run(
     flow = profile_flow(services, actor, source_id, FILES_TO_LAKE, "id", ("first_name", "last_name", "email"))
     processes = start_workers(workers, env, logs)
     try:
+        cpu = cpu_seconds(processes)
         run = services.runs.create_and_queue(actor, {"flowId": flow, "params": {}})
         started = time.perf_counter()
         while True:
@@ -129,6 +138,7 @@ def headwater_run(
                 break
             time.sleep(0.05)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds(processes) - cpu
     finally:
         stop_workers(processes)
     records = doc["metrics"]["recordSummary"]
@@ -138,6 +148,7 @@ def headwater_run(
         "rows": records["outputRecordCount"],
         "seconds": seconds,
         "partitions": len(parts),
+        "cores": cpu / seconds,
         "owners": len({p.lease_owner for p in parts}),
     }
 
@@ -154,6 +165,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--lake", choices=("folder", "s3"), default="folder")
+    parser.add_argument(
+        "--threads", type=int, help="Arrow threads per worker (OMP_NUM_THREADS; default: as many as cores)"
+    )
     parser.add_argument("--keep", type=Path, help="generate into (or reuse) this folder and keep it")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
@@ -179,10 +193,12 @@ def main() -> None:
         print(
             f"# bench/partitioned_runs.py  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  "
             f"{os.cpu_count()} cpus  python {platform.python_version()}  rows={args.rows:,}  "
-            f"files={files}  {size / 1e6:,.0f} MB  lake={args.lake}  (generated in {generated:.0f} s)"
+            f"files={files}  {size / 1e6:,.0f} MB  lake={args.lake}  threads/worker={args.threads or 'all'}  "
+            f"(generated in {generated:.0f} s)  load {os.getloadavg()[0]:.1f}"
         )
-        duck = duckdb_copy(folder, lake, scratch)
-        print(f"duckdb COPY          {duck:8.2f} s  {args.rows / duck:12,.0f} rows/s")
+        duck = duckdb_copy(folder, scratch, s3, lake)
+        label = "duckdb COPY + upload" if s3 else "duckdb COPY"
+        print(f"{label:20s} {duck:8.2f} s  {args.rows / duck:12,.0f} rows/s")
         home = scratch / "home"
         logs = scratch / "logs"
         logs.mkdir()
@@ -210,15 +226,19 @@ def main() -> None:
         base = None
         for label, workers, partition_bytes in plans:
             env = _env(home, folder, lake, partition_bytes)
+            if args.threads:
+                env["OMP_NUM_THREADS"] = str(args.threads)
             result = headwater_run(services, actor, source.id, env, workers, logs)
             assert result["state"] == "success" and result["rows"] == args.rows, result
             base = base or result["seconds"]
             print(
                 f"{label:20s} {result['seconds']:8.2f} s  {args.rows / result['seconds']:12,.0f} rows/s  "
                 f"speed-up {base / result['seconds']:4.2f}x  ratio to duckdb {result['seconds'] / duck:5.2f}x"
-                f"  partitions={result['partitions']} held by {result['owners']} worker(s)"
+                f"  {result['cores']:.2f} cores busy  partitions={result['partitions']} held by "
+                f"{result['owners']} worker(s)"
             )
         services.close()
+        print(f"# load average at the end {os.getloadavg()[0]:.1f}")
     finally:
         if s3 is not None:
             s3.stop()
