@@ -1,10 +1,12 @@
 """Partitioned batch runs (runtime/partitions.py): a folder of files is read and mapped by several
 workers and lands each row exactly once in one Iceberg commit, with the run's metrics and row errors
-those of an unsplit run; a worker killed mid-partition is taken over; small sources are not split."""
+those of an unsplit run; a worker killed mid-partition (the run's owner, or a helper) is taken over;
+small sources are not split."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from headwater.lake.iceberg import Lake
 from headwater.runtime.worker import Worker
 from headwater.stores.metadata import Scope, open_store
 from tests.conftest import make_settings
-from tests.support import ApiClient, LiveServer
+from tests.support import ApiClient, LiveServer, wait_until
 from tests.test_batch_runs import contact, files_flow, run_and_wait, write_csv
 from tests.test_crash_recovery import Deployment, _finished, _start_run, deployment  # noqa: F401
 
@@ -136,5 +138,44 @@ def test_a_worker_killed_mid_partition_is_taken_over_and_commits_once(
     commits, row_ids = _run_snapshots(
         Lake(settings), Scope(sandbox.org_id, sandbox.id), ids["dataset"], run_id
     )
+    assert commits == 1
+    assert len(row_ids) == len(set(row_ids)) == files * rows
+
+
+def test_a_helper_killed_mid_partition_is_redone_by_the_run_owner(
+    deployment: Deployment,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    files, rows = 4, 40_000
+    deployment.env["HEADWATER_RUN_PARTITION_BYTES"] = "1"
+    deployment.env["HEADWATER_RUN_LEASE_SECONDS"] = "6"  # the owner's run lease outlives its pause
+    ids = files_flow(deployment.api, _folder(tmp_path / "source", files, rows), path="*.csv")
+    settings = make_settings(deployment.home)
+    store = open_store(settings.resolved_database_url)
+    try:
+        owner = deployment.worker()
+        run_id = _start_run(deployment, ids["flow"])
+        wait_until(lambda: store.partitions(run_id), timeout=60, interval=0.01)
+        os.kill(owner.pid, signal.SIGSTOP)  # the owner holds the run and one partition, frozen
+        try:
+            helper = deployment.worker("mid_partition:1")  # claims a queued partition, dies in it
+            assert helper.wait(timeout=120) == -signal.SIGKILL, deployment.worker_logs()
+        finally:
+            os.kill(owner.pid, signal.SIGCONT)
+        try:
+            run = _finished(deployment, run_id)
+        finally:
+            owner.terminate()
+            owner.wait(timeout=30)
+        parts = store.partitions(run_id)
+        sandbox = store.get_sandbox(deployment.api.org_id, "prod")
+    finally:
+        store.close()
+    assert run["state"] == "success", f"{run['metrics']['statusSummary']}\n{deployment.worker_logs()}"
+    assert run["metrics"]["recordSummary"]["outputRecordCount"] == files * rows
+    assert max(p.attempts for p in parts) == 2 and {p.state for p in parts} == {"done"}
+    assert sandbox is not None
+    scope = Scope(sandbox.org_id, sandbox.id)
+    commits, row_ids = _run_snapshots(Lake(settings), scope, ids["dataset"], run_id)
     assert commits == 1
     assert len(row_ids) == len(set(row_ids)) == files * rows
