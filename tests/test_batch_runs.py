@@ -44,6 +44,7 @@ def files_flow(
     options: dict[str, Any] | None = None,
     extra_mappings: list[dict[str, Any]] | None = None,
     date_format: str = "yyyy-MM-dd HH:mm:ss",
+    path: str = "contacts.csv",
 ) -> dict[str, str]:
     conn = created_id(
         api.post(
@@ -62,7 +63,7 @@ def files_flow(
                 "name": "contacts.csv",
                 "baseConnectionId": conn,
                 "data": {"format": "delimited"},
-                "params": {"path": "contacts.csv"},
+                "params": {"path": path},
             },
         )
     )

@@ -1,5 +1,6 @@
 """Contract of the run queue, on SQLite and PostgreSQL: claims are exclusive, leases expire and are
-taken over, schedule slots are queued once."""
+taken over, schedule slots are queued once; the same for the partitions of a run, whose output is
+recorded once."""
 
 from __future__ import annotations
 
@@ -76,6 +77,56 @@ class RunQueueContract:
         for thread in threads:
             thread.join()
         assert sorted(claimed) == [f"r{i:02d}" for i in range(20)]
+
+    def test_partitions_are_queued_once_and_claimed_exclusively(self, store: MetadataStore) -> None:
+        parts = store.add_partitions("r1", SCOPE, [{"files": ["a"]}, {"files": ["b"]}])
+        assert [(p.part, p.spec, p.state) for p in parts] == [
+            (0, {"files": ["a"]}, "queued"),
+            (1, {"files": ["b"]}, "queued"),
+        ]
+        again = store.add_partitions("r1", SCOPE, [{"files": ["other"]}])  # a take-over keeps the first
+        assert [p.spec for p in again] == [{"files": ["a"]}, {"files": ["b"]}]
+        assert store.claim_partition("w1", lease_ms=1_000, now_ms=0, run_id="other") is None
+        first = store.claim_partition("w1", lease_ms=1_000, now_ms=0)
+        second = store.claim_partition("w2", lease_ms=1_000, now_ms=0, run_id="r1")
+        assert first is not None and second is not None and {first.part, second.part} == {0, 1}
+        assert first.scope == SCOPE and first.attempts == 1
+        assert store.claim_partition("w3", lease_ms=1_000, now_ms=500) is None
+        assert store.partitions("nothing") == []
+
+    def test_a_partition_whose_lease_expired_is_redone_and_recorded_once(self, store: MetadataStore) -> None:
+        store.add_partitions("r1", SCOPE, [{"files": ["a"]}])
+        assert store.claim_partition("w1", lease_ms=1_000, now_ms=0) is not None
+        assert store.renew_partition("r1", 0, "w1", until_ms=2_000)
+        assert store.claim_partition("w2", lease_ms=1_000, now_ms=1_500) is None
+        taken = store.claim_partition("w2", lease_ms=1_000, now_ms=2_001)
+        assert taken is not None and taken.lease_owner == "w2" and taken.attempts == 2
+        assert not store.renew_partition("r1", 0, "w1", until_ms=9_000)
+        assert not store.finish_partition("r1", 0, "w1", {"files": ["late"]})  # the old holder lost it
+        assert store.finish_partition("r1", 0, "w2", {"files": ["f.parquet"]})
+        assert not store.finish_partition("r1", 0, "w2", {"files": ["again"]})
+        [done] = store.partitions("r1")
+        assert done.state == "done" and done.output == {"files": ["f.parquet"]}
+        assert store.claim_partition("w3", lease_ms=1_000, now_ms=99_999) is None  # done is never claimed
+
+    def test_concurrent_claims_never_share_a_partition(self, store: MetadataStore) -> None:
+        store.add_partitions("r1", SCOPE, [{"n": i} for i in range(20)])
+        claimed: list[int] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(4)
+
+        def worker(name: str) -> None:
+            barrier.wait()
+            while (part := store.claim_partition(name, lease_ms=60_000, now_ms=10)) is not None:
+                with lock:
+                    claimed.append(part.part)
+
+        threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(claimed) == list(range(20))
 
 
 def _flow_run(run_id: str, flow: str, at: int) -> QueuedRun:

@@ -103,6 +103,19 @@ class Settings(BaseSettings):
         description="How often an idle worker looks for runs queued by other processes, at first: while "
         "none come it looks less often, down to every 4x this. Runs queued in its own process start at once.",
     )
+    run_partition_bytes: int = Field(
+        256 << 20,
+        ge=0,
+        description="A batch run over a files source is split into partitions of about this many bytes of "
+        "files (whole files, in path order), read and mapped by whichever workers claim them, and "
+        "committed once; a source that fits one partition runs unsplit. 0 never splits.",
+    )
+    run_partition_min_files: int = Field(
+        2,
+        ge=2,
+        description="A batch run is split into partitions only when its source lists at least this many "
+        "files (a single file is never split).",
+    )
     identity_graph_max_identities: int = Field(
         50,
         ge=2,

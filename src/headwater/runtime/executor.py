@@ -34,7 +34,7 @@ from headwater.connectors.errors import ConnectorError, InvalidSourceParams
 from headwater.engines import javadate
 from headwater.errors import HeadwaterError
 from headwater.faults import crash_point
-from headwater.runtime import lookback
+from headwater.runtime import lookback, partitions
 from headwater.runtime.context import Runtime
 from headwater.runtime.window import Keys, Window, choose_window, overlap_keys
 from headwater.services import ledger
@@ -146,14 +146,18 @@ class RunExecution:
                 delta_column=delta,
                 window_start=keys.read_from if keys else window.start,
                 window_end=window.end,
-                options=_delta_options(copy),
+                options=delta_options(copy),
                 key_columns=keys.columns if keys else None,
             )
-            with RowErrorFiles.of(svc.settings).writer(batch.id) as row_errors:
-                read = connector.read(request)
-                read = keys.filter.apply(read) if keys else read
-                batches = self._mapped(read, mapping, row_errors, threshold, run)
-                files = svc.lake.write_files(table, batches, mapping.target)
+            groups = None if keys else partitions.split(svc.settings, connector, params)
+            if groups:  # read and mapped by several workers: the files they wrote, committed here
+                window, files = self._partitioned(run, batch, table, window, groups, threshold)
+            else:
+                with RowErrorFiles.of(svc.settings).writer(batch.id) as row_errors:
+                    read = connector.read(request)
+                    read = keys.filter.apply(read) if keys else read
+                    batches = self._mapped(read, mapping, row_errors, threshold, run)
+                    files = svc.lake.write_files(table, batches, mapping.target)
         finally:
             connector.close()
         checkpoint = self._checkpoint(plan.flow_id, run, batch, window, keys)
@@ -178,6 +182,32 @@ class RunExecution:
         crash_point("after_batch_saved")
         span = ledger.Window(window.start, window.end)
         return self.ledger.copy_succeeded(run, batch.id, started, len(files), span, self.counters)
+
+    def _partitioned(
+        self,
+        run: Resource,
+        batch: Resource,
+        table: Any,
+        window: Window,
+        groups: list[list[str]],
+        threshold: float | None,
+    ) -> tuple[Window, list[Any]]:
+        """Queue the run's partitions (or find those an earlier attempt queued, with the window it
+        chose), work on them beside the other workers until all are done, and gather what they wrote."""
+        copy = partitions.PartitionedCopy(self.services, self.worker, run, batch.id)
+        window = copy.queue(window, groups)
+        outputs = copy.work(lambda done: self._progress_of(run, done))
+        partitions.count(outputs, self.counters)
+        files = partitions.data_files(table, outputs)
+        counters = self.counters
+        failed_share = 100 * counters.failed_records / max(counters.input_records, 1)
+        if threshold is not None and counters.input_records and failed_share > threshold:
+            raise ThresholdExceeded(counters.failed_records, counters.input_records, threshold)
+        return window, files
+
+    def _progress_of(self, run: Resource, done: list[dict[str, Any]]) -> None:
+        partitions.count(done, self.counters)
+        self._progress(run)
 
     def _project_profiles(self, scope: Scope, dataset_id: str) -> None:
         """A profile-enabled dataset's new rows reach the profiles before the run shows success. A
@@ -215,21 +245,10 @@ class RunExecution:
 
     # --- parts ---
     def _mapping(self, plan: FlowPlan) -> Any:
-        from headwater.engines.mapping import compile_mapping, identity_compile
-
-        assert plan.schema is not None
-        resolved = dict(plan.schema)
-        if plan.mapping is None:
-            return identity_compile(resolved)
-        return compile_mapping(dict(plan.mapping.doc), resolved)
+        return plan_mapping(plan)
 
     def _connector(self, actor: Actor, source: SourcePlan) -> Any:
-        auth = self.services.plans.source_auth(actor, source)
-        if not registry.supports(source.spec_id):
-            raise HeadwaterError(
-                f"Connection spec {source.spec_id} has no batch reader.", code="CONNECTOR-2007-400"
-            )
-        return registry.connector_for(source.spec_id, auth, self.services.outbound, self.services.settings)
+        return source_connector(self.services, actor, source)
 
     def _batch(self, actor: Actor, run: Resource, flow_id: str, dataset_id: str) -> Resource:
         batch_id = run.doc.get("batchId")
@@ -292,6 +311,26 @@ class RunExecution:
         return self.ledger.recover_copy(run, started, get("batchId"), span, self.counters)
 
 
+def plan_mapping(plan: FlowPlan) -> Any:
+    """The flow's compiled mapping (the identity mapping of its schema when it has none)."""
+    from headwater.engines.mapping import compile_mapping, identity_compile
+
+    assert plan.schema is not None
+    resolved = dict(plan.schema)
+    if plan.mapping is None:
+        return identity_compile(resolved)
+    return compile_mapping(dict(plan.mapping.doc), resolved)
+
+
+def source_connector(services: Runtime, actor: Actor, source: SourcePlan) -> Any:
+    """The batch reader of the flow's source; the caller closes it."""
+    auth = services.plans.source_auth(actor, source)
+    if not registry.supports(source.spec_id):
+        message = f"Connection spec {source.spec_id} has no batch reader."
+        raise HeadwaterError(message, code="CONNECTOR-2007-400")
+    return registry.connector_for(source.spec_id, auth, services.outbound, services.settings)
+
+
 def _threshold(plan: FlowPlan) -> float | None:
     value = plan.options.get("partialIngestionPercent")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -301,7 +340,7 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-def _delta_options(copy: Mapping[str, Any] | None) -> dict[str, Any]:
+def delta_options(copy: Mapping[str, Any] | None) -> dict[str, Any]:
     """The read options of the Copy transformation's ``deltaColumn``: its timezone, and its Java
     ``dateFormat`` as a strptime format (refused when it has none, naming the field)."""
     delta = (copy or {}).get("deltaColumn") or {}

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
+from headwater.runtime import partitionwork
 from headwater.runtime.context import Runtime
 from headwater.runtime.executor import Counters, RunExecution
 from headwater.runtime.flowwatch import SHARED_FRESH_SECONDS, FlowWatch
@@ -183,11 +184,12 @@ class Worker:
     def run_one(
         self, run_id: str | None = None, on_progress: Callable[[Counters], None] | None = None
     ) -> bool:
-        """Claim and execute one run (``run_id`` only, when given); False when there was nothing to do."""
+        """Claim and execute one run (``run_id`` only, when given), else one partition of a run another
+        worker owns (runtime/partitions.py); False when there was nothing to do."""
         lease_ms = int(self.settings.run_lease_seconds * 1000)
         claim = self.services.store.claim_run(self.name, lease_ms, now_ms(), run_id)
-        if claim is None:
-            return False
+        if claim is None:  # no run to own: help with a partition of another worker's run
+            return run_id is None and partitionwork.run_one(self.services, self.name)
         stop_renewing = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(claim, lease_ms, stop_renewing), daemon=True)
         renewer.start()

@@ -44,9 +44,14 @@ class RowErrorFiles:
     def of(cls, settings: Settings) -> RowErrorFiles:
         return cls(object_files(settings, "_errors", settings.warehouse_dir / "_errors"))
 
-    def writer(self, batch_id: str, append: bool = False, stored: int = 0) -> RowErrorWriter:
-        """A writer of ``batch_id``'s row errors: replacing them, or (``append``) after them."""
-        return RowErrorWriter(self.files, f"{batch_id}/{NAME}", append, stored)
+    def writer(
+        self, batch_id: str, append: bool = False, stored: int = 0, part: int | None = None
+    ) -> RowErrorWriter:
+        """A writer of ``batch_id``'s row errors: replacing them, or (``append``) after them. A partition
+        of a run (runtime/partitions.py) writes its own file, ``row_errors.json.part-NNNNN``, replaced
+        whole when the partition is redone."""
+        suffix = "" if part is None else f".part-{part:05d}"
+        return RowErrorWriter(self.files, f"{batch_id}/{NAME}{suffix}", append, stored)
 
     def _parts(self, batch_id: str) -> list[str]:
         found = [e.key for e in self.files.list(batch_id) if e.key.rpartition("/")[2].startswith(NAME)]

@@ -134,6 +134,21 @@ class QueuedRun:
 
 
 @dataclass(frozen=True)
+class RunPartition:
+    """One part of a batch run read by whichever worker claims it (runtime/partitions.py)."""
+
+    run_id: str
+    part: int
+    scope: Scope
+    spec: dict[str, Any]  # what to read
+    state: str = "queued"  # queued | running | done
+    lease_owner: str | None = None
+    lease_expires_at: int | None = None
+    attempts: int = 0
+    output: dict[str, Any] | None = None  # once done: what it wrote and counted
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[Resource]
     total: int | None = None
@@ -302,6 +317,34 @@ class MetadataStore(ABC):
     @abstractmethod
     def finish_run(self, run_id: str, worker: str) -> bool:
         """Mark the run done; False when the worker no longer holds it."""
+
+    # --- the partitions of a run ---
+    @abstractmethod
+    def add_partitions(
+        self, run_id: str, scope: Scope, specs: Sequence[dict[str, Any]]
+    ) -> list[RunPartition]:
+        """Queue ``specs`` as the partitions of ``run_id``, all in one transaction, unless the run has
+        partitions already (an earlier attempt queued them): the run's partitions as stored."""
+
+    @abstractmethod
+    def claim_partition(
+        self, worker: str, lease_ms: int, now_ms: int, run_id: str | None = None
+    ) -> RunPartition | None:
+        """Atomically take a queued partition (of ``run_id`` only, when given), or a running one whose
+        lease expired; oldest run first. Two workers never hold the same partition."""
+
+    @abstractmethod
+    def renew_partition(self, run_id: str, part: int, worker: str, until_ms: int) -> bool:
+        """Extend the partition's lease; False when the worker lost it."""
+
+    @abstractmethod
+    def finish_partition(self, run_id: str, part: int, worker: str, output: dict[str, Any]) -> bool:
+        """Record ``output`` and mark the partition done, only while ``worker`` holds it (a
+        compare-and-set: of two attempts, one finishes). False when the worker lost it."""
+
+    @abstractmethod
+    def partitions(self, run_id: str) -> list[RunPartition]:
+        """The run's partitions in order (empty for a run that was not split)."""
 
     @abstractmethod
     def last_slot(self, flow_id: str) -> int | None:

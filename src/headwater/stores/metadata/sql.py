@@ -33,6 +33,7 @@ from headwater.stores.metadata.base import (
     StaleWrite,
     StillReferenced,
 )
+from headwater.stores.metadata.sqlpartitions import SqlPartitions
 
 _ORDER_COLUMNS = {
     "createdAt": t.resources.c.created_at,
@@ -110,7 +111,7 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqlMetadataStore(MetadataStore):
+class SqlMetadataStore(SqlPartitions, MetadataStore):
     """Shared implementation. ``engine`` must be created with :func:`json_dumps` / ``orjson.loads``."""
 
     def __init__(self, engine: Engine) -> None:

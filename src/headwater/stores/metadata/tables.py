@@ -149,3 +149,21 @@ upgrade_marks = Table(
     Column("name", String(100), primary_key=True),
     Column("done_at", BigInteger, nullable=False),
 )
+
+# The partitions of a batch run split over several workers (runtime/partitions.py): each is claimed
+# under a lease like a run, and records the data files it wrote (not yet committed) when it is done.
+run_partitions = Table(
+    "run_partitions",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("part", Integer, primary_key=True),
+    Column("org_id", String(64), nullable=False),
+    Column("sandbox_id", String(64), nullable=False),
+    Column("spec", JSON, nullable=False),  # what to read: the files and the run's window
+    Column("state", String(16), nullable=False),  # queued | running | done
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("output", JSON, nullable=True),  # once done: the data files written and the counts
+    Index("ix_run_partitions_claim", "state", "run_id"),
+)
