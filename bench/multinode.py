@@ -37,12 +37,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from tests.fakes.s3 import S3Server  # noqa: E402
 from tests.fakes.sink import SinkFake  # noqa: E402
 from tests.multinode_harness import Cluster, fresh_database  # noqa: E402
+from tests.multinode_partitions import PARTITIONED  # noqa: E402
 from tests.multinode_scenario import Outcome, Size, run  # noqa: E402
 
 
 def measure(root: Path, s3: S3Server, size: Size, apis: int, workers: int, kill: bool) -> Outcome:
     with fresh_database() as url, SinkFake() as sink:
-        cluster = Cluster(root, url, s3, api_servers=apis, workers=workers)
+        cluster = Cluster(root, url, s3, api_servers=apis, workers=workers, extra_env=PARTITIONED)
         try:
             cluster.start()
             return run(cluster, sink, size, kill=kill)

@@ -241,7 +241,8 @@ class Cluster:
         table = lake.load(scope, dataset_id)
         if table is None:
             return []
-        return [str(v) for v in lake.query(table, "SELECT _id FROM dataset").column("_id").to_pylist()]
+        # A scan, not lake.query: a query's answer is capped at HEADWATER_QUERY_MAX_ROWS.
+        return [str(v) for v in lake.scan(table).read_all().column("_id").to_pylist()]
 
     def _reader(self, sandbox: str) -> tuple[Any, Any]:
         from headwater.lake.iceberg import Lake

@@ -1,6 +1,7 @@
 """Issue 17's acceptance: 2 API servers and 2 workers, separate processes with no shared folder (each its
 own empty home), PostgreSQL for metadata and the Iceberg catalog, NATS JetStream for the streaming log,
-an S3 bucket (moto) for the lake. Batch ingestion, a streaming flow and a streaming activation run
+an S3 bucket (moto) for the lake. Batch ingestion, a streaming flow, a streaming activation and a
+partitioned batch run over a folder of files in the bucket (its partitions shared by the workers) run
 through either API server; mid-load one worker and one API server are killed with `kill -9` (clients fail
 over to the other server, as behind a load balancer); afterwards every acknowledged record is found
 exactly once: streaming messages and batch rows in the lake (read here with pyiceberg on S3, and through
@@ -19,6 +20,7 @@ import pytest
 from tests.fakes.s3 import S3Server
 from tests.fakes.sink import SinkFake
 from tests.multinode_harness import Cluster
+from tests.multinode_partitions import PARTITIONED
 from tests.multinode_scenario import Size, run
 
 SHORT = Size()
@@ -26,7 +28,7 @@ SHORT = Size()
 
 @pytest.fixture
 def cluster(tmp_path: Path, s3_server: S3Server, postgres_url: str) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path, postgres_url, s3_server)
+    cluster = Cluster(tmp_path, postgres_url, s3_server, extra_env=PARTITIONED)
     try:
         yield cluster.start()
     finally:
