@@ -104,11 +104,13 @@ class Settings(BaseSettings):
         "none come it looks less often, down to every 4x this. Runs queued in its own process start at once.",
     )
     run_partition_bytes: int = Field(
-        256 << 20,
+        0,
         ge=0,
         description="A batch run over a files source is split into partitions of about this many bytes of "
         "files (whole files, in path order), read and mapped by whichever workers claim them, and "
-        "committed once; a source that fits one partition runs unsplit. 0 never splits.",
+        "committed once; a source that fits one partition runs unsplit. 0 (the default) never splits: "
+        "on one machine an unsplit run is faster (docs/benchmarks.md); set it (e.g. 268435456) where "
+        "workers run on several machines.",
     )
     run_partition_min_files: int = Field(
         2,
