@@ -5,6 +5,7 @@ small sources are not split."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -142,6 +143,20 @@ def test_a_worker_killed_mid_partition_is_taken_over_and_commits_once(
     assert len(row_ids) == len(set(row_ids)) == files * rows
 
 
+def _frozen_between_writes(pid: int, store: Any) -> bool:
+    """Stop ``pid`` (SIGSTOP); True if it holds no write lock of the SQLite ``store``, else let it go on
+    (SIGCONT) and False, for the caller to try again."""
+    os.kill(pid, signal.SIGSTOP)
+    with open(store.path.with_name(store.path.name + ".write-lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.kill(pid, signal.SIGCONT)
+            return False
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return True
+
+
 def test_a_helper_killed_mid_partition_is_redone_by_the_run_owner(
     deployment: Deployment,  # noqa: F811
     tmp_path: Path,
@@ -156,10 +171,12 @@ def test_a_helper_killed_mid_partition_is_redone_by_the_run_owner(
         owner = deployment.worker()
         run_id = _start_run(deployment, ids["flow"])
         wait_until(lambda: store.partitions(run_id), timeout=60, interval=0.01)
-        os.kill(owner.pid, signal.SIGSTOP)  # the owner holds the run and one partition, frozen
+        # The owner holds the run and one partition, frozen; never inside a write transaction, whose
+        # lock beside the SQLite file would stop every other process's writes until it went on.
+        wait_until(lambda: _frozen_between_writes(owner.pid, store), timeout=60, interval=0.01)
         try:
             helper = deployment.worker("mid_partition:1")  # claims a queued partition, dies in it
-            assert helper.wait(timeout=120) == -signal.SIGKILL, deployment.worker_logs()
+            assert helper.wait(timeout=60) == -signal.SIGKILL, deployment.worker_logs()
         finally:
             os.kill(owner.pid, signal.SIGCONT)
         try:
