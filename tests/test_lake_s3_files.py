@@ -90,6 +90,42 @@ def test_a_write_is_whole_or_nothing_and_is_read_listed_and_deleted(files: Objec
     assert files.list("a", recursive=True) == [] and files.stat("a/one.bin") is None
 
 
+def test_a_complete_whose_node_died_while_deleting_the_chunks_answers_the_size_again(
+    files: ObjectFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COMPLETE writes the file, then deletes the chunks; a node killed after the first deletes (the
+    multi-node test's kill -9 once did it) must leave an upload that a COMPLETE sent to another node
+    finds complete, not one missing its first chunk."""
+    import asyncio
+
+    from headwater.services.batchingest import ChunkRange
+    from headwater.services.ingeststaging import ObjectStaging
+
+    staging, data = ObjectStaging(files), b"0123456789abcdef"
+
+    async def body(piece: bytes) -> Any:
+        yield piece
+
+    staging.initialize("b1/d1", "people.csv")
+    for start in (0, 8):
+        span = ChunkRange(start, start + 7, len(data))
+        asyncio.run(staging.put_chunk("b1/d1", "people.csv", span, body(data[start : start + 8])))
+    real_delete, deleted = files.delete, []
+
+    def dies_after_one(key: str) -> None:
+        if deleted:
+            raise Boom("killed")
+        deleted.append(key)
+        real_delete(key)
+
+    monkeypatch.setattr(files, "delete", dies_after_one)
+    with pytest.raises(Boom):
+        staging.complete("b1/d1", "people.csv")
+    monkeypatch.setattr(files, "delete", real_delete)
+    assert staging.complete("b1/d1", "people.csv") == len(data)
+    assert files.read_bytes("b1/d1/people.csv") == data
+
+
 def test_a_sweep_deletes_what_is_older_than_the_horizon(files: ObjectFiles) -> None:
     for key in ("q1.arrow", "q2.arrow", "keep.txt"):
         with files.writer(key) as out:

@@ -13,7 +13,8 @@ S3 objects are written whole and never appended to, and there is no file lock to
   node; the listing of the chunk objects is the record of ranges, so no lock is needed;
 - ``?action=COMPLETE`` checks that the chunks cover ``0..total-1`` with no gap and no overlap (the same
   rule and answers as on a disk), streams them in order into the file's object (a megabyte at a time:
-  memory stays bounded whatever the file's size) and deletes them. Completing again answers the size.
+  memory stays bounded whatever the file's size), deletes the marker, then the chunks. Completing again
+  answers the size, also after a node died while deleting them (the marker gone first).
 
 A store that fails is LakeUnavailable (503): nothing the client sent is acknowledged.
 """
@@ -195,5 +196,8 @@ class ObjectStaging:
                 for *_, key in chunks:
                     for piece in self.files.chunks(key):
                         out.write(piece)
+            # The marker first: a node killed while it deletes the chunks leaves an upload that reads as
+            # complete (the file's size) to a COMPLETE sent again, not as one missing its first chunks.
+            self.files.delete(f"{prefix}/{_MARKER}")
             self.files.delete_tree(prefix)
         return total
