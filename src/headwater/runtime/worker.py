@@ -188,8 +188,9 @@ class Worker:
         worker owns (runtime/partitions.py); False when there was nothing to do."""
         lease_ms = int(self.settings.run_lease_seconds * 1000)
         claim = self.services.store.claim_run(self.name, lease_ms, now_ms(), run_id)
-        if claim is None:  # no run to own: help with a partition of another worker's run
-            return run_id is None and partitionwork.run_one(self.services, self.name)
+        if claim is None:  # no run to own: help with a partition of another worker's run, if runs split
+            helping = run_id is None and self.settings.run_partition_bytes > 0
+            return helping and partitionwork.run_one(self.services, self.name)
         stop_renewing = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(claim, lease_ms, stop_renewing), daemon=True)
         renewer.start()

@@ -65,8 +65,15 @@ class SqlPartitions:
         if run_id is not None:
             claimable = claimable & (_P.run_id == run_id)
         candidates = select(t.run_partitions).where(claimable).order_by(_P.run_id, _P.part).limit(8)
+        # Looked for on a read connection: an idle worker asks every poll, and with SQLite a write
+        # transaction would queue every process's writes behind it. The claim's conditions (state and
+        # lease as read) make a stale candidate harmless.
+        with self.read_engine.connect() as reader:
+            rows = reader.execute(candidates).mappings().all()
+        if not rows:
+            return None
         with self._write() as conn:
-            for row in conn.execute(candidates).mappings().all():
+            for row in rows:
                 same_lease = (
                     _P.lease_expires_at.is_(None)
                     if row["lease_expires_at"] is None
