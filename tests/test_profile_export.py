@@ -24,7 +24,7 @@ from headwater.runtime.exportjobs import ExportExecution, ExportJobs, ExportServ
 from headwater.services.tenancy import Actor
 from tests.profile_helpers import land, profile_dataset
 from tests.streaming_helpers import scope_of
-from tests.support import ApiClient, LiveServer, role_client
+from tests.support import ApiClient, LiveServer, role_client, wait_until
 
 T = TypeVar("T")
 EXPORTS = "/data/core/ups/export/jobs"
@@ -443,8 +443,17 @@ class _TakeOverLake:
         return files
 
 
+def _play_the_runner(server: LiveServer) -> None:
+    """Stop the export runner once it has run every job earlier tests left (on this session's server), so
+    that a claim made by the test takes the test's own job."""
+    jobs = server.services.profile_exports
+    jobs.created.notify()
+    wait_until(lambda: not jobs.pending.candidates(), timeout=30)
+    server.services.export_job_runner.stop()
+
+
 def test_cancelling_and_an_attempt_taken_over(server: LiveServer, api: ApiClient) -> None:
-    server.services.export_job_runner.stop()  # the jobs wait for this test to run them
+    _play_the_runner(server)  # the jobs wait for this test to run them
     target = _export_dataset(api, IDENTITY_MAP, PERSON)
     waiting = _export(api, {"destination": {"datasetId": target}})
     assert api.delete(f"{EXPORTS}/{waiting['id']}").json() == {
@@ -489,7 +498,7 @@ def test_cancelling_and_an_attempt_taken_over(server: LiveServer, api: ApiClient
 def test_a_crash_around_the_commit_and_a_second_attempt_write_the_rows_once(
     server: LiveServer, api: ApiClient
 ) -> None:
-    server.services.export_job_runner.stop()  # this test plays the runners
+    _play_the_runner(server)  # this test plays the runners
     _, emails = _people(server, api, {"Eva": "Oslo", "Fox": "Oslo", "Gil": "Rome"})
     oslo = _segment(api, 'homeAddress.city = "Oslo"')
     _evaluate(api, oslo)

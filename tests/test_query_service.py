@@ -348,6 +348,7 @@ def test_a_retried_ctas_commits_once_and_a_cancelled_one_writes_nothing(
     # The runner died after the commit, before saving the query: its lease ran out, another attempt runs.
     stored = stored_query(server, api, done["id"])
     assert svc.query_jobs.save_if_unchanged(stored, state="IN_PROGRESS", leaseUntil=1) is not None
+    svc.query_jobs.pending.mark(stored)  # a query that never ended keeps its marker (pendingjobs.py)
     svc.query_jobs.created.notify()  # the runner looks again now
     again = ended(api, done["id"])
     assert again["state"] == "SUCCESS" and again["rowCount"] == 3 and again["datasetId"] == done["datasetId"]
@@ -367,3 +368,35 @@ def test_a_retried_ctas_commits_once_and_a_cancelled_one_writes_nothing(
     tables = [d["tags"]["adobe/pqs/table"][0] for d in api.get(f"{CAT}/dataSets").json().values()]
     assert "never" not in tables
     svc.query_job_runner.start()
+
+
+def test_the_runner_looks_only_at_open_queries_and_finds_one_left_without_its_marker(
+    server: LiveServer, api: ApiClient
+) -> None:
+    """Queries are kept after they end; the runner's poll reads the open ones' markers, not every query
+    ever run, and a query whose process died before its marker was written is still run."""
+    from headwater.services.pendingjobs import PendingJobs
+
+    store, jobs = server.services.store, server.services.query_jobs
+    markers = "queryServiceQueryPending"
+
+    def marked() -> set[str]:
+        return {m.id for m in store.scan_kind(markers)}
+
+    server.services.query_job_runner.stop()
+    waiting = submit(api, "SELECT 1 AS one")
+    assert waiting["id"] in marked()
+    server.services.query_job_runner.start()
+    assert ended(api, waiting["id"])["state"] == "SUCCESS"
+    jobs.created.notify()  # the runner looks again now: that look drops the ended query's marker
+    wait_until(lambda: waiting["id"] not in marked(), timeout=10)
+
+    server.services.query_job_runner.stop()
+    orphan = submit(api, "SELECT 2 AS two")
+    stored = stored_query(server, api, orphan["id"])
+    store.delete(markers, stored.scope, stored.id)  # as if its process died before writing the marker
+    starting = PendingJobs(store, jobs.kind, jobs.pending.is_open)  # what a process starting now builds
+    assert orphan["id"] in [q.id for q in starting.candidates()]
+    assert orphan["id"] in marked()
+    server.services.query_job_runner.start()
+    assert ended(api, orphan["id"])["state"] == "SUCCESS"

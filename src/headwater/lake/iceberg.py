@@ -320,7 +320,11 @@ class Lake:
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
                 table = self.catalog.load_table(table.name())
-        raise AssertionError("unreachable")
+        # Superseded on the last attempt: the snapshot that superseded it is the run's commit.
+        existing = self.latest_checkpoint(self.catalog.load_table(table.name()), **match)
+        if existing is not None:
+            return existing.snapshot_id, False
+        raise CommitFailedException(f"{table.name()}: no commit after {_COMMIT_ATTEMPTS} attempts")
 
     # --- streaming commits ---
     @staticmethod

@@ -33,6 +33,7 @@ from headwater.lake.query import QueryError
 from headwater.services import access
 from headwater.services.catalogsvc import TABLE_TAG
 from headwater.services.ids import now_ms
+from headwater.services.pendingjobs import PendingJobs
 from headwater.services.queryresults import ResultFiles
 from headwater.services.querysql import CTAS, IDENTIFIER, INSERT, SELECT, Statement, StatementError, parse
 from headwater.services.querytemplates import QueryTemplates, parameters, substitute
@@ -97,11 +98,13 @@ class QueryJobs(Collection):
         self.datasets = datasets
         self.schemas = schemas
         self.created = QueuedSignal()  # a query was submitted in this process
+        self.pending = PendingJobs(store, self.kind, lambda query: query.doc.get("state") not in ENDED)
 
     # --- the API ---
     def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
         actor.require(access.MANAGE_QUERIES, "run queries")
         resource = super().create(actor, require_object(body), ident)
+        self.pending.mark(resource)
         self.created.notify()
         return resource
 
@@ -379,7 +382,7 @@ class QueryJobs(Collection):
         """Claim the oldest SUBMITTED query, or an IN_PROGRESS one whose lease expired (failing it after
         :data:`MAX_ATTEMPTS`); None when there is none."""
         now = now_ms()
-        for query in sorted(self.store.scan_kind(self.kind), key=lambda r: r.created_at):
+        for query in self.pending.candidates():
             state, lease = query.doc.get("state"), int(query.doc.get("leaseUntil") or 0)
             if state == IN_PROGRESS and lease < now and int(query.doc.get("attempts") or 0) >= MAX_ATTEMPTS:
                 error = {

@@ -27,6 +27,7 @@ from typing import Any
 from headwater.errors import Conflict, NotFound, ValidationFailed
 from headwater.services import access
 from headwater.services.ids import new_etag, now_ms
+from headwater.services.pendingjobs import PendingJobs
 from headwater.services.profiles.exportplan import (
     CANCELLED,
     CODE,
@@ -58,6 +59,7 @@ class ProfileExportJobs(Collection):
         super().__init__(store)
         self.requests = requests
         self.created = QueuedSignal()  # a job was created in this process
+        self.pending = PendingJobs(store, self.kind, lambda job: job.doc.get("status") in (NEW, PROCESSING))
 
     # --- the API ---
     def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
@@ -78,6 +80,7 @@ class ProfileExportJobs(Collection):
             except AlreadyExists:  # another request took this id at the same moment
                 number += 1
                 continue
+            self.pending.mark(resource)
             self.created.notify()
             return resource
         raise Conflict("Too many export jobs are being created at once; retry.", code="UPS-1409-409")
@@ -162,7 +165,7 @@ class ProfileExportJobs(Collection):
         none. The claim gives the job a new attempt token: a runner whose lease was taken over cannot
         save over the new attempt (:meth:`save`)."""
         now = now_ms()
-        for job in self.store.scan_kind(self.kind):
+        for job in self.pending.candidates():
             status, lease = job.doc.get("status"), int(job.doc.get("leaseUntil") or 0)
             if status == NEW or (status == PROCESSING and lease < now):
                 changes = {

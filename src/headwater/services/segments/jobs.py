@@ -18,6 +18,7 @@ from typing import Any
 from headwater.errors import ValidationFailed
 from headwater.services import access
 from headwater.services.ids import now_ms
+from headwater.services.pendingjobs import PendingJobs
 from headwater.services.resources import Built, Collection, require_object
 from headwater.services.runs import QueuedSignal
 from headwater.services.segments.definitions import SegmentDefinitions, sandbox_doc
@@ -36,6 +37,9 @@ DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 ALL = "*"
 
 
+_OPEN = (NEW, QUEUED, PROCESSING)
+
+
 class SegmentJobs(Collection):
     kind = KIND
     label = "segment job"
@@ -46,11 +50,13 @@ class SegmentJobs(Collection):
         self.definitions = definitions
         self.segments = segments
         self.created = QueuedSignal()  # a job was created in this process
+        self.pending = PendingJobs(store, self.kind, lambda job: job.doc.get("status") in _OPEN)
 
     # --- the API ---
     def create(self, actor: Actor, body: Any, ident: str | None = None) -> Resource:
         actor.require(access.MANAGE_SEGMENTS, "start segment jobs")
         resource = super().create(actor, require_object(body), ident)
+        self.pending.mark(resource)
         self.created.notify()
         return resource
 
@@ -122,7 +128,7 @@ class SegmentJobs(Collection):
     def claim_next(self, worker: str) -> Resource | None:
         """Claim the oldest job that is NEW, or PROCESSING with an expired lease; None when there is none."""
         now = now_ms()
-        for job in self.store.scan_kind(self.kind):
+        for job in self.pending.candidates():
             status, lease = job.doc.get("status"), int(job.doc.get("leaseUntil") or 0)
             if status in (NEW, QUEUED) or (status == PROCESSING and lease < now):
                 claimed = self.save_if_unchanged(
