@@ -139,6 +139,9 @@ def test_an_upload_is_read_by_a_flow_run_on_a_node_with_another_home(
     assert [i["path"] for i in s3_api.get(f"{FS}/connections/{conn}/files").json()["items"]] == [
         "contacts.csv"
     ]
+    # The connection deleted, its uploads go with it.
+    assert s3_api.delete(f"{FS}/connections/{conn}").status_code == 204
+    assert not [k for k in s3_server.keys(bucket) if k.startswith(f"{area}/")]
 
 
 def test_paths_out_of_the_sandboxs_folder_are_refused_on_s3(

@@ -156,6 +156,19 @@ def test_uploads_stay_in_their_sandbox(
             assert answer.status_code == 404, answer.text
 
 
+def test_deleting_an_uploaded_files_connection_deletes_its_files(server: LiveServer, api: ApiClient) -> None:
+    uploads = server.settings.home / "files" / api.org_id / api.sandbox_name / "uploads"
+    gone, kept = uploads_connection(api), uploads_connection(api)
+    for conn in (gone, kept):
+        for path in ("contacts.csv", "in/more.csv"):
+            assert api.put(f"{FS}/connections/{conn}/files/{path}", content=b"a\n1\n").status_code == 201
+    assert (uploads / gone / "in" / "more.csv").is_file()
+    assert api.delete(f"{FS}/connections/{gone}").status_code == 204
+    assert not (uploads / gone).exists()
+    assert sorted(p.name for p in (uploads / kept).rglob("*.csv")) == ["contacts.csv", "more.csv"]
+    assert api.get(f"{FS}/connections/{gone}/files").status_code == 404
+
+
 def test_upload_names_the_file_system_refuses_are_4xx(api: ApiClient) -> None:
     conn = uploads_connection(api)
     for path in (

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -104,6 +105,22 @@ def uploads_area(settings: Settings, place: Place, connection_id: str) -> Path:
         os.replace(legacy, area)
     area.mkdir(mode=0o700, parents=True, exist_ok=True)
     return area
+
+
+def remove_uploads(settings: Settings, place: Place, connection_id: str) -> None:
+    """Delete every file uploaded to an "Uploaded files" connection (it was deleted): its folder, its
+    legacy folder, or its prefix of the bucket. Nothing is made on the way."""
+    _check_connection(connection_id)
+    files = bucket_files(settings)
+    if files is not None:
+        files.delete_tree(uploads_prefix(place, connection_id))
+        return
+    for area in (
+        sandbox_area(settings, place, create=False) / "uploads" / connection_id,
+        settings.home / "uploads" / connection_id,
+    ):
+        if area.is_dir() and not area.is_symlink():
+            shutil.rmtree(area)
 
 
 # --- with the lake on S3 ---

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from headwater.catalog import ids
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from headwater.stores.secrets import SecretBox
 
 FORMATS = ("delimited", "json", "parquet", "tabular")
+
+
+log = logging.getLogger("headwater.flowservice")
 
 
 class FlowServiceCollection(Collection):
@@ -240,6 +244,11 @@ class Connections(FlowServiceCollection):
             for target in targets:
                 self.target_connections.delete(actor, target)
         super().delete(actor, ident)
+        if resource.doc["connectionSpec"]["id"] == ids.UPLOADED_FILES:
+            try:  # its files go with it; the connection is gone whatever happens here
+                roots.remove_uploads(self.settings, roots.Place(actor.org.id, actor.sandbox.name), ident)
+            except Exception:  # the store may be away: logged, the files stay
+                log.exception("the uploads of deleted connection %s could not all be removed", ident)
 
     def render(self, resource: Resource) -> dict[str, Any]:
         doc = super().render(resource)
