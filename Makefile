@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
-# What the suite and the linters need besides (pytest, Playwright, the public clients, ruff, mypy).
+# What the suite and the linters need besides (pytest, Playwright, the public clients, ruff, mypy), and
+# the optional Ray engine its tests start a local cluster of.
 $(DEV_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $(DEV_STAMP)
 
 # DuckDB with its iceberg extension, apart: the outside engine of the Iceberg REST catalog's tests.

@@ -6,6 +6,7 @@ unless ``HEADWATER_ENVIRONMENT=development``; see :meth:`Settings.refuse_insecur
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from functools import cached_property
@@ -117,6 +118,20 @@ class Settings(BaseSettings):
         ge=2,
         description="A batch run is split into partitions only when its source lists at least this many "
         "files (a single file is never split).",
+    )
+    partition_engine: Literal["queue", "ray"] = Field(
+        "queue",
+        description="What executes the partitions of a split run: `queue` (the default), every `headwater "
+        "worker` claims them from the metadata store; `ray`, the run's owner submits one Ray task per "
+        "partition to the Ray cluster of HEADWATER_RAY_ADDRESS (needs the `ray` extra: `pip install "
+        "'headwater[ray]'`). Either way a partition is claimed under a lease and the run commits once.",
+    )
+    ray_address: str = Field(
+        "",
+        description="The Ray cluster of HEADWATER_PARTITION_ENGINE=ray (`host:port` of its head, as `ray "
+        "start --head` prints it). Empty (the default): each worker starts a local Ray cluster of its own "
+        "machine's cores, bound to loopback. Every Ray node must run with the workers' HEADWATER_* "
+        "environment (it reads the metadata store and the lake as a worker does).",
     )
     identity_graph_max_identities: int = Field(
         50,
@@ -323,6 +338,10 @@ class Settings(BaseSettings):
             problems.append("HEADWATER_TOKEN_LIFETIME_SECONDS may not exceed 86400 outside development")
         problems.extend(self._pgwire_problems())
         problems.extend(self._lake_problems())
+        if self.partition_engine == "ray" and importlib.util.find_spec("ray") is None:
+            problems.append(
+                "HEADWATER_PARTITION_ENGINE=ray needs the ray extra: pip install 'headwater[ray]'"
+            )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             problems.append(
                 "HEADWATER_TLS_CERT_FILE and HEADWATER_TLS_KEY_FILE go together: set both or neither"

@@ -35,7 +35,7 @@ from headwater.errors import HeadwaterError
 from headwater.runtime.context import Runtime
 from headwater.runtime.window import Window
 from headwater.services.ids import now_ms
-from headwater.stores.metadata import Resource
+from headwater.stores.metadata import Resource, RunPartition
 
 if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from headwater.settings import Settings
 
 log = logging.getLogger("headwater.runtime")
+
+MAX_ATTEMPTS = 5  # a partition whose worker died this many times fails the run
 
 
 def split(settings: Settings, connector: Any, params: dict[str, Any]) -> list[list[str]] | None:
@@ -97,8 +99,17 @@ class PartitionedCopy:
         return Window(_time(first["windowStart"]), _time(first["windowEnd"]), window.previous)
 
     def work(self, on_progress: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
-        """Execute the run's claimable partitions here, then wait for those other workers hold; the
-        outputs of all, in partition order. :class:`HeadwaterError` (the first error) when one failed."""
+        """Execute the run's partitions (here and on the other workers; or on Ray, with
+        ``HEADWATER_PARTITION_ENGINE=ray``) until all are done; the outputs of all, in partition order.
+        :class:`HeadwaterError` (the first error) when one failed."""
+        if self.services.settings.partition_engine == "ray":
+            from headwater.runtime import rayengine
+
+            return rayengine.work(self, on_progress)
+        return self._work_queued(on_progress)
+
+    def _work_queued(self, on_progress: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+        """Execute the run's claimable partitions here, then wait for those other workers hold."""
         from headwater.runtime.partitionwork import execute  # it imports the executor, which imports us
 
         store, settings = self.services.store, self.services.settings
@@ -109,14 +120,32 @@ class PartitionedCopy:
                 execute(self.services, claimed, self.worker)
                 continue
             parts = store.partitions(self.run.id)
-            done = [p.output for p in parts if p.state == "done" and p.output is not None]
-            failed = next((o["error"] for o in done if o.get("error")), None)
-            if failed is not None:
-                raise HeadwaterError(str(failed["message"]), code=str(failed["code"]))
+            done = finished(parts, settings)
             on_progress(done)
             if len(done) == len(parts):
                 return done
             self._wait.wait(settings.worker_poll_seconds)
+
+
+def finished(parts: list[RunPartition], settings: Settings) -> list[dict[str, Any]]:
+    """The outputs of the done partitions of ``parts``, in order. :class:`HeadwaterError` when one
+    failed, or when one was taken :data:`MAX_ATTEMPTS` times and its last attempt died too (a partition
+    that kills whoever reads it, out of memory say, fails the run instead of being redone forever)."""
+    done = [p.output for p in parts if p.state == "done" and p.output is not None]
+    failed = next((o["error"] for o in done if o.get("error")), None)
+    if failed is not None:
+        raise HeadwaterError(str(failed["message"]), code=str(failed["code"]))
+    now = now_ms()
+    for part in parts:
+        expired = part.state == "running" and (part.lease_expires_at or 0) < now
+        if expired and part.attempts >= MAX_ATTEMPTS:
+            raise HeadwaterError(
+                f"Partition {part.part} of the run ({len(part.spec.get('files', []))} files, the first "
+                f"{part.spec.get('files', ['?'])[0]!r}) was started {part.attempts} times and its worker "
+                "died each time; see the workers' logs.",
+                code="HW-1000-500",
+            )
+    return done
 
 
 def count(outputs: list[dict[str, Any]], counters: Counters) -> None:

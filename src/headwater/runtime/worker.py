@@ -189,7 +189,11 @@ class Worker:
         lease_ms = int(self.settings.run_lease_seconds * 1000)
         claim = self.services.store.claim_run(self.name, lease_ms, now_ms(), run_id)
         if claim is None:  # no run to own: help with a partition of another worker's run, if runs split
-            helping = run_id is None and self.settings.run_partition_bytes > 0
+            helping = (
+                run_id is None
+                and self.settings.run_partition_bytes > 0
+                and self.settings.partition_engine == "queue"  # with Ray, Ray's workers execute them
+            )
             return helping and partitionwork.run_one(self.services, self.name)
         stop_renewing = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(claim, lease_ms, stop_renewing), daemon=True)

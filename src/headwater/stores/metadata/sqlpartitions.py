@@ -59,11 +59,13 @@ class SqlPartitions:
         return self.partitions(run_id)
 
     def claim_partition(
-        self, worker: str, lease_ms: int, now_ms: int, run_id: str | None = None
+        self, worker: str, lease_ms: int, now_ms: int, run_id: str | None = None, part: int | None = None
     ) -> RunPartition | None:
         claimable = (_P.state == "queued") | ((_P.state == "running") & (_P.lease_expires_at < now_ms))
         if run_id is not None:
             claimable = claimable & (_P.run_id == run_id)
+            if part is not None:
+                claimable = claimable & (_P.part == part)
         candidates = select(t.run_partitions).where(claimable).order_by(_P.run_id, _P.part).limit(8)
         # Looked for on a read connection: an idle worker asks every poll, and with SQLite a write
         # transaction would queue every process's writes behind it. The claim's conditions (state and
