@@ -8,6 +8,11 @@ Generates ``--rows`` rows (default 100M) of contacts in ``--files`` CSV files (d
   unsplit      one `headwater worker` process, the run not split (HEADWATER_RUN_PARTITION_BYTES=0):
                today's behaviour
   N workers    N `headwater worker` processes (1, 2, 4), the run split into one partition per file
+  ray N cpus   (``--engine ray`` or ``both``) one `headwater worker` owning the run, its partitions executed
+               as Ray tasks (HEADWATER_PARTITION_ENGINE=ray) on a local Ray cluster of N CPUs (`ray start
+               --head --num-cpus N` on loopback, started before the run is queued, as a deployment's
+               cluster is); the owner's first connection to it and each Ray worker process's first
+               import of Headwater fall inside the timed run
 Each Headwater run is timed from queueing it (its workers already started and idle) to its success;
 its output record count must equal the rows generated. Prints rows/s, the speed-up over the unsplit run
 and the ratio of each time to DuckDB's.
@@ -17,15 +22,19 @@ local file, then the file uploaded to the same bucket); the CSV folder stays on 
 connector reads local folders).
 
     .venv/bin/python bench/partitioned_runs.py [--rows 100000000] [--files 16] [--workers 1,2,4]
-                                               [--lake folder|s3] [--keep DIR]
+                                               [--lake folder|s3] [--engine queue|ray|both]
+                                               [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -107,13 +116,58 @@ def start_workers(count: int, env: dict[str, str], logs: Path) -> list[subproces
     return workers
 
 
-def cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
-    """The CPU time (user + system, every thread) the processes used so far."""
+def cpu_seconds(processes: list[subprocess.Popen[bytes]], ray_head: int | None = None) -> float:
+    """The CPU time (user + system, every thread) the processes used so far, and every process of the
+    Ray head's session (its workers included) with ``ray_head``."""
+    pids = [p.pid for p in processes] + (session(ray_head) if ray_head else [])
     ticks = 0
-    for process in processes:
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def session(sid: int) -> list[int]:
+    """The processes of session ``sid``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split() if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if fields and int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def start_ray(cpus: int, env: dict[str, str], temp: Path) -> subprocess.Popen[bytes]:
+    """A Ray head of ``cpus`` CPUs on loopback (at ``env``'s HEADWATER_RAY_ADDRESS), in a session of its
+    own, returned once it accepts a connection."""
+    port = int(env["HEADWATER_RAY_ADDRESS"].rpartition(":")[2])
+    command = [str(Path(EXE).with_name("ray")), "start", "--head", "--block", f"--port={port}"]
+    command += [f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats"]
+    command += ["--object-store-memory=100000000", f"--temp-dir={temp}"]
+    head = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return head
+        except OSError:
+            assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
+            time.sleep(0.1)
+
+
+def stop_ray(head: subprocess.Popen[bytes]) -> None:
+    for pid in session(head.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    head.wait(timeout=30)
 
 
 def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
@@ -124,12 +178,29 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def headwater_run(
-    services: Any, actor: Any, source_id: str, env: dict[str, str], workers: int, logs: Path
+    services: Any,
+    actor: Any,
+    source_id: str,
+    env: dict[str, str],
+    workers: int,
+    logs: Path,
+    ray_cpus: int | None = None,
 ) -> dict[str, Any]:
     flow = profile_flow(services, actor, source_id, FILES_TO_LAKE, "id", ("first_name", "last_name", "email"))
+    head = None
+    if ray_cpus:
+        env = {
+            **env,
+            "HEADWATER_PARTITION_ENGINE": "ray",
+            "HEADWATER_RAY_ADDRESS": f"127.0.0.1:{free_port()}",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # Ray's own setting: its nodes on 127.0.0.1
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        temp = Path(tempfile.mkdtemp(prefix="hwray-", dir="/tmp"))  # Ray's socket paths stay short
+        head = start_ray(ray_cpus, env, temp)
     processes = start_workers(workers, env, logs)
     try:
-        cpu = cpu_seconds(processes)
+        cpu = cpu_seconds(processes, head.pid if head else None)
         run = services.runs.create_and_queue(actor, {"flowId": flow, "params": {}})
         started = time.perf_counter()
         while True:
@@ -138,9 +209,12 @@ def headwater_run(
                 break
             time.sleep(0.05)
         seconds = time.perf_counter() - started
-        cpu = cpu_seconds(processes) - cpu
+        cpu = cpu_seconds(processes, head.pid if head else None) - cpu
     finally:
         stop_workers(processes)
+        if head is not None:
+            stop_ray(head)
+            shutil.rmtree(temp, ignore_errors=True)
     records = doc["metrics"]["recordSummary"]
     parts = services.store.partitions(run.id)
     return {
@@ -151,6 +225,12 @@ def headwater_run(
         "cores": cpu / seconds,
         "owners": len({p.lease_owner for p in parts}),
     }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def main() -> None:
@@ -165,6 +245,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--lake", choices=("folder", "s3"), default="folder")
+    parser.add_argument("--engine", choices=("queue", "ray", "both"), default="queue")
     parser.add_argument(
         "--threads", type=int, help="Arrow threads per worker (OMP_NUM_THREADS; default: as many as cores)"
     )
@@ -222,13 +303,17 @@ def main() -> None:
             },
         )
         one_file = max(p.stat().st_size for p in folder.glob("*.csv"))
-        plans = [("unsplit, 1 worker", 1, 0)] + [(f"{n} worker(s)", n, one_file) for n in counts]
+        plans: list[tuple[str, int, int, int | None]] = [("unsplit, 1 worker", 1, 0, None)]
+        if args.engine in ("queue", "both"):
+            plans += [(f"{n} worker(s)", n, one_file, None) for n in counts]
+        if args.engine in ("ray", "both"):
+            plans += [(f"ray {n} cpu(s)", 1, one_file, n) for n in counts]
         base = None
-        for label, workers, partition_bytes in plans:
+        for label, workers, partition_bytes, ray_cpus in plans:
             env = _env(home, folder, lake, partition_bytes)
             if args.threads:
                 env["OMP_NUM_THREADS"] = str(args.threads)
-            result = headwater_run(services, actor, source.id, env, workers, logs)
+            result = headwater_run(services, actor, source.id, env, workers, logs, ray_cpus)
             assert result["state"] == "success" and result["rows"] == args.rows, result
             base = base or result["seconds"]
             print(

@@ -62,6 +62,7 @@ def on_ray(tmp_path: Path) -> Iterator[tuple[Deployment, MetadataStore]]:
         temp = tempfile.mkdtemp(prefix="hwray-", dir="/tmp")  # Ray's socket paths must stay short
         command = [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2"]
         command += ["--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+        command += ["--object-store-memory=100000000"]  # tasks return a bool: the minimum is plenty
         head = subprocess.Popen(
             command,
             env=deployment.env,

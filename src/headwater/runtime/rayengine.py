@@ -42,6 +42,7 @@ log = logging.getLogger("headwater.runtime")
 
 _CONNECT = threading.Lock()
 _SERVICES: Any = None  # a Ray worker process's services, built at its first task
+_NAME: str | None = None
 
 
 def work(copy: PartitionedCopy, on_progress: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
@@ -116,7 +117,7 @@ def execute_partition(run_id: str, part: int) -> bool:
 
     services = _services()
     store, settings = services.store, services.settings
-    worker = f"ray:{socket.gethostname()}:{os.getpid()}:{new_hex(3)}"
+    worker = _worker_name()
     lease_ms = int(settings.run_lease_seconds * 1000)
     pause = threading.Event()  # never set: a wait with a timeout that is not a sleep
     while True:
@@ -127,6 +128,14 @@ def execute_partition(run_id: str, part: int) -> bool:
         if current is None or current.state == "done":
             return current is not None
         pause.wait(settings.worker_poll_seconds)
+
+
+def _worker_name() -> str:
+    """This Ray worker process's name as a partition's holder (``ray:<host>:<pid>:<hex>``)."""
+    global _NAME
+    if _NAME is None:
+        _NAME = f"ray:{socket.gethostname()}:{os.getpid()}:{new_hex(3)}"
+    return _NAME
 
 
 def _services() -> Runtime:
