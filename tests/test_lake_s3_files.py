@@ -137,7 +137,9 @@ def test_a_sweep_deletes_what_is_older_than_the_horizon(files: ObjectFiles) -> N
     assert [e.key for e in files.list()] == ["keep.txt"]
 
 
-def test_appended_row_errors_are_one_file_to_their_readers(files: ObjectFiles) -> None:
+def test_micro_batches_row_errors_are_one_file_to_their_readers_and_a_retry_replaces_its_own(
+    files: ObjectFiles,
+) -> None:
     errors = RowErrorFiles(files)
     assert errors.size("b1") is None and b"".join(errors.chunks("b1")) == b""
     record = pa.record_batch([pa.array(["a", "b"])], names=["id"])
@@ -146,15 +148,16 @@ def test_appended_row_errors_are_one_file_to_their_readers(files: ObjectFiles) -
         def __init__(self, row: int) -> None:
             self.row, self.code, self.message = row, "E1", f"row {row} is wrong"
 
-    for step in range(3):
-        with errors.writer("b1", append=True, stored=step) as writer:
-            if step != 1:  # a micro-batch without row errors adds nothing
-                writer.add(record, [Error(step % 2)])
+    # Micro-batches read from log offsets 0, 10 and 20; the last is retried (its first attempt's commit
+    # was refused, or its worker died before it): its row errors replace the first attempt's.
+    for offset, row in ((0, 0), (10, None), (20, 1), (20, 1)):
+        with errors.writer("b1", stored=0, micro_batch=offset) as writer:
+            if row is not None:  # a micro-batch without row errors adds nothing
+                writer.add(record, [Error(row)])
     lines = [json.loads(line) for line in b"".join(errors.chunks("b1")).splitlines()]
-    assert [(e["_row"], e["_corrupt_record"]["id"]) for e in lines] == [(0, "a"), (0, "a")]
+    assert [(e["_row"], e["_corrupt_record"]["id"]) for e in lines] == [(0, "a"), (1, "b")]
     assert errors.size("b1") == sum(len(line) + 1 for line in b"".join(errors.chunks("b1")).splitlines())
-    expected_objects = 1 if files.appendable else 2
-    assert len(files.list("b1")) == expected_objects
+    assert len(files.list("b1")) == 2
     errors.remove("b1")
     assert errors.size("b1") is None
 
@@ -323,7 +326,8 @@ def test_a_streaming_runs_row_errors_of_two_micro_batches_are_one_file(
     assert [e["_corrupt_record"] for e in stored] == [{}, {}]
     batch_id = run["activities"][0]["targetInfo"][0]["reference"]["ids"][0]
     objects = _keys(s3_live, s3_server, f"/_errors/{batch_id}/")
-    assert len(objects) == 2 and objects[0].endswith("/row_errors.json"), objects
+    names = [o.rpartition("/")[2].partition("-")[0] for o in objects]
+    assert names == ["row_errors.json.stream"] * 2, objects  # one object per micro-batch
 
 
 class _Rows:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.streaming_helpers import http_api_flow
+from tests.streaming_helpers import FS, http_api_flow
 from tests.support import ApiClient, free_port, token_for, wait_until
 from tests.test_crash_recovery import EXE
 
@@ -223,3 +223,45 @@ def test_kill_9_of_server_and_worker_while_messages_flow_loses_and_doubles_nothi
     assert sender.batches_done == BATCHES
     assert len(sender.acked) >= PER_BATCH * (BATCHES // 3)
     _settle(d, pipeline, sender.acked)
+
+
+@pytest.fixture
+def local_deployment(tmp_path: Path) -> Iterator[StreamingDeployment]:
+    deployment = StreamingDeployment(tmp_path / "home", "local")
+    yield deployment
+    deployment.stop()
+
+
+def test_a_micro_batch_redone_after_a_kill_9_keeps_its_row_errors_once(
+    local_deployment: StreamingDeployment,
+) -> None:
+    d = local_deployment
+    pipeline = http_api_flow(d.api, options={"deduplicate": False})
+    org = d.api.headers["x-gw-ims-org-id"]
+    messages = [_envelope(pipeline, org, f"good-{i}") for i in range(5)]
+    for i in range(3):  # a number for a text field: a row error each
+        bad = _envelope(pipeline, org, f"bad-{i}")
+        bad["body"]["xdmEntity"]["_headwater"]["email"] = 12345
+        messages.append(bad)
+    batch_url = pipeline["inletUrl"].replace("/collection/", "/collection/batch/")
+    sent = httpx.post(batch_url, json={"messages": messages}, timeout=10)
+    assert sent.status_code == 207 and all("xactionId" in a for a in sent.json()["responses"]), sent.text
+    # The first worker writes the micro-batch's row errors, then dies before its commit; the second
+    # reads the same records again from the same log position and commits them.
+    doomed = d.start_worker("stream_before_commit")
+    assert doomed.wait(timeout=60) == -signal.SIGKILL
+    d.start_worker()
+    wait_until(lambda: len(d.ids(pipeline["datasetId"])) == 5, timeout=60, interval=0.2)
+
+    def failed_run() -> dict[str, Any] | None:
+        listed = d.api.get(f"{FS}/runs", params={"property": f"flowId=={pipeline['flowId']}"}).json()
+        return next((r for r in listed["items"] if r["metrics"]["recordSummary"]["failedRecordCount"]), None)
+
+    run = wait_until(failed_run, timeout=30, interval=0.2)
+    assert run["metrics"]["recordSummary"]["failedRecordCount"] == 3
+    batch_id = run["activities"][0]["targetInfo"][0]["reference"]["ids"][0]
+    listing = d.api.get(f"/data/foundation/export/batches/{batch_id}/meta", params={"path": "row_errors"})
+    assert listing.status_code == 200, listing.text
+    errors = d.api.get(listing.json()["data"][0]["_links"]["self"]["href"])
+    lines = [json.loads(line) for line in errors.text.splitlines() if line.strip()]
+    assert sorted(e["_corrupt_record"]["_id"] for e in lines) == ["bad-0", "bad-1", "bad-2"], errors.text

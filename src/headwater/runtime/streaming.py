@@ -239,7 +239,7 @@ class MicroBatcher:
         stored = int(run.doc.get("storedRowErrors") or 0)
         outputs: list[tuple[pa.Table, list[int]]] = []
         codes: dict[str, int] = {}
-        with RowErrorFiles.of(svc.settings).writer(batch.id, append=True, stored=stored) as row_errors:
+        with RowErrorFiles.of(svc.settings).writer(batch.id, stored, micro_batch=start) as row_errors:
             for position, payload in decoded.corrupt:
                 message = {"message": payload.decode("utf-8", "replace")}
                 row_errors.add_record(

@@ -6,15 +6,17 @@ Kept as JSON lines (``{"_corrupt_record", "_errors": [{"code", "message"}], "_ro
 ``GET /data/foundation/export/batches/{batchId}/meta?path=row_errors``. At most
 ``MAX_STORED_ROW_ERRORS`` records are kept per batch; every failure is counted.
 
-A streaming run appends each micro-batch's row errors to its batch's file. S3 objects are written whole,
-so there each append is a further object, ``row_errors.json.{nanoseconds}``, and a reader sees the file
-as ``row_errors.json`` followed by those in the order of their names (:meth:`RowErrorFiles.chunks`).
+A streaming run writes each micro-batch's row errors as an object of their own beside its batch's file,
+``row_errors.json.stream-{log offset}`` (the offset the micro-batch read from), written whole before the
+micro-batch commits: a micro-batch retried after a crash or a failed commit reads the same records from
+the same offset and replaces its object, so its row errors are never doubled. A partition of a split
+run writes ``row_errors.json.part-NNNNN`` the same way. A reader sees ``row_errors.json`` followed by the
+others in the order of their names (:meth:`RowErrorFiles.chunks`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -45,13 +47,19 @@ class RowErrorFiles:
         return cls(object_files(settings, "_errors", settings.warehouse_dir / "_errors"))
 
     def writer(
-        self, batch_id: str, append: bool = False, stored: int = 0, part: int | None = None
+        self, batch_id: str, stored: int = 0, part: int | None = None, micro_batch: int | None = None
     ) -> RowErrorWriter:
-        """A writer of ``batch_id``'s row errors: replacing them, or (``append``) after them. A partition
-        of a run (runtime/partitions.py) writes its own file, ``row_errors.json.part-NNNNN``, replaced
-        whole when the partition is redone."""
-        suffix = "" if part is None else f".part-{part:05d}"
-        return RowErrorWriter(self.files, f"{batch_id}/{NAME}{suffix}", append, stored)
+        """A writer of ``batch_id``'s row errors, replacing them; ``stored`` of the batch are kept
+        already (counted against :data:`MAX_STORED_ROW_ERRORS`). A partition of a run
+        (runtime/partitions.py) writes its own object, ``row_errors.json.part-NNNNN``, and a streaming
+        micro-batch its own, ``row_errors.json.stream-{offset}``: each replaced whole when it is redone,
+        none made when it has no row error."""
+        if part is not None:
+            return RowErrorWriter(self.files, f"{batch_id}/{NAME}.part-{part:05d}", stored)
+        if micro_batch is not None:
+            key = f"{batch_id}/{NAME}.stream-{micro_batch:020d}"
+            return RowErrorWriter(self.files, key, stored, keep_empty=False)
+        return RowErrorWriter(self.files, f"{batch_id}/{NAME}", stored)
 
     def _parts(self, batch_id: str) -> list[str]:
         found = [e.key for e in self.files.list(batch_id) if e.key.rpartition("/")[2].startswith(NAME)]
@@ -76,21 +84,12 @@ class RowErrorWriter:
     """Writes a batch's failed records into ``key`` of ``files``; counts every error code. Use as a
     context manager: the records are durable when its block ends (on S3, visible only then)."""
 
-    def __init__(self, files: ObjectFiles, key: str, append: bool = False, stored: int = 0) -> None:
+    def __init__(self, files: ObjectFiles, key: str, stored: int = 0, keep_empty: bool = True) -> None:
         self._block = contextlib.ExitStack()
         with unavailable("writing row errors"):
-            self._open(files, key, append)
+            self._out = self._block.enter_context(files.writer(key, keep_empty=keep_empty))
         self.stored = stored
         self.codes: dict[str, int] = {}
-
-    def _open(self, files: ObjectFiles, key: str, append: bool) -> None:
-        if append and files.appendable:
-            self._out = self._block.enter_context(files.append(key))
-        else:
-            further = append and files.stat(key) is not None
-            if further:  # a further object after the first; none when this one stays empty
-                key = f"{key}.{time.time_ns():020d}"
-            self._out = self._block.enter_context(files.writer(key, keep_empty=not further))
 
     def add(self, batch: pa.RecordBatch, errors: list[Any]) -> None:
         """Record ``errors`` (RowError objects) of ``batch``: one line per failed row."""
