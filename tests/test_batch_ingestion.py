@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from headwater.services.batchqueue import MAX_CRASHES, PromotionQueue
 from headwater.stores.metadata import Scope
 from tests.flows_helpers import CAT, dataset, profile_schema
 from tests.support import ApiClient, LiveServer, role_client, wait_until
@@ -172,6 +173,31 @@ def test_complete_answers_processing_and_a_runner_started_later_promotes_the_bat
     assert final(api, unmarked)["metrics"]["outputRecordCount"] == 1
     assert sorted(r["_id"] for r in rows(api, dataset_id)) == ["id-1", "id-2", "id-3"]
     wait_until(lambda: not list(svc.batch_queue.entries()))  # removed once the batch was saved
+
+
+def test_a_batch_whose_promotion_killed_its_runner_again_and_again_fails_instead_of_retrying_forever(
+    server: LiveServer, api: ApiClient, dataset_id: str
+) -> None:
+    """Runners that claimed the batch and died (their leases expired, the batch never promoted: as out
+    of memory would leave it) are counted; at the limit the next runner fails the batch, saying so,
+    instead of promoting it (and dying) once more. A runner dying is a claim never finished: the short
+    lease below stands for it."""
+    runner = server.services.batch_promoter
+    runner.stop()
+    svc = server.services
+    batch_id = create(api, dataset_id)
+    upload(api, batch_id, dataset_id, "people.json", json_lines([person(1)]))
+    assert api.post(f"{IMPORT}/{batch_id}?action=COMPLETE").status_code == 200
+    dying = PromotionQueue(svc.store, lease_seconds=0.001)
+    for n in range(MAX_CRASHES):
+        wait_until(lambda n=n: dying.claim_next(f"runner-{n}"), timeout=5, interval=0.005)
+    runner.start()
+    batch = final(api, batch_id)
+    assert batch["status"] == "failed"
+    [error] = batch["errors"]
+    assert error["code"] == "INGEST-1500-500" and f"started {MAX_CRASHES} times" in error["description"]
+    assert rows(api, dataset_id) == []
+    wait_until(lambda: not list(svc.batch_queue.entries()))
 
 
 def test_a_gzipped_csv_file_with_dotted_headers_lands(api: ApiClient, dataset_id: str) -> None:

@@ -45,6 +45,7 @@ from headwater.stores.rowerrors import RowErrorFiles, RowErrorWriter
 log = logging.getLogger("headwater.runtime")
 BAD_FILE = "INGEST-1401-400"  # a file that cannot be parsed in the batch's format
 OVER_THRESHOLD = "INGEST-1212-400"
+GIVEN_UP = "INGEST-1500-500"  # its promotion killed its worker again and again (batchqueue.MAX_CRASHES)
 BATCH_ROWS = 65_536
 
 _locks: dict[str, threading.Lock] = {}
@@ -79,6 +80,20 @@ def promote(services: Runtime, ingestion: BatchIngestion, scope: Scope, batch_id
         actor = _actor(services, scope)
         saved = _promote(services, ingestion, actor, batch, ingestion.staged_files(batch))
         ingestion.remove_staging(batch.id)  # final either way: the files are in the table, or refused
+        return saved
+
+
+def give_up(services: Runtime, ingestion: BatchIngestion, batch: Resource, message: str) -> Resource:
+    """Fail ``batch``, whose promotion never finished, with ``message``, and remove its staging; unless
+    its commit is in its dataset's table (a crash after it): then it succeeded, from its checkpoint."""
+    with _lock(batch.id):
+        table = services.lake.load(batch.scope, dataset_of(batch))
+        done = services.lake.latest_checkpoint(table, batchId=batch.id) if table is not None else None
+        if done is not None:
+            saved = _recovered(services, ingestion, batch, done.snapshot_id, done.properties)
+        else:
+            saved = _failed(services, batch, GIVEN_UP, message, Counters())
+        ingestion.remove_staging(batch.id)
         return saved
 
 

@@ -17,8 +17,8 @@ import threading
 from headwater.faults import crash_point
 from headwater.runtime import batchingest
 from headwater.runtime.context import Runtime
-from headwater.services.batchingest import BatchIngestion
-from headwater.services.batchqueue import PromotionQueue
+from headwater.services.batchingest import LOADING, PROCESSING, BatchIngestion
+from headwater.services.batchqueue import MAX_CRASHES, PromotionQueue
 from headwater.services.runs import QueuedSignal
 from headwater.stores.metadata import Resource
 
@@ -38,17 +38,24 @@ class BatchPromotions:
         return self.queue.created
 
     def claim_next(self, worker: str) -> Resource | None:
-        return self.queue.claim_next(worker)
+        while (entry := self.queue.claim_next(worker)) is not None:
+            if int(entry.doc.get("crashes") or 0) < MAX_CRASHES:
+                return entry
+            self._give_up(entry)
+        return None
 
     def run(self, job: Resource) -> Resource | None:
         """Promote the claimed entry's batch, holding its lease meanwhile; the batch as saved (None when
-        it is gone). A failure leaves the entry for the next look (the lake may be away for a while)."""
+        it is gone). A failure releases the entry for a later look (the lake may be away for a while)."""
         crash_point("batch_before_promotion")
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(job, stop), daemon=True)
         renewer.start()
         try:
             batch = batchingest.promote(self.services, self.ingestion, job.scope, job.id)
+        except BaseException:
+            self.queue.release(job)
+            raise
         finally:
             stop.set()
             renewer.join()
@@ -56,6 +63,19 @@ class BatchPromotions:
         if batch is not None:
             log.info("batch %s promoted: %s", job.id, batch.doc.get("status"))
         return batch
+
+    def _give_up(self, entry: Resource) -> None:
+        """Fail the batch of an entry whose runners died :data:`MAX_CRASHES` times (nothing committed
+        unless a commit went through before a crash, which the batch then shows), and forget it."""
+        batch = self.services.store.get("batch", entry.scope, entry.id)
+        if batch is not None and batch.doc.get("status") in (LOADING, PROCESSING):
+            message = (
+                f"The batch's promotion was started {MAX_CRASHES} times and its worker died each time "
+                "(out of memory?); nothing was committed. See the workers' logs."
+            )
+            batchingest.give_up(self.services, self.ingestion, batch, message)
+            log.error("batch %s: %s", entry.id, message)
+        self.queue.done(entry)
 
     def _renew(self, entry: Resource, stop: threading.Event) -> None:
         current: Resource | None = entry

@@ -7,6 +7,10 @@ durable: whatever process dies afterwards, a worker's promotion runner (runtime/
 the entry and promotes the batch. An entry is claimed with a compare-and-set on its document under a
 lease of ``run_lease_seconds``, renewed while the promotion runs, and taken over by another runner once
 the lease expired (its runner died). It is deleted once the batch is final and its staging removed.
+A promotion that raised (the lake away for a while) releases its entry for a later look; one whose
+runner died holding it (``crashes``, counted when another runner takes it over) is given up after
+:data:`MAX_CRASHES`: a batch that kills whoever promotes it (out of memory, say) fails instead of taking
+a worker down every lease period forever.
 
 The queue only holds entries for batches of this API, so a runner's look at it costs a scan of the
 batches waiting, never of every catalog batch.
@@ -24,6 +28,7 @@ from headwater.stores.metadata import AlreadyExists, MetadataStore, Resource, St
 
 KIND = "batchPromotion"
 QUEUED, CLAIMED = "queued", "claimed"
+MAX_CRASHES = 5  # a batch whose promotion's runner died this many times fails
 
 
 class PromotionQueue:
@@ -57,10 +62,22 @@ class PromotionQueue:
         now = now_ms()
         for entry in sorted(self.entries(), key=lambda e: e.created_at):
             if int(entry.doc.get("leaseUntil") or 0) < now:
-                claimed = self._save(entry, status=CLAIMED, worker=worker, leaseUntil=now + self.lease_ms)
+                # Claimed and its lease expired: its runner died holding it.
+                crashes = int(entry.doc.get("crashes") or 0) + (entry.doc.get("status") == CLAIMED)
+                lease = now + self.lease_ms
+                claimed = self._save(entry, status=CLAIMED, worker=worker, leaseUntil=lease, crashes=crashes)
                 if claimed is not None:
                     return claimed
         return None
+
+    def release(self, entry: Resource) -> None:
+        """Give ``entry`` back (its promotion raised): looked at again after a lease period, not counted
+        as a crash."""
+        self._save(
+            self.store.get(KIND, entry.scope, entry.id) or entry,
+            status=QUEUED,
+            leaseUntil=now_ms() + self.lease_ms,
+        )
 
     def renew(self, entry: Resource) -> Resource | None:
         """``entry`` with its lease pushed on; None when another runner took it over meanwhile."""
