@@ -200,6 +200,27 @@ def test_a_batch_whose_promotion_killed_its_runner_again_and_again_fails_instead
     wait_until(lambda: not list(svc.batch_queue.entries()))
 
 
+def test_a_promotion_that_raised_is_given_back_without_counting_as_a_crash(
+    server: LiveServer, api: ApiClient, dataset_id: str
+) -> None:
+    """The lake away for a while: each failed promotion gives its entry back, so no outage, however
+    long, fails an acknowledged batch; a runner that died holding it (never gave it back) counts."""
+    server.services.batch_promoter.stop()
+    batch_id = create(api, dataset_id)
+    upload(api, batch_id, dataset_id, "people.json", json_lines([person(1)]))
+    assert api.post(f"{IMPORT}/{batch_id}?action=COMPLETE").status_code == 200
+    queue = PromotionQueue(server.services.store, lease_seconds=0.001)
+    for n in range(MAX_CRASHES + 1):
+        claimed = wait_until(lambda n=n: queue.claim_next(f"runner-{n}"), timeout=5, interval=0.005)
+        assert claimed.doc["crashes"] == 0
+        queue.release(claimed)
+    died = wait_until(lambda: queue.claim_next("runner-dies"), timeout=5, interval=0.005)
+    assert wait_until(lambda: queue.claim_next("next"), timeout=5, interval=0.005).doc["crashes"] == 1
+    queue.release(died)  # too late: "next" holds it now, and keeps it
+    [entry] = list(server.services.batch_queue.entries())
+    assert entry.doc["worker"] == "next" and entry.doc["status"] == "claimed"
+
+
 def test_a_gzipped_csv_file_with_dotted_headers_lands(api: ApiClient, dataset_id: str) -> None:
     batch_id = create(api, dataset_id, "csv")
     csv = (

@@ -51,14 +51,15 @@ class BatchPromotions:
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(job, stop), daemon=True)
         renewer.start()
+        promoted = False
         try:
             batch = batchingest.promote(self.services, self.ingestion, job.scope, job.id)
-        except BaseException:
-            self.queue.release(job)
-            raise
+            promoted = True
         finally:
             stop.set()
-            renewer.join()
+            renewer.join()  # before a release: a renewal meanwhile would make it a stale write
+            if not promoted:
+                self.queue.release(job)
         self.queue.done(job)
         if batch is not None:
             log.info("batch %s promoted: %s", job.id, batch.doc.get("status"))

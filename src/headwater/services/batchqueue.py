@@ -73,11 +73,9 @@ class PromotionQueue:
     def release(self, entry: Resource) -> None:
         """Give ``entry`` back (its promotion raised): looked at again after a lease period, not counted
         as a crash."""
-        self._save(
-            self.store.get(KIND, entry.scope, entry.id) or entry,
-            status=QUEUED,
-            leaseUntil=now_ms() + self.lease_ms,
-        )
+        current = self.store.get(KIND, entry.scope, entry.id)
+        if current is not None and current.doc.get("worker") == entry.doc.get("worker"):  # still ours
+            self._save(current, status=QUEUED, leaseUntil=now_ms() + self.lease_ms)
 
     def renew(self, entry: Resource) -> Resource | None:
         """``entry`` with its lease pushed on; None when another runner took it over meanwhile."""
