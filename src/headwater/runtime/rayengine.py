@@ -134,7 +134,7 @@ def _worker_name() -> str:
     """This Ray worker process's name as a partition's holder (``ray:<host>:<pid>:<hex>``)."""
     global _NAME
     if _NAME is None:
-        _NAME = f"ray:{socket.gethostname()}:{os.getpid()}:{new_hex(3)}"
+        _NAME = f"ray:{socket.gethostname()[:40]}:{os.getpid()}:{new_hex(3)}"  # a lease owner: <= 64
     return _NAME
 
 

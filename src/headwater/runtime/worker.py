@@ -64,7 +64,8 @@ class Worker:
         self.services = services
         self.schedule = schedule
         self.streaming = streaming
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_hex(3)}"
+        # A lease owner is at most 64 characters (tables.py): the host name is cut to 40.
+        self.name = name or f"{socket.gethostname()[:40]}:{os.getpid()}:{new_hex(3)}"
         self.settings = services.settings
         self.stop_event = threading.Event()
         self._wake = threading.Event()  # a run was queued in this process, or the worker stops
