@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -195,6 +196,8 @@ def headwater_run(
             "HEADWATER_RAY_ADDRESS": f"127.0.0.1:{free_port()}",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # Ray's own setting: its nodes on 127.0.0.1
             "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "token",  # Ray's token authentication, as docs/configuration.md asks
+            "RAY_AUTH_TOKEN": secrets.token_hex(16),
         }
         temp = Path(tempfile.mkdtemp(prefix="hwray-", dir="/tmp"))  # Ray's socket paths stay short
         head = start_ray(ray_cpus, env, temp)
@@ -219,6 +222,9 @@ def headwater_run(
     parts = services.store.partitions(run.id)
     return {
         "state": doc["state"],
+        "errors": doc.get("metrics", {}).get("statusSummary", {}).get("errors")
+        if doc["state"] == "failed"
+        else None,
         "rows": records["outputRecordCount"],
         "seconds": seconds,
         "partitions": len(parts),
@@ -314,6 +320,9 @@ def main() -> None:
             if args.threads:
                 env["OMP_NUM_THREADS"] = str(args.threads)
             result = headwater_run(services, actor, source.id, env, workers, logs, ray_cpus)
+            if result["state"] != "success":  # the workers' logs of the failed run, before they go
+                for log in sorted(logs.glob(f"run-{len(list(logs.iterdir())) - workers}-*.log")):
+                    print(f"--- {log.name}\n{log.read_text()[:6000]}")
             assert result["state"] == "success" and result["rows"] == args.rows, result
             base = base or result["seconds"]
             print(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -57,6 +58,10 @@ def on_ray(tmp_path: Path) -> Iterator[tuple[Deployment, MetadataStore]]:
                 "HEADWATER_PARTITION_ENGINE": "ray",
                 "HEADWATER_RAY_ADDRESS": f"127.0.0.1:{port}",
                 "RAY_USAGE_STATS_ENABLED": "0",
+                # Ray's token authentication, as docs/configuration.md asks of a deployment's cluster
+                # (and independent of a token a user's ~/.ray may hold)
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": secrets.token_hex(16),
             }
         )
         temp = tempfile.mkdtemp(prefix="hwray-", dir="/tmp")  # Ray's socket paths must stay short

@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headwater.services.ids import new_hex, now_ms
@@ -92,6 +93,11 @@ def connect(settings: Settings) -> Any:
         # 127.0.0.1, not on the machine's address: Ray runs any code sent to it and its token
         # authentication is off by default, so a cluster of one machine stays on loopback.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if settings.ray_address and (token or (Path.home() / ".ray" / "auth_token").is_file()):
+        # As `ray start` does: with a token at hand and no RAY_AUTH_MODE, the cluster requires it, and a
+        # driver that does not send it is refused ("InvalidAuthToken"); Ray's driver does not look.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     with _CONNECT:
