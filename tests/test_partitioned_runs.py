@@ -196,3 +196,21 @@ def test_a_helper_killed_mid_partition_is_redone_by_the_run_owner(
     commits, row_ids = _run_snapshots(Lake(settings), scope, ids["dataset"], run_id)
     assert commits == 1
     assert len(row_ids) == len(set(row_ids)) == files * rows
+
+
+def test_a_partition_whose_workers_died_max_attempts_times_fails_the_run(tmp_path: Path) -> None:
+    from headwater.errors import HeadwaterError
+    from headwater.runtime.partitions import MAX_ATTEMPTS, finished
+    from headwater.services.ids import now_ms
+    from headwater.stores.metadata import RunPartition
+
+    def part(n: int, attempts: int, expired: bool) -> RunPartition:
+        lease = now_ms() + (-1_000 if expired else 60_000)
+        spec = {"files": [f"/data/part-{n}.csv"]}
+        return RunPartition("r1", n, Scope("o", "s"), spec, "running", "w", lease, attempts, None)
+
+    settings = make_settings(tmp_path / "home")
+    assert finished([part(0, MAX_ATTEMPTS - 1, True), part(1, MAX_ATTEMPTS, False)], settings) == []
+    with pytest.raises(HeadwaterError) as caught:
+        finished([part(0, 1, False), part(1, MAX_ATTEMPTS, True)], settings)
+    assert f"started {MAX_ATTEMPTS} times" in caught.value.detail and "part-1.csv" in caught.value.detail

@@ -112,6 +112,15 @@ class RunQueueContract:
         assert done.state == "done" and done.output == {"files": ["f.parquet"]}
         assert store.claim_partition("w3", lease_ms=1_000, now_ms=99_999) is None  # done is never claimed
 
+    def test_a_partition_taken_max_attempts_times_is_not_claimed_again(self, store: MetadataStore) -> None:
+        store.add_partitions("r1", SCOPE, [{"files": ["a"]}])
+        for n in range(3):  # three workers took it and died (their leases expired)
+            taken = store.claim_partition(f"w{n}", lease_ms=1_000, now_ms=n * 2_000, max_attempts=3)
+            assert taken is not None
+        assert store.claim_partition("w9", lease_ms=1_000, now_ms=9_000, max_attempts=3) is None
+        [given_up] = store.partitions("r1")
+        assert given_up.state == "running" and given_up.attempts == 3
+
     def test_concurrent_claims_never_share_a_partition(self, store: MetadataStore) -> None:
         store.add_partitions("r1", SCOPE, [{"n": i} for i in range(20)])
         claimed: list[int] = []

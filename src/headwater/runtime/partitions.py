@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("headwater.runtime")
 
-MAX_ATTEMPTS = 5  # a partition whose worker died this many times fails the run
+MAX_ATTEMPTS = 5  # a partition whose worker died this many times fails the run (never claimed again)
 
 
 def split(settings: Settings, connector: Any, params: dict[str, Any]) -> list[list[str]] | None:
@@ -115,7 +115,9 @@ class PartitionedCopy:
         store, settings = self.services.store, self.services.settings
         lease_ms = int(settings.run_lease_seconds * 1000)
         while True:
-            claimed = store.claim_partition(self.worker, lease_ms, now_ms(), self.run.id)
+            claimed = store.claim_partition(
+                self.worker, lease_ms, now_ms(), self.run.id, max_attempts=MAX_ATTEMPTS
+            )
             if claimed is not None:
                 execute(self.services, claimed, self.worker)
                 continue

@@ -21,7 +21,7 @@ from headwater.errors import HeadwaterError
 from headwater.faults import crash_point
 from headwater.runtime.context import Runtime
 from headwater.runtime.executor import Counters, delta_options, plan_mapping, source_connector, worker_actor
-from headwater.runtime.partitions import _time
+from headwater.runtime.partitions import MAX_ATTEMPTS, _time
 from headwater.services.ids import now_ms
 from headwater.services.runs import FAILED, PARTIAL, SUCCESS
 from headwater.stores.metadata import RunPartition
@@ -33,7 +33,7 @@ log = logging.getLogger("headwater.runtime")
 def run_one(services: Runtime, worker: str) -> bool:
     """Claim and execute one partition of any run; False when there was none to do."""
     lease_ms = int(services.settings.run_lease_seconds * 1000)
-    claimed = services.store.claim_partition(worker, lease_ms, now_ms())
+    claimed = services.store.claim_partition(worker, lease_ms, now_ms(), max_attempts=MAX_ATTEMPTS)
     if claimed is None:
         return False
     execute(services, claimed, worker)

@@ -120,6 +120,7 @@ def execute_partition(run_id: str, part: int) -> bool:
     """A Ray task: claim partition ``part`` of ``run_id`` (waiting while another holds it under a live
     lease), execute it and record its output; True when it is done (here or elsewhere)."""
     from headwater.runtime import partitionwork
+    from headwater.runtime.partitions import MAX_ATTEMPTS
 
     services = _services()
     store, settings = services.store, services.settings
@@ -127,12 +128,14 @@ def execute_partition(run_id: str, part: int) -> bool:
     lease_ms = int(settings.run_lease_seconds * 1000)
     pause = threading.Event()  # never set: a wait with a timeout that is not a sleep
     while True:
-        claimed = store.claim_partition(worker, lease_ms, now_ms(), run_id, part)
+        claimed = store.claim_partition(worker, lease_ms, now_ms(), run_id, part, MAX_ATTEMPTS)
         if claimed is not None:
             return partitionwork.execute(services, claimed, worker)
         current = next((p for p in store.partitions(run_id) if p.part == part), None)
         if current is None or current.state == "done":
             return current is not None
+        if current.attempts >= MAX_ATTEMPTS and (current.lease_expires_at or 0) < now_ms():
+            return False  # given up: the owner fails the run
         pause.wait(settings.worker_poll_seconds)
 
 

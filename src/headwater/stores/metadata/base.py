@@ -328,11 +328,17 @@ class MetadataStore(ABC):
 
     @abstractmethod
     def claim_partition(
-        self, worker: str, lease_ms: int, now_ms: int, run_id: str | None = None, part: int | None = None
+        self,
+        worker: str,
+        lease_ms: int,
+        now_ms: int,
+        run_id: str | None = None,
+        part: int | None = None,
+        max_attempts: int | None = None,
     ) -> RunPartition | None:
         """Atomically take a queued partition (of ``run_id`` only, when given; that one partition, with
-        ``part``), or a running one whose lease expired; oldest run first. Two workers never hold the
-        same partition."""
+        ``part``), or a running one whose lease expired (taken fewer than ``max_attempts`` times, when
+        given); oldest run first. Two workers never hold the same partition."""
 
     @abstractmethod
     def renew_partition(self, run_id: str, part: int, worker: str, until_ms: int) -> bool:

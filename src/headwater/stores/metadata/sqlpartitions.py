@@ -59,9 +59,18 @@ class SqlPartitions:
         return self.partitions(run_id)
 
     def claim_partition(
-        self, worker: str, lease_ms: int, now_ms: int, run_id: str | None = None, part: int | None = None
+        self,
+        worker: str,
+        lease_ms: int,
+        now_ms: int,
+        run_id: str | None = None,
+        part: int | None = None,
+        max_attempts: int | None = None,
     ) -> RunPartition | None:
-        claimable = (_P.state == "queued") | ((_P.state == "running") & (_P.lease_expires_at < now_ms))
+        expired = (_P.state == "running") & (_P.lease_expires_at < now_ms)
+        if max_attempts is not None:
+            expired = expired & (_P.attempts < max_attempts)
+        claimable = (_P.state == "queued") | expired
         if run_id is not None:
             claimable = claimable & (_P.run_id == run_id)
             if part is not None:
