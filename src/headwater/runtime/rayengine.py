@@ -19,7 +19,8 @@ Crashes:
 
 A Ray node runs with the workers' ``HEADWATER_*`` environment: a task reads the metadata store and the
 lake, and opens connections' secrets, as a worker does. No setting or secret travels in a task's
-arguments (they would sit in Ray's object store): the task gets a run id and a partition number.
+arguments (they would sit in Ray's object store): the task gets a run id, a partition number, and the
+class of the owner's services (by reference), which builds a Ray worker process's own from its settings.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def work(copy: PartitionedCopy, on_progress: Callable[[list[dict[str, Any]]], No
     settings, store, run_id = copy.services.settings, copy.services.store, copy.run.id
     ray = connect(settings)
     task = ray.remote(execute_partition).options(max_retries=0, num_cpus=1)
+    # A Ray worker process builds services of its own of the owner's class (the container's, sent by
+    # reference: the runtime never imports the container) from its environment's settings.
+    builder = type(copy.services)
     in_flight: dict[int, Any] = {}  # partition -> its task's ObjectRef
     try:
         while True:
@@ -64,7 +68,7 @@ def work(copy: PartitionedCopy, on_progress: Callable[[list[dict[str, Any]]], No
                 return outputs
             for part in parts:
                 if part.state != "done" and part.part not in in_flight:
-                    in_flight[part.part] = task.remote(run_id, part.part)
+                    in_flight[part.part] = task.remote(builder, run_id, part.part)
             ready, _ = ray.wait(list(in_flight.values()), num_returns=1, timeout=settings.worker_poll_seconds)
             for ref in ready:
                 number = next(n for n, r in in_flight.items() if r == ref)
@@ -116,13 +120,14 @@ def connect(settings: Settings) -> Any:
     return ray
 
 
-def execute_partition(run_id: str, part: int) -> bool:
+def execute_partition(builder: Callable[[Settings], Runtime], run_id: str, part: int) -> bool:
     """A Ray task: claim partition ``part`` of ``run_id`` (waiting while another holds it under a live
-    lease), execute it and record its output; True when it is done (here or elsewhere)."""
+    lease), execute it and record its output; True when it is done (here or elsewhere). ``builder``
+    makes this process's services from its settings, at its first task."""
     from headwater.runtime import partitionwork
     from headwater.runtime.partitions import MAX_ATTEMPTS
 
-    services = _services()
+    services = _services(builder)
     store, settings = services.store, services.settings
     worker = _worker_name()
     lease_ms = int(settings.run_lease_seconds * 1000)
@@ -147,11 +152,10 @@ def _worker_name() -> str:
     return _NAME
 
 
-def _services() -> Runtime:
+def _services(builder: Callable[[Settings], Runtime]) -> Runtime:
     global _SERVICES
     if _SERVICES is None:
-        from headwater.container import Services
         from headwater.settings import Settings
 
-        _SERVICES = Services(Settings())
+        _SERVICES = builder(Settings())
     return _SERVICES  # type: ignore[no-any-return]
