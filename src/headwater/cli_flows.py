@@ -310,3 +310,55 @@ def _print_rows(result: Any, as_json: bool) -> None:
         cells = (json.dumps(v, default=str) if isinstance(v, dict | list) else str(v) for v in row.values())
         out.add_row(*cells)
     Console().print(out)
+
+
+@datasets_app.command("remove-orphans")
+def datasets_remove_orphans(
+    older_than_days: Annotated[
+        float, typer.Option(help="Only files last written longer ago than this (longer than any run).")
+    ] = 3.0,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete them (else only list them).")] = False,
+) -> None:
+    """Find the data files of every dataset of the lake that no snapshot references (left by attempts
+    that never committed, or referenced only by expired snapshots), and with --delete remove them.
+
+    Prints one JSON line per table with orphans; a file younger than --older-than-days is kept (a run
+    may be writing it now). Safe beside running servers and workers: nothing reads such a file.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from headwater.lake.orphans import sweep_table
+    from headwater.services.ids import now_ms
+
+    if older_than_days < 0:
+        console.print("[red]--older-than-days must be 0 or more[/red]")
+        raise typer.Exit(2)
+    services = _services()
+    limit = now_ms() - int(older_than_days * 86_400_000)
+    try:
+        tables = sorted(services.lake.metadata_locations())
+        found = removed_bytes = 0
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=console, transient=not console.is_terminal) as progress:
+            task = progress.add_task("sweeping tables", total=len(tables))
+            for identifier in tables:
+                table = services.lake.catalog.load_table(identifier)
+                sweep = sweep_table(table, limit, remove=delete)
+                progress.advance(task)
+                if sweep.skipped:
+                    console.print(f"[yellow]{'.'.join(identifier)}: {sweep.skipped}[/yellow]")
+                if sweep.orphans:
+                    found += len(sweep.orphans)
+                    removed_bytes += sweep.bytes
+                    line = {
+                        "table": ".".join(identifier),
+                        "orphans": len(sweep.orphans),
+                        "bytes": sweep.bytes,
+                        "deleted": delete,
+                        "files": sweep.orphans,
+                    }
+                    print(json.dumps(line))
+        verb = "deleted" if delete else "found (add --delete to remove them)"
+        console.print(f"{found} orphan data files, {removed_bytes:,} bytes, {verb}")
+    finally:
+        services.close()
