@@ -29,13 +29,9 @@ connector reads local folders).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 from bench.batch import bench_services, generate_csv, profile_flow  # noqa: E402
+from tests.rayhead import ray_env, session, start_head  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 EXE = str(Path(sys.executable).with_name("headwater"))
 LOCAL_FILES = "c79513cd-ceb9-437a-812d-a5b148aceb4c"
@@ -131,46 +129,6 @@ def cpu_seconds(processes: list[subprocess.Popen[bytes]], ray_head: int | None =
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def session(sid: int) -> list[int]:
-    """The processes of session ``sid``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split() if entry.name.isdigit() else []
-        except OSError:
-            continue
-        if fields and int(fields[3]) == sid:
-            pids.append(int(entry.name))
-    return pids
-
-
-def start_ray(cpus: int, env: dict[str, str], temp: Path) -> subprocess.Popen[bytes]:
-    """A Ray head of ``cpus`` CPUs on loopback (at ``env``'s HEADWATER_RAY_ADDRESS), in a session of its
-    own, returned once it accepts a connection."""
-    port = int(env["HEADWATER_RAY_ADDRESS"].rpartition(":")[2])
-    command = [str(Path(EXE).with_name("ray")), "start", "--head", "--block", f"--port={port}"]
-    command += [f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats"]
-    command += ["--object-store-memory=100000000", f"--temp-dir={temp}"]
-    head = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return head
-        except OSError:
-            assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
-            time.sleep(0.1)
-
-
-def stop_ray(head: subprocess.Popen[bytes]) -> None:
-    for pid in session(head.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    head.wait(timeout=30)
-
-
 def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
     for worker in workers:
         worker.terminate()
@@ -190,20 +148,11 @@ def headwater_run(
     flow = profile_flow(services, actor, source_id, FILES_TO_LAKE, "id", ("first_name", "last_name", "email"))
     head = None
     if ray_cpus:
-        env = {
-            **env,
-            "HEADWATER_PARTITION_ENGINE": "ray",
-            "HEADWATER_RAY_ADDRESS": f"127.0.0.1:{free_port()}",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # Ray's own setting: its nodes on 127.0.0.1
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_AUTH_MODE": "token",  # Ray's token authentication, as docs/configuration.md asks
-            "RAY_AUTH_TOKEN": secrets.token_hex(16),
-        }
-        temp = Path(tempfile.mkdtemp(prefix="hwray-", dir="/tmp"))  # Ray's socket paths stay short
-        head = start_ray(ray_cpus, env, temp)
+        env = {**env, **ray_env(free_port())}
+        head = start_head(env, ray_cpus)
     processes = start_workers(workers, env, logs)
     try:
-        cpu = cpu_seconds(processes, head.pid if head else None)
+        cpu = cpu_seconds(processes, head.process.pid if head else None)
         run = services.runs.create_and_queue(actor, {"flowId": flow, "params": {}})
         started = time.perf_counter()
         while True:
@@ -212,12 +161,11 @@ def headwater_run(
                 break
             time.sleep(0.05)
         seconds = time.perf_counter() - started
-        cpu = cpu_seconds(processes, head.pid if head else None) - cpu
+        cpu = cpu_seconds(processes, head.process.pid if head else None) - cpu
     finally:
         stop_workers(processes)
         if head is not None:
-            stop_ray(head)
-            shutil.rmtree(temp, ignore_errors=True)
+            head.stop()
     records = doc["metrics"]["recordSummary"]
     parts = services.store.partitions(run.id)
     return {
@@ -231,12 +179,6 @@ def headwater_run(
         "cores": cpu / seconds,
         "owners": len({p.lease_owner for p in parts}),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

@@ -198,7 +198,7 @@ def test_a_helper_killed_mid_partition_is_redone_by_the_run_owner(
     assert len(row_ids) == len(set(row_ids)) == files * rows
 
 
-def test_a_partition_whose_workers_died_max_attempts_times_fails_the_run(tmp_path: Path) -> None:
+def test_a_partition_whose_workers_died_max_attempts_times_fails_the_run() -> None:
     from headwater.errors import HeadwaterError
     from headwater.runtime.partitions import MAX_ATTEMPTS, finished
     from headwater.services.ids import now_ms
@@ -209,8 +209,7 @@ def test_a_partition_whose_workers_died_max_attempts_times_fails_the_run(tmp_pat
         spec = {"files": [f"/data/part-{n}.csv"]}
         return RunPartition("r1", n, Scope("o", "s"), spec, "running", "w", lease, attempts, None)
 
-    settings = make_settings(tmp_path / "home")
-    assert finished([part(0, MAX_ATTEMPTS - 1, True), part(1, MAX_ATTEMPTS, False)], settings) == []
+    assert finished([part(0, MAX_ATTEMPTS - 1, True), part(1, MAX_ATTEMPTS, False)]) == []
     with pytest.raises(HeadwaterError) as caught:
-        finished([part(0, 1, False), part(1, MAX_ATTEMPTS, True)], settings)
+        finished([part(0, 1, False), part(1, MAX_ATTEMPTS, True)])
     assert f"started {MAX_ATTEMPTS} times" in caught.value.detail and "part-1.csv" in caught.value.detail

@@ -4,14 +4,8 @@ rows land once in one commit; a Ray worker process killed with SIGKILL inside a 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,29 +14,11 @@ import pytest
 from headwater.lake.iceberg import Lake
 from headwater.stores.metadata import MetadataStore, RunPartition, Scope, open_store
 from tests.conftest import make_settings
+from tests.rayhead import ray_env, start_head
 from tests.support import free_port, wait_until
 from tests.test_batch_runs import files_flow
 from tests.test_crash_recovery import Deployment, _deploy, _finished, _start_run
 from tests.test_partitioned_runs import _folder, _run_snapshots
-
-RAY = str(Path(sys.executable).with_name("ray"))
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's own setting: its nodes bind 127.0.0.1
-
-
-def _session(sid: int) -> list[int]:
-    """The processes of session ``sid`` (a Ray head and everything it started: its workers change
-    process group, not session)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rpartition(")")[2].split()
-            if int(fields[3]) == sid:
-                pids.append(int(entry.name))
-    return pids
 
 
 @pytest.fixture
@@ -50,41 +26,14 @@ def on_ray(tmp_path: Path) -> Iterator[tuple[Deployment, MetadataStore]]:
     """A server, a Ray cluster of 2 CPUs started with the workers' environment, and the deployment's
     metadata store; every file of more than one is a partition, executed on Ray."""
     with _deploy(tmp_path) as deployment:
-        port = free_port()
-        deployment.env.update(
-            {
-                **LOOPBACK,
-                "HEADWATER_RUN_PARTITION_BYTES": "1",
-                "HEADWATER_PARTITION_ENGINE": "ray",
-                "HEADWATER_RAY_ADDRESS": f"127.0.0.1:{port}",
-                "RAY_USAGE_STATS_ENABLED": "0",
-                # Ray's token authentication, as docs/configuration.md asks of a deployment's cluster
-                # (and independent of a token a user's ~/.ray may hold)
-                "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN": secrets.token_hex(16),
-            }
-        )
-        temp = tempfile.mkdtemp(prefix="hwray-", dir="/tmp")  # Ray's socket paths must stay short
-        command = [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2"]
-        command += ["--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
-        command += ["--object-store-memory=100000000"]  # tasks return a bool: the minimum is plenty
-        head = subprocess.Popen(
-            command,
-            env=deployment.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        deployment.env.update({**ray_env(free_port()), "HEADWATER_RUN_PARTITION_BYTES": "1"})
+        head = start_head(deployment.env, cpus=2)
         store = open_store(make_settings(deployment.home).resolved_database_url)
         try:
             yield deployment, store
         finally:
             store.close()
-            for pid in _session(head.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            head.wait(timeout=30)
-            shutil.rmtree(temp, ignore_errors=True)
+            head.stop()
 
 
 def _landed_once(deployment: Deployment, store: MetadataStore, dataset_id: str, run_id: str) -> list[object]:

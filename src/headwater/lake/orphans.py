@@ -17,7 +17,6 @@ Listing and deleting go through the table's own file IO (a folder, or S3 with th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,9 +35,7 @@ class Sweep:
     skipped: str | None = None  # why the table was not swept
 
 
-def sweep_table(
-    table: Table, older_than_ms: int, remove: bool, on_file: Callable[[str], None] | None = None
-) -> Sweep:
+def sweep_table(table: Table, older_than_ms: int, remove: bool) -> Sweep:
     """Find (and with ``remove``, delete) ``table``'s orphan data files last modified before
     ``older_than_ms`` (epoch ms)."""
     from pyarrow import fs
@@ -78,6 +75,4 @@ def sweep_table(
         found.bytes += int(info.size or 0)
         if remove:
             filesystem.delete_file(info.path)
-        if on_file is not None:
-            on_file(shown)
     return found

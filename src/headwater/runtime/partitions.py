@@ -122,25 +122,24 @@ class PartitionedCopy:
                 execute(self.services, claimed, self.worker)
                 continue
             parts = store.partitions(self.run.id)
-            done = finished(parts, settings)
+            done = finished(parts)
             on_progress(done)
             if len(done) == len(parts):
                 return done
             self._wait.wait(settings.worker_poll_seconds)
 
 
-def finished(parts: list[RunPartition], settings: Settings) -> list[dict[str, Any]]:
+def finished(parts: list[RunPartition]) -> list[dict[str, Any]]:
     """The outputs of the done partitions of ``parts``, in order. :class:`HeadwaterError` when one
-    failed, or when one was taken :data:`MAX_ATTEMPTS` times and its last attempt died too (a partition
-    that kills whoever reads it, out of memory say, fails the run instead of being redone forever)."""
+    failed, or when one is :func:`given_up` (a partition that kills whoever reads it, out of memory say,
+    fails the run instead of being redone forever)."""
     done = [p.output for p in parts if p.state == "done" and p.output is not None]
     failed = next((o["error"] for o in done if o.get("error")), None)
     if failed is not None:
         raise HeadwaterError(str(failed["message"]), code=str(failed["code"]))
     now = now_ms()
     for part in parts:
-        expired = part.state == "running" and (part.lease_expires_at or 0) < now
-        if expired and part.attempts >= MAX_ATTEMPTS:
+        if given_up(part, now):
             raise HeadwaterError(
                 f"Partition {part.part} of the run ({len(part.spec.get('files', []))} files, the first "
                 f"{part.spec.get('files', ['?'])[0]!r}) was started {part.attempts} times and its worker "
@@ -148,6 +147,13 @@ def finished(parts: list[RunPartition], settings: Settings) -> list[dict[str, An
                 code="HW-1000-500",
             )
     return done
+
+
+def given_up(part: RunPartition, now: int) -> bool:
+    """Whether ``part`` was taken :data:`MAX_ATTEMPTS` times and its last holder died too (its lease
+    expired): no worker claims it again."""
+    expired = part.state == "running" and (part.lease_expires_at or 0) < now
+    return expired and part.attempts >= MAX_ATTEMPTS
 
 
 def count(outputs: list[dict[str, Any]], counters: Counters) -> None:

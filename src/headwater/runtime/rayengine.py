@@ -62,7 +62,7 @@ def work(copy: PartitionedCopy, on_progress: Callable[[list[dict[str, Any]]], No
     try:
         while True:
             parts = store.partitions(run_id)
-            outputs = finished(parts, copy.services.settings)
+            outputs = finished(parts)
             on_progress(outputs)
             if len(outputs) == len(parts):
                 return outputs
@@ -125,7 +125,7 @@ def execute_partition(builder: Callable[[Settings], Runtime], run_id: str, part:
     lease), execute it and record its output; True when it is done (here or elsewhere). ``builder``
     makes this process's services from its settings, at its first task."""
     from headwater.runtime import partitionwork
-    from headwater.runtime.partitions import MAX_ATTEMPTS
+    from headwater.runtime.partitions import MAX_ATTEMPTS, given_up
 
     services = _services(builder)
     store, settings = services.store, services.settings
@@ -139,8 +139,8 @@ def execute_partition(builder: Callable[[Settings], Runtime], run_id: str, part:
         current = next((p for p in store.partitions(run_id) if p.part == part), None)
         if current is None or current.state == "done":
             return current is not None
-        if current.attempts >= MAX_ATTEMPTS and (current.lease_expires_at or 0) < now_ms():
-            return False  # given up: the owner fails the run
+        if given_up(current, now_ms()):
+            return False  # the owner fails the run
         pause.wait(settings.worker_poll_seconds)
 
 

@@ -11,7 +11,7 @@ CONTRACT:
 - :meth:`ObjectFiles.writer` is atomic: readers see the whole file or none. It writes under a hidden name
   beside the key and moves it into place once the writer's block ends (a rename on a disk, a server-side
   copy and delete on S3, whose objects are never appended to); a block that raises leaves nothing.
-- Only a folder can be appended to (:meth:`ObjectFiles.append`, :attr:`ObjectFiles.appendable`).
+- Nothing is appended to: an object is written whole (:attr:`ObjectFiles.appendable` tells a folder).
 - A store that fails raises ``OSError`` (pyarrow's), a missing key ``FileNotFoundError``: callers that
   answer a request turn the first into an ``Unavailable`` of theirs.
 """
@@ -112,15 +112,6 @@ class ObjectFiles:
             raise
         await asyncio.to_thread(block.__exit__, None, None, None)
         return size
-
-    def append(self, key: str) -> pa.NativeFile:
-        """A stream appending to ``key`` (made if missing); folders only (see :attr:`appendable`). The
-        caller closes it."""
-        if not self.appendable:
-            raise NotImplementedError("objects on S3 are written whole: write a new key instead")
-        target = self.location(key)
-        self._parent(target)
-        return self.filesystem.open_append_stream(target)
 
     def _parent(self, target: str) -> None:
         if self.appendable:  # S3 has no folders to make
