@@ -99,12 +99,14 @@ def test_kill_9_at_a_checkpoint_then_restart_delivers_every_record(
 ) -> None:
     d = deployment
     flow, inlet = prepare(d, sink)
-    sink.delay(0.02)
+    # At 50 ms a request the deliveries last 2.5 s or more, so the third checkpoint (one is saved every 0.5 s
+    # while deliveries finish) comes while they run. At 20 ms they could all finish within the second, and
+    # a worker with nothing left to save saves nothing: it never reached the crash point.
+    sink.delay(0.05)
     sink.fail(400, times=3)  # three dead letters, which must not be doubled by the restart
     worker = d.start_worker(fault)
     send_all(d, inlet)
-    wait_until(lambda: worker.poll() is not None, timeout=60)
-    assert worker.returncode == -signal.SIGKILL
+    assert d.wait_exit(worker) == -signal.SIGKILL
     covered = covered_by_checkpoint(d, flow)
     assert covered, "the worker was killed at its third checkpoint: earlier ones were saved"
     d.start_worker()

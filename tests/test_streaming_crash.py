@@ -55,6 +55,8 @@ class StreamingDeployment:
         self.api = ApiClient(self.base, token, creds["apiKey"], creds["orgId"], "prod", creds["tenantId"])
         self.worker: subprocess.Popen[bytes] | None = None
         self.home = home
+        self._workers = 0
+        self._logs: dict[int, Path] = {}
         self._lake: Any = None
         self._scope: Any = None
 
@@ -77,10 +79,25 @@ class StreamingDeployment:
         env = dict(self.env)
         if fault:
             env["HEADWATER_FAULT_POINT"] = fault
-        self.worker = subprocess.Popen(
-            [EXE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self._workers += 1
+        log_path = self.home.parent / f"worker-{self._workers}.log"
+        with log_path.open("wb") as log_file:  # the child keeps its own descriptor
+            self.worker = subprocess.Popen(
+                [EXE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log_file
+            )
+        self._logs[self.worker.pid] = log_path
         return self.worker
+
+    def wait_exit(self, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+        """Wait for ``process`` (a worker this deployment started) to exit; its return code. On timeout the
+        AssertionError carries the end of what the worker logged, so a hang in CI can be read."""
+        try:
+            wait_until(lambda: process.poll() is not None, timeout=timeout)
+        except AssertionError:
+            path = self._logs.get(process.pid)
+            logged = path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
+            raise AssertionError(f"the worker did not exit within {timeout}s; it logged:\n{logged}") from None
+        return process.returncode
 
     def ids(self, dataset_id: str) -> list[str]:
         """The ``_id`` of every row, read in this (test) process from the deployment's lake."""
@@ -193,8 +210,7 @@ def test_kill_9_of_the_worker_at_a_commit_then_restart_lands_every_message_once(
     if fault.endswith(":2"):  # the first commit goes through; the worker dies at the second
         wait_until(lambda: d.ids(pipeline["datasetId"]), timeout=60, interval=0.2)
         sender.send(BATCHES // 3)
-    wait_until(lambda: worker.poll() is not None, timeout=60)
-    assert worker.returncode == -signal.SIGKILL
+    assert d.wait_exit(worker) == -signal.SIGKILL
     d.start_worker()
     sender.send(BATCHES - sender.batches_done)
     assert len(sender.acked) == BATCHES * PER_BATCH
