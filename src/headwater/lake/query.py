@@ -113,9 +113,16 @@ class QueryEngine:
     def __init__(self, limits: QueryLimits | None = None) -> None:
         self.limits = limits or QueryLimits()
 
-    def run(self, sql: str, tables: Mapping[str, TableSource]) -> QueryResult:
-        """Run ``sql`` (one SELECT) with ``tables`` visible by name (case-insensitive); see the module."""
-        return self._run(sql, tables, self._fetch)
+    def run(
+        self,
+        sql: str,
+        tables: Mapping[str, TableSource],
+        setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    ) -> QueryResult:
+        """Run ``sql`` (one SELECT) with ``tables`` visible by name (case-insensitive); see the module.
+        ``setup``, when given, prepares the connection first (the wire endpoint's emulated PostgreSQL
+        catalog: pgwire/catalog.py); it runs before the statement, which is still checked as any."""
+        return self._run(sql, tables, self._fetch, setup)
 
     def describe(self, sql: str, tables: Mapping[str, TableSource]) -> pa.Schema:
         """The Arrow schema of ``sql``'s rows, without reading any (checked and bounded like :meth:`run`)."""
@@ -126,6 +133,7 @@ class QueryEngine:
         sql: str,
         tables: Mapping[str, TableSource],
         fetch: Callable[[duckdb.DuckDBPyConnection, str], T],
+        setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     ) -> T:
         visible = {name.lower(): source for name, source in tables.items()}
         connection = self._connect()
@@ -133,6 +141,8 @@ class QueryEngine:
         scanned: list[_Scannable] = []
         try:
             _check_statement(connection, sql)
+            if setup is not None:
+                setup(connection)
             for name in _referenced_tables(connection, sql):
                 if name in visible:
                     scanned.append(_Scannable(visible[name]))

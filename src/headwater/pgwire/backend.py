@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 import pyarrow as pa
 
 from headwater.errors import HeadwaterError
-from headwater.pgwire.errors import INVALID_AUTHORIZATION, INVALID_CATALOG_NAME, PgError, from_exception
+from headwater.pgwire import catalog
+from headwater.pgwire.errors import (
+    INVALID_AUTHORIZATION,
+    INVALID_CATALOG_NAME,
+    UNDEFINED_TABLE,
+    PgError,
+    from_exception,
+)
+from headwater.pgwire.statements import VERSION
 from headwater.services.catalogsvc import TABLE_TAG
 
 if TYPE_CHECKING:
@@ -81,6 +89,33 @@ class Backend:
     def run(self, login: Login, sql: str) -> QueryResult:
         """One SELECT over the login's sandbox, through the safe engine."""
         return self.queries.run(self.actor(login), sql)
+
+    def catalog(self, login: Login, sql: str, database: str) -> QueryResult:
+        """A query of PostgreSQL's catalog, answered by the emulated catalog of the login's sandbox
+        (pgwire/catalog.py): its tables, with their columns as results describe them."""
+        from headwater.lake.query import QueryError
+
+        actor = self.actor(login)
+        unknown = catalog.unknown_relations(sql)
+        if unknown:
+            raise PgError(
+                UNDEFINED_TABLE,
+                f"{', '.join(unknown)}: not in this endpoint's PostgreSQL catalog, which has "
+                f"{catalog.known_relations()}.",
+            )
+        described: list[tuple[str, pa.Schema | None]] = []
+        for name, source in self.queries.tables(actor).items():
+            try:
+                described.append((name, source.schema()))
+            except QueryError:  # a dataset with no data yet: a table without columns
+                described.append((name, None))
+        rewritten = catalog.rewrite(sql)
+        setup = catalog.setup(rewritten, described, login.org_id, database, VERSION)
+        try:
+            return self.queries.run(actor, rewritten, setup=setup)
+        except QueryError as exc:
+            exc.detail = catalog.plain_names(exc.detail)
+            raise
 
     def tables(self, login: Login) -> pa.Table:
         """Query Service's ``SHOW TABLES``: each dataset of the sandbox that has a table name."""

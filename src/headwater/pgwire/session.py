@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from headwater.pgwire import codec, params
 from headwater.pgwire import types as pgtypes
+from headwater.pgwire.catalog import is_catalog_query
 from headwater.pgwire.codec import Body, ProtocolViolation
 from headwater.pgwire.errors import FEATURE_NOT_SUPPORTED, PROTOCOL_VIOLATION, PgError, from_exception
 from headwater.pgwire.sqltext import split_statements
@@ -28,9 +29,7 @@ from headwater.pgwire.statements import (
     Answer,
     SessionState,
     answer,
-    lists_relations,
     normalize,
-    psql_relations,
 )
 
 if TYPE_CHECKING:
@@ -231,10 +230,8 @@ class Session:
                 "25P02", "current transaction is aborted, commands ignored until end of transaction block"
             )
         assert self.login is not None
-        if text.upper().split() == ["SHOW", "TABLES"] or lists_relations(text):
+        if text.upper().split() == ["SHOW", "TABLES"]:
             table = await self.backend.call(self.backend.tables, self.login)
-            if lists_relations(text):
-                table = psql_relations(table, self.state.user)
             return Answer(f"SELECT {table.num_rows}", table)
         found = answer(text, self.state)
         if found is not None:
@@ -243,7 +240,10 @@ class Session:
                     found.tag = "ROLLBACK"
                 self.transaction = found.transaction
             return found
-        result = await self.backend.call(self.backend.run, self.login, text)
+        if is_catalog_query(text):
+            result = await self.backend.call(self.backend.catalog, self.login, text, self.state.database)
+        else:
+            result = await self.backend.call(self.backend.run, self.login, text)
         found = Answer(f"SELECT {result.table.num_rows}", result.table)
         if result.truncated:
             self.writer.write(

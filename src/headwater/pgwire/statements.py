@@ -1,7 +1,7 @@
 """Statements the endpoint answers itself, before the query engine: what drivers and psql send around
-their queries (``BEGIN``/``COMMIT``, ``SET``, ``SHOW``, ``SELECT version()``), Query Service's
-``SHOW TABLES``, and a clear refusal of PostgreSQL catalog queries (``pg_catalog``,
-``information_schema``: psql's ``\\d`` commands), which would otherwise read DuckDB's own, empty catalog.
+their queries (``BEGIN``/``COMMIT``, ``SET``, ``SHOW``, ``SELECT version()``) and Query Service's
+``SHOW TABLES``. Catalog queries (``pg_catalog``, ``information_schema``: psql's
+``\\d`` commands) go to the emulated catalog (catalog.py).
 
 Everything else goes to the engine, which runs one SELECT (DuckDB's ``DESCRIBE t`` and ``SHOW t``
 included) over the sandbox's tables.
@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from headwater import __version__
-from headwater.pgwire.errors import FEATURE_NOT_SUPPORTED, PgError
+from headwater.pgwire.errors import PgError
 
 SERVER_VERSION = "15.0"
+VERSION = f"PostgreSQL {SERVER_VERSION} (Headwater {__version__} Query Service, DuckDB engine)"
 # Reported at startup and again when a SET changes one (GUC_REPORT parameters of PostgreSQL).
 REPORTED = {
     "server_version": SERVER_VERSION,
@@ -40,11 +41,6 @@ _OTHER_SETTINGS = {
     "statement_timeout": "0",
     "lc_messages": "C",
 }
-_CATALOG = re.compile(
-    r"\b(pg_catalog|information_schema)\s*\.|\bpg_(class|namespace|attribute|type|database|roles|user|"
-    r"settings|tables|views|proc|index|description|extension|constraint|am|matviews|stat_\w+)\b",
-    re.IGNORECASE,
-)
 _LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*", re.DOTALL)
 _SET = re.compile(
     r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(?:(TIME\s+ZONE)|([\w.]+)\s*(?:=|\bTO\b))\s*(.*)$",
@@ -87,32 +83,6 @@ class SessionState:
         return None if key is None else self.settings.get(key, known.get(key))
 
 
-# psql's \dt and \d without a pattern: its "list relations" query, the four columns only (\dt+ asks more).
-_PSQL_LIST_RELATIONS = re.compile(
-    r'^SELECT n\.nspname as "Schema",\s+c\.relname as "Name",.*as "Type",\s+'
-    r'pg_catalog\.pg_get_userbyid\(c\.relowner\) as "Owner"\s+FROM pg_catalog\.pg_class c\s',
-    re.DOTALL,
-)
-
-
-def lists_relations(sql: str) -> bool:
-    """Whether ``sql`` is psql's ``\\dt`` (or ``\\d``) without a pattern, answered as SHOW TABLES."""
-    return _PSQL_LIST_RELATIONS.match(sql) is not None and "OPERATOR(pg_catalog.~)" not in sql
-
-
-def psql_relations(tables: pa.Table, owner: str) -> pa.Table:
-    """SHOW TABLES's rows in the columns psql's ``\\dt`` prints."""
-    names = tables.column("name").to_pylist()
-    return pa.table(
-        {
-            "Schema": ["public"] * len(names),
-            "Name": names,
-            "Type": ["table"] * len(names),
-            "Owner": [owner] * len(names),
-        }
-    )
-
-
 def normalize(sql: str) -> str:
     """The statement without leading comments, surrounding blanks or trailing semicolons."""
     return _LEADING_COMMENTS.sub("", sql, count=1).strip().rstrip(";").strip()
@@ -131,10 +101,7 @@ def answer(sql: str, state: SessionState) -> Answer | None:
         return _set(sql, state)
     if first == "SHOW" and len(words) >= 2:
         return _show(" ".join(words[1:]), state)
-    found = _function_query(sql, state)
-    if found is None:
-        _refuse_catalog(sql)
-    return found
+    return _function_query(sql, state)
 
 
 def _set(sql: str, state: SessionState) -> Answer:
@@ -175,10 +142,7 @@ def _function_query(sql: str, state: SessionState) -> Answer | None:
         return None
     function, called, alias = match.group(1).lower(), match.group(2) is not None, match.group(3)
     values = {
-        "version": (
-            f"PostgreSQL {SERVER_VERSION} (Headwater {__version__} Query Service, DuckDB engine)",
-            True,
-        ),
+        "version": (VERSION, True),
         "current_database": (state.database, True),
         "current_schema": ("public", True),
         "current_user": (state.user, False),
@@ -193,13 +157,3 @@ def _function_query(sql: str, state: SessionState) -> Answer | None:
     if function == "pg_backend_pid":
         return Answer("SELECT 1", pa.table({column: pa.array([0], pa.int32())}))
     return Answer("SELECT 1", pa.table({column: [value]}))
-
-
-def _refuse_catalog(sql: str) -> None:
-    if _CATALOG.search(sql):
-        raise PgError(
-            FEATURE_NOT_SUPPORTED,
-            "PostgreSQL catalog queries (pg_catalog, information_schema, psql's \\d commands) are not "
-            "supported by this endpoint.",
-            hint="SHOW TABLES lists this sandbox's tables; DESCRIBE <table> lists a table's columns.",
-        )

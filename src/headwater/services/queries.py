@@ -9,7 +9,7 @@ loaded; each is read through its Iceberg table's current snapshot. The engine
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -19,6 +19,8 @@ from headwater.services.catalogsvc import TABLE_TAG
 from headwater.services.tenancy import Actor
 
 if TYPE_CHECKING:
+    import duckdb
+
     from headwater.lake.iceberg import Lake
     from headwater.services.catalogsvc import DataSets
     from headwater.settings import Settings
@@ -35,7 +37,12 @@ class Queries:
         self.engine = QueryEngine(QueryLimits.from_settings(settings))
 
     def run(
-        self, actor: Actor, sql: str, dataset_id: str | None = None, aliases: Mapping[str, str] | None = None
+        self,
+        actor: Actor,
+        sql: str,
+        dataset_id: str | None = None,
+        aliases: Mapping[str, str] | None = None,
+        setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     ) -> QueryResult:
         """Run one SELECT; ``dataset_id`` (a dataset of the actor's sandbox) is also the table ``dataset``;
         ``aliases`` (table name -> id of a dataset of the sandbox) are further names of datasets (the
@@ -44,7 +51,7 @@ class Queries:
         Raises NotFound for a ``dataset_id`` outside the sandbox, and QueryError subclasses (400s) for
         SQL that cannot run as written, is refused, or passes a limit.
         """
-        return self.engine.run(sql, self.tables(actor, dataset_id, aliases))
+        return self.engine.run(sql, self.tables(actor, dataset_id, aliases), setup)
 
     def describe(self, actor: Actor, sql: str) -> pa.Schema:
         """The Arrow schema of one SELECT's rows over the actor's sandbox, reading no rows (errors as
