@@ -127,6 +127,8 @@ def test_drivers_read_information_schema_and_pg_catalog(
         # What the emulated catalog does not have is an error that names it, as the caller wrote it.
         with pytest.raises(psycopg.errors.UndefinedTable, match=r"information_schema\.nosuch"):
             conn.execute("SELECT * FROM information_schema.nosuch")
+        with pytest.raises(psycopg.errors.UndefinedTable, match=r"pg_catalog\.pg_nosuch: not in"):
+            conn.execute("SELECT * FROM pg_catalog.pg_nosuch")
         with pytest.raises(psycopg.Error, match="pg_read_file"):
             conn.execute("SELECT pg_catalog.pg_read_file('/etc/passwd')")
         # Still one SELECT, checked as any other.

@@ -23,7 +23,6 @@ from headwater.pgwire import catalog
 from headwater.pgwire.errors import (
     INVALID_AUTHORIZATION,
     INVALID_CATALOG_NAME,
-    UNDEFINED_TABLE,
     PgError,
     from_exception,
 )
@@ -96,13 +95,6 @@ class Backend:
         from headwater.lake.query import QueryError
 
         actor = self.actor(login)
-        unknown = catalog.unknown_relations(sql)
-        if unknown:
-            raise PgError(
-                UNDEFINED_TABLE,
-                f"{', '.join(unknown)}: not in this endpoint's PostgreSQL catalog, which has "
-                f"{catalog.known_relations()}.",
-            )
         described: list[tuple[str, pa.Schema | None]] = []
         for name, source in self.queries.tables(actor).items():
             try:
@@ -110,7 +102,7 @@ class Backend:
             except QueryError:  # a dataset with no data yet: a table without columns
                 described.append((name, None))
         rewritten = catalog.rewrite(sql)
-        setup = catalog.setup(rewritten, described, login.org_id, database, VERSION)
+        setup = catalog.setup(sql, rewritten, described, login.org_id, database, VERSION)
         try:
             return self.queries.run(actor, rewritten, setup=setup)
         except QueryError as exc:

@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from headwater.lake.query import QueryError
 from headwater.pgwire.catalogdata import (
     CATALOG_SCHEMA,
     INFORMATION,
     INFORMATION_SCHEMA,
+    MACRO_READS,
     MACROS,
     RELATIONS,
     rows,
@@ -76,7 +78,8 @@ def _relation_names(ddl: str) -> list[str]:
     return re.findall(r"^(\w+)\(", ddl, re.MULTILINE)
 
 
-_PG_NAMES = frozenset(_relation_names(RELATIONS)) | frozenset(MACROS)
+_PG_RELATIONS = frozenset(_relation_names(RELATIONS))
+_PG_NAMES = _PG_RELATIONS | frozenset(MACROS)
 _IS_NAMES = frozenset(_relation_names(INFORMATION))
 _LITERAL = "\x00{}\x00"
 _ARRAY_LITERAL = re.compile(r"'\{([^{}'\"\\]*)\}'")
@@ -91,17 +94,26 @@ _COLLATE = re.compile(rf"\s+COLLATE\s+(?:{_IDENT}\s*\.\s*)?(?:{_IDENT}|\x00\d+\x
 _CAST = re.compile(rf"::\s*(?:pg_catalog\s*\.\s*)?({_IDENT})(\s*\[\s*\])?", re.IGNORECASE)
 _QUALIFIED = re.compile(rf"\b(pg_catalog|information_schema)\s*\.\s*({_IDENT})", re.IGNORECASE)
 _BARE = re.compile(r"(?<![\w.$])(pg_\w+)\b(?!\s*\.)", re.IGNORECASE)
+_CAST_AS = re.compile(r"\bAS\s+(REG\w+|OID)(\s*\))", re.IGNORECASE)  # CAST(x AS REGCLASS)
+_RENAMED = {"json_build_object": "json_object"}  # PostgreSQL's functions by the engine's names
+_BARE_CALL = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)(?=\s*\()")
 
 
 def rewrite(sql: str) -> str:
     """``sql`` with the catalog's names turned into the emulated catalog's (see the module)."""
     masked, literals = _mask(sql)
+    masked = _QUALIFIED.sub(_qualified, _operators_and_types(masked))
+    masked = _BARE.sub(_bare, masked)
+    masked = _BARE_CALL.sub(_bare_call, masked)
+    return _MASKED.sub(lambda m: _literal(literals[int(m.group(1))]), masked)
+
+
+def _operators_and_types(masked: str) -> str:
+    """PostgreSQL's regular-expression operators, ``COLLATE`` clauses and casts, as the engine has them."""
     masked = _REGEX_OPERATOR.sub(_regex_call, masked)
     masked = _COLLATE.sub("", masked)
     masked = _CAST.sub(_cast, masked)
-    masked = _QUALIFIED.sub(_qualified, masked)
-    masked = _BARE.sub(_bare, masked)
-    return _MASKED.sub(lambda m: _literal(literals[int(m.group(1))]), masked)
+    return _CAST_AS.sub(lambda m: f"AS {_CASTS.get(m.group(1).lower(), m.group(1))}{m.group(2)}", masked)
 
 
 def _literal(text: str) -> str:
@@ -188,9 +200,17 @@ def _bare(match: re.Match[str]) -> str:
 
 
 def unknown_relations(sql: str) -> list[str]:
-    """The ``information_schema`` relations ``sql`` names that the emulated catalog does not have."""
-    named = (m.group(2) for m in _QUALIFIED.finditer(_mask(sql)[0]) if m.group(1).lower() != "pg_catalog")
-    return sorted({f"information_schema.{name}" for name in named if name.lower() not in _IS_NAMES})
+    """The catalog relations ``sql`` names that the emulated catalog does not have (``pg_catalog.x``
+    not called as a function, ``information_schema.x``)."""
+    masked, unknown = _operators_and_types(_mask(sql)[0]), set()
+    for found in _QUALIFIED.finditer(masked):
+        schema, name = found.group(1).lower(), found.group(2)
+        if schema == "information_schema" and name.lower() not in _IS_NAMES:
+            unknown.add(f"information_schema.{name}")
+        called = re.match(r"\s*\(", masked[found.end() :]) is not None
+        if schema == "pg_catalog" and not called and name.lower() not in _PG_RELATIONS:
+            unknown.add(f"pg_catalog.{name}")
+    return sorted(unknown)
 
 
 def known_relations() -> str:
@@ -208,19 +228,48 @@ def plain_names(message: str) -> str:
     return re.sub(rf"\b{INFORMATION_SCHEMA}\.", "information_schema.", message)
 
 
+def _bare_call(match: re.Match[str]) -> str:
+    """A catalog function called without its schema (``format_type(...)``, ``current_database()``)."""
+    name = match.group(1)
+    if name.lower() in _RENAMED:
+        return _RENAMED[name.lower()]
+    return f"{CATALOG_SCHEMA}.{name}" if name.lower() in MACROS else name
+
+
+class UnknownRelation(QueryError):
+    """A catalog relation the emulated catalog does not have (SQLSTATE 42P01 on the wire)."""
+
+
 def setup(
-    sql: str, tables: Sequence[tuple[str, pa.Schema | None]], user: str, database: str, version: str
+    original: str,
+    sql: str,
+    tables: Sequence[tuple[str, pa.Schema | None]],
+    user: str,
+    database: str,
+    version: str,
 ) -> Callable[[duckdb.DuckDBPyConnection], None]:
-    """What fills the emulated catalog on the connection of ``sql`` (rewritten): ``tables`` (name, schema
-    or None when its dataset has no data yet) of the sandbox, ``user`` owning them, in ``database``.
-    Only the relations and functions ``sql`` names are made (and ``pg_type``, which ``format_type``
-    reads): a psql command's few queries each cost milliseconds, not the whole catalog."""
+    """What fills the emulated catalog on the connection of ``sql`` (``original`` rewritten): ``tables``
+    (name, schema or None when its dataset has no data yet) of the sandbox, ``user`` owning them, in
+    ``database``; a relation the catalog does not have is an :class:`UnknownRelation` here.
+    Only the relations and functions ``sql`` names are made (and the relations those functions read): a
+    psql command's few queries each cost milliseconds, not the whole catalog."""
     named = {
         m.group(0).lower() for m in re.finditer(rf"\b(?:{CATALOG_SCHEMA}|{INFORMATION_SCHEMA})\.\w+", sql)
     }
-    named.add(f"{CATALOG_SCHEMA}.pg_type")
+    named |= {
+        f"{CATALOG_SCHEMA}.{MACRO_READS[n.split('.', 1)[1]]}"
+        for n in named
+        if n.split(".", 1)[1] in MACRO_READS
+    }
+
+    unknown = unknown_relations(original)
 
     def fill(connection: duckdb.DuckDBPyConnection) -> None:
+        if unknown:  # here, after the statement was checked: a CREATE is refused as one, first
+            raise UnknownRelation(
+                f"{', '.join(unknown)}: not in this endpoint's PostgreSQL catalog, which has "
+                f"{known_relations()}."
+            )
         for schema, ddl in ((CATALOG_SCHEMA, RELATIONS), (INFORMATION_SCHEMA, INFORMATION)):
             connection.execute(f"CREATE SCHEMA {schema}")
             for definition in re.split(r"\n(?=\w)", ddl.strip()):

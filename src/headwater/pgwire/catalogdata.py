@@ -81,9 +81,13 @@ pg_matviews(schemaname VARCHAR, matviewname VARCHAR, matviewowner VARCHAR, table
 pg_proc(oid BIGINT, proname VARCHAR, pronamespace BIGINT, proowner BIGINT, prolang BIGINT,
   prokind VARCHAR, prosecdef BOOLEAN, proretset BOOLEAN, provolatile VARCHAR, pronargs SMALLINT,
   prorettype BIGINT, proargtypes VARCHAR, prosrc VARCHAR, proacl VARCHAR[])
-pg_index(indexrelid BIGINT, indrelid BIGINT, indnatts SMALLINT, indisunique BOOLEAN,
-  indisprimary BOOLEAN, indisclustered BOOLEAN, indisvalid BOOLEAN, indisreplident BOOLEAN,
-  indkey VARCHAR, indexprs VARCHAR, indpred VARCHAR)
+pg_index(indexrelid BIGINT, indrelid BIGINT, indnatts SMALLINT, indnkeyatts SMALLINT,
+  indisunique BOOLEAN, indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN,
+  indimmediate BOOLEAN, indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN,
+  indisready BOOLEAN, indislive BOOLEAN, indisreplident BOOLEAN, indkey SMALLINT[],
+  indcollation BIGINT[], indclass BIGINT[], indoption SMALLINT[], indexprs VARCHAR, indpred VARCHAR)
+pg_opclass(oid BIGINT, opcmethod BIGINT, opcname VARCHAR, opcnamespace BIGINT, opcowner BIGINT,
+  opcfamily BIGINT, opcintype BIGINT, opcdefault BOOLEAN, opckeytype BIGINT)
 pg_attrdef(oid BIGINT, adrelid BIGINT, adnum SMALLINT, adbin VARCHAR)
 pg_collation(oid BIGINT, collname VARCHAR, collnamespace BIGINT, collowner BIGINT,
   collprovider VARCHAR, collisdeterministic BOOLEAN, collencoding INTEGER, collcollate VARCHAR,
@@ -146,6 +150,26 @@ routines(specific_catalog VARCHAR, specific_schema VARCHAR, specific_name VARCHA
   data_type VARCHAR)
 """
 
+_SETTINGS = {  # what current_setting() answers in a catalog query; other names are NULL
+    "default_table_access_method": "heap",
+    "server_version": "15.0",
+    "server_version_num": "150000",
+    "server_encoding": "UTF8",
+    "client_encoding": "UTF8",
+    "search_path": "public",
+    "standard_conforming_strings": "on",
+    "integer_datetimes": "on",
+    "max_identifier_length": "63",
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, MDY",
+    "transaction_read_only": "on",
+}
+_SETTING = (
+    "CASE lower(n) "
+    + " ".join(f"WHEN '{k.lower()}' THEN '{v}'" for k, v in _SETTINGS.items())
+    + " ELSE NULL::VARCHAR END"
+)
+
 # Catalog functions: name -> the macro's parameter lists and bodies ({user} and {database} filled in).
 MACROS: dict[str, str] = {
     "pg_get_userbyid": "(role) AS {user}",
@@ -185,6 +209,20 @@ MACROS: dict[str, str] = {
     "pg_is_in_recovery": "() AS false",
     "pg_postmaster_start_time": "() AS TIMESTAMPTZ '2026-01-01 00:00:00+00'",
     "version": "() AS {version}",
+    "pg_get_serial_sequence": "(t, c) AS NULL::VARCHAR",
+    "pg_collation_is_visible": "(o) AS true",
+    "pg_opclass_is_visible": "(o) AS true",
+    "current_setting": f"(n) AS {_SETTING}, (n, missing_ok) AS {_SETTING}",
+    "to_regtype": f"(n) AS (SELECT oid FROM {CATALOG_SCHEMA}.pg_type WHERE typname = n)",
+    "to_regclass": f"(n) AS (SELECT oid FROM {CATALOG_SCHEMA}.pg_class WHERE relname = n)",
+    "to_regnamespace": f"(n) AS (SELECT oid FROM {CATALOG_SCHEMA}.pg_namespace WHERE nspname = n)",
+}
+# The relations a function's macro reads: made whenever the function is.
+MACRO_READS = {
+    "format_type": "pg_type",
+    "to_regtype": "pg_type",
+    "to_regclass": "pg_class",
+    "to_regnamespace": "pg_namespace",
 }
 
 

@@ -53,6 +53,10 @@ def from_exception(exc: BaseException) -> PgError:
 
     if isinstance(exc, PgError):
         return exc
+    from headwater.pgwire.catalog import UnknownRelation
+
+    if isinstance(exc, UnknownRelation):
+        return PgError(UNDEFINED_TABLE, exc.detail)
     if isinstance(exc, QueryLimitExceeded):
         return PgError("54000", exc.detail)  # program_limit_exceeded
     if isinstance(exc, QueryError):

@@ -119,8 +119,19 @@ def _set(sql: str, state: SessionState) -> Answer:
     return Answer("SET", reported={canonical: value} if canonical in REPORTED else {})
 
 
+# SHOW's multi-word names (SQL's spellings), as PostgreSQL answers them: the setting they name.
+_SHOW_ALIASES = {
+    "TRANSACTION ISOLATION LEVEL": "transaction_isolation",
+    "TIME ZONE": "TimeZone",
+    "SESSION AUTHORIZATION": "session_authorization",
+}
+
+
 def _show(name: str, state: SessionState) -> Answer | None:
     key = name.strip().strip('"')
+    key = _SHOW_ALIASES.get(" ".join(key.upper().split()), key)
+    if key == "session_authorization":
+        return Answer("SHOW", pa.table({key: [state.user]}))
     if key.upper() == "ALL":
         names = sorted({*REPORTED, *_OTHER_SETTINGS, *state.settings}, key=str.lower)
         values = [state.value(n) or "" for n in names]
