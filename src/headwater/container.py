@@ -67,6 +67,7 @@ class Services:
         from headwater.services.merge_policies import MergePolicies
         from headwater.services.plans import Plans
         from headwater.services.queries import Queries
+        from headwater.services.queryaccel import AcceleratedStore
         from headwater.services.runs import Batches, Runs
         from headwater.services.schemas import SchemaRegistry
         from headwater.services.streaming import Streams
@@ -91,6 +92,7 @@ class Services:
         self.runs = Runs(store, self.flows)
         self.batches = Batches(store)
         self.queries = Queries(settings, store, self.datasets, self.lake)
+        self.queries.accelerated = AcceleratedStore(store, self.merge_policies, self.namespaces)
         self.iceberg_catalog = IcebergCatalog(store, self.datasets, self.lake)
         # A deleted dataset's table goes with it (after the metadata commit), not left behind as orphan files.
         self.datasets.on_deleted(lambda actor, dataset: self.lake.drop(actor.scope, dataset.id))

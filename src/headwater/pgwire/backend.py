@@ -27,6 +27,7 @@ from headwater.pgwire.errors import (
     from_exception,
 )
 from headwater.pgwire.statements import VERSION
+from headwater.services import access
 from headwater.services.catalogsvc import TABLE_TAG
 
 if TYPE_CHECKING:
@@ -81,7 +82,10 @@ class Backend:
 
     def actor(self, login: Login) -> Actor:
         try:
-            return self.authenticator.token_actor(login.token, login.org_id, login.sandbox)
+            actor = self.authenticator.token_actor(login.token, login.org_id, login.sandbox)
+            # As the Query Service API: reading datasets through queries needs manage-queries.
+            actor.require(access.MANAGE_QUERIES, "querying over the PostgreSQL endpoint")
+            return actor
         except HeadwaterError as exc:
             raise from_exception(exc) from exc
 

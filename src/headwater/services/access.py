@@ -160,6 +160,8 @@ ROUTES: Mapping[str, str] = {
     **_crud(QUERIES, MANAGE_QUERIES),
     **_crud(f"{QUERY_TEMPLATES}", MANAGE_QUERIES, ("PUT", "DELETE")),
     f"GET {QUERIES}/{{ident}}/results": MANAGE_QUERIES,  # the rows are the datasets' data
+    # The PostgreSQL endpoint's credentials: it asks for manage-queries too (pgwire/backend.py).
+    "GET /data/foundation/query/connection_parameters": MANAGE_QUERIES,
 }
 
 

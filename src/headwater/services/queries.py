@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from headwater.lake.query import QueryEngine, QueryError, QueryLimits, QueryResult, TableSource
 from headwater.services.catalogsvc import TABLE_TAG
+from headwater.services.queryaccel import AcceleratedStore, combined
 from headwater.services.tenancy import Actor
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class Queries:
         self.datasets = datasets
         self.lake = lake
         self.engine = QueryEngine(QueryLimits.from_settings(settings))
+        # AEP's Query Accelerated Store dimensions (services/queryaccel.py), set by the container.
+        self.accelerated: AcceleratedStore | None = None
 
     def run(
         self,
@@ -51,7 +54,8 @@ class Queries:
         Raises NotFound for a ``dataset_id`` outside the sandbox, and QueryError subclasses (400s) for
         SQL that cannot run as written, is refused, or passes a limit.
         """
-        return self.engine.run(sql, self.tables(actor, dataset_id, aliases), setup)
+        accelerated = self.accelerated.setup(actor, sql) if self.accelerated is not None else None
+        return self.engine.run(sql, self.tables(actor, dataset_id, aliases), combined(setup, accelerated))
 
     def describe(self, actor: Actor, sql: str) -> pa.Schema:
         """The Arrow schema of one SELECT's rows over the actor's sandbox, reading no rows (errors as

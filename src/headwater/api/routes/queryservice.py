@@ -11,6 +11,7 @@ DELETE 202 ``{"message", "statusCode"}``. Permissions are in services/queryservi
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 
@@ -18,6 +19,7 @@ from headwater.api.responses import JSONResponse, json_body
 from headwater.container import services
 from headwater.edge import calls
 from headwater.edge.auth import platform_actor
+from headwater.errors import NotFound
 from headwater.services.queryservice import BASE, QueryJobs
 from headwater.services.querytemplates import BASE as TEMPLATES
 from headwater.services.querytemplates import QueryTemplates
@@ -166,3 +168,36 @@ async def delete_template(
 ) -> JSONResponse:
     answer = await calls.write(services(request), _templates(request).remove, actor, ident)
     return JSONResponse(answer, status_code=202)
+
+
+@router.get(
+    "/data/foundation/query/connection_parameters",
+    tags=[TAG],
+    summary="Connection parameters of the PostgreSQL wire endpoint (psql, psycopg, BI tools)",
+)
+async def connection_parameters(request: Request, actor: Actor = Depends(platform_actor)) -> JSONResponse:
+    """AEP's answer: the sandbox's database, the endpoint's host and port, and a password. The password is
+    the caller's own access token (the endpoint's password is an access token), so it lasts as long as
+    that token; ``compressedToken`` is the same token (Headwater has no shorter form)."""
+    settings = services(request).settings
+    if settings.pgwire_port is None:
+        raise NotFound(
+            "The PostgreSQL wire endpoint is off on this server: set HEADWATER_PGWIRE_PORT.",
+            code="QRY-1404-404",
+        )
+    public = urlsplit(settings.public_url).hostname if settings.public_url else None
+    wildcard = settings.pgwire_host in ("0.0.0.0", "::", "")
+    host = public or (request.url.hostname if wildcard else settings.pgwire_host) or settings.pgwire_host
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    return JSONResponse(
+        {
+            "username": actor.org.id,
+            "dbName": f"{actor.sandbox.name}:all",
+            "host": host,
+            "version": 1,
+            "port": settings.pgwire_port,
+            "token": token,
+            "compressedToken": token,
+            "websocketHost": host,
+        }
+    )
