@@ -41,6 +41,7 @@ from headwater.pgwire.catalogdata import (
     RELATIONS,
     rows,
 )
+from headwater.pgwire.sqltext import quoted_end
 
 if TYPE_CHECKING:
     import duckdb
@@ -132,7 +133,7 @@ def _mask(sql: str) -> tuple[str, list[str]]:
         ch = sql[i]
         if ch in "'\"":
             escapes = ch == "'" and i > 0 and sql[i - 1] in "eE" and _word_start(sql, i - 1)
-            end = _quoted_end(sql, i, ch, escapes)
+            end = quoted_end(sql, i, ch, escapes)
             start = i - 1 if escapes else i
             if escapes:
                 out.pop()  # the E of E'...' belongs to the literal
@@ -155,20 +156,6 @@ def _mask(sql: str) -> tuple[str, list[str]]:
 
 def _word_start(sql: str, at: int) -> bool:
     return at == 0 or not (sql[at - 1].isalnum() or sql[at - 1] == "_")
-
-
-def _quoted_end(sql: str, i: int, quote: str, escapes: bool = False) -> int:
-    i += 1
-    while i < len(sql):
-        if sql[i] == quote:
-            if sql.startswith(quote * 2, i):
-                i += 2
-                continue
-            return i + 1
-        if escapes and sql[i] == "\\" and i + 1 < len(sql):
-            i += 1  # in E'...', an escaped quote does not end it
-        i += 1
-    return i
 
 
 def _regex_call(match: re.Match[str]) -> str:

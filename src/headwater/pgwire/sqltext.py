@@ -36,7 +36,7 @@ def _scan(sql: str) -> list[tuple[int, int, int]]:
     while i < size:
         ch = sql[i]
         if ch in "'\"":
-            i = _skip_quoted(sql, i, ch)
+            i = quoted_end(sql, i, ch)
         elif sql.startswith("--", i):
             end = sql.find("\n", i)
             i = size if end < 0 else end + 1
@@ -53,7 +53,9 @@ def _scan(sql: str) -> list[tuple[int, int, int]]:
     return found
 
 
-def _skip_quoted(sql: str, i: int, quote: str) -> int:
+def quoted_end(sql: str, i: int, quote: str, escapes: bool = False) -> int:
+    """Where the quoted text that opens at ``i`` ends (past its closing quote; doubled quotes are part
+    of it, and with ``escapes``, as in ``E'...'``, so is a backslash-escaped one)."""
     i += 1
     while i < len(sql):
         if sql[i] == quote:
@@ -61,6 +63,8 @@ def _skip_quoted(sql: str, i: int, quote: str) -> int:
                 i += 2
                 continue
             return i + 1
+        if escapes and sql[i] == "\\" and i + 1 < len(sql):
+            i += 1
         i += 1
     return i
 
