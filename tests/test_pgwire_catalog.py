@@ -82,6 +82,8 @@ def test_psql_describes_a_table_and_lists_what_the_sandbox_has(
         "(1 row)",
     ]
     assert _lines(live, token, database, "\\l")[2].split("|")[:3] == [database, user, "UTF8"]
+    assert _lines(live, token, database, "\\l+")[2].split("|")[:3] == [database, user, "UTF8"]
+    assert _lines(live, token, database, "\\du")[2].split("|")[0] == user
     for command in ("\\dv", "\\dm", "\\di", "\\ds", "\\dE"):  # psql says so on stderr
         done = _psql(live, token, database, "-v", "ON_ERROR_STOP=1", "-c", command)
         assert (done.returncode, done.stderr) == (0, "Did not find any relations.\n"), command

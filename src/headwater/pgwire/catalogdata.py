@@ -72,6 +72,7 @@ pg_database(oid BIGINT, datname VARCHAR, datdba BIGINT, encoding INTEGER, datloc
 pg_roles(oid BIGINT, rolname VARCHAR, rolsuper BOOLEAN, rolinherit BOOLEAN, rolcreaterole BOOLEAN,
   rolcreatedb BOOLEAN, rolcanlogin BOOLEAN, rolreplication BOOLEAN, rolconnlimit INTEGER,
   rolpassword VARCHAR, rolvaliduntil TIMESTAMPTZ, rolbypassrls BOOLEAN, rolconfig VARCHAR[])
+pg_auth_members(roleid BIGINT, member BIGINT, grantor BIGINT, admin_option BOOLEAN)
 pg_am(oid BIGINT, amname VARCHAR, amhandler VARCHAR, amtype VARCHAR)
 pg_tables(schemaname VARCHAR, tablename VARCHAR, tableowner VARCHAR, tablespace VARCHAR,
   hasindexes BOOLEAN, hasrules BOOLEAN, hastriggers BOOLEAN, rowsecurity BOOLEAN)
@@ -119,7 +120,7 @@ pg_settings(name VARCHAR, setting VARCHAR, unit VARCHAR, category VARCHAR, short
 pg_enum(oid BIGINT, enumtypid BIGINT, enumsortorder REAL, enumlabel VARCHAR)
 pg_range(rngtypid BIGINT, rngsubtype BIGINT)
 pg_event_trigger(oid BIGINT, evtname VARCHAR, evtevent VARCHAR, evtowner BIGINT, evtfoid BIGINT,
-  evtenabled VARCHAR)
+  evtenabled VARCHAR, evttags VARCHAR[])
 pg_sequence(seqrelid BIGINT, seqtypid BIGINT, seqstart BIGINT, seqincrement BIGINT, seqmax BIGINT,
   seqmin BIGINT, seqcache BIGINT, seqcycle BOOLEAN)
 """
@@ -196,6 +197,9 @@ MACROS: dict[str, str] = {
     "pg_table_size": "(o) AS NULL::BIGINT",
     "pg_total_relation_size": "(o) AS NULL::BIGINT",
     "pg_indexes_size": "(o) AS NULL::BIGINT",
+    "pg_database_size": "(d) AS NULL::BIGINT",
+    "pg_has_role": "(r, p) AS false, (u, r, p) AS false",
+    "pg_tablespace_location": "(o) AS ''",
     "pg_size_pretty": "(n) AS CASE WHEN n IS NULL THEN NULL ELSE CAST(n AS VARCHAR) || ' bytes' END",
     "array_upper": "(a, d) AS len(a)",
     "array_lower": "(a, d) AS CASE WHEN len(a) > 0 THEN 1 END",
@@ -236,6 +240,10 @@ def rows(
         f"{pg}.pg_namespace": [dict(oid=oid, nspname=name, nspowner=ROLE) for oid, name in namespaces],
         f"{pg}.pg_database": [_database(database)],
         f"{pg}.pg_roles": [_role(user)],
+        f"{pg}.pg_tablespace": [
+            dict(oid=1663, spcname="pg_default", spcowner=ROLE),
+            dict(oid=1664, spcname="pg_global", spcowner=ROLE),
+        ],
         f"{pg}.pg_am": [dict(oid=2, amname="heap", amhandler="heap_tableam_handler", amtype="t")],
         f"{pg}.pg_type": [_type(oid, *described) for oid, described in TYPES.items()],
         f"{info}.schemata": [
