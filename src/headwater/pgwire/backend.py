@@ -99,13 +99,14 @@ class Backend:
         from headwater.lake.query import QueryError
 
         actor = self.actor(login)
+        rewritten = catalog.rewrite(sql)
+        columns = catalog.reads_columns(rewritten)  # else no table's metadata is loaded (\dt, \dn, \l)
         described: list[tuple[str, pa.Schema | None]] = []
         for name, source in self.queries.tables(actor).items():
             try:
-                described.append((name, source.schema()))
+                described.append((name, source.schema() if columns else None))
             except QueryError:  # a dataset with no data yet: a table without columns
                 described.append((name, None))
-        rewritten = catalog.rewrite(sql)
         setup = catalog.setup(sql, rewritten, described, login.org_id, database, VERSION)
         try:
             return self.queries.run(actor, rewritten, setup=setup)

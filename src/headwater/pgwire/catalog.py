@@ -209,6 +209,17 @@ def known_relations() -> str:
     )
 
 
+def reads_columns(rewritten: str) -> bool:
+    """Whether the rewritten statement reads the tables' columns (``pg_attribute``,
+    ``information_schema.columns``, ``relnatts``): only then are the tables' schemas loaded."""
+    return _READS_COLUMNS.search(rewritten) is not None
+
+
+_READS_COLUMNS = re.compile(
+    rf"\b{CATALOG_SCHEMA}\.pg_attribute\b|\b{INFORMATION_SCHEMA}\.columns\b|\brelnatts\b", re.IGNORECASE
+)
+
+
 def plain_names(message: str) -> str:
     """An engine's message about a rewritten statement, with the catalog's names as the caller wrote them."""
     message = re.sub(rf"\b{CATALOG_SCHEMA}\.", "pg_catalog.", message)
