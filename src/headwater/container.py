@@ -91,8 +91,8 @@ class Services:
         self.flows = Flows(store, specs, self.streams, settings, box, self.mapping_sets)
         self.runs = Runs(store, self.flows)
         self.batches = Batches(store)
-        self.queries = Queries(settings, store, self.datasets, self.lake)
-        self.queries.accelerated = AcceleratedStore(store, self.merge_policies, self.namespaces)
+        accelerated = AcceleratedStore(store, self.merge_policies, self.namespaces)
+        self.queries = Queries(settings, store, self.datasets, self.lake, accelerated)
         self.iceberg_catalog = IcebergCatalog(store, self.datasets, self.lake)
         # A deleted dataset's table goes with it (after the metadata commit), not left behind as orphan files.
         self.datasets.on_deleted(lambda actor, dataset: self.lake.drop(actor.scope, dataset.id))

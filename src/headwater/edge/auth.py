@@ -100,7 +100,7 @@ class Authenticator:
         """The actor of a platform call, with its organization and sandbox, authorized for the route."""
         if "authorization" not in request.headers and COOKIE in request.cookies:
             return self._console_actor(request)
-        token = _bearer(request)
+        token = bearer_token(request)
         claims = self.tokens.verify(token)
         if claims is None:
             raise Unauthenticated(
@@ -229,7 +229,8 @@ def _inside(host: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
     return address is not None and any(address in n for n in networks if n.version == address.version)
 
 
-def _bearer(request: Request) -> str:
+def bearer_token(request: Request) -> str:
+    """The request's bearer access token; Unauthenticated (401 naming the header) without one."""
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated(

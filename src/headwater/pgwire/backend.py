@@ -101,15 +101,16 @@ class Backend:
         actor = self.actor(login)
         rewritten = catalog.rewrite(sql)
         columns = catalog.reads_columns(rewritten)  # else no table's metadata is loaded (\dt, \dn, \l)
+        tables = self.queries.tables(actor)
         described: list[tuple[str, pa.Schema | None]] = []
-        for name, source in self.queries.tables(actor).items():
+        for name, source in tables.items():
             try:
                 described.append((name, source.schema() if columns else None))
             except QueryError:  # a dataset with no data yet: a table without columns
                 described.append((name, None))
         setup = catalog.setup(sql, rewritten, described, login.org_id, database, VERSION)
         try:
-            return self.queries.run(actor, rewritten, setup=setup)
+            return self.queries.run(actor, rewritten, setup=setup, tables=tables)  # loaded once
         except QueryError as exc:
             exc.detail = catalog.plain_names(exc.detail)
             raise

@@ -31,13 +31,19 @@ if TYPE_CHECKING:
 class Queries:
     """Runs a caller's SQL over the datasets of the caller's sandbox."""
 
-    def __init__(self, settings: Settings, store: MetadataStore, datasets: DataSets, lake: Lake) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: MetadataStore,
+        datasets: DataSets,
+        lake: Lake,
+        accelerated: AcceleratedStore | None = None,
+    ) -> None:
         self.store = store
         self.datasets = datasets
         self.lake = lake
         self.engine = QueryEngine(QueryLimits.from_settings(settings))
-        # AEP's Query Accelerated Store dimensions (services/queryaccel.py), set by the container.
-        self.accelerated: AcceleratedStore | None = None
+        self.accelerated = accelerated  # AEP's Query Accelerated Store dimensions (services/queryaccel.py)
 
     def run(
         self,
@@ -46,16 +52,20 @@ class Queries:
         dataset_id: str | None = None,
         aliases: Mapping[str, str] | None = None,
         setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        tables: Mapping[str, TableSource] | None = None,
     ) -> QueryResult:
         """Run one SELECT; ``dataset_id`` (a dataset of the actor's sandbox) is also the table ``dataset``;
         ``aliases`` (table name -> id of a dataset of the sandbox) are further names of datasets (the
-        Data Cloud Query API's ``<table>__dll``, services/data360/queryapi.py).
+        Data Cloud Query API's ``<table>__dll``, services/data360/queryapi.py). ``setup`` prepares the
+        engine's connection first (pgwire/catalog.py); ``tables`` are :meth:`tables` of the actor when the
+        caller has them already (their Iceberg metadata is then loaded once).
 
         Raises NotFound for a ``dataset_id`` outside the sandbox, and QueryError subclasses (400s) for
         SQL that cannot run as written, is refused, or passes a limit.
         """
         accelerated = self.accelerated.setup(actor, sql) if self.accelerated is not None else None
-        return self.engine.run(sql, self.tables(actor, dataset_id, aliases), combined(setup, accelerated))
+        visible = tables if tables is not None else self.tables(actor, dataset_id, aliases)
+        return self.engine.run(sql, visible, combined(setup, accelerated))
 
     def describe(self, actor: Actor, sql: str) -> pa.Schema:
         """The Arrow schema of one SELECT's rows over the actor's sandbox, reading no rows (errors as

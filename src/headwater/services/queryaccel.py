@@ -88,6 +88,7 @@ class AcceleratedStore:
     def tables(self, actor: Actor) -> dict[str, pa.Table]:
         policies = self.merge_policies.all(actor)
         keys = {policy["id"]: number for number, policy in enumerate(policies, start=1)}
+        namespaces = self.namespaces.list_all(actor)
         rows: dict[str, list[dict[str, Any]]] = {
             "adwh_dim_merge_policies": [
                 {
@@ -102,7 +103,7 @@ class AcceleratedStore:
             "adwh_dim_namespaces": [
                 {"NAMESPACE_ID": n["id"], "NAMESPACE_DESCRIPTION": n["code"], "MERGE_POLICY_ID": key}
                 for key in keys.values()
-                for n in self.namespaces.list_all(actor)
+                for n in namespaces
             ],
             "adwh_dim_segments": [],
         }

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from headwater.api.responses import JSONResponse, json_body
 from headwater.container import services
 from headwater.edge import calls
-from headwater.edge.auth import platform_actor
+from headwater.edge.auth import bearer_token, platform_actor
 from headwater.errors import NotFound
 from headwater.services.queryservice import BASE, QueryJobs
 from headwater.services.querytemplates import BASE as TEMPLATES
@@ -188,7 +188,7 @@ async def connection_parameters(request: Request, actor: Actor = Depends(platfor
     public = urlsplit(settings.public_url).hostname if settings.public_url else None
     wildcard = settings.pgwire_host in ("0.0.0.0", "::", "")
     host = public or (request.url.hostname if wildcard else settings.pgwire_host) or settings.pgwire_host
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    token = bearer_token(request)  # a console session has none to hand out: 401, as any API call
     return JSONResponse(
         {
             "username": actor.org.id,
